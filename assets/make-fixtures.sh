@@ -1,0 +1,148 @@
+#!/usr/bin/env bash
+# Makes ffarm's test media with FFmpeg's own command-line tools.
+#
+#   assets/make-fixtures.sh [DIR]          test fixtures (default DIR: target/fixtures)
+#   assets/make-fixtures.sh --bench [DIR]  the larger benchmark inputs (default DIR: target/bench-media)
+#
+# Nothing made here is committed. The output is cached: a stamp holding this script's hash
+# marks a complete set, so a second run returns at once; a changed script remakes everything.
+# Concurrent callers (parallel test processes) serialise on a lock file.
+set -euo pipefail
+
+mode=test
+if [ "${1:-}" = "--bench" ]; then
+  mode=bench
+  shift
+fi
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/.." && pwd)
+if [ "$mode" = bench ]; then
+  out=${1:-$root/target/bench-media}
+else
+  out=${1:-$root/target/fixtures}
+fi
+mkdir -p "$out"
+out=$(cd "$out" && pwd)
+
+command -v ffmpeg >/dev/null || {
+  echo "make-fixtures: ffmpeg is not installed (run ./dev.sh setup)" >&2
+  exit 1
+}
+
+stamp="$out/.stamp"
+want="$mode $(sha256sum "$0" | cut -d' ' -f1)"
+
+exec 9>"$out/.lock"
+flock 9
+if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+  exit 0
+fi
+rm -f "$stamp"
+
+ff() { ffmpeg -nostdin -hide_banner -loglevel error -y "$@"; }
+# Deterministic sources: a moving test card and tones.
+video() { echo "testsrc2=size=$1:rate=$2:duration=$3"; }
+tone() { echo "sine=frequency=$1:sample_rate=${3:-48000}:duration=$2"; }
+x264=(-c:v libx264 -preset ultrafast -crf 28)
+aac=(-c:a aac -b:a 96k)
+
+if [ "$mode" = bench ]; then
+  # 1080p30, 10 seconds, H.264 High + stereo AAC: the input every engine benchmark uses.
+  ff -f lavfi -i "$(video 1920x1080 30 10)" -f lavfi -i "$(tone 440 10)" \
+    -c:v libx264 -preset medium -crf 20 -pix_fmt yuv420p -ac 2 "${aac[@]}" \
+    -movflags +faststart "$out/bench_1080p.mp4"
+  # One-second 640x360 clips: the per-job overhead benchmark.
+  ff -f lavfi -i "$(video 640x360 30 1)" -f lavfi -i "$(tone 440 1)" \
+    "${x264[@]}" -pix_fmt yuv420p -ac 2 "${aac[@]}" "$out/clip_1s.mp4"
+  echo "$want" >"$stamp"
+  exit 0
+fi
+
+v="$out/valid"
+m="$out/malformed"
+mkdir -p "$v" "$m"
+
+# --- valid inputs: varied codecs, containers and shapes --------------------------------
+ff -f lavfi -i "$(video 640x360 30 2)" -f lavfi -i "$(tone 440 2)" \
+  "${x264[@]}" -pix_fmt yuv420p -ac 2 "${aac[@]}" -movflags +faststart "$v/h264_aac.mp4"
+ff -f lavfi -i "$(video 1920x1080 25 2)" -f lavfi -i "$(tone 440 2)" \
+  "${x264[@]}" -pix_fmt yuv420p -ac 2 "${aac[@]}" "$v/h264_aac_1080p.mp4"
+ff -f lavfi -i "$(video 640x360 30 2)" -f lavfi -i "$(tone 330 2)" \
+  -c:v libx265 -preset ultrafast -x265-params log-level=error -ac 2 "${aac[@]}" "$v/hevc_aac.mkv"
+ff -f lavfi -i "$(video 640x360 30 2)" -f lavfi -i "$(tone 550 2)" \
+  -c:v libvpx-vp9 -deadline realtime -cpu-used 8 -b:v 500k -ac 2 -c:a libopus -b:a 64k "$v/vp9_opus.webm"
+ff -f lavfi -i "$(video 320x180 30 2)" -f lavfi -i "$(tone 550 2)" \
+  -c:v libsvtav1 -preset 12 -crf 45 -ac 2 -c:a libopus -b:a 64k "$v/av1_opus.mkv"
+# Interlaced PAL, top field first, MPEG-2 with MP2 audio in a transport stream.
+ff -f lavfi -i "$(video 720x576 50 2)" -f lavfi -i "$(tone 440 2)" \
+  -vf "interlace=scan=tff" -c:v mpeg2video -b:v 4M -flags +ilme+ildct -top 1 \
+  -ac 2 -c:a mp2 -b:a 192k -f mpegts "$v/mpeg2_interlaced.ts"
+# Rotated: the display matrix says "turn 90°" (a phone held upright).
+ff -f lavfi -i "$(video 640x360 30 2)" -f lavfi -i "$(tone 440 2)" \
+  "${x264[@]}" -pix_fmt yuv420p -ac 2 "${aac[@]}" "$out/.rot_src.mp4"
+ff -i "$out/.rot_src.mp4" -c copy -metadata:s:v rotate=90 "$v/rotated90.mp4"
+rm -f "$out/.rot_src.mp4"
+# Variable frame rate: every third frame only during the first second.
+ff -f lavfi -i "$(video 640x360 30 2)" -f lavfi -i "$(tone 440 2)" \
+  -vf "select='if(lt(t,1),not(mod(n,3)),1)'" -fps_mode vfr \
+  "${x264[@]}" -pix_fmt yuv420p -ac 2 "${aac[@]}" "$v/vfr.mp4"
+ff -f lavfi -i "$(video 640x360 30 2)" -f lavfi -i "$(tone 440 2)" \
+  "${x264[@]}" -pix_fmt yuv420p10le -ac 2 "${aac[@]}" "$v/h264_10bit.mkv"
+ff -f lavfi -i "$(video 640x360 30 2)" "${x264[@]}" -pix_fmt yuv420p "$v/video_only.mp4"
+ff -f lavfi -i "$(tone 440 2)" -ac 2 "${aac[@]}" "$v/audio_only.m4a"
+# MP3 with embedded cover art: the picture is an attached picture, not a video track.
+ff -f lavfi -i "color=c=red:size=200x200:duration=1" -frames:v 1 "$out/.cover.jpg"
+ff -f lavfi -i "$(tone 440 2 44100)" -i "$out/.cover.jpg" -map 0:a -map 1:v \
+  -ac 2 -c:a libmp3lame -b:a 128k -c:v copy -disposition:v attached_pic -id3v2_version 3 \
+  "$v/audio_cover.mp3"
+rm -f "$out/.cover.jpg"
+ff -f lavfi -i "$(video 640x360 30 2)" -f lavfi -i "$(tone 440 2)" \
+  -filter_complex "[1:a]pan=5.1|FL=c0|FR=c0|FC=c0|LFE=c0|BL=c0|BR=c0[a]" -map 0:v -map "[a]" \
+  "${x264[@]}" -pix_fmt yuv420p "${aac[@]}" "$v/surround51.mkv"
+ff -f lavfi -i "$(video 640x360 30 2)" -f lavfi -i "$(tone 440 2)" -f lavfi -i "$(tone 880 2)" \
+  -map 0:v -map 1:a -map 2:a "${x264[@]}" -pix_fmt yuv420p -ac 2 "${aac[@]}" \
+  -metadata:s:a:0 language=eng -metadata:s:a:1 language=fra "$v/two_audio.mkv"
+ff -f lavfi -i "$(video 640x360 30 2)" -vf scale=641:361 \
+  -c:v libx264 -preset ultrafast -pix_fmt yuv444p "$v/odd_641x361.mkv"
+# Anamorphic NTSC: 720x480 storage, 16:9 display.
+ff -f lavfi -i "$(video 720x480 30 2)" -f lavfi -i "$(tone 440 2)" -vf setsar=32/27 \
+  "${x264[@]}" -pix_fmt yuv420p -ac 2 "${aac[@]}" "$v/anamorphic.mkv"
+ff -f lavfi -i "$(video 640x360 25 2)" -f lavfi -i "$(tone 440 2 44100)" \
+  -c:v mpeg4 -q:v 5 -ac 2 -c:a libmp3lame -b:a 128k "$v/mpeg4_mp3.avi"
+ff -f lavfi -i "$(video 640x360 30 2)" -f lavfi -i "$(tone 440 2 44100)" \
+  "${x264[@]}" -pix_fmt yuv420p -ac 2 "${aac[@]}" "$v/h264_aac.flv"
+ff -f lavfi -i "$(video 640x360 30 2)" -f lavfi -i "$(tone 440 2)" \
+  "${x264[@]}" -pix_fmt yuv420p -ac 2 -c:a pcm_s16le "$v/h264_pcm.mov"
+# Long enough to stop part-way through.
+ff -f lavfi -i "$(video 1280x720 30 40)" -f lavfi -i "$(tone 440 40)" \
+  -c:v libx264 -preset ultrafast -crf 32 -pix_fmt yuv420p -ac 2 "${aac[@]}" \
+  -movflags +faststart "$v/long_720p.mp4"
+
+# --- malformed inputs ------------------------------------------------------------------
+: >"$m/empty.mp4"
+printf 'This is a plain text file, not a video.\nIt only carries a video file name.\n' >"$m/text.mp4"
+# Fixed pseudo-random bytes (an LCG in awk) so every run makes the same file.
+LC_ALL=C awk 'BEGIN { s = 12345; for (i = 0; i < 65536; i++) { s = (s * 1103515245 + 12345) % 2147483648; printf "%c", int(s / 65536) % 256 } }' >"$m/random.mp4"
+# moov at the end, then cut in half: the index never arrives.
+ff -f lavfi -i "$(video 640x360 30 2)" -f lavfi -i "$(tone 440 2)" \
+  "${x264[@]}" -pix_fmt yuv420p -ac 2 "${aac[@]}" "$out/.moov_end.mp4"
+size=$(stat -c %s "$out/.moov_end.mp4")
+head -c $((size / 2)) "$out/.moov_end.mp4" >"$m/truncated.mp4"
+rm -f "$out/.moov_end.mp4"
+# A Matroska file cut off part-way through its clusters.
+size=$(stat -c %s "$v/hevc_aac.mkv")
+head -c $((size * 3 / 5)) "$v/hevc_aac.mkv" >"$m/truncated_tail.mkv"
+# Bit rot: every 97th byte of the media data inverted, headers intact.
+cp "$v/h264_aac.mp4" "$m/bitflip.mp4"
+size=$(stat -c %s "$m/bitflip.mp4")
+LC_ALL=C awk -v size="$size" 'BEGIN { for (p = 4096; p < size - 64; p += 97) print p }' |
+  while read -r p; do
+    b=$(od -An -tu1 -j "$p" -N1 "$m/bitflip.mp4" | tr -d ' ')
+    printf "$(printf '\\%03o' $((255 - b)))" | dd of="$m/bitflip.mp4" bs=1 seek="$p" conv=notrunc status=none
+  done
+# A container holding only subtitles: nothing to transcode.
+printf '1\n00:00:00,000 --> 00:00:01,000\nhello\n' >"$out/.sub.srt"
+ff -i "$out/.sub.srt" -c:s srt "$m/subtitles_only.mkv"
+rm -f "$out/.sub.srt"
+
+echo "$want" >"$stamp"

@@ -1,0 +1,147 @@
+//! The commands that work on local files without a server: `probe`, `presets`, `transcode`.
+
+use std::io::IsTerminal;
+use std::path::Path;
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressStyle};
+
+use super::exit;
+use crate::media::{self, MediaError, Phase, Progress, StopToken};
+use crate::preset::Presets;
+
+/// `ffarm probe FILE`: the file's container and streams as JSON on stdout.
+pub fn probe(file: &Path) -> anyhow::Result<u8> {
+    let report = media::probe(file)?;
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    Ok(exit::OK)
+}
+
+/// `ffarm presets`: one line per preset with its description.
+pub fn presets(presets_dir: Option<&Path>, json: bool) -> anyhow::Result<u8> {
+    let presets = Presets::load(presets_dir)?;
+    if json {
+        let all: Vec<_> = presets.iter().collect();
+        println!("{}", serde_json::to_string_pretty(&all)?);
+        return Ok(exit::OK);
+    }
+    let width = presets.names().map(str::len).max().unwrap_or(0);
+    for p in presets.iter() {
+        println!(
+            "{:<width$}  {:<5}  {}",
+            p.name,
+            p.container.name(),
+            p.description
+        );
+    }
+    Ok(exit::OK)
+}
+
+/// `ffarm transcode IN OUT [--preset NAME]`: the workers' engine, run once in this process.
+pub fn transcode(
+    input: &Path,
+    output: &Path,
+    preset: Option<&str>,
+    presets_dir: Option<&Path>,
+    json: bool,
+) -> anyhow::Result<u8> {
+    let presets = Presets::load(presets_dir)?;
+    let name = match preset {
+        Some(p) => p.to_string(),
+        None => default_preset_for(output)?,
+    };
+    let preset = presets.get(&name)?;
+    let stop = StopToken::new();
+    {
+        let stop = stop.clone();
+        ctrlc::set_handler(move || stop.stop())?;
+    }
+    let bar = progress_bar(&name);
+    let result = media::transcode(input, output, preset, &stop, &mut |p: &Progress| {
+        if let Some(bar) = &bar {
+            show(bar, p);
+        }
+    });
+    if let Some(bar) = &bar {
+        bar.finish_and_clear();
+    }
+    match result {
+        Ok(report) => {
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                for out in &report.outputs {
+                    println!("{}", out.path.display());
+                }
+                eprintln!(
+                    "done: {} file(s), {:.1} s of media in {:.1} s ({:.2}x)",
+                    report.outputs.len(),
+                    report.out_time_seconds,
+                    report.elapsed_seconds,
+                    report.out_time_seconds / report.elapsed_seconds.max(1e-3)
+                );
+            }
+            Ok(exit::OK)
+        }
+        Err(MediaError::Stopped) => {
+            eprintln!("stopped; partial output removed");
+            Ok(exit::STOPPED)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn default_preset_for(output: &Path) -> anyhow::Result<String> {
+    let ext = output.extension().and_then(|e| e.to_str()).ok_or_else(|| {
+        anyhow::anyhow!("give --preset, or an output name whose extension names a format")
+    })?;
+    media::preset_for_extension(ext)
+        .map(str::to_string)
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "no default preset for .{ext} files; give --preset (see `ffarm presets`)"
+            )
+        })
+}
+
+fn progress_bar(preset: &str) -> Option<ProgressBar> {
+    if !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let bar = ProgressBar::new(1000);
+    bar.set_style(
+        ProgressStyle::with_template("{prefix:.bold} {bar:40.cyan/blue} {percent:>3}% {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    bar.set_prefix(preset.to_string());
+    bar.enable_steady_tick(Duration::from_millis(200));
+    Some(bar)
+}
+
+fn show(bar: &ProgressBar, p: &Progress) {
+    bar.set_position((p.percent * 10.0) as u64);
+    let mut msg = p.phase.as_str().to_string();
+    if p.phase == Phase::Transcoding {
+        if let Some(fps) = p.fps {
+            msg.push_str(&format!("  {fps:.0} fps"));
+        }
+        if let Some(speed) = p.speed {
+            msg.push_str(&format!("  {speed:.2}x"));
+        }
+        if let Some(eta) = p.eta_seconds {
+            msg.push_str(&format!("  ETA {}", format_duration(eta)));
+        }
+    }
+    bar.set_message(msg);
+}
+
+/// "1:02:03", "4:05", "0:07".
+pub fn format_duration(seconds: f64) -> String {
+    let s = seconds.max(0.0).round() as u64;
+    if s >= 3600 {
+        format!("{}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
+    } else {
+        format!("{}:{:02}", s / 60, s % 60)
+    }
+}

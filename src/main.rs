@@ -1,0 +1,74 @@
+//! The `ffarm` command line: parses arguments and dispatches to the library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use ffarm::cli;
+
+#[derive(Parser)]
+#[command(
+    name = "ffarm",
+    version,
+    about = "A self-hosted media transcoding worker farm"
+)]
+struct Cli {
+    /// A directory of extra presets (*.toml) that add to or replace the shipped ones.
+    #[arg(long, global = true, env = "FFARM_PRESETS_DIR")]
+    presets_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print what a media file holds, as JSON (the same values ffprobe reports).
+    Probe { file: PathBuf },
+    /// List the presets with a one-line description.
+    Presets {
+        /// Print the full presets as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Transcode one file here, with the same engine the workers run.
+    Transcode {
+        input: PathBuf,
+        /// The output file; for HLS presets a playlist path (x.m3u8) or a directory.
+        output: PathBuf,
+        /// The preset; without it, the default preset for the output's extension.
+        #[arg(long, short)]
+        preset: Option<String>,
+        /// Print the full report as JSON on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("FFARM_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let presets_dir = cli.presets_dir.as_deref();
+    let result = match cli.command {
+        Command::Probe { file } => cli::probe(&file),
+        Command::Presets { json } => cli::presets(presets_dir, json),
+        Command::Transcode {
+            input,
+            output,
+            preset,
+            json,
+        } => cli::transcode(&input, &output, preset.as_deref(), presets_dir, json),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(cli::exit::FAILED)
+        }
+    }
+}

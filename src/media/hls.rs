@@ -1,0 +1,143 @@
+//! HLS master playlists: one `#EXT-X-STREAM-INF` per rendition with the bandwidth measured
+//! from the segments actually written, the resolution, the frame rate and RFC 6381 codecs.
+
+use std::path::Path;
+
+use super::error::MediaError;
+
+/// What the master playlist says about one rendition.
+#[derive(Debug, Clone)]
+pub(crate) struct Variant {
+    /// The media playlist's file name, relative to the master.
+    pub uri: String,
+    pub width: u32,
+    pub height: u32,
+    pub frame_rate: Option<f64>,
+    /// RFC 6381 codec strings, e.g. "avc1.640028", "mp4a.40.2".
+    pub codecs: Vec<String>,
+}
+
+/// A media playlist's segments: (duration in seconds, file name).
+pub(crate) fn segments(playlist: &str) -> Vec<(f64, String)> {
+    let mut out = Vec::new();
+    let mut pending: Option<f64> = None;
+    for line in playlist.lines().map(str::trim) {
+        if let Some(rest) = line.strip_prefix("#EXTINF:") {
+            pending = rest.split(',').next().and_then(|d| d.trim().parse().ok());
+        } else if !line.is_empty() && !line.starts_with('#') {
+            if let Some(d) = pending.take() {
+                out.push((d, line.to_string()));
+            }
+        }
+    }
+    out
+}
+
+/// Peak and average bits per second of a staged media playlist's segments.
+fn measure(playlist_path: &Path) -> Result<(u64, u64), MediaError> {
+    let text =
+        std::fs::read_to_string(playlist_path).map_err(|e| MediaError::io(playlist_path, e))?;
+    let dir = playlist_path.parent().unwrap_or(Path::new("."));
+    let mut peak = 0f64;
+    let (mut bytes, mut seconds) = (0u64, 0f64);
+    for (duration, name) in segments(&text) {
+        let size = std::fs::metadata(dir.join(&name))
+            .map(|m| m.len())
+            .unwrap_or(0);
+        bytes += size;
+        seconds += duration;
+        if duration > 0.0 {
+            peak = peak.max(size as f64 * 8.0 / duration);
+        }
+    }
+    let average = if seconds > 0.0 {
+        bytes as f64 * 8.0 / seconds
+    } else {
+        0.0
+    };
+    Ok((peak.ceil() as u64, average.ceil() as u64))
+}
+
+/// Writes the master playlist to `path`, measuring each variant's playlist beside it.
+pub(crate) fn write_master(path: &Path, variants: &[Variant]) -> Result<(), MediaError> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut text = String::from("#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-INDEPENDENT-SEGMENTS\n");
+    let mut measured = Vec::with_capacity(variants.len());
+    for v in variants {
+        measured.push((measure(&dir.join(&v.uri))?, v));
+    }
+    // Players try the first rendition first: list the highest bandwidth first.
+    measured.sort_by_key(|(bandwidth, _)| std::cmp::Reverse(bandwidth.0));
+    for ((peak, average), v) in measured {
+        text.push_str(&format!(
+            "#EXT-X-STREAM-INF:BANDWIDTH={peak},AVERAGE-BANDWIDTH={average},RESOLUTION={}x{}",
+            v.width, v.height
+        ));
+        if let Some(fps) = v.frame_rate {
+            text.push_str(&format!(",FRAME-RATE={fps:.3}"));
+        }
+        if !v.codecs.is_empty() {
+            text.push_str(&format!(",CODECS=\"{}\"", v.codecs.join(",")));
+        }
+        text.push('\n');
+        text.push_str(&v.uri);
+        text.push('\n');
+    }
+    std::fs::write(path, text).map_err(|e| MediaError::io(path, e))
+}
+
+/// The RFC 6381 string for H.264 ("avc1.PPCCLL"), read from the sequence parameter set in
+/// an Annex B packet: profile_idc, the constraint flags and level_idc, exactly as coded.
+/// An `avcC` record (extradata starting with version 1) carries the same three bytes.
+pub(crate) fn avc_codec_string(annexb: &[u8]) -> Option<String> {
+    if annexb.len() >= 4 && annexb[0] == 1 {
+        let (p, c, l) = (annexb[1], annexb[2], annexb[3]);
+        return Some(format!("avc1.{p:02x}{c:02x}{l:02x}"));
+    }
+    let mut i = 0;
+    while i + 3 < annexb.len() {
+        if annexb[i] == 0 && annexb[i + 1] == 0 && annexb[i + 2] == 1 {
+            let nal = i + 3;
+            if annexb[nal] & 0x1f == 7 && nal + 3 < annexb.len() {
+                let (p, c, l) = (annexb[nal + 1], annexb[nal + 2], annexb[nal + 3]);
+                return Some(format!("avc1.{p:02x}{c:02x}{l:02x}"));
+            }
+            i = nal;
+        } else {
+            i += 1;
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_segments_from_a_media_playlist() {
+        let text = "#EXTM3U\n#EXT-X-TARGETDURATION:6\n#EXTINF:6.000000,\na_00000.ts\n\
+                    #EXTINF:2.5,\na_00001.ts\n#EXT-X-ENDLIST\n";
+        assert_eq!(
+            segments(text),
+            vec![
+                (6.0, "a_00000.ts".to_string()),
+                (2.5, "a_00001.ts".to_string())
+            ]
+        );
+    }
+
+    #[test]
+    fn avc_codec_string_comes_from_the_sps() {
+        // AUD, then an SPS for High profile (100), no constraints, level 3.1.
+        let packet = [
+            0, 0, 0, 1, 0x09, 0xf0, 0, 0, 1, 0x67, 0x64, 0x00, 0x1f, 0xac,
+        ];
+        assert_eq!(avc_codec_string(&packet).as_deref(), Some("avc1.64001f"));
+        assert_eq!(avc_codec_string(&[0, 0, 1, 0x65, 1, 2, 3, 4]), None);
+        assert_eq!(
+            avc_codec_string(&[1, 0x4d, 0x40, 0x1e, 0xff]).as_deref(),
+            Some("avc1.4d401e")
+        );
+    }
+}

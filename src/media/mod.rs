@@ -1,0 +1,41 @@
+//! The transcoding engine on FFmpeg's libraries: probe, the decode → filter → encode → mux
+//! pipeline, HLS, progress and stop. Only this module links FFmpeg.
+
+pub mod caps;
+mod encode;
+mod error;
+mod ffi;
+mod geometry;
+mod graph;
+mod hls;
+mod input;
+mod output;
+mod pipeline;
+mod plan;
+mod probe;
+mod progress;
+mod stop;
+
+use std::path::Path;
+
+pub use error::{ErrorClass, MediaError};
+pub use input::{ALLOWED_DEMUXERS, MAX_DIMENSION, MAX_DURATION_SECONDS, MAX_PIXELS};
+pub use output::{OutputFile, OutputKind};
+pub use pipeline::{TranscodeReport, transcode};
+pub use plan::preset_for_extension;
+pub use probe::{ProbeReport, StreamReport, probe};
+pub use progress::{Phase, Progress};
+pub use stop::StopToken;
+
+/// Initialises FFmpeg (idempotent). Every entry point calls it; callers may too.
+pub fn init() {
+    ffi::init();
+}
+
+/// FFmpeg takes paths as C strings: refuse the (rare) names that are not UTF-8 up front.
+pub(crate) fn utf8_path(path: &Path) -> Result<&str, MediaError> {
+    path.to_str().ok_or_else(|| MediaError::Open {
+        path: path.into(),
+        reason: "the file name is not valid UTF-8".into(),
+    })
+}

@@ -1,0 +1,278 @@
+//! Where a transcode writes: everything goes to a hidden staging name beside the final one
+//! and is moved into place only when the run succeeds, so no partly written file is ever
+//! visible under its final name. For HLS the segments move first, then the variant
+//! playlists, then the playlist that names them all.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde::{Deserialize, Serialize};
+
+use super::error::MediaError;
+use crate::preset::{Container, Preset};
+
+/// What an output file is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OutputKind {
+    /// A single media file (mp4, mkv, mp3…).
+    Media,
+    /// A JPEG picture.
+    Picture,
+    /// An HLS media segment.
+    Segment,
+    /// An HLS media (variant) playlist.
+    Playlist,
+    /// The HLS master playlist naming every rendition.
+    MasterPlaylist,
+}
+
+/// One file a transcode produced, in the order it must be published.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OutputFile {
+    pub path: PathBuf,
+    pub kind: OutputKind,
+    pub bytes: u64,
+}
+
+/// One muxer's file: where it writes while staging, and with which options.
+#[derive(Debug)]
+pub(crate) struct MuxTarget {
+    pub path: PathBuf,
+    pub muxer: &'static str,
+    pub options: Vec<(String, String)>,
+}
+
+/// The staging area for one transcode.
+#[derive(Debug)]
+pub(crate) struct Layout {
+    final_dir: PathBuf,
+    staging: Staging,
+    pub targets: Vec<MuxTarget>,
+    settled: bool,
+}
+
+#[derive(Debug)]
+enum Staging {
+    File { temp: PathBuf, final_path: PathBuf },
+    Dir { temp_dir: PathBuf, stem: String },
+}
+
+static STAGING_SEQ: AtomicU64 = AtomicU64::new(0);
+
+fn staging_suffix() -> String {
+    format!(
+        "{}-{}",
+        std::process::id(),
+        STAGING_SEQ.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+impl Layout {
+    /// Plans the files for writing `preset` to `output`. For HLS, `output` is the playlist
+    /// path (`…/name.m3u8`) or a directory (the playlist is then `index.m3u8`); the
+    /// renditions of a ladder are written beside it as `name_RENDITION.m3u8`.
+    pub fn new(
+        output: &Path,
+        preset: &Preset,
+        renditions: &[Option<String>],
+    ) -> Result<Layout, MediaError> {
+        super::utf8_path(output)?;
+        if preset.container == Container::Hls {
+            return Self::hls(output, preset, renditions);
+        }
+        if output.is_dir() || output.as_os_str().to_string_lossy().ends_with('/') {
+            return Err(MediaError::Unsupported(format!(
+                "{}: preset {} writes one {} file; give a file path, not a directory",
+                output.display(),
+                preset.name,
+                preset.container
+            )));
+        }
+        let final_dir = parent_dir(output);
+        std::fs::create_dir_all(&final_dir).map_err(|e| MediaError::io(&final_dir, e))?;
+        let name = output
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "output".into());
+        let temp = final_dir.join(format!(".{name}.{}.partial", staging_suffix()));
+        let options = preset
+            .container
+            .muxer_options()
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Ok(Layout {
+            final_dir,
+            targets: vec![MuxTarget {
+                path: temp.clone(),
+                muxer: preset.container.muxer(),
+                options,
+            }],
+            staging: Staging::File {
+                temp,
+                final_path: output.to_path_buf(),
+            },
+            settled: false,
+        })
+    }
+
+    fn hls(
+        output: &Path,
+        preset: &Preset,
+        renditions: &[Option<String>],
+    ) -> Result<Layout, MediaError> {
+        let is_playlist = output
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("m3u8"));
+        let (final_dir, stem) = if is_playlist {
+            let stem = output
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "index".into());
+            (parent_dir(output), stem)
+        } else {
+            (output.to_path_buf(), "index".to_string())
+        };
+        std::fs::create_dir_all(&final_dir).map_err(|e| MediaError::io(&final_dir, e))?;
+        let temp_dir = final_dir.join(format!(".{stem}.{}.partial", staging_suffix()));
+        std::fs::create_dir_all(&temp_dir).map_err(|e| MediaError::io(&temp_dir, e))?;
+        let segment_seconds = preset.hls.as_ref().map_or(6.0, |h| h.segment_seconds);
+        let targets = renditions
+            .iter()
+            .map(|r| {
+                let base = match r {
+                    Some(name) => format!("{stem}_{name}"),
+                    None => stem.clone(),
+                };
+                let segments = temp_dir.join(format!("{base}_%05d.ts"));
+                MuxTarget {
+                    path: temp_dir.join(format!("{base}.m3u8")),
+                    muxer: "hls",
+                    options: vec![
+                        ("hls_time".into(), format!("{segment_seconds}")),
+                        ("hls_list_size".into(), "0".into()),
+                        ("hls_playlist_type".into(), "vod".into()),
+                        ("hls_segment_type".into(), "mpegts".into()),
+                        ("hls_flags".into(), "independent_segments".into()),
+                        (
+                            "hls_segment_filename".into(),
+                            segments.to_string_lossy().into_owned(),
+                        ),
+                    ],
+                }
+            })
+            .collect();
+        Ok(Layout {
+            final_dir,
+            targets,
+            staging: Staging::Dir { temp_dir, stem },
+            settled: false,
+        })
+    }
+
+    /// The path of the HLS master playlist while staging, for a ladder.
+    pub fn staged_master(&self) -> Option<PathBuf> {
+        match &self.staging {
+            Staging::Dir { temp_dir, stem } => Some(temp_dir.join(format!("{stem}.m3u8"))),
+            Staging::File { .. } => None,
+        }
+    }
+
+    /// Moves everything into place, segments first and the master playlist last, and lists
+    /// the published files in that order.
+    pub fn commit(
+        mut self,
+        picture: bool,
+        has_master: bool,
+    ) -> Result<Vec<OutputFile>, MediaError> {
+        self.settled = true;
+        match &self.staging {
+            Staging::File { temp, final_path } => {
+                std::fs::rename(temp, final_path).map_err(|e| MediaError::io(final_path, e))?;
+                let bytes = file_size(final_path);
+                Ok(vec![OutputFile {
+                    path: final_path.clone(),
+                    kind: if picture {
+                        OutputKind::Picture
+                    } else {
+                        OutputKind::Media
+                    },
+                    bytes,
+                }])
+            }
+            Staging::Dir { temp_dir, stem } => {
+                let master_name = format!("{stem}.m3u8");
+                let mut entries: Vec<(u8, String)> = std::fs::read_dir(temp_dir)
+                    .map_err(|e| MediaError::io(temp_dir, e))?
+                    .filter_map(|e| e.ok())
+                    .filter_map(|e| e.file_name().into_string().ok())
+                    .map(|name| {
+                        let rank = if name.ends_with(".ts") {
+                            0
+                        } else if has_master && name == master_name {
+                            2
+                        } else {
+                            1
+                        };
+                        (rank, name)
+                    })
+                    .collect();
+                entries.sort();
+                let mut out = Vec::with_capacity(entries.len());
+                for (rank, name) in entries {
+                    let from = temp_dir.join(&name);
+                    let to = self.final_dir.join(&name);
+                    std::fs::rename(&from, &to).map_err(|e| MediaError::io(&to, e))?;
+                    out.push(OutputFile {
+                        bytes: file_size(&to),
+                        path: to,
+                        kind: match rank {
+                            0 => OutputKind::Segment,
+                            2 => OutputKind::MasterPlaylist,
+                            _ => OutputKind::Playlist,
+                        },
+                    });
+                }
+                let _ = std::fs::remove_dir(temp_dir);
+                Ok(out)
+            }
+        }
+    }
+
+    /// Removes everything staged.
+    pub fn discard(mut self) {
+        self.remove_staged();
+        self.settled = true;
+    }
+
+    fn remove_staged(&mut self) {
+        match &self.staging {
+            Staging::File { temp, .. } => {
+                let _ = std::fs::remove_file(temp);
+            }
+            Staging::Dir { temp_dir, .. } => {
+                let _ = std::fs::remove_dir_all(temp_dir);
+            }
+        }
+    }
+}
+
+impl Drop for Layout {
+    fn drop(&mut self) {
+        if !self.settled {
+            self.remove_staged();
+        }
+    }
+}
+
+fn parent_dir(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+fn file_size(path: &Path) -> u64 {
+    std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
+}

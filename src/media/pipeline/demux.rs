@@ -1,0 +1,117 @@
+//! The demuxer thread: reads packets in file order, shifts them so the output starts at zero,
+//! and hands each to its decoder lane or, for copied streams, straight to the muxers. The
+//! stop flag is checked between packets.
+
+use crossbeam_channel::Sender;
+use ffmpeg_next as ff;
+
+use super::Shared;
+use super::mux::MuxMsg;
+use crate::media::error::{MediaError, with_detail};
+use crate::media::ffi;
+use crate::media::input::Input;
+
+/// Where the packets of one input stream go.
+pub(crate) enum Route {
+    Ignore,
+    Decode(Sender<ff::Packet>),
+    Copy(Vec<(Sender<MuxMsg>, usize)>),
+}
+
+pub(crate) fn run(
+    shared: &Shared,
+    mut input: Input,
+    mut routes: Vec<Route>,
+    start_offset_us: i64,
+    seek_us: Option<i64>,
+) -> Result<(), MediaError> {
+    let offsets: Vec<i64> = input
+        .ctx
+        .streams()
+        .map(|s| rescale(start_offset_us, s.time_base()))
+        .collect();
+    let time_bases: Vec<ff::Rational> = input.ctx.streams().map(|s| s.time_base()).collect();
+    if let Some(target) = seek_us {
+        let target = target + start_offset_us;
+        // Seek to the keyframe at or before the target; the decoder skips up to it.
+        if input.ctx.seek(target, ..target + 1).is_err() {
+            tracing::debug!("seek to {target} µs failed; decoding from the start");
+        }
+    }
+    let mut packet = ff::Packet::empty();
+    loop {
+        if shared.aborted() || shared.enough() {
+            break;
+        }
+        let mark = ffi::log_mark();
+        match packet.read(&mut input.ctx) {
+            Ok(()) => {}
+            Err(ff::Error::Eof) => break,
+            Err(ff::Error::Exit) => break,
+            Err(ff::Error::Other { errno }) if errno == libc::EAGAIN => continue,
+            Err(e) => {
+                return Err(MediaError::Demux {
+                    path: input.path.clone(),
+                    reason: with_detail(&e, ffi::errors_since(mark)),
+                });
+            }
+        }
+        shared.meter.input_pos.store(
+            ffi::input_position(&input.ctx),
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        let index = packet.stream();
+        let Some(route) = routes.get(index) else {
+            continue;
+        };
+        if matches!(route, Route::Ignore) {
+            continue;
+        }
+        let offset = offsets[index];
+        if offset != 0 {
+            packet.set_pts(packet.pts().map(|t| t - offset));
+            packet.set_dts(packet.dts().map(|t| t - offset));
+        }
+        let taken = std::mem::replace(&mut packet, ff::Packet::empty());
+        let delivered = match route {
+            Route::Ignore => true,
+            Route::Decode(tx) => tx.send(taken).is_ok(),
+            Route::Copy(targets) => {
+                let mut ok = true;
+                for (tx, slot) in targets.iter() {
+                    let msg = MuxMsg::Packet {
+                        slot: *slot,
+                        packet: ffi::packet_ref(&taken),
+                        time_base: time_bases[index],
+                    };
+                    ok &= tx.send(msg).is_ok();
+                }
+                ok
+            }
+        };
+        if !delivered {
+            // A lane has gone (it failed or finished early): stop feeding it.
+            routes[index] = Route::Ignore;
+            if routes.iter().all(|r| matches!(r, Route::Ignore)) {
+                break;
+            }
+        }
+    }
+    // Dropping the routes closes every lane's input: they flush and finish.
+    for route in routes {
+        if let Route::Copy(targets) = route {
+            for (tx, slot) in targets {
+                let _ = tx.send(MuxMsg::End { slot });
+            }
+        }
+    }
+    Ok(())
+}
+
+fn rescale(us: i64, tb: ff::Rational) -> i64 {
+    use ff::Rescale;
+    if us == 0 || tb.numerator() == 0 {
+        return 0;
+    }
+    us.rescale(ff::Rational::new(1, 1_000_000), tb)
+}

@@ -1,0 +1,438 @@
+//! The plan for one transcode: which input streams are used, how each is treated (copied,
+//! or decoded, filtered and encoded per rendition), and which output file and stream slot
+//! each result goes to. Decided once, from the probe and the preset, before any work starts.
+
+use ffmpeg_next as ff;
+
+use super::encode::{self, AudioEncoderSpec, VideoEncoderSpec};
+use super::error::MediaError;
+use super::ffi;
+use super::geometry::{self, Rotation};
+use super::input::Input;
+use super::probe::ProbeReport;
+use crate::preset::{AudioOutput, PosterAt, Preset, VideoCodec, VideoOutput};
+
+/// Where an encoded or copied stream goes: output file `output`, stream slot `slot`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Target {
+    pub output: usize,
+    pub slot: usize,
+}
+
+/// Per output stream: what players should know about it.
+#[derive(Debug, Clone)]
+pub(crate) struct SlotInfo {
+    pub language: Option<String>,
+    pub default: bool,
+}
+
+#[derive(Debug)]
+pub(crate) struct OutputPlan {
+    /// The HLS rendition this output carries, in an ABR ladder.
+    pub rendition: Option<String>,
+    pub slots: Vec<SlotInfo>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Plan {
+    pub outputs: Vec<OutputPlan>,
+    pub video: Option<VideoPlan>,
+    pub audio: Vec<AudioPlan>,
+    pub subtitles: Vec<CopyPlan>,
+    pub duration: Option<f64>,
+    /// Subtracted from every timestamp so the output starts at zero (microseconds).
+    pub start_offset_us: i64,
+    /// For a poster: the media time of the wanted picture (seconds).
+    pub poster_at: Option<f64>,
+    /// The muxer wants codec headers out of band.
+    pub global_header: bool,
+}
+
+#[derive(Debug)]
+pub(crate) struct VideoPlan {
+    pub input: usize,
+    pub work: VideoWork,
+}
+
+#[derive(Debug)]
+pub(crate) enum VideoWork {
+    Copy {
+        targets: Vec<Target>,
+    },
+    Encode {
+        deinterlace: bool,
+        rotation: Rotation,
+        source_rate: Option<ff::Rational>,
+        renditions: Vec<RenditionPlan>,
+    },
+}
+
+#[derive(Debug)]
+pub(crate) struct RenditionPlan {
+    pub target: Target,
+    pub max_width: Option<u32>,
+    pub max_height: Option<u32>,
+    /// Output frame rate when it is fixed (capped, or a constant-rate container).
+    pub fps: Option<ff::Rational>,
+    pub spec: VideoEncoderSpec,
+}
+
+#[derive(Debug)]
+pub(crate) struct AudioPlan {
+    pub input: usize,
+    pub work: AudioWork,
+}
+
+#[derive(Debug)]
+pub(crate) enum AudioWork {
+    Copy {
+        targets: Vec<Target>,
+    },
+    /// One encoder per distinct setting, each feeding one or more outputs.
+    Encode {
+        groups: Vec<(AudioEncoderSpec, Vec<Target>)>,
+    },
+}
+
+#[derive(Debug)]
+pub(crate) struct CopyPlan {
+    pub input: usize,
+    pub targets: Vec<Target>,
+}
+
+/// Builds the plan for transcoding `input` (probed as `probe`) with `preset`.
+pub(crate) fn plan(
+    input: &Input,
+    probe: &ProbeReport,
+    preset: &Preset,
+) -> Result<Plan, MediaError> {
+    let container = preset.container;
+    let muxer_flags = ffi::muxer_flags(container.muxer()).unwrap_or(0);
+    let ladder = distinct_renditions(input, probe, preset);
+    let output_count = ladder.len().max(1);
+    let mut outputs: Vec<OutputPlan> = (0..output_count)
+        .map(|i| OutputPlan {
+            rendition: ladder.get(i).map(|r| r.name.clone()),
+            slots: Vec::new(),
+        })
+        .collect();
+    let add_slot = |outputs: &mut Vec<OutputPlan>, output: usize, info: SlotInfo| {
+        let slot = outputs[output].slots.len();
+        outputs[output].slots.push(info);
+        Target { output, slot }
+    };
+
+    let source_video = probe.video();
+    let video = match (&preset.video, source_video) {
+        (Some(VideoOutput::Copy), Some(sv)) => {
+            let codec_id = stream_codec_id(input, sv.index);
+            if ffi::muxer_supports(container.muxer(), codec_id) == Some(false) {
+                return Err(MediaError::Unsupported(format!(
+                    "preset {}: cannot copy {} video into {container}",
+                    preset.name, sv.codec
+                )));
+            }
+            let targets = (0..output_count)
+                .map(|o| add_slot(&mut outputs, o, slot_info(sv, true)))
+                .collect();
+            Some(VideoPlan {
+                input: sv.index,
+                work: VideoWork::Copy { targets },
+            })
+        }
+        (Some(VideoOutput::Encode(v)), Some(sv)) => {
+            let source_rate = stream_rate(input, sv.index);
+            // Timestamps pass through (variable frame rate kept) unless the rate is capped,
+            // or the codec needs a constant rate (MPEG-4 Part 2's small time base).
+            let constant_rate = v.codec == VideoCodec::Mpeg4;
+            let cap = v.max_fps.map(f64_to_rational);
+            let fps_for = |cap: Option<ff::Rational>| -> Option<ff::Rational> {
+                if container.picture() {
+                    return None;
+                }
+                let capped = match (cap, source_rate) {
+                    (Some(c), Some(s)) if f64::from(s) > f64::from(c) * 1.001 => Some(c),
+                    (Some(c), None) => Some(c),
+                    _ => None,
+                };
+                capped.or_else(|| {
+                    constant_rate.then(|| source_rate.unwrap_or(ff::Rational::new(25, 1)))
+                })
+            };
+            let segment = preset.hls.as_ref().map(|h| h.segment_seconds);
+            let make_spec = |rate: &crate::preset::RateControl| {
+                let mut spec = encode::video_spec(v, rate);
+                if let Some(s) = segment {
+                    spec.keyframe_seconds = s;
+                    spec.force_keyframes_every = Some(s);
+                }
+                spec
+            };
+            let renditions = if ladder.is_empty() {
+                let target = add_slot(&mut outputs, 0, slot_info(sv, true));
+                vec![RenditionPlan {
+                    target,
+                    max_width: v.max_width,
+                    max_height: v.max_height,
+                    fps: fps_for(cap),
+                    spec: make_spec(&v.rate),
+                }]
+            } else {
+                ladder
+                    .iter()
+                    .enumerate()
+                    .map(|(o, r)| RenditionPlan {
+                        target: add_slot(&mut outputs, o, slot_info(sv, true)),
+                        max_width: r.max_width.or(v.max_width),
+                        max_height: r.max_height.or(v.max_height),
+                        fps: fps_for(cap),
+                        spec: make_spec(&r.rate),
+                    })
+                    .collect()
+            };
+            let facts = input
+                .ctx
+                .stream(sv.index)
+                .map(|s| ffi::stream_facts(&s))
+                .unwrap_or_default();
+            Some(VideoPlan {
+                input: sv.index,
+                work: VideoWork::Encode {
+                    deinterlace: matches!(
+                        sv.field_order.as_deref(),
+                        Some("tt" | "bb" | "tb" | "bt")
+                    ),
+                    rotation: Rotation::from_display_degrees(facts.rotation),
+                    source_rate,
+                    renditions,
+                },
+            })
+        }
+        _ => None,
+    };
+
+    let audio_sources: Vec<_> = {
+        let all: Vec<_> = probe.audio().collect();
+        if container.max_audio_tracks() >= all.len() {
+            all
+        } else {
+            let main = all.iter().find(|s| s.default).or(all.first()).copied();
+            main.into_iter()
+                .take(container.max_audio_tracks())
+                .collect()
+        }
+    };
+    let mut audio = Vec::new();
+    if let Some(preset_audio) = &preset.audio {
+        for (i, sa) in audio_sources.iter().enumerate() {
+            let info = |first: bool| SlotInfo {
+                language: sa.language.clone().filter(|l| l != "und"),
+                default: first,
+            };
+            let work = match preset_audio {
+                AudioOutput::Copy => {
+                    let codec_id = stream_codec_id(input, sa.index);
+                    if ffi::muxer_supports(container.muxer(), codec_id) == Some(false) {
+                        return Err(MediaError::Unsupported(format!(
+                            "preset {}: cannot copy {} audio into {container}",
+                            preset.name, sa.codec
+                        )));
+                    }
+                    let targets = (0..output_count)
+                        .map(|o| add_slot(&mut outputs, o, info(i == 0)))
+                        .collect();
+                    AudioWork::Copy { targets }
+                }
+                AudioOutput::Encode(a) => {
+                    // Renditions that ask for the same audio bit rate share one encoder.
+                    let mut groups: Vec<(Option<u64>, Vec<Target>)> = Vec::new();
+                    for o in 0..output_count {
+                        let bitrate = ladder.get(o).and_then(|r| r.audio_bitrate);
+                        let target = add_slot(&mut outputs, o, info(i == 0));
+                        match groups.iter_mut().find(|(b, _)| *b == bitrate) {
+                            Some((_, targets)) => targets.push(target),
+                            None => groups.push((bitrate, vec![target])),
+                        }
+                    }
+                    AudioWork::Encode {
+                        groups: groups
+                            .into_iter()
+                            .map(|(bitrate, targets)| (encode::audio_spec(a, bitrate), targets))
+                            .collect(),
+                    }
+                }
+            };
+            audio.push(AudioPlan {
+                input: sa.index,
+                work,
+            });
+        }
+    }
+
+    let mut subtitles = Vec::new();
+    if preset.copy_subtitles {
+        for s in probe.streams.iter().filter(|s| s.kind == "subtitle") {
+            if ffi::muxer_supports(container.muxer(), stream_codec_id(input, s.index)) != Some(true)
+            {
+                tracing::warn!(
+                    "subtitle stream #{} ({}) cannot go into {container}; left out",
+                    s.index,
+                    s.codec
+                );
+                continue;
+            }
+            let target = add_slot(&mut outputs, 0, slot_info(s, false));
+            subtitles.push(CopyPlan {
+                input: s.index,
+                targets: vec![target],
+            });
+        }
+    }
+
+    if video.is_none() && audio.is_empty() {
+        return Err(MediaError::NoStreams {
+            path: input.path.clone(),
+            why: nothing_to_do(probe, preset),
+        });
+    }
+
+    let duration = probe.duration_seconds;
+    let poster_at = preset.poster.map(|p| {
+        let d = duration.unwrap_or(0.0);
+        let at = match p {
+            PosterAt::Percent(pct) => d * pct / 100.0,
+            PosterAt::Seconds(s) => s,
+        };
+        at.clamp(0.0, (d - 0.05).max(0.0))
+    });
+    Ok(Plan {
+        outputs,
+        video,
+        audio,
+        subtitles,
+        duration: duration.filter(|d| *d > 0.0),
+        start_offset_us: ffi::input_start_time(&input.ctx).unwrap_or(0),
+        poster_at,
+        global_header: muxer_flags & ffi::AVFMT_GLOBALHEADER != 0,
+    })
+}
+
+/// The ladder's renditions, minus those that would come out the same size as another: a
+/// small source would otherwise get several identical renditions (nothing is upscaled).
+/// Of renditions that tie, the one with the smallest size box — whose bit rate was chosen
+/// for a picture that size — is kept.
+fn distinct_renditions<'p>(
+    input: &Input,
+    probe: &ProbeReport,
+    preset: &'p Preset,
+) -> Vec<&'p crate::preset::Rendition> {
+    let Some(hls) = &preset.hls else {
+        return Vec::new();
+    };
+    let Some(sv) = probe.video() else {
+        return hls.renditions.iter().take(1).collect();
+    };
+    let facts = input
+        .ctx
+        .stream(sv.index)
+        .map(|s| ffi::stream_facts(&s))
+        .unwrap_or_default();
+    let (mut w, mut h) = (facts.width, facts.height);
+    let mut sar = facts.sample_aspect_ratio.unwrap_or((1, 1));
+    if matches!(
+        Rotation::from_display_degrees(facts.rotation),
+        Rotation::Clockwise90 | Rotation::CounterClockwise90
+    ) {
+        std::mem::swap(&mut w, &mut h);
+        sar = (sar.1, sar.0);
+    }
+    let default = |r: &crate::preset::Rendition| {
+        let (mw, mh) = match &preset.video {
+            Some(VideoOutput::Encode(v)) => {
+                (r.max_width.or(v.max_width), r.max_height.or(v.max_height))
+            }
+            _ => (r.max_width, r.max_height),
+        };
+        (
+            geometry::fit(w, h, sar, mw, mh),
+            u64::from(mw.unwrap_or(u32::MAX)) * u64::from(mh.unwrap_or(u32::MAX)),
+        )
+    };
+    let sized: Vec<_> = hls.renditions.iter().map(|r| (r, default(r))).collect();
+    sized
+        .iter()
+        .filter(|(_, (size, area))| {
+            !sized
+                .iter()
+                .any(|(_, (other, other_area))| other == size && other_area < area)
+        })
+        .map(|(r, _)| *r)
+        .collect()
+}
+
+fn nothing_to_do(probe: &ProbeReport, preset: &Preset) -> String {
+    let has_video = probe.video().is_some();
+    let has_audio = probe.audio().next().is_some();
+    match (has_video, has_audio) {
+        (false, false) => "the input has no video or audio stream".into(),
+        (true, false) if preset.video.is_none() => format!(
+            "preset {} makes audio only ({}) and the input has no audio stream",
+            preset.name, preset.container
+        ),
+        (false, true) if preset.audio.is_none() => format!(
+            "preset {} makes a picture or video only ({}) and the input has no video stream",
+            preset.name, preset.container
+        ),
+        _ => format!("preset {} uses none of the input's streams", preset.name),
+    }
+}
+
+fn slot_info(s: &super::probe::StreamReport, default: bool) -> SlotInfo {
+    SlotInfo {
+        language: s.language.clone().filter(|l| l != "und"),
+        default,
+    }
+}
+
+fn stream_codec_id(input: &Input, index: usize) -> ff::codec::Id {
+    input
+        .ctx
+        .stream(index)
+        .map_or(ff::codec::Id::None, |s| s.parameters().id())
+}
+
+/// The stream's frame rate as FFmpeg guesses it: the real base rate when sane, else the
+/// average rate.
+fn stream_rate(input: &Input, index: usize) -> Option<ff::Rational> {
+    let s = input.ctx.stream(index)?;
+    [s.rate(), s.avg_frame_rate()]
+        .into_iter()
+        .find(|r| r.numerator() > 0 && r.denominator() > 0 && f64::from(*r) < 1000.0)
+}
+
+fn f64_to_rational(v: f64) -> ff::Rational {
+    // Common NTSC rates keep their exact form.
+    for (num, den) in [(24000, 1001), (30000, 1001), (60000, 1001)] {
+        if (v - f64::from(num) / f64::from(den)).abs() < 0.005 {
+            return ff::Rational::new(num, den);
+        }
+    }
+    if (v - v.round()).abs() < 1e-9 {
+        return ff::Rational::new(v.round() as i32, 1);
+    }
+    ff::Rational::new((v * 1000.0).round() as i32, 1000).reduce()
+}
+
+/// Which preset fits an output file name's extension (for `ffarm transcode IN OUT` without
+/// `--preset`).
+pub fn preset_for_extension(ext: &str) -> Option<&'static str> {
+    let ext = ext.to_ascii_lowercase();
+    crate::preset::FORMAT_DEFAULTS
+        .iter()
+        .copied()
+        .find(|f| *f == ext)
+        .or(match ext.as_str() {
+            "jpg" | "jpeg" => Some("poster-jpg"),
+            _ => None,
+        })
+}

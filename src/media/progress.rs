@@ -1,0 +1,144 @@
+//! Progress reports: the phase a task is in and how far along it is, measured from the
+//! output's timestamps over the input's duration.
+
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+
+/// The phase of a task. The engine reports `Probing` through `Done`; a worker adds the
+/// transfer phases around it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    #[default]
+    Starting,
+    Downloading,
+    Probing,
+    Transcoding,
+    Finalizing,
+    Uploading,
+    Done,
+}
+
+impl Phase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Starting => "starting",
+            Phase::Downloading => "downloading",
+            Phase::Probing => "probing",
+            Phase::Transcoding => "transcoding",
+            Phase::Finalizing => "finalizing",
+            Phase::Uploading => "uploading",
+            Phase::Done => "done",
+        }
+    }
+}
+
+/// A snapshot of a task's progress.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct Progress {
+    pub phase: Phase,
+    /// 0 to 100 within the transcode (output time over input duration).
+    pub percent: f64,
+    /// Video frames encoded per second (wall clock).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fps: Option<f64>,
+    /// Output media time per wall-clock second (2.0 = twice real time).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub speed: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eta_seconds: Option<f64>,
+    #[serde(default)]
+    pub frames: u64,
+    #[serde(default)]
+    pub out_time_seconds: f64,
+    /// Bytes moved so far in a transfer phase, and the total when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes_done: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes_total: Option<u64>,
+}
+
+/// Shared counters the pipeline's threads update and the coordinator reads.
+pub(crate) struct Meter {
+    started: Instant,
+    duration: Option<f64>,
+    input_size: u64,
+    /// Video frames encoded by the first rendition.
+    pub frames: AtomicU64,
+    /// Per output file: the furthest media time written, in microseconds.
+    out_time_us: Vec<AtomicI64>,
+    /// How far the demuxer has read, in bytes (used when the duration is unknown).
+    pub input_pos: AtomicI64,
+}
+
+impl Meter {
+    pub fn new(duration: Option<f64>, input_size: u64, outputs: usize) -> Self {
+        Meter {
+            started: Instant::now(),
+            duration,
+            input_size,
+            frames: AtomicU64::new(0),
+            out_time_us: (0..outputs).map(|_| AtomicI64::new(0)).collect(),
+            input_pos: AtomicI64::new(0),
+        }
+    }
+
+    pub fn wrote_until(&self, output: usize, us: i64) {
+        if let Some(slot) = self.out_time_us.get(output) {
+            slot.fetch_max(us, Ordering::Relaxed);
+        }
+    }
+
+    /// The media time every output has reached.
+    pub fn out_time(&self) -> f64 {
+        let us = self
+            .out_time_us
+            .iter()
+            .map(|t| t.load(Ordering::Relaxed))
+            .min()
+            .unwrap_or(0);
+        us.max(0) as f64 / 1e6
+    }
+
+    pub fn elapsed(&self) -> f64 {
+        self.started.elapsed().as_secs_f64()
+    }
+
+    pub fn snapshot(&self, phase: Phase) -> Progress {
+        let elapsed = self.elapsed().max(1e-6);
+        let out_time = self.out_time();
+        let frames = self.frames.load(Ordering::Relaxed);
+        let fraction = match self.duration {
+            Some(d) if d > 0.0 => out_time / d,
+            _ if self.input_size > 0 => {
+                self.input_pos.load(Ordering::Relaxed).max(0) as f64 / self.input_size as f64
+            }
+            _ => 0.0,
+        };
+        let percent = match phase {
+            Phase::Done => 100.0,
+            _ => (fraction * 100.0).clamp(0.0, 99.9),
+        };
+        let speed = (out_time > 0.0).then(|| out_time / elapsed);
+        let eta = match (self.duration, speed) {
+            (Some(d), Some(s)) if s > 0.0 => Some(((d - out_time) / s).max(0.0)),
+            _ => None,
+        };
+        Progress {
+            phase,
+            percent: (percent * 10.0).round() / 10.0,
+            fps: (frames > 0).then(|| (frames as f64 / elapsed * 10.0).round() / 10.0),
+            speed: speed.map(|s| (s * 100.0).round() / 100.0),
+            eta_seconds: match phase {
+                Phase::Done => Some(0.0),
+                _ => eta.map(|e| e.round()),
+            },
+            frames,
+            out_time_seconds: (out_time * 1000.0).round() / 1000.0,
+            bytes_done: None,
+            bytes_total: None,
+        }
+    }
+}

@@ -1,0 +1,273 @@
+//! Presets: named recipes (`presets/NAME.toml`) that say what a transcode produces. Shipped
+//! presets are built into the binary; a presets directory may add or override some. Every
+//! file is validated at load, with errors naming the file, the field and the problem.
+
+mod codecs;
+mod spec;
+mod validate;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use include_dir::{Dir, include_dir};
+use serde::Serialize;
+
+pub use codecs::{AudioCodec, Container, QualityScale, SpeedScale, VideoCodec, X264_PRESETS};
+
+/// The presets shipped with ffarm, compiled in from `presets/`.
+static BUILTIN: Dir<'_> = include_dir!("$CARGO_MANIFEST_DIR/presets");
+
+/// The `dst_format` values a job may name instead of a preset; each has a preset of the
+/// same name whose container writes that format.
+pub const FORMAT_DEFAULTS: [&str; 12] = [
+    "mp4", "mov", "mkv", "webm", "flv", "avi", "ts", "m3u8", "mp3", "m4a", "ogg", "wav",
+];
+
+/// A validated preset.
+#[derive(Debug, Clone, Serialize)]
+pub struct Preset {
+    pub name: String,
+    pub description: String,
+    pub container: Container,
+    pub video: Option<VideoOutput>,
+    pub audio: Option<AudioOutput>,
+    pub hls: Option<HlsLadder>,
+    pub poster: Option<PosterAt>,
+    pub copy_subtitles: bool,
+    /// Where the preset came from: "builtin" or a file path.
+    pub origin: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "lowercase", tag = "mode")]
+#[allow(clippy::large_enum_variant)] // one per preset; boxing would only add indirection
+pub enum VideoOutput {
+    Copy,
+    Encode(VideoEncoding),
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct VideoEncoding {
+    pub codec: VideoCodec,
+    pub rate: RateControl,
+    pub encoder_preset: Option<String>,
+    pub profile: Option<String>,
+    pub max_width: Option<u32>,
+    pub max_height: Option<u32>,
+    pub max_fps: Option<f64>,
+    pub pixel_format: String,
+    pub keyframe_seconds: f64,
+    /// Further encoder options, as `-key value` on the command line.
+    pub options: BTreeMap<String, String>,
+}
+
+/// Rate control: constant quality (`crf` or `quality`), a target `bitrate`, and an optional
+/// VBV cap (`max_bitrate` with `buffer_size`).
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct RateControl {
+    pub crf: Option<u32>,
+    pub quality: Option<u32>,
+    pub bitrate: Option<u64>,
+    pub max_bitrate: Option<u64>,
+    pub buffer_size: Option<u64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "lowercase", tag = "mode")]
+pub enum AudioOutput {
+    Copy,
+    Encode(AudioEncoding),
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AudioEncoding {
+    pub codec: AudioCodec,
+    pub bitrate: Option<u64>,
+    pub channels: Option<u32>,
+    pub sample_rate: Option<u32>,
+    pub options: BTreeMap<String, String>,
+}
+
+/// HLS output: segment length and the renditions. No renditions means one rendition
+/// described by the preset's `[video]`, written as a single media playlist.
+#[derive(Debug, Clone, Serialize)]
+pub struct HlsLadder {
+    pub segment_seconds: f64,
+    pub renditions: Vec<Rendition>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Rendition {
+    pub name: String,
+    pub max_width: Option<u32>,
+    pub max_height: Option<u32>,
+    pub rate: RateControl,
+    pub audio_bitrate: Option<u64>,
+}
+
+/// Where a poster frame is taken.
+#[derive(Debug, Clone, Copy, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PosterAt {
+    Percent(f64),
+    Seconds(f64),
+}
+
+/// A preset that could not be loaded or found.
+#[derive(Debug, thiserror::Error)]
+pub enum PresetError {
+    #[error("{file}: {field}: {problem}")]
+    Invalid {
+        file: String,
+        field: String,
+        problem: String,
+    },
+    #[error("{file}: {message}")]
+    Parse { file: String, message: String },
+    #[error("{file}: {source}")]
+    Io {
+        file: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("unknown preset '{name}'; known presets: {}", known.join(", "))]
+    Unknown { name: String, known: Vec<String> },
+    #[error("unknown dst_format '{format}'; known formats: {}", FORMAT_DEFAULTS.join(", "))]
+    UnknownFormat { format: String },
+}
+
+impl PresetError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            PresetError::Invalid { .. } | PresetError::Parse { .. } | PresetError::Io { .. } => {
+                "invalid-preset"
+            }
+            PresetError::Unknown { .. } => "unknown-preset",
+            PresetError::UnknownFormat { .. } => "unknown-format",
+        }
+    }
+}
+
+/// The loaded presets, by name.
+#[derive(Debug, Clone)]
+pub struct Presets {
+    by_name: BTreeMap<String, Preset>,
+}
+
+impl Presets {
+    /// The presets shipped in the binary.
+    pub fn builtin() -> Result<Presets, PresetError> {
+        Self::load(None)
+    }
+
+    /// The shipped presets plus every `*.toml` in `dir` (a file there replaces the shipped
+    /// preset of the same name).
+    pub fn load(dir: Option<&Path>) -> Result<Presets, PresetError> {
+        let mut by_name = BTreeMap::new();
+        let mut builtin: Vec<_> = BUILTIN.files().collect();
+        builtin.sort_by_key(|f| f.path());
+        for file in builtin {
+            let Some(name) = toml_stem(file.path()) else {
+                continue;
+            };
+            let origin = format!("presets/{}", file.path().display());
+            let text = file.contents_utf8().ok_or_else(|| PresetError::Parse {
+                file: origin.clone(),
+                message: "not UTF-8".into(),
+            })?;
+            let preset = Self::parse(&name, &origin, text)?;
+            by_name.insert(
+                name,
+                Preset {
+                    origin: "builtin".into(),
+                    ..preset
+                },
+            );
+        }
+        if let Some(dir) = dir {
+            let io = |e| PresetError::Io {
+                file: dir.display().to_string(),
+                source: e,
+            };
+            let mut paths: Vec<_> = std::fs::read_dir(dir)
+                .map_err(io)?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .collect();
+            paths.sort();
+            for path in paths {
+                let Some(name) = toml_stem(&path) else {
+                    continue;
+                };
+                let origin = path.display().to_string();
+                let text = std::fs::read_to_string(&path).map_err(|e| PresetError::Io {
+                    file: origin.clone(),
+                    source: e,
+                })?;
+                let preset = Self::parse(&name, &origin, &text)?;
+                by_name.insert(name, preset);
+            }
+        }
+        let presets = Presets { by_name };
+        presets.check_format_defaults()?;
+        Ok(presets)
+    }
+
+    /// Parses and validates one preset file's text.
+    pub fn parse(name: &str, origin: &str, text: &str) -> Result<Preset, PresetError> {
+        validate::parse(name, origin, text)
+    }
+
+    pub fn get(&self, name: &str) -> Result<&Preset, PresetError> {
+        self.by_name.get(name).ok_or_else(|| PresetError::Unknown {
+            name: name.to_string(),
+            known: self.by_name.keys().cloned().collect(),
+        })
+    }
+
+    /// The default preset for a `dst_format` ("mp4", "m3u8", …).
+    pub fn for_format(&self, format: &str) -> Result<&Preset, PresetError> {
+        let format = format.trim_start_matches('.').to_ascii_lowercase();
+        if !FORMAT_DEFAULTS.contains(&format.as_str()) {
+            return Err(PresetError::UnknownFormat { format });
+        }
+        self.get(&format)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Preset> {
+        self.by_name.values()
+    }
+
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.by_name.keys().map(String::as_str)
+    }
+
+    fn check_format_defaults(&self) -> Result<(), PresetError> {
+        for format in FORMAT_DEFAULTS {
+            let preset = self
+                .by_name
+                .get(format)
+                .ok_or_else(|| PresetError::Invalid {
+                    file: format!("presets/{format}.toml"),
+                    field: "(file)".into(),
+                    problem: format!(
+                        "missing: every dst_format needs a default preset named '{format}'"
+                    ),
+                })?;
+            if preset.container.extension() != format {
+                return Err(PresetError::Invalid {
+                    file: preset.origin.clone(),
+                    field: "container".into(),
+                    problem: format!(
+                        "the default preset for dst_format '{format}' must write {format}, not {}",
+                        preset.container
+                    ),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+fn toml_stem(path: &Path) -> Option<String> {
+    (path.extension()? == "toml").then(|| path.file_stem()?.to_str().map(str::to_string))?
+}

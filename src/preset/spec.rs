@@ -1,0 +1,96 @@
+//! The preset file format as written in `presets/*.toml`, before validation. Unknown keys are
+//! errors, so a misspelt field never silently falls back to a default.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+/// A number or a string with a k/M suffix ("128k", "2.5M", 800000).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum Bitrate {
+    Number(i64),
+    Text(String),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PresetSpec {
+    pub description: String,
+    pub container: String,
+    pub video: Option<VideoSpec>,
+    pub audio: Option<AudioSpec>,
+    pub hls: Option<HlsSpec>,
+    pub poster: Option<PosterSpec>,
+    pub subtitles: Option<SubtitleSpec>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VideoSpec {
+    /// A codec name, or "copy" to pass the stream through untouched.
+    pub codec: String,
+    pub crf: Option<i64>,
+    /// Fixed quantiser for codecs without CRF (mpeg4, mjpeg): 1 (best) to 31.
+    pub quality: Option<i64>,
+    pub bitrate: Option<Bitrate>,
+    pub max_bitrate: Option<Bitrate>,
+    pub buffer_size: Option<Bitrate>,
+    pub encoder_preset: Option<toml::Value>,
+    pub profile: Option<String>,
+    pub max_width: Option<i64>,
+    pub max_height: Option<i64>,
+    pub max_fps: Option<f64>,
+    pub pixel_format: Option<String>,
+    pub keyframe_seconds: Option<f64>,
+    #[serde(default)]
+    pub options: BTreeMap<String, toml::Value>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AudioSpec {
+    pub codec: String,
+    pub bitrate: Option<Bitrate>,
+    pub channels: Option<i64>,
+    pub sample_rate: Option<i64>,
+    #[serde(default)]
+    pub options: BTreeMap<String, toml::Value>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HlsSpec {
+    pub segment_seconds: Option<f64>,
+    #[serde(default)]
+    pub renditions: Vec<RenditionSpec>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RenditionSpec {
+    pub name: String,
+    pub max_width: Option<i64>,
+    pub max_height: Option<i64>,
+    pub crf: Option<i64>,
+    pub bitrate: Option<Bitrate>,
+    pub max_bitrate: Option<Bitrate>,
+    pub buffer_size: Option<Bitrate>,
+    pub audio_bitrate: Option<Bitrate>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PosterSpec {
+    /// Where to take the picture, as a share of the duration (default 10).
+    pub at_percent: Option<f64>,
+    /// Or at an absolute time in seconds.
+    pub at_seconds: Option<f64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubtitleSpec {
+    /// "copy": carry subtitle streams the container can hold.
+    pub codec: String,
+}
