@@ -39,6 +39,8 @@ if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
 fi
 rm -f "$stamp"
 
+# SVT-AV1 prints its banner unless told to log errors only.
+export SVT_LOG=1
 ff() { ffmpeg -nostdin -hide_banner -loglevel error -y "$@"; }
 # Deterministic sources: a moving test card and tones.
 video() { echo "testsrc2=size=$1:rate=$2:duration=$3"; }
@@ -113,6 +115,15 @@ ff -f lavfi -i "$(video 640x360 30 2)" -f lavfi -i "$(tone 440 2 44100)" \
   "${x264[@]}" -pix_fmt yuv420p -ac 2 "${aac[@]}" "$v/h264_aac.flv"
 ff -f lavfi -i "$(video 640x360 30 2)" -f lavfi -i "$(tone 440 2)" \
   "${x264[@]}" -pix_fmt yuv420p -ac 2 -c:a pcm_s16le "$v/h264_pcm.mov"
+# 1080p and 13 seconds: enough for several 6-second HLS segments in every rendition.
+ff -f lavfi -i "$(video 1920x1080 25 13)" -f lavfi -i "$(tone 440 13)" \
+  "${x264[@]}" -pix_fmt yuv420p -ac 2 "${aac[@]}" "$v/hls_source_1080p.mp4"
+# With a subtitle track (SubRip) for the remux presets.
+printf '1\n00:00:00,000 --> 00:00:01,000\nhello\n\n2\n00:00:01,000 --> 00:00:02,000\nworld\n' >"$out/.subs.srt"
+ff -f lavfi -i "$(video 640x360 30 2)" -f lavfi -i "$(tone 440 2)" -i "$out/.subs.srt" \
+  -map 0:v -map 1:a -map 2:s "${x264[@]}" -pix_fmt yuv420p -ac 2 "${aac[@]}" -c:s srt \
+  -metadata:s:s:0 language=eng "$v/subtitled.mkv"
+rm -f "$out/.subs.srt"
 # Long enough to stop part-way through.
 ff -f lavfi -i "$(video 1280x720 30 40)" -f lavfi -i "$(tone 440 40)" \
   -c:v libx264 -preset ultrafast -crf 32 -pix_fmt yuv420p -ac 2 "${aac[@]}" \

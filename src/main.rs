@@ -41,6 +41,9 @@ enum Command {
         /// Print the full report as JSON on stdout.
         #[arg(long)]
         json: bool,
+        /// Print the equivalent `ffmpeg` command line instead of transcoding.
+        #[arg(long)]
+        print_ffmpeg: bool,
     },
 }
 
@@ -62,7 +65,15 @@ fn main() -> ExitCode {
             output,
             preset,
             json,
-        } => cli::transcode(&input, &output, preset.as_deref(), presets_dir, json),
+            print_ffmpeg,
+        } => cli::transcode(
+            &input,
+            &output,
+            preset.as_deref(),
+            presets_dir,
+            json,
+            print_ffmpeg,
+        ),
     };
     match result {
         Ok(code) => ExitCode::from(code),

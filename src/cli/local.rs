@@ -44,6 +44,7 @@ pub fn transcode(
     preset: Option<&str>,
     presets_dir: Option<&Path>,
     json: bool,
+    print_ffmpeg: bool,
 ) -> anyhow::Result<u8> {
     let presets = Presets::load(presets_dir)?;
     let name = match preset {
@@ -51,6 +52,14 @@ pub fn transcode(
         None => default_preset_for(output)?,
     };
     let preset = presets.get(&name)?;
+    if print_ffmpeg {
+        let args = media::equivalent_command(input, output, preset)?;
+        let words: Vec<String> = std::iter::once("ffmpeg".to_string())
+            .chain(args.iter().map(|a| shell_quote(a)))
+            .collect();
+        println!("{}", words.join(" "));
+        return Ok(exit::OK);
+    }
     let stop = StopToken::new();
     {
         let stop = stop.clone();
@@ -143,5 +152,18 @@ pub fn format_duration(seconds: f64) -> String {
         format!("{}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
     } else {
         format!("{}:{:02}", s / 60, s % 60)
+    }
+}
+
+/// Quotes a word for a POSIX shell when it needs it.
+pub fn shell_quote(word: &str) -> String {
+    let plain = !word.is_empty()
+        && word
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_-./:=+,@%".contains(c));
+    if plain {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', "'\\''"))
     }
 }

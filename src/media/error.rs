@@ -41,8 +41,9 @@ pub enum MediaError {
     Limits { path: PathBuf, what: String },
     #[error("{path}: nothing to transcode: {why}")]
     NoStreams { path: PathBuf, why: String },
-    #[error("decoding input stream #{stream} ({codec}) failed: {reason}")]
+    #[error("{path}: decoding input stream #{stream} ({codec}) failed: {reason}")]
     Decode {
+        path: PathBuf,
         stream: usize,
         codec: String,
         reason: String,

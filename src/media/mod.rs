@@ -2,6 +2,7 @@
 //! pipeline, HLS, progress and stop. Only this module links FFmpeg.
 
 pub mod caps;
+mod command;
 mod encode;
 mod error;
 mod ffi;
@@ -18,6 +19,7 @@ mod stop;
 
 use std::path::Path;
 
+pub use command::equivalent_command;
 pub use error::{ErrorClass, MediaError};
 pub use input::{ALLOWED_DEMUXERS, MAX_DIMENSION, MAX_DURATION_SECONDS, MAX_PIXELS};
 pub use output::{OutputFile, OutputKind};

@@ -77,9 +77,36 @@ impl Layout {
         preset: &Preset,
         renditions: &[Option<String>],
     ) -> Result<Layout, MediaError> {
+        Self::build(output, preset, renditions, true)
+    }
+
+    /// The same names as [`Layout::new`], without creating any directory (for describing a
+    /// run rather than making one).
+    pub fn describe(
+        output: &Path,
+        preset: &Preset,
+        renditions: &[Option<String>],
+    ) -> Result<Layout, MediaError> {
+        let mut layout = Self::build(output, preset, renditions, false)?;
+        layout.settled = true;
+        Ok(layout)
+    }
+
+    fn build(
+        output: &Path,
+        preset: &Preset,
+        renditions: &[Option<String>],
+        create: bool,
+    ) -> Result<Layout, MediaError> {
         super::utf8_path(output)?;
+        let mkdir = |dir: &Path| -> Result<(), MediaError> {
+            if create {
+                std::fs::create_dir_all(dir).map_err(|e| MediaError::io(dir, e))?;
+            }
+            Ok(())
+        };
         if preset.container == Container::Hls {
-            return Self::hls(output, preset, renditions);
+            return Self::hls(output, preset, renditions, &mkdir);
         }
         if output.is_dir() || output.as_os_str().to_string_lossy().ends_with('/') {
             return Err(MediaError::Unsupported(format!(
@@ -90,7 +117,7 @@ impl Layout {
             )));
         }
         let final_dir = parent_dir(output);
-        std::fs::create_dir_all(&final_dir).map_err(|e| MediaError::io(&final_dir, e))?;
+        mkdir(&final_dir)?;
         let name = output
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
@@ -121,6 +148,7 @@ impl Layout {
         output: &Path,
         preset: &Preset,
         renditions: &[Option<String>],
+        mkdir: &dyn Fn(&Path) -> Result<(), MediaError>,
     ) -> Result<Layout, MediaError> {
         let is_playlist = output
             .extension()
@@ -134,9 +162,9 @@ impl Layout {
         } else {
             (output.to_path_buf(), "index".to_string())
         };
-        std::fs::create_dir_all(&final_dir).map_err(|e| MediaError::io(&final_dir, e))?;
+        mkdir(&final_dir)?;
         let temp_dir = final_dir.join(format!(".{stem}.{}.partial", staging_suffix()));
-        std::fs::create_dir_all(&temp_dir).map_err(|e| MediaError::io(&temp_dir, e))?;
+        mkdir(&temp_dir)?;
         let segment_seconds = preset.hls.as_ref().map_or(6.0, |h| h.segment_seconds);
         let targets = renditions
             .iter()
@@ -169,6 +197,14 @@ impl Layout {
             staging: Staging::Dir { temp_dir, stem },
             settled: false,
         })
+    }
+
+    /// Where a staged file will be published.
+    pub fn published_path(&self, staged: &Path) -> PathBuf {
+        match &self.staging {
+            Staging::File { final_path, .. } => final_path.clone(),
+            Staging::Dir { .. } => self.final_dir.join(staged.file_name().unwrap_or_default()),
+        }
     }
 
     /// The path of the HLS master playlist while staging, for a ladder.

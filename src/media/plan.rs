@@ -40,6 +40,9 @@ pub(crate) struct Plan {
     pub audio: Vec<AudioPlan>,
     pub subtitles: Vec<CopyPlan>,
     pub duration: Option<f64>,
+    /// The duration comes from timestamps or headers, not a bit-rate estimate, so an output
+    /// much shorter than it means the input is cut short.
+    pub duration_trusted: bool,
     /// Subtracted from every timestamp so the output starts at zero (microseconds).
     pub start_offset_us: i64,
     /// For a poster: the media time of the wanted picture (seconds).
@@ -311,6 +314,7 @@ pub(crate) fn plan(
         audio,
         subtitles,
         duration: duration.filter(|d| *d > 0.0),
+        duration_trusted: !ffi::duration_from_bitrate(&input.ctx),
         start_offset_us: ffi::input_start_time(&input.ctx).unwrap_or(0),
         poster_at,
         global_header: muxer_flags & ffi::AVFMT_GLOBALHEADER != 0,

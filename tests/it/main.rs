@@ -1,1 +1,15 @@
+//! ffarm's integration tests: one binary, one module per area (see `helpers` for fixtures).
 
+// A failing unwrap is a failing test, which is what a test wants.
+#![allow(clippy::unwrap_used)]
+
+mod helpers;
+
+mod media_bad_input;
+mod media_cli;
+mod media_pictures;
+mod media_presets;
+mod media_probe;
+mod media_stop;
+mod preset_files;
+mod tidy;

@@ -2,6 +2,8 @@
 //! the run. Isolated corrupt packets are concealed (and logged), as players do; a stream that
 //! yields no picture or sound at all, or more errors than frames, fails with FFmpeg's reason.
 
+use std::path::{Path, PathBuf};
+
 use ffmpeg_next as ff;
 
 use crate::media::error::{MediaError, with_detail};
@@ -9,9 +11,13 @@ use crate::media::ffi;
 use crate::media::input::MAX_PIXELS;
 
 /// Opens the decoder for an input stream, with FFmpeg's automatic threading.
-pub(crate) fn open(stream: &ff::format::stream::Stream) -> Result<ff::decoder::Opened, MediaError> {
+pub(crate) fn open(
+    path: &Path,
+    stream: &ff::format::stream::Stream,
+) -> Result<ff::decoder::Opened, MediaError> {
     let facts = ffi::stream_facts(stream);
     let fail = |e: ff::Error, mark: u64| MediaError::Decode {
+        path: path.to_path_buf(),
         stream: stream.index(),
         codec: facts.codec.clone(),
         reason: with_detail(&e, ffi::errors_since(mark)),
@@ -24,6 +30,7 @@ pub(crate) fn open(stream: &ff::format::stream::Stream) -> Result<ff::decoder::O
     ffi::set_packet_time_base(&mut ctx, stream.time_base());
     let decoder = ctx.decoder();
     let codec = ff::decoder::find(stream.parameters().id()).ok_or_else(|| MediaError::Decode {
+        path: path.to_path_buf(),
         stream: stream.index(),
         codec: facts.codec.clone(),
         reason: "this FFmpeg build has no decoder for it".into(),
@@ -33,6 +40,7 @@ pub(crate) fn open(stream: &ff::format::stream::Stream) -> Result<ff::decoder::O
 
 /// Counts what a decoder produced and what it refused.
 pub(crate) struct Health {
+    path: PathBuf,
     stream: usize,
     codec: String,
     pub decoded: u64,
@@ -41,8 +49,9 @@ pub(crate) struct Health {
 }
 
 impl Health {
-    pub fn new(stream: &ff::format::stream::Stream) -> Self {
+    pub fn new(path: &Path, stream: &ff::format::stream::Stream) -> Self {
         Health {
+            path: path.to_path_buf(),
             stream: stream.index(),
             codec: ffi::stream_facts(stream).codec,
             decoded: 0,
@@ -67,6 +76,7 @@ impl Health {
             return Ok(());
         }
         Err(MediaError::Decode {
+            path: self.path.clone(),
             stream: self.stream,
             codec: self.codec.clone(),
             reason: format!(

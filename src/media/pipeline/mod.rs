@@ -95,6 +95,42 @@ impl Shared<'_> {
     }
 }
 
+/// Fails a run whose output ends well before the input says it should: the input was cut
+/// short (an incomplete upload, a truncated file) and FFmpeg's demuxer simply met its end.
+fn check_complete(
+    plan: &plan::Plan,
+    meter: &Meter,
+    input: &Path,
+    log_start: u64,
+) -> Result<(), MediaError> {
+    let (Some(declared), true, None) = (plan.duration, plan.duration_trusted, plan.poster_at)
+    else {
+        return Ok(());
+    };
+    let produced = meter.out_time();
+    let tolerance = (declared * 0.02).max(0.5);
+    if declared - produced <= tolerance {
+        return Ok(());
+    }
+    Err(MediaError::Demux {
+        path: input.to_path_buf(),
+        reason: with_detail_text(
+            format!(
+                "the input ends early: its container says {declared:.2} s but its streams end \
+                 at {produced:.2} s (a truncated or incomplete file)"
+            ),
+            ffi::errors_since(log_start),
+        ),
+    })
+}
+
+fn with_detail_text(text: String, detail: Option<String>) -> String {
+    match detail {
+        Some(d) => format!("{text} ({d})"),
+        None => text,
+    }
+}
+
 /// How often progress is reported while transcoding.
 const PROGRESS_EVERY: Duration = Duration::from_millis(500);
 
@@ -113,7 +149,9 @@ pub fn transcode(
         phase: Phase::Probing,
         ..Progress::default()
     });
+    let log_start = ffi::log_mark();
     let input = input::open(input, stop)?;
+    let input_path = input.path.clone();
     let probe = probe::report(&input);
     let plan = plan::plan(&input, &probe, preset)?;
     let renditions: Vec<Option<String>> =
@@ -194,13 +232,15 @@ pub fn transcode(
             .ctx
             .stream(v.input)
             .ok_or_else(|| MediaError::Internal("video stream vanished".into()))?;
-        let decoder = decode::open(&stream)?
-            .video()
-            .map_err(|e| MediaError::Decode {
-                stream: v.input,
-                codec: ffi::stream_facts(&stream).codec,
-                reason: e.to_string(),
-            })?;
+        let decoder =
+            decode::open(&input_path, &stream)?
+                .video()
+                .map_err(|e| MediaError::Decode {
+                    path: input_path.clone(),
+                    stream: v.input,
+                    codec: ffi::stream_facts(&stream).codec,
+                    reason: e.to_string(),
+                })?;
         let (packet_tx, packet_rx) = bounded::<ff::Packet>(64);
         routes[v.input] = Route::Decode(packet_tx);
         let mut frame_txs = Vec::new();
@@ -223,7 +263,7 @@ pub fn transcode(
         video_lane = Some((
             video::DecodeLane {
                 decoder,
-                health: decode::Health::new(&stream),
+                health: decode::Health::new(&input_path, &stream),
                 time_base: stream.time_base(),
                 source_rate: *source_rate,
                 deinterlace: *deinterlace,
@@ -243,13 +283,15 @@ pub fn transcode(
             .ctx
             .stream(a.input)
             .ok_or_else(|| MediaError::Internal("audio stream vanished".into()))?;
-        let decoder = decode::open(&stream)?
-            .audio()
-            .map_err(|e| MediaError::Decode {
-                stream: a.input,
-                codec: ffi::stream_facts(&stream).codec,
-                reason: e.to_string(),
-            })?;
+        let decoder =
+            decode::open(&input_path, &stream)?
+                .audio()
+                .map_err(|e| MediaError::Decode {
+                    path: input_path.clone(),
+                    stream: a.input,
+                    codec: ffi::stream_facts(&stream).codec,
+                    reason: e.to_string(),
+                })?;
         let (packet_tx, packet_rx) = bounded::<ff::Packet>(128);
         routes[a.input] = Route::Decode(packet_tx);
         let groups = groups
@@ -265,7 +307,7 @@ pub fn transcode(
         audio_lanes.push((
             audio::AudioLane {
                 decoder,
-                health: decode::Health::new(&stream),
+                health: decode::Health::new(&input_path, &stream),
                 time_base: stream.time_base(),
                 global_header: plan.global_header,
                 groups,
@@ -365,6 +407,10 @@ pub fn transcode(
         .unwrap_or_else(|p| p.into_inner())
         .take()
     {
+        layout.discard();
+        return Err(e);
+    }
+    if let Err(e) = check_complete(&plan, &shared.meter, &input_path, log_start) {
         layout.discard();
         return Err(e);
     }

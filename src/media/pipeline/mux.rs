@@ -70,6 +70,15 @@ pub(crate) fn run(
         path: target.path.clone(),
         reason: with_detail(&e, ffi::errors_since(mark)),
     };
+    // A muxer that will not take the streams is a mismatch of input and preset, not a
+    // passing fault.
+    let header_err = |e: ff::Error, mark: u64| {
+        MediaError::Unsupported(format!(
+            "the {} muxer refused the streams: {}",
+            target.muxer,
+            with_detail(&e, ffi::errors_since(mark))
+        ))
+    };
     let mark = ffi::log_mark();
     let mut octx = ffi::open_output(&path, target.muxer).map_err(|e| mux_err(e, mark))?;
     let mut slots: Vec<Slot> = infos
@@ -121,7 +130,8 @@ pub(crate) fn run(
         }
         let ready = slots.iter().all(|s| s.setup.is_some() || s.ended);
         if !header_written && ready {
-            write_header(&mut octx, &mut slots, infos, target).map_err(|(e, m)| mux_err(e, m))?;
+            write_header(&mut octx, &mut slots, infos, target)
+                .map_err(|(e, m)| header_err(e, m))?;
             header_written = true;
             for slot in &mut slots {
                 for (packet, tb) in std::mem::take(&mut slot.pending) {
@@ -144,7 +154,7 @@ pub(crate) fn run(
                 reason: "no stream produced anything to write".into(),
             });
         }
-        write_header(&mut octx, &mut slots, infos, target).map_err(|(e, m)| mux_err(e, m))?;
+        write_header(&mut octx, &mut slots, infos, target).map_err(|(e, m)| header_err(e, m))?;
     }
     let mark = ffi::log_mark();
     octx.write_trailer().map_err(|e| mux_err(e, mark))?;

@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# ffarm's one entry point for developers and first-time users (Debian/Ubuntu).
+#
+#   ./dev.sh serve    install what is missing, build, and run the farm on the embedded default
+#   ./dev.sh test     install what is missing and run every check and test
+#   ./dev.sh setup    only install what is missing
+#   ./dev.sh bench    run the benchmarks (see BENCHMARKS.md)
+#
+# Installs only what is absent: Debian packages through apt-get (with sudo when not root)
+# and, if there is no Rust toolchain, rustup's stable toolchain.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+# Debian/Ubuntu packages: FFmpeg's development libraries and the tools the bindings need to
+# build, plus the ffmpeg/ffprobe programs the fixture script and the tests use.
+PACKAGES=(
+  build-essential pkg-config clang libclang-dev
+  libavcodec-dev libavformat-dev libavutil-dev libavfilter-dev libavdevice-dev
+  libswscale-dev libswresample-dev
+  ffmpeg
+)
+
+log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+
+as_root() {
+  if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+install_packages() {
+  local missing=()
+  for p in "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    log "installing ${missing[*]}"
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  fi
+}
+
+setup() {
+  command -v apt-get >/dev/null || { echo "dev.sh: needs a Debian/Ubuntu system (apt-get)" >&2; exit 1; }
+  install_packages "${PACKAGES[@]}"
+  if ! command -v cargo >/dev/null; then
+    if [ -x "$HOME/.cargo/bin/cargo" ]; then
+      export PATH="$HOME/.cargo/bin:$PATH"
+    else
+      install_packages curl ca-certificates
+      log "installing the Rust toolchain (rustup)"
+      curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal -c rustfmt,clippy
+      export PATH="$HOME/.cargo/bin:$PATH"
+    fi
+  fi
+}
+
+run_tests() {
+  log "fixtures"
+  assets/make-fixtures.sh
+  log "cargo fmt --check"
+  cargo fmt --all -- --check
+  log "cargo clippy --all-targets -- -D warnings"
+  cargo clippy --all-targets -- -D warnings
+  if cargo nextest --version >/dev/null 2>&1; then
+    log "cargo nextest run"
+    cargo nextest run --no-fail-fast
+    cargo test --doc
+  else
+    log "cargo test"
+    cargo test --no-fail-fast
+  fi
+}
+
+serve() {
+  log "building (release)"
+  cargo build --release
+  log "demo: transcoding a generated clip with the h264-720p preset"
+  assets/make-fixtures.sh
+  mkdir -p data/demo
+  target/release/ffarm transcode target/fixtures/valid/h264_aac_1080p.mp4 data/demo/demo.mp4 --preset h264-720p
+  target/release/ffarm probe data/demo/demo.mp4
+}
+
+cmd=${1:-}
+shift || true
+case "$cmd" in
+  setup) setup ;;
+  serve) setup; serve "$@" ;;
+  test) setup; run_tests ;;
+  bench)
+    setup
+    assets/make-fixtures.sh --bench
+    for b in "${@:-engine}"; do
+      log "cargo bench --bench $b"
+      cargo bench --bench "$b"
+    done
+    ;;
+  *)
+    sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'
+    exit 2
+    ;;
+esac

@@ -1,0 +1,169 @@
+//! Shared test helpers: the fixture media (made once by `assets/make-fixtures.sh`), temp
+//! directories, `ffprobe` as the reference, and the `ffarm` binary.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use ffarm::media::{self, Progress, StopToken};
+use ffarm::preset::{Preset, Presets};
+use serde_json::Value;
+
+/// The fixture directory, made on first use (the script caches and locks itself).
+pub fn fixtures() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let dir = root.join("target/fixtures");
+        let status = Command::new(root.join("assets/make-fixtures.sh"))
+            .arg(&dir)
+            .status()
+            .expect("running assets/make-fixtures.sh");
+        assert!(status.success(), "assets/make-fixtures.sh failed");
+        dir
+    })
+}
+
+pub fn valid(name: &str) -> PathBuf {
+    let p = fixtures().join("valid").join(name);
+    assert!(p.exists(), "missing fixture {}", p.display());
+    p
+}
+
+pub fn malformed_dir() -> PathBuf {
+    fixtures().join("malformed")
+}
+
+pub fn valid_dir() -> PathBuf {
+    fixtures().join("valid")
+}
+
+pub fn tempdir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("ffarm-test-")
+        .tempdir()
+        .expect("creating a temp dir")
+}
+
+pub fn presets() -> &'static Presets {
+    static P: OnceLock<Presets> = OnceLock::new();
+    P.get_or_init(|| Presets::builtin().expect("shipped presets load"))
+}
+
+pub fn preset(name: &str) -> &'static Preset {
+    presets().get(name).expect("known preset")
+}
+
+/// Transcodes without watching progress.
+pub fn transcode(
+    input: &Path,
+    output: &Path,
+    preset: &Preset,
+) -> Result<media::TranscodeReport, media::MediaError> {
+    media::transcode(
+        input,
+        output,
+        preset,
+        &StopToken::new(),
+        &mut |_: &Progress| {},
+    )
+}
+
+/// `ffprobe -show_format -show_streams` as JSON: the reference every check compares with.
+pub fn ffprobe(path: &Path) -> Value {
+    let out = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-print_format",
+            "json",
+            "-show_format",
+            "-show_streams",
+        ])
+        .arg(path)
+        .output()
+        .expect("running ffprobe (install the ffmpeg package)");
+    assert!(
+        out.status.success(),
+        "ffprobe failed on {}: {}",
+        path.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("ffprobe JSON")
+}
+
+/// ffprobe's streams of one kind ("video", "audio").
+pub fn ffprobe_streams(probe: &Value, kind: &str) -> Vec<Value> {
+    probe["streams"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter(|s| s["codec_type"] == kind && s["disposition"]["attached_pic"] != 1)
+                .cloned()
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Number of frames ffprobe counts by decoding a stream (`-count_frames`).
+pub fn count_frames(path: &Path, selector: &str) -> u64 {
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-count_frames", "-select_streams", selector])
+        .args(["-show_entries", "stream=nb_read_frames", "-of", "csv=p=0"])
+        .arg(path)
+        .output()
+        .expect("running ffprobe");
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .lines()
+        .next()
+        .and_then(|l| l.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+pub fn num(v: &Value) -> f64 {
+    match v {
+        Value::Number(n) => n.as_f64().unwrap_or(f64::NAN),
+        Value::String(s) => s.parse().unwrap_or(f64::NAN),
+        _ => f64::NAN,
+    }
+}
+
+/// A video stream's duration per ffprobe, in seconds.
+pub fn stream_duration(stream: &Value) -> f64 {
+    num(&stream["duration"])
+}
+
+/// "30000/1001" → 29.97.
+pub fn rate(v: &Value) -> f64 {
+    let s = v.as_str().unwrap_or("0/1");
+    let (n, d) = s.split_once('/').unwrap_or((s, "1"));
+    let (n, d): (f64, f64) = (n.parse().unwrap_or(0.0), d.parse().unwrap_or(1.0));
+    if d == 0.0 { 0.0 } else { n / d }
+}
+
+/// The path of the `ffarm` binary built for these tests.
+pub fn ffarm_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_ffarm"))
+}
+
+/// Files under `dir`, recursively, as paths relative to it (sorted).
+pub fn files_under(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    fn walk(base: &Path, dir: &Path, out: &mut Vec<String>) {
+        let Ok(rd) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                walk(base, &p, out);
+            } else if let Ok(rel) = p.strip_prefix(base) {
+                out.push(rel.to_string_lossy().into_owned());
+            }
+        }
+    }
+    walk(dir, dir, &mut out);
+    out.sort();
+    out
+}

@@ -1,0 +1,204 @@
+//! Preset files are validated at load: every mistake names the file, the field and the
+//! problem, and the shipped set covers what users rely on.
+
+use ffarm::preset::{PresetError, Presets};
+
+use crate::helpers::tempdir;
+
+const GOOD: &str = r#"
+description = "ok"
+container = "mp4"
+[video]
+codec = "h264"
+crf = 23
+[audio]
+codec = "aac"
+bitrate = "128k"
+"#;
+
+fn load_one(name: &str, text: &str) -> Result<Presets, PresetError> {
+    let dir = tempdir();
+    std::fs::write(dir.path().join(format!("{name}.toml")), text).unwrap();
+    let r = Presets::load(Some(dir.path()));
+    drop(dir);
+    r
+}
+
+/// Loads a broken preset and checks the message names the file, the field and the problem.
+fn rejects(text: &str, field: &str, problem: &str) {
+    let err = load_one("broken", text).expect_err("a broken preset must not load");
+    let msg = err.to_string();
+    assert!(msg.contains("broken.toml"), "names the file: {msg}");
+    assert!(msg.contains(field), "names the field '{field}': {msg}");
+    assert!(msg.contains(problem), "says '{problem}': {msg}");
+}
+
+#[test]
+fn a_good_extra_preset_loads_beside_the_shipped_ones() {
+    let presets = load_one("my-web", GOOD).unwrap();
+    assert_eq!(presets.get("my-web").unwrap().description, "ok");
+    assert!(presets.get("h264-720p").is_ok());
+}
+
+#[test]
+fn mistakes_are_named_precisely() {
+    rejects(
+        &GOOD.replace("h264", "h265"),
+        "video.codec",
+        "unknown video codec 'h265'",
+    );
+    rejects(
+        &GOOD.replace("\"mp4\"", "\"webm\""),
+        "video.codec",
+        "container webm cannot hold h264",
+    );
+    rejects(
+        &GOOD
+            .replace("\"aac\"", "\"opus\"")
+            .replace("\"mp4\"", "\"flv\""),
+        "audio.codec",
+        "cannot hold opus",
+    );
+    rejects(
+        &GOOD.replace("crf = 23", "crf = 99"),
+        "video.crf",
+        "between 0 and 51 (got 99)",
+    );
+    rejects(
+        &GOOD.replace("crf = 23", "crff = 23"),
+        "unknown field `crff`",
+        "expected one of",
+    );
+    rejects(
+        &GOOD.replace("\"128k\"", "\"fast\""),
+        "audio.bitrate",
+        "not a bit rate",
+    );
+    rejects(
+        &GOOD.replace("\"mp4\"", "\"mp5\""),
+        "container",
+        "unknown container 'mp5'",
+    );
+    rejects(
+        &GOOD.replace("crf = 23", "crf = 23\npixel_format = \"bogus\""),
+        "video.pixel_format",
+        "unknown pixel format 'bogus'",
+    );
+    rejects(
+        &GOOD.replace("crf = 23", "crf = 23\npixel_format = \"rgb48le\""),
+        "video.pixel_format",
+        "libx264 does not take rgb48le",
+    );
+    rejects(
+        &GOOD.replace("crf = 23", "crf = 23\nencoder_preset = \"ludicrous\""),
+        "video.encoder_preset",
+        "unknown preset 'ludicrous'",
+    );
+    rejects(
+        &GOOD.replace("crf = 23", "crf = 23\nmax_width = -5"),
+        "video.max_width",
+        "between 16 and 16384",
+    );
+    rejects(
+        &GOOD.replace("crf = 23", "crf = 23\n[video.options]\nturbo = 1"),
+        "video.options.turbo",
+        "libx264 has no option 'turbo'",
+    );
+    rejects(
+        &GOOD
+            .replace(
+                "bitrate = \"128k\"",
+                "bitrate = \"128k\"\nsample_rate = 44100",
+            )
+            .replace("\"aac\"", "\"opus\"")
+            .replace("\"mp4\"", "\"mkv\""),
+        "audio.sample_rate",
+        "libopus does not take 44100 Hz",
+    );
+    rejects(
+        &GOOD.replace("crf = 23", "crf = 23\nbitrate = \"2M\""),
+        "video",
+        "set crf or bitrate, not both",
+    );
+    rejects(
+        "description = \"x\"\ncontainer = \"mp3\"\n[video]\ncodec = \"h264\"\ncrf = 20\n",
+        "video",
+        "container mp3 holds no video",
+    );
+    rejects(
+        "description = \"x\"\ncontainer = \"mp4\"\n",
+        "(file)",
+        "needs a [video] or an [audio] section",
+    );
+    rejects(
+        "description = \"x\"\ncontainer = \"mp4\"\n[video]\ncodec = \"mpeg4\"\ncrf = 20\n",
+        "video.crf",
+        "mpeg4 has no crf",
+    );
+    rejects("this is = not toml [", "", "TOML parse error");
+}
+
+#[test]
+fn a_default_preset_must_write_its_format() {
+    let err = load_one("mp4", &GOOD.replace("\"mp4\"", "\"mkv\"")).unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.contains("mp4.toml") && msg.contains("container") && msg.contains("must write mp4"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn unknown_names_list_what_exists() {
+    let presets = Presets::builtin().unwrap();
+    let err = presets.get("h264-72p").unwrap_err();
+    assert_eq!(err.code(), "unknown-preset");
+    assert!(err.to_string().contains("h264-720p"), "{err}");
+    let err = presets.for_format("gif").unwrap_err();
+    assert_eq!(err.code(), "unknown-format");
+}
+
+#[test]
+fn the_shipped_set_is_complete() {
+    let presets = Presets::builtin().unwrap();
+    for name in [
+        "h264-1080p",
+        "h264-720p",
+        "h264-480p",
+        "hevc-1080p",
+        "vp9-720p",
+        "av1-720p",
+        "hls-720p",
+        "hls-abr",
+        "audio-aac-128k",
+        "audio-mp3-192k",
+        "remux-mkv",
+        "remux-mov",
+        "poster-jpg",
+        "mp4",
+        "mov",
+        "mkv",
+        "webm",
+        "flv",
+        "avi",
+        "m3u8",
+        "mp3",
+        "m4a",
+    ] {
+        let p = presets.get(name).unwrap_or_else(|e| panic!("{e}"));
+        assert!(!p.description.is_empty(), "{name}");
+    }
+    let out = std::process::Command::new(crate::helpers::ffarm_bin())
+        .arg("presets")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let listing = String::from_utf8_lossy(&out.stdout);
+    for p in presets.iter() {
+        let line = listing
+            .lines()
+            .find(|l| l.starts_with(&format!("{} ", p.name)))
+            .unwrap_or_else(|| panic!("{} listed", p.name));
+        assert!(line.contains(&p.description), "{line}");
+    }
+}
