@@ -12,4 +12,8 @@ mod media_presets;
 mod media_probe;
 mod media_stop;
 mod preset_files;
+mod store_conformance;
+mod store_durability;
+mod store_harness;
+mod store_listing;
 mod tidy;

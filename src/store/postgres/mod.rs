@@ -1,0 +1,245 @@
+//! The scale-out backend: PostgreSQL shared by any number of API servers and workers.
+//! Claims use `FOR UPDATE SKIP LOCKED`; every other transition is an optimistic guarded
+//! UPDATE, re-decided if the row moved underneath. Changes travel by LISTEN/NOTIFY, written by
+//! the same trigger that records each transition, so a notification never precedes its commit.
+//! Submits, finishes, cancels and retries commit synchronously; claims, heartbeats, logs and
+//! notes use a pool with `synchronous_commit = off` (losing one in a database crash only
+//! means a task runs again).
+
+mod ops;
+mod reads;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::ConnectOptions;
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
+use tokio::sync::broadcast;
+
+use super::rules::{self, Current};
+use super::{
+    AttemptInfo, AttemptStats, Change, Counts, Heartbeat, JobEvent, JobStore, ListFilter, LogLine,
+    Page, Result, StoreError, Submitted, WorkerInfo,
+};
+use crate::job::{self, Job, JobSpec, Outcome, RetryPolicy, Timestamp};
+use crate::media::Progress;
+
+/// The NOTIFY channel changes travel on.
+pub(crate) const CHANNEL: &str = "ffarm_changes";
+
+pub struct PostgresStore {
+    /// Synchronous commits: what a client was told is durable.
+    durable: PgPool,
+    /// Asynchronous commits: leases, progress, logs.
+    fast: PgPool,
+    changes: broadcast::Sender<Change>,
+    policy: RetryPolicy,
+}
+
+impl PostgresStore {
+    pub async fn open(url: &str) -> Result<PostgresStore> {
+        Self::open_with(url, RetryPolicy::default()).await
+    }
+
+    pub async fn open_with(url: &str, policy: RetryPolicy) -> Result<PostgresStore> {
+        let options = PgConnectOptions::from_str(url)?
+            .log_statements(tracing::log::LevelFilter::Trace)
+            .log_slow_statements(tracing::log::LevelFilter::Warn, Duration::from_secs(1));
+        let durable = PgPoolOptions::new()
+            .max_connections(16)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options.clone())
+            .await?;
+        sqlx::migrate!("migrations/postgres").run(&durable).await?;
+        let fast = PgPoolOptions::new()
+            .max_connections(16)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options.clone().options([("synchronous_commit", "off")]))
+            .await?;
+        let (changes, _) = broadcast::channel(4096);
+        let mut listener = PgListener::connect_with(&durable).await?;
+        listener.listen(CHANNEL).await?;
+        tokio::spawn(forward(listener, changes.clone()));
+        Ok(PostgresStore {
+            durable,
+            fast,
+            changes,
+            policy,
+        })
+    }
+}
+
+/// Relays NOTIFY payloads to subscribers. PgListener reconnects by itself after a lost
+/// connection; anything announced meanwhile is caught by the workers' fallback polling.
+async fn forward(mut listener: PgListener, changes: broadcast::Sender<Change>) {
+    loop {
+        match listener.recv().await {
+            Ok(n) => match serde_json::from_str::<Change>(n.payload()) {
+                Ok(change) => {
+                    let _ = changes.send(change);
+                }
+                Err(e) => tracing::warn!("unreadable notification {:?}: {e}", n.payload()),
+            },
+            Err(e) => {
+                tracing::warn!("store notifications interrupted: {e}");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl JobStore for PostgresStore {
+    fn backend(&self) -> &'static str {
+        "postgres"
+    }
+
+    async fn submit(&self, id: Option<String>, spec: JobSpec) -> Result<Submitted> {
+        let id = match id {
+            Some(id) => {
+                job::validate_id(&id).map_err(StoreError::Invalid)?;
+                id
+            }
+            None => job::new_id(),
+        };
+        ops::submit(&self.durable, &id, &spec, Timestamp::now()).await
+    }
+
+    async fn get(&self, id: &str) -> Result<Job> {
+        reads::get(&self.durable, id).await
+    }
+
+    async fn list(&self, filter: &ListFilter, limit: u32, cursor: Option<&str>) -> Result<Page> {
+        reads::list(&self.durable, filter, limit, cursor).await
+    }
+
+    async fn counts(&self, filter: &ListFilter) -> Result<Counts> {
+        reads::counts(&self.durable, filter).await
+    }
+
+    async fn claim(&self, worker: &str, lease: Duration) -> Result<Option<Job>> {
+        let now = Timestamp::now();
+        ops::claim(&self.fast, worker, now.plus(lease), now).await
+    }
+
+    async fn heartbeat(
+        &self,
+        id: &str,
+        attempt: u32,
+        lease: Duration,
+        progress: Option<&Progress>,
+    ) -> Result<Heartbeat> {
+        let now = Timestamp::now();
+        ops::heartbeat(&self.fast, id, attempt, now.plus(lease), progress, now).await
+    }
+
+    async fn finish(&self, id: &str, attempt: u32, outcome: Outcome) -> Result<Job> {
+        let decide = |_: &Job, cur: &Current, now| {
+            rules::finish(
+                id,
+                cur,
+                attempt,
+                outcome.clone(),
+                now,
+                &self.policy,
+                fastrand::f64(),
+            )
+            .map(Some)
+        };
+        Ok(ops::transition(&self.durable, id, None, decide).await?.0)
+    }
+
+    async fn cancel(&self, id: &str, reason: &str) -> Result<Job> {
+        let decide = |_: &Job, cur: &Current, _| rules::cancel(id, cur, reason);
+        Ok(ops::transition(&self.durable, id, None, decide).await?.0)
+    }
+
+    async fn retry(&self, id: &str) -> Result<Job> {
+        let decide = |_: &Job, cur: &Current, now| rules::retry(id, cur, now).map(Some);
+        Ok(ops::transition(&self.durable, id, None, decide).await?.0)
+    }
+
+    async fn reap(&self) -> Result<Vec<Job>> {
+        let now = Timestamp::now();
+        let expired = reads::expired_leases(&self.fast, now).await?;
+        let mut jobs = Vec::with_capacity(expired.len());
+        for id in expired {
+            // Another process may have reaped the job, or its worker renewed the lease, since
+            // the scan: decide again from the row, and guard the update on the old lease.
+            let decide = |job: &Job, cur: &Current, now| {
+                let expired =
+                    cur.status.is_active() && job.lease_expires_at.is_some_and(|t| t < now);
+                if !expired {
+                    return Ok(None);
+                }
+                rules::lease_expired(&id, cur, now, &self.policy, fastrand::f64()).map(Some)
+            };
+            match ops::transition(&self.fast, &id, Some(now), decide).await {
+                Ok((job, true)) => jobs.push(job),
+                Ok((_, false)) => {}
+                Err(e) => tracing::warn!("reaping {id}: {e}"),
+            }
+        }
+        Ok(jobs)
+    }
+
+    async fn events(&self, id: &str) -> Result<Vec<JobEvent>> {
+        reads::events(&self.durable, id).await
+    }
+
+    async fn note(
+        &self,
+        id: &str,
+        kind: &str,
+        reason: &str,
+        detail: serde_json::Value,
+    ) -> Result<()> {
+        ops::note(&self.fast, id, kind, reason, &detail, Timestamp::now()).await
+    }
+
+    async fn append_logs(&self, id: &str, attempt: u32, lines: &[String]) -> Result<()> {
+        if lines.is_empty() {
+            return Ok(());
+        }
+        ops::append_logs(&self.fast, id, attempt, lines, Timestamp::now()).await
+    }
+
+    async fn logs(
+        &self,
+        id: &str,
+        attempt: Option<u32>,
+        after_seq: i64,
+        limit: u32,
+    ) -> Result<Vec<LogLine>> {
+        reads::logs(&self.durable, id, attempt, after_seq, limit).await
+    }
+
+    async fn record_attempt(&self, id: &str, attempt: u32, stats: &AttemptStats) -> Result<()> {
+        ops::record_attempt(&self.fast, id, attempt, stats).await
+    }
+
+    async fn attempts(&self, id: &str) -> Result<Vec<AttemptInfo>> {
+        reads::attempts(&self.durable, id).await
+    }
+
+    async fn register_worker(&self, worker: &WorkerInfo) -> Result<()> {
+        ops::register_worker(&self.fast, worker, Timestamp::now()).await
+    }
+
+    async fn touch_worker(&self, id: &str, draining: bool) -> Result<()> {
+        ops::touch_worker(&self.fast, id, draining, Timestamp::now()).await
+    }
+
+    async fn remove_worker(&self, id: &str) -> Result<()> {
+        ops::remove_worker(&self.fast, id).await
+    }
+
+    async fn workers(&self) -> Result<Vec<WorkerInfo>> {
+        reads::workers(&self.durable).await
+    }
+
+    fn subscribe(&self) -> broadcast::Receiver<Change> {
+        self.changes.subscribe()
+    }
+}

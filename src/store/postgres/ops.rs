@@ -1,0 +1,373 @@
+//! PostgreSQL writes. Each is one statement where it can be; transitions read the row, decide
+//! through `store::rules`, and apply a guarded UPDATE, deciding again if another process moved
+//! the job in between.
+
+use sqlx::{PgPool, Row};
+
+use super::CHANNEL;
+use crate::job::{Job, JobSpec, Status, Timestamp};
+use crate::media::Progress;
+use crate::store::codec::{JOB_COLUMNS, job_from_row, retry_base, to_json};
+use crate::store::rules::{self, Current, Update};
+use crate::store::{
+    AttemptStats, Change, Heartbeat, MAX_LOG_BYTES_PER_ATTEMPT, MAX_LOG_LINES_PER_ATTEMPT, Result,
+    StoreError, Submitted, WorkerInfo,
+};
+
+pub(super) async fn submit(
+    pool: &PgPool,
+    id: &str,
+    spec: &JobSpec,
+    now: Timestamp,
+) -> Result<Submitted> {
+    let sql = format!(
+        "INSERT INTO jobs (id, status, input_bucket, input_key, preset, output_bucket, output_prefix, \
+         priority, max_attempts, timeout_seconds, on_success, on_failure, trigger, outputs, last_reason, \
+         created_at, updated_at, run_after) \
+         VALUES ($1, 'queued', $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, '[]', 'submitted', $13, $13, $13) \
+         ON CONFLICT (id) DO NOTHING RETURNING {JOB_COLUMNS}"
+    );
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(id)
+        .bind(&spec.input.bucket)
+        .bind(&spec.input.key)
+        .bind(&spec.preset)
+        .bind(&spec.output.bucket)
+        .bind(&spec.output.prefix)
+        .bind(spec.priority)
+        .bind(i64::from(spec.max_attempts))
+        .bind(spec.timeout_seconds as i64)
+        .bind(&spec.on_success)
+        .bind(&spec.on_failure)
+        .bind(spec.trigger.as_ref().map(to_json))
+        .bind(now.0)
+        .fetch_optional(pool)
+        .await?;
+    if let Some(row) = row {
+        return Ok(Submitted {
+            job: job_from_row(&row)?,
+            created: true,
+        });
+    }
+    let (job, _) = current(pool, id).await?;
+    if job.spec().same_work(spec) {
+        Ok(Submitted {
+            job,
+            created: false,
+        })
+    } else {
+        Err(StoreError::IdConflict { id: id.to_string() })
+    }
+}
+
+pub(super) async fn current(pool: &PgPool, id: &str) -> Result<(Job, Current)> {
+    let sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = $1");
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(id)
+        .fetch_optional(pool)
+        .await?
+        .ok_or_else(|| StoreError::NotFound { id: id.to_string() })?;
+    let job = job_from_row(&row)?;
+    let cur = Current {
+        status: job.status,
+        attempt: job.attempt,
+        max_attempts: job.max_attempts,
+        retry_base: retry_base(&row)?,
+    };
+    Ok((job, cur))
+}
+
+/// Reads the job, lets `decide` choose an update (None: nothing to change), and applies it
+/// guarded by the status and attempt it was decided from (and, for reaping, by the lease
+/// having expired before `lease_before`). Returns the job and whether it changed.
+pub(super) async fn transition<F>(
+    pool: &PgPool,
+    id: &str,
+    lease_before: Option<Timestamp>,
+    decide: F,
+) -> Result<(Job, bool)>
+where
+    F: Fn(&Job, &Current, Timestamp) -> Result<Option<Update>>,
+{
+    for _ in 0..5 {
+        let (job, cur) = current(pool, id).await?;
+        let now = Timestamp::now();
+        let Some(u) = decide(&job, &cur, now)? else {
+            return Ok((job, false));
+        };
+        let sql = format!(
+            "UPDATE jobs SET status = $1, last_reason = $2, error = $3, outputs = COALESCE($4, outputs), \
+             run_after = $5, retry_base = $6, \
+             finished_at = CASE WHEN $7 THEN $8 ELSE NULL END, \
+             lease_expires_at = CASE WHEN $9 THEN NULL ELSE lease_expires_at END, \
+             progress = CASE WHEN $10 THEN NULL ELSE progress END, \
+             updated_at = $8 \
+             WHERE id = $11 AND status = $12 AND attempt = $13 \
+             AND ($14::BIGINT IS NULL OR lease_expires_at < $14) \
+             RETURNING {JOB_COLUMNS}"
+        );
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(u.status.as_str())
+            .bind(&u.reason)
+            .bind(u.error.as_ref().map(to_json))
+            .bind(u.outputs.as_ref().map(to_json))
+            .bind(u.run_after.0)
+            .bind(i64::from(u.retry_base))
+            .bind(u.finished)
+            .bind(now.0)
+            .bind(u.release)
+            .bind(u.status == Status::Queued)
+            .bind(id)
+            .bind(cur.status.as_str())
+            .bind(i64::from(cur.attempt))
+            .bind(lease_before.map(|t| t.0))
+            .fetch_optional(pool)
+            .await?;
+        if let Some(row) = row {
+            return Ok((job_from_row(&row)?, true));
+        }
+        // The row moved between reading and writing: decide again from its new state.
+    }
+    Err(StoreError::Backend(format!(
+        "job '{id}' kept changing; gave up after 5 tries"
+    )))
+}
+
+pub(super) async fn claim(
+    pool: &PgPool,
+    worker: &str,
+    lease_until: Timestamp,
+    now: Timestamp,
+) -> Result<Option<Job>> {
+    let sql = format!(
+        "UPDATE jobs SET status = 'running', attempt = attempt + 1, worker = $1, \
+         lease_expires_at = $2, started_at = $3, finished_at = NULL, updated_at = $3, \
+         progress = NULL, last_reason = 'claimed by ' || $1 \
+         WHERE id = (SELECT id FROM jobs WHERE status = 'queued' AND run_after <= $3 \
+                     ORDER BY priority DESC, created_at, id LIMIT 1 FOR UPDATE SKIP LOCKED) \
+         RETURNING {JOB_COLUMNS}"
+    );
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(worker)
+        .bind(lease_until.0)
+        .bind(now.0)
+        .fetch_optional(pool)
+        .await?;
+    row.as_ref().map(job_from_row).transpose()
+}
+
+pub(super) async fn heartbeat(
+    pool: &PgPool,
+    id: &str,
+    attempt: u32,
+    lease_until: Timestamp,
+    progress: Option<&Progress>,
+    now: Timestamp,
+) -> Result<Heartbeat> {
+    let notice = progress.map(|p| {
+        to_json(&Change::Progress {
+            id: id.to_string(),
+            progress: p.clone(),
+        })
+    });
+    let row = sqlx::query(
+        "WITH u AS (UPDATE jobs SET lease_expires_at = $1, progress = COALESCE($2, progress), updated_at = $3 \
+                    WHERE id = $4 AND attempt = $5 AND status IN ('running', 'cancelling') RETURNING status) \
+         SELECT u.status, CASE WHEN $6::TEXT IS NULL THEN NULL ELSE pg_notify($7, $6) END AS notified FROM u",
+    )
+    .bind(lease_until.0)
+    .bind(progress.map(to_json))
+    .bind(now.0)
+    .bind(id)
+    .bind(i64::from(attempt))
+    .bind(notice)
+    .bind(CHANNEL)
+    .fetch_optional(pool)
+    .await?;
+    let Some(row) = row else {
+        let (_, cur) = current(pool, id).await?;
+        rules::check_fence(id, &cur, attempt)?;
+        return Err(StoreError::Backend("heartbeat matched no row".into()));
+    };
+    let status: String = row.try_get("status")?;
+    Ok(Heartbeat {
+        stop_requested: status == Status::Cancelling.as_str(),
+        lease_expires_at: lease_until,
+    })
+}
+
+pub(super) async fn note(
+    pool: &PgPool,
+    id: &str,
+    kind: &str,
+    reason: &str,
+    detail: &serde_json::Value,
+    now: Timestamp,
+) -> Result<()> {
+    let done = sqlx::query(
+        "INSERT INTO job_events (job_id, at, kind, from_status, to_status, reason, worker, attempt, detail) \
+         SELECT id, $1, $2, NULL, NULL, $3, worker, attempt, $4 FROM jobs WHERE id = $5",
+    )
+    .bind(now.0)
+    .bind(kind)
+    .bind(reason)
+    .bind(to_json(detail))
+    .bind(id)
+    .execute(pool)
+    .await?;
+    if done.rows_affected() == 0 {
+        return Err(StoreError::NotFound { id: id.to_string() });
+    }
+    Ok(())
+}
+
+pub(super) async fn append_logs(
+    pool: &PgPool,
+    id: &str,
+    attempt: u32,
+    lines: &[String],
+    now: Timestamp,
+) -> Result<()> {
+    let mut tx = pool.begin().await?;
+    let row = sqlx::query("SELECT attempt, status FROM jobs WHERE id = $1")
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or_else(|| StoreError::NotFound { id: id.to_string() })?;
+    let current: i64 = row.try_get("attempt")?;
+    if current != i64::from(attempt) {
+        let status: String = row.try_get("status")?;
+        return Err(StoreError::Fenced {
+            id: id.to_string(),
+            attempt,
+            current: current as u32,
+            status: status.parse().unwrap_or(Status::Queued),
+        });
+    }
+    // Lock the attempt's counters so concurrent appends stay within the budget.
+    let counters = sqlx::query(
+        "SELECT log_lines, log_bytes, log_dropped FROM job_attempts WHERE job_id = $1 AND attempt = $2 FOR UPDATE",
+    )
+    .bind(id)
+    .bind(i64::from(attempt))
+    .fetch_optional(&mut *tx)
+    .await?
+    .ok_or_else(|| StoreError::NotFound { id: id.to_string() })?;
+    let (kept, bytes, dropped_before): (i64, i64, i64) = (
+        counters.try_get(0)?,
+        counters.try_get(1)?,
+        counters.try_get(2)?,
+    );
+    let (keep, dropped) = rules::log_budget(lines, kept as u32, bytes as u64);
+    let mut to_insert: Vec<String> = keep.iter().map(|s| s.to_string()).collect();
+    if dropped > 0 && dropped_before == 0 {
+        to_insert.push(format!(
+            "[ffarm] log limit reached ({MAX_LOG_LINES_PER_ATTEMPT} lines or {} MiB per attempt): further lines are dropped",
+            MAX_LOG_BYTES_PER_ATTEMPT >> 20
+        ));
+    }
+    let added_bytes: i64 = keep.iter().map(|l| l.len() as i64).sum();
+    if !to_insert.is_empty() {
+        sqlx::query(
+            "INSERT INTO job_logs (job_id, attempt, at, line) SELECT $1, $2, $3, line FROM UNNEST($4::TEXT[]) AS line",
+        )
+        .bind(id)
+        .bind(i64::from(attempt))
+        .bind(now.0)
+        .bind(&to_insert)
+        .execute(&mut *tx)
+        .await?;
+    }
+    sqlx::query(
+        "UPDATE job_attempts SET log_lines = log_lines + $1, log_bytes = log_bytes + $2, \
+         log_dropped = log_dropped + $3 WHERE job_id = $4 AND attempt = $5",
+    )
+    .bind(keep.len() as i64)
+    .bind(added_bytes)
+    .bind(i64::from(dropped))
+    .bind(id)
+    .bind(i64::from(attempt))
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+pub(super) async fn record_attempt(
+    pool: &PgPool,
+    id: &str,
+    attempt: u32,
+    stats: &AttemptStats,
+) -> Result<()> {
+    let done = sqlx::query("UPDATE job_attempts SET stats = $1 WHERE job_id = $2 AND attempt = $3")
+        .bind(to_json(stats))
+        .bind(id)
+        .bind(i64::from(attempt))
+        .execute(pool)
+        .await?;
+    if done.rows_affected() == 0 {
+        return Err(StoreError::NotFound { id: id.to_string() });
+    }
+    Ok(())
+}
+
+fn worker_notice(id: &str) -> String {
+    to_json(&Change::Worker { id: id.to_string() })
+}
+
+pub(super) async fn register_worker(pool: &PgPool, w: &WorkerInfo, now: Timestamp) -> Result<()> {
+    sqlx::query(
+        "WITH u AS (INSERT INTO workers (id, host, address, slots, version, started_at, last_seen, draining) \
+                    VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO UPDATE SET host = excluded.host, \
+                    address = excluded.address, slots = excluded.slots, version = excluded.version, \
+                    started_at = excluded.started_at, last_seen = excluded.last_seen, draining = excluded.draining \
+                    RETURNING id) \
+         SELECT pg_notify($9, $10) FROM u",
+    )
+    .bind(&w.id)
+    .bind(&w.host)
+    .bind(&w.address)
+    .bind(i64::from(w.slots))
+    .bind(&w.version)
+    .bind(w.started_at.0)
+    .bind(now.0)
+    .bind(w.draining)
+    .bind(CHANNEL)
+    .bind(worker_notice(&w.id))
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+pub(super) async fn touch_worker(
+    pool: &PgPool,
+    id: &str,
+    draining: bool,
+    now: Timestamp,
+) -> Result<()> {
+    let row = sqlx::query(
+        "WITH u AS (UPDATE workers SET last_seen = $1, draining = $2 WHERE id = $3 RETURNING id) \
+         SELECT pg_notify($4, $5) FROM u",
+    )
+    .bind(now.0)
+    .bind(draining)
+    .bind(id)
+    .bind(CHANNEL)
+    .bind(worker_notice(id))
+    .fetch_optional(pool)
+    .await?;
+    if row.is_none() {
+        return Err(StoreError::NotFound { id: id.to_string() });
+    }
+    Ok(())
+}
+
+pub(super) async fn remove_worker(pool: &PgPool, id: &str) -> Result<()> {
+    sqlx::query("WITH d AS (DELETE FROM workers WHERE id = $1 RETURNING id) SELECT pg_notify($2, $3) FROM d")
+        .bind(id)
+        .bind(CHANNEL)
+        .bind(worker_notice(id))
+        .execute(pool)
+        .await?;
+    Ok(())
+}

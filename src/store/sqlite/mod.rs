@@ -1,0 +1,400 @@
+//! The embedded default: one SQLite file in WAL mode. Reads run on a pool of read-only
+//! connections; every write goes through one group-committing writer. Submits commit with
+//! `synchronous = FULL` (fsync before the answer); other writes with `NORMAL`, which in WAL
+//! mode still survives a crash of the process. Changes are announced on an in-process
+//! channel, so this backend notifies only within its own process.
+
+mod ops;
+mod writer;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::{ConnectOptions, Row};
+use tokio::sync::broadcast;
+
+use super::codec::{JOB_COLUMNS, encode_cursor, job_from_row};
+use super::query::{self, Dialect};
+use super::{
+    AttemptInfo, AttemptStats, Change, Counts, Heartbeat, JobEvent, JobStore, ListFilter, LogLine,
+    Page, Result, StoreError, Submitted, WorkerInfo, page_limit,
+};
+use crate::job::{self, Job, JobSpec, Outcome, RetryPolicy, Status, Timestamp};
+use crate::media::Progress;
+use writer::Writer;
+
+pub struct SqliteStore {
+    read: SqlitePool,
+    writer: Writer,
+    changes: broadcast::Sender<Change>,
+    policy: RetryPolicy,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `url` (`sqlite://PATH`) and migrates it.
+    pub async fn open(url: &str) -> Result<SqliteStore> {
+        Self::open_with(url, RetryPolicy::default()).await
+    }
+
+    pub async fn open_with(url: &str, policy: RetryPolicy) -> Result<SqliteStore> {
+        let path = url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))
+            .unwrap_or(url);
+        if let Some(parent) = std::path::Path::new(path).parent()
+            && !parent.as_os_str().is_empty()
+        {
+            std::fs::create_dir_all(parent)
+                .map_err(|e| StoreError::Backend(format!("creating {}: {e}", parent.display())))?;
+        }
+        let base = SqliteConnectOptions::from_str(&format!("sqlite://{path}"))?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(false)
+            .log_statements(tracing::log::LevelFilter::Trace);
+        let mut conn = base
+            .clone()
+            .synchronous(SqliteSynchronous::Full)
+            .connect()
+            .await?;
+        sqlx::migrate!("migrations/sqlite").run(&mut conn).await?;
+        let read = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(base.read_only(true).synchronous(SqliteSynchronous::Normal))
+            .await?;
+        let (changes, _) = broadcast::channel(4096);
+        Ok(SqliteStore {
+            read,
+            writer: Writer::start(conn, changes.clone()),
+            changes,
+            policy,
+        })
+    }
+}
+
+fn check_id(id: &str) -> Result<()> {
+    job::validate_id(id).map_err(StoreError::Invalid)
+}
+
+#[async_trait]
+impl JobStore for SqliteStore {
+    fn backend(&self) -> &'static str {
+        "sqlite"
+    }
+
+    async fn submit(&self, id: Option<String>, spec: JobSpec) -> Result<Submitted> {
+        let id = match id {
+            Some(id) => {
+                check_id(&id)?;
+                id
+            }
+            None => job::new_id(),
+        };
+        let now = Timestamp::now();
+        self.writer
+            .write(true, move |c| Box::pin(ops::submit(c, id, spec, now)))
+            .await
+    }
+
+    async fn get(&self, id: &str) -> Result<Job> {
+        let sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(id)
+            .fetch_optional(&self.read)
+            .await?
+            .ok_or_else(|| StoreError::NotFound { id: id.to_string() })?;
+        job_from_row(&row)
+    }
+
+    async fn list(&self, filter: &ListFilter, limit: u32, cursor: Option<&str>) -> Result<Page> {
+        let limit = page_limit(limit);
+        let mut qb = query::list::<sqlx::Sqlite>(Dialect::Sqlite, filter, limit, cursor)?;
+        let rows = qb.build().fetch_all(&self.read).await?;
+        let mut jobs = rows.iter().map(job_from_row).collect::<Result<Vec<_>>>()?;
+        let next_cursor = if jobs.len() > limit as usize {
+            jobs.truncate(limit as usize);
+            jobs.last().map(|j| encode_cursor(j.created_at, &j.id))
+        } else {
+            None
+        };
+        Ok(Page { jobs, next_cursor })
+    }
+
+    async fn counts(&self, filter: &ListFilter) -> Result<Counts> {
+        let mut qb = query::counts::<sqlx::Sqlite>(Dialect::Sqlite, filter);
+        let rows = qb.build().fetch_all(&self.read).await?;
+        let mut counts: Counts = Status::ALL.iter().map(|s| (*s, 0)).collect();
+        for row in rows {
+            let status: String = row.try_get("status")?;
+            let n: i64 = row.try_get("n")?;
+            if let Ok(s) = status.parse::<Status>() {
+                counts.insert(s, n as u64);
+            }
+        }
+        Ok(counts)
+    }
+
+    async fn claim(&self, worker: &str, lease: Duration) -> Result<Option<Job>> {
+        let now = Timestamp::now();
+        let worker = worker.to_string();
+        self.writer
+            .write(false, move |c| {
+                Box::pin(ops::claim(c, worker, now.plus(lease), now))
+            })
+            .await
+    }
+
+    async fn heartbeat(
+        &self,
+        id: &str,
+        attempt: u32,
+        lease: Duration,
+        progress: Option<&Progress>,
+    ) -> Result<Heartbeat> {
+        let now = Timestamp::now();
+        let (id, progress) = (id.to_string(), progress.cloned());
+        self.writer
+            .write(false, move |c| {
+                Box::pin(ops::heartbeat(
+                    c,
+                    id,
+                    attempt,
+                    now.plus(lease),
+                    progress,
+                    now,
+                ))
+            })
+            .await
+    }
+
+    async fn finish(&self, id: &str, attempt: u32, outcome: Outcome) -> Result<Job> {
+        let (id, policy, now) = (id.to_string(), self.policy, Timestamp::now());
+        self.writer
+            .write(true, move |c| {
+                Box::pin(ops::finish(c, id, attempt, outcome, policy, now))
+            })
+            .await
+    }
+
+    async fn cancel(&self, id: &str, reason: &str) -> Result<Job> {
+        let (id, reason, now) = (id.to_string(), reason.to_string(), Timestamp::now());
+        self.writer
+            .write(true, move |c| Box::pin(ops::cancel(c, id, reason, now)))
+            .await
+    }
+
+    async fn retry(&self, id: &str) -> Result<Job> {
+        let (id, now) = (id.to_string(), Timestamp::now());
+        self.writer
+            .write(true, move |c| Box::pin(ops::retry(c, id, now)))
+            .await
+    }
+
+    async fn reap(&self) -> Result<Vec<Job>> {
+        let (policy, now) = (self.policy, Timestamp::now());
+        self.writer
+            .write(false, move |c| Box::pin(ops::reap(c, policy, now)))
+            .await
+    }
+
+    async fn events(&self, id: &str) -> Result<Vec<JobEvent>> {
+        self.get(id).await?;
+        let rows = sqlx::query(
+            "SELECT seq, at, kind, from_status, to_status, reason, worker, attempt, detail \
+             FROM job_events WHERE job_id = ? ORDER BY seq",
+        )
+        .bind(id)
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let parse = |c: &str| -> Result<Option<Status>> {
+                    Ok(r.try_get::<Option<String>, _>(c)?
+                        .and_then(|s| s.parse().ok()))
+                };
+                Ok(JobEvent {
+                    seq: r.try_get("seq")?,
+                    at: Timestamp(r.try_get("at")?),
+                    kind: r.try_get("kind")?,
+                    from: parse("from_status")?,
+                    to: parse("to_status")?,
+                    reason: r.try_get("reason")?,
+                    worker: r.try_get("worker")?,
+                    attempt: r.try_get::<i64, _>("attempt")? as u32,
+                    detail: r
+                        .try_get::<Option<String>, _>("detail")?
+                        .and_then(|d| serde_json::from_str(&d).ok()),
+                })
+            })
+            .collect()
+    }
+
+    async fn note(
+        &self,
+        id: &str,
+        kind: &str,
+        reason: &str,
+        detail: serde_json::Value,
+    ) -> Result<()> {
+        let (id, kind, reason, now) = (
+            id.to_string(),
+            kind.to_string(),
+            reason.to_string(),
+            Timestamp::now(),
+        );
+        self.writer
+            .write(false, move |c| {
+                Box::pin(ops::note(c, id, kind, reason, detail, now))
+            })
+            .await
+    }
+
+    async fn append_logs(&self, id: &str, attempt: u32, lines: &[String]) -> Result<()> {
+        if lines.is_empty() {
+            return Ok(());
+        }
+        let (id, lines, now) = (id.to_string(), lines.to_vec(), Timestamp::now());
+        self.writer
+            .write(false, move |c| {
+                Box::pin(ops::append_logs(c, id, attempt, lines, now))
+            })
+            .await
+    }
+
+    async fn logs(
+        &self,
+        id: &str,
+        attempt: Option<u32>,
+        after_seq: i64,
+        limit: u32,
+    ) -> Result<Vec<LogLine>> {
+        self.get(id).await?;
+        let rows = sqlx::query(
+            "SELECT seq, attempt, at, line FROM job_logs WHERE job_id = ? \
+             AND (? IS NULL OR attempt = ?) AND seq > ? ORDER BY seq LIMIT ?",
+        )
+        .bind(id)
+        .bind(attempt.map(i64::from))
+        .bind(attempt.map(i64::from))
+        .bind(after_seq)
+        .bind(i64::from(limit.clamp(1, 10_000)))
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(LogLine {
+                    seq: r.try_get("seq")?,
+                    attempt: r.try_get::<i64, _>("attempt")? as u32,
+                    at: Timestamp(r.try_get("at")?),
+                    line: r.try_get("line")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn record_attempt(&self, id: &str, attempt: u32, stats: &AttemptStats) -> Result<()> {
+        let (id, stats) = (id.to_string(), stats.clone());
+        self.writer
+            .write(false, move |c| {
+                Box::pin(ops::record_attempt(c, id, attempt, stats))
+            })
+            .await
+    }
+
+    async fn attempts(&self, id: &str) -> Result<Vec<AttemptInfo>> {
+        self.get(id).await?;
+        let rows = sqlx::query(
+            "SELECT attempt, worker, started_at, finished_at, outcome, error, stats, log_lines, \
+             log_bytes, log_dropped FROM job_attempts WHERE job_id = ? ORDER BY attempt",
+        )
+        .bind(id)
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(AttemptInfo {
+                    attempt: r.try_get::<i64, _>("attempt")? as u32,
+                    worker: r.try_get("worker")?,
+                    started_at: Timestamp(r.try_get("started_at")?),
+                    finished_at: r.try_get::<Option<i64>, _>("finished_at")?.map(Timestamp),
+                    outcome: r.try_get("outcome")?,
+                    error: r
+                        .try_get::<Option<String>, _>("error")?
+                        .and_then(|e| serde_json::from_str(&e).ok()),
+                    stats: r
+                        .try_get::<Option<String>, _>("stats")?
+                        .and_then(|s| serde_json::from_str(&s).ok())
+                        .unwrap_or_default(),
+                    log_lines: r.try_get::<i64, _>("log_lines")? as u32,
+                    log_bytes: r.try_get::<i64, _>("log_bytes")? as u64,
+                    log_dropped: r.try_get::<i64, _>("log_dropped")? as u32,
+                })
+            })
+            .collect()
+    }
+
+    async fn register_worker(&self, worker: &WorkerInfo) -> Result<()> {
+        let (w, now) = (worker.clone(), Timestamp::now());
+        self.writer
+            .write(false, move |c| Box::pin(ops::register_worker(c, w, now)))
+            .await
+    }
+
+    async fn touch_worker(&self, id: &str, draining: bool) -> Result<()> {
+        let (id, now) = (id.to_string(), Timestamp::now());
+        self.writer
+            .write(false, move |c| {
+                Box::pin(ops::touch_worker(c, id, draining, now))
+            })
+            .await
+    }
+
+    async fn remove_worker(&self, id: &str) -> Result<()> {
+        let id = id.to_string();
+        self.writer
+            .write(false, move |c| Box::pin(ops::remove_worker(c, id)))
+            .await
+    }
+
+    async fn workers(&self) -> Result<Vec<WorkerInfo>> {
+        let rows = sqlx::query(
+            "SELECT id, host, address, slots, version, started_at, last_seen, draining FROM workers ORDER BY id",
+        )
+        .fetch_all(&self.read)
+        .await?;
+        let held: Vec<(String, String)> = sqlx::query_as(
+            "SELECT worker, id FROM jobs WHERE status IN ('running', 'cancelling') AND worker IS NOT NULL ORDER BY id",
+        )
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let id: String = r.try_get("id")?;
+                Ok(WorkerInfo {
+                    running: held
+                        .iter()
+                        .filter(|(w, _)| *w == id)
+                        .map(|(_, j)| j.clone())
+                        .collect(),
+                    host: r.try_get("host")?,
+                    address: r.try_get("address")?,
+                    slots: r.try_get::<i64, _>("slots")? as u32,
+                    version: r.try_get("version")?,
+                    started_at: Timestamp(r.try_get("started_at")?),
+                    last_seen: Timestamp(r.try_get("last_seen")?),
+                    draining: r.try_get("draining")?,
+                    id,
+                })
+            })
+            .collect()
+    }
+
+    fn subscribe(&self) -> broadcast::Receiver<Change> {
+        self.changes.subscribe()
+    }
+}

@@ -1,0 +1,144 @@
+//! Nothing acknowledged is lost: a child process submits jobs as fast as it can and prints
+//! each id the store acknowledged; it is killed with SIGKILL mid-stream, and every printed id
+//! must be in the store when it is opened again.
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+use crate::store_conformance::spec;
+use crate::store_harness::TestStore;
+
+/// The child's side: submit from 8 tasks, print every acknowledged id. Only runs when the
+/// parent test starts this binary with FFARM_DURABILITY_URL set.
+#[test]
+#[ignore = "run by the durability tests as their child process"]
+fn child_submitter() {
+    let Ok(url) = std::env::var("FFARM_DURABILITY_URL") else {
+        return;
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async move {
+        let store = ffarm::store::open(&url).await.unwrap();
+        let tasks: Vec<_> = (0..8)
+            .map(|t| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    for i in 0.. {
+                        let id = format!("d{t}x{i}");
+                        store
+                            .submit(Some(id.clone()), spec("in/d.mp4"))
+                            .await
+                            .unwrap();
+                        let mut out = std::io::stdout().lock();
+                        let _ = writeln!(out, "ACK {id}");
+                        let _ = out.flush();
+                    }
+                })
+            })
+            .collect();
+        for t in tasks {
+            let _ = t.await;
+        }
+    });
+}
+
+async fn killed_submitter_loses_nothing(ts: TestStore) {
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "store_durability::child_submitter",
+            "--ignored",
+            "--nocapture",
+            "--test-threads",
+            "1",
+        ])
+        .env("FFARM_DURABILITY_URL", &ts.url)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut acked = Vec::new();
+    let reader = BufReader::new(child.stdout.take().unwrap());
+    let started = Instant::now();
+    for line in reader.lines() {
+        let Ok(line) = line else { break };
+        if let Some(id) = line.strip_prefix("ACK ") {
+            acked.push(id.to_string());
+        }
+        if acked.len() >= 400 {
+            kill(Pid::from_raw(child.id() as i32), Signal::SIGKILL).unwrap();
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the child submits too slowly"
+        );
+    }
+    let _ = child.wait();
+    assert!(
+        acked.len() >= 400,
+        "the child acknowledged only {}",
+        acked.len()
+    );
+    // Open the data afresh, as a restarted farm would.
+    let store = ffarm::store::open(&ts.url).await.unwrap();
+    for id in &acked {
+        store
+            .get(id)
+            .await
+            .unwrap_or_else(|e| panic!("{id} was acknowledged but is gone: {e}"));
+    }
+    drop(store);
+    ts.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_acknowledged_submits_survive_sigkill() {
+    killed_submitter_loses_nothing(TestStore::sqlite().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_acknowledged_submits_survive_sigkill() {
+    killed_submitter_loses_nothing(TestStore::postgres().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrations_are_versioned_and_reapplying_is_harmless() {
+    let ts = TestStore::sqlite().await;
+    ts.store
+        .submit(Some("kept".into()), spec("in/a.mp4"))
+        .await
+        .unwrap();
+    let again = ffarm::store::open(&ts.url).await.unwrap();
+    assert_eq!(again.get("kept").await.unwrap().id, "kept");
+    let path = ts.url.trim_start_matches("sqlite://");
+    let mut conn =
+        <sqlx::SqliteConnection as sqlx::Connection>::connect(&format!("sqlite://{path}"))
+            .await
+            .unwrap();
+    let versions: Vec<i64> =
+        sqlx::query_scalar("SELECT version FROM _sqlx_migrations ORDER BY version")
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
+    assert_eq!(versions, vec![1]);
+    let pg = TestStore::postgres().await;
+    let again = ffarm::store::open(&pg.url).await.unwrap();
+    drop(again);
+    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&pg.url)
+        .await
+        .unwrap();
+    let versions: Vec<i64> =
+        sqlx::query_scalar("SELECT version FROM _sqlx_migrations ORDER BY version")
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
+    assert_eq!(versions, vec![1]);
+    drop(conn);
+    pg.cleanup().await;
+    assert!(ffarm::store::open("mysql://x").await.is_err());
+}
