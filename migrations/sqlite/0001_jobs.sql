@@ -35,13 +35,12 @@ CREATE INDEX jobs_queue ON jobs (priority DESC, created_at, id) WHERE status = '
 -- Listing, newest first, with or without a status filter.
 CREATE INDEX jobs_created ON jobs (created_at DESC, id DESC);
 CREATE INDEX jobs_status_created ON jobs (status, created_at DESC, id DESC);
-CREATE INDEX jobs_started ON jobs (started_at) WHERE started_at IS NOT NULL;
-CREATE INDEX jobs_finished ON jobs (finished_at) WHERE finished_at IS NOT NULL;
-CREATE INDEX jobs_input ON jobs (input_bucket, input_key);
+-- Filters by bucket (newest first) and by key prefix (a range on the key).
+CREATE INDEX jobs_bucket ON jobs (input_bucket, created_at DESC, id DESC);
+CREATE INDEX jobs_key ON jobs (input_key);
+-- Jobs held by workers (few at any time): reaping scans them.
+CREATE INDEX jobs_active ON jobs (worker) WHERE status IN ('running', 'cancelling');
 CREATE INDEX jobs_preset ON jobs (preset, created_at DESC);
--- Leases to reap, and jobs held per worker.
-CREATE INDEX jobs_leases ON jobs (lease_expires_at) WHERE status IN ('running', 'cancelling');
-CREATE INDEX jobs_worker ON jobs (worker) WHERE status IN ('running', 'cancelling');
 
 CREATE TABLE job_events (
     seq         INTEGER PRIMARY KEY,

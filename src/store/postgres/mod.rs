@@ -6,6 +6,8 @@
 //! notes use a pool with `synchronous_commit = off` (losing one in a database crash only
 //! means a task runs again).
 
+mod batch;
+mod batched;
 mod ops;
 mod reads;
 
@@ -24,6 +26,8 @@ use super::{
 };
 use crate::job::{self, Job, JobSpec, Outcome, RetryPolicy, Timestamp};
 use crate::media::Progress;
+use batch::Batcher;
+use batched::{Decide, HeartbeatReq, SubmitReq, TransitionReq};
 
 /// The NOTIFY channel changes travel on.
 pub(crate) const CHANNEL: &str = "ffarm_changes";
@@ -33,6 +37,10 @@ pub struct PostgresStore {
     durable: PgPool,
     /// Asynchronous commits: leases, progress, logs.
     fast: PgPool,
+    submits: Batcher<SubmitReq, Submitted>,
+    claims: Batcher<(String, Timestamp), Option<Job>>,
+    heartbeats: Batcher<HeartbeatReq, Heartbeat>,
+    transitions: Batcher<TransitionReq, (Job, bool)>,
     changes: broadcast::Sender<Change>,
     policy: RetryPolicy,
 }
@@ -61,9 +69,33 @@ impl PostgresStore {
         let mut listener = PgListener::connect_with(&durable).await?;
         listener.listen(CHANNEL).await?;
         tokio::spawn(forward(listener, changes.clone()));
+        let on = |pool: &PgPool| pool.clone();
+        let (d, f) = (on(&durable), on(&fast));
+        let submits = Batcher::start(1, move |reqs| {
+            let pool = d.clone();
+            async move { batched::submits(&pool, reqs).await }
+        });
+        let claims = Batcher::start(1, move |reqs| {
+            let pool = f.clone();
+            async move { batched::claims(&pool, reqs).await }
+        });
+        let f = on(&fast);
+        let heartbeats = Batcher::start(2, move |reqs| {
+            let pool = f.clone();
+            async move { batched::heartbeats(&pool, reqs).await }
+        });
+        let d = on(&durable);
+        let transitions = Batcher::start(1, move |reqs| {
+            let pool = d.clone();
+            async move { batched::transitions(&pool, reqs).await }
+        });
         Ok(PostgresStore {
             durable,
             fast,
+            submits,
+            claims,
+            heartbeats,
+            transitions,
             changes,
             policy,
         })
@@ -89,6 +121,18 @@ async fn forward(mut listener: PgListener, changes: broadcast::Sender<Change>) {
     }
 }
 
+impl PostgresStore {
+    /// A guarded transition, batched with whatever else is transitioning.
+    async fn transition(&self, id: &str, decide: Decide) -> Result<Job> {
+        let req = TransitionReq {
+            id: id.to_string(),
+            lease_before: None,
+            decide,
+        };
+        Ok(self.transitions.call(req).await?.0)
+    }
+}
+
 #[async_trait]
 impl JobStore for PostgresStore {
     fn backend(&self) -> &'static str {
@@ -103,7 +147,7 @@ impl JobStore for PostgresStore {
             }
             None => job::new_id(),
         };
-        ops::submit(&self.durable, &id, &spec, Timestamp::now()).await
+        self.submits.call(SubmitReq { id, spec }).await
     }
 
     async fn get(&self, id: &str) -> Result<Job> {
@@ -119,8 +163,8 @@ impl JobStore for PostgresStore {
     }
 
     async fn claim(&self, worker: &str, lease: Duration) -> Result<Option<Job>> {
-        let now = Timestamp::now();
-        ops::claim(&self.fast, worker, now.plus(lease), now).await
+        let lease_until = Timestamp::now().plus(lease);
+        self.claims.call((worker.to_string(), lease_until)).await
     }
 
     async fn heartbeat(
@@ -130,34 +174,44 @@ impl JobStore for PostgresStore {
         lease: Duration,
         progress: Option<&Progress>,
     ) -> Result<Heartbeat> {
-        let now = Timestamp::now();
-        ops::heartbeat(&self.fast, id, attempt, now.plus(lease), progress, now).await
+        let req = HeartbeatReq {
+            id: id.to_string(),
+            attempt,
+            lease_until: Timestamp::now().plus(lease),
+            progress: progress.cloned(),
+        };
+        self.heartbeats.call(req).await
     }
 
     async fn finish(&self, id: &str, attempt: u32, outcome: Outcome) -> Result<Job> {
-        let decide = |_: &Job, cur: &Current, now| {
+        let (key, policy) = (id.to_string(), self.policy);
+        let decide: Decide = Box::new(move |_: &Job, cur: &Current, now| {
             rules::finish(
-                id,
+                &key,
                 cur,
                 attempt,
                 outcome.clone(),
                 now,
-                &self.policy,
+                &policy,
                 fastrand::f64(),
             )
             .map(Some)
-        };
-        Ok(ops::transition(&self.durable, id, None, decide).await?.0)
+        });
+        self.transition(id, decide).await
     }
 
     async fn cancel(&self, id: &str, reason: &str) -> Result<Job> {
-        let decide = |_: &Job, cur: &Current, _| rules::cancel(id, cur, reason);
-        Ok(ops::transition(&self.durable, id, None, decide).await?.0)
+        let (key, reason) = (id.to_string(), reason.to_string());
+        let decide: Decide =
+            Box::new(move |_: &Job, cur: &Current, _| rules::cancel(&key, cur, &reason));
+        self.transition(id, decide).await
     }
 
     async fn retry(&self, id: &str) -> Result<Job> {
-        let decide = |_: &Job, cur: &Current, now| rules::retry(id, cur, now).map(Some);
-        Ok(ops::transition(&self.durable, id, None, decide).await?.0)
+        let key = id.to_string();
+        let decide: Decide =
+            Box::new(move |_: &Job, cur: &Current, now| rules::retry(&key, cur, now).map(Some));
+        self.transition(id, decide).await
     }
 
     async fn reap(&self) -> Result<Vec<Job>> {

@@ -5,60 +5,13 @@
 use sqlx::{PgPool, Row};
 
 use super::CHANNEL;
-use crate::job::{Job, JobSpec, Status, Timestamp};
-use crate::media::Progress;
+use crate::job::{Job, Status, Timestamp};
 use crate::store::codec::{JOB_COLUMNS, job_from_row, retry_base, to_json};
 use crate::store::rules::{self, Current, Update};
 use crate::store::{
-    AttemptStats, Change, Heartbeat, MAX_LOG_BYTES_PER_ATTEMPT, MAX_LOG_LINES_PER_ATTEMPT, Result,
-    StoreError, Submitted, WorkerInfo,
+    AttemptStats, Change, MAX_LOG_BYTES_PER_ATTEMPT, MAX_LOG_LINES_PER_ATTEMPT, Result, StoreError,
+    WorkerInfo,
 };
-
-pub(super) async fn submit(
-    pool: &PgPool,
-    id: &str,
-    spec: &JobSpec,
-    now: Timestamp,
-) -> Result<Submitted> {
-    let sql = format!(
-        "INSERT INTO jobs (id, status, input_bucket, input_key, preset, output_bucket, output_prefix, \
-         priority, max_attempts, timeout_seconds, on_success, on_failure, trigger, outputs, last_reason, \
-         created_at, updated_at, run_after) \
-         VALUES ($1, 'queued', $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, '[]', 'submitted', $13, $13, $13) \
-         ON CONFLICT (id) DO NOTHING RETURNING {JOB_COLUMNS}"
-    );
-    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(id)
-        .bind(&spec.input.bucket)
-        .bind(&spec.input.key)
-        .bind(&spec.preset)
-        .bind(&spec.output.bucket)
-        .bind(&spec.output.prefix)
-        .bind(spec.priority)
-        .bind(i64::from(spec.max_attempts))
-        .bind(spec.timeout_seconds as i64)
-        .bind(&spec.on_success)
-        .bind(&spec.on_failure)
-        .bind(spec.trigger.as_ref().map(to_json))
-        .bind(now.0)
-        .fetch_optional(pool)
-        .await?;
-    if let Some(row) = row {
-        return Ok(Submitted {
-            job: job_from_row(&row)?,
-            created: true,
-        });
-    }
-    let (job, _) = current(pool, id).await?;
-    if job.spec().same_work(spec) {
-        Ok(Submitted {
-            job,
-            created: false,
-        })
-    } else {
-        Err(StoreError::IdConflict { id: id.to_string() })
-    }
-}
 
 pub(super) async fn current(pool: &PgPool, id: &str) -> Result<(Job, Current)> {
     let sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = $1");
@@ -131,69 +84,6 @@ where
     Err(StoreError::Backend(format!(
         "job '{id}' kept changing; gave up after 5 tries"
     )))
-}
-
-pub(super) async fn claim(
-    pool: &PgPool,
-    worker: &str,
-    lease_until: Timestamp,
-    now: Timestamp,
-) -> Result<Option<Job>> {
-    let sql = format!(
-        "UPDATE jobs SET status = 'running', attempt = attempt + 1, worker = $1, \
-         lease_expires_at = $2, started_at = $3, finished_at = NULL, updated_at = $3, \
-         progress = NULL, last_reason = 'claimed by ' || $1 \
-         WHERE id = (SELECT id FROM jobs WHERE status = 'queued' AND run_after <= $3 \
-                     ORDER BY priority DESC, created_at, id LIMIT 1 FOR UPDATE SKIP LOCKED) \
-         RETURNING {JOB_COLUMNS}"
-    );
-    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(worker)
-        .bind(lease_until.0)
-        .bind(now.0)
-        .fetch_optional(pool)
-        .await?;
-    row.as_ref().map(job_from_row).transpose()
-}
-
-pub(super) async fn heartbeat(
-    pool: &PgPool,
-    id: &str,
-    attempt: u32,
-    lease_until: Timestamp,
-    progress: Option<&Progress>,
-    now: Timestamp,
-) -> Result<Heartbeat> {
-    let notice = progress.map(|p| {
-        to_json(&Change::Progress {
-            id: id.to_string(),
-            progress: p.clone(),
-        })
-    });
-    let row = sqlx::query(
-        "WITH u AS (UPDATE jobs SET lease_expires_at = $1, progress = COALESCE($2, progress), updated_at = $3 \
-                    WHERE id = $4 AND attempt = $5 AND status IN ('running', 'cancelling') RETURNING status) \
-         SELECT u.status, CASE WHEN $6::TEXT IS NULL THEN NULL ELSE pg_notify($7, $6) END AS notified FROM u",
-    )
-    .bind(lease_until.0)
-    .bind(progress.map(to_json))
-    .bind(now.0)
-    .bind(id)
-    .bind(i64::from(attempt))
-    .bind(notice)
-    .bind(CHANNEL)
-    .fetch_optional(pool)
-    .await?;
-    let Some(row) = row else {
-        let (_, cur) = current(pool, id).await?;
-        rules::check_fence(id, &cur, attempt)?;
-        return Err(StoreError::Backend("heartbeat matched no row".into()));
-    };
-    let status: String = row.try_get("status")?;
-    Ok(Heartbeat {
-        stop_requested: status == Status::Cancelling.as_str(),
-        lease_expires_at: lease_until,
-    })
 }
 
 pub(super) async fn note(

@@ -144,7 +144,8 @@ pub(super) async fn claim(
         "UPDATE jobs SET status = 'running', attempt = attempt + 1, worker = ?1, \
          lease_expires_at = ?2, started_at = ?3, finished_at = NULL, updated_at = ?3, \
          progress = NULL, last_reason = 'claimed by ' || ?1 \
-         WHERE id = (SELECT id FROM jobs WHERE status = 'queued' AND run_after <= ?3 \
+         WHERE id = (SELECT id FROM jobs INDEXED BY jobs_queue \
+                     WHERE status = 'queued' AND run_after <= ?3 \
                      ORDER BY priority DESC, created_at, id LIMIT 1) \
          RETURNING {JOB_COLUMNS}"
     );

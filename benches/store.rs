@@ -1,0 +1,279 @@
+//! Job store benchmark, for SQLite and PostgreSQL:
+//!
+//!     cargo bench --bench store
+//!     BENCH_STORE=sqlite BENCH_JOBS=20000 cargo bench --bench store
+//!
+//! - submit throughput (16 concurrent submitters, durable submits);
+//! - claim+finish throughput and claim latency with 1, 4, 16 and 32 concurrent claimers (a
+//!   farm's busy slots; a claimer that finds nothing waits for the store's notification);
+//! - end to end: 8 submitters and 32 claimers at once, jobs/s from submit to succeeded;
+//! - list-page and count latency with 100,000 jobs in the store.
+//!
+//! PostgreSQL: a fresh database on FFARM_BENCH_PG_URL's server (default
+//! postgres://postgres@127.0.0.1:5432/test), dropped afterwards.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ffarm::job::{JobSpec, ObjectRef, Outcome, OutputTarget, Status};
+use ffarm::store::{JobStore, ListFilter};
+use sqlx::Connection;
+
+const LEASE: Duration = Duration::from_secs(600);
+
+fn spec(i: usize) -> JobSpec {
+    JobSpec {
+        input: ObjectRef {
+            bucket: "media".into(),
+            key: format!("in/{i:07}.mp4"),
+        },
+        preset: if i % 7 == 0 { "hls-abr" } else { "h264-720p" }.into(),
+        output: OutputTarget {
+            bucket: "media".into(),
+            prefix: "out/".into(),
+        },
+        priority: 0,
+        max_attempts: 3,
+        timeout_seconds: 3600,
+        on_success: None,
+        on_failure: None,
+        trigger: None,
+    }
+}
+
+fn pct(sorted: &[Duration], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i].as_secs_f64() * 1000.0
+}
+
+async fn submit_many(store: &Arc<dyn JobStore>, from: usize, n: usize, tasks: usize) -> f64 {
+    let started = Instant::now();
+    let handles: Vec<_> = (0..tasks)
+        .map(|t| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let mut i = from + t;
+                while i < from + n {
+                    store.submit(None, spec(i)).await.expect("submit");
+                    i += tasks;
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.await.expect("submitter");
+    }
+    n as f64 / started.elapsed().as_secs_f64()
+}
+
+/// Claims and finishes exactly `n` jobs; returns (jobs/s, claim latencies).
+async fn drain(store: &Arc<dyn JobStore>, claimers: usize, n: usize) -> (f64, Vec<Duration>) {
+    // Each claimer reserves a job's worth before claiming, so exactly `n` are taken.
+    let reserved = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    // One subscription for the whole farm, as a worker process has: it wakes the claimers.
+    let wake = Arc::new(tokio::sync::Notify::new());
+    let listener = {
+        let (mut changes, wake) = (store.subscribe(), wake.clone());
+        tokio::spawn(async move {
+            while let Ok(change) = changes.recv().await {
+                if matches!(
+                    change,
+                    ffarm::store::Change::Status {
+                        status: Status::Queued,
+                        ..
+                    }
+                ) {
+                    wake.notify_one();
+                }
+            }
+        })
+    };
+    let started = Instant::now();
+    let handles: Vec<_> = (0..claimers)
+        .map(|c| {
+            let (store, reserved, wake) = (store.clone(), reserved.clone(), wake.clone());
+            tokio::spawn(async move {
+                let mut latencies = Vec::new();
+                let worker = format!("bench/{c}");
+                while reserved.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < n {
+                    loop {
+                        let t = Instant::now();
+                        let claimed = store.claim(&worker, LEASE).await.expect("claim");
+                        latencies.push(t.elapsed());
+                        if let Some(job) = claimed {
+                            store
+                                .finish(
+                                    &job.id,
+                                    job.attempt,
+                                    Outcome::Succeeded { outputs: vec![] },
+                                )
+                                .await
+                                .expect("finish");
+                            break;
+                        }
+                        // Nothing queued yet (end to end: the submitters are behind): wait to
+                        // be told, as a worker does.
+                        let _ =
+                            tokio::time::timeout(Duration::from_millis(50), wake.notified()).await;
+                    }
+                }
+                latencies
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for h in handles {
+        all.extend(h.await.expect("claimer"));
+    }
+    listener.abort();
+    all.sort();
+    (n as f64 / started.elapsed().as_secs_f64(), all)
+}
+
+async fn bench(name: &str, store: Arc<dyn JobStore>, jobs: usize) {
+    println!("\n## {name}\n");
+    println!("| measure | result |");
+    println!("|---|---:|");
+    let rate = submit_many(&store, 0, jobs, 16).await;
+    println!("| submit, 16 concurrent (durable) | {rate:.0} jobs/s |");
+    let mut offset = jobs;
+    let mut total_left = jobs;
+    for claimers in [1, 4, 16, 32] {
+        // Each level drains its share of what was submitted.
+        let n = if claimers == 32 { total_left } else { jobs / 4 };
+        total_left -= n;
+        let (rate, lat) = drain(&store, claimers, n).await;
+        println!(
+            "| claim+finish, {claimers} claimer(s) | {rate:.0} jobs/s; claim p50 {:.2} ms, p99 {:.2} ms |",
+            pct(&lat, 0.5),
+            pct(&lat, 0.99)
+        );
+    }
+    // End to end: submit and work at the same time.
+    let started = Instant::now();
+    let submitting = {
+        let store = store.clone();
+        tokio::spawn(async move { submit_many(&store, offset, jobs, 8).await })
+    };
+    let (_, lat) = drain(&store, 32, jobs).await;
+    submitting.await.expect("submitters");
+    let e2e = jobs as f64 / started.elapsed().as_secs_f64();
+    offset += jobs;
+    println!(
+        "| end to end (8 submitters + 32 claimers) | {e2e:.0} jobs/s; claim p99 {:.2} ms |",
+        pct(&lat, 0.99)
+    );
+
+    // Listing at 100,000 jobs.
+    let have = store
+        .counts(&ListFilter::default())
+        .await
+        .expect("counts")
+        .values()
+        .sum::<u64>() as usize;
+    if have < 100_000 {
+        submit_many(&store, offset, 100_000 - have, 16).await;
+    }
+    let mut cursor_deep = None;
+    let mut page = store
+        .list(&ListFilter::default(), 50, None)
+        .await
+        .expect("list");
+    for _ in 0..200 {
+        cursor_deep = page.next_cursor.clone();
+        page = store
+            .list(&ListFilter::default(), 50, cursor_deep.as_deref())
+            .await
+            .expect("list");
+    }
+    let filters: Vec<(&str, ListFilter, Option<String>)> = vec![
+        ("first page", ListFilter::default(), None),
+        (
+            "page 200 (cursor)",
+            ListFilter::default(),
+            cursor_deep.clone(),
+        ),
+        (
+            "status = succeeded",
+            ListFilter {
+                statuses: vec![Status::Succeeded],
+                ..ListFilter::default()
+            },
+            None,
+        ),
+        (
+            "preset = hls-abr",
+            ListFilter {
+                preset: Some("hls-abr".into()),
+                ..ListFilter::default()
+            },
+            None,
+        ),
+        (
+            "key prefix in/00500",
+            ListFilter {
+                key_prefix: Some("in/00500".into()),
+                ..ListFilter::default()
+            },
+            None,
+        ),
+    ];
+    for (label, f, cursor) in &filters {
+        let mut lat = Vec::new();
+        for _ in 0..200 {
+            let t = Instant::now();
+            store.list(f, 50, cursor.as_deref()).await.expect("list");
+            lat.push(t.elapsed());
+        }
+        lat.sort();
+        println!(
+            "| list 50 at 100k jobs, {label} | p50 {:.2} ms, p99 {:.2} ms |",
+            pct(&lat, 0.5),
+            pct(&lat, 0.99)
+        );
+    }
+    let mut lat = Vec::new();
+    for _ in 0..50 {
+        let t = Instant::now();
+        store.counts(&ListFilter::default()).await.expect("counts");
+        lat.push(t.elapsed());
+    }
+    lat.sort();
+    println!(
+        "| counts by status at 100k jobs | p50 {:.2} ms, p99 {:.2} ms |",
+        pct(&lat, 0.5),
+        pct(&lat, 0.99)
+    );
+}
+
+fn main() {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(async {
+        let which = std::env::var("BENCH_STORE").unwrap_or_else(|_| "sqlite,postgres".into());
+        let jobs: usize = std::env::var("BENCH_JOBS").ok().and_then(|v| v.parse().ok()).unwrap_or(20_000);
+        println!("{jobs} jobs per phase; 2-core machine; medians of nothing — one pass each, percentiles over every call");
+        if which.contains("sqlite") {
+            let dir = tempfile::tempdir().expect("temp dir");
+            let url = format!("sqlite://{}", dir.path().join("bench.db").display());
+            let store = ffarm::store::open(&url).await.expect("open sqlite");
+            bench("SQLite (WAL, synchronous=FULL for submits)", store, jobs).await;
+        }
+        if which.contains("postgres") {
+            let admin = std::env::var("FFARM_BENCH_PG_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+            let db = format!("ffarm_bench_{}", std::process::id());
+            let mut conn = sqlx::PgConnection::connect(&admin).await.expect("PostgreSQL");
+            sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {db}"))).execute(&mut conn).await.expect("drop");
+            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {db}"))).execute(&mut conn).await.expect("create");
+            let url = format!("{}/{db}", admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b));
+            let store = ffarm::store::open(&url).await.expect("open postgres");
+            bench("PostgreSQL 15 (synchronous_commit=on for submits and finishes)", store, jobs).await;
+            sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)")))
+                .execute(&mut conn)
+                .await
+                .expect("drop");
+        }
+    });
+}
