@@ -19,6 +19,9 @@ PACKAGES=(
   libswscale-dev libswresample-dev
   ffmpeg
 )
+# What the tests use besides: python3-venv for the S3-compatible test server (moto, from PyPI).
+TEST_PACKAGES=(python3-venv)
+MOTO="moto[server]==5.2.5"
 
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 
@@ -53,7 +56,18 @@ setup() {
   fi
 }
 
+test_tools() {
+  install_packages "${TEST_PACKAGES[@]}"
+  local venv=target/test-tools/venv
+  if [ ! -x "$venv/bin/moto_server" ]; then
+    log "installing $MOTO (the S3-compatible server the tests run on loopback)"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install -q "$MOTO"
+  fi
+}
+
 run_tests() {
+  test_tools
   log "fixtures"
   assets/make-fixtures.sh
   log "cargo fmt --check"

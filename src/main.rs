@@ -45,6 +45,14 @@ enum Command {
         #[arg(long)]
         print_ffmpeg: bool,
     },
+    /// Run workers: claim jobs from the store and run each as a task process.
+    Worker {
+        #[command(flatten)]
+        farm: cli::farm::FarmArgs,
+    },
+    /// Run one task (started by a worker; not for direct use).
+    #[command(hide = true)]
+    Task { spec: PathBuf },
 }
 
 fn main() -> ExitCode {
@@ -55,6 +63,7 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let presets_dir = cli.presets_dir.as_deref();
     let result = match cli.command {
@@ -74,6 +83,8 @@ fn main() -> ExitCode {
             json,
             print_ffmpeg,
         ),
+        Command::Worker { farm } => cli::worker(&farm, cli.presets_dir.as_ref()),
+        Command::Task { spec } => return ExitCode::from(cli::task(&spec)),
     };
     match result {
         Ok(code) => ExitCode::from(code),

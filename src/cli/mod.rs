@@ -1,9 +1,12 @@
 //! What the `ffarm` command's subcommands do once arguments are parsed: presentation (tables,
 //! progress bars, JSON) and exit codes. `main.rs` only parses and dispatches here.
 
+pub mod farm;
 mod local;
+mod workers;
 
 pub use local::{presets, probe, transcode};
+pub use workers::{task, worker};
 
 /// Exit codes a script can rely on.
 pub mod exit {

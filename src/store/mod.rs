@@ -307,10 +307,17 @@ pub trait JobStore: Send + Sync + 'static {
 /// Opens the store a URL names: `sqlite://PATH` (created if missing) or `postgres://…`.
 /// Migrations are applied before it returns.
 pub async fn open(url: &str) -> Result<Arc<dyn JobStore>> {
+    open_with(url, crate::job::RetryPolicy::default()).await
+}
+
+/// [`open`] with a retry policy other than the default.
+pub async fn open_with(url: &str, policy: crate::job::RetryPolicy) -> Result<Arc<dyn JobStore>> {
     if url.starts_with("sqlite:") {
-        Ok(Arc::new(sqlite::SqliteStore::open(url).await?))
+        Ok(Arc::new(sqlite::SqliteStore::open_with(url, policy).await?))
     } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        Ok(Arc::new(postgres::PostgresStore::open(url).await?))
+        Ok(Arc::new(
+            postgres::PostgresStore::open_with(url, policy).await?,
+        ))
     } else {
         Err(StoreError::Invalid(format!(
             "unsupported store URL '{url}': use sqlite://PATH or postgres://USER@HOST/DB"

@@ -17,3 +17,7 @@ mod store_durability;
 mod store_harness;
 mod store_listing;
 mod tidy;
+mod worker_faults;
+mod worker_harness;
+mod worker_jobs;
+mod worker_s3;

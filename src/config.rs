@@ -1,0 +1,259 @@
+//! Configuration: built-in defaults, then `ffarm.toml` (or `--config FILE`), then `FFARM_…`
+//! environment variables (`__` separates sections: `FFARM_WORKER__LEASE_SECONDS`), then
+//! command-line flags. `ffarm.example.toml` lists every key with its default and variable.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+use crate::buckets::BucketConfig;
+
+/// The whole configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Where the API and the page listen.
+    pub listen: String,
+    /// Everything local: the SQLite file, local buckets, task workspaces.
+    pub data_dir: PathBuf,
+    /// `sqlite://PATH` or `postgres://USER@HOST/DB`; default: `sqlite://DATA_DIR/ffarm.db`.
+    pub store: Option<String>,
+    /// Bearer token for the API; required when listening beyond loopback.
+    pub token: Option<String>,
+    /// Task slots of the workers in this process (`serve`: in-process workers; 0 for an
+    /// API-only node). Default: the number of CPU cores.
+    pub workers: Option<u32>,
+    /// Extra presets (`*.toml`), added to or replacing the shipped ones.
+    pub presets_dir: Option<PathBuf>,
+    /// Buckets that are not folders under `DATA_DIR/buckets/`.
+    pub buckets: BTreeMap<String, BucketConfig>,
+    pub worker: WorkerSettings,
+    pub retry: Retry,
+    pub destinations: Destinations,
+}
+
+/// Backoff between automatic attempts of a job: base·2^(n−1) seconds, capped, with jitter.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Retry {
+    pub base_seconds: f64,
+    pub max_seconds: f64,
+}
+
+impl Default for Retry {
+    fn default() -> Self {
+        let p = crate::job::RetryPolicy::default();
+        Retry {
+            base_seconds: p.base.as_secs_f64(),
+            max_seconds: p.cap.as_secs_f64(),
+        }
+    }
+}
+
+impl Retry {
+    pub fn policy(&self) -> crate::job::RetryPolicy {
+        crate::job::RetryPolicy {
+            base: std::time::Duration::from_secs_f64(self.base_seconds.max(0.0)),
+            cap: std::time::Duration::from_secs_f64(
+                self.max_seconds.max(self.base_seconds).max(0.0),
+            ),
+        }
+    }
+}
+
+/// How workers run tasks.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WorkerSettings {
+    /// This worker's id in the registry; default `HOST/PID`.
+    pub id: Option<String>,
+    /// Lease length; renewed every second while a task runs.
+    pub lease_seconds: u64,
+    /// On SIGTERM/SIGINT, how long running tasks may finish before they are stopped and
+    /// handed back to the queue.
+    pub drain_timeout_seconds: u64,
+    /// Between SIGTERM and SIGKILL when stopping a task.
+    pub stop_grace_seconds: u64,
+    /// The time limit for jobs submitted without one.
+    pub job_timeout_seconds: u64,
+    /// How long a failed task's workspace is kept for inspection (0: removed at once).
+    pub keep_failed_workspace_seconds: u64,
+    /// Claims are woken by the store's notifications; this is the fallback poll.
+    pub poll_seconds: u64,
+    /// The address the API can reach this worker at (for exec).
+    pub advertise: Option<String>,
+    /// The program run as each task (`ffarm task`); default: this executable.
+    pub task_program: Option<PathBuf>,
+}
+
+impl Default for WorkerSettings {
+    fn default() -> Self {
+        WorkerSettings {
+            id: None,
+            lease_seconds: 30,
+            drain_timeout_seconds: 60,
+            stop_grace_seconds: 10,
+            job_timeout_seconds: crate::job::DEFAULT_TIMEOUT_SECONDS,
+            keep_failed_workspace_seconds: 3600,
+            poll_seconds: 5,
+            advertise: None,
+            task_program: None,
+        }
+    }
+}
+
+/// Where finished jobs are reported, when a job names no destination of its own.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Destinations {
+    /// Receives each succeeded job as JSON.
+    pub on_success: Option<String>,
+    /// Receives each failed or cancelled job as JSON (the dead-letter path).
+    pub on_failure: Option<String>,
+    /// Deliveries tried per job before giving up.
+    pub attempts: u32,
+    /// Per delivery.
+    pub timeout_seconds: u64,
+}
+
+impl Default for Destinations {
+    fn default() -> Self {
+        Destinations {
+            on_success: None,
+            on_failure: None,
+            attempts: 5,
+            timeout_seconds: 10,
+        }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: "127.0.0.1:8080".into(),
+            data_dir: PathBuf::from("./data"),
+            store: None,
+            token: None,
+            workers: None,
+            presets_dir: None,
+            buckets: BTreeMap::new(),
+            worker: WorkerSettings::default(),
+            retry: Retry::default(),
+            destinations: Destinations::default(),
+        }
+    }
+}
+
+/// The top-level keys, as environment variables name them (`FFARM_<KEY>`).
+const SECTIONS: [&str; 10] = [
+    "listen",
+    "data_dir",
+    "store",
+    "token",
+    "workers",
+    "presets_dir",
+    "buckets",
+    "worker",
+    "retry",
+    "destinations",
+];
+
+#[derive(Debug, thiserror::Error)]
+#[error("configuration: {0}")]
+pub struct ConfigError(pub String);
+
+impl Config {
+    /// Loads defaults → `file` (or `./ffarm.toml` if present) → environment → `overrides`
+    /// (a partial config, typically from command-line flags).
+    pub fn load(file: Option<&Path>, overrides: impl Serialize) -> Result<Config, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        match file {
+            Some(f) => {
+                if !f.exists() {
+                    return Err(ConfigError(format!("{}: no such file", f.display())));
+                }
+                figment = figment.merge(Toml::file(f));
+            }
+            None => {
+                if Path::new("ffarm.toml").exists() {
+                    figment = figment.merge(Toml::file("ffarm.toml"));
+                }
+            }
+        }
+        // Only variables naming a configuration key: FFARM_LOG, FFARM_SERVER and the like
+        // belong to other parts.
+        let env = Env::prefixed("FFARM_").split("__").filter(|key| {
+            let top = key.as_str().split('.').next().unwrap_or("");
+            SECTIONS.contains(&top)
+        });
+        figment = figment.merge(env).merge(Serialized::globals(overrides));
+        let config: Config = figment.extract().map_err(|e| ConfigError(e.to_string()))?;
+        config.check()?;
+        Ok(config)
+    }
+
+    fn check(&self) -> Result<(), ConfigError> {
+        if self.worker.lease_seconds < 3 {
+            return Err(ConfigError(
+                "worker.lease_seconds must be at least 3".into(),
+            ));
+        }
+        if !(self.retry.base_seconds.is_finite()
+            && self.retry.base_seconds >= 0.0
+            && self.retry.max_seconds.is_finite())
+        {
+            return Err(ConfigError(
+                "retry.base_seconds and retry.max_seconds must be numbers of seconds".into(),
+            ));
+        }
+        if self.worker.poll_seconds == 0 {
+            return Err(ConfigError("worker.poll_seconds must be at least 1".into()));
+        }
+        if let Some(t) = &self.token
+            && t.len() < 16
+        {
+            return Err(ConfigError("token must be at least 16 characters".into()));
+        }
+        for name in self.buckets.keys() {
+            crate::buckets::validate_bucket(name).map_err(|e| ConfigError(e.to_string()))?;
+        }
+        Ok(())
+    }
+
+    /// Opens the configured store with the configured retry policy.
+    pub async fn open_store(
+        &self,
+    ) -> Result<std::sync::Arc<dyn crate::store::JobStore>, crate::store::StoreError> {
+        crate::store::open_with(&self.store_url(), self.retry.policy()).await
+    }
+
+    /// The store URL, defaulting to the SQLite file in the data directory.
+    pub fn store_url(&self) -> String {
+        self.store
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("ffarm.db").display()))
+    }
+
+    /// Task slots for this process's workers.
+    pub fn slots(&self) -> u32 {
+        self.workers.unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get() as u32)
+                .unwrap_or(2)
+        })
+    }
+
+    /// This worker's registry id.
+    pub fn worker_id(&self) -> String {
+        self.worker.id.clone().unwrap_or_else(|| {
+            let host = nix::unistd::gethostname()
+                .ok()
+                .and_then(|h| h.into_string().ok())
+                .unwrap_or_else(|| "localhost".into());
+            format!("{host}/{}", std::process::id())
+        })
+    }
+}

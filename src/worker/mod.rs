@@ -1,0 +1,329 @@
+//! Workers: claim jobs while slots are free (woken by the store's notifications, with a slow
+//! poll as fallback), run each as a task process (`supervisor`), relay cancels, reap expired
+//! leases, keep the registry entry fresh, and drain on SIGTERM/SIGINT. `ffarm worker` runs
+//! this alone; `ffarm serve` runs it beside the API.
+
+pub mod process;
+pub mod protocol;
+mod supervisor;
+pub mod task;
+pub mod workspace;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use nix::unistd::Pid;
+use tokio::sync::{Notify, Semaphore, mpsc, watch};
+use tokio::task::JoinSet;
+
+use crate::config::Config;
+use crate::job::{Status, Timestamp};
+use crate::store::{Change, JobStore, StoreError, WorkerInfo};
+pub use supervisor::StopReason;
+
+/// How often a worker marks itself seen in the registry.
+pub const REGISTRY_INTERVAL: Duration = Duration::from_secs(5);
+/// A worker not seen for this long is shown as lost.
+pub const LOST_AFTER: Duration = Duration::from_secs(20);
+
+/// A worker's state as shown to users.
+pub fn state(w: &WorkerInfo, now: Timestamp) -> &'static str {
+    if now.0 - w.last_seen.0 > LOST_AFTER.as_micros() as i64 {
+        "lost"
+    } else if w.draining {
+        "draining"
+    } else {
+        "active"
+    }
+}
+
+/// A task this worker is running.
+pub struct RunningTask {
+    pub stop: mpsc::UnboundedSender<StopReason>,
+    pub attempt: u32,
+    pub pid: Pid,
+    pub workspace: PathBuf,
+    /// The task's environment (exec sessions get the same).
+    pub env: Vec<(String, String)>,
+}
+
+/// What the supervisors of one worker share.
+pub struct WorkerCtx {
+    pub store: Arc<dyn JobStore>,
+    pub config: Config,
+    pub id: String,
+    pub http: reqwest::Client,
+    pub task_program: PathBuf,
+    pub running: Mutex<HashMap<String, RunningTask>>,
+}
+
+impl WorkerCtx {
+    fn stop(&self, job_id: &str, why: StopReason) {
+        if let Some(t) = self
+            .running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(job_id)
+        {
+            let _ = t.stop.send(why);
+        }
+    }
+
+    fn stop_all(&self, why: StopReason) {
+        for t in self
+            .running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+        {
+            let _ = t.stop.send(why);
+        }
+    }
+}
+
+/// Shutdown requests: 0 = run, 1 = drain, 2 or more = stop now.
+#[derive(Clone)]
+pub struct Shutdown(pub watch::Receiver<u8>);
+
+impl Shutdown {
+    /// Counts SIGTERM and SIGINT: the first drains, the second stops at once.
+    pub fn on_signals() -> std::io::Result<Shutdown> {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (tx, rx) = watch::channel(0u8);
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                }
+                tx.send_modify(|n| *n = n.saturating_add(1));
+                tracing::info!(
+                    "{}",
+                    if *tx.borrow() == 1 {
+                        "shutting down: draining (signal again to stop now)"
+                    } else {
+                        "stopping now"
+                    }
+                );
+            }
+        });
+        Ok(Shutdown(rx))
+    }
+
+    pub fn level(&self) -> u8 {
+        *self.0.borrow()
+    }
+}
+
+/// The worker's context, ready to run.
+pub fn context(store: Arc<dyn JobStore>, config: Config) -> std::io::Result<Arc<WorkerCtx>> {
+    let task_program = match &config.worker.task_program {
+        Some(p) => p.clone(),
+        None => std::env::current_exe()?,
+    };
+    Ok(Arc::new(WorkerCtx {
+        id: config.worker_id(),
+        store,
+        http: reqwest::Client::builder()
+            .user_agent(concat!("ffarm/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(std::io::Error::other)?,
+        task_program,
+        config,
+        running: Mutex::new(HashMap::new()),
+    }))
+}
+
+/// Ends expired leases every few seconds (any process may do this; it is idempotent) and
+/// delivers the jobs that thereby ended.
+pub async fn reap_forever(store: Arc<dyn JobStore>, config: Config, http: reqwest::Client) {
+    let every = Duration::from_secs((config.worker.lease_seconds / 3).clamp(1, 10));
+    loop {
+        tokio::time::sleep(every).await;
+        match store.reap().await {
+            Ok(jobs) => {
+                for job in jobs {
+                    tracing::warn!("job {}: its worker was lost; now {}", job.id, job.status);
+                    if job.status.is_terminal() {
+                        crate::destinations::deliver(&*store, &http, &config.destinations, &job)
+                            .await;
+                    }
+                }
+            }
+            Err(e) => tracing::warn!("reaping expired leases: {e}"),
+        }
+    }
+}
+
+/// Runs a worker until shut down: registers, claims and runs jobs, drains, deregisters.
+pub async fn run(ctx: Arc<WorkerCtx>, mut shutdown: Shutdown) -> Result<(), StoreError> {
+    let store = ctx.store.clone();
+    let settings = ctx.config.worker.clone();
+    let slots = ctx.config.slots().max(1);
+    sweep_workspaces(&ctx).await;
+    let info = WorkerInfo {
+        id: ctx.id.clone(),
+        host: ctx.id.split('/').next().unwrap_or("").to_string(),
+        address: settings.advertise.clone(),
+        slots,
+        version: env!("CARGO_PKG_VERSION").into(),
+        started_at: Timestamp::now(),
+        last_seen: Timestamp::now(),
+        draining: false,
+        running: vec![],
+    };
+    store.register_worker(&info).await?;
+    tracing::info!(
+        "worker {} up: {slots} slot(s), store {}",
+        ctx.id,
+        store.backend()
+    );
+    let draining = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let registry = tokio::spawn(keep_registered(store.clone(), info, draining.clone()));
+    let reaper = tokio::spawn(reap_forever(
+        store.clone(),
+        ctx.config.clone(),
+        ctx.http.clone(),
+    ));
+
+    let lease = Duration::from_secs(settings.lease_seconds);
+    let permits = Arc::new(Semaphore::new(slots as usize));
+    let freed = Arc::new(Notify::new());
+    let mut changes = store.subscribe();
+    let mut tasks = JoinSet::new();
+    'claiming: while shutdown.level() == 0 {
+        while let Ok(permit) = permits.clone().try_acquire_owned() {
+            match store.claim(&ctx.id, lease).await {
+                Ok(Some(job)) => {
+                    let (ctx, freed) = (ctx.clone(), freed.clone());
+                    tasks.spawn(async move {
+                        supervisor::run(ctx, job).await;
+                        drop(permit);
+                        freed.notify_one();
+                    });
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::warn!("claiming: {e}");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    break;
+                }
+            }
+        }
+        // Wait for a reason to claim again, relaying cancels meanwhile.
+        let poll = tokio::time::sleep(Duration::from_secs(settings.poll_seconds));
+        tokio::pin!(poll);
+        loop {
+            tokio::select! {
+                change = changes.recv() => match change {
+                    Ok(Change::Status { status: Status::Queued, .. }) => break,
+                    Ok(Change::Status { id, status: Status::Cancelling }) => ctx.stop(&id, StopReason::Cancel),
+                    Ok(_) => {}
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => break,
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+                        changes = store.subscribe();
+                    }
+                },
+                _ = freed.notified() => break,
+                _ = &mut poll => break,
+                _ = shutdown.0.changed() => continue 'claiming,
+                Some(_) = tasks.join_next() => {}
+            }
+        }
+    }
+
+    draining.store(true, std::sync::atomic::Ordering::SeqCst);
+    let _ = store.touch_worker(&ctx.id, true).await;
+    let running = tasks.len();
+    if running > 0 {
+        tracing::info!(
+            "draining: waiting up to {} s for {running} task(s)",
+            settings.drain_timeout_seconds
+        );
+    }
+    let deadline = tokio::time::sleep(Duration::from_secs(settings.drain_timeout_seconds));
+    tokio::pin!(deadline);
+    let mut stopping = false;
+    while !tasks.is_empty() {
+        tokio::select! {
+            _ = tasks.join_next() => {}
+            change = changes.recv() => {
+                if let Ok(Change::Status { id, status: Status::Cancelling }) = change {
+                    ctx.stop(&id, StopReason::Cancel);
+                }
+            }
+            _ = &mut deadline, if !stopping => {
+                stopping = true;
+                tracing::info!("drain timeout: handing {} task(s) back to the queue", tasks.len());
+                ctx.stop_all(StopReason::Drain);
+            }
+            _ = shutdown.0.changed(), if !stopping => {
+                if shutdown.level() >= 2 {
+                    stopping = true;
+                    ctx.stop_all(StopReason::Drain);
+                }
+            }
+        }
+    }
+    registry.abort();
+    reaper.abort();
+    store.remove_worker(&ctx.id).await?;
+    tracing::info!("worker {} stopped", ctx.id);
+    Ok(())
+}
+
+async fn keep_registered(
+    store: Arc<dyn JobStore>,
+    info: WorkerInfo,
+    draining: Arc<std::sync::atomic::AtomicBool>,
+) {
+    loop {
+        tokio::time::sleep(REGISTRY_INTERVAL).await;
+        let d = draining.load(std::sync::atomic::Ordering::SeqCst);
+        match store.touch_worker(&info.id, d).await {
+            Ok(()) => {}
+            // Removed meanwhile (or the store was reset): register again.
+            Err(StoreError::NotFound { .. }) => {
+                let _ = store
+                    .register_worker(&WorkerInfo {
+                        draining: d,
+                        ..info.clone()
+                    })
+                    .await;
+            }
+            Err(e) => tracing::warn!("worker registry: {e}"),
+        }
+    }
+}
+
+/// Removes workspaces left by earlier runs, unless their job is still held at that attempt.
+async fn sweep_workspaces(ctx: &WorkerCtx) {
+    let root = workspace::root(&ctx.config.data_dir);
+    let Ok(entries) = std::fs::read_dir(&root) else {
+        return;
+    };
+    let keep = Duration::from_secs(ctx.config.worker.keep_failed_workspace_seconds);
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some((job_id, attempt)) = name.rsplit_once("-a") else {
+            continue;
+        };
+        let live = match ctx.store.get(job_id).await {
+            Ok(job) => job.status.is_active() && job.attempt.to_string() == attempt,
+            Err(_) => false,
+        };
+        let age = e
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .unwrap_or_default();
+        if !live && age >= keep {
+            workspace::remove(&e.path());
+        }
+    }
+}

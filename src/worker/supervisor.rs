@@ -1,0 +1,429 @@
+//! One attempt, seen from the worker: start the task process in its workspace, relay its
+//! progress to the store every second (renewing the lease), collect its log, stop it on
+//! request (cancel, timeout, drain, lost lease: SIGTERM to its group, SIGKILL after the
+//! grace period), and end the attempt in the store with what happened.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+use nix::unistd::Pid;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::sync::mpsc;
+
+use super::process::{self, Exit};
+use super::protocol::{TaskMessage, TaskSpec, exit};
+use super::workspace;
+use super::{RunningTask, WorkerCtx};
+use crate::job::{Job, JobError, Outcome, OutputObject};
+use crate::media::Progress;
+use crate::store::{AttemptStats, StoreError};
+
+/// Why a worker stops a task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopReason {
+    /// A user cancelled the job.
+    Cancel,
+    /// The job ran past its time limit.
+    Timeout,
+    /// The worker is shutting down and hands the job back.
+    Drain,
+    /// The lease is gone (another worker may hold the job): stop without reporting.
+    Lost,
+}
+
+impl StopReason {
+    fn describe(self) -> &'static str {
+        match self {
+            StopReason::Cancel => "cancel requested",
+            StopReason::Timeout => "time limit reached",
+            StopReason::Drain => "worker draining",
+            StopReason::Lost => "lease lost",
+        }
+    }
+}
+
+/// What the task reported on stdout.
+#[derive(Default)]
+struct Reported {
+    progress: Option<Progress>,
+    progress_dirty: bool,
+    outputs: Option<Vec<OutputObject>>,
+    phases: std::collections::BTreeMap<String, f64>,
+    error: Option<JobError>,
+}
+
+impl Reported {
+    fn take(&mut self, msg: TaskMessage) {
+        match msg {
+            TaskMessage::Progress(p) => {
+                self.progress = Some(p);
+                self.progress_dirty = true;
+            }
+            TaskMessage::Outputs { outputs } => self.outputs = Some(outputs),
+            TaskMessage::Stats { phases } => self.phases = phases,
+            TaskMessage::Error(e) => self.error = Some(e),
+            TaskMessage::Stopped => {}
+        }
+    }
+}
+
+/// A stream of lines from a pipe, ending at EOF.
+fn lines<R: tokio::io::AsyncRead + Unpin + Send + 'static>(
+    reader: R,
+) -> mpsc::UnboundedReceiver<String> {
+    let (tx, rx) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let mut lines = BufReader::new(reader).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// Runs one claimed job to the end of its attempt.
+pub(crate) async fn run(ctx: Arc<WorkerCtx>, job: Job) {
+    let id = job.id.clone();
+    let attempt = job.attempt;
+    let mut log: Vec<String> = Vec::new();
+    let started = Instant::now();
+    let (pid, stdout, stderr, stop_rx, dir) = match start(&ctx, &job, &mut log).await {
+        Ok(started) => started,
+        Err(e) => {
+            let _ = ctx.store.append_logs(&id, attempt, &log).await;
+            conclude(&ctx, &job, Outcome::Failed(e)).await;
+            return;
+        }
+    };
+    let exit_handle = tokio::spawn(process::wait(pid));
+    let (exit, reported, reason) = supervise(
+        &ctx,
+        &job,
+        pid,
+        stdout,
+        stderr,
+        stop_rx,
+        exit_handle,
+        &mut log,
+    )
+    .await;
+    ctx.running
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .remove(&id);
+    log.push(format!(
+        "[worker] task {}: {} after {:.1} s (CPU {:.1} s, peak memory {} MiB)",
+        pid,
+        exit.describe(),
+        started.elapsed().as_secs_f64(),
+        exit.cpu_seconds,
+        exit.peak_memory_bytes >> 20
+    ));
+    if reason == Some(StopReason::Lost) {
+        tracing::warn!("job {id}: lease lost; another worker holds it now");
+        workspace::remove(&dir);
+        return;
+    }
+    let _ = ctx.store.append_logs(&id, attempt, &log).await;
+    // The task's last word on progress (its final "done") reaches the store too.
+    if let Some(p) = reported
+        .progress
+        .as_ref()
+        .filter(|_| reported.progress_dirty)
+    {
+        let lease = Duration::from_secs(ctx.config.worker.lease_seconds);
+        let _ = ctx.store.heartbeat(&id, attempt, lease, Some(p)).await;
+    }
+    let stats = AttemptStats {
+        phases: reported.phases.clone(),
+        cpu_seconds: Some(exit.cpu_seconds),
+        peak_memory_bytes: Some(exit.peak_memory_bytes),
+    };
+    if let Err(e) = ctx.store.record_attempt(&id, attempt, &stats).await {
+        tracing::warn!("job {id}: recording attempt stats: {e}");
+    }
+    let outcome = outcome(&job, &exit, reported, reason, &ctx);
+    let failed = matches!(outcome, Outcome::Failed(_));
+    conclude(&ctx, &job, outcome).await;
+    if failed && ctx.config.worker.keep_failed_workspace_seconds > 0 {
+        workspace::remove_later(
+            dir,
+            Duration::from_secs(ctx.config.worker.keep_failed_workspace_seconds),
+        );
+    } else {
+        workspace::remove(&dir);
+    }
+}
+
+type Started = (
+    Pid,
+    mpsc::UnboundedReceiver<String>,
+    mpsc::UnboundedReceiver<String>,
+    mpsc::UnboundedReceiver<StopReason>,
+    std::path::PathBuf,
+);
+
+async fn start(
+    ctx: &Arc<WorkerCtx>,
+    job: &Job,
+    log: &mut Vec<String>,
+) -> Result<Started, JobError> {
+    let io =
+        |what: &str, e: std::io::Error| JobError::new("io-error", format!("{what}: {e}"), true);
+    let dir = workspace::create(&ctx.config.data_dir, &job.id, job.attempt)
+        .map_err(|e| io("creating the workspace", e))?;
+    let spec = TaskSpec {
+        job: job.clone(),
+        workspace: dir.clone(),
+        data_dir: ctx.config.data_dir.clone(),
+        buckets: ctx.config.buckets.clone(),
+        presets_dir: ctx.config.presets_dir.clone(),
+    };
+    let spec_path = dir.join("task.json");
+    let json = serde_json::to_vec_pretty(&spec)
+        .map_err(|e| JobError::new("internal", e.to_string(), true))?;
+    // Bucket credentials may be in it: readable by this user only.
+    {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&spec_path)
+            .map_err(|e| io("writing task.json", e))?;
+        f.write_all(&json).map_err(|e| io("writing task.json", e))?;
+    }
+    let env = workspace::task_env(&dir, job);
+    let task = process::spawn(&ctx.task_program, &spec_path, &env).map_err(|e| {
+        JobError::new(
+            "task-spawn",
+            format!("starting {}: {e}", ctx.task_program.display()),
+            true,
+        )
+    })?;
+    log.push(format!(
+        "[worker] attempt {} on {}: task pid {} in {}",
+        job.attempt,
+        ctx.id,
+        task.pid,
+        dir.display()
+    ));
+    let (stop_tx, stop_rx) = mpsc::unbounded_channel();
+    ctx.running
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(
+            job.id.clone(),
+            RunningTask {
+                stop: stop_tx,
+                attempt: job.attempt,
+                pid: task.pid,
+                workspace: dir.clone(),
+                env,
+            },
+        );
+    Ok((
+        task.pid,
+        lines(task.stdout),
+        lines(task.stderr),
+        stop_rx,
+        dir,
+    ))
+}
+
+#[allow(clippy::too_many_arguments)] // the pieces of one running task, taken apart for select!
+async fn supervise(
+    ctx: &Arc<WorkerCtx>,
+    job: &Job,
+    pid: Pid,
+    mut stdout: mpsc::UnboundedReceiver<String>,
+    mut stderr: mpsc::UnboundedReceiver<String>,
+    mut stop_rx: mpsc::UnboundedReceiver<StopReason>,
+    mut exit_handle: tokio::task::JoinHandle<Exit>,
+    log: &mut Vec<String>,
+) -> (Exit, Reported, Option<StopReason>) {
+    let settings = &ctx.config.worker;
+    let lease = Duration::from_secs(settings.lease_seconds);
+    let grace = Duration::from_secs(settings.stop_grace_seconds);
+    let timeout = match job.timeout_seconds {
+        0 => settings.job_timeout_seconds,
+        t => t,
+    };
+    let deadline = Instant::now() + Duration::from_secs(timeout);
+    let mut reported = Reported::default();
+    let mut stopper = Stopper {
+        pid,
+        grace,
+        reason: None,
+        kill_at: None,
+        killed: false,
+    };
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let exit = loop {
+        tokio::select! {
+            Some(line) = stdout.recv() => match serde_json::from_str::<TaskMessage>(&line) {
+                Ok(msg) => reported.take(msg),
+                Err(_) => log.push(line),
+            },
+            Some(line) = stderr.recv() => log.push(line),
+            Some(why) = stop_rx.recv() => stopper.request(why, log),
+            _ = tick.tick() => {
+                let progress = reported.progress.clone().filter(|_| reported.progress_dirty);
+                reported.progress_dirty = false;
+                let beat = tokio::time::timeout(
+                    Duration::from_secs(5),
+                    ctx.store.heartbeat(&job.id, job.attempt, lease, progress.as_ref()),
+                )
+                .await;
+                match beat {
+                    Ok(Ok(hb)) if hb.stop_requested => stopper.request(StopReason::Cancel, log),
+                    Ok(Ok(_)) => {}
+                    Ok(Err(StoreError::Fenced { .. } | StoreError::NotFound { .. })) => {
+                        stopper.request(StopReason::Lost, log)
+                    }
+                    Ok(Err(e)) => tracing::warn!("job {}: heartbeat failed: {e}", job.id),
+                    Err(_) => tracing::warn!("job {}: heartbeat timed out", job.id),
+                }
+                if !log.is_empty() {
+                    let lines = std::mem::take(log);
+                    if let Err(e) = ctx.store.append_logs(&job.id, job.attempt, &lines).await {
+                        tracing::debug!("job {}: storing log lines: {e}", job.id);
+                    }
+                }
+                if Instant::now() >= deadline {
+                    stopper.request(StopReason::Timeout, log);
+                }
+                stopper.enforce(log);
+            },
+            exit = &mut exit_handle => break exit.unwrap_or(Exit { code: None, signal: None, cpu_seconds: 0.0, peak_memory_bytes: 0 }),
+        }
+    };
+    // The task is gone: take what is left in its pipes.
+    let drain = async {
+        while let Some(line) = stdout.recv().await {
+            match serde_json::from_str::<TaskMessage>(&line) {
+                Ok(msg) => reported.take(msg),
+                Err(_) => log.push(line),
+            }
+        }
+        while let Some(line) = stderr.recv().await {
+            log.push(line);
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(2), drain).await;
+    (exit, reported, stopper.reason)
+}
+
+/// Stops a task once: SIGTERM to its group now, SIGKILL if it outlives the grace period.
+struct Stopper {
+    pid: Pid,
+    grace: Duration,
+    reason: Option<StopReason>,
+    kill_at: Option<Instant>,
+    killed: bool,
+}
+
+impl Stopper {
+    fn request(&mut self, why: StopReason, log: &mut Vec<String>) {
+        if self.reason.is_some() {
+            return;
+        }
+        self.reason = Some(why);
+        log.push(format!(
+            "[worker] stopping the task: {} (SIGTERM)",
+            why.describe()
+        ));
+        process::signal(self.pid, Signal::SIGTERM);
+        self.kill_at = Some(Instant::now() + self.grace);
+    }
+
+    fn enforce(&mut self, log: &mut Vec<String>) {
+        if !self.killed && self.kill_at.is_some_and(|t| Instant::now() >= t) {
+            self.killed = true;
+            log.push("[worker] the task did not stop in time: SIGKILL".into());
+            process::signal(self.pid, Signal::SIGKILL);
+        }
+    }
+}
+
+fn outcome(
+    job: &Job,
+    exit: &Exit,
+    reported: Reported,
+    reason: Option<StopReason>,
+    ctx: &WorkerCtx,
+) -> Outcome {
+    let succeeded = exit.code == Some(exit::OK) && reported.outputs.is_some();
+    if succeeded {
+        // Whatever was asked meanwhile, the work is done and uploaded.
+        return Outcome::Succeeded {
+            outputs: reported.outputs.unwrap_or_default(),
+        };
+    }
+    match reason {
+        Some(StopReason::Cancel) => Outcome::Cancelled,
+        Some(StopReason::Drain) => Outcome::Released,
+        Some(StopReason::Timeout) => {
+            let limit = match job.timeout_seconds {
+                0 => ctx.config.worker.job_timeout_seconds,
+                t => t,
+            };
+            Outcome::Failed(JobError::new(
+                "timeout",
+                format!("stopped after running past its time limit of {limit} s"),
+                true,
+            ))
+        }
+        Some(StopReason::Lost) | None => match (exit.signal, reported.error) {
+            (Some(signal), _) => Outcome::Failed(JobError::new(
+                "task-crashed",
+                format!("the task process was killed by {signal}"),
+                true,
+            )),
+            (None, Some(e)) => Outcome::Failed(e),
+            (None, None) => Outcome::Failed(JobError::new(
+                "task-crashed",
+                format!(
+                    "the task process ended without a result ({})",
+                    exit.describe()
+                ),
+                true,
+            )),
+        },
+    }
+}
+
+/// Ends the attempt in the store, then delivers a finished job to its destination.
+async fn conclude(ctx: &Arc<WorkerCtx>, job: &Job, outcome: Outcome) {
+    match ctx.store.finish(&job.id, job.attempt, outcome).await {
+        Ok(done) => {
+            tracing::info!("job {} attempt {}: {}", done.id, job.attempt, done.status);
+            if done.status.is_terminal() {
+                let ctx = ctx.clone();
+                tokio::spawn(async move {
+                    crate::destinations::deliver(
+                        &*ctx.store,
+                        &ctx.http,
+                        &ctx.config.destinations,
+                        &done,
+                    )
+                    .await;
+                });
+            }
+        }
+        Err(StoreError::Fenced { .. }) => {
+            tracing::warn!(
+                "job {}: attempt {} was taken over; its result is discarded",
+                job.id,
+                job.attempt
+            )
+        }
+        Err(e) => tracing::error!("job {}: ending attempt {}: {e}", job.id, job.attempt),
+    }
+}

@@ -1,0 +1,311 @@
+//! The task process (`ffarm task SPEC`): one job's attempt, isolated from its worker. It
+//! downloads the input into its workspace, probes it, transcodes it with the job's preset and
+//! uploads the outputs (HLS playlists last), printing progress and results as JSON lines on
+//! stdout; its stderr is the job's log. SIGTERM stops it at the next packet; it then removes
+//! its partial outputs and exits 130. It dies with its worker (parent-death signal).
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use super::protocol::{TaskMessage, TaskSpec, exit};
+use crate::buckets::{BucketError, Buckets};
+use crate::job::{JobError, OutputObject};
+use crate::media::{self, ErrorClass, MediaError, OutputKind, Phase, Progress, StopToken};
+use crate::preset::Presets;
+
+fn say(msg: &TaskMessage) {
+    let mut out = std::io::stdout().lock();
+    let _ = serde_json::to_writer(&mut out, msg);
+    let _ = out.write_all(b"\n");
+    let _ = out.flush();
+}
+
+/// Why a task ended without outputs.
+enum Failure {
+    Error(JobError),
+    Stopped,
+}
+
+impl From<MediaError> for Failure {
+    fn from(e: MediaError) -> Self {
+        match e.class() {
+            ErrorClass::Stopped => Failure::Stopped,
+            class => Failure::Error(JobError::new(
+                e.code(),
+                e.to_string(),
+                class == ErrorClass::Transient,
+            )),
+        }
+    }
+}
+
+impl From<BucketError> for Failure {
+    fn from(e: BucketError) -> Self {
+        match e {
+            BucketError::Stopped => Failure::Stopped,
+            e => Failure::Error(JobError::new(e.code(), e.to_string(), e.retryable())),
+        }
+    }
+}
+
+/// Runs the task described by `spec_path`; returns the process exit code.
+pub fn run(spec_path: &Path) -> i32 {
+    // Die with the worker: a task must never outlive the process that holds its lease.
+    let parent = nix::unistd::getppid();
+    if nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL).is_err()
+        || nix::unistd::getppid() != parent
+    {
+        return exit::FAILED;
+    }
+    let stop = StopToken::new();
+    {
+        let stop = stop.clone();
+        if let Err(e) = ctrlc::set_handler(move || stop.stop()) {
+            eprintln!("[task] cannot handle stop signals: {e}");
+        }
+    }
+    let spec: TaskSpec = match std::fs::read(spec_path)
+        .map_err(|e| e.to_string())
+        .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
+    {
+        Ok(s) => s,
+        Err(e) => {
+            say(&TaskMessage::Error(JobError::new(
+                "task-spec",
+                format!("{}: {e}", spec_path.display()),
+                false,
+            )));
+            return exit::FAILED;
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            say(&TaskMessage::Error(JobError::new(
+                "internal",
+                e.to_string(),
+                true,
+            )));
+            return exit::FAILED;
+        }
+    };
+    let mut phases = BTreeMap::new();
+    let result = work(&spec, &stop, &runtime, &mut phases);
+    say(&TaskMessage::Stats { phases });
+    match result {
+        Ok(outputs) => {
+            say(&TaskMessage::Outputs { outputs });
+            exit::OK
+        }
+        Err(Failure::Stopped) => {
+            let _ = std::fs::remove_dir_all(spec.workspace.join("output"));
+            say(&TaskMessage::Stopped);
+            exit::STOPPED
+        }
+        Err(Failure::Error(e)) => {
+            eprintln!("[task] failed: {}", e.message);
+            say(&TaskMessage::Error(e));
+            exit::FAILED
+        }
+    }
+}
+
+/// Reports transfer progress at most twice a second.
+struct Throttle {
+    last: Instant,
+}
+
+impl Throttle {
+    fn due(&mut self) -> bool {
+        if self.last.elapsed() >= Duration::from_millis(500) {
+            self.last = Instant::now();
+            true
+        } else {
+            false
+        }
+    }
+}
+
+fn transfer_progress(phase: Phase, done: u64, total: Option<u64>) -> Progress {
+    Progress {
+        phase,
+        percent: total
+            .filter(|t| *t > 0)
+            .map_or(0.0, |t| (done as f64 / t as f64 * 1000.0).round() / 10.0),
+        bytes_done: Some(done),
+        bytes_total: total,
+        ..Progress::default()
+    }
+}
+
+fn work(
+    spec: &TaskSpec,
+    stop: &StopToken,
+    runtime: &tokio::runtime::Runtime,
+    phases: &mut BTreeMap<String, f64>,
+) -> Result<Vec<OutputObject>, Failure> {
+    let job = &spec.job;
+    let presets = Presets::load(spec.presets_dir.as_deref())
+        .map_err(|e| Failure::Error(JobError::new(e.code(), e.to_string(), false)))?;
+    let preset = presets
+        .get(&job.preset)
+        .map_err(|e| Failure::Error(JobError::new(e.code(), e.to_string(), false)))?
+        .clone();
+    let buckets = Buckets::new(&spec.data_dir, spec.buckets.clone())?;
+    let name = job
+        .input
+        .key
+        .rsplit('/')
+        .next()
+        .unwrap_or("input")
+        .to_string();
+    let stem = Path::new(&name)
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "output".into());
+    let input_dir = spec.workspace.join("input");
+    let output_dir = spec.workspace.join("output");
+    for d in [&input_dir, &output_dir] {
+        std::fs::create_dir_all(d).map_err(|e| {
+            Failure::Error(JobError::new(
+                "io-error",
+                format!("{}: {e}", d.display()),
+                true,
+            ))
+        })?;
+    }
+    let input = input_dir.join(&name);
+
+    eprintln!("[task] downloading {}/{}", job.input.bucket, job.input.key);
+    let started = Instant::now();
+    let mut throttle = Throttle {
+        last: Instant::now(),
+    };
+    let bytes = runtime.block_on(buckets.download(
+        &job.input.bucket,
+        &job.input.key,
+        &input,
+        stop,
+        &mut |done, total| {
+            if throttle.due() {
+                say(&TaskMessage::Progress(transfer_progress(
+                    Phase::Downloading,
+                    done,
+                    total,
+                )));
+            }
+        },
+    ))?;
+    phases.insert("downloading".into(), started.elapsed().as_secs_f64());
+    eprintln!(
+        "[task] downloaded {bytes} bytes in {:.2} s",
+        started.elapsed().as_secs_f64()
+    );
+
+    let started = Instant::now();
+    let probe = media::probe(&input)?;
+    phases.insert("probing".into(), started.elapsed().as_secs_f64());
+    eprintln!(
+        "[task] input: {} {:.2} s, {} stream(s): {}",
+        probe.container,
+        probe.duration_seconds.unwrap_or(0.0),
+        probe.streams.len(),
+        probe
+            .streams
+            .iter()
+            .map(|s| match (s.width, s.sample_rate) {
+                (Some(w), _) => format!("{} {}x{}", s.codec, w, s.height.unwrap_or(0)),
+                (_, Some(r)) => format!("{} {r} Hz", s.codec),
+                _ => s.codec.clone(),
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+
+    if let Ok(key) = std::env::var(super::protocol::TEST_FAULT_ENV)
+        && key == job.input.key
+    {
+        eprintln!("[task] test fault: aborting");
+        std::process::abort();
+    }
+
+    let started = Instant::now();
+    let output = output_dir.join(format!("{stem}.{}", preset.container.extension()));
+    eprintln!("[task] transcoding with preset {}", preset.name);
+    let mut last = Instant::now() - Duration::from_secs(1);
+    let report = media::transcode(&input, &output, &preset, stop, &mut |p: &Progress| {
+        if last.elapsed() >= Duration::from_millis(450) || p.phase != Phase::Transcoding {
+            last = Instant::now();
+            say(&TaskMessage::Progress(p.clone()));
+        }
+    })?;
+    phases.insert("transcoding".into(), started.elapsed().as_secs_f64());
+    eprintln!(
+        "[task] transcoded {:.2} s of media in {:.2} s ({} frames)",
+        report.out_time_seconds, report.elapsed_seconds, report.frames
+    );
+
+    let started = Instant::now();
+    let total: u64 = report.outputs.iter().map(|o| o.bytes).sum();
+    let mut uploaded = Vec::with_capacity(report.outputs.len());
+    let mut sent = 0u64;
+    for file in &report.outputs {
+        let rel = file.path.strip_prefix(&output_dir).unwrap_or(&file.path);
+        let key = format!("{}{}", job.output.prefix, rel.to_string_lossy());
+        let before = sent;
+        let mut throttle = Throttle {
+            last: Instant::now(),
+        };
+        let bytes = runtime.block_on(buckets.upload(
+            &job.output.bucket,
+            &key,
+            &file.path,
+            stop,
+            &mut |done, _| {
+                if throttle.due() {
+                    say(&TaskMessage::Progress(transfer_progress(
+                        Phase::Uploading,
+                        before + done,
+                        Some(total),
+                    )));
+                }
+            },
+        ))?;
+        sent += bytes;
+        if !matches!(file.kind, OutputKind::Segment) {
+            eprintln!(
+                "[task] uploaded {}/{key} ({bytes} bytes)",
+                job.output.bucket
+            );
+        }
+        uploaded.push(OutputObject {
+            bucket: job.output.bucket.clone(),
+            key,
+            bytes,
+        });
+    }
+    phases.insert("uploading".into(), started.elapsed().as_secs_f64());
+    say(&TaskMessage::Progress(Progress {
+        phase: Phase::Done,
+        percent: 100.0,
+        bytes_done: Some(sent),
+        bytes_total: Some(total),
+        frames: report.frames,
+        out_time_seconds: report.out_time_seconds,
+        ..Progress::default()
+    }));
+    Ok(uploaded)
+}
+
+/// The workspace's input file path for a job (for exec's environment).
+pub fn input_path(workspace: &Path, key: &str) -> PathBuf {
+    workspace
+        .join("input")
+        .join(key.rsplit('/').next().unwrap_or("input"))
+}
