@@ -3,6 +3,7 @@
 // A failing unwrap is a failing test, which is what a test wants.
 #![allow(clippy::unwrap_used)]
 
+mod config_files;
 mod helpers;
 
 mod media_bad_input;

@@ -1,0 +1,74 @@
+//! Configuration: the annotated example stays true to the defaults, and the layers apply in
+//! order (file < environment < flags).
+
+use std::collections::BTreeSet;
+
+use ffarm::config::Config;
+
+#[test]
+fn the_example_file_loads_and_states_the_defaults() {
+    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("ffarm.example.toml");
+    let loaded = Config::load(Some(&example), serde_json::json!({})).unwrap();
+    assert_eq!(
+        loaded,
+        Config::default(),
+        "the values written in the example are the defaults"
+    );
+    // Every key of the configuration appears in the example, commented out or not.
+    let text = std::fs::read_to_string(&example).unwrap();
+    let defaults = serde_json::to_value(Config::default()).unwrap();
+    let mut keys = BTreeSet::new();
+    for (k, v) in defaults.as_object().unwrap() {
+        match v.as_object() {
+            Some(section) if k != "buckets" => keys.extend(section.keys().cloned()),
+            _ => {
+                keys.insert(k.clone());
+            }
+        }
+    }
+    for key in keys {
+        let mentioned = text.contains(&format!("{key} =")) || text.contains(&format!("[{key}"));
+        assert!(mentioned, "ffarm.example.toml does not mention `{key}`");
+        let var = format!("FFARM_{}", key.to_uppercase());
+        assert!(
+            text.contains(&var)
+                || text
+                    .to_uppercase()
+                    .contains(&format!("__{}", key.to_uppercase())),
+            "ffarm.example.toml does not name the variable for `{key}`"
+        );
+    }
+}
+
+#[test]
+fn layers_apply_in_order_and_mistakes_are_named() {
+    let dir = crate::helpers::tempdir();
+    let file = dir.path().join("ffarm.toml");
+    std::fs::write(
+        &file,
+        "workers = 3\n[worker]\nlease_seconds = 40\n[buckets.cloud]\nurl = \"s3://x\"\n",
+    )
+    .unwrap();
+    let c = Config::load(Some(&file), serde_json::json!({})).unwrap();
+    assert_eq!((c.workers, c.worker.lease_seconds), (Some(3), 40));
+    assert_eq!(c.buckets["cloud"].url, "s3://x");
+    let c = Config::load(Some(&file), serde_json::json!({"workers": 5})).unwrap();
+    assert_eq!(c.workers, Some(5), "flags beat the file");
+    std::fs::write(&file, "wokers = 3\n").unwrap();
+    let err = Config::load(Some(&file), serde_json::json!({}))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("wokers"), "{err}");
+    std::fs::write(&file, "[worker]\nlease_seconds = 1\n").unwrap();
+    let err = Config::load(Some(&file), serde_json::json!({}))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("lease_seconds"), "{err}");
+    let err = Config::load(
+        Some(&dir.path().join("missing.toml")),
+        serde_json::json!({}),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("no such file"), "{err}");
+}
