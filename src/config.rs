@@ -161,6 +161,13 @@ const SECTIONS: [&str; 10] = [
     "destinations",
 ];
 
+/// Whether an environment variable (prefix removed, sections split with '.') names a
+/// configuration key. Figment filters before it lowercases, so case does not matter here.
+fn names_a_key(key: &str) -> bool {
+    let top = key.split('.').next().unwrap_or("");
+    SECTIONS.iter().any(|s| s.eq_ignore_ascii_case(top))
+}
+
 #[derive(Debug, thiserror::Error)]
 #[error("configuration: {0}")]
 pub struct ConfigError(pub String);
@@ -185,10 +192,9 @@ impl Config {
         }
         // Only variables naming a configuration key: FFARM_LOG, FFARM_SERVER and the like
         // belong to other parts.
-        let env = Env::prefixed("FFARM_").split("__").filter(|key| {
-            let top = key.as_str().split('.').next().unwrap_or("");
-            SECTIONS.contains(&top)
-        });
+        let env = Env::prefixed("FFARM_")
+            .split("__")
+            .filter(|key| names_a_key(key.as_str()));
         figment = figment.merge(env).merge(Serialized::globals(overrides));
         let config: Config = figment.extract().map_err(|e| ConfigError(e.to_string()))?;
         config.check()?;
@@ -223,6 +229,33 @@ impl Config {
         Ok(())
     }
 
+    /// The configuration as TOML, with secrets (token, bucket credentials) masked.
+    pub fn to_redacted_toml(&self) -> String {
+        let mut shown = self.clone();
+        if shown.token.is_some() {
+            shown.token = Some("********".into());
+        }
+        for bucket in shown.buckets.values_mut() {
+            for (k, v) in bucket.options.iter_mut() {
+                if k.contains("secret")
+                    || k.contains("key")
+                    || k.contains("token")
+                    || k.contains("password")
+                {
+                    *v = "********".into();
+                }
+            }
+        }
+        if let Some(store) = &shown.store
+            && let Ok(mut url) = url::Url::parse(store)
+            && url.password().is_some()
+        {
+            let _ = url.set_password(Some("********"));
+            shown.store = Some(url.to_string());
+        }
+        toml::to_string_pretty(&shown).unwrap_or_default()
+    }
+
     /// Opens the configured store with the configured retry policy.
     pub async fn open_store(
         &self,
@@ -255,5 +288,26 @@ impl Config {
                 .unwrap_or_else(|| "localhost".into());
             format!("{host}/{}", std::process::id())
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::names_a_key;
+
+    #[test]
+    fn environment_variables_name_keys_in_any_case() {
+        for key in [
+            "WORKER.STOP_GRACE_SECONDS",
+            "store",
+            "DATA_DIR",
+            "BUCKETS.MEDIA.URL",
+            "retry.base_seconds",
+        ] {
+            assert!(names_a_key(key), "{key}");
+        }
+        for key in ["LOG", "SERVER", "FFMPEG_LOG", "TEST_ABORT_KEY"] {
+            assert!(!names_a_key(key), "{key}");
+        }
     }
 }

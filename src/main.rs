@@ -45,6 +45,12 @@ enum Command {
         #[arg(long)]
         print_ffmpeg: bool,
     },
+    /// Print the effective configuration (defaults, ffarm.toml, FFARM_* and flags), secrets
+    /// masked.
+    Config {
+        #[command(flatten)]
+        farm: cli::farm::FarmArgs,
+    },
     /// Run workers: claim jobs from the store and run each as a task process.
     Worker {
         #[command(flatten)]
@@ -83,6 +89,10 @@ fn main() -> ExitCode {
             json,
             print_ffmpeg,
         ),
+        Command::Config { farm } => farm.load(cli.presets_dir.as_ref()).map(|c| {
+            print!("{}", c.to_redacted_toml());
+            cli::exit::OK
+        }),
         Command::Worker { farm } => cli::worker(&farm, cli.presets_dir.as_ref()),
         Command::Task { spec } => return ExitCode::from(cli::task(&spec)),
     };

@@ -50,3 +50,7 @@ pub mod exit {
 /// Environment variable naming an input key whose task aborts itself (SIGABRT) as it starts
 /// transcoding: how the tests make a task crash. Has no effect unless set.
 pub const TEST_FAULT_ENV: &str = "FFARM_TEST_ABORT_KEY";
+
+/// Environment variable naming an input key whose task ignores SIGTERM: how the tests check
+/// that a stuck task is killed after the grace period. Has no effect unless set.
+pub const TEST_IGNORE_STOP_ENV: &str = "FFARM_TEST_IGNORE_STOP_KEY";

@@ -59,13 +59,6 @@ pub fn run(spec_path: &Path) -> i32 {
     {
         return exit::FAILED;
     }
-    let stop = StopToken::new();
-    {
-        let stop = stop.clone();
-        if let Err(e) = ctrlc::set_handler(move || stop.stop()) {
-            eprintln!("[task] cannot handle stop signals: {e}");
-        }
-    }
     let spec: TaskSpec = match std::fs::read(spec_path)
         .map_err(|e| e.to_string())
         .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
@@ -80,6 +73,23 @@ pub fn run(spec_path: &Path) -> i32 {
             return exit::FAILED;
         }
     };
+    let stop = StopToken::new();
+    {
+        let stop = stop.clone();
+        let stuck = std::env::var(super::protocol::TEST_IGNORE_STOP_ENV)
+            .is_ok_and(|k| k == spec.job.input.key);
+        if stuck {
+            eprintln!("[task] test switch: stop signals are ignored");
+        }
+        let handler = move || {
+            if !stuck {
+                stop.stop();
+            }
+        };
+        if let Err(e) = ctrlc::set_handler(handler) {
+            eprintln!("[task] cannot handle stop signals: {e}");
+        }
+    }
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

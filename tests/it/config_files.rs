@@ -72,3 +72,55 @@ fn layers_apply_in_order_and_mistakes_are_named() {
     .to_string();
     assert!(err.contains("no such file"), "{err}");
 }
+
+#[test]
+fn ffarm_config_shows_file_environment_and_flags_in_order() {
+    let dir = crate::helpers::tempdir();
+    let file = dir.path().join("ffarm.toml");
+    std::fs::write(
+        &file,
+        "workers = 3\ntoken = \"a-very-secret-token-1234\"\n[worker]\nlease_seconds = 40\nstop_grace_seconds = 7\n\
+         [buckets.cloud]\nurl = \"s3://x\"\noptions = { aws_secret_access_key = \"hunter2\" }\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(crate::helpers::ffarm_bin())
+        .args(["config", "--config"])
+        .arg(&file)
+        .args(["--workers", "5"])
+        .env("FFARM_WORKER__LEASE_SECONDS", "50")
+        .env("FFARM_RETRY__BASE_SECONDS", "0.5")
+        .env("FFARM_LOG", "info")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let shown: toml::Value = toml::from_str(&String::from_utf8_lossy(&out.stdout)).unwrap();
+    assert_eq!(
+        shown["workers"].as_integer(),
+        Some(5),
+        "a flag beats the file"
+    );
+    assert_eq!(
+        shown["worker"]["lease_seconds"].as_integer(),
+        Some(50),
+        "the environment beats the file"
+    );
+    assert_eq!(
+        shown["worker"]["stop_grace_seconds"].as_integer(),
+        Some(7),
+        "the file beats the default"
+    );
+    assert_eq!(shown["retry"]["base_seconds"].as_float(), Some(0.5));
+    assert_eq!(
+        shown["token"].as_str(),
+        Some("********"),
+        "secrets are masked"
+    );
+    assert_eq!(
+        shown["buckets"]["cloud"]["options"]["aws_secret_access_key"].as_str(),
+        Some("********")
+    );
+}

@@ -58,6 +58,98 @@ async fn a_crashing_task_is_retried_and_the_worker_lives_on() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_task_that_ignores_the_stop_is_killed_after_the_grace_period() {
+    let mut farm = Farm::new(Backend::Sqlite).await;
+    farm.put(&long_clip(), "in/stuck.mp4");
+    farm.start_process(
+        &["--workers", "1"],
+        &[
+            (
+                ffarm::worker::protocol::TEST_IGNORE_STOP_ENV,
+                "in/stuck.mp4",
+            ),
+            ("FFARM_WORKER__STOP_GRACE_SECONDS", "2"),
+        ],
+    );
+    let job = farm.submit("in/stuck.mp4", "h264-720p", |_| {}).await;
+    farm.wait_transcoding(&job.id, 2.0).await;
+    let pid = farm.task_pid(&job.id, 1).await;
+    let asked = Instant::now();
+    farm.store.cancel(&job.id, "").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert!(alive(pid), "the task ignored SIGTERM");
+    while alive(pid) {
+        if asked.elapsed() > Duration::from_secs(6) {
+            let log: Vec<String> = farm
+                .store
+                .logs(&job.id, None, 0, 1000)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|l| l.line)
+                .collect();
+            panic!("not killed after the grace period:\n{}", log.join("\n"));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let died = asked.elapsed();
+    farm.wait_terminal(&job.id, Duration::from_secs(10)).await;
+    let log: Vec<String> = farm
+        .store
+        .logs(&job.id, None, 0, 1000)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|l| l.line)
+        .collect();
+    assert!(
+        died >= Duration::from_secs(2),
+        "killed only after the grace period ({died:?}):\n{}",
+        log.join("\n")
+    );
+    let done = farm.wait_terminal(&job.id, Duration::from_secs(10)).await;
+    assert_eq!(done.status, Status::Cancelled);
+    let log: Vec<String> = farm
+        .store
+        .logs(&job.id, None, 0, 1000)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|l| l.line)
+        .collect();
+    assert!(log.iter().any(|l| l.contains("SIGKILL")), "{log:?}");
+    farm.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_failed_tasks_workspace_is_kept_for_a_while() {
+    let mut farm = Farm::new(Backend::Sqlite).await;
+    farm.put(&malformed_dir().join("bitflip.mp4"), "in/broken.mp4");
+    let mut config = farm.config();
+    config.worker.keep_failed_workspace_seconds = 3;
+    farm.start_in_process(config);
+    let job = farm.submit("in/broken.mp4", "mp4", |_| {}).await;
+    let done = farm.wait_terminal(&job.id, Duration::from_secs(60)).await;
+    assert_eq!(done.status, Status::Failed);
+    let ws = farm.data.path().join(format!("workspaces/{}-a1", job.id));
+    assert!(
+        ws.join("input/broken.mp4").exists(),
+        "the input is there to look at"
+    );
+    assert!(ws.join("task.json").exists());
+    let started = Instant::now();
+    while ws.exists() {
+        assert!(started.elapsed() < Duration::from_secs(10), "kept too long");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "removed too early"
+    );
+    farm.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_worker_killed_mid_job_is_replaced_and_the_job_succeeds_once() {
     let mut farm = Farm::new(Backend::Postgres).await;
     farm.put(&long_clip(), "in/long.mp4");
@@ -119,9 +211,29 @@ async fn a_worker_killed_mid_job_is_replaced_and_the_job_succeeds_once() {
         vec!["long_mp4/long.mp4".to_string()],
         "one set of outputs"
     );
-    // The registry shows the dead worker until it is cleaned up; the live one is listed.
+    // The registry still lists the dead worker, no longer seen: it shows as lost.
     let workers = farm.store.workers().await.unwrap();
-    assert!(workers.iter().any(|w| w.id == "host-b/2"));
+    let dead = workers
+        .iter()
+        .find(|w| w.id == "host-a/1")
+        .expect("the dead worker is listed");
+    let live = workers
+        .iter()
+        .find(|w| w.id == "host-b/2")
+        .expect("the live worker is listed");
+    assert!(
+        dead.last_seen.0
+            <= ffarm::job::Timestamp::now().0 - (killed.elapsed().as_micros() as i64) + 6_000_000
+    );
+    let later = dead
+        .last_seen
+        .plus(ffarm::worker::LOST_AFTER)
+        .plus(Duration::from_secs(1));
+    assert_eq!(ffarm::worker::state(dead, later), "lost");
+    assert_eq!(
+        ffarm::worker::state(live, ffarm::job::Timestamp::now()),
+        "active"
+    );
     farm.cleanup().await;
 }
 

@@ -211,9 +211,19 @@ impl Farm {
             let _ = p.kill();
             let _ = p.wait();
         }
+        // DROP DATABASE … WITH (FORCE) closes this farm's own connections too.
         if let Some(ts) = self.test_store.take() {
-            drop(self.store);
             ts.cleanup().await;
+        }
+    }
+}
+
+impl Drop for Farm {
+    /// A failing test must not leave worker processes behind.
+    fn drop(&mut self) {
+        for p in self.processes.iter_mut() {
+            let _ = p.kill();
+            let _ = p.wait();
         }
     }
 }
