@@ -33,6 +33,37 @@ pub struct Config {
     pub worker: WorkerSettings,
     pub retry: Retry,
     pub destinations: Destinations,
+    /// Which objects become jobs (`[[triggers]]`); default: bucket `media`, prefix `in/`,
+    /// video files → `h264-720p` → `out/`. `triggers = []` turns triggers off.
+    pub triggers: Vec<crate::triggers::rules::Rule>,
+    pub api: ApiSettings,
+    pub watch: WatchSettings,
+}
+
+/// The HTTP API of `serve`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiSettings {
+    /// Largest upload through `PUT /v1/buckets/…` in bytes; 0: no limit.
+    pub max_upload_bytes: u64,
+}
+
+/// The watch folder: local buckets named by trigger rules are watched for new files.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WatchSettings {
+    pub enabled: bool,
+    /// How long a new file must stay unchanged before it counts as completely written.
+    pub settle_seconds: f64,
+}
+
+impl Default for WatchSettings {
+    fn default() -> Self {
+        WatchSettings {
+            enabled: true,
+            settle_seconds: 2.0,
+        }
+    }
 }
 
 /// Backoff between automatic attempts of a job: base·2^(n−1) seconds, capped, with jitter.
@@ -143,12 +174,15 @@ impl Default for Config {
             worker: WorkerSettings::default(),
             retry: Retry::default(),
             destinations: Destinations::default(),
+            triggers: vec![crate::triggers::rules::Rule::default_rule()],
+            api: ApiSettings::default(),
+            watch: WatchSettings::default(),
         }
     }
 }
 
 /// The top-level keys, as environment variables name them (`FFARM_<KEY>`).
-const SECTIONS: [&str; 10] = [
+const SECTIONS: [&str; 13] = [
     "listen",
     "data_dir",
     "store",
@@ -159,6 +193,9 @@ const SECTIONS: [&str; 10] = [
     "worker",
     "retry",
     "destinations",
+    "triggers",
+    "api",
+    "watch",
 ];
 
 /// Whether an environment variable (prefix removed, sections split with '.') names a
@@ -222,6 +259,11 @@ impl Config {
             && t.len() < 16
         {
             return Err(ConfigError("token must be at least 16 characters".into()));
+        }
+        if !(self.watch.settle_seconds.is_finite() && self.watch.settle_seconds >= 0.0) {
+            return Err(ConfigError(
+                "watch.settle_seconds must be a number of seconds".into(),
+            ));
         }
         for name in self.buckets.keys() {
             crate::buckets::validate_bucket(name).map_err(|e| ConfigError(e.to_string()))?;

@@ -10,7 +10,19 @@ use serde::{Deserialize, Serialize};
 use crate::media::Progress;
 
 /// A job's status.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
     Queued,
@@ -186,7 +198,7 @@ impl RetryPolicy {
 }
 
 /// An object in a bucket.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ObjectRef {
     pub bucket: String,
@@ -194,7 +206,7 @@ pub struct ObjectRef {
 }
 
 /// Where a job writes: a bucket and a key prefix (ends with `/` or is empty).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OutputTarget {
     pub bucket: String,
@@ -203,7 +215,7 @@ pub struct OutputTarget {
 }
 
 /// The event that made a job.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Trigger {
     /// "api", "oss", "s3", "watch", "upload"…
     pub source: String,
@@ -257,7 +269,7 @@ impl JobSpec {
 }
 
 /// A file a job produced.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct OutputObject {
     pub bucket: String,
     pub key: String,
@@ -265,7 +277,7 @@ pub struct OutputObject {
 }
 
 /// Why an attempt failed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct JobError {
     /// Stable machine code ("input-unreadable", "timeout", "worker-lost", …).
     pub code: String,
@@ -298,7 +310,7 @@ pub enum Outcome {
 }
 
 /// A stored job.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Job {
     pub id: String,
     pub status: Status,
@@ -403,6 +415,20 @@ impl Timestamp {
         Ok(Timestamp::now().minus(Duration::from_secs(secs)))
     }
 }
+
+/// Shown as an RFC 3339 date-time string.
+impl utoipa::PartialSchema for Timestamp {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, SchemaFormat, Type};
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .format(Some(SchemaFormat::KnownFormat(KnownFormat::DateTime)))
+            .examples([serde_json::json!("2026-11-22T10:00:00.000000Z")])
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for Timestamp {}
 
 impl Serialize for Timestamp {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {

@@ -22,6 +22,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the whole farm: API, web page, watch folder and workers (embedded default:
+    /// ./data, SQLite, 127.0.0.1:8080).
+    Serve(cli::serve::ServeArgs),
     /// Print what a media file holds, as JSON (the same values ffprobe reports).
     Probe { file: PathBuf },
     /// List the presets with a one-line description.
@@ -63,10 +66,15 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // The long-running commands say what they do; one-shot commands only warn.
+    let default_log = match cli.command {
+        Command::Serve(_) | Command::Worker { .. } => "warn,ffarm=info",
+        _ => "warn",
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("FFARM_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_log)),
         )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
@@ -93,6 +101,7 @@ fn main() -> ExitCode {
             print!("{}", c.to_redacted_toml());
             cli::exit::OK
         }),
+        Command::Serve(args) => cli::serve::serve(&args, cli.presets_dir.as_ref()),
         Command::Worker { farm } => cli::worker(&farm, cli.presets_dir.as_ref()),
         Command::Task { spec } => return ExitCode::from(cli::task(&spec)),
     };

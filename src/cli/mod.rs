@@ -3,6 +3,7 @@
 
 pub mod farm;
 mod local;
+pub mod serve;
 mod workers;
 
 pub use local::{presets, probe, transcode};

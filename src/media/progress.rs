@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 /// The phase of a task. The engine reports `Probing` through `Done`; a worker adds the
 /// transfer phases around it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Phase {
     #[default]
@@ -36,7 +36,7 @@ impl Phase {
 }
 
 /// A snapshot of a task's progress.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Progress {
     pub phase: Phase,
     /// 0 to 100 within the transcode (output time over input duration).

@@ -92,7 +92,7 @@ pub struct Heartbeat {
 }
 
 /// Which time a list window applies to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum TimeField {
     #[default]
@@ -116,7 +116,7 @@ pub struct ListFilter {
 }
 
 /// One page of jobs, newest first; `next_cursor` fetches the following page.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Page {
     pub jobs: Vec<Job>,
     pub next_cursor: Option<String>,
@@ -124,7 +124,7 @@ pub struct Page {
 
 /// An entry in a job's history: a status change, or a note (a destination delivery, an exec
 /// session).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct JobEvent {
     pub seq: i64,
     pub at: Timestamp,
@@ -139,7 +139,7 @@ pub struct JobEvent {
 }
 
 /// A line of a task's log.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct LogLine {
     pub seq: i64,
     pub attempt: u32,
@@ -155,7 +155,7 @@ pub const MAX_LOG_BYTES_PER_ATTEMPT: u64 = 4 << 20;
 pub const MAX_LOG_LINE_BYTES: usize = 4096;
 
 /// Measurements of one attempt, recorded by its worker.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AttemptStats {
     /// Seconds spent per phase ("downloading", "probing", "transcoding", "uploading").
     pub phases: BTreeMap<String, f64>,
@@ -164,7 +164,7 @@ pub struct AttemptStats {
 }
 
 /// One attempt of a job.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AttemptInfo {
     pub attempt: u32,
     pub worker: Option<String>,
@@ -180,7 +180,7 @@ pub struct AttemptInfo {
 }
 
 /// A worker process, as it registered itself.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct WorkerInfo {
     pub id: String,
     pub host: String,

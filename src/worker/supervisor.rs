@@ -145,7 +145,9 @@ pub(crate) async fn run(ctx: Arc<WorkerCtx>, job: Job) {
     if let Err(e) = ctx.store.record_attempt(&id, attempt, &stats).await {
         tracing::warn!("job {id}: recording attempt stats: {e}");
     }
+    let fps = reported.progress.as_ref().and_then(|p| p.fps);
     let outcome = outcome(&job, &exit, reported, reason, &ctx);
+    crate::metrics::attempt_finished(&job.preset, &outcome, started.elapsed(), fps);
     let failed = matches!(outcome, Outcome::Failed(_));
     conclude(&ctx, &job, outcome).await;
     if failed && ctx.config.worker.keep_failed_workspace_seconds > 0 {

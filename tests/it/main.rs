@@ -3,6 +3,11 @@
 // A failing unwrap is a failing test, which is what a test wants.
 #![allow(clippy::unwrap_used)]
 
+mod api_events;
+mod api_harness;
+mod api_jobs;
+mod api_objects;
+mod api_triggers;
 mod config_files;
 mod helpers;
 
@@ -18,6 +23,8 @@ mod store_durability;
 mod store_harness;
 mod store_listing;
 mod tidy;
+mod trigger_payloads;
+mod trigger_watch;
 mod worker_faults;
 mod worker_harness;
 mod worker_jobs;

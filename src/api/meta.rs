@@ -1,0 +1,122 @@
+//! The farm around the jobs: presets, the worker registry, health, and Prometheus metrics
+//! (gauges read from the store at scrape time; durations and fps recorded by workers).
+
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use serde::Serialize;
+
+use super::AppState;
+use super::error::{ApiResult, ErrorBody, Json, Path};
+use crate::job::{Status, Timestamp};
+use crate::store::{ListFilter, WorkerInfo};
+
+#[utoipa::path(get, path = "/v1/presets", tag = "presets",
+    responses((status = 200, description = "every preset, validated", body = Vec<Object>)))]
+pub async fn presets(State(app): State<AppState>) -> Json<Vec<crate::preset::Preset>> {
+    Json(app.presets.iter().cloned().collect())
+}
+
+#[utoipa::path(get, path = "/v1/presets/{name}", tag = "presets",
+    params(("name" = String, Path)),
+    responses((status = 200, body = Object), (status = 404, body = ErrorBody)))]
+pub async fn preset(
+    State(app): State<AppState>,
+    Path(name): Path<String>,
+) -> ApiResult<Json<crate::preset::Preset>> {
+    let p = app
+        .presets
+        .get(&name)
+        .map_err(|e| super::error::ApiError::not_found(e.code(), e.to_string()))?;
+    Ok(Json(p.clone()))
+}
+
+/// A worker as listed.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct WorkerView {
+    #[serde(flatten)]
+    pub info: WorkerInfo,
+    /// active, draining, or lost (not seen for 20 s).
+    pub state: &'static str,
+    /// Slots in use.
+    pub busy: u32,
+}
+
+#[utoipa::path(get, path = "/v1/workers", tag = "workers",
+    responses((status = 200, body = Vec<WorkerView>), (status = 503, body = ErrorBody)))]
+pub async fn workers(State(app): State<AppState>) -> ApiResult<Json<Vec<WorkerView>>> {
+    let now = Timestamp::now();
+    let list = app.store.workers().await?;
+    Ok(Json(
+        list.into_iter()
+            .map(|w| WorkerView {
+                state: crate::worker::state(&w, now),
+                busy: w.running.len() as u32,
+                info: w,
+            })
+            .collect(),
+    ))
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Health {
+    /// "ok", or "unavailable" when the store cannot be reached.
+    pub status: String,
+    pub store: String,
+    pub version: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+#[utoipa::path(get, path = "/healthz", tag = "meta",
+    responses((status = 200, body = Health), (status = 503, body = Health)))]
+pub async fn healthz(State(app): State<AppState>) -> impl IntoResponse {
+    let probe = app.store.counts(&ListFilter::default()).await;
+    let (code, status, error) = match probe {
+        Ok(_) => (StatusCode::OK, "ok", None),
+        Err(e) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            Some(e.to_string()),
+        ),
+    };
+    (
+        code,
+        Json(Health {
+            status: status.into(),
+            store: app.store.backend().into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            error,
+        }),
+    )
+}
+
+#[utoipa::path(get, path = "/metrics", tag = "meta",
+    responses((status = 200, description = "Prometheus text format", content_type = "text/plain", body = String),
+        (status = 503, body = ErrorBody)))]
+pub async fn metrics(State(app): State<AppState>) -> ApiResult<impl IntoResponse> {
+    let counts = app.store.counts(&ListFilter::default()).await?;
+    for status in Status::ALL {
+        let n = counts.get(&status).copied().unwrap_or(0);
+        metrics::gauge!("ffarm_jobs", "status" => status.to_string()).set(n as f64);
+    }
+    let n = |s| counts.get(&s).copied().unwrap_or(0) as f64;
+    metrics::gauge!("ffarm_queue_depth").set(n(Status::Queued));
+    metrics::gauge!("ffarm_running_tasks").set(n(Status::Running) + n(Status::Cancelling));
+    let now = Timestamp::now();
+    let (mut total, mut busy, mut live) = (0u32, 0u32, 0u32);
+    for w in app.store.workers().await? {
+        if crate::worker::state(&w, now) != "lost" {
+            live += 1;
+            total += w.slots;
+            busy += w.running.len() as u32;
+        }
+    }
+    metrics::gauge!("ffarm_workers").set(live as f64);
+    metrics::gauge!("ffarm_slots").set(total as f64);
+    metrics::gauge!("ffarm_busy_slots").set(busy as f64);
+    Ok((
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        crate::metrics::render(),
+    ))
+}

@@ -1,0 +1,269 @@
+//! Trigger rules (`[[triggers]]` in ffarm.toml): which objects of which bucket run which
+//! presets, and where each output goes. Also owns the output template, the loop guard (keys
+//! under a rule's output prefix never fire) and the deterministic id of a trigger-made job.
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::buckets::{validate_bucket, validate_key, validate_prefix};
+
+/// The file-name endings the default rule fires on.
+pub const VIDEO_SUFFIXES: [&str; 15] = [
+    ".mp4", ".mov", ".mkv", ".webm", ".avi", ".flv", ".ts", ".m4v", ".mpg", ".mpeg", ".wmv",
+    ".3gp", ".mxf", ".m2ts", ".ogv",
+];
+
+/// One rule: objects in `bucket` under `prefix` ending in one of `suffixes` run every preset in
+/// `presets`, writing under the prefix the `output` template renders.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rule {
+    pub bucket: String,
+    /// Key prefix the object must start with ("" for the whole bucket).
+    #[serde(default)]
+    pub prefix: String,
+    /// File-name endings that fire, compared without case; empty: every object.
+    #[serde(default)]
+    pub suffixes: Vec<String>,
+    pub presets: Vec<String>,
+    /// The output prefix: `{stem}` `{name}` `{ext}` `{dir}` (the key's folder below
+    /// `prefix`) `{preset}` `{bucket}`; a trailing `/` is implied.
+    #[serde(default = "default_output")]
+    pub output: String,
+    /// Where outputs go; default: the rule's bucket.
+    #[serde(default)]
+    pub output_bucket: Option<String>,
+}
+
+fn default_output() -> String {
+    "out/".into()
+}
+
+impl Rule {
+    /// The rule `ffarm serve` runs with when none is configured.
+    pub fn default_rule() -> Rule {
+        Rule {
+            bucket: "media".into(),
+            prefix: "in/".into(),
+            suffixes: VIDEO_SUFFIXES.iter().map(|s| s.to_string()).collect(),
+            presets: vec!["h264-720p".into()],
+            output: default_output(),
+            output_bucket: None,
+        }
+    }
+
+    pub fn output_bucket(&self) -> &str {
+        self.output_bucket.as_deref().unwrap_or(&self.bucket)
+    }
+
+    /// The fixed start of the output template: every output lands under it.
+    pub fn output_root(&self) -> &str {
+        let fixed = self.output.split('{').next().unwrap_or("");
+        match fixed.rfind('/') {
+            Some(i) => &fixed[..=i],
+            None => "",
+        }
+    }
+
+    /// Checks the rule; `preset_exists` says whether a preset name is known.
+    pub fn check(&self, preset_exists: &dyn Fn(&str) -> bool) -> Result<(), String> {
+        let at = format!("trigger rule for bucket '{}'", self.bucket);
+        validate_bucket(&self.bucket).map_err(|e| format!("{at}: {e}"))?;
+        if let Some(b) = &self.output_bucket {
+            validate_bucket(b).map_err(|e| format!("{at}: output_bucket: {e}"))?;
+        }
+        if !self.prefix.is_empty() {
+            validate_key(self.prefix.trim_end_matches('/'))
+                .map_err(|e| format!("{at}: prefix: {e}"))?;
+        }
+        if self.presets.is_empty() {
+            return Err(format!("{at}: presets must name at least one preset"));
+        }
+        for p in &self.presets {
+            if !preset_exists(p) {
+                return Err(format!("{at}: unknown preset '{p}' (see `ffarm presets`)"));
+            }
+        }
+        for s in &self.suffixes {
+            if s.is_empty() || s.contains('/') {
+                return Err(format!(
+                    "{at}: suffix '{s}' must be a non-empty file ending"
+                ));
+            }
+        }
+        let sample = self
+            .render("in/sample/clip.mp4", &self.presets[0])
+            .map_err(|e| format!("{at}: output '{}': {e}", self.output))?;
+        validate_prefix(&sample).map_err(|e| format!("{at}: output '{}': {e}", self.output))?;
+        if self.output_bucket() == self.bucket && self.output_root().is_empty() {
+            return Err(format!(
+                "{at}: output '{}' must start with a fixed folder (like \"out/\") when outputs \
+                 go to the same bucket, or outputs would fire the rule again",
+                self.output
+            ));
+        }
+        Ok(())
+    }
+
+    /// Whether an object fires this rule.
+    pub fn matches(&self, bucket: &str, key: &str) -> bool {
+        bucket == self.bucket
+            && key.starts_with(&self.prefix)
+            && (self.suffixes.is_empty() || {
+                let k = key.to_ascii_lowercase();
+                self.suffixes
+                    .iter()
+                    .any(|s| k.ends_with(&s.to_ascii_lowercase()))
+            })
+    }
+
+    /// The output prefix for an object and a preset (ends with `/`, or is empty).
+    pub fn render(&self, key: &str, preset: &str) -> Result<String, String> {
+        let (dir, name) = match key.rsplit_once('/') {
+            Some((d, n)) => (d, n),
+            None => ("", key),
+        };
+        let (stem, ext) = match name.rsplit_once('.') {
+            Some((s, e)) if !s.is_empty() => (s, e),
+            _ => (name, ""),
+        };
+        let below = dir
+            .strip_prefix(self.prefix.trim_end_matches('/'))
+            .unwrap_or(dir)
+            .trim_start_matches('/');
+        let mut out = String::new();
+        let mut rest = self.output.as_str();
+        while let Some(open) = rest.find('{') {
+            out.push_str(&rest[..open]);
+            let close = rest[open..]
+                .find('}')
+                .ok_or_else(|| "an unclosed '{'".to_string())?;
+            let value = match &rest[open + 1..open + close] {
+                "stem" => stem,
+                "name" => name,
+                "ext" => ext,
+                "dir" => below,
+                "preset" => preset,
+                "bucket" => self.bucket.as_str(),
+                other => {
+                    return Err(format!(
+                        "unknown placeholder {{{other}}} (known: {{stem}} {{name}} {{ext}} \
+                         {{dir}} {{preset}} {{bucket}})"
+                    ));
+                }
+            };
+            out.push_str(value);
+            rest = &rest[open + close + 1..];
+        }
+        out.push_str(rest);
+        // Empty placeholders must not leave empty segments behind.
+        let mut prefix = out
+            .split('/')
+            .filter(|s| !s.is_empty())
+            .collect::<Vec<_>>()
+            .join("/");
+        if !prefix.is_empty() {
+            prefix.push('/');
+        }
+        Ok(prefix)
+    }
+}
+
+/// Whether a key is output of some rule (under a rule's fixed output folder in that bucket):
+/// such keys never fire, so a farm writing into the bucket it watches does not feed itself.
+pub fn is_output(rules: &[Rule], bucket: &str, key: &str) -> bool {
+    rules.iter().any(|r| {
+        r.output_bucket() == bucket
+            && !r.output_root().is_empty()
+            && key.starts_with(r.output_root())
+    })
+}
+
+/// The id of the job a trigger makes: the same object version and preset always give the same
+/// id, so a redelivered event finds its job instead of making another.
+pub fn job_id(bucket: &str, key: &str, version: &str, preset: &str) -> String {
+    let mut h = Sha256::new();
+    for part in [bucket, key, version, preset] {
+        h.update(part.as_bytes());
+        h.update([0]);
+    }
+    let digest = h.finalize();
+    let hex: String = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
+    format!("trg-{hex}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rule(output: &str) -> Rule {
+        Rule {
+            output: output.into(),
+            ..Rule::default_rule()
+        }
+    }
+
+    #[test]
+    fn templates_render_prefixes() {
+        let r = rule("out/{stem}/{preset}");
+        assert_eq!(
+            r.render("in/a b/clip.final.mp4", "h264-720p").unwrap(),
+            "out/clip.final/h264-720p/"
+        );
+        assert_eq!(rule("out/").render("in/x.mov", "p").unwrap(), "out/");
+        assert_eq!(
+            rule("out/{dir}/{name}-{ext}")
+                .render("in/x.mov", "p")
+                .unwrap(),
+            "out/x.mov-mov/"
+        );
+        assert_eq!(
+            rule("{bucket}/{dir}/")
+                .render("in/2024/05/x.mov", "p")
+                .unwrap(),
+            "media/2024/05/"
+        );
+        assert!(rule("out/{nope}").render("in/x", "p").is_err());
+        assert!(rule("out/{stem").render("in/x", "p").is_err());
+    }
+
+    #[test]
+    fn matching_and_loop_guard() {
+        let r = Rule::default_rule();
+        assert!(r.matches("media", "in/Clip.MP4"));
+        assert!(!r.matches("media", "in/notes.txt"));
+        assert!(!r.matches("other", "in/clip.mp4"));
+        assert!(!r.matches("media", "inbox/clip.mp4"));
+        let rules = [Rule::default_rule()];
+        assert!(is_output(&rules, "media", "out/clip.mp4"));
+        assert!(!is_output(&rules, "media", "in/clip.mp4"));
+        assert!(!is_output(&rules, "other", "out/clip.mp4"));
+    }
+
+    #[test]
+    fn checks_name_the_problem() {
+        let known = |p: &str| p == "h264-720p";
+        assert!(Rule::default_rule().check(&known).is_ok());
+        let e = rule("{stem}/").check(&known).unwrap_err();
+        assert!(e.contains("fixed folder"), "{e}");
+        let e = Rule {
+            presets: vec!["nope".into()],
+            ..Rule::default_rule()
+        }
+        .check(&known)
+        .unwrap_err();
+        assert!(e.contains("unknown preset 'nope'"), "{e}");
+        let e = rule("../x/").check(&known).unwrap_err();
+        assert!(e.contains("output"), "{e}");
+    }
+
+    #[test]
+    fn ids_are_stable_and_distinct() {
+        let a = job_id("media", "in/x.mp4", "etag1", "h264-720p");
+        assert_eq!(a, job_id("media", "in/x.mp4", "etag1", "h264-720p"));
+        assert_ne!(a, job_id("media", "in/x.mp4", "etag2", "h264-720p"));
+        assert_ne!(a, job_id("media", "in/x.mp4", "etag1", "mp4"));
+        assert!(crate::job::validate_id(&a).is_ok());
+        assert_eq!(a.len(), 36);
+    }
+}

@@ -1,0 +1,572 @@
+//! The job endpoints over real HTTP, on SQLite and on PostgreSQL: submit in both shapes, every
+//! client error, get, list filters and pagination across thousands of jobs, cancel, retry,
+//! logs and history.
+
+use ffarm::job::{JobSpec, ObjectRef, OutputTarget, Status};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use crate::api_harness::{Api, assert_error};
+use crate::helpers::valid;
+use crate::worker_harness::Backend;
+
+fn native(key: &str) -> Value {
+    json!({"input": {"bucket": "media", "key": key}, "preset": "h264-720p"})
+}
+
+async fn submit_and_errors(backend: Backend) {
+    let api = Api::start(backend, |_| {}).await;
+    api.farm.put(&valid("h264_aac.mp4"), "src/clip.mp4");
+
+    // Created, with a Location; the same id and spec again is that job; another spec is 409.
+    let mut body = native("src/clip.mp4");
+    body["id"] = json!("clip-1");
+    let resp = api
+        .request(Method::POST, "/v1/jobs")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    assert_eq!(resp.headers()["location"], "/v1/jobs/clip-1");
+    let job: Value = resp.json().await.unwrap();
+    assert_eq!(job["status"], "queued");
+    assert_eq!(job["output"], json!({"bucket": "media", "prefix": "out/"}));
+    assert_eq!(job["trigger"]["source"], "api");
+    assert_eq!(job["trigger"]["payload"], body);
+    let again = api.post("/v1/jobs", &body).await;
+    assert_eq!(again.0, StatusCode::OK);
+    assert_eq!(again.1["created_at"], job["created_at"]);
+    body["preset"] = json!("h264-480p");
+    assert_error(
+        &api.post("/v1/jobs", &body).await,
+        409,
+        "id-conflict",
+        &["clip-1"],
+    );
+
+    // Without an id: a fresh job each time.
+    let (s1, a) = api.post("/v1/jobs", &native("src/clip.mp4")).await;
+    let (s2, b) = api.post("/v1/jobs", &native("src/clip.mp4")).await;
+    assert_eq!((s1, s2), (StatusCode::CREATED, StatusCode::CREATED));
+    assert_ne!(a["id"], b["id"]);
+
+    // Every client mistake is a 4xx naming the problem.
+    let mut e = native("src/clip.mp4");
+    e["preset"] = json!("h265-8k");
+    assert_error(
+        &api.post("/v1/jobs", &e).await,
+        400,
+        "unknown-preset",
+        &["h265-8k", "h264-720p"],
+    );
+    assert_error(
+        &api.post("/v1/jobs", &native("../etc/passwd")).await,
+        400,
+        "bad-key",
+        &[".."],
+    );
+    assert_error(
+        &api.post("/v1/jobs", &native("/abs.mp4")).await,
+        400,
+        "bad-key",
+        &["absolute"],
+    );
+    assert_error(
+        &api.post("/v1/jobs", &native("src/none.mp4")).await,
+        404,
+        "object-not-found",
+        &["src/none.mp4"],
+    );
+    let mut e = native("src/clip.mp4");
+    e["input"]["bucket"] = json!("Bad Bucket");
+    assert_error(
+        &api.post("/v1/jobs", &e).await,
+        400,
+        "bad-bucket",
+        &["Bad Bucket"],
+    );
+    assert_error(
+        &api.post_raw("/v1/jobs", "{\"input\": ").await,
+        400,
+        "malformed-json",
+        &["EOF"],
+    );
+    assert_error(
+        &api.post_raw("/v1/jobs", "[1, 2]").await,
+        400,
+        "invalid-request",
+        &["object"],
+    );
+    let mut e = native("src/clip.mp4");
+    e["colour"] = json!("blue");
+    assert_error(
+        &api.post("/v1/jobs", &e).await,
+        400,
+        "invalid-request",
+        &["unknown field `colour`"],
+    );
+    assert_error(
+        &api.post("/v1/jobs", &json!({"hello": 1})).await,
+        400,
+        "invalid-request",
+        &["expected"],
+    );
+    let mut e = native("src/clip.mp4");
+    e["dst_format"] = json!("mp4");
+    assert_error(
+        &api.post("/v1/jobs", &e).await,
+        400,
+        "invalid-request",
+        &["not both"],
+    );
+    let e = json!({"input": {"bucket": "media", "key": "src/clip.mp4"}});
+    assert_error(
+        &api.post("/v1/jobs", &e).await,
+        400,
+        "invalid-request",
+        &["preset"],
+    );
+    let mut e = native("src/clip.mp4");
+    e["max_attempts"] = json!(0);
+    assert_error(
+        &api.post("/v1/jobs", &e).await,
+        400,
+        "invalid-request",
+        &["max_attempts"],
+    );
+    let mut e = native("src/clip.mp4");
+    e["timeout_seconds"] = json!(90_000);
+    assert_error(
+        &api.post("/v1/jobs", &e).await,
+        400,
+        "invalid-request",
+        &["timeout_seconds"],
+    );
+    let mut e = native("src/clip.mp4");
+    e["max_attempts"] = json!(-1);
+    assert_error(
+        &api.post("/v1/jobs", &e).await,
+        400,
+        "invalid-request",
+        &["max_attempts"],
+    );
+    let mut e = native("src/clip.mp4");
+    e["on_success"] = json!("ftp://example.com/x");
+    assert_error(
+        &api.post("/v1/jobs", &e).await,
+        400,
+        "bad-destination",
+        &["http"],
+    );
+    let mut e = native("src/clip.mp4");
+    e["id"] = json!("has space");
+    assert_error(
+        &api.post("/v1/jobs", &e).await,
+        400,
+        "bad-id",
+        &["has space"],
+    );
+    let mut e = json!({"input": {"bucket": "media", "key": "src/clip.mp4"}, "dst_format": "mp4"});
+    e["output"] = json!({"prefix": "src"});
+    assert_error(
+        &api.post("/v1/jobs", &e).await,
+        400,
+        "output-overwrites-input",
+        &["src/clip.mp4"],
+    );
+    let e = json!({"input": {"bucket": "media", "key": "src/clip.mp4"}, "dst_format": "gif"});
+    assert_error(
+        &api.post("/v1/jobs", &e).await,
+        400,
+        "unknown-format",
+        &["gif"],
+    );
+    let big = format!("{{\"input\": \"{}\"}}", "x".repeat(5 << 20));
+    assert_error(
+        &api.post_raw("/v1/jobs", big).await,
+        413,
+        "body-too-large",
+        &[],
+    );
+    let resp = api
+        .request(Method::POST, "/v1/jobs")
+        .header("content-type", "text/plain")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+
+    // Unknown routes and methods answer in the same shape.
+    assert_error(
+        &api.get("/v1/nothing").await,
+        404,
+        "no-route",
+        &["/v1/nothing"],
+    );
+    assert_error(
+        &api.send(api.request(Method::DELETE, "/v1/jobs")).await,
+        405,
+        "method-not-allowed",
+        &["DELETE"],
+    );
+    assert_error(
+        &api.get("/v1/jobs/nope").await,
+        404,
+        "job-not-found",
+        &["nope"],
+    );
+    api.shutdown().await;
+}
+
+#[tokio::test]
+async fn submit_and_errors_sqlite() {
+    submit_and_errors(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn submit_and_errors_postgres() {
+    submit_and_errors(Backend::Postgres).await;
+}
+
+async fn lifecycle(backend: Backend) {
+    let mut api = Api::start(backend, |_| {}).await;
+    api.farm.put(&valid("h264_aac.mp4"), "src/clip.mp4");
+    let (_, job) = api.post("/v1/jobs", &native("src/clip.mp4")).await;
+    let id = job["id"].as_str().unwrap().to_string();
+
+    // Retry needs a finished job; cancel of a queued one finishes it; a second cancel is 409.
+    assert_error(
+        &api.post(&format!("/v1/jobs/{id}/retry"), &json!({})).await,
+        409,
+        "illegal-transition",
+        &[],
+    );
+    let (s, c) = api
+        .post(
+            &format!("/v1/jobs/{id}/cancel"),
+            &json!({"reason": "changed my mind"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{c}");
+    assert_eq!(c["status"], "cancelled");
+    // Cancelling again changes nothing.
+    let (s, c) = api.post(&format!("/v1/jobs/{id}/cancel"), &json!({})).await;
+    assert_eq!(
+        (s, c["status"].as_str()),
+        (StatusCode::OK, Some("cancelled"))
+    );
+    assert_error(
+        &api.post_raw(&format!("/v1/jobs/{id}/cancel"), "{\"why\": 1}")
+            .await,
+        400,
+        "invalid-request",
+        &["why"],
+    );
+    assert_error(
+        &api.post("/v1/jobs/nope/cancel", &json!({})).await,
+        404,
+        "job-not-found",
+        &[],
+    );
+    let (s, r) = api.post(&format!("/v1/jobs/{id}/retry"), &json!({})).await;
+    assert_eq!(s, StatusCode::OK, "{r}");
+    assert_eq!(r["status"], "queued");
+    // An empty cancel body is fine.
+    let (s, _) = api
+        .send(api.request(Method::POST, &format!("/v1/jobs/{id}/cancel")))
+        .await;
+    assert_eq!(s, StatusCode::OK);
+
+    // History: every transition with its reason.
+    let (s, h) = api.get(&format!("/v1/jobs/{id}/history")).await;
+    assert_eq!(s, StatusCode::OK);
+    let reasons: Vec<&str> = h["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["reason"].as_str().unwrap())
+        .collect();
+    assert!(reasons.contains(&"changed my mind"), "{reasons:?}");
+    assert!(h["events"].as_array().unwrap().len() >= 4, "{h}");
+
+    // Run it for real; its task's log pages by sequence number.
+    let (s, r) = api.post(&format!("/v1/jobs/{id}/retry"), &json!({})).await;
+    assert_eq!(
+        (s, r["status"].as_str()),
+        (StatusCode::OK, Some("queued")),
+        "{r}"
+    );
+    let config = api.farm.config();
+    api.farm.start_in_process(config);
+    let done = api
+        .wait_status(
+            &id,
+            std::time::Duration::from_secs(60),
+            &[Status::Succeeded],
+        )
+        .await;
+    assert_eq!(done.outputs[0].key, "out/clip.mp4");
+    let (s, all) = api.get(&format!("/v1/jobs/{id}/logs")).await;
+    assert_eq!(s, StatusCode::OK, "{all}");
+    let all = all["lines"].as_array().unwrap().clone();
+    assert!(all.len() > 4, "{all:?}");
+    assert!(
+        all.iter()
+            .any(|l| l["line"].as_str().unwrap().contains("[task] downloading"))
+    );
+    let (_, first) = api.get(&format!("/v1/jobs/{id}/logs?limit=3")).await;
+    assert_eq!(first["lines"].as_array().unwrap()[..], all[..3]);
+    let next = first["next"].as_i64().unwrap();
+    let (_, rest) = api.get(&format!("/v1/jobs/{id}/logs?after={next}")).await;
+    assert_eq!(rest["lines"].as_array().unwrap()[..], all[3..]);
+    let (_, none) = api.get(&format!("/v1/jobs/{id}/logs?attempt=9")).await;
+    assert_eq!(none["lines"], json!([]));
+    // Succeeded: cancel is an illegal transition now.
+    assert_error(
+        &api.post(&format!("/v1/jobs/{id}/cancel"), &json!({})).await,
+        409,
+        "illegal-transition",
+        &[],
+    );
+    assert_error(
+        &api.get("/v1/jobs/nope/logs").await,
+        404,
+        "job-not-found",
+        &[],
+    );
+    assert_error(
+        &api.get(&format!("/v1/jobs/{id}/logs?after=x")).await,
+        400,
+        "bad-query",
+        &["after"],
+    );
+    api.shutdown().await;
+}
+
+#[tokio::test]
+async fn lifecycle_sqlite() {
+    lifecycle(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn lifecycle_postgres() {
+    lifecycle(Backend::Postgres).await;
+}
+
+async fn listing(backend: Backend) {
+    let api = Api::start(backend, |_| {}).await;
+    let spec = |key: &str, preset: &str| JobSpec {
+        input: ObjectRef {
+            bucket: "media".into(),
+            key: key.into(),
+        },
+        preset: preset.into(),
+        output: OutputTarget {
+            bucket: "media".into(),
+            prefix: "out/".into(),
+        },
+        priority: 0,
+        max_attempts: 3,
+        timeout_seconds: 60,
+        on_success: None,
+        on_failure: None,
+        trigger: None,
+    };
+    const N: usize = 2500;
+    for i in 0..N {
+        let preset = if i % 5 == 0 { "h264-480p" } else { "h264-720p" };
+        api.farm
+            .store
+            .submit(
+                Some(format!("job-{i:05}")),
+                spec(&format!("in/{i:05}.mp4"), preset),
+            )
+            .await
+            .unwrap();
+    }
+    for i in 0..10 {
+        api.farm
+            .store
+            .cancel(&format!("job-{i:05}"), "test")
+            .await
+            .unwrap();
+    }
+    // Every job exactly once, newest first, over pages of 1000.
+    let mut seen = std::collections::HashSet::new();
+    let mut cursor: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        let path = match &cursor {
+            Some(c) => format!("/v1/jobs?limit=1000&cursor={c}"),
+            None => "/v1/jobs?limit=1000".into(),
+        };
+        let (s, page) = api.get(&path).await;
+        assert_eq!(s, StatusCode::OK, "{page}");
+        pages += 1;
+        for j in page["jobs"].as_array().unwrap() {
+            assert!(seen.insert(j["id"].as_str().unwrap().to_string()));
+        }
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_string()),
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), N);
+    assert_eq!(pages, 3);
+
+    let count = |v: &Value| v["jobs"].as_array().unwrap().len();
+    let (_, c) = api.get("/v1/jobs?status=cancelled&limit=1000").await;
+    assert_eq!(count(&c), 10);
+    assert!(
+        c["jobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|j| j["status"] == "cancelled")
+    );
+    let (_, c) = api.get("/v1/jobs?status=cancelled,queued&limit=5").await;
+    assert_eq!(count(&c), 5);
+    let (_, c) = api.get("/v1/jobs?preset=h264-480p&limit=1000").await;
+    assert_eq!(count(&c), N / 5);
+    let (_, c) = api.get("/v1/jobs?q=job-0001&limit=1000").await;
+    assert_eq!(count(&c), 10);
+    let (_, c) = api.get("/v1/jobs?since=1h&limit=10").await;
+    assert_eq!(count(&c), 10);
+    let (_, c) = api.get("/v1/jobs?until=2000-01-01").await;
+    assert_eq!(count(&c), 0);
+    let (_, c) = api
+        .get("/v1/jobs?since=2000-01-01T00:00:00Z&time_field=finished&limit=1000")
+        .await;
+    assert_eq!(count(&c), 10);
+    assert_error(
+        &api.get("/v1/jobs?status=done").await,
+        400,
+        "bad-query",
+        &["done"],
+    );
+    assert_error(
+        &api.get("/v1/jobs?since=yesterday").await,
+        400,
+        "bad-query",
+        &["yesterday"],
+    );
+    assert_error(
+        &api.get("/v1/jobs?cursor=garbage").await,
+        400,
+        "invalid",
+        &[],
+    );
+    assert_error(
+        &api.get("/v1/jobs?limit=-1").await,
+        400,
+        "bad-query",
+        &["limit"],
+    );
+    assert_error(
+        &api.get("/v1/jobs?colour=1").await,
+        400,
+        "bad-query",
+        &["colour"],
+    );
+    assert_error(
+        &api.get("/v1/jobs?time_field=sometime").await,
+        400,
+        "bad-query",
+        &["time_field"],
+    );
+
+    // The status counts show in the metrics.
+    let text = api
+        .request(Method::GET, "/metrics")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        text.contains("ffarm_jobs{status=\"cancelled\"} 10"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("ffarm_queue_depth {}", N - 10)),
+        "{text}"
+    );
+    assert!(text.contains("ffarm_busy_slots 0"), "{text}");
+    let _ = Status::Queued;
+    api.shutdown().await;
+}
+
+#[tokio::test]
+async fn listing_sqlite() {
+    listing(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn listing_postgres() {
+    listing(Backend::Postgres).await;
+}
+
+#[tokio::test]
+async fn presets_workers_health_and_openapi() {
+    let api = Api::start(Backend::Sqlite, |_| {}).await;
+    let (s, presets) = api.get("/v1/presets").await;
+    assert_eq!(s, StatusCode::OK);
+    let names: Vec<&str> = presets
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    for n in ["h264-720p", "mp4", "m3u8", "flv"] {
+        assert!(names.contains(&n), "{names:?}");
+    }
+    let (s, p) = api.get("/v1/presets/h264-720p").await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(p["name"], "h264-720p");
+    assert_error(
+        &api.get("/v1/presets/nope").await,
+        404,
+        "unknown-preset",
+        &["nope"],
+    );
+
+    let (s, w) = api.get("/v1/workers").await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(w, json!([]));
+
+    let (s, h) = api.get("/healthz").await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(h["status"], "ok");
+    assert_eq!(h["store"], "sqlite");
+
+    let (s, doc) = api.get("/v1/openapi.json").await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    let paths = doc["paths"].as_object().unwrap();
+    for p in [
+        "/v1/jobs",
+        "/v1/jobs/{id}",
+        "/v1/jobs/{id}/cancel",
+        "/v1/jobs/{id}/retry",
+        "/v1/jobs/{id}/logs",
+        "/v1/jobs/{id}/events",
+        "/v1/events",
+        "/v1/triggers/oss",
+        "/v1/triggers/s3",
+        "/v1/buckets/{bucket}/objects/{key}",
+        "/v1/presets",
+        "/v1/workers",
+        "/metrics",
+        "/healthz",
+    ] {
+        assert!(
+            paths.contains_key(p),
+            "{p} missing from the OpenAPI document"
+        );
+    }
+    assert!(doc["components"]["schemas"]["Job"].is_object());
+    api.shutdown().await;
+}
