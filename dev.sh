@@ -87,11 +87,8 @@ run_tests() {
 serve() {
   log "building (release)"
   cargo build --release
-  log "demo: transcoding a generated clip with the h264-720p preset"
-  assets/make-fixtures.sh
-  mkdir -p data/demo
-  target/release/ffarm transcode target/fixtures/valid/h264_aac_1080p.mp4 data/demo/demo.mp4 --preset h264-720p
-  target/release/ffarm probe data/demo/demo.mp4
+  log "starting the farm: drop videos into ./data/buckets/media/in/ (Ctrl-C stops it)"
+  exec target/release/ffarm serve "$@"
 }
 
 cmd=${1:-}

@@ -35,33 +35,43 @@ pub fn serve(args: &ServeArgs, presets_dir: Option<&PathBuf>) -> anyhow::Result<
     Ok(exit::OK)
 }
 
+/// Where the farm is and where to drop files. Written to stdout, ignoring a closed pipe: a
+/// banner nobody reads must not stop the server.
 fn banner(config: &Config, addr: SocketAddr) {
+    use std::io::Write;
     let url = format!("http://{addr}");
-    println!("ffarm {} serving on {url}", env!("CARGO_PKG_VERSION"));
-    println!("  API       {url}/v1  (OpenAPI: {url}/v1/openapi.json)");
-    println!("  store     {}", redacted(&config.store_url()));
-    match config.slots() {
-        0 => println!("  workers   none in this process (API only)"),
-        n => println!("  workers   {n} slot(s)"),
-    }
+    let mut text = format!("ffarm {} serving on {url}\n", env!("CARGO_PKG_VERSION"));
+    let mut line = |s: String| {
+        text.push_str(&s);
+        text.push('\n');
+    };
+    line(format!(
+        "  API       {url}/v1  (OpenAPI: {url}/v1/openapi.json)"
+    ));
+    line(format!("  store     {}", redacted(&config.store_url())));
+    line(match config.slots() {
+        0 => "  workers   none in this process (API only)".into(),
+        n => format!("  workers   {n} slot(s)"),
+    });
     if config.token.is_some() {
-        println!("  auth      bearer token required");
+        line("  auth      bearer token required".into());
     }
     if config.watch.enabled {
         let buckets = crate::buckets::Buckets::new(&config.data_dir, config.buckets.clone()).ok();
         for rule in &config.triggers {
             if let Some(dir) = buckets.as_ref().and_then(|b| b.local_dir(&rule.bucket)) {
-                println!(
+                line(format!(
                     "  drop      {}  →  {}  ({})",
                     dir.join(&rule.prefix).display(),
                     dir.join(rule.output_root()).display(),
                     rule.presets.join(", ")
-                );
+                ));
             }
         }
     }
-    use std::io::Write;
-    let _ = std::io::stdout().flush();
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes());
+    let _ = out.flush();
 }
 
 fn redacted(url: &str) -> String {

@@ -31,7 +31,7 @@ impl S3Server {
             });
         assert!(
             program.exists(),
-            "{} missing: run ./dev.sh setup (it installs moto[server])",
+            "{} missing: run ./dev.sh test (it installs moto[server])",
             program.display()
         );
         let port = TcpListener::bind("127.0.0.1:0")
