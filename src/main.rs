@@ -58,6 +58,10 @@ enum Command {
     Worker {
         #[command(flatten)]
         farm: cli::farm::FarmArgs,
+        /// Serve this worker's Prometheus metrics (attempt durations, encode fps) at
+        /// http://HOST:PORT/metrics.
+        #[arg(long, value_name = "HOST:PORT")]
+        metrics: Option<String>,
     },
     /// Run one task (started by a worker; not for direct use).
     #[command(hide = true)]
@@ -102,7 +106,9 @@ fn main() -> ExitCode {
             cli::exit::OK
         }),
         Command::Serve(args) => cli::serve::serve(&args, cli.presets_dir.as_ref()),
-        Command::Worker { farm } => cli::worker(&farm, cli.presets_dir.as_ref()),
+        Command::Worker { farm, metrics } => {
+            cli::worker(&farm, metrics.as_deref(), cli.presets_dir.as_ref())
+        }
         Command::Task { spec } => return ExitCode::from(cli::task(&spec)),
     };
     match result {

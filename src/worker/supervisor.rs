@@ -51,12 +51,15 @@ struct Reported {
     outputs: Option<Vec<OutputObject>>,
     phases: std::collections::BTreeMap<String, f64>,
     error: Option<JobError>,
+    /// The last encode rate reported while transcoding (the final "done" report has none).
+    fps: Option<f64>,
 }
 
 impl Reported {
     fn take(&mut self, msg: TaskMessage) {
         match msg {
             TaskMessage::Progress(p) => {
+                self.fps = p.fps.or(self.fps);
                 self.progress = Some(p);
                 self.progress_dirty = true;
             }
@@ -145,7 +148,7 @@ pub(crate) async fn run(ctx: Arc<WorkerCtx>, job: Job) {
     if let Err(e) = ctx.store.record_attempt(&id, attempt, &stats).await {
         tracing::warn!("job {id}: recording attempt stats: {e}");
     }
-    let fps = reported.progress.as_ref().and_then(|p| p.fps);
+    let fps = reported.fps;
     let outcome = outcome(&job, &exit, reported, reason, &ctx);
     crate::metrics::attempt_finished(&job.preset, &outcome, started.elapsed(), fps);
     let failed = matches!(outcome, Outcome::Failed(_));

@@ -84,15 +84,25 @@ async fn progress_of_a_transcode(backend: Backend) {
         Duration::from_secs(120),
     ));
     tokio::time::sleep(Duration::from_millis(300)).await;
-    match backend {
+    // The worker's metrics: the API's own in process, or its listener as a process.
+    let metrics_url = match backend {
         Backend::Sqlite => {
             let config = api.farm.config();
             api.farm.start_in_process(config);
+            format!("{}/metrics", api.url)
         }
         Backend::Postgres => {
-            api.farm.start_process(&["--workers", "1"], &[]);
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            let addr = format!("127.0.0.1:{port}");
+            api.farm
+                .start_process(&["--workers", "1", "--metrics", &addr], &[]);
+            format!("http://{addr}/metrics")
         }
-    }
+    };
     let events = job_stream.await.unwrap();
 
     assert_eq!(events[0].name, "job");
@@ -143,6 +153,27 @@ async fn progress_of_a_transcode(backend: Backend) {
         "{relayed:?}"
     );
     assert!(relayed.contains(&"running".to_string()), "{relayed:?}");
+
+    // Its duration and encode rate are in the metrics.
+    let text = api
+        .http
+        .get(&metrics_url)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        text.contains(
+            "ffarm_job_duration_seconds_count{preset=\"h264-480p\",status=\"succeeded\"} 1"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("ffarm_encode_fps_count{preset=\"h264-480p\"} 1"),
+        "{text}"
+    );
 
     // A finished job's stream is just the job.
     let done = follow(
