@@ -27,11 +27,14 @@ enum Command {
     Serve(cli::serve::ServeArgs),
     /// Print what a media file holds, as JSON (the same values ffprobe reports).
     Probe { file: PathBuf },
-    /// List the presets with a one-line description.
+    /// List the presets with a one-line description (a server's, with --server or
+    /// FFARM_SERVER; the shipped ones otherwise).
     Presets {
         /// Print the full presets as JSON.
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        client: cli::client::ClientArgs,
     },
     /// Transcode one file here, with the same engine the workers run.
     Transcode {
@@ -66,6 +69,20 @@ enum Command {
     /// Run one task (started by a worker; not for direct use).
     #[command(hide = true)]
     Task { spec: PathBuf },
+    /// Submit a job to a server: BUCKET/KEY with a preset; --wait follows it to the end.
+    Submit(cli::client::SubmitArgs),
+    /// List a server's jobs, newest first.
+    Jobs(cli::client::JobsArgs),
+    /// Show one job: status, input, outputs, progress, times, error and history.
+    Show(cli::client::ShowArgs),
+    /// Cancel a job (a running one is stopped by its worker).
+    Cancel(cli::client::CancelArgs),
+    /// Queue a failed or cancelled job again.
+    Retry(cli::client::RetryArgs),
+    /// Print a job's task log; -f follows it until the job ends.
+    Logs(cli::client::LogsArgs),
+    /// List a server's workers.
+    Workers(cli::client::WorkersArgs),
 }
 
 fn main() -> ExitCode {
@@ -86,7 +103,7 @@ fn main() -> ExitCode {
     let presets_dir = cli.presets_dir.as_deref();
     let result = match cli.command {
         Command::Probe { file } => cli::probe(&file),
-        Command::Presets { json } => cli::presets(presets_dir, json),
+        Command::Presets { json, client } => cli::client::presets(&client, presets_dir, json),
         Command::Transcode {
             input,
             output,
@@ -110,12 +127,19 @@ fn main() -> ExitCode {
             cli::worker(&farm, metrics.as_deref(), cli.presets_dir.as_ref())
         }
         Command::Task { spec } => return ExitCode::from(cli::task(&spec)),
+        Command::Submit(args) => cli::client::submit(&args),
+        Command::Jobs(args) => cli::client::jobs(&args),
+        Command::Show(args) => cli::client::show(&args),
+        Command::Cancel(args) => cli::client::cancel(&args),
+        Command::Retry(args) => cli::client::retry(&args),
+        Command::Logs(args) => cli::client::logs(&args),
+        Command::Workers(args) => cli::client::workers(&args),
     };
     match result {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprintln!("error: {e:#}");
-            ExitCode::from(cli::exit::FAILED)
+            ExitCode::from(cli::exit::code_of(&e))
         }
     }
 }

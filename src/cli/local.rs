@@ -113,7 +113,8 @@ fn default_preset_for(output: &Path) -> anyhow::Result<String> {
         })
 }
 
-fn progress_bar(preset: &str) -> Option<ProgressBar> {
+/// A progress bar on stderr when it is a terminal (none otherwise), labelled `label`.
+pub(super) fn progress_bar(label: &str) -> Option<ProgressBar> {
     if !std::io::stderr().is_terminal() {
         return None;
     }
@@ -123,7 +124,7 @@ fn progress_bar(preset: &str) -> Option<ProgressBar> {
             .unwrap_or_else(|_| ProgressStyle::default_bar())
             .progress_chars("=> "),
     );
-    bar.set_prefix(preset.to_string());
+    bar.set_prefix(label.to_string());
     bar.enable_steady_tick(Duration::from_millis(200));
     Some(bar)
 }

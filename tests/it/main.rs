@@ -9,6 +9,7 @@ mod api_jobs;
 mod api_objects;
 mod api_seed;
 mod api_triggers;
+mod cli_client;
 mod config_files;
 mod helpers;
 
