@@ -47,6 +47,7 @@ pub async fn run_on(
         .map_err(anyhow::Error::msg)?;
     let app = App::new(store.clone(), config.clone())?;
     crate::metrics::install();
+    tokio::spawn(api::stats::sample_forever(app.clone()));
     let listener = bind(&addrs).await?;
     let addr = listener.local_addr()?;
 

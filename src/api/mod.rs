@@ -8,6 +8,7 @@ mod jobs;
 mod meta;
 mod objects;
 pub mod openapi;
+pub mod stats;
 mod submit;
 mod triggers;
 
@@ -37,6 +38,8 @@ pub struct App {
     pub http: reqwest::Client,
     /// Cancelled at shutdown: event streams end so the server can stop.
     pub shutdown: CancellationToken,
+    /// Queue depth as this process saw it (for the page's chart).
+    pub samples: stats::Samples,
 }
 
 pub type AppState = Arc<App>;
@@ -70,6 +73,7 @@ impl App {
             triggers,
             http,
             shutdown: CancellationToken::new(),
+            samples: stats::Samples::default(),
         }))
     }
 }
@@ -78,6 +82,8 @@ impl App {
 pub fn router(app: AppState) -> Router {
     Router::new()
         .route("/v1/jobs", post(submit::submit).get(jobs::list))
+        .route("/v1/jobs/counts", get(stats::counts))
+        .route("/v1/stats", get(stats::stats))
         .route("/v1/jobs/{id}", get(jobs::get))
         .route("/v1/jobs/{id}/cancel", post(jobs::cancel))
         .route("/v1/jobs/{id}/retry", post(jobs::retry))

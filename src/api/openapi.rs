@@ -5,7 +5,7 @@ use utoipa::OpenApi;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 
 use super::error::Json;
-use super::{events, jobs, meta, objects, submit, triggers};
+use super::{events, jobs, meta, objects, stats, submit, triggers};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -18,7 +18,7 @@ use super::{events, jobs, meta, objects, submit, triggers};
         submit::submit, jobs::list, jobs::get, jobs::cancel, jobs::retry, jobs::logs,
         jobs::history, events::job_events, events::all_events, triggers::oss, triggers::s3,
         objects::upload, objects::download, meta::presets, meta::preset, meta::workers,
-        meta::healthz, meta::metrics, document
+        meta::healthz, meta::metrics, stats::counts, stats::stats, document
     ),
     modifiers(&Bearer),
     security(("bearer" = [])),

@@ -477,6 +477,44 @@ async fn listing(backend: Backend) {
         &["time_field"],
     );
 
+    // Counts for the same filters, every status present.
+    let (s, c) = api.get("/v1/jobs/counts").await;
+    assert_eq!(s, StatusCode::OK, "{c}");
+    assert_eq!(c["total"], N);
+    assert_eq!(c["counts"]["cancelled"], 10);
+    assert_eq!(c["counts"]["failed"], 0);
+    let (_, c) = api.get("/v1/jobs/counts?preset=h264-480p&q=job-0000").await;
+    assert_eq!(
+        (c["total"].as_u64(), c["counts"]["cancelled"].as_u64()),
+        (Some(2), Some(2))
+    );
+    assert_error(
+        &api.get("/v1/jobs/counts?since=never").await,
+        400,
+        "bad-query",
+        &["never"],
+    );
+    // Throughput per minute: the ten cancels ended within the window.
+    let (s, st) = api.get("/v1/stats?minutes=5").await;
+    assert_eq!(s, StatusCode::OK, "{st}");
+    let minutes = st["throughput"].as_array().unwrap();
+    assert_eq!(minutes.len(), 5);
+    let cancelled: u64 = minutes
+        .iter()
+        .map(|m| m["cancelled"].as_u64().unwrap())
+        .sum();
+    assert_eq!(cancelled, 10);
+    assert!(
+        !st["queue"].as_array().unwrap().is_empty(),
+        "sampled at start: {st}"
+    );
+    assert_error(
+        &api.get("/v1/stats?minutes=0").await,
+        400,
+        "bad-query",
+        &["minutes"],
+    );
+
     // The status counts show in the metrics.
     let text = api
         .request(Method::GET, "/metrics")
