@@ -19,9 +19,12 @@ PACKAGES=(
   libswscale-dev libswresample-dev
   ffmpeg
 )
-# What the tests use besides: python3-venv for the S3-compatible test server (moto, from PyPI).
+# What the tests use besides: python3-venv for the tools from PyPI — the S3-compatible test
+# server (moto) and the API fuzzer that checks every endpoint against the OpenAPI document
+# (schemathesis).
 TEST_PACKAGES=(python3-venv)
 MOTO="moto[server]==5.2.5"
+SCHEMATHESIS="schemathesis==4.32.5"
 
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 
@@ -59,10 +62,14 @@ setup() {
 test_tools() {
   install_packages "${TEST_PACKAGES[@]}"
   local venv=target/test-tools/venv
+  [ -x "$venv/bin/pip" ] || python3 -m venv "$venv"
   if [ ! -x "$venv/bin/moto_server" ]; then
     log "installing $MOTO (the S3-compatible server the tests run on loopback)"
-    python3 -m venv "$venv"
     "$venv/bin/pip" install -q "$MOTO"
+  fi
+  if [ ! -x "$venv/bin/schemathesis" ]; then
+    log "installing $SCHEMATHESIS (fuzzes the API from its OpenAPI document)"
+    "$venv/bin/pip" install -q "$SCHEMATHESIS"
   fi
 }
 

@@ -44,6 +44,13 @@ pub enum BucketError {
     Config { bucket: String, message: String },
     #[error("{bucket}/{key}: no such object")]
     NotFound { bucket: String, key: String },
+    /// The key cannot be stored in a folder bucket beside the objects already there.
+    #[error("{bucket}/{key}: {why}")]
+    KeyConflict {
+        bucket: String,
+        key: String,
+        why: &'static str,
+    },
     #[error("{bucket}/{key}: {message}")]
     Transfer {
         bucket: String,
@@ -67,6 +74,7 @@ impl BucketError {
             BucketError::BadKey { .. } => "bad-key",
             BucketError::Config { .. } => "bucket-config",
             BucketError::NotFound { .. } => "object-not-found",
+            BucketError::KeyConflict { .. } => "key-conflict",
             BucketError::Transfer { .. } => "storage-error",
             BucketError::Io { .. } => "io-error",
             BucketError::Stopped => "stopped",
@@ -127,6 +135,68 @@ pub fn validate_key(key: &str) -> Result<ObjectPath, BucketError> {
         }
     }
     ObjectPath::parse(key).map_err(|_| bad("is not a valid object path"))
+}
+
+/// How a storage error came about: reading (a key that cannot be there is not found) or
+/// writing (it conflicts with what is there).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    Read,
+    Write,
+}
+
+/// A storage error as a bucket error. A folder bucket is a file system, where some keys that
+/// pass [`validate_key`] cannot be files: a key under an existing object (`a.mp4/b`), one
+/// that other keys are under (`in` beside `in/a.mp4`), a segment longer than the file system
+/// allows. Those are the client's to fix (not found, a conflict, a bad key); anything else is
+/// the storage failing.
+pub fn storage_error(
+    bucket: &str,
+    key: &str,
+    access: Access,
+    e: object_store::Error,
+) -> BucketError {
+    if let object_store::Error::NotFound { .. } = e {
+        return BucketError::NotFound {
+            bucket: bucket.to_string(),
+            key: key.to_string(),
+        };
+    }
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+    let errno = std::iter::from_fn(|| {
+        let c = cause?;
+        cause = c.source();
+        Some(c)
+    })
+    .find_map(|c| c.downcast_ref::<std::io::Error>()?.raw_os_error());
+    let conflict = |why| BucketError::KeyConflict {
+        bucket: bucket.to_string(),
+        key: key.to_string(),
+        why,
+    };
+    match (errno, access) {
+        (Some(libc::ENAMETOOLONG), _) => BucketError::BadKey {
+            key: key.chars().take(200).collect(),
+            why: "has a segment too long for a file name in a folder bucket",
+        },
+        (Some(libc::ENOTDIR | libc::EISDIR), Access::Read) => BucketError::NotFound {
+            bucket: bucket.to_string(),
+            key: key.to_string(),
+        },
+        (Some(libc::ENOTDIR), Access::Write) => conflict(
+            "part of the key is an object already, and a folder bucket cannot store objects \
+             under an object",
+        ),
+        (Some(libc::EISDIR), Access::Write) => conflict(
+            "other objects are stored under this key and '/', and a folder bucket cannot make \
+             it an object too",
+        ),
+        _ => BucketError::Transfer {
+            bucket: bucket.to_string(),
+            key: key.to_string(),
+            message: e.to_string(),
+        },
+    }
 }
 
 /// Checks an output prefix: empty, or a valid key ending in `/`.
@@ -233,28 +303,33 @@ impl Buckets {
         }
     }
 
-    fn transfer_error(bucket: &str, key: &str, e: object_store::Error) -> BucketError {
-        match e {
-            object_store::Error::NotFound { .. } => BucketError::NotFound {
-                bucket: bucket.to_string(),
-                key: key.to_string(),
-            },
-            e => BucketError::Transfer {
-                bucket: bucket.to_string(),
-                key: key.to_string(),
-                message: e.to_string(),
-            },
+    /// Checks a bucket name and a key for it: [`validate_key`], and in a folder bucket not a
+    /// file name the local store keeps for its partial uploads (the last segment ending in `#`
+    /// and digits).
+    pub fn key_path(&self, bucket: &str, key: &str) -> Result<ObjectPath, BucketError> {
+        validate_bucket(bucket)?;
+        let path = validate_key(key)?;
+        let name = key.rsplit('/').next().unwrap_or(key);
+        let partial = name
+            .rsplit_once('#')
+            .is_some_and(|(_, n)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+        if partial && self.local_dir(bucket).is_some() {
+            return Err(BucketError::BadKey {
+                key: key.chars().take(200).collect(),
+                why: "ends in '#' and digits, which a folder bucket keeps for partial uploads",
+            });
         }
+        Ok(path)
     }
 
     /// The size of an object.
     pub async fn size(&self, bucket: &str, key: &str) -> Result<u64, BucketError> {
-        let path = validate_key(key)?;
+        let path = self.key_path(bucket, key)?;
         let store = self.store(bucket)?;
         let meta = store
             .head(&path)
             .await
-            .map_err(|e| Self::transfer_error(bucket, key, e))?;
+            .map_err(|e| storage_error(bucket, key, Access::Read, e))?;
         Ok(meta.size)
     }
 
@@ -267,12 +342,12 @@ impl Buckets {
         stop: &crate::media::StopToken,
         on_bytes: OnBytes<'_>,
     ) -> Result<u64, BucketError> {
-        let path = validate_key(key)?;
+        let path = self.key_path(bucket, key)?;
         let store = self.store(bucket)?;
         let got = store
             .get(&path)
             .await
-            .map_err(|e| Self::transfer_error(bucket, key, e))?;
+            .map_err(|e| storage_error(bucket, key, Access::Read, e))?;
         let total = got.meta.size;
         let partial = dest.with_extension("partial");
         let io = |e| BucketError::Io {
@@ -289,7 +364,7 @@ impl Buckets {
                 let _ = tokio::fs::remove_file(&partial).await;
                 return Err(BucketError::Stopped);
             }
-            let chunk = chunk.map_err(|e| Self::transfer_error(bucket, key, e))?;
+            let chunk = chunk.map_err(|e| storage_error(bucket, key, Access::Read, e))?;
             file.write_all(&chunk).await.map_err(io)?;
             done += chunk.len() as u64;
             on_bytes(done, Some(total));
@@ -316,7 +391,7 @@ impl Buckets {
         stop: &crate::media::StopToken,
         on_bytes: OnBytes<'_>,
     ) -> Result<u64, BucketError> {
-        let path = validate_key(key)?;
+        let path = self.key_path(bucket, key)?;
         let store = self.store(bucket)?;
         let io = |e| BucketError::Io {
             path: src.to_path_buf(),
@@ -329,14 +404,14 @@ impl Buckets {
             store
                 .put(&path, bytes.into())
                 .await
-                .map_err(|e| Self::transfer_error(bucket, key, e))?;
+                .map_err(|e| storage_error(bucket, key, Access::Write, e))?;
             on_bytes(size, Some(size));
             return Ok(size);
         }
         let upload = store
             .put_multipart(&path)
             .await
-            .map_err(|e| Self::transfer_error(bucket, key, e))?;
+            .map_err(|e| storage_error(bucket, key, Access::Write, e))?;
         let mut writer = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
         let mut file = tokio::fs::File::open(src).await.map_err(io)?;
         let mut buf = vec![0u8; PART_SIZE];
@@ -354,7 +429,7 @@ impl Buckets {
             writer
                 .wait_for_capacity(4)
                 .await
-                .map_err(|e| Self::transfer_error(bucket, key, e))?;
+                .map_err(|e| storage_error(bucket, key, Access::Write, e))?;
             writer.write(&buf[..n]);
             done += n as u64;
             on_bytes(done, Some(size));
@@ -362,17 +437,21 @@ impl Buckets {
         writer
             .finish()
             .await
-            .map_err(|e| Self::transfer_error(bucket, key, e))?;
+            .map_err(|e| storage_error(bucket, key, Access::Write, e))?;
         Ok(done)
     }
 
     /// Deletes an object (missing objects are not an error).
     pub async fn delete(&self, bucket: &str, key: &str) -> Result<(), BucketError> {
-        let path = validate_key(key)?;
+        let path = self.key_path(bucket, key)?;
         let store = self.store(bucket)?;
         match store.delete(&path).await {
-            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-            Err(e) => Err(Self::transfer_error(bucket, key, e)),
+            Ok(()) => Ok(()),
+            // Not there, or cannot be (under an object): gone either way.
+            Err(e) => match storage_error(bucket, key, Access::Read, e) {
+                BucketError::NotFound { .. } => Ok(()),
+                e => Err(e),
+            },
         }
     }
 }

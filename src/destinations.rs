@@ -8,8 +8,12 @@ use crate::config::Destinations;
 use crate::job::{Job, Status};
 use crate::store::JobStore;
 
-/// Checks a destination URL: absolute http(s).
+/// Checks a destination URL: absolute http(s), without control characters.
 pub fn validate_url(url: &str) -> Result<(), String> {
+    // The URL parser drops some control characters silently; the job would keep them.
+    if url.chars().any(char::is_control) {
+        return Err(format!("destination {url:?} contains a control character"));
+    }
     match url::Url::parse(url) {
         Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Ok(()),
         Ok(_) => Err(format!(
@@ -109,5 +113,6 @@ mod tests {
         assert!(validate_url("ftp://example.com").is_err());
         assert!(validate_url("file:///etc/passwd").is_err());
         assert!(validate_url("not a url").is_err());
+        assert!(validate_url("http://example.com/a\0b").is_err());
     }
 }

@@ -373,11 +373,11 @@ impl Timestamp {
     }
 
     pub fn plus(self, d: Duration) -> Timestamp {
-        Timestamp(self.0.saturating_add(d.as_micros() as i64))
+        Timestamp(self.0.saturating_add(micros(d)))
     }
 
     pub fn minus(self, d: Duration) -> Timestamp {
-        Timestamp(self.0.saturating_sub(d.as_micros() as i64))
+        Timestamp(self.0.saturating_sub(micros(d)))
     }
 
     pub fn to_rfc3339(self) -> String {
@@ -401,11 +401,12 @@ impl Timestamp {
         let n: u64 = num
             .parse()
             .map_err(|_| format!("'{s}' is not a time (RFC 3339, YYYY-MM-DD, or 30s/15m/2h/7d)"))?;
+        // Longer ago than time goes back is the beginning of time.
         let secs = match unit {
             "s" => n,
-            "m" => n * 60,
-            "h" => n * 3600,
-            "d" => n * 86_400,
+            "m" => n.saturating_mul(60),
+            "h" => n.saturating_mul(3600),
+            "d" => n.saturating_mul(86_400),
             _ => {
                 return Err(format!(
                     "'{s}' is not a time (RFC 3339, YYYY-MM-DD, or 30s/15m/2h/7d)"
@@ -414,6 +415,11 @@ impl Timestamp {
         };
         Ok(Timestamp::now().minus(Duration::from_secs(secs)))
     }
+}
+
+/// A duration in microseconds, saturating (a `Duration` may hold ~2^64 seconds).
+fn micros(d: Duration) -> i64 {
+    i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
 }
 
 /// Shown as an RFC 3339 date-time string.
@@ -575,5 +581,9 @@ mod tests {
         let delta = Timestamp::now().0 - hour_ago.0;
         assert!((3_599_000_000..3_601_000_000).contains(&delta));
         assert!(Timestamp::parse("yesterday").is_err());
+        // Further back than anything: long ago, not an overflow.
+        for far in ["999999999999999999d", "18446744073709551615s"] {
+            assert!(Timestamp::parse(far).unwrap() < Timestamp(0), "{far}");
+        }
     }
 }

@@ -14,7 +14,7 @@ use super::AppState;
 use super::error::ApiError;
 
 /// Paths anyone may call: load balancers probe health without credentials.
-const OPEN_PATHS: [&str; 1] = ["/healthz"];
+pub(super) const OPEN_PATHS: [&str; 1] = ["/healthz"];
 
 fn presented(req: &Request) -> Option<String> {
     if let Some(v) = req.headers().get(header::AUTHORIZATION)

@@ -2,7 +2,7 @@
 //! client mistakes (bad JSON, unknown fields, oversized bodies, bad paths) are 4xx, never 5xx.
 //! Owns the mapping from the library's errors to HTTP.
 
-use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::rejection::{BytesRejection, JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -88,6 +88,7 @@ impl From<BucketError> for ApiError {
         let status = match &e {
             BucketError::BadName(_) | BucketError::BadKey { .. } => StatusCode::BAD_REQUEST,
             BucketError::NotFound { .. } => StatusCode::NOT_FOUND,
+            BucketError::KeyConflict { .. } => StatusCode::CONFLICT,
             BucketError::Config { .. } | BucketError::Transfer { .. } => StatusCode::BAD_GATEWAY,
             BucketError::Io { .. } | BucketError::Stopped => StatusCode::INTERNAL_SERVER_ERROR,
         };
@@ -151,6 +152,17 @@ fn source_chain(e: &dyn std::error::Error) -> String {
         cur = s.source();
     }
     last
+}
+
+impl From<BytesRejection> for ApiError {
+    fn from(r: BytesRejection) -> Self {
+        let code = if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            "body-too-large"
+        } else {
+            "bad-body"
+        };
+        ApiError::new(r.status(), code, r.body_text())
+    }
 }
 
 impl From<QueryRejection> for ApiError {

@@ -47,7 +47,7 @@ pub async fn job_events(
     State(app): State<AppState>,
     Path(id): Path<String>,
 ) -> ApiResult<EventStream> {
-    let first = app.store.get(&id).await?;
+    let first = app.store.get(super::jobs::job_id(&id)?).await?;
     let (tx, rx) = mpsc::channel(64);
     tokio::spawn(async move {
         let mut changes = app.store.subscribe();

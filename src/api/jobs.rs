@@ -2,12 +2,33 @@
 //! logs and history.
 
 use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
 use serde::{Deserialize, Serialize};
 
 use super::AppState;
 use super::error::{ApiError, ApiResult, ErrorBody, Json, Path, Query};
-use crate::job::{Job, Status, Timestamp};
-use crate::store::{AttemptInfo, JobEvent, ListFilter, LogLine, Page, TimeField, page_limit};
+use crate::job::{Job, Status, Timestamp, validate_id};
+use crate::store::{
+    AttemptInfo, JobEvent, ListFilter, LogLine, Page, StoreError, TimeField, page_limit,
+};
+
+/// A job id from a path. One that no job can have (see `validate_id`) names no job: it is not
+/// found without asking the store, which may refuse some strings outright (PostgreSQL: NUL).
+pub(super) fn job_id(id: &str) -> ApiResult<&str> {
+    validate_id(id).map_err(|_| StoreError::NotFound { id: id.to_string() })?;
+    Ok(id)
+}
+
+/// Refuses a NUL character in text the store is asked about (PostgreSQL cannot hold one).
+fn no_nul(what: &str, text: Option<&str>) -> ApiResult<()> {
+    if text.is_some_and(|t| t.contains('\0')) {
+        return Err(ApiError::bad_request(
+            "bad-query",
+            format!("{what}: contains a NUL character"),
+        ));
+    }
+    Ok(())
+}
 
 /// `GET /v1/jobs` parameters.
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
@@ -38,6 +59,10 @@ impl ListParams {
     /// The store filter these parameters ask for.
     pub fn filter(&self) -> ApiResult<ListFilter> {
         let bad = |m: String| ApiError::bad_request("bad-query", m);
+        no_nul("bucket", self.bucket.as_deref())?;
+        no_nul("prefix", self.prefix.as_deref())?;
+        no_nul("preset", self.preset.as_deref())?;
+        no_nul("q", self.q.as_deref())?;
         let mut statuses = vec![];
         for s in self.status.iter().flat_map(|s| s.split(',')) {
             let s = s.trim();
@@ -85,7 +110,7 @@ pub async fn list(
     params(("id" = String, Path, description = "job id")),
     responses((status = 200, body = Job), (status = 404, body = ErrorBody)))]
 pub async fn get(State(app): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Job>> {
-    Ok(Json(app.store.get(&id).await?))
+    Ok(Json(app.store.get(job_id(&id)?).await?))
 }
 
 /// `POST /v1/jobs/{id}/cancel` body (optional).
@@ -100,29 +125,41 @@ pub struct CancelRequest {
     params(("id" = String, Path, description = "job id")),
     request_body(content = Option<CancelRequest>, description = "optional"),
     responses((status = 200, description = "cancelled (queued) or cancelling (running)", body = Job),
-        (status = 404, body = ErrorBody), (status = 409, description = "already finished", body = ErrorBody)))]
+        (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, description = "already finished", body = ErrorBody), (status = 413, body = ErrorBody)))]
 pub async fn cancel(
     State(app): State<AppState>,
     Path(id): Path<String>,
-    body: axum::body::Bytes,
+    body: Result<axum::body::Bytes, BytesRejection>,
 ) -> ApiResult<Json<Job>> {
+    let id = job_id(&id)?;
+    let body = body?;
+    // No body, or JSON null, is no reason.
     let req: CancelRequest = if body.iter().all(u8::is_ascii_whitespace) {
         CancelRequest::default()
     } else {
-        serde_json::from_slice(&body).map_err(|e| {
-            let code = if e.is_data() {
-                "invalid-request"
-            } else {
-                "malformed-json"
-            };
-            ApiError::bad_request(code, e.to_string())
-        })?
+        serde_json::from_slice::<Option<CancelRequest>>(&body)
+            .map_err(|e| {
+                let code = if e.is_data() {
+                    "invalid-request"
+                } else {
+                    "malformed-json"
+                };
+                ApiError::bad_request(code, e.to_string())
+            })?
+            .unwrap_or_default()
     };
+    if req.reason.as_deref().is_some_and(|r| r.contains('\0')) {
+        return Err(ApiError::bad_request(
+            "invalid-request",
+            "reason: contains a NUL character",
+        ));
+    }
     let reason = req
         .reason
         .map(|r| r.chars().take(500).collect::<String>())
         .unwrap_or_else(|| "cancelled through the API".into());
-    let job = app.store.cancel(&id, &reason).await?;
+    let job = app.store.cancel(id, &reason).await?;
     if job.status.is_terminal() {
         // A queued job ends here; a running one ends in its worker, which delivers it.
         let (store, http, settings, done) = (
@@ -143,7 +180,7 @@ pub async fn cancel(
     responses((status = 200, description = "queued again, as a new attempt", body = Job),
         (status = 404, body = ErrorBody), (status = 409, description = "not finished", body = ErrorBody)))]
 pub async fn retry(State(app): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Job>> {
-    Ok(Json(app.store.retry(&id).await?))
+    Ok(Json(app.store.retry(job_id(&id)?).await?))
 }
 
 /// `GET /v1/jobs/{id}/logs` parameters.
@@ -179,8 +216,9 @@ pub async fn logs(
         Some(n) => n.min(10_000),
     };
     // The job must exist even when it has no lines yet.
-    app.store.get(&id).await?;
-    let lines = app.store.logs(&id, p.attempt, after, limit).await?;
+    let id = job_id(&id)?;
+    app.store.get(id).await?;
+    let lines = app.store.logs(id, p.attempt, after, limit).await?;
     let next = lines.last().map(|l| l.seq).unwrap_or(after);
     Ok(Json(LogPage { lines, next }))
 }
@@ -199,9 +237,10 @@ pub async fn history(
     State(app): State<AppState>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<History>> {
-    app.store.get(&id).await?;
+    let id = job_id(&id)?;
+    app.store.get(id).await?;
     Ok(Json(History {
-        events: app.store.events(&id).await?,
-        attempts: app.store.attempts(&id).await?,
+        events: app.store.events(id).await?,
+        attempts: app.store.attempts(id).await?,
     }))
 }

@@ -68,7 +68,7 @@ pub struct Health {
     pub error: Option<String>,
 }
 
-#[utoipa::path(get, path = "/healthz", tag = "meta",
+#[utoipa::path(get, path = "/healthz", tag = "meta", security(()),
     responses((status = 200, body = Health), (status = 503, body = Health)))]
 pub async fn healthz(State(app): State<AppState>) -> impl IntoResponse {
     let probe = app.store.counts(&ListFilter::default()).await;

@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use super::AppState;
 use super::error::{ApiError, ApiResult, ErrorBody, Json, Path};
-use crate::buckets::{BucketError, PART_SIZE, validate_bucket, validate_key};
+use crate::buckets::{Access, PART_SIZE, storage_error};
 use crate::triggers::{FiredJob, Ignored, Source};
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -28,21 +28,11 @@ pub struct Uploaded {
     pub ignored: Vec<Ignored>,
 }
 
-fn storage(bucket: &str, key: &str, e: object_store::Error) -> ApiError {
-    match e {
-        object_store::Error::NotFound { .. } => BucketError::NotFound {
-            bucket: bucket.into(),
-            key: key.into(),
-        }
-        .into(),
-        e => BucketError::Transfer {
-            bucket: bucket.into(),
-            key: key.into(),
-            message: e.to_string(),
-        }
-        .into(),
-    }
-}
+/// An object's bytes (how the document shows the bodies, which stream).
+#[derive(utoipa::ToSchema)]
+#[schema(value_type = String, format = Binary)]
+#[allow(dead_code)] // only documents
+pub struct Binary(Vec<u8>);
 
 fn too_large(limit: u64) -> ApiError {
     ApiError::new(
@@ -53,9 +43,13 @@ fn too_large(limit: u64) -> ApiError {
 }
 
 #[utoipa::path(put, path = "/v1/buckets/{bucket}/objects/{key}", tag = "objects",
-    params(("bucket" = String, Path), ("key" = String, Path, description = "the object key; may contain '/'")),
-    request_body(content = Vec<u8>, content_type = "application/octet-stream"),
+    params(("bucket" = String, Path, pattern = r"^[a-z0-9][a-z0-9._-]{0,62}$", example = "media"),
+        ("key" = String, Path, min_length = 1, max_length = 1024,
+            description = "the object key (at most 1024 bytes); may contain '/'", example = "in/upload.mp4")),
+    request_body(content = Binary, content_type = "application/octet-stream"),
     responses((status = 201, body = Uploaded), (status = 400, body = ErrorBody),
+        (status = 409, description = "a folder bucket cannot store the key beside the objects in it \
+            (under an object, or over other objects)", body = ErrorBody),
         (status = 413, body = ErrorBody), (status = 502, description = "the bucket's storage failed", body = ErrorBody)))]
 pub async fn upload(
     State(app): State<AppState>,
@@ -63,8 +57,7 @@ pub async fn upload(
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<(StatusCode, Json<Uploaded>)> {
-    validate_bucket(&bucket)?;
-    let path = validate_key(&key)?;
+    let path = app.buckets.key_path(&bucket, &key)?;
     let limit = app.config.api.max_upload_bytes;
     let declared = headers
         .get(header::CONTENT_LENGTH)
@@ -102,7 +95,7 @@ pub async fn upload(
             Some(w) => {
                 w.wait_for_capacity(4)
                     .await
-                    .map_err(|e| storage(&bucket, &key, e))?;
+                    .map_err(|e| storage_error(&bucket, &key, Access::Write, e))?;
                 w.write(&chunk);
             }
             None => {
@@ -112,7 +105,7 @@ pub async fn upload(
                     let upload = store
                         .put_multipart(&path)
                         .await
-                        .map_err(|e| storage(&bucket, &key, e))?;
+                        .map_err(|e| storage_error(&bucket, &key, Access::Write, e))?;
                     let mut w = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
                     w.write(&std::mem::take(&mut first));
                     writer = Some(w);
@@ -124,14 +117,14 @@ pub async fn upload(
         Some(w) => {
             w.finish()
                 .await
-                .map_err(|e| storage(&bucket, &key, e))?
+                .map_err(|e| storage_error(&bucket, &key, Access::Write, e))?
                 .e_tag
         }
         None => {
             store
                 .put(&path, PutPayload::from(first))
                 .await
-                .map_err(|e| storage(&bucket, &key, e))?
+                .map_err(|e| storage_error(&bucket, &key, Access::Write, e))?
                 .e_tag
         }
     };
@@ -185,24 +178,26 @@ fn satisfiable(r: &GetRange, size: u64) -> bool {
 }
 
 #[utoipa::path(get, path = "/v1/buckets/{bucket}/objects/{key}", tag = "objects",
-    params(("bucket" = String, Path), ("key" = String, Path, description = "the object key; may contain '/'"),
-        ("Range" = Option<String>, Header, description = "one byte range: bytes=START-END")),
-    responses((status = 200, description = "the object", content_type = "application/octet-stream", body = Vec<u8>),
-        (status = 206, description = "the requested range", content_type = "application/octet-stream", body = Vec<u8>),
+    params(("bucket" = String, Path, pattern = r"^[a-z0-9][a-z0-9._-]{0,62}$", example = "media"),
+        ("key" = String, Path, min_length = 1, max_length = 1024,
+            description = "the object key (at most 1024 bytes); may contain '/'", example = "in/clip.mp4"),
+        ("Range" = Option<String>, Header, description = "one byte range: bytes=START-END", example = "bytes=0-99")),
+    responses((status = 200, description = "the object, typed by its key's extension (application/octet-stream when unknown)", content_type = "*/*", body = Binary),
+        (status = 206, description = "the requested range", content_type = "*/*", body = Binary),
         (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
-        (status = 416, description = "the range is outside the object", body = ErrorBody)))]
+        (status = 416, description = "the range is outside the object", body = ErrorBody),
+        (status = 502, description = "the bucket's storage failed", body = ErrorBody)))]
 pub async fn download(
     State(app): State<AppState>,
     Path((bucket, key)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
-    validate_bucket(&bucket)?;
-    let path = validate_key(&key)?;
+    let path = app.buckets.key_path(&bucket, &key)?;
     let store = app.buckets.store(&bucket)?;
     let meta = store
         .head(&path)
         .await
-        .map_err(|e| storage(&bucket, &key, e))?;
+        .map_err(|e| storage_error(&bucket, &key, Access::Read, e))?;
     let range = headers
         .get(header::RANGE)
         .and_then(|v| v.to_str().ok())
@@ -230,7 +225,7 @@ pub async fn download(
             },
         )
         .await
-        .map_err(|e| storage(&bucket, &key, e))?;
+        .map_err(|e| storage_error(&bucket, &key, Access::Read, e))?;
     let served = got.range.clone();
     let size = got.meta.size;
     let e_tag = got.meta.e_tag.clone();

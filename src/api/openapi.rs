@@ -3,6 +3,7 @@
 
 use utoipa::OpenApi;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
 
 use super::error::Json;
 use super::{events, jobs, meta, objects, stats, submit, triggers};
@@ -20,6 +21,8 @@ use super::{events, jobs, meta, objects, stats, submit, triggers};
         objects::upload, objects::download, meta::presets, meta::preset, meta::workers,
         meta::healthz, meta::metrics, stats::counts, stats::stats, document
     ),
+    // Named only in query parameters, which utoipa does not collect schemas from.
+    components(schemas(crate::store::TimeField)),
     modifiers(&Bearer),
     security(("bearer" = [])),
     tags(
@@ -40,6 +43,34 @@ impl utoipa::Modify for Bearer {
             "bearer",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
         );
+        // With a token configured, a call without it (or with another) is answered 401.
+        let unauthorized = ResponseBuilder::new()
+            .description("a token is configured and the request has none, or another")
+            .content(
+                "application/json",
+                ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name("ErrorBody")))
+                    .build(),
+            )
+            .build();
+        for (path, item) in doc.paths.paths.iter_mut() {
+            if super::auth::OPEN_PATHS.contains(&path.as_str()) {
+                continue;
+            }
+            let operations = [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.patch,
+            ];
+            for op in operations.into_iter().flatten() {
+                op.responses
+                    .responses
+                    .entry("401".into())
+                    .or_insert_with(|| unauthorized.clone().into());
+            }
+        }
     }
 }
 

@@ -28,6 +28,7 @@ pub const DEFAULT_OUTPUT_PREFIX: &str = "out/";
 /// The native submit request.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"input": {"bucket": "media", "key": "in/clip.mp4"}, "preset": "h264-720p"}))]
 pub struct SubmitRequest {
     /// Names the job (`[A-Za-z0-9_-]{1,128}`); submitting an existing id returns that job.
     pub id: Option<String>,
@@ -59,6 +60,7 @@ pub struct OutputRequest {
 /// The serverless video-transcode function's event, accepted as is.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"bucket": "media", "object": "in/clip.mp4", "output_dir": "out/seed", "dst_format": "webm"}))]
 pub struct SeedRequest {
     pub id: Option<String>,
     pub bucket: String,
@@ -69,8 +71,9 @@ pub struct SeedRequest {
     pub dst_format: String,
 }
 
-/// Either shape, as the OpenAPI document shows it.
-#[derive(utoipa::ToSchema)]
+/// Either shape: the fields tell them apart.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(untagged)]
 #[allow(dead_code)] // documents the body; requests are read through `serde_json::Value`
 pub enum SubmitBody {
     Native(SubmitRequest),
@@ -85,7 +88,8 @@ pub enum SubmitBody {
         (status = 200, description = "a job with this id and the same spec exists", body = Job),
         (status = 400, body = super::error::ErrorBody), (status = 404, body = super::error::ErrorBody),
         (status = 409, description = "the id exists with a different spec", body = super::error::ErrorBody),
-        (status = 413, body = super::error::ErrorBody)))]
+        (status = 413, body = super::error::ErrorBody),
+        (status = 415, description = "not sent as application/json", body = super::error::ErrorBody)))]
 pub async fn submit(
     State(app): State<AppState>,
     Json(body): Json<Value>,

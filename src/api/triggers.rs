@@ -25,17 +25,7 @@ async fn handle(
     body: Result<Bytes, BytesRejection>,
     parse: fn(&[u8]) -> Result<Parsed, PayloadError>,
 ) -> ApiResult<Json<TriggerAnswer>> {
-    let body = body.map_err(|r| {
-        ApiError::new(
-            r.status(),
-            if r.status().as_u16() == 413 {
-                "body-too-large"
-            } else {
-                "bad-body"
-            },
-            r.body_text(),
-        )
-    })?;
+    let body = body?;
     let parsed = parse(&body).map_err(|e| ApiError::bad_request("bad-payload", e.0))?;
     let fired = app.triggers.fire(parsed).await?;
     for i in &fired.ignored {

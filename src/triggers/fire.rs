@@ -10,7 +10,7 @@ use super::rules::{self, Rule};
 use super::{Ignored, ObjectEvent, Parsed, Source};
 use object_store::ObjectStoreExt;
 
-use crate::buckets::{BucketError, Buckets, validate_key};
+use crate::buckets::{Access, BucketError, Buckets, storage_error, validate_key};
 use crate::job::{
     DEFAULT_MAX_ATTEMPTS, JobSpec, ObjectRef, OutputTarget, Status, Trigger as JobTrigger,
 };
@@ -107,17 +107,13 @@ impl Triggers {
         bucket: &str,
         key: &str,
     ) -> Result<Fired, FireError> {
-        let path = validate_key(key)?;
-        let meta =
-            self.buckets
-                .store(bucket)?
-                .head(&path)
-                .await
-                .map_err(|e| BucketError::Transfer {
-                    bucket: bucket.to_string(),
-                    key: key.to_string(),
-                    message: e.to_string(),
-                })?;
+        let path = self.buckets.key_path(bucket, key)?;
+        let meta = self
+            .buckets
+            .store(bucket)?
+            .head(&path)
+            .await
+            .map_err(|e| storage_error(bucket, key, Access::Read, e))?;
         let version = meta
             .e_tag
             .clone()

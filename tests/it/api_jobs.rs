@@ -217,6 +217,52 @@ async fn submit_and_errors(backend: Backend) {
         "job-not-found",
         &["nope"],
     );
+
+    // Text a store cannot hold (PostgreSQL refuses NUL) is the client's mistake, never a 5xx;
+    // so is a time further back than there is.
+    for path in [
+        "/v1/jobs/a%00b",
+        "/v1/jobs/a%00b/history",
+        "/v1/jobs/a%00b/logs",
+    ] {
+        assert_error(&api.get(path).await, 404, "job-not-found", &["a\0b"]);
+    }
+    assert_error(
+        &api.post("/v1/jobs/a%00b/retry", &json!(null)).await,
+        404,
+        "job-not-found",
+        &[],
+    );
+    for q in ["q", "bucket", "prefix", "preset"] {
+        assert_error(
+            &api.get(&format!("/v1/jobs?{q}=a%00b")).await,
+            400,
+            "bad-query",
+            &[q, "NUL"],
+        );
+    }
+    let (s, _) = api.get("/v1/jobs?since=999999999999999999d").await;
+    assert_eq!(s, StatusCode::OK);
+    let mut e = native("src/clip.mp4");
+    e["on_success"] = json!("http://example.com/a\u{0}b");
+    assert_error(
+        &api.post("/v1/jobs", &e).await,
+        400,
+        "bad-destination",
+        &["control character"],
+    );
+    let (s, job) = api.post("/v1/jobs", &native("src/clip.mp4")).await;
+    assert_eq!(s, StatusCode::CREATED);
+    let cancel = format!("/v1/jobs/{}/cancel", job["id"].as_str().unwrap());
+    assert_error(
+        &api.post(&cancel, &json!({"reason": "a\u{0}b"})).await,
+        400,
+        "invalid-request",
+        &["NUL"],
+    );
+    // No body and a JSON null are both no reason.
+    let (s, cancelled) = api.post(&cancel, &json!(null)).await;
+    assert_eq!(s, StatusCode::OK, "{cancelled}");
     api.shutdown().await;
 }
 

@@ -152,6 +152,67 @@ async fn upload_limit() {
     api.shutdown().await;
 }
 
+/// A folder bucket is a file system: keys it cannot hold as files are the client's to fix
+/// (a 4xx naming the problem), never a storage failure.
+#[tokio::test]
+async fn keys_a_folder_bucket_cannot_hold() {
+    let api = Api::start(Backend::Sqlite, |_| {}).await;
+    api.farm.put(&valid("h264_aac.mp4"), "misc/clip.mp4");
+    let put = |key: &str| {
+        api.request(Method::PUT, &format!("/v1/buckets/media/objects/{key}"))
+            .body(vec![7u8; 10])
+    };
+    let get = |key: &str| api.request(Method::GET, &format!("/v1/buckets/media/objects/{key}"));
+    // Under an object, or over other objects.
+    assert_error(
+        &api.send(put("misc/clip.mp4/x")).await,
+        409,
+        "key-conflict",
+        &["misc/clip.mp4/x", "under an object"],
+    );
+    assert_error(
+        &api.send(put("misc")).await,
+        409,
+        "key-conflict",
+        &["other objects are stored under"],
+    );
+    assert_error(
+        &api.send(get("misc/clip.mp4/x")).await,
+        404,
+        "object-not-found",
+        &["misc/clip.mp4/x"],
+    );
+    let job =
+        json!({"input": {"bucket": "media", "key": "misc/clip.mp4/x"}, "preset": "h264-720p"});
+    assert_error(
+        &api.post("/v1/jobs", &job).await,
+        404,
+        "object-not-found",
+        &[],
+    );
+    // A segment longer than a file name may be, and the names partial uploads take.
+    let long = "a".repeat(300);
+    assert_error(&api.send(put(&long)).await, 400, "bad-key", &["too long"]);
+    assert_error(&api.send(get(&long)).await, 400, "bad-key", &["too long"]);
+    for key in ["misc/x%231", "y%2342"] {
+        assert_error(
+            &api.send(put(key)).await,
+            400,
+            "bad-key",
+            &["partial uploads"],
+        );
+        assert_error(
+            &api.send(get(key)).await,
+            400,
+            "bad-key",
+            &["partial uploads"],
+        );
+    }
+    let (s, _) = api.send(put("misc/x%23a1")).await;
+    assert_eq!(s, StatusCode::CREATED);
+    api.shutdown().await;
+}
+
 #[tokio::test]
 async fn token_guards_every_call_but_health() {
     let token = "s3cret-token-of-some-length";

@@ -167,3 +167,18 @@ pub fn files_under(dir: &Path) -> Vec<String> {
     out.sort();
     out
 }
+
+/// A program of the test tools `./dev.sh test` installs from PyPI (moto, schemathesis) into
+/// the virtual environment `target/test-tools/venv` of this repository; the test fails, naming
+/// the command that installs it, when it is missing.
+pub fn test_tool(name: &str) -> PathBuf {
+    let program = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("target/test-tools/venv/bin")
+        .join(name);
+    assert!(
+        program.exists(),
+        "{} missing: run ./dev.sh test (it installs the test tools)",
+        program.display()
+    );
+    program
+}

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod api_events;
+mod api_fuzz;
 mod api_harness;
 mod api_jobs;
 mod api_objects;

@@ -12,7 +12,7 @@ use ffarm::buckets::{BucketConfig, Buckets};
 use ffarm::job::Status;
 use ffarm::media::StopToken;
 
-use crate::helpers::{ffprobe, ffprobe_streams, valid};
+use crate::helpers::{ffprobe, ffprobe_streams, test_tool, valid};
 use crate::worker_harness::{Backend, Farm, long_clip};
 
 /// A moto S3 server on a free loopback port.
@@ -25,15 +25,7 @@ impl S3Server {
     fn start() -> S3Server {
         let program = std::env::var("FFARM_TEST_MOTO_SERVER")
             .map(PathBuf::from)
-            .unwrap_or_else(|_| {
-                PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-                    .join("target/test-tools/venv/bin/moto_server")
-            });
-        assert!(
-            program.exists(),
-            "{} missing: run ./dev.sh test (it installs moto[server])",
-            program.display()
-        );
+            .unwrap_or_else(|_| test_tool("moto_server"));
         let port = TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
