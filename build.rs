@@ -2,4 +2,5 @@
 
 fn main() {
     println!("cargo:rerun-if-changed=presets");
+    println!("cargo:rerun-if-changed=web");
 }

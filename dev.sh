@@ -21,8 +21,9 @@ PACKAGES=(
 )
 # What the tests use besides: python3-venv for the tools from PyPI — the S3-compatible test
 # server (moto) and the API fuzzer that checks every endpoint against the OpenAPI document
-# (schemathesis).
-TEST_PACKAGES=(python3-venv)
+# (schemathesis) — and Chromium for the browser tests of the web page (driven by
+# playwright-core from npm, which downloads no browser: the tests run /usr/bin/chromium).
+TEST_PACKAGES=(python3-venv chromium)
 MOTO="moto[server]==5.2.5"
 SCHEMATHESIS="schemathesis==4.32.5"
 
@@ -60,7 +61,12 @@ setup() {
 }
 
 test_tools() {
-  install_packages "${TEST_PACKAGES[@]}"
+  local packages=("${TEST_PACKAGES[@]}")
+  # Node.js and npm for the browser tests: Debian's packages, unless they are already there
+  # (Node 18 or newer; Debian 12 has 18).
+  command -v node >/dev/null || packages+=(nodejs)
+  command -v npm >/dev/null || packages+=(npm)
+  install_packages "${packages[@]}"
   local venv=target/test-tools/venv
   [ -x "$venv/bin/pip" ] || python3 -m venv "$venv"
   if [ ! -x "$venv/bin/moto_server" ]; then
@@ -70,6 +76,21 @@ test_tools() {
   if [ ! -x "$venv/bin/schemathesis" ]; then
     log "installing $SCHEMATHESIS (fuzzes the API from its OpenAPI document)"
     "$venv/bin/pip" install -q "$SCHEMATHESIS"
+  fi
+  browser_test_packages
+}
+
+# playwright-core, as tests/browser/package-lock.json pins it: installed when node_modules is
+# missing or the lockfile changed since the last install.
+browser_test_packages() {
+  local dir=tests/browser
+  local stamp=$dir/node_modules/.ffarm-lockfile-sha256
+  local want
+  want=$(sha256sum "$dir/package-lock.json" | cut -d' ' -f1)
+  if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+    log "npm ci --prefix $dir (playwright-core for the browser tests)"
+    npm ci --prefix "$dir" --no-audit --no-fund
+    echo "$want" >"$stamp"
   fi
 }
 

@@ -1,7 +1,8 @@
-//! API authentication: with a token configured, every request but `/healthz` must carry it as
-//! `Authorization: Bearer TOKEN` (what MinIO's `auth_token` sends) or, for clients that cannot
-//! set headers (EventSource, some webhooks), as `?access_token=TOKEN`. Compared in constant
-//! time. Also owns the rule that listening beyond loopback needs a token.
+//! API authentication: with a token configured, every request but `/healthz` and the page's
+//! static files must carry it as `Authorization: Bearer TOKEN` (what MinIO's `auth_token`
+//! sends) or, for clients that cannot set headers (EventSource, download links, some
+//! webhooks), as `?access_token=TOKEN`. Compared in constant time. Also owns the rule that
+//! listening beyond loopback needs a token.
 
 use std::net::SocketAddr;
 
@@ -15,6 +16,12 @@ use super::error::ApiError;
 
 /// Paths anyone may call: load balancers probe health without credentials.
 pub(super) const OPEN_PATHS: [&str; 1] = ["/healthz"];
+
+/// Open paths, and the page's static files: they hold no data, and the page asks for the
+/// token when the API refuses it. Everything under `/v1` and `/metrics` stays protected.
+fn is_open(path: &str) -> bool {
+    OPEN_PATHS.contains(&path) || super::web::is_page(path)
+}
 
 fn presented(req: &Request) -> Option<String> {
     if let Some(v) = req.headers().get(header::AUTHORIZATION)
@@ -67,7 +74,7 @@ pub async fn require_token(State(app): State<AppState>, req: Request, next: Next
     let Some(token) = app.config.token.as_deref() else {
         return next.run(req).await;
     };
-    if OPEN_PATHS.contains(&req.uri().path()) {
+    if is_open(req.uri().path()) {
         return next.run(req).await;
     }
     match given {

@@ -1,5 +1,6 @@
-//! The HTTP API (axum): routes under `/v1`, `/metrics` and `/healthz`, with JSON errors,
-//! bearer-token auth and body limits. `serve` runs it; tests serve it on port 0.
+//! The HTTP API (axum): routes under `/v1`, `/metrics` and `/healthz`, and the progress page
+//! at `/`, with JSON errors, bearer-token auth and body limits. `serve` runs it; tests serve
+//! it on port 0.
 
 pub mod auth;
 pub mod error;
@@ -11,6 +12,7 @@ pub mod openapi;
 pub mod stats;
 mod submit;
 mod triggers;
+pub mod web;
 
 use std::sync::Arc;
 
@@ -103,6 +105,8 @@ pub fn router(app: AppState) -> Router {
         .route("/v1/openapi.json", get(openapi::document))
         .route("/metrics", get(meta::metrics))
         .route("/healthz", get(meta::healthz))
+        .route("/", get(web::index))
+        .route("/assets/{*path}", get(web::asset))
         .fallback(error::no_route)
         .method_not_allowed_fallback(error::wrong_method)
         .layer(DefaultBodyLimit::max(JSON_LIMIT))

@@ -29,6 +29,7 @@ mod store_listing;
 mod tidy;
 mod trigger_payloads;
 mod trigger_watch;
+mod web_page;
 mod worker_faults;
 mod worker_harness;
 mod worker_jobs;

@@ -1,0 +1,389 @@
+//! The progress page in a real browser: `ffarm serve` as a process (port 0, a temp data dir),
+//! data prepared through the bucket folder or the store, then a Playwright script from
+//! `tests/browser/` driving Debian's headless Chromium against it (`node SCRIPT URL SHOTS …`).
+//! Each script checks what the page shows and fails on any console error; its screenshots of
+//! every step go to `target/screenshots/`. Also: the page's files are served typed, cached by
+//! ETag and without the token, while the API keeps asking for it.
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use ffarm::job::{JobError, JobSpec, ObjectRef, Outcome, OutputObject, OutputTarget};
+use futures_util::StreamExt;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::helpers::{ffarm_bin, malformed_dir, tempdir, valid};
+
+/// How long one browser script may take before it is killed.
+const SCRIPT_LIMIT: Duration = Duration::from_secs(150);
+
+/// `ffarm serve` in a temp dir, with its log kept for failure reports.
+struct Served {
+    child: Child,
+    url: String,
+    dir: tempfile::TempDir,
+}
+
+impl Served {
+    /// Serves `data/` of a fresh temp dir after `prepare(data)` filled it.
+    fn start(workers: u32, token: Option<&str>, prepare: impl FnOnce(&Path)) -> Served {
+        let dir = tempdir();
+        let data = dir.path().join("data");
+        std::fs::create_dir_all(data.join("buckets/media")).unwrap();
+        prepare(&data);
+        let log = std::fs::File::create(dir.path().join("serve.log")).unwrap();
+        let mut command = Command::new(ffarm_bin());
+        command
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(&data)
+            .args(["--workers", &workers.to_string()])
+            .current_dir(dir.path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log));
+        for (key, _) in std::env::vars_os() {
+            if key.to_string_lossy().starts_with("FFARM_") {
+                command.env_remove(key);
+            }
+        }
+        if let Some(t) = token {
+            command.env("FFARM_TOKEN", t);
+        }
+        let mut child = command.spawn().unwrap();
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        let mut first = String::new();
+        out.read_line(&mut first).unwrap();
+        // Keep reading so the pipe never closes under the server.
+        std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
+        let url = first
+            .split_whitespace()
+            .find(|w| w.starts_with("http://"))
+            .unwrap_or_else(|| panic!("no URL in the banner: {first:?}"))
+            .to_string();
+        Served { child, url, dir }
+    }
+
+    fn data(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// The end of the server's log, for failure messages.
+    fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(self.dir.path().join("serve.log")).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    }
+
+    /// Runs `tests/browser/SCRIPT URL SHOTS ARGS…` and fails with its output unless it exits 0.
+    fn browse(&self, script: &str, args: &[String]) {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let dir = root.join("tests/browser");
+        assert!(
+            dir.join("node_modules/playwright-core").is_dir(),
+            "tests/browser/node_modules is missing: run ./dev.sh test (it installs chromium and \
+             node, then runs `npm ci --prefix tests/browser`)"
+        );
+        let shots = screenshots();
+        let started = Instant::now();
+        let mut child = Command::new("node")
+            .arg(dir.join(script))
+            .arg(&self.url)
+            .arg(&shots)
+            .args(args)
+            .current_dir(&dir)
+            // The scripts' switch to serve the page from disk: here the binary's own copy is
+            // what is under test.
+            .env_remove("FFARM_WEB_DIR")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("running node: run ./dev.sh test, which installs it");
+        let read = |mut r: Box<dyn Read + Send>| {
+            std::thread::spawn(move || {
+                let mut s = String::new();
+                let _ = r.read_to_string(&mut s);
+                s
+            })
+        };
+        let stdout = read(Box::new(child.stdout.take().unwrap()));
+        let stderr = read(Box::new(child.stderr.take().unwrap()));
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break Some(status);
+            }
+            if started.elapsed() > SCRIPT_LIMIT {
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        let output = format!(
+            "{}{}",
+            stdout.join().unwrap_or_default(),
+            stderr.join().unwrap_or_default()
+        );
+        println!(
+            "{script} ({:.1} s):\n{output}",
+            started.elapsed().as_secs_f64()
+        );
+        match status {
+            Some(s) if s.success() => {}
+            other => panic!(
+                "{script} {} after {:.1} s:\n{output}\n--- ffarm serve's log, last lines:\n{}\n\
+                 (screenshots in {})",
+                other.map_or("was killed (too slow)".into(), |s| format!("failed ({s})")),
+                started.elapsed().as_secs_f64(),
+                self.log_tail(),
+                shots.display()
+            ),
+        }
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `target/screenshots`, under CARGO_TARGET_DIR when it is set.
+fn screenshots() -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(|t| root.join(t))
+        .unwrap_or_else(|| root.join("target"));
+    let dir = target.join("screenshots");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn put(data: &Path, key: &str, from: &Path) {
+    let to = data.join("buckets/media").join(key);
+    std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+    std::fs::copy(from, to).unwrap();
+}
+
+fn spec(key: &str, priority: i32) -> JobSpec {
+    JobSpec {
+        input: ObjectRef {
+            bucket: "media".into(),
+            key: key.into(),
+        },
+        preset: "h264-720p".into(),
+        output: OutputTarget {
+            bucket: "media".into(),
+            prefix: "out/".into(),
+        },
+        priority,
+        max_attempts: 3,
+        timeout_seconds: 3600,
+        on_success: None,
+        on_failure: None,
+        trigger: None,
+    }
+}
+
+/// Fills the store of `data` before the server starts: `done-1..3` succeeded (with an
+/// output), `bad-1` and `bad-2` failed (`bad-2` created two hours ago), `stop-1..4` cancelled,
+/// and `bulk` queued jobs of which the first `old` were created three days ago.
+fn seed(data: &Path, bulk: usize, old: usize) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let db = data.join("ffarm.db");
+        let store = ffarm::store::open(&format!("sqlite://{}", db.display()))
+            .await
+            .unwrap();
+        let ended = ["done-1", "done-2", "done-3", "bad-1", "bad-2"];
+        for id in ended {
+            // Above the bulk's priority: the claims below take exactly these.
+            store
+                .submit(Some(id.into()), spec(&format!("in/{id}.mp4"), 5))
+                .await
+                .unwrap();
+        }
+        for _ in ended {
+            let job = store
+                .claim("seed/1", Duration::from_secs(30))
+                .await
+                .unwrap()
+                .unwrap();
+            let outcome = if job.id.starts_with("done") {
+                Outcome::Succeeded {
+                    outputs: vec![OutputObject {
+                        bucket: "media".into(),
+                        key: format!("out/{}.mp4", job.id),
+                        bytes: 123_456,
+                    }],
+                }
+            } else {
+                Outcome::Failed(JobError::new(
+                    "input-unreadable",
+                    "Invalid data found when processing input",
+                    false,
+                ))
+            };
+            store.finish(&job.id, job.attempt, outcome).await.unwrap();
+        }
+        for i in 1..=4 {
+            let id = format!("stop-{i}");
+            store
+                .submit(Some(id.clone()), spec(&format!("in/{id}.mp4"), 0))
+                .await
+                .unwrap();
+            store.cancel(&id, "seeded").await.unwrap();
+        }
+        let store = &store;
+        futures_util::stream::iter(0..bulk)
+            .map(|i| async move {
+                let age = if i < old { "old" } else { "bulk" };
+                store
+                    .submit(None, spec(&format!("in/{age}-{i:05}.mp4"), 0))
+                    .await
+                    .unwrap();
+            })
+            .buffer_unordered(128)
+            .collect::<Vec<()>>()
+            .await;
+        let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display()))
+            .await
+            .unwrap();
+        const HOUR: i64 = 3_600_000_000;
+        sqlx::query("UPDATE jobs SET created_at = created_at - ? WHERE input_key LIKE 'in/old-%'")
+            .bind(72 * HOUR)
+            .execute(&pool)
+            .await
+            .unwrap();
+        sqlx::query("UPDATE jobs SET created_at = created_at - ? WHERE id = 'bad-2'")
+            .bind(2 * HOUR)
+            .execute(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+    });
+}
+
+#[test]
+fn web_page_upload_progress_and_download() {
+    let served = Served::start(1, None, |data| {
+        put(data, "src/blocker.mp4", &valid("long_720p.mp4"));
+    });
+    let clip = valid("hls_source_1080p.mp4");
+    served.browse("upload.mjs", &[clip.display().to_string()]);
+    let out = served.data().join("buckets/media/out/hls_source_1080p.mp4");
+    assert!(out.exists(), "the output is in the bucket");
+}
+
+#[test]
+fn web_page_stop_retry_and_resubmit() {
+    let served = Served::start(1, None, |data| {
+        put(data, "src/long.mp4", &valid("long_720p.mp4"));
+    });
+    served.browse("stop.mjs", &[]);
+}
+
+#[test]
+fn web_page_filters_over_10000_jobs() {
+    let (bulk, old) = (9_991, 2_000);
+    let served = Served::start(0, None, |data| seed(data, bulk, old));
+    let any = json!({"all": 10_000, "queued": bulk, "running": 0, "succeeded": 3, "failed": 2, "cancelled": 4});
+    let hour = json!({"all": 10_000 - old - 1, "queued": bulk - old, "running": 0, "succeeded": 3, "failed": 1, "cancelled": 4});
+    let day = json!({"all": 10_000 - old, "queued": bulk - old, "running": 0, "succeeded": 3, "failed": 2, "cancelled": 4});
+    let expected = json!({"any": any, "1h": hour, "1d": day, "7d": any});
+    served.browse("filters.mjs", &[expected.to_string()]);
+}
+
+#[test]
+fn web_page_failed_job_error_and_log() {
+    let served = Served::start(1, None, |_| {});
+    let text = malformed_dir().join("text.mp4");
+    served.browse(
+        "failure.mjs",
+        &[
+            text.display().to_string(),
+            served.data().display().to_string(),
+        ],
+    );
+}
+
+#[test]
+fn web_page_token_prompt() {
+    let token = "web-page-token-0123456789";
+    let served = Served::start(0, Some(token), |data| seed(data, 20, 0));
+    served.browse("token.mjs", &[token.to_string()]);
+}
+
+#[test]
+fn web_page_phone_and_dark() {
+    let served = Served::start(0, None, |data| seed(data, 40, 10));
+    served.browse("phone.mjs", &[]);
+}
+
+/// The page's files: open without the token, typed for browsers, revalidated by ETag, with a
+/// policy that keeps the page on its own origin; the API stays closed.
+#[test]
+fn web_page_files_are_served_open_typed_and_cached() {
+    let token = "web-page-token-0123456789";
+    let served = Served::start(0, Some(token), |_| {});
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let http = reqwest::Client::new();
+        let get = |path: &str| http.get(format!("{}{path}", served.url));
+        let page = get("/").send().await.unwrap();
+        assert_eq!(page.status(), StatusCode::OK);
+        let header = |r: &reqwest::Response, h: &str| {
+            r.headers()
+                .get(h)
+                .map(|v| v.to_str().unwrap().to_string())
+                .unwrap_or_default()
+        };
+        assert_eq!(header(&page, "content-type"), "text/html; charset=utf-8");
+        assert!(header(&page, "content-security-policy").contains("default-src 'self'"));
+        let html = page.text().await.unwrap();
+        assert!(html.contains("/assets/js/main.js"));
+
+        let web = Path::new(env!("CARGO_MANIFEST_DIR")).join("web");
+        let mut files = vec![("style.css", "text/css"), ("favicon.svg", "image/svg+xml")];
+        let modules: Vec<String> = std::fs::read_dir(web.join("js"))
+            .unwrap()
+            .map(|e| format!("js/{}", e.unwrap().file_name().to_string_lossy()))
+            .collect();
+        assert!(modules.len() >= 6, "{modules:?}");
+        files.extend(modules.iter().map(|m| (m.as_str(), "text/javascript")));
+        for (file, kind) in files {
+            let r = get(&format!("/assets/{file}")).send().await.unwrap();
+            assert_eq!(r.status(), StatusCode::OK, "{file}");
+            assert!(header(&r, "content-type").starts_with(kind), "{file}");
+            assert_eq!(header(&r, "cache-control"), "no-cache", "{file}");
+            let etag = header(&r, "etag");
+            assert!(etag.starts_with('"'), "{file}: {etag}");
+            let body = r.bytes().await.unwrap();
+            assert_eq!(body, std::fs::read(web.join(file)).unwrap(), "{file}");
+            let again = get(&format!("/assets/{file}"))
+                .header("if-none-match", &etag)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(again.status(), StatusCode::NOT_MODIFIED, "{file}");
+        }
+        let missing = get("/assets/js/nope.js").send().await.unwrap();
+        assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+        let body: Value = missing.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "not-found");
+        for closed in ["/v1/jobs", "/v1/events", "/metrics", "/assets/../v1/jobs"] {
+            let r = get(closed).send().await.unwrap();
+            assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{closed}");
+        }
+        let r = get("/v1/jobs").bearer_auth(token).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+    });
+}
