@@ -58,15 +58,38 @@ setup() {
       export PATH="$HOME/.cargo/bin:$PATH"
     fi
   fi
+  web_packages
+}
+
+# Node.js and npm (Debian's packages) unless they are already there (Node 18 or newer).
+node_tools() {
+  local packages=()
+  command -v node >/dev/null || packages+=(nodejs)
+  command -v npm >/dev/null || packages+=(npm)
+  [ ${#packages[@]} -eq 0 ] || install_packages "${packages[@]}"
+}
+
+# `npm ci` in DIR when its node_modules is missing or its lockfile changed since.
+npm_install() {
+  local dir=$1 why=$2
+  local stamp=$dir/node_modules/.ffarm-lockfile-sha256
+  local want
+  want=$(sha256sum "$dir/package-lock.json" | cut -d' ' -f1)
+  if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+    log "npm ci --prefix $dir ($why)"
+    npm ci --prefix "$dir" --no-audit --no-fund
+    echo "$want" >"$stamp"
+  fi
+}
+
+# The page's front-end packages (the web terminal), compiled into the binary by build.rs.
+web_packages() {
+  node_tools
+  npm_install web-vendor "xterm.js for the web page's terminal"
 }
 
 test_tools() {
-  local packages=("${TEST_PACKAGES[@]}")
-  # Node.js and npm for the browser tests: Debian's packages, unless they are already there
-  # (Node 18 or newer; Debian 12 has 18).
-  command -v node >/dev/null || packages+=(nodejs)
-  command -v npm >/dev/null || packages+=(npm)
-  install_packages "${packages[@]}"
+  install_packages "${TEST_PACKAGES[@]}"
   local venv=target/test-tools/venv
   [ -x "$venv/bin/pip" ] || python3 -m venv "$venv"
   if [ ! -x "$venv/bin/moto_server" ]; then
@@ -80,18 +103,10 @@ test_tools() {
   browser_test_packages
 }
 
-# playwright-core, as tests/browser/package-lock.json pins it: installed when node_modules is
-# missing or the lockfile changed since the last install.
+# playwright-core, as tests/browser/package-lock.json pins it (it downloads no browser).
 browser_test_packages() {
-  local dir=tests/browser
-  local stamp=$dir/node_modules/.ffarm-lockfile-sha256
-  local want
-  want=$(sha256sum "$dir/package-lock.json" | cut -d' ' -f1)
-  if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
-    log "npm ci --prefix $dir (playwright-core for the browser tests)"
-    npm ci --prefix "$dir" --no-audit --no-fund
-    echo "$want" >"$stamp"
-  fi
+  node_tools
+  npm_install tests/browser "playwright-core for the browser tests"
 }
 
 run_tests() {

@@ -38,6 +38,39 @@ pub struct Config {
     pub triggers: Vec<crate::triggers::rules::Rule>,
     pub api: ApiSettings,
     pub watch: WatchSettings,
+    pub exec: ExecSettings,
+}
+
+/// Shells inside running tasks (`ffarm exec`, `GET /v1/jobs/{id}/exec`). Off unless enabled,
+/// and always behind a token: `token` here, else the API's.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ExecSettings {
+    pub enabled: bool,
+    /// A token for exec alone (at least 16 characters); without it, the API token.
+    pub token: Option<String>,
+    /// A session with no input and no output for this long is closed (0: never).
+    pub idle_timeout_seconds: u64,
+    /// Sessions open at once into one job.
+    pub max_sessions_per_job: u32,
+}
+
+impl Default for ExecSettings {
+    fn default() -> Self {
+        ExecSettings {
+            enabled: false,
+            token: None,
+            idle_timeout_seconds: 600,
+            max_sessions_per_job: 2,
+        }
+    }
+}
+
+impl ExecSettings {
+    /// The token an exec connection must present: the exec token, else the API token.
+    pub fn credential<'a>(&'a self, api_token: Option<&'a str>) -> Option<&'a str> {
+        self.token.as_deref().or(api_token)
+    }
 }
 
 /// The HTTP API of `serve`.
@@ -114,7 +147,8 @@ pub struct WorkerSettings {
     pub keep_failed_workspace_seconds: u64,
     /// Claims are woken by the store's notifications; this is the fallback poll.
     pub poll_seconds: u64,
-    /// The address the API can reach this worker at (for exec).
+    /// The address (HOST:PORT) the API reaches this worker at for exec; with exec enabled
+    /// the worker listens there for sessions into its tasks.
     pub advertise: Option<String>,
     /// The program run as each task (`ffarm task`); default: this executable.
     pub task_program: Option<PathBuf>,
@@ -177,12 +211,13 @@ impl Default for Config {
             triggers: vec![crate::triggers::rules::Rule::default_rule()],
             api: ApiSettings::default(),
             watch: WatchSettings::default(),
+            exec: ExecSettings::default(),
         }
     }
 }
 
 /// The top-level keys, as environment variables name them (`FFARM_<KEY>`).
-const SECTIONS: [&str; 13] = [
+const SECTIONS: [&str; 14] = [
     "listen",
     "data_dir",
     "store",
@@ -196,6 +231,7 @@ const SECTIONS: [&str; 13] = [
     "triggers",
     "api",
     "watch",
+    "exec",
 ];
 
 /// Whether an environment variable (prefix removed, sections split with '.') names a
@@ -260,6 +296,18 @@ impl Config {
         {
             return Err(ConfigError("token must be at least 16 characters".into()));
         }
+        if let Some(t) = &self.exec.token
+            && t.len() < 16
+        {
+            return Err(ConfigError(
+                "exec.token must be at least 16 characters".into(),
+            ));
+        }
+        if self.exec.max_sessions_per_job == 0 {
+            return Err(ConfigError(
+                "exec.max_sessions_per_job must be at least 1".into(),
+            ));
+        }
         if !(self.watch.settle_seconds.is_finite() && self.watch.settle_seconds >= 0.0) {
             return Err(ConfigError(
                 "watch.settle_seconds must be a number of seconds".into(),
@@ -276,6 +324,9 @@ impl Config {
         let mut shown = self.clone();
         if shown.token.is_some() {
             shown.token = Some("********".into());
+        }
+        if shown.exec.token.is_some() {
+            shown.exec.token = Some("********".into());
         }
         for bucket in shown.buckets.values_mut() {
             for (k, v) in bucket.options.iter_mut() {

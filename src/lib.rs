@@ -5,6 +5,7 @@ pub mod buckets;
 pub mod cli;
 pub mod config;
 pub mod destinations;
+pub mod exec;
 pub mod job;
 pub mod media;
 pub mod metrics;

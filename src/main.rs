@@ -81,6 +81,10 @@ enum Command {
     Retry(cli::client::RetryArgs),
     /// Print a job's task log; -f follows it until the job ends.
     Logs(cli::client::LogsArgs),
+    /// Open a shell inside a job's running task (`ffarm exec ID`), or run one command there
+    /// and exit with its code (`ffarm exec ID -- CMD ARGS…`). Needs `[exec] enabled` on the
+    /// server and its token (FFARM_EXEC_TOKEN, else FFARM_TOKEN).
+    Exec(cli::client::ExecArgs),
     /// List a server's workers.
     Workers(cli::client::WorkersArgs),
 }
@@ -133,6 +137,7 @@ fn main() -> ExitCode {
         Command::Cancel(args) => cli::client::cancel(&args),
         Command::Retry(args) => cli::client::retry(&args),
         Command::Logs(args) => cli::client::logs(&args),
+        Command::Exec(args) => cli::client::exec(&args),
         Command::Workers(args) => cli::client::workers(&args),
     };
     match result {

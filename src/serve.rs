@@ -57,6 +57,7 @@ pub async fn run_on(
         0 => None,
         _ => {
             let ctx = worker::context(store.clone(), config.clone())?;
+            let _ = app.local_worker.set(ctx.clone());
             Some(tokio::spawn(worker::run(ctx, shutdown.clone())))
         }
     };
@@ -72,17 +73,18 @@ pub async fn run_on(
 
     let mut signal = shutdown.clone();
     let (app_stop, watch_stop) = (app.shutdown.clone(), stop.clone());
-    let server =
-        axum::serve(listener, api::router(app.clone())).with_graceful_shutdown(async move {
-            while signal.level() == 0 {
-                if signal.0.changed().await.is_err() {
-                    break;
-                }
+    // Peer addresses: exec records who connected.
+    let service = api::router(app.clone()).into_make_service_with_connect_info::<SocketAddr>();
+    let server = axum::serve(listener, service).with_graceful_shutdown(async move {
+        while signal.level() == 0 {
+            if signal.0.changed().await.is_err() {
+                break;
             }
-            tracing::info!("shutting down: no new requests; event streams closed");
-            watch_stop.cancel();
-            app_stop.cancel();
-        });
+        }
+        tracing::info!("shutting down: no new requests; event streams closed");
+        watch_stop.cancel();
+        app_stop.cancel();
+    });
     let served = server.await;
     stop.cancel();
     if let Some(w) = watching {

@@ -23,7 +23,7 @@ fn is_open(path: &str) -> bool {
     OPEN_PATHS.contains(&path) || super::web::is_page(path)
 }
 
-fn presented(req: &Request) -> Option<String> {
+pub(crate) fn presented(req: &Request) -> Option<String> {
     if let Some(v) = req.headers().get(header::AUTHORIZATION)
         && let Ok(v) = v.to_str()
     {
@@ -70,7 +70,17 @@ fn without_query_token(mut req: Request) -> Request {
 
 pub async fn require_token(State(app): State<AppState>, req: Request, next: Next) -> Response {
     let given = presented(&req);
-    let req = without_query_token(req);
+    let mut req = without_query_token(req);
+    // Exec opens shells: its own check (own switch, own token, even without an API token).
+    if super::exec::is_exec_path(req.uri().path()) {
+        return match crate::exec::authorize(&app.config, given.as_deref()) {
+            Ok(grant) => {
+                req.extensions_mut().insert(grant);
+                next.run(req).await
+            }
+            Err(e) => ApiError::from(e).into_response(),
+        };
+    }
     let Some(token) = app.config.token.as_deref() else {
         return next.run(req).await;
     };

@@ -5,6 +5,7 @@
 pub mod auth;
 pub mod error;
 mod events;
+mod exec;
 mod jobs;
 mod meta;
 mod objects;
@@ -42,6 +43,8 @@ pub struct App {
     pub shutdown: CancellationToken,
     /// Queue depth as this process saw it (for the page's chart).
     pub samples: stats::Samples,
+    /// This process's own worker (`serve` with workers): exec into its tasks runs here.
+    pub local_worker: std::sync::OnceLock<Arc<crate::worker::WorkerCtx>>,
 }
 
 pub type AppState = Arc<App>;
@@ -76,6 +79,7 @@ impl App {
             http,
             shutdown: CancellationToken::new(),
             samples: stats::Samples::default(),
+            local_worker: std::sync::OnceLock::new(),
         }))
     }
 }
@@ -92,6 +96,7 @@ pub fn router(app: AppState) -> Router {
         .route("/v1/jobs/{id}/logs", get(jobs::logs))
         .route("/v1/jobs/{id}/history", get(jobs::history))
         .route("/v1/jobs/{id}/events", get(events::job_events))
+        .route("/v1/jobs/{id}/exec", get(exec::exec))
         .route("/v1/events", get(events::all_events))
         .route("/v1/triggers/oss", post(triggers::oss))
         .route("/v1/triggers/s3", post(triggers::s3))

@@ -15,10 +15,14 @@ use sha2::{Digest, Sha256};
 use super::error::ApiError;
 
 static WEB: Dir<'_> = include_dir!("$CARGO_MANIFEST_DIR/web");
+/// Front-end packages from the npm registry (the web terminal), copied here by build.rs and
+/// served under `vendor/`; empty when the build had none.
+static VENDOR: Dir<'_> = include_dir!("$OUT_DIR/vendor");
 
 /// Everything the page loads comes from this server: no CDN, fonts or frames, which also
-/// makes it work offline.
-const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; \
+/// makes it work offline. Styles may be inline because xterm.js (the terminal) writes its
+/// theme into a `<style>` element; scripts may not.
+const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; \
     img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; \
     form-action 'self'; frame-ancestors 'none'";
 
@@ -34,14 +38,18 @@ fn assets() -> &'static HashMap<String, Asset> {
     static ASSETS: OnceLock<HashMap<String, Asset>> = OnceLock::new();
     ASSETS.get_or_init(|| {
         let mut map = HashMap::new();
-        collect(&WEB, &mut map);
+        collect(&WEB, "", &mut map);
+        collect(&VENDOR, "vendor/", &mut map);
         map
     })
 }
 
-fn collect(dir: &'static Dir<'static>, map: &mut HashMap<String, Asset>) {
+fn collect(dir: &'static Dir<'static>, prefix: &str, map: &mut HashMap<String, Asset>) {
     for file in dir.files() {
-        let path = file.path().to_string_lossy().replace('\\', "/");
+        let path = format!(
+            "{prefix}{}",
+            file.path().to_string_lossy().replace('\\', "/")
+        );
         let body = file.contents();
         let digest = Sha256::digest(body);
         let etag = format!(
@@ -61,7 +69,7 @@ fn collect(dir: &'static Dir<'static>, map: &mut HashMap<String, Asset>) {
         );
     }
     for sub in dir.dirs() {
-        collect(sub, map);
+        collect(sub, prefix, map);
     }
 }
 
@@ -124,6 +132,11 @@ pub async fn index(headers: HeaderMap) -> Response {
 /// `GET /assets/{*path}`: its scripts, styles and icon.
 pub async fn asset(Path(path): Path<String>, headers: HeaderMap) -> Response {
     serve(&path, &headers)
+}
+
+/// Whether this binary carries the web terminal (its npm packages were there at build time).
+pub fn has_terminal() -> bool {
+    assets().contains_key("vendor/xterm.js")
 }
 
 /// Whether a path is the page or one of its files (open without the token).

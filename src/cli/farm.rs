@@ -35,7 +35,8 @@ pub struct FarmArgs {
     /// How long running tasks may finish on SIGTERM before they are handed back [default: 60].
     #[arg(long, value_name = "SECONDS")]
     pub drain_timeout: Option<u64>,
-    /// The address the API can reach this worker at, for exec.
+    /// The address the API reaches this worker at for exec; with [exec] enabled the worker
+    /// listens there for sessions into its tasks.
     #[arg(long, value_name = "HOST:PORT")]
     pub advertise: Option<String>,
 }

@@ -21,6 +21,9 @@ pub use workers::{task, worker};
 /// | 4    | conflict (409: the job is already finished, not finished, or the id exists with another spec) |
 /// | 5    | the job was cancelled (`--wait`, `logs -f`) |
 /// | 130  | interrupted (Ctrl-C); a job being waited for keeps running on the server |
+///
+/// `ffarm exec` exits with the remote command's code once it ran; before that, with the
+/// codes above (1 also when exec is refused: disabled, or the token is wrong or missing).
 pub mod exit {
     /// Success.
     pub const OK: u8 = 0;

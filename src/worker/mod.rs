@@ -1,7 +1,8 @@
 //! Workers: claim jobs while slots are free (woken by the store's notifications, with a slow
 //! poll as fallback), run each as a task process (`supervisor`), relay cancels, reap expired
-//! leases, keep the registry entry fresh, and drain on SIGTERM/SIGINT. `ffarm worker` runs
-//! this alone; `ffarm serve` runs it beside the API.
+//! leases, keep the registry entry fresh, take exec sessions on the advertised address
+//! (`exec::listener`), and drain on SIGTERM/SIGINT. `ffarm worker` runs this alone; `ffarm
+//! serve` runs it beside the API.
 
 pub mod process;
 pub mod protocol;
@@ -57,6 +58,8 @@ pub struct WorkerCtx {
     pub http: reqwest::Client,
     pub task_program: PathBuf,
     pub running: Mutex<HashMap<String, RunningTask>>,
+    /// Exec sessions open into this worker's tasks (capped per job).
+    pub exec_sessions: Arc<crate::exec::Sessions>,
 }
 
 impl WorkerCtx {
@@ -135,6 +138,7 @@ pub fn context(store: Arc<dyn JobStore>, config: Config) -> std::io::Result<Arc<
         task_program,
         config,
         running: Mutex::new(HashMap::new()),
+        exec_sessions: Arc::default(),
     }))
 }
 
@@ -189,6 +193,7 @@ pub async fn run(ctx: Arc<WorkerCtx>, mut shutdown: Shutdown) -> Result<(), Stor
         ctx.config.clone(),
         ctx.http.clone(),
     ));
+    let exec_listener = crate::exec::listener::start(ctx.clone()).await;
 
     let lease = Duration::from_secs(settings.lease_seconds);
     let permits = Arc::new(Semaphore::new(slots as usize));
@@ -271,6 +276,9 @@ pub async fn run(ctx: Arc<WorkerCtx>, mut shutdown: Shutdown) -> Result<(), Stor
     }
     registry.abort();
     reaper.abort();
+    if let Some(l) = exec_listener {
+        l.abort();
+    }
     store.remove_worker(&ctx.id).await?;
     tracing::info!("worker {} stopped", ctx.id);
     Ok(())

@@ -12,6 +12,8 @@ mod api_seed;
 mod api_triggers;
 mod cli_client;
 mod config_files;
+mod exec;
+mod exec_harness;
 mod helpers;
 
 mod media_bad_input;

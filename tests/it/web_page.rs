@@ -30,6 +30,16 @@ struct Served {
 impl Served {
     /// Serves `data/` of a fresh temp dir after `prepare(data)` filled it.
     fn start(workers: u32, token: Option<&str>, prepare: impl FnOnce(&Path)) -> Served {
+        Served::start_with(workers, token, &[], prepare)
+    }
+
+    /// [`Served::start`] with extra `FFARM_…` variables.
+    fn start_with(
+        workers: u32,
+        token: Option<&str>,
+        env: &[(&str, String)],
+        prepare: impl FnOnce(&Path),
+    ) -> Served {
         let dir = tempdir();
         let data = dir.path().join("data");
         std::fs::create_dir_all(data.join("buckets/media")).unwrap();
@@ -50,6 +60,9 @@ impl Served {
         }
         if let Some(t) = token {
             command.env("FFARM_TOKEN", t);
+        }
+        for (k, v) in env {
+            command.env(k, v);
         }
         let mut child = command.spawn().unwrap();
         let mut out = BufReader::new(child.stdout.take().unwrap());
@@ -386,4 +399,33 @@ fn web_page_files_are_served_open_typed_and_cached() {
         let r = get("/v1/jobs").bearer_auth(token).send().await.unwrap();
         assert_eq!(r.status(), StatusCode::OK);
     });
+}
+
+/// x264 at its slowest on one thread: the job keeps running while the page opens a terminal.
+const SLOW_PRESET: &str = r#"description = "H.264 at the slowest settings (terminal test)"
+container = "mp4"
+[video]
+codec = "h264"
+encoder_preset = "placebo"
+crf = 18
+pixel_format = "yuv420p"
+options = { threads = 1 }
+[audio]
+codec = "aac"
+bitrate = "128k"
+"#;
+
+#[test]
+fn web_page_terminal_into_a_running_task() {
+    let token = "terminal-test-token-0123";
+    let presets = tempdir();
+    std::fs::write(presets.path().join("slow-test.toml"), SLOW_PRESET).unwrap();
+    let env = [
+        ("FFARM_EXEC__ENABLED", "true".to_string()),
+        ("FFARM_PRESETS_DIR", presets.path().display().to_string()),
+    ];
+    let served = Served::start_with(1, Some(token), &env, |data| {
+        put(data, "src/long.mp4", &valid("long_720p.mp4"));
+    });
+    served.browse("terminal.mjs", &[token.to_string()]);
 }

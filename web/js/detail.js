@@ -7,6 +7,7 @@
 import * as api from './api.js';
 import { createActions } from './actions.js';
 import { speedChart } from './charts.js';
+import { createTerminal } from './terminal.js';
 import { progressText } from './jobs.js';
 import {
   badge,
@@ -80,6 +81,9 @@ function build(id) {
     if (cur && job.id === cur.id) applyJob(job);
     onJob(job);
   });
+  parts.terminal = createTerminal();
+  parts.terminalSection = section('Terminal', parts.terminal.el);
+  parts.terminalSection.hidden = true;
   parts.errorSection = section('Error', parts.error);
   parts.progressSection = section('Progress', parts.progress);
   parts.outputsSection = section('Outputs', parts.outputs);
@@ -87,6 +91,7 @@ function build(id) {
     parts.status,
     parts.actions.el,
     parts.progressSection,
+    parts.terminalSection,
     parts.errorSection,
     parts.outputsSection,
     section('Job', parts.summary),
@@ -124,6 +129,8 @@ function applyJob(job) {
   const before = cur.job;
   cur.job = job;
   const p = cur.parts;
+  p.terminal.update(job);
+  p.terminalSection.hidden = p.terminal.el.hidden;
   p.status.replaceChildren(
     badge(job.status),
     h('span', {
@@ -391,6 +398,7 @@ export async function open(id) {
 /** Closes the panel; the caller changes the route. */
 export function close() {
   if (!cur) return;
+  cur.parts?.terminal.close();
   cur.source?.close();
   clearInterval(cur.logTimer);
   cur = null;

@@ -1,7 +1,8 @@
-//! The client commands — `submit`, `jobs`, `show`, `cancel`, `retry`, `logs`, `workers`, and
-//! `presets` with a server — which talk to a running `ffarm serve` over its HTTP API. Errors
-//! carry their exit codes (see [`crate::cli::exit`]).
+//! The client commands — `submit`, `jobs`, `show`, `cancel`, `retry`, `logs`, `exec`,
+//! `workers`, and `presets` with a server — which talk to a running `ffarm serve` over its
+//! HTTP API. Errors carry their exit codes (see [`crate::cli::exit`]).
 
+mod exec;
 mod farm;
 mod format;
 mod http;
@@ -11,6 +12,7 @@ mod submit;
 
 use std::future::Future;
 
+pub use exec::{ExecArgs, exec};
 pub use farm::{WorkersArgs, presets, workers};
 pub use http::{ClientArgs, DEFAULT_SERVER};
 pub use jobs::{CancelArgs, JobsArgs, RetryArgs, ShowArgs, cancel, jobs, retry, show};
