@@ -46,19 +46,33 @@ async fn no_client_input_gets_a_server_error() {
 
     // Schemathesis keeps its state (.hypothesis, .schemathesis) in its working directory.
     let work = tempdir();
-    let started = Instant::now();
-    let run = tokio::process::Command::new(&schemathesis)
-        .args(&args)
-        .current_dir(work.path())
-        .env("NO_COLOR", "1")
-        .env("COLUMNS", "120")
-        .kill_on_drop(true)
-        .output();
-    let out = tokio::time::timeout(Duration::from_secs(300), run)
-        .await
-        .unwrap_or_else(|_| panic!("schemathesis still running after 5 minutes: {command}"))
-        .expect("running schemathesis");
-    eprintln!("schemathesis took {:.0?}", started.elapsed());
+    let mut runs = 0;
+    let out = loop {
+        runs += 1;
+        let started = Instant::now();
+        let run = tokio::process::Command::new(&schemathesis)
+            .args(&args)
+            .current_dir(work.path())
+            .env("NO_COLOR", "1")
+            .env("COLUMNS", "120")
+            .kill_on_drop(true)
+            .output();
+        let out = tokio::time::timeout(Duration::from_secs(300), run)
+            .await
+            .unwrap_or_else(|_| panic!("schemathesis still running after 5 minutes: {command}"))
+            .expect("running schemathesis");
+        eprintln!("schemathesis took {:.0?}", started.elapsed());
+        // Python 3.11's `ast` module now and then raises "AST constructor recursion depth
+        // mismatch" while Hypothesis describes one of its strategies (seen once in a fresh
+        // CI run): a crash of the tool, reported with no failed check. Run once more.
+        let text = String::from_utf8_lossy(&out.stdout);
+        let tool_crash =
+            text.contains("AST constructor recursion depth mismatch") && !text.contains("FAILURES");
+        if out.status.success() || !tool_crash || runs == 2 {
+            break out;
+        }
+        eprintln!("schemathesis crashed inside Python's ast module (not a finding); running again");
+    };
     api.shutdown().await;
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
