@@ -322,10 +322,22 @@ impl Buckets {
         Ok(path)
     }
 
+    /// The store to read `key` from. A folder bucket that does not exist holds nothing: the
+    /// answer is "no such object", and no folder is made for a read.
+    pub fn reader(&self, bucket: &str, key: &str) -> Result<Arc<dyn ObjectStore>, BucketError> {
+        if self.local_dir(bucket).is_some_and(|d| !d.exists()) {
+            return Err(BucketError::NotFound {
+                bucket: bucket.to_string(),
+                key: key.to_string(),
+            });
+        }
+        self.store(bucket)
+    }
+
     /// The size of an object.
     pub async fn size(&self, bucket: &str, key: &str) -> Result<u64, BucketError> {
         let path = self.key_path(bucket, key)?;
-        let store = self.store(bucket)?;
+        let store = self.reader(bucket, key)?;
         let meta = store
             .head(&path)
             .await
@@ -343,7 +355,7 @@ impl Buckets {
         on_bytes: OnBytes<'_>,
     ) -> Result<u64, BucketError> {
         let path = self.key_path(bucket, key)?;
-        let store = self.store(bucket)?;
+        let store = self.reader(bucket, key)?;
         let got = store
             .get(&path)
             .await

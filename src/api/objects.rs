@@ -193,7 +193,7 @@ pub async fn download(
     headers: HeaderMap,
 ) -> ApiResult<Response> {
     let path = app.buckets.key_path(&bucket, &key)?;
-    let store = app.buckets.store(&bucket)?;
+    let store = app.buckets.reader(&bucket, &key)?;
     let meta = store
         .head(&path)
         .await

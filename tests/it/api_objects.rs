@@ -107,6 +107,23 @@ async fn uploads_fire_rules_and_downloads_stream() {
         "bad-bucket",
         &["BAD"],
     );
+    // Reading from a bucket that does not exist makes no folder for it.
+    let nobody = api.farm.data.path().join("buckets/nobody");
+    assert_error(
+        &api.get("/v1/buckets/nobody/objects/x.mp4").await,
+        404,
+        "object-not-found",
+        &["nobody"],
+    );
+    assert!(!nobody.exists());
+    let e = json!({"input": {"bucket": "nobody", "key": "x.mp4"}, "preset": "mp4"});
+    assert_error(
+        &api.post("/v1/jobs", &e).await,
+        404,
+        "object-not-found",
+        &["nobody"],
+    );
+    assert!(!nobody.exists());
     assert_error(
         &api.send(put("a//b.mp4", vec![1])).await,
         400,
