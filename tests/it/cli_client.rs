@@ -2,10 +2,9 @@
 //! `presets` with a server) as a user runs them: real `ffarm serve` and `ffarm` processes,
 //! checked by exit code, stdout and stderr.
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, kill};
@@ -47,29 +46,12 @@ impl Server {
             cmd.env("FFARM_TOKEN", t);
         }
         let mut child = cmd.spawn().unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut lines = BufReader::new(stdout).lines();
-            let _ = tx.send(lines.next());
-            for _ in lines {} // keep the pipe drained
-        });
-        let first = rx
-            .recv_timeout(Duration::from_secs(30))
-            .ok()
-            .flatten()
-            .and_then(Result::ok)
-            .unwrap_or_default();
-        let mut server = Server {
+        let url = crate::helpers::serve_url(&mut child);
+        Server {
             child,
-            url: String::new(),
+            url,
             _dir: dir,
-        };
-        let url = first
-            .strip_prefix(concat!("ffarm ", env!("CARGO_PKG_VERSION"), " serving on "))
-            .unwrap_or_else(|| panic!("unexpected first line {first:?}"));
-        server.url = url.to_string();
-        server
+        }
     }
 
     /// `ffarm ARGS` against this server (FFARM_SERVER set, no token unless given).

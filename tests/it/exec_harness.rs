@@ -3,7 +3,7 @@
 //! environment, the API over HTTP, raw exec websockets, and a pseudo-terminal to run
 //! `ffarm exec` on as a person would.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -13,21 +13,6 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::helpers::{ffarm_bin, malformed_dir, tempdir, valid};
-
-/// x264 at its slowest on one thread: a 40 s clip takes minutes, so the task stays running
-/// while the tests open sessions into it (they cancel it when done).
-const SLOW_PRESET: &str = r#"description = "H.264 at the slowest settings (exec tests)"
-container = "mp4"
-[video]
-codec = "h264"
-encoder_preset = "placebo"
-crf = 18
-pixel_format = "yuv420p"
-options = { threads = 1 }
-[audio]
-codec = "aac"
-bitrate = "128k"
-"#;
 
 /// A data dir (`buckets/media/src/{long,clip,bad}.mp4`; bad is random bytes) and a presets
 /// dir with `slow-test`.
@@ -44,7 +29,11 @@ impl Dirs {
         std::fs::copy(valid("h264_aac.mp4"), src.join("clip.mp4")).unwrap();
         std::fs::copy(malformed_dir().join("random.mp4"), src.join("bad.mp4")).unwrap();
         std::fs::create_dir_all(root.path().join("presets")).unwrap();
-        std::fs::write(root.path().join("presets/slow-test.toml"), SLOW_PRESET).unwrap();
+        std::fs::write(
+            root.path().join("presets/slow-test.toml"),
+            crate::helpers::SLOW_PRESET,
+        )
+        .unwrap();
         Dirs { root }
     }
 
@@ -104,30 +93,8 @@ impl Proc {
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut lines = BufReader::new(stdout).lines();
-            let _ = tx.send(lines.next());
-            for _ in lines {}
-        });
-        let first = rx
-            .recv_timeout(Duration::from_secs(30))
-            .ok()
-            .flatten()
-            .and_then(Result::ok)
-            .unwrap_or_default();
-        let mut p = Proc {
-            child,
-            log,
-            url: String::new(),
-        };
-        p.url = first
-            .split_whitespace()
-            .find(|w| w.starts_with("http://"))
-            .unwrap_or_else(|| panic!("no URL in the banner {first:?}"))
-            .to_string();
-        p
+        let url = crate::helpers::serve_url(&mut child);
+        Proc { child, log, url }
     }
 
     /// `ffarm worker` with one slot, taking exec sessions on `advertise`.

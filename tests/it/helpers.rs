@@ -182,3 +182,42 @@ pub fn test_tool(name: &str) -> PathBuf {
     );
     program
 }
+
+/// The URL `ffarm serve` (spawned with a piped stdout) prints on its first line, `ffarm
+/// VERSION serving on URL`; its stdout stays drained afterwards so the server never writes
+/// into a closed pipe. Fails if the banner does not come within 30 s.
+pub fn serve_url(child: &mut std::process::Child) -> String {
+    use std::io::BufRead;
+    let stdout = child.stdout.take().expect("serve's stdout is piped");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut lines = std::io::BufReader::new(stdout).lines();
+        let _ = tx.send(lines.next());
+        for _ in lines {} // keep the pipe drained
+    });
+    let first = rx
+        .recv_timeout(std::time::Duration::from_secs(30))
+        .ok()
+        .flatten()
+        .and_then(Result::ok)
+        .unwrap_or_default();
+    first
+        .strip_prefix(concat!("ffarm ", env!("CARGO_PKG_VERSION"), " serving on "))
+        .unwrap_or_else(|| panic!("unexpected first line from ffarm serve: {first:?}"))
+        .to_string()
+}
+
+/// x264 at its slowest on one thread: a 40 s clip takes minutes, so a task stays running while
+/// a test works on it (the tests cancel it when done).
+pub const SLOW_PRESET: &str = r#"description = "H.264 at the slowest settings (tests)"
+container = "mp4"
+[video]
+codec = "h264"
+encoder_preset = "placebo"
+crf = 18
+pixel_format = "yuv420p"
+options = { threads = 1 }
+[audio]
+codec = "aac"
+bitrate = "128k"
+"#;

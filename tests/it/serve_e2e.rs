@@ -2,7 +2,6 @@
 //! `data/buckets/media/in/`, a valid output found in `out/`, a clean exit on SIGTERM; files
 //! that arrive while the farm is down are picked up at the next start, without duplicates.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -30,16 +29,7 @@ impl Serve {
             .stderr(Stdio::inherit())
             .spawn()
             .unwrap();
-        let mut out = BufReader::new(child.stdout.take().unwrap());
-        let mut first = String::new();
-        out.read_line(&mut first).unwrap();
-        // Keep reading, as a terminal would.
-        std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
-        let url = first
-            .split_whitespace()
-            .find(|w| w.starts_with("http://"))
-            .unwrap_or_else(|| panic!("no URL in the banner: {first:?}"))
-            .to_string();
+        let url = crate::helpers::serve_url(&mut child);
         Serve { child, url }
     }
 

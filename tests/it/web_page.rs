@@ -5,7 +5,7 @@
 //! every step go to `target/screenshots/`. Also: the page's files are served typed, cached by
 //! ETag and without the token, while the API keeps asking for it.
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -65,16 +65,7 @@ impl Served {
             command.env(k, v);
         }
         let mut child = command.spawn().unwrap();
-        let mut out = BufReader::new(child.stdout.take().unwrap());
-        let mut first = String::new();
-        out.read_line(&mut first).unwrap();
-        // Keep reading so the pipe never closes under the server.
-        std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
-        let url = first
-            .split_whitespace()
-            .find(|w| w.starts_with("http://"))
-            .unwrap_or_else(|| panic!("no URL in the banner: {first:?}"))
-            .to_string();
+        let url = crate::helpers::serve_url(&mut child);
         Served { child, url, dir }
     }
 
@@ -401,25 +392,15 @@ fn web_page_files_are_served_open_typed_and_cached() {
     });
 }
 
-/// x264 at its slowest on one thread: the job keeps running while the page opens a terminal.
-const SLOW_PRESET: &str = r#"description = "H.264 at the slowest settings (terminal test)"
-container = "mp4"
-[video]
-codec = "h264"
-encoder_preset = "placebo"
-crf = 18
-pixel_format = "yuv420p"
-options = { threads = 1 }
-[audio]
-codec = "aac"
-bitrate = "128k"
-"#;
-
 #[test]
 fn web_page_terminal_into_a_running_task() {
     let token = "terminal-test-token-0123";
     let presets = tempdir();
-    std::fs::write(presets.path().join("slow-test.toml"), SLOW_PRESET).unwrap();
+    std::fs::write(
+        presets.path().join("slow-test.toml"),
+        crate::helpers::SLOW_PRESET,
+    )
+    .unwrap();
     let env = [
         ("FFARM_EXEC__ENABLED", "true".to_string()),
         ("FFARM_PRESETS_DIR", presets.path().display().to_string()),
