@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::helpers::{ffarm_bin, malformed_dir, tempdir, valid};
+use crate::helpers::{ffarm_bin, isolate, malformed_dir, tempdir, valid};
 
 /// A data dir (`buckets/media/src/{long,clip,bad}.mp4`; bad is random bytes) and a presets
 /// dir with `slow-test`.
@@ -50,22 +50,13 @@ impl Dirs {
             .arg("--data-dir")
             .arg(self.data())
             .current_dir(self.root.path());
-        clean_env(&mut cmd);
+        isolate(&mut cmd, self.root.path());
         cmd.env("FFARM_LOG", "info")
             .env("FFARM_WORKER__POLL_SECONDS", "1");
         for (k, v) in env {
             cmd.env(k, v);
         }
         cmd
-    }
-}
-
-/// Removes every FFARM_ variable the test process inherited.
-fn clean_env(cmd: &mut Command) {
-    for (k, _) in std::env::vars() {
-        if k.starts_with("FFARM_") {
-            cmd.env_remove(k);
-        }
     }
 }
 
@@ -142,7 +133,7 @@ pub fn free_port() -> u16 {
 /// `ffarm ARGS` against `url` with exactly these FFARM_ variables.
 pub fn ffarm(url: &str, env: &[(&str, &str)], args: &[&str]) -> Command {
     let mut cmd = Command::new(ffarm_bin());
-    clean_env(&mut cmd);
+    isolate(&mut cmd, &std::env::temp_dir());
     cmd.env("FFARM_SERVER", url).args(args);
     for (k, v) in env {
         cmd.env(k, v);

@@ -168,6 +168,19 @@ pub fn files_under(dir: &Path) -> Vec<String> {
     out
 }
 
+/// Makes a farm process (or a client) independent of the account running the tests: no
+/// inherited `FFARM_…` variable, and `HOME` set to `home`, so the shells exec sessions start
+/// read no rc file of that account (an interactive bash running someone's `~/.bashrc` can
+/// take seconds, or a minute when a tool it calls waits on a stale lock).
+pub fn isolate(cmd: &mut std::process::Command, home: &Path) {
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("FFARM_") {
+            cmd.env_remove(key);
+        }
+    }
+    cmd.env("HOME", home);
+}
+
 /// A program of the test tools `./dev.sh test` installs from PyPI (moto, schemathesis) into
 /// the virtual environment `target/test-tools/venv` of this repository; the test fails, naming
 /// the command that installs it, when it is missing.

@@ -53,11 +53,7 @@ impl Served {
             .current_dir(dir.path())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log));
-        for (key, _) in std::env::vars_os() {
-            if key.to_string_lossy().starts_with("FFARM_") {
-                command.env_remove(key);
-            }
-        }
+        crate::helpers::isolate(&mut command, dir.path());
         if let Some(t) = token {
             command.env("FFARM_TOKEN", t);
         }
