@@ -5,8 +5,8 @@
 //!
 //! Events only start the clock: any create / write / close / rename makes a file a
 //! candidate, and a periodic tick reports it once its (size, mtime) has stayed the same for
-//! [`WatchOptions::settle`] — or for a short grace after a close-after-write or a rename into
-//! place, re-checked all the same. A lost event therefore costs latency, not a file: a queue
+//! [`WatchOptions::settle`] — or for a short grace after a rename into place, re-checked all
+//! the same (a close after writing is not trusted: copies that resume reopen the file). A lost event therefore costs latency, not a file: a queue
 //! overflow or notify's rescan flag walks the tree again, and so does a slow periodic rescan.
 //!
 //! Never reported: hidden names, temp names (`*.part`, `*.tmp`, `*~`, …), object_store's

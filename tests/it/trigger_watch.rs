@@ -29,6 +29,15 @@ struct Watch {
 
 impl Watch {
     async fn start(root: &Path, prefix: &str, exclude: &[&str]) -> Watch {
+        Watch::start_settling(root, prefix, exclude, SETTLE).await
+    }
+
+    async fn start_settling(
+        root: &Path,
+        prefix: &str,
+        exclude: &[&str],
+        settle: Duration,
+    ) -> Watch {
         let spec = WatchSpec {
             bucket: "media".into(),
             root: root.to_path_buf(),
@@ -37,7 +46,7 @@ impl Watch {
         };
         let (tx, rx) = mpsc::channel(64);
         let stop = CancellationToken::new();
-        let options = WatchOptions { settle: SETTLE };
+        let options = WatchOptions { settle };
         let task = start(vec![spec], options, tx, stop.clone()).await.unwrap();
         Watch { rx, stop, task }
     }
@@ -151,6 +160,27 @@ async fn trigger_watch_waits_for_a_growing_file() {
     assert_eq!(found.size, 10 * 64 * 1024);
     writer.join().unwrap();
     w.quiet().await;
+    w.stop().await;
+}
+
+/// A copy that closes and reopens its file to append (resumed and chunked transfers) is
+/// reported once, whole: a close after writing does not cut the settle period short.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trigger_watch_waits_for_a_file_reopened_to_append() {
+    let tmp = tempdir();
+    let root = tmp.path().join("media");
+    let mut w = Watch::start_settling(&root, "in/", &[], Duration::from_secs(2)).await;
+    let path = root.join("in/resumed.mp4");
+    write(&path, &[1; 4096]);
+    // Well past any short grace after the close, well inside the settle period.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .unwrap();
+    f.write_all(&[2; 4096]).unwrap();
+    drop(f);
+    assert_eq!(w.expect(1).await, pairs(&[("in/resumed.mp4", 8192)]));
     w.stop().await;
 }
 

@@ -17,7 +17,9 @@ use tokio_util::sync::CancellationToken;
 use super::rules::{Meta, Rules, Seen, scan, stat_file};
 use super::{Found, identity, sort_outermost};
 
-/// The wait after a close-after-write or a rename into place (capped by `settle`).
+/// The wait after a rename into place (capped by `settle`): a file moved in is whole. A close
+/// after writing is no such promise (resumed and chunked copies reopen the file to append),
+/// so it waits the full `settle`.
 const GRACE: Duration = Duration::from_millis(200);
 /// How often the watched directories are checked for having been deleted or replaced.
 const ROOT_CHECK_EVERY: Duration = Duration::from_secs(1);
@@ -29,6 +31,17 @@ const NEW_DIR_RESCAN_AFTER: Duration = Duration::from_millis(500);
 
 pub(super) type Events = mpsc::Receiver<notify::Result<notify::Event>>;
 
+/// How an event says a file came to be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Arrival {
+    /// Created or written to.
+    Changed,
+    /// Closed after writing: possibly complete, possibly reopened to append.
+    Closed,
+    /// Renamed into place: complete.
+    MovedIn,
+}
+
 /// A file waiting to settle.
 #[derive(Debug)]
 struct Pending {
@@ -37,7 +50,7 @@ struct Pending {
     meta: Meta,
     /// When `meta` was first seen.
     since: Instant,
-    /// How long `meta` must hold: `settle`, or the grace after a close or a rename.
+    /// How long `meta` must hold: `settle`, or the grace after a rename into place.
     wait: Duration,
 }
 
@@ -133,10 +146,14 @@ impl State {
         }
         let now = Instant::now();
         match event.kind {
-            EventKind::Access(AccessKind::Close(AccessMode::Write))
-            | EventKind::Modify(ModifyKind::Name(RenameMode::To)) => {
+            EventKind::Access(AccessKind::Close(AccessMode::Write)) => {
                 for path in event.paths {
-                    self.touch(path, true, now);
+                    self.touch(path, Arrival::Closed, now);
+                }
+            }
+            EventKind::Modify(ModifyKind::Name(RenameMode::To)) => {
+                for path in event.paths {
+                    self.touch(path, Arrival::MovedIn, now);
                 }
             }
             // Reads (ours and the transcoder's), and renames already seen as From + To.
@@ -152,16 +169,16 @@ impl State {
             }
             _ => {
                 for path in event.paths {
-                    self.touch(path, false, now);
+                    self.touch(path, Arrival::Changed, now);
                 }
             }
         }
     }
 
-    /// A path an event named: a directory is walked, a file becomes a candidate. `closed`:
-    /// closed after writing or renamed into place (the once-per-file events, so the ones
-    /// whose skipped invalid names are worth a warning).
-    fn touch(&mut self, path: PathBuf, closed: bool, now: Instant) {
+    /// A path an event named: a directory is walked, a file becomes a candidate.
+    fn touch(&mut self, path: PathBuf, arrival: Arrival, now: Instant) {
+        // The once-per-file events: the ones whose skipped invalid names are worth a warning.
+        let closed = arrival != Arrival::Changed;
         let meta = match std::fs::symlink_metadata(&path) {
             Ok(meta) => meta,
             Err(e) if e.kind() == ErrorKind::NotFound => return self.forget(&path),
@@ -177,7 +194,7 @@ impl State {
         } else if meta.is_file()
             && let Some((bucket, key)) = self.rules.classify(&path, closed)
         {
-            self.candidate(path, bucket, key, Meta::of(&meta), closed, now);
+            self.candidate(path, bucket, key, Meta::of(&meta), arrival, now);
         }
     }
 
@@ -187,18 +204,19 @@ impl State {
         bucket: String,
         key: String,
         meta: Meta,
-        closed: bool,
+        arrival: Arrival,
         now: Instant,
     ) {
+        let moved_in = arrival == Arrival::MovedIn;
         if let Some(p) = self.pending.get_mut(&path) {
             if p.meta != meta {
                 (p.meta, p.since, p.wait) = (meta, now, self.settle);
             }
-            if closed {
+            if moved_in {
                 p.wait = self.grace;
             }
         } else if self.reported.get(&path) != Some(&meta) {
-            let wait = if closed { self.grace } else { self.settle };
+            let wait = if moved_in { self.grace } else { self.settle };
             let since = now;
             let p = Pending {
                 bucket,
@@ -282,7 +300,7 @@ impl State {
 
     fn merge(&mut self, seen: Vec<Seen>, now: Instant) {
         for s in seen {
-            self.candidate(s.path, s.bucket, s.key, s.meta, false, now);
+            self.candidate(s.path, s.bucket, s.key, s.meta, Arrival::Changed, now);
         }
     }
 
