@@ -12,6 +12,9 @@ use super::AppState;
 use super::error::{ApiError, ApiResult, ErrorBody, Json};
 use crate::triggers::{FiredJob, Ignored, Parsed, PayloadError};
 
+/// The SNS message type that subscribes this endpoint to a topic.
+const SNS_CONFIRMATION: &str = "SubscriptionConfirmation";
+
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct TriggerAnswer {
     pub jobs: Vec<FiredJob>,
@@ -29,7 +32,13 @@ async fn handle(
     let parsed = parse(&body).map_err(|e| ApiError::bad_request("bad-payload", e.0))?;
     let fired = app.triggers.fire(parsed).await?;
     for i in &fired.ignored {
-        tracing::debug!("trigger ignored {:?}/{:?}: {}", i.bucket, i.key, i.reason);
+        if i.event.as_deref() == Some(SNS_CONFIRMATION) {
+            // SNS sends the confirmation URL once, and only an operator can visit it: say it
+            // where they look, not at debug level.
+            tracing::warn!("{}", i.reason);
+        } else {
+            tracing::debug!("trigger ignored {:?}/{:?}: {}", i.bucket, i.key, i.reason);
+        }
     }
     Ok(Json(TriggerAnswer {
         jobs: fired.jobs,

@@ -1,46 +1,96 @@
 //! `ffarm serve` as a new user runs it: a process in an empty directory, a clip copied into
 //! `data/buckets/media/in/`, a valid output found in `out/`, a clean exit on SIGTERM; files
-//! that arrive while the farm is down are picked up at the next start, without duplicates.
+//! that arrive while the farm is down are picked up at the next start, without duplicates; a
+//! SIGTERM while a job runs hands it back, and the next start runs it; what an operator must
+//! act on (an SNS subscription to confirm) is in the log.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use serde_json::Value;
+use serde_json::{Value, json};
 
-use crate::helpers::{ffarm_bin, ffprobe, ffprobe_streams, tempdir, valid};
+use crate::helpers::{SLOW_PRESET, ffarm_bin, ffprobe, ffprobe_streams, isolate, tempdir, valid};
 
 struct Serve {
     child: Child,
     url: String,
+    log: PathBuf,
 }
 
 impl Serve {
     /// `ffarm serve` in `dir` with its defaults, on a free port, one worker slot.
     fn start(dir: &Path) -> Serve {
-        let mut child = Command::new(ffarm_bin())
-            .args(["serve", "--listen", "127.0.0.1:0", "--workers", "1"])
-            .current_dir(dir)
-            .env_remove("FFARM_STORE")
-            .env_remove("FFARM_DATA_DIR")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
+        Serve::start_with(dir, &[])
+    }
+
+    /// [`Serve::start`] with more arguments; the server's log goes to `dir/serve.log`.
+    fn start_with(dir: &Path, args: &[&str]) -> Serve {
+        let log = dir.join("serve.log");
+        let stderr = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
             .unwrap();
+        let mut cmd = Command::new(ffarm_bin());
+        cmd.args(["serve", "--listen", "127.0.0.1:0", "--workers", "1"])
+            .args(args)
+            .current_dir(dir)
+            .stdout(Stdio::piped())
+            .stderr(stderr);
+        isolate(&mut cmd, dir);
+        let mut child = cmd.spawn().unwrap();
         let url = crate::helpers::serve_url(&mut child);
-        Serve { child, url }
+        Serve { child, url, log }
+    }
+
+    fn get(&self, path: &str) -> (u16, String) {
+        let url = format!("{}{path}", self.url);
+        rt().block_on(async {
+            let resp = reqwest::get(url).await.unwrap();
+            (resp.status().as_u16(), resp.text().await.unwrap())
+        })
+    }
+
+    fn get_json(&self, path: &str) -> Value {
+        let (status, body) = self.get(path);
+        assert_eq!(status, 200, "GET {path}: {body}");
+        serde_json::from_str(&body).unwrap()
+    }
+
+    fn post(&self, path: &str, body: &Value) -> (u16, Value) {
+        let url = format!("{}{path}", self.url);
+        rt().block_on(async {
+            let resp = reqwest::Client::new()
+                .post(url)
+                .json(body)
+                .send()
+                .await
+                .unwrap();
+            let status = resp.status().as_u16();
+            (status, resp.json().await.unwrap_or(Value::Null))
+        })
     }
 
     fn jobs(&self) -> Vec<Value> {
-        let url = format!("{}/v1/jobs?limit=1000", self.url);
-        let body: Value = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
+        self.get_json("/v1/jobs?limit=1000")["jobs"]
+            .as_array()
             .unwrap()
-            .block_on(async { reqwest::get(url).await.unwrap().json().await.unwrap() });
-        body["jobs"].as_array().unwrap().clone()
+            .clone()
+    }
+
+    /// The value of an unlabelled gauge on `/metrics`.
+    fn gauge(&self, name: &str) -> f64 {
+        let (_, text) = self.get("/metrics");
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("{name} not on /metrics:\n{text}"))
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
     /// SIGTERM, then the exit status within the limit.
@@ -64,7 +114,17 @@ impl Drop for Serve {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!("--- {} ---\n{}", self.log.display(), self.log());
+        }
     }
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
 }
 
 fn wait_for(limit: Duration, what: &str, mut done: impl FnMut() -> bool) {
@@ -138,5 +198,80 @@ fn files_that_arrive_while_down_are_picked_up_once() {
         .collect();
     outs.sort();
     assert_eq!(outs, ["first.mp4", "second.mp4", "third.mp4"]);
+    assert!(serve.stop().success());
+}
+
+#[test]
+fn sigterm_hands_a_running_job_back_and_the_next_start_runs_it() {
+    let dir = tempdir();
+    let src = dir.path().join("data/buckets/media/src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::copy(valid("long_720p.mp4"), src.join("long.mp4")).unwrap();
+    let presets = dir.path().join("presets");
+    std::fs::create_dir_all(&presets).unwrap();
+    std::fs::write(presets.join("slow-test.toml"), SLOW_PRESET).unwrap();
+    let presets = presets.to_string_lossy().into_owned();
+    let args = ["--presets-dir", presets.as_str(), "--drain-timeout", "1"];
+    let serve = Serve::start_with(dir.path(), &args);
+    let spec = json!({"id": "long", "input": {"bucket": "media", "key": "src/long.mp4"},
+                      "preset": "slow-test", "output": {"prefix": "out/"}, "max_attempts": 1});
+    let (status, body) = serve.post("/v1/jobs", &spec);
+    assert_eq!(status, 201, "{body}");
+    wait_for(Duration::from_secs(30), "the job transcodes", || {
+        serve.get_json("/v1/jobs/long")["progress"]["phase"] == "transcoding"
+    });
+    // While it runs, the farm's gauges say so.
+    assert_eq!(serve.gauge("ffarm_running_tasks"), 1.0);
+    assert_eq!(serve.gauge("ffarm_busy_slots"), 1.0);
+    assert_eq!(serve.gauge("ffarm_queue_depth"), 0.0);
+
+    let asked = Instant::now();
+    let status = serve.stop();
+    assert!(status.success(), "a clean exit after draining: {status}");
+    assert!(
+        asked.elapsed() < Duration::from_secs(15),
+        "drained in {:?}",
+        asked.elapsed()
+    );
+
+    // Nothing lost: the next start runs it again, its one allowed attempt still there.
+    let serve = Serve::start_with(dir.path(), &args);
+    let history = serve.get_json("/v1/jobs/long/history");
+    let reasons: Vec<&str> = history["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["reason"].as_str())
+        .collect();
+    assert!(
+        reasons.iter().any(|r| r.contains("draining worker")),
+        "{reasons:?}"
+    );
+    wait_for(Duration::from_secs(30), "the job runs again", || {
+        let job = serve.get_json("/v1/jobs/long");
+        job["status"] == "running" && job["attempt"] == 2
+    });
+    let (status, body) = serve.post("/v1/jobs/long/cancel", &json!({}));
+    assert_eq!(status, 200, "{body}");
+    assert!(serve.stop().success());
+}
+
+#[test]
+fn an_sns_subscription_confirmation_is_logged_for_the_operator() {
+    let dir = tempdir();
+    let serve = Serve::start(dir.path());
+    let url = "https://sns.us-east-1.amazonaws.com/?Action=ConfirmSubscription&Token=2336412f37";
+    let confirmation = json!({"Type": "SubscriptionConfirmation", "MessageId": "165545c9",
+        "Token": "2336412f37", "TopicArn": "arn:aws:sns:us-east-1:123456789012:uploads",
+        "SubscribeURL": url});
+    let (status, body) = serve.post("/v1/triggers/s3", &confirmation);
+    assert_eq!(status, 200, "{body}");
+    assert!(body["jobs"].as_array().unwrap().is_empty(), "{body}");
+    wait_for(Duration::from_secs(5), "the URL is in the log", || {
+        serve
+            .log()
+            .lines()
+            .any(|l| l.contains("WARN") && l.contains(url))
+    });
     assert!(serve.stop().success());
 }
