@@ -26,7 +26,8 @@ impl Serve {
         Serve::start_with(dir, &[])
     }
 
-    /// [`Serve::start`] with more arguments; the server's log goes to `dir/serve.log`.
+    /// [`Serve::start`] with more arguments (one slot unless they say `--workers`); the
+    /// server's log goes to `dir/serve.log`.
     fn start_with(dir: &Path, args: &[&str]) -> Serve {
         let log = dir.join("serve.log");
         let stderr = std::fs::OpenOptions::new()
@@ -35,8 +36,11 @@ impl Serve {
             .open(&log)
             .unwrap();
         let mut cmd = Command::new(ffarm_bin());
-        cmd.args(["serve", "--listen", "127.0.0.1:0", "--workers", "1"])
-            .args(args)
+        cmd.args(["serve", "--listen", "127.0.0.1:0"]);
+        if !args.contains(&"--workers") {
+            cmd.args(["--workers", "1"]);
+        }
+        cmd.args(args)
             .current_dir(dir)
             .stdout(Stdio::piped())
             .stderr(stderr);
@@ -274,4 +278,24 @@ fn an_sns_subscription_confirmation_is_logged_for_the_operator() {
             .any(|l| l.contains("WARN") && l.contains(url))
     });
     assert!(serve.stop().success());
+}
+
+#[test]
+fn an_api_only_node_warns_that_its_drop_folder_needs_workers_that_can_read_it() {
+    let dir = tempdir();
+    let serve = Serve::start_with(dir.path(), &["--workers", "0"]);
+    wait_for(Duration::from_secs(5), "the warning is in the log", || {
+        serve
+            .log()
+            .lines()
+            .any(|l| l.contains("WARN") && l.contains("bucket media is a folder on this machine"))
+    });
+    assert!(serve.stop().success());
+    // With workers, no such warning.
+    std::fs::remove_file(dir.path().join("serve.log")).unwrap();
+    let serve = Serve::start(dir.path());
+    assert!(serve.stop().success());
+    let log = std::fs::read_to_string(dir.path().join("serve.log")).unwrap();
+    assert!(log.contains("watching"), "{log}");
+    assert!(!log.contains("is a folder on this machine"), "{log}");
 }
