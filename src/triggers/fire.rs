@@ -194,7 +194,7 @@ impl Triggers {
                         payload: event.payload.clone(),
                     }),
                 };
-                let id = rules::job_id(&bucket, &key, &event.version, preset);
+                let id = rules::job_id(&bucket, &key, &event.version, preset, &spec.output);
                 match self.store.submit(Some(id.clone()), spec).await {
                     Ok(s) => fired.jobs.push(FiredJob {
                         id: s.job.id,

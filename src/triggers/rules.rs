@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::buckets::{validate_bucket, validate_key, validate_prefix};
+use crate::job::OutputTarget;
 
 /// The file-name endings the default rule fires on.
 pub const VIDEO_SUFFIXES: [&str; 15] = [
@@ -179,11 +180,19 @@ pub fn is_output(rules: &[Rule], bucket: &str, key: &str) -> bool {
     })
 }
 
-/// The id of the job a trigger makes: the same object version and preset always give the same
-/// id, so a redelivered event finds its job instead of making another.
-pub fn job_id(bucket: &str, key: &str, version: &str, preset: &str) -> String {
+/// The id of the job a trigger makes: the same object version, preset and output always give
+/// the same id, so a redelivered event finds its job instead of making another. The output is
+/// part of it because two rules may send one preset's result to two places: two jobs, not one
+/// job and a conflict.
+pub fn job_id(
+    bucket: &str,
+    key: &str,
+    version: &str,
+    preset: &str,
+    output: &OutputTarget,
+) -> String {
     let mut h = Sha256::new();
-    for part in [bucket, key, version, preset] {
+    for part in [bucket, key, version, preset, &output.bucket, &output.prefix] {
         h.update(part.as_bytes());
         h.update([0]);
     }
@@ -259,10 +268,35 @@ mod tests {
 
     #[test]
     fn ids_are_stable_and_distinct() {
-        let a = job_id("media", "in/x.mp4", "etag1", "h264-720p");
-        assert_eq!(a, job_id("media", "in/x.mp4", "etag1", "h264-720p"));
-        assert_ne!(a, job_id("media", "in/x.mp4", "etag2", "h264-720p"));
-        assert_ne!(a, job_id("media", "in/x.mp4", "etag1", "mp4"));
+        let out = |bucket: &str, prefix: &str| OutputTarget {
+            bucket: bucket.into(),
+            prefix: prefix.into(),
+        };
+        let o = out("media", "out/");
+        let a = job_id("media", "in/x.mp4", "etag1", "h264-720p", &o);
+        assert_eq!(a, job_id("media", "in/x.mp4", "etag1", "h264-720p", &o));
+        assert_ne!(a, job_id("media", "in/x.mp4", "etag2", "h264-720p", &o));
+        assert_ne!(a, job_id("media", "in/x.mp4", "etag1", "mp4", &o));
+        assert_ne!(
+            a,
+            job_id(
+                "media",
+                "in/x.mp4",
+                "etag1",
+                "h264-720p",
+                &out("media", "web/")
+            )
+        );
+        assert_ne!(
+            a,
+            job_id(
+                "media",
+                "in/x.mp4",
+                "etag1",
+                "h264-720p",
+                &out("cdn", "out/")
+            )
+        );
         assert!(crate::job::validate_id(&a).is_ok());
         assert_eq!(a.len(), 36);
     }

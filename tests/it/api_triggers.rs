@@ -319,3 +319,54 @@ async fn rules_decide_and_explain() {
     assert_eq!(s, StatusCode::METHOD_NOT_ALLOWED);
     api.shutdown().await;
 }
+
+/// Two rules sending one preset's result to two places make two jobs from one upload (and a
+/// redelivery still makes none).
+#[tokio::test]
+async fn one_preset_to_two_outputs_is_two_jobs() {
+    let rule = |output: &str| Rule {
+        bucket: "media-in".into(),
+        prefix: "in/".into(),
+        suffixes: vec![],
+        presets: vec!["h264-720p".into()],
+        output: output.into(),
+        output_bucket: None,
+    };
+    let api = Api::start(Backend::Sqlite, move |c| {
+        c.triggers = vec![rule("web/"), rule("archive/")];
+    })
+    .await;
+    let event = json!({"Records": [{"eventName": "ObjectCreated:Put", "s3": {
+        "bucket": {"name": "media-in"},
+        "object": {"key": "in/talk.mp4", "size": 10, "eTag": "e1"}}}]});
+    let (s, a) = api.post("/v1/triggers/s3", &event).await;
+    assert_eq!(s, StatusCode::OK, "{a}");
+    let mut made = keys(&a);
+    made.sort();
+    assert_eq!(
+        made,
+        [
+            ("in/talk.mp4".into(), "h264-720p".into(), "archive/".into()),
+            ("in/talk.mp4".into(), "h264-720p".into(), "web/".into())
+        ],
+        "{a}"
+    );
+    assert!(reasons(&a).is_empty(), "{a}");
+    assert!(
+        a["jobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|j| j["created"] == true)
+    );
+    let (_, again) = api.post("/v1/triggers/s3", &event).await;
+    assert!(
+        again["jobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|j| j["created"] == false),
+        "{again}"
+    );
+    api.shutdown().await;
+}
