@@ -1,6 +1,6 @@
 //! Server-Sent Events over real HTTP while a real transcode runs: the job's stream opens with
 //! the job, pushes progress at least every second while it transcodes, ends with the
-//! finished job; the all-jobs stream relays status changes. On SQLite with an in-process
+//! finished job; the all-jobs stream relays status changes and progress as often. On SQLite with an in-process
 //! worker, and on PostgreSQL with a worker process of its own.
 
 use std::time::{Duration, Instant};
@@ -62,19 +62,24 @@ async fn progress_of_a_transcode(backend: Backend) {
         tokio::spawn(async move {
             let resp = http.get(format!("{url}/v1/events")).send().await.unwrap();
             let mut stream = resp.bytes_stream().eventsource();
-            let mut statuses = vec![];
+            let (mut statuses, mut transcoding) = (vec![], vec![]);
             while let Ok(Some(Ok(e))) =
                 tokio::time::timeout(Duration::from_secs(120), stream.next()).await
             {
                 let v: Value = serde_json::from_str(&e.data).unwrap_or(Value::Null);
-                if e.event == "status" && v["id"] == id.as_str() {
+                if v["id"] != id.as_str() {
+                    continue;
+                }
+                if e.event == "status" {
                     statuses.push(v["status"].as_str().unwrap_or("").to_string());
                     if v["status"] == "succeeded" {
                         break;
                     }
+                } else if e.event == "progress" && v["progress"]["phase"] == "transcoding" {
+                    transcoding.push(Instant::now());
                 }
             }
-            statuses
+            (statuses, transcoding)
         })
     };
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -143,10 +148,18 @@ async fn progress_of_a_transcode(backend: Backend) {
         .collect();
     assert_eq!(statuses, ["queued", "running", "succeeded"]);
 
-    let relayed = tokio::time::timeout(Duration::from_secs(30), all)
+    let (relayed, relayed_progress) = tokio::time::timeout(Duration::from_secs(30), all)
         .await
         .unwrap()
         .unwrap();
+    // The all-jobs stream pushes progress as often as the job's own.
+    assert!(relayed_progress.len() >= 3, "{relayed_progress:?}");
+    let gaps: Vec<f64> = relayed_progress
+        .windows(2)
+        .map(|w| (w[1] - w[0]).as_secs_f64())
+        .collect();
+    let worst = gaps.iter().cloned().fold(0.0, f64::max);
+    assert!(worst < 1.6, "all-jobs progress gaps {gaps:?}");
     assert_eq!(
         relayed.last().map(String::as_str),
         Some("succeeded"),
