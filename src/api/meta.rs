@@ -58,6 +58,48 @@ pub async fn workers(State(app): State<AppState>) -> ApiResult<Json<Vec<WorkerVi
     ))
 }
 
+/// What a client of this farm needs to know before it calls it: the web console reads it to
+/// show the terminal only where exec can open, and to ask for exec's own token.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Info {
+    pub version: String,
+    /// The store's backend: sqlite or postgres.
+    pub store: String,
+    /// Whether API calls need a token.
+    pub token_required: bool,
+    pub exec: ExecInfo,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ExecInfo {
+    /// `[exec] enabled`.
+    pub enabled: bool,
+    /// Which token opens a session: `exec` (exec's own), `api` (the API's), or `none` (no
+    /// token is configured, so exec refuses every session).
+    #[schema(value_type = String)]
+    pub token: &'static str,
+}
+
+#[utoipa::path(get, path = "/v1/info", tag = "meta",
+    responses((status = 200, body = Info)))]
+pub async fn info(State(app): State<AppState>) -> Json<Info> {
+    let config = &app.config;
+    let token = match (&config.exec.token, &config.token) {
+        (Some(_), _) => "exec",
+        (None, Some(_)) => "api",
+        (None, None) => "none",
+    };
+    Json(Info {
+        version: env!("CARGO_PKG_VERSION").into(),
+        store: app.store.backend().into(),
+        token_required: config.token.is_some(),
+        exec: ExecInfo {
+            enabled: config.exec.enabled,
+            token,
+        },
+    })
+}
+
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Health {
     /// "ok", or "unavailable" when the store cannot be reached.

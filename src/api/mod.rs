@@ -107,6 +107,7 @@ pub fn router(app: AppState) -> Router {
         .route("/v1/presets", get(meta::presets))
         .route("/v1/presets/{name}", get(meta::preset))
         .route("/v1/workers", get(meta::workers))
+        .route("/v1/info", get(meta::info))
         .route("/v1/openapi.json", get(openapi::document))
         .route("/metrics", get(meta::metrics))
         .route("/healthz", get(meta::healthz))

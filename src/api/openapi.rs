@@ -19,7 +19,7 @@ use super::{events, exec, jobs, meta, objects, stats, submit, triggers};
         submit::submit, jobs::list, jobs::get, jobs::cancel, jobs::retry, jobs::logs,
         jobs::history, events::job_events, events::all_events, triggers::oss, triggers::s3,
         objects::upload, objects::download, meta::presets, meta::preset, meta::workers,
-        meta::healthz, meta::metrics, stats::counts, stats::stats, exec::exec, document
+        meta::info, meta::healthz, meta::metrics, stats::counts, stats::stats, exec::exec, document
     ),
     // Named only in query parameters, which utoipa does not collect schemas from.
     components(schemas(crate::store::TimeField)),

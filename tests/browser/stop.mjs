@@ -72,6 +72,7 @@ await scenario('stop', async ({ page, url, shot }) => {
   const speed = await page.getAttribute('#detail svg.speed-chart', 'aria-label');
   check(/fps/.test(speed), `the speed chart describes itself: ${speed}`);
   check(await page.isVisible('#action-stop'), 'Stop is offered while running');
+  check(await page.isHidden('#detail .terminal-panel'), 'no terminal panel where exec is off');
   check(await page.isHidden('#action-retry'), 'Retry is not offered while running');
   await shot('running-detail');
 

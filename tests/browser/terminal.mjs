@@ -1,9 +1,12 @@
 // terminal.mjs — the web terminal (exec): a server with exec enabled and a token. A slow job
 // runs; its detail shows the Terminal panel; opening it starts a shell in the task's
 // workspace (xterm.js, served from the binary); `ls input` lists the downloaded input;
-// `exit` ends the session with its code. Cancelling the job ends it on the page.
+// `exit` ends the session with its code, and the job's history records it. Cancelling the
+// job ends a second session on the page. With EXEC_TOKEN (a farm whose exec has its own
+// token) the panel asks for it first: a wrong one is refused with the server's reason, the
+// right one opens the shell.
 //
-//   node terminal.mjs URL SCREENSHOT_DIR TOKEN
+//   node terminal.mjs URL SCREENSHOT_DIR TOKEN [EXEC_TOKEN]
 
 import { api, check, log, scenario, until } from './lib.mjs';
 
@@ -12,9 +15,12 @@ async function screenText(page) {
   return page.$eval('#detail .terminal', (el) => el.innerText).catch(() => '');
 }
 
-await scenario('terminal', async ({ page, url, shot, args, allowConsole }) => {
+const execToken = process.argv[5];
+
+await scenario(execToken ? 'terminal-exec-token' : 'terminal', async ({ page, url, shot, args, allowConsole }) => {
   const [token] = args;
-  allowConsole(/the server responded with a status of 401/);
+  allowConsole(/the server responded with a status of 40[13]/);
+  allowConsole(/WebSocket connection to .* failed/);
 
   const submitted = await api(url, '/v1/jobs', {
     method: 'POST',
@@ -35,7 +41,24 @@ await scenario('terminal', async ({ page, url, shot, args, allowConsole }) => {
   await page.waitForSelector('#detail .terminal-panel button:not([hidden])');
   await shot('detail');
 
-  await page.click('#detail .terminal-panel button');
+  if (execToken) {
+    // The API's token does not open shells here: the panel asks for exec's own.
+    await page.waitForSelector('#detail .exec-token-form:not([hidden])');
+    await page.fill('#detail .exec-token', 'not-the-exec-token-0000');
+    await page.press('#detail .exec-token', 'Enter');
+    await until('the refusal', async () =>
+      (await page.textContent('#detail .terminal-panel [role="status"]')).includes('exec token was refused'),
+    );
+    await shot('refused');
+    await page.fill('#detail .exec-token', execToken);
+    await page.press('#detail .exec-token', 'Enter');
+  } else {
+    check(
+      await page.$eval('#detail .exec-token-form', (f) => f.hidden),
+      'no exec token asked for where the API token opens shells',
+    );
+    await page.click('#detail .terminal-panel button');
+  }
   await until('the shell is open', async () =>
     (await page.textContent('#detail .terminal-panel [role="status"]')).includes('Shell in the task'),
   );
@@ -54,6 +77,12 @@ await scenario('terminal', async ({ page, url, shot, args, allowConsole }) => {
     (await page.textContent('#detail .terminal-panel [role="status"]')).includes('exited with code 0'),
   );
   await shot('exited');
+  const history = await api(url, '/v1/jobs/slow-1/history', { token });
+  const sessions = history.body.events.filter((e) => e.kind === 'exec' && e.detail?.ended);
+  check(
+    sessions.some((e) => e.detail.user === 'web-page' && e.detail.exit_code === 0 && e.detail.tty === true),
+    `the session is in the job's history: ${JSON.stringify(sessions)}`,
+  );
 
   // A second session, ended by the task ending.
   await page.click('#detail .terminal-panel button');

@@ -406,3 +406,23 @@ fn web_page_terminal_into_a_running_task() {
     });
     served.browse("terminal.mjs", &[token.to_string()]);
 }
+
+#[test]
+fn web_page_terminal_with_its_own_exec_token() {
+    let (token, exec_token) = ("terminal-test-token-0123", "exec-only-token-456789");
+    let presets = tempdir();
+    std::fs::write(
+        presets.path().join("slow-test.toml"),
+        crate::helpers::SLOW_PRESET,
+    )
+    .unwrap();
+    let env = [
+        ("FFARM_EXEC__ENABLED", "true".to_string()),
+        ("FFARM_EXEC__TOKEN", exec_token.to_string()),
+        ("FFARM_PRESETS_DIR", presets.path().display().to_string()),
+    ];
+    let served = Served::start_with(1, Some(token), &env, |data| {
+        put(data, "src/long.mp4", &valid("long_720p.mp4"));
+    });
+    served.browse("terminal.mjs", &[token.to_string(), exec_token.to_string()]);
+}

@@ -1,19 +1,33 @@
 // api.js — the API client: every request to /v1 goes through here. Owns the token (kept in
 // sessionStorage, sent as `Authorization: Bearer`, or as `?access_token=` where a header
-// cannot be set: EventSource and download links), the server's error shape
-// ({"error": {code, message}}), the 401 hook that brings up the token form, and uploads with
-// progress (XMLHttpRequest, which reports upload progress; fetch does not).
+// cannot be set: EventSource, download links, websockets), exec's own token where the farm
+// has one, the server's error shape ({"error": {code, message}}), the 401 hook that brings
+// up the token form, and uploads with progress (XMLHttpRequest, which reports upload
+// progress; fetch does not).
 
 const TOKEN_KEY = 'ffarm-token';
-let token = readToken();
+/** Exec's own token, where the farm has one (`[exec] token`): it alone opens a terminal. */
+const EXEC_TOKEN_KEY = 'ffarm-exec-token';
+let token = readToken(TOKEN_KEY);
+let execToken = readToken(EXEC_TOKEN_KEY);
 const unauthorizedHooks = new Set();
 let presetsPromise = null;
+let infoPromise = null;
 
-function readToken() {
+function readToken(key) {
   try {
-    return sessionStorage.getItem(TOKEN_KEY) || '';
+    return sessionStorage.getItem(key) || '';
   } catch {
     return '';
+  }
+}
+
+function storeToken(key, value) {
+  try {
+    if (value) sessionStorage.setItem(key, value);
+    else sessionStorage.removeItem(key);
+  } catch {
+    // Storage refused: the token lasts until the page is reloaded.
   }
 }
 
@@ -33,21 +47,29 @@ export function hasToken() {
 
 export function setToken(value) {
   token = value;
-  try {
-    sessionStorage.setItem(TOKEN_KEY, value);
-  } catch {
-    // Storage refused: the token lasts until the page is reloaded.
-  }
+  storeToken(TOKEN_KEY, value);
 }
 
 export function forgetToken() {
   token = '';
   presetsPromise = null;
-  try {
-    sessionStorage.removeItem(TOKEN_KEY);
-  } catch {
-    // Nothing stored.
-  }
+  infoPromise = null;
+  storeToken(TOKEN_KEY, '');
+  forgetExecToken();
+}
+
+export function hasExecToken() {
+  return execToken !== '';
+}
+
+export function setExecToken(value) {
+  execToken = value;
+  storeToken(EXEC_TOKEN_KEY, value);
+}
+
+export function forgetExecToken() {
+  execToken = '';
+  storeToken(EXEC_TOKEN_KEY, '');
 }
 
 /** Registers `fn(error)` for answers that say the token is missing or wrong. */
@@ -57,6 +79,7 @@ export function onUnauthorized(fn) {
 
 function unauthorized(error) {
   presetsPromise = null;
+  infoPromise = null;
   for (const fn of unauthorizedHooks) fn(error);
 }
 
@@ -131,10 +154,28 @@ export function presets() {
   return presetsPromise;
 }
 
+/** What the farm says of itself (GET /v1/info: version, exec), fetched once per token. */
+export function info() {
+  infoPromise ??= get('/v1/info').catch((e) => {
+    infoPromise = null;
+    throw e;
+  });
+  return infoPromise;
+}
+
+function withQueryToken(url, value) {
+  if (!value) return url;
+  return `${url}${url.includes('?') ? '&' : '?'}access_token=${encodeURIComponent(value)}`;
+}
+
 /** A URL with the token in its query, for requests that cannot carry a header. */
 export function withToken(url) {
-  if (!token) return url;
-  return `${url}${url.includes('?') ? '&' : '?'}access_token=${encodeURIComponent(token)}`;
+  return withQueryToken(url, token);
+}
+
+/** An exec URL with the credential exec takes: its own token where set, else the API's. */
+export function withExecToken(url) {
+  return withQueryToken(url, execToken || token);
 }
 
 /** An object's URL: the bucket and each key segment escaped, the slashes kept. */

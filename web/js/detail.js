@@ -81,7 +81,11 @@ function build(id) {
     if (cur && job.id === cur.id) applyJob(job);
     onJob(job);
   });
-  parts.terminal = createTerminal();
+  parts.terminal = createTerminal({
+    onVisible: (shown) => {
+      parts.terminalSection.hidden = !shown;
+    },
+  });
   parts.terminalSection = section('Terminal', parts.terminal.el);
   parts.terminalSection.hidden = true;
   parts.errorSection = section('Error', parts.error);
@@ -130,7 +134,6 @@ function applyJob(job) {
   cur.job = job;
   const p = cur.parts;
   p.terminal.update(job);
-  p.terminalSection.hidden = p.terminal.el.hidden;
   p.status.replaceChildren(
     badge(job.status),
     h('span', {
@@ -200,7 +203,9 @@ const drawProgress = perFrame(() => {
   parts.bar.setAttribute('aria-valuenow', percent.toFixed(1));
   parts.bar.dataset.percent = percent.toFixed(1);
   const phase = job.progress?.phase ?? 'starting';
-  parts.ptext.textContent = `${phase} · ${progressText(job.progress)}${
+  const text = progressText(job.progress);
+  // Before the transcode the text is the phase itself ("downloading 91 %"): say it once.
+  parts.ptext.textContent = `${text.startsWith(phase) ? text : `${phase} · ${text}`}${
     job.progress?.frames ? ` · ${job.progress.frames} frames` : ''
   }`;
   speedChart(parts.chart, cur.samples);

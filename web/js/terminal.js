@@ -2,8 +2,10 @@
 // through the websocket /v1/jobs/ID/exec, drawn by xterm.js (from the npm registry, compiled
 // into the binary and served under /assets/vendor/). Binary frames carry the terminal's
 // bytes both ways; text frames are JSON control messages (resize from here; exit, notice,
-// error from the server). When the socket cannot open, a plain GET of the same URL fetches
-// the server's reason (exec off, no token, no task) to show it.
+// error from the server). The panel shows only where exec can open (GET /v1/info); a farm
+// with exec's own token gets a field for it (kept for the session like the API's). When the
+// socket cannot open, a plain GET of the same URL fetches the server's reason (exec off, no
+// token, no task) to show it.
 
 import * as api from './api.js';
 import { h } from './util.js';
@@ -38,30 +40,73 @@ function loadVendor() {
   return vendor;
 }
 
-/** Why the server refused a session, in its own words (null when it would have upgraded). */
+/**
+ * Why the server refused a session: {code, message} in its own words (null when it would
+ * have upgraded).
+ */
 async function refusal(id) {
-  const url = api.withToken(`/v1/jobs/${encodeURIComponent(id)}/exec`);
+  const url = api.withExecToken(`/v1/jobs/${encodeURIComponent(id)}/exec`);
   const response = await fetch(url);
   if (response.status === 426) return null; // it would upgrade: the connection itself failed
+  const fallback = { code: 'http', message: `the server answered ${response.status}` };
   try {
     const body = await response.json();
-    return body.error?.message || `the server answered ${response.status}`;
+    return body.error?.message ? body.error : fallback;
   } catch {
-    return `the server answered ${response.status}`;
+    return fallback;
   }
 }
+
+/** Refusals that a different token would overcome. */
+const TOKEN_REFUSALS = new Set(['unauthorized', 'exec-token-required']);
 
 /**
  * The panel for one job: a button that opens the terminal, the terminal, and a status line.
  * `el` goes into the detail; `update(job)` shows or hides it; `close()` ends the session.
  */
-export function createTerminal() {
+export function createTerminal({ onVisible }) {
   const status = h('p', { class: 'hint', role: 'status' });
   const screen = h('div', { class: 'terminal', hidden: true, 'aria-label': 'Terminal in the task' });
   const button = h('button', { type: 'button', class: 'btn', text: 'Open terminal' });
-  const el = h('div', { class: 'terminal-panel' }, button, status, screen);
+  const tokenInput = h('input', {
+    type: 'password',
+    class: 'exec-token',
+    autocomplete: 'off',
+    'aria-label': 'Exec token',
+    placeholder: 'exec token',
+  });
+  const tokenForm = h(
+    'form',
+    { class: 'exec-token-form', hidden: true },
+    h('label', { text: 'This farm opens terminals with its own exec token: ' }, tokenInput),
+  );
+  const el = h('div', { class: 'terminal-panel' }, tokenForm, button, status, screen);
   let job = null;
   let session = null;
+  /** What GET /v1/info says of exec (null until it has answered). */
+  let exec = null;
+
+  function askToken(message) {
+    tokenForm.hidden = false;
+    tokenInput.value = '';
+    status.textContent = message;
+    tokenInput.focus();
+  }
+
+  function showPanel() {
+    if (!job || !exec) return;
+    const live = job.status === 'running' || job.status === 'cancelling';
+    // A failed attempt's workspace may still be kept for a while.
+    el.hidden = !(exec.enabled && (live || job.status === 'failed' || session));
+    if (!el.hidden && !session && exec.token === 'none') {
+      button.hidden = true;
+      status.textContent =
+        'Exec is on, but this farm has no token for it: set `token` or `[exec] token` in ffarm.toml.';
+    } else if (!el.hidden && !session && exec.token === 'exec' && !api.hasExecToken()) {
+      if (tokenForm.hidden) askToken('');
+    }
+    onVisible(!el.hidden);
+  }
 
   function end(message) {
     if (!session) return;
@@ -77,6 +122,14 @@ export function createTerminal() {
 
   async function open() {
     if (session || !job) return;
+    if (exec?.token === 'exec' && !api.hasExecToken()) {
+      const typed = tokenInput.value.trim();
+      if (!typed) {
+        askToken('Enter the exec token to open a terminal.');
+        return;
+      }
+      api.setExecToken(typed);
+    }
     button.disabled = true;
     status.textContent = 'Connecting…';
     try {
@@ -90,7 +143,7 @@ export function createTerminal() {
       fit.fit();
       const scheme = location.protocol === 'https:' ? 'wss' : 'ws';
       const query = `tty=true&cols=${term.cols}&rows=${term.rows}&user=web-page`;
-      const url = api.withToken(
+      const url = api.withExecToken(
         `${scheme}://${location.host}/v1/jobs/${encodeURIComponent(job.id)}/exec?${query}`,
       );
       const socket = new WebSocket(url);
@@ -106,6 +159,7 @@ export function createTerminal() {
       const mine = session;
       socket.onopen = () => {
         mine.opened = true;
+        tokenForm.hidden = true;
         status.textContent = `Shell in the task's workspace on ${job.worker || 'its worker'}.`;
         button.hidden = true;
         resizeObserver.observe(screen);
@@ -135,7 +189,11 @@ export function createTerminal() {
         }
         screen.hidden = true;
         const why = await refusal(job.id).catch(() => null);
-        end(why || 'The connection failed.');
+        end(why?.message || 'The connection failed.');
+        if (why && TOKEN_REFUSALS.has(why.code) && exec?.token === 'exec') {
+          api.forgetExecToken();
+          askToken(`The exec token was refused: ${why.message}`);
+        }
       };
       term.onData((data) => {
         if (socket.readyState === 1) socket.send(encoder.encode(data));
@@ -148,14 +206,29 @@ export function createTerminal() {
   }
 
   button.addEventListener('click', open);
+  tokenForm.addEventListener('submit', (e) => {
+    e.preventDefault();
+    open();
+  });
+
+  el.hidden = true;
+  api
+    .info()
+    .then((i) => {
+      exec = i.exec;
+      showPanel();
+    })
+    .catch(() => {
+      // Unknown: offer the terminal; the server's refusal explains itself.
+      exec = { enabled: true, token: 'api' };
+      showPanel();
+    });
 
   return {
     el,
     update(next) {
       job = next;
-      const live = job.status === 'running' || job.status === 'cancelling';
-      // A failed attempt's workspace may still be kept for a while.
-      el.hidden = !(live || job.status === 'failed' || session);
+      showPanel();
     },
     close() {
       end('');
