@@ -2,7 +2,8 @@
 //! a task kept running by a slow preset, commands with their output and exit codes, an
 //! interactive shell on a real pseudo-terminal (typing, resizing, Ctrl-C, the terminal
 //! restored), sessions through the API into a worker process, the idle timeout, the end of
-//! the task, every refusal, and the job's history.
+//! the task, a failed job's kept workspace until it is removed, every refusal, and the job's
+//! history.
 
 use std::time::{Duration, Instant};
 
@@ -244,7 +245,8 @@ fn exec_opens_an_interactive_shell_on_a_terminal() {
     t.type_in("\x03");
     t.type_in("echo after-$((6*7))\n");
     t.expect("after-42", 10 * SECOND);
-    t.type_in("exit\n");
+    // Ctrl-D at the prompt reaches the remote shell, which ends as on a local terminal.
+    t.type_in("\x04");
     let status = wait_child(&mut t.child, 15 * SECOND);
     assert_eq!(status.code(), Some(0), "{:?}", t.seen);
     assert_eq!(t.modes(), t.cooked, "the client restores the terminal");
@@ -405,4 +407,52 @@ fn exec_is_off_unless_enabled_and_always_needs_a_token() {
         None,
     );
     assert!(out.expect(1).stderr.contains("needs a token"), "{out:#?}");
+}
+
+#[test]
+fn exec_into_a_failed_job_on_a_worker_process_while_its_workspace_is_kept() {
+    let dirs = Dirs::new();
+    let farm_env = [("FFARM_TOKEN", TOKEN), ("FFARM_EXEC__ENABLED", "true")];
+    let s = Proc::serve(&dirs, 0, &farm_env);
+    let advertise = format!("127.0.0.1:{}", free_port());
+    let keep = [("FFARM_WORKER__KEEP_FAILED_WORKSPACE_SECONDS", "5")];
+    let _w = Proc::worker(&dirs, &advertise, &[&farm_env[..], &keep[..]].concat());
+    let env = [("FFARM_TOKEN", TOKEN)];
+    let exec = |args: &[&str]| run(&mut ffarm(&s.url, &env, &exec_args(args)), None);
+    let bad = [
+        "submit",
+        "media/src/bad.mp4",
+        "-p",
+        "h264-480p",
+        "--id",
+        "broken",
+        "--wait",
+    ];
+    run(&mut ffarm(&s.url, &env, &bad), None).expect(1);
+    let failed = Instant::now();
+
+    // Through the API server, into the worker process that kept the failed attempt's files.
+    let out = exec(&["broken", "--", "sh", "-c", "ls input; echo $FFARM_JOB_ID"]);
+    assert_eq!(out.expect(0).stdout, "bad.mp4\nbroken\n", "{out:#?}");
+    // A session open when the workspace is removed is closed then, with a notice.
+    let out = exec(&["broken", "--", "sleep", "60"]);
+    let took = failed.elapsed();
+    assert!(out.stderr.contains("the workspace was removed"), "{out:#?}");
+    assert_ne!(out.code, Some(0), "{out:#?}");
+    assert!(took < 20 * SECOND, "closed after {took:?}");
+    // And from then on there is nothing to enter.
+    let out = exec(&["broken", "--", "true"]);
+    assert!(
+        out.expect(4)
+            .stderr
+            .contains("the workspace of its last attempt was removed"),
+        "{out:#?}"
+    );
+    let events = exec_events(&s.url, TOKEN, "broken");
+    assert!(
+        events
+            .iter()
+            .any(|e| e["detail"]["ended"] == "workspace-removed"),
+        "{events:#?}"
+    );
 }
