@@ -1,6 +1,7 @@
 // failure.mjs — scenario (d): a text file named .mp4 dropped onto the New job panel (drag and
 // drop) and uploaded into media/in/; the rule's job fails with `input-unreadable`. Its row says
-// so, and its detail shows the error's code and message, the failed attempt and the task's log,
+// so, and its detail shows the error's code and message, the failed attempt with its CPU time
+// and peak memory, and the task's log,
 // and offers Retry, not Stop. Resubmitting after the input was deleted shows the server's own
 // error message in a toast. The same file uploaded outside the rule's folder with a chosen
 // preset: the answer says what the rules ignored and why, and lists the preset's job.
@@ -57,6 +58,12 @@ await scenario('failure', async ({ page, url, shot, args, allowConsole }) => {
     const a = await page.textContent('#detail table.attempts tbody').catch(() => '');
     return a.includes('failed') && a.includes('input-unreadable');
   });
+  // The attempt's resource figures, measured from the task process.
+  const cells = await page.$$eval('#detail table.attempts tbody tr:first-child td', (tds) =>
+    Object.fromEntries(tds.map((td) => [td.dataset.label, td.textContent.trim()])),
+  );
+  check(/^\d+\.\d s$/.test(cells.CPU ?? ''), `the CPU time: ${JSON.stringify(cells)}`);
+  check(/^[\d.]+ (B|kB|MB|GB)$/.test(cells['Peak memory'] ?? ''), `the peak memory: ${JSON.stringify(cells)}`);
   await until('the log', async () => {
     const log = await page.textContent('#detail .log');
     return log.includes('a1') && log.split('\n').length > 2;

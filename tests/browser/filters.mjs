@@ -1,9 +1,11 @@
 // filters.mjs — scenario (c): 10,000 jobs in the store (seeded by web_page.rs: 3 succeeded,
 // 2 failed, 4 cancelled, the rest queued; 2,000 created three days ago, one failed job two hours
 // ago). The tabs' counts match the API and the seeding for every time window; a status tab, a
-// window, a custom from/to and a search each narrow the list; pages load 50 at a time and no
-// request ever asks for everything; a burst of 100 cancels arrives through the live feed and
-// patches the rows and counts without long stalls.
+// window, a custom from/to and a search (by id, by part of a key) each narrow the list; pages
+// load 50 at a time and no request ever asks for everything; the charts show the hour's
+// throughput and the queue depth; the Workers view tells a draining worker from a lost one; a
+// burst of 100 cancels arrives through the live feed and patches the rows and counts without
+// long stalls.
 //
 //   node filters.mjs URL SCREENSHOT_DIR EXPECTED_JSON
 
@@ -70,6 +72,9 @@ await scenario('filters', async ({ page, url, shot, args }) => {
   check(stats.status === 200 && stats.body.throughput.length === 60, 'the last hour, per minute');
   log(`/v1/stats over 10,000 jobs answered in ${Date.now() - t0} ms`);
   await until('the throughput chart', async () => (await page.getAttribute('#chart-throughput svg', 'data-ended')) === '9');
+  await until('the queue-depth chart', async () =>
+    ((await page.getAttribute('#chart-queue svg', 'aria-label')) ?? '').includes(`now: ${expected.any.queued} queued, 0 running`),
+  );
   await shot('all');
 
   // Status tab: Failed.
@@ -138,9 +143,26 @@ await scenario('filters', async ({ page, url, shot, args }) => {
   await until('the search finds bad-2', async () => (await rows(page)).map((r) => r.id).join() === 'bad-2');
   await expectCounts(page, { all: 1, queued: 0, running: 0, succeeded: 0, failed: 1, cancelled: 0 }, 'the search');
   await shot('search');
+  // A part of an input key finds its job too.
+  await page.fill('#search', 'old-00007');
+  await until('the search finds in/old-00007.mp4', async () => {
+    const r = await rows(page);
+    return r.length === 1 && r[0].text.includes('in/old-00007.mp4');
+  });
   await page.fill('#search', '');
   await until('50 rows again', async () => (await rows(page)).length === 50);
   await expectCounts(page, expected.any, 'any time again');
+
+  // The workers view tells a draining worker from one that stopped reporting.
+  await page.click('nav.views a[data-view="workers"]');
+  await until('the two workers', async () => (await page.$$('#workers-body tr')).length === 2);
+  const states = await page.$$eval('#workers-body tr', (trs) =>
+    trs.map((tr) => `${tr.dataset.id}=${tr.dataset.state}:${tr.querySelector('.badge')?.textContent}`),
+  );
+  check(states.join() === 'edge/1=draining:draining,gone/1=lost:lost', `worker states: ${states}`);
+  await shot('workers');
+  await page.click('nav.views a[data-view="jobs"]');
+  await until('50 rows again', async () => (await rows(page)).length === 50);
 
   // A burst: 100 of the newest queued jobs cancelled at once, seen through the live feed.
   check(

@@ -2,7 +2,8 @@
 // the bucket (media/src/long.mp4, no file chosen, preset h264-720p). While it runs, the
 // Workers view shows the worker busy with it and the detail draws its encode speed; Stop
 // (busy at once, a toast) ends it `cancelled`; Retry runs it again as attempt 2, stopped
-// again; Resubmit with another preset makes a new job that succeeds.
+// again, its log lines arriving in the open detail; there is no terminal panel (exec is off);
+// Resubmit with another preset makes a new job that succeeds.
 //
 //   node stop.mjs URL SCREENSHOT_DIR
 
@@ -101,6 +102,11 @@ await scenario('stop', async ({ page, url, shot }) => {
     const line = await page.textContent('#detail .status-line');
     return (await detailStatus(page)) === 'running' && line.includes('attempt 2');
   }, { timeout: 30000 });
+  // The open detail tails the log: the second attempt's lines arrive without a reload.
+  await until("attempt 2's log lines, live", async () => {
+    const text = await page.textContent('#detail .log');
+    return text.split('\n').some((l) => l.includes('a2') && l.includes('transcoding with preset'));
+  });
   await shot('retried');
   await page.click('#action-stop');
   await until('cancelled again', async () => (await detailStatus(page)) === 'cancelled', { timeout: 30000 });

@@ -1,7 +1,8 @@
 // upload.mjs — scenario (a): a clip uploaded through the New job form into media/in/ (the
 // default trigger rule's folder). The upload bar reaches 100 %, the answer lists the job the
 // rule made; its row shows `queued` (the only worker is busy with a blocker job, cancelled
-// through the API once the row is seen queued), then a progress bar whose percent rises, then
+// through the API once the row is seen queued), then a progress bar whose percent rises with
+// fps, speed and ETA beside it, then
 // `succeeded`; the detail shows its attempt and log, and its output downloads (200, not empty).
 //
 //   node upload.mjs URL SCREENSHOT_DIR CLIP
@@ -87,6 +88,7 @@ await scenario('upload', async ({ page, url, shot, args }) => {
   // Running: the bar's percent must rise while the job runs.
   const percents = [];
   let shotRunning = false;
+  let rates = null;
   await until(
     `row ${id} to succeed`,
     async () => {
@@ -94,6 +96,8 @@ await scenario('upload', async ({ page, url, shot, args }) => {
       if (r?.status === 'running' && r.percent != null) {
         const p = Number(r.percent);
         if (percents.at(-1) !== p) percents.push(p);
+        // "42.1 % · 96 fps · 3.2× · ETA 0:12" while it transcodes.
+        rates ??= r.text.match(/[\d.]+ % · \d+ fps · [\d.]+× · ETA \d+:\d\d/)?.[0] ?? null;
         if (!shotRunning && p > 10) {
           shotRunning = true;
           await shot('running');
@@ -103,7 +107,8 @@ await scenario('upload', async ({ page, url, shot, args }) => {
     },
     { timeout: 90000, every: 200 },
   );
-  log(`percents seen: ${percents.join(', ')}`);
+  log(`percents seen: ${percents.join(', ')}; the row said ${rates}`);
+  check(rates, 'the running row shows percent, fps, speed and ETA');
   const rising = percents.filter((p, i) => i > 0 && p > percents[i - 1]).length;
   check(percents.length >= 3 && rising >= 2, `a moving progress bar (percents seen: ${percents})`);
   const statuses = (await page.evaluate(() => window.seenStatuses))[id];

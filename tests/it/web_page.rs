@@ -189,7 +189,8 @@ fn spec(key: &str, priority: i32) -> JobSpec {
 
 /// Fills the store of `data` before the server starts: `done-1..3` succeeded (with an
 /// output), `bad-1` and `bad-2` failed (`bad-2` created two hours ago), `stop-1..4` cancelled,
-/// and `bulk` queued jobs of which the first `old` were created three days ago.
+/// and `bulk` queued jobs of which the first `old` were created three days ago; a draining
+/// worker `edge/1` and a lost one `gone/1` in the registry.
 fn seed(data: &Path, bulk: usize, old: usize) {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -262,6 +263,28 @@ fn seed(data: &Path, bulk: usize, old: usize) {
             .unwrap();
         sqlx::query("UPDATE jobs SET created_at = created_at - ? WHERE id = 'bad-2'")
             .bind(2 * HOUR)
+            .execute(&pool)
+            .await
+            .unwrap();
+        // Two workers in the registry: one draining, one that stopped reporting.
+        for id in ["edge/1", "gone/1"] {
+            let now = ffarm::job::Timestamp::now();
+            let info = ffarm::store::WorkerInfo {
+                id: id.into(),
+                host: id.split('/').next().unwrap().into(),
+                address: None,
+                slots: 2,
+                version: env!("CARGO_PKG_VERSION").into(),
+                started_at: now,
+                last_seen: now,
+                draining: false,
+                running: vec![],
+            };
+            store.register_worker(&info).await.unwrap();
+        }
+        store.touch_worker("edge/1", true).await.unwrap();
+        sqlx::query("UPDATE workers SET last_seen = last_seen - ? WHERE id = 'gone/1'")
+            .bind(120_000_000_i64)
             .execute(&pool)
             .await
             .unwrap();
