@@ -1,8 +1,7 @@
 // failure.mjs — scenario (d): a text file named .mp4 dropped onto the New job panel (drag and
 // drop) and uploaded into media/in/; the rule's job fails with `input-unreadable`. Its row says
 // so, and its detail shows the error's code and message, the failed attempt with its CPU time
-// and peak memory, and the task's log,
-// and offers Retry, not Stop. Resubmitting after the input was deleted shows the server's own
+// and peak memory, and the task's log, and offers Retry, not Stop. Resubmitting after the input was deleted shows the server's own
 // error message in a toast. The same file uploaded outside the rule's folder with a chosen
 // preset: the answer says what the rules ignored and why, and lists the preset's job.
 //
