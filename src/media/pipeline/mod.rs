@@ -5,6 +5,7 @@
 mod audio;
 mod decode;
 mod demux;
+mod grid;
 mod mux;
 mod video;
 
@@ -21,7 +22,7 @@ use serde::Serialize;
 use super::error::MediaError;
 use super::ffi;
 use super::hls;
-use super::input;
+use super::input::{self, OutputLimit};
 use super::output::{Layout, OutputFile};
 use super::plan::{self, AudioWork, VideoWork};
 use super::probe::{self, ProbeReport};
@@ -50,6 +51,8 @@ pub(crate) struct Shared<'a> {
     enough: AtomicBool,
     error: Mutex<Option<MediaError>>,
     pub meter: Meter,
+    /// How far the output may run (checked on every packet read).
+    pub limit: OutputLimit,
 }
 
 impl Shared<'_> {
@@ -163,6 +166,7 @@ pub fn transcode(
         enough: AtomicBool::new(false),
         error: Mutex::new(None),
         meter: Meter::new(plan.duration, input.size, plan.outputs.len()),
+        limit: plan.limit,
     };
 
     // Channels: one into each muxer; one into each decoder lane; one per rendition.
@@ -224,7 +228,7 @@ pub fn transcode(
         && let VideoWork::Encode {
             deinterlace,
             rotation,
-            source_rate,
+            frame_rate,
             renditions,
         } = &v.work
     {
@@ -252,7 +256,7 @@ pub fn transcode(
                     plan: r,
                     counts_frames: i == 0,
                     time_base: stream.time_base(),
-                    source_rate: *source_rate,
+                    frame_rate: *frame_rate,
                     global_header: plan.global_header,
                     hvc1,
                     mux: mux_tx[r.target.output].clone(),
@@ -265,7 +269,7 @@ pub fn transcode(
                 decoder,
                 health: decode::Health::new(&input_path, &stream),
                 time_base: stream.time_base(),
-                source_rate: *source_rate,
+                frame_rate: *frame_rate,
                 deinterlace: *deinterlace,
                 rotation: *rotation,
                 poster_at: plan.poster_at,
