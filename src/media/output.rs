@@ -43,6 +43,9 @@ pub(crate) struct MuxTarget {
     pub options: Vec<(String, String)>,
 }
 
+/// The file name of an ABR ladder's master playlist, beside its variant playlists.
+pub const MASTER_PLAYLIST: &str = "master.m3u8";
+
 /// The staging area for one transcode.
 #[derive(Debug)]
 pub(crate) struct Layout {
@@ -54,8 +57,17 @@ pub(crate) struct Layout {
 
 #[derive(Debug)]
 enum Staging {
-    File { temp: PathBuf, final_path: PathBuf },
-    Dir { temp_dir: PathBuf, stem: String },
+    File {
+        temp: PathBuf,
+        final_path: PathBuf,
+    },
+    Dir {
+        temp_dir: PathBuf,
+        /// The playlist that names the others: the media playlist of a single rendition,
+        /// or the master of a ladder.
+        top: String,
+        ladder: bool,
+    },
 }
 
 static STAGING_SEQ: AtomicU64 = AtomicU64::new(0);
@@ -70,8 +82,9 @@ fn staging_suffix() -> String {
 
 impl Layout {
     /// Plans the files for writing `preset` to `output`. For HLS, `output` is the playlist
-    /// path (`…/name.m3u8`) or a directory (the playlist is then `index.m3u8`); the
-    /// renditions of a ladder are written beside it as `name_RENDITION.m3u8`.
+    /// path (`…/name.m3u8`) or a directory (the name is then `index`). One rendition is
+    /// written as `name.m3u8`; a ladder's variant playlists as `name_RENDITION.m3u8`, with
+    /// the master playlist beside them as [`MASTER_PLAYLIST`].
     pub fn new(
         output: &Path,
         preset: &Preset,
@@ -165,6 +178,12 @@ impl Layout {
         mkdir(&final_dir)?;
         let temp_dir = final_dir.join(format!(".{stem}.{}.partial", staging_suffix()));
         mkdir(&temp_dir)?;
+        let ladder = renditions.iter().any(Option::is_some);
+        let top = if ladder {
+            MASTER_PLAYLIST.to_string()
+        } else {
+            format!("{stem}.m3u8")
+        };
         let segment_seconds = preset.hls.as_ref().map_or(6.0, |h| h.segment_seconds);
         let targets = renditions
             .iter()
@@ -194,7 +213,11 @@ impl Layout {
         Ok(Layout {
             final_dir,
             targets,
-            staging: Staging::Dir { temp_dir, stem },
+            staging: Staging::Dir {
+                temp_dir,
+                top,
+                ladder,
+            },
             settled: false,
         })
     }
@@ -210,18 +233,18 @@ impl Layout {
     /// The path of the HLS master playlist while staging, for a ladder.
     pub fn staged_master(&self) -> Option<PathBuf> {
         match &self.staging {
-            Staging::Dir { temp_dir, stem } => Some(temp_dir.join(format!("{stem}.m3u8"))),
-            Staging::File { .. } => None,
+            Staging::Dir {
+                temp_dir,
+                top,
+                ladder: true,
+            } => Some(temp_dir.join(top)),
+            _ => None,
         }
     }
 
     /// Moves everything into place, segments first and the master playlist last, and lists
     /// the published files in that order.
-    pub fn commit(
-        mut self,
-        picture: bool,
-        has_master: bool,
-    ) -> Result<Vec<OutputFile>, MediaError> {
+    pub fn commit(mut self, picture: bool) -> Result<Vec<OutputFile>, MediaError> {
         self.settled = true;
         match &self.staging {
             Staging::File { temp, final_path } => {
@@ -237,8 +260,11 @@ impl Layout {
                     bytes,
                 }])
             }
-            Staging::Dir { temp_dir, stem } => {
-                let master_name = format!("{stem}.m3u8");
+            Staging::Dir {
+                temp_dir,
+                top,
+                ladder,
+            } => {
                 let mut entries: Vec<(u8, String)> = std::fs::read_dir(temp_dir)
                     .map_err(|e| MediaError::io(temp_dir, e))?
                     .filter_map(|e| e.ok())
@@ -246,7 +272,7 @@ impl Layout {
                     .map(|name| {
                         let rank = if name.ends_with(".ts") {
                             0
-                        } else if has_master && name == master_name {
+                        } else if *ladder && name == *top {
                             2
                         } else {
                             1

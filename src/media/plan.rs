@@ -119,11 +119,11 @@ pub(crate) fn plan(
 ) -> Result<Plan, MediaError> {
     let container = preset.container;
     let muxer_flags = ffi::muxer_flags(container.muxer()).unwrap_or(0);
-    let ladder = distinct_renditions(input, probe, preset);
-    let output_count = ladder.len().max(1);
+    let ladder = Ladder::for_input(input, probe, preset);
+    let output_count = ladder.names.len().max(1);
     let mut outputs: Vec<OutputPlan> = (0..output_count)
         .map(|i| OutputPlan {
-            rendition: ladder.get(i).map(|r| r.name.clone()),
+            rendition: ladder.names.get(i).cloned(),
             slots: Vec::new(),
         })
         .collect();
@@ -171,7 +171,7 @@ pub(crate) fn plan(
                 }
                 spec
             };
-            let renditions = if ladder.is_empty() {
+            let renditions = if ladder.video.is_empty() {
                 let target = add_slot(&mut outputs, 0, slot_info(sv, true));
                 vec![RenditionPlan {
                     target,
@@ -182,6 +182,7 @@ pub(crate) fn plan(
                 }]
             } else {
                 ladder
+                    .video
                     .iter()
                     .enumerate()
                     .map(|(o, r)| RenditionPlan {
@@ -250,7 +251,7 @@ pub(crate) fn plan(
                     // Renditions that ask for the same audio bit rate share one encoder.
                     let mut groups: Vec<(Option<u64>, Vec<Target>)> = Vec::new();
                     for o in 0..output_count {
-                        let bitrate = ladder.get(o).and_then(|r| r.audio_bitrate);
+                        let bitrate = ladder.audio_bitrates.get(o).copied().flatten();
                         let target = add_slot(&mut outputs, o, info(i == 0));
                         match groups.iter_mut().find(|(b, _)| *b == bitrate) {
                             Some((_, targets)) => targets.push(target),
@@ -322,24 +323,58 @@ pub(crate) fn plan(
     })
 }
 
-/// The ladder's renditions, minus those that would come out the same size as another: a
-/// small source would otherwise get several identical renditions (nothing is upscaled).
-/// Of renditions that tie, the one with the smallest size box — whose bit rate was chosen
-/// for a picture that size — is kept.
-fn distinct_renditions<'p>(
+/// An HLS ladder as planned for one input: per output, the rendition's name and audio bit
+/// rate, and the video rung it encodes.
+#[derive(Debug, Default)]
+struct Ladder<'p> {
+    names: Vec<String>,
+    audio_bitrates: Vec<Option<u64>>,
+    /// Empty for an audio-only input.
+    video: Vec<&'p Rendition>,
+}
+
+/// What the one rendition of an audio-only input is called.
+const AUDIO_ONLY_RENDITION: &str = "audio";
+
+impl<'p> Ladder<'p> {
+    /// The preset's renditions, minus those that would come out the same size as another: a
+    /// small source would otherwise get several identical renditions (nothing is upscaled).
+    /// Of renditions that tie, the one with the smallest size box — whose bit rate was chosen
+    /// for a picture that size — is kept. An input without video would make every rung the
+    /// same audio, so it gets one rendition, `audio`, with the best audio bit rate any rung
+    /// asks for.
+    fn for_input(input: &Input, probe: &ProbeReport, preset: &'p Preset) -> Ladder<'p> {
+        let Some(hls) = &preset.hls else {
+            return Ladder::default();
+        };
+        if hls.renditions.is_empty() {
+            return Ladder::default();
+        }
+        let Some(sv) = probe.video() else {
+            return Ladder {
+                names: vec![AUDIO_ONLY_RENDITION.into()],
+                audio_bitrates: vec![hls.renditions.iter().filter_map(|r| r.audio_bitrate).max()],
+                video: Vec::new(),
+            };
+        };
+        let video = distinct_rungs(input, sv.index, preset, &hls.renditions);
+        Ladder {
+            names: video.iter().map(|r| r.name.clone()).collect(),
+            audio_bitrates: video.iter().map(|r| r.audio_bitrate).collect(),
+            video,
+        }
+    }
+}
+
+fn distinct_rungs<'p>(
     input: &Input,
-    probe: &ProbeReport,
-    preset: &'p Preset,
+    video_index: usize,
+    preset: &Preset,
+    rungs: &'p [Rendition],
 ) -> Vec<&'p Rendition> {
-    let Some(hls) = &preset.hls else {
-        return Vec::new();
-    };
-    let Some(sv) = probe.video() else {
-        return hls.renditions.iter().take(1).collect();
-    };
     let facts = input
         .ctx
-        .stream(sv.index)
+        .stream(video_index)
         .map(|s| ffi::stream_facts(&s))
         .unwrap_or_default();
     let (mut w, mut h) = (facts.width, facts.height);
@@ -363,7 +398,7 @@ fn distinct_renditions<'p>(
             u64::from(mw.unwrap_or(u32::MAX)) * u64::from(mh.unwrap_or(u32::MAX)),
         )
     };
-    let sized: Vec<_> = hls.renditions.iter().map(|r| (r, default(r))).collect();
+    let sized: Vec<_> = rungs.iter().map(|r| (r, default(r))).collect();
     sized
         .iter()
         .filter(|(_, (size, area))| {

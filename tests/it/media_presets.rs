@@ -9,8 +9,8 @@ use ffarm::preset::{AudioOutput, Container, Preset, VideoOutput};
 use serde_json::Value;
 
 use crate::helpers::{
-    count_frames, ffprobe, ffprobe_streams, num, preset, presets, rate, stream_duration, tempdir,
-    transcode, valid,
+    count_frames, ffprobe, ffprobe_streams, num, preset, presets, rate, stream_duration,
+    stream_extent, tempdir, transcode, valid,
 };
 
 /// The input each kind of preset is tried on.
@@ -271,11 +271,9 @@ fn media_playlist(path: &Path, segment_seconds: f64) -> Vec<(f64, String)> {
         let seg = dir.join(uri);
         let probe = ffprobe(&seg);
         assert_eq!(probe["format"]["format_name"], "mpegts", "{uri}");
-        assert_eq!(
-            ffprobe_streams(&probe, "video")[0]["codec_name"],
-            "h264",
-            "{uri}"
-        );
+        if let Some(v) = ffprobe_streams(&probe, "video").first() {
+            assert_eq!(v["codec_name"], "h264", "{uri}");
+        }
         assert_eq!(
             ffprobe_streams(&probe, "audio")[0]["codec_name"],
             "aac",
@@ -376,7 +374,11 @@ fn hls_abr_ladder_with_master_playlist() {
             .all(|k| *k == OutputKind::Playlist)
     );
 
-    let master = std::fs::read_to_string(dir.path().join("index.m3u8")).unwrap();
+    assert_eq!(
+        report.outputs.last().unwrap().path,
+        dir.path().join("master.m3u8")
+    );
+    let master = std::fs::read_to_string(dir.path().join("master.m3u8")).unwrap();
     assert!(master.starts_with("#EXTM3U\n"));
     let lines: Vec<&str> = master.lines().collect();
     let mut variants: Vec<(Value, String)> = Vec::new();
@@ -448,13 +450,56 @@ fn hls_ladder_skips_renditions_a_small_source_cannot_fill() {
         preset("hls-abr"),
     )
     .unwrap();
-    let master = std::fs::read_to_string(dir.path().join("s.m3u8")).unwrap();
+    let master = std::fs::read_to_string(dir.path().join("master.m3u8")).unwrap();
     assert_eq!(master.matches("#EXT-X-STREAM-INF").count(), 1, "{master}");
     assert!(master.contains("RESOLUTION=640x360"), "{master}");
     assert!(
-        master.contains("s_480p.m3u8"),
+        master.contains("\ns_480p.m3u8\n"),
         "the rung meant for the smallest box is kept: {master}"
     );
+    assert!(
+        !dir.path().join("s.m3u8").exists(),
+        "the master is master.m3u8"
+    );
+    assert_eq!(
+        report.outputs.last().unwrap().kind,
+        OutputKind::MasterPlaylist
+    );
+}
+
+#[test]
+fn hls_ladder_for_audio_only_input_is_one_audio_rendition() {
+    let dir = tempdir();
+    let input = valid("audio_only.m4a");
+    let report = transcode(&input, dir.path(), preset("hls-abr")).unwrap();
+    let master = std::fs::read_to_string(dir.path().join("master.m3u8")).unwrap();
+    let variants: Vec<&str> = master
+        .lines()
+        .filter(|l| l.starts_with("#EXT-X-STREAM-INF:"))
+        .collect();
+    assert_eq!(
+        variants.len(),
+        1,
+        "one rendition, not three alike: {master}"
+    );
+    assert!(!variants[0].contains("RESOLUTION"), "{master}");
+    assert!(!variants[0].contains("FRAME-RATE"), "{master}");
+    assert_eq!(
+        attribute(variants[0], "CODECS"),
+        Some("mp4a.40.2"),
+        "{master}"
+    );
+    assert!(master.contains("\nindex_audio.m3u8\n"), "{master}");
+    let segments = media_playlist(&dir.path().join("index_audio.m3u8"), 6.0);
+    for (_, uri) in &segments {
+        let probe = ffprobe(&dir.path().join(uri));
+        assert!(ffprobe_streams(&probe, "video").is_empty(), "{uri}");
+    }
+    let (ours, theirs) = (
+        stream_extent(&dir.path().join("index_audio.m3u8"), "a:0"),
+        stream_extent(&input, "a:0"),
+    );
+    assert!((ours - theirs).abs() < 0.05, "audio {ours} s vs {theirs} s");
     assert_eq!(
         report.outputs.last().unwrap().kind,
         OutputKind::MasterPlaylist

@@ -420,28 +420,22 @@ pub fn transcode(
     }
     on_progress(&shared.meter.snapshot(Phase::Finalizing));
     // A ladder always gets a master playlist, even when a small source leaves one rung.
-    let has_master = plan.outputs.iter().any(|o| o.rendition.is_some());
-    if has_master && let Some(master) = layout.staged_master() {
+    if let Some(master) = layout.staged_master() {
         let variants: Vec<hls::Variant> = layout
             .targets
             .iter()
             .zip(&summaries)
             .map(|(target, summary)| {
                 let streams = summary.clone().unwrap_or_default();
-                let video = streams
-                    .iter()
-                    .find(|s| s.width > 0)
-                    .cloned()
-                    .unwrap_or_default();
+                let video = streams.iter().find(|s| s.width > 0);
                 hls::Variant {
                     uri: target
                         .path
                         .file_name()
                         .map(|n| n.to_string_lossy().into_owned())
                         .unwrap_or_default(),
-                    width: video.width,
-                    height: video.height,
-                    frame_rate: video.frame_rate,
+                    resolution: video.map(|v| (v.width, v.height)),
+                    frame_rate: video.and_then(|v| v.frame_rate),
                     codecs: streams
                         .iter()
                         .filter_map(|s| s.codec_string.clone())
@@ -454,7 +448,7 @@ pub fn transcode(
             return Err(e);
         }
     }
-    let outputs = layout.commit(preset.container.picture(), has_master)?;
+    let outputs = layout.commit(preset.container.picture())?;
     let done = shared.meter.snapshot(Phase::Done);
     on_progress(&done);
     Ok(TranscodeReport {
