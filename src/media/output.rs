@@ -1,7 +1,8 @@
 //! Where a transcode writes: everything goes to a hidden staging name beside the final one
 //! and is moved into place only when the run succeeds, so no partly written file is ever
 //! visible under its final name. For HLS the segments move first, then the variant
-//! playlists, then the playlist that names them all.
+//! playlists, then the playlist that names them all. A run that stops or fails leaves
+//! nothing behind: its staged files go, and so does every directory it created.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -52,6 +53,8 @@ pub(crate) struct Layout {
     final_dir: PathBuf,
     staging: Staging,
     pub targets: Vec<MuxTarget>,
+    /// Directories this run created for its outputs, deepest first.
+    created: Vec<PathBuf>,
     settled: bool,
 }
 
@@ -68,6 +71,32 @@ enum Staging {
         top: String,
         ladder: bool,
     },
+}
+
+/// Makes a layout's directories (unless it is only being described), remembering the ones
+/// that did not exist, so a run that fails can take them away again.
+struct Dirs {
+    create: bool,
+    /// Deepest first.
+    made: Vec<PathBuf>,
+}
+
+impl Dirs {
+    fn make(&mut self, dir: &Path) -> Result<(), MediaError> {
+        if !self.create {
+            return Ok(());
+        }
+        let mut missing: Vec<PathBuf> = dir
+            .ancestors()
+            .take_while(|d| !d.as_os_str().is_empty() && !d.exists())
+            .map(Path::to_path_buf)
+            .collect();
+        std::fs::create_dir_all(dir).map_err(|e| MediaError::io(dir, e))?;
+        // Made after the ones before, so deeper: they go first.
+        missing.append(&mut self.made);
+        self.made = missing;
+        Ok(())
+    }
 }
 
 static STAGING_SEQ: AtomicU64 = AtomicU64::new(0);
@@ -112,14 +141,16 @@ impl Layout {
         create: bool,
     ) -> Result<Layout, MediaError> {
         super::utf8_path(output)?;
-        let mkdir = |dir: &Path| -> Result<(), MediaError> {
-            if create {
-                std::fs::create_dir_all(dir).map_err(|e| MediaError::io(dir, e))?;
-            }
-            Ok(())
+        let mut dirs = Dirs {
+            create,
+            made: Vec::new(),
         };
         if preset.container == Container::Hls {
-            return Self::hls(output, preset, renditions, &mkdir);
+            let layout = Self::hls(output, preset, renditions, &mut dirs);
+            if layout.is_err() {
+                remove_dirs(&dirs.made);
+            }
+            return layout;
         }
         if output.is_dir() || output.as_os_str().to_string_lossy().ends_with('/') {
             return Err(MediaError::Unsupported(format!(
@@ -130,7 +161,7 @@ impl Layout {
             )));
         }
         let final_dir = parent_dir(output);
-        mkdir(&final_dir)?;
+        dirs.make(&final_dir)?;
         let name = output
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
@@ -153,6 +184,7 @@ impl Layout {
                 temp,
                 final_path: output.to_path_buf(),
             },
+            created: dirs.made,
             settled: false,
         })
     }
@@ -161,7 +193,7 @@ impl Layout {
         output: &Path,
         preset: &Preset,
         renditions: &[Option<String>],
-        mkdir: &dyn Fn(&Path) -> Result<(), MediaError>,
+        dirs: &mut Dirs,
     ) -> Result<Layout, MediaError> {
         let is_playlist = output
             .extension()
@@ -175,9 +207,9 @@ impl Layout {
         } else {
             (output.to_path_buf(), "index".to_string())
         };
-        mkdir(&final_dir)?;
+        dirs.make(&final_dir)?;
         let temp_dir = final_dir.join(format!(".{stem}.{}.partial", staging_suffix()));
-        mkdir(&temp_dir)?;
+        dirs.make(&temp_dir)?;
         let ladder = renditions.iter().any(Option::is_some);
         let top = if ladder {
             MASTER_PLAYLIST.to_string()
@@ -218,6 +250,7 @@ impl Layout {
                 top,
                 ladder,
             },
+            created: std::mem::take(&mut dirs.made),
             settled: false,
         })
     }
@@ -317,6 +350,15 @@ impl Layout {
                 let _ = std::fs::remove_dir_all(temp_dir);
             }
         }
+        remove_dirs(&self.created);
+    }
+}
+
+/// Removes directories a run created, deepest first; one that something else has put a file
+/// in meanwhile is not empty and stays.
+fn remove_dirs(dirs: &[PathBuf]) {
+    for dir in dirs {
+        let _ = std::fs::remove_dir(dir);
     }
 }
 

@@ -168,6 +168,32 @@ pub fn files_under(dir: &Path) -> Vec<String> {
     out
 }
 
+/// Files and directories under `dir`, recursively, relative to it (sorted; directories end
+/// in `/`): what a run left behind, including directories it created.
+pub fn paths_under(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    fn walk(base: &Path, dir: &Path, out: &mut Vec<String>) {
+        let Ok(rd) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for e in rd.flatten() {
+            let p = e.path();
+            let Ok(rel) = p.strip_prefix(base) else {
+                continue;
+            };
+            if p.is_dir() {
+                out.push(format!("{}/", rel.to_string_lossy()));
+                walk(base, &p, out);
+            } else {
+                out.push(rel.to_string_lossy().into_owned());
+            }
+        }
+    }
+    walk(dir, dir, &mut out);
+    out.sort();
+    out
+}
+
 /// The (start, duration) of every packet of one stream, per ffprobe, in seconds, sorted by
 /// start; a packet whose container records no duration gets NaN.
 pub fn packet_times(path: &Path, selector: &str) -> Vec<(f64, f64)> {

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use ffarm::media::{self, ErrorClass, MediaError};
 use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
 
-use crate::helpers::{files_under, malformed_dir, preset, tempdir, transcode, valid};
+use crate::helpers::{files_under, malformed_dir, paths_under, preset, tempdir, transcode, valid};
 
 /// Transcodes on a thread with a deadline, so a hang fails the test instead of stalling it.
 fn transcode_within(
@@ -58,7 +58,7 @@ fn every_malformed_fixture_fails_with_a_reason() {
         let started = Instant::now();
         let err = transcode_within(
             &entry.path(),
-            &dir.path().join("o.mp4"),
+            &dir.path().join("made/for/it/o.mp4"),
             Duration::from_secs(60),
         )
         .expect_err(&name);
@@ -83,8 +83,9 @@ fn every_malformed_fixture_fails_with_a_reason() {
             started.elapsed()
         );
         assert!(
-            files_under(dir.path()).is_empty(),
-            "{name}: nothing left behind"
+            paths_under(dir.path()).is_empty(),
+            "{name}: nothing left behind, not even the directories made for the output: {:?}",
+            paths_under(dir.path())
         );
         seen += 1;
     }
@@ -308,7 +309,7 @@ fn timestamps_running_past_the_declared_duration_fail_fast() {
             "{name}: took {:?}",
             started.elapsed()
         );
-        assert!(files_under(dir.path()).is_empty(), "{name}");
+        assert!(paths_under(dir.path()).is_empty(), "{name}");
     }
 }
 
