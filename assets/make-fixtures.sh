@@ -93,6 +93,9 @@ ff -f lavfi -i "$(video 640x360 30 2)" -f lavfi -i "$(tone 440 2)" \
 ff -f lavfi -i "$(video 640x360 120 3)" -f lavfi -i "$(tone 440 3)" \
   -vf "select='eq(mod(n,8),0)+eq(mod(n,8),3)+eq(mod(n,8),5)'" -fps_mode vfr \
   "${x264[@]}" -pix_fmt yuv420p -ac 2 "${aac[@]}" "$v/vfr_base120.mp4"
+# 60 fps: above the shipped presets' 30 fps caps, at the 60 fps ones.
+ff -f lavfi -i "$(video 960x540 60 2)" -f lavfi -i "$(tone 440 2)" \
+  "${x264[@]}" -pix_fmt yuv420p -ac 2 "${aac[@]}" -movflags +faststart "$v/h264_60fps.mp4"
 # A transport stream that changes mid-way, as concatenated or broadcast captures do: 320x240
 # with stereo 48 kHz audio, then 640x360 with mono 44.1 kHz.
 ff -f lavfi -i "$(video 320x240 25 2)" -f lavfi -i "$(tone 440 2)" \

@@ -129,11 +129,6 @@ pub fn num(v: &Value) -> f64 {
     }
 }
 
-/// A video stream's duration per ffprobe, in seconds.
-pub fn stream_duration(stream: &Value) -> f64 {
-    num(&stream["duration"])
-}
-
 /// "30000/1001" → 29.97.
 pub fn rate(v: &Value) -> f64 {
     let s = v.as_str().unwrap_or("0/1");
