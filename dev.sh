@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# ffarm's one entry point for developers and first-time users (Debian/Ubuntu).
+# ffarm's one entry point for developers and first-time users (Debian 12; see FFmpeg below).
 #
 #   ./dev.sh serve    install what is missing, build, and run the farm on the embedded default
 #   ./dev.sh test     install what is missing and run every check and test
@@ -7,7 +7,8 @@
 #   ./dev.sh bench    run the benchmarks (see BENCHMARKS.md)
 #
 # Installs only what is absent: Debian packages through apt-get (with sudo when not root)
-# and, if there is no Rust toolchain, rustup's stable toolchain.
+# and, if there is no Rust toolchain, rustup's stable toolchain. It first checks that the
+# system's FFmpeg is one ffarm is built for, and stops with a message if it is not.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -29,6 +30,60 @@ SCHEMATHESIS="schemathesis==4.32.5"
 
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 
+# The FFmpeg ffarm is built and tested with: 5.1, whose libavcodec is 59.37 or a later 59.x
+# (Debian 12's). Its FFmpeg code uses fields FFmpeg 7 removed (AVFrame.pkt_duration,
+# AVCodecContext.channels/channel_layout) and the channel-layout API (ch_layout) that FFmpeg
+# 4.4 and 5.0 lack; FFmpeg 6 has not been tried. FFARM_ANY_FFMPEG=1 skips the check.
+SUPPORTED_FFMPEG="FFmpeg 5.1 (libavcodec 59.37 or a later 59.x), as Debian 12 (bookworm) ships it"
+
+unsupported_ffmpeg() {
+  {
+    echo "dev.sh: $1"
+    echo "ffarm is built and tested with $SUPPORTED_FFMPEG."
+    echo "FFmpeg 7 removed fields ffarm's FFmpeg code uses, FFmpeg 4.4 and 5.0 lack the"
+    echo "channel-layout API it needs, and FFmpeg 6 has not been tried. Use Debian 12, or set"
+    echo "FFARM_ANY_FFMPEG=1 to try this FFmpeg anyway."
+  } >&2
+  exit 1
+}
+
+# Which FFmpeg release a libavcodec major version belongs to.
+ffmpeg_release() {
+  case "$1" in
+  58) echo "4.x" ;;
+  59) echo "5.x" ;;
+  60) echo "6.x" ;;
+  61) echo "7.x" ;;
+  *) echo "with libavcodec $1" ;;
+  esac
+}
+
+# Checks the FFmpeg libraries a build would use: the installed libavcodec (pkg-config) or,
+# before it is installed, the version apt would install, so nothing is installed for an
+# FFmpeg ffarm cannot build on.
+check_ffmpeg() {
+  [ "${FFARM_ANY_FFMPEG:-}" = 1 ] && return 0
+  local v
+  if command -v pkg-config >/dev/null && v=$(pkg-config --modversion libavcodec 2>/dev/null); then
+    local major=${v%%.*} rest=${v#*.}
+    local minor=${rest%%.*}
+    if [ "$major" != 59 ] || [ "$minor" -lt 37 ]; then
+      unsupported_ffmpeg "this system's libavcodec is $v (FFmpeg $(ffmpeg_release "$major"))."
+    fi
+    return 0
+  fi
+  v=$(apt-cache policy libavcodec-dev 2>/dev/null | sed -n 's/^ *Candidate: *//p')
+  case "$v" in
+  "" | "(none)") unsupported_ffmpeg "apt has no libavcodec-dev package to install." ;;
+  esac
+  v=${v#*:}  # drop the epoch
+  v=${v%%-*} # and the Debian revision
+  case "$v" in
+  5.1 | 5.1.*) ;;
+  *) unsupported_ffmpeg "apt would install FFmpeg $v (package libavcodec-dev)." ;;
+  esac
+}
+
 as_root() {
   if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi
 }
@@ -46,8 +101,10 @@ install_packages() {
 }
 
 setup() {
-  command -v apt-get >/dev/null || { echo "dev.sh: needs a Debian/Ubuntu system (apt-get)" >&2; exit 1; }
+  command -v apt-get >/dev/null || { echo "dev.sh: needs a Debian system (apt-get)" >&2; exit 1; }
+  check_ffmpeg
   install_packages "${PACKAGES[@]}"
+  check_ffmpeg
   if ! command -v cargo >/dev/null; then
     if [ -x "$HOME/.cargo/bin/cargo" ]; then
       export PATH="$HOME/.cargo/bin:$PATH"

@@ -88,6 +88,23 @@ rm -f "$out/.rot_src.mp4"
 ff -f lavfi -i "$(video 640x360 30 2)" -f lavfi -i "$(tone 440 2)" \
   -vf "select='if(lt(t,1),not(mod(n,3)),1)'" -fps_mode vfr \
   "${x264[@]}" -pix_fmt yuv420p -ac 2 "${aac[@]}" "$v/vfr.mp4"
+# Variable frame rate on a fast base: timestamps on a 120 fps grid (r_frame_rate 120) but
+# three frames in eight kept, 45 fps on average.
+ff -f lavfi -i "$(video 640x360 120 3)" -f lavfi -i "$(tone 440 3)" \
+  -vf "select='eq(mod(n,8),0)+eq(mod(n,8),3)+eq(mod(n,8),5)'" -fps_mode vfr \
+  "${x264[@]}" -pix_fmt yuv420p -ac 2 "${aac[@]}" "$v/vfr_base120.mp4"
+# 60 fps: above the shipped presets' 30 fps caps, at the 60 fps ones.
+ff -f lavfi -i "$(video 960x540 60 2)" -f lavfi -i "$(tone 440 2)" \
+  "${x264[@]}" -pix_fmt yuv420p -ac 2 "${aac[@]}" -movflags +faststart "$v/h264_60fps.mp4"
+# A transport stream that changes mid-way, as concatenated or broadcast captures do: 320x240
+# with stereo 48 kHz audio, then 640x360 with mono 44.1 kHz.
+ff -f lavfi -i "$(video 320x240 25 2)" -f lavfi -i "$(tone 440 2)" \
+  "${x264[@]}" -pix_fmt yuv420p -ac 2 "${aac[@]}" -f mpegts "$out/.part1.ts"
+ff -f lavfi -i "$(video 640x360 25 2)" -f lavfi -i "$(tone 660 2 44100)" \
+  "${x264[@]}" -pix_fmt yuv420p -ac 1 "${aac[@]}" -f mpegts "$out/.part2.ts"
+printf "file '%s'\nfile '%s'\n" "$out/.part1.ts" "$out/.part2.ts" >"$out/.parts.txt"
+ff -f concat -safe 0 -i "$out/.parts.txt" -c copy -f mpegts "$v/format_change.ts"
+rm -f "$out/.part1.ts" "$out/.part2.ts" "$out/.parts.txt"
 ff -f lavfi -i "$(video 640x360 30 2)" -f lavfi -i "$(tone 440 2)" \
   "${x264[@]}" -pix_fmt yuv420p10le -ac 2 "${aac[@]}" "$v/h264_10bit.mkv"
 ff -f lavfi -i "$(video 640x360 30 2)" "${x264[@]}" -pix_fmt yuv420p "$v/video_only.mp4"
@@ -151,6 +168,15 @@ LC_ALL=C awk -v size="$size" 'BEGIN { for (p = 4096; p < size - 64; p += 97) pri
     b=$(od -An -tu1 -j "$p" -N1 "$m/bitflip.mp4" | tr -d ' ')
     printf "$(printf '\\%03o' $((255 - b)))" | dd of="$m/bitflip.mp4" bs=1 seek="$p" conv=notrunc status=none
   done
+# Timestamps that jump 100,000 s after the first second, in a Matroska file whose declared
+# duration (the Segment's Duration element: ID 0x4489, an 8-byte float in milliseconds) is
+# patched back to 2 s: a file that lies about its length.
+ff -f lavfi -i "$(video 320x240 25 2)" -f lavfi -i "$(tone 440 2)" \
+  -vf "setpts='PTS+gte(T,1)*100000/TB'" -af "asetpts='PTS+gte(T,1)*100000/TB'" \
+  "${x264[@]}" -pix_fmt yuv420p -ac 2 "${aac[@]}" "$m/timestamp_jump.mkv"
+at=$(LC_ALL=C grep -obUaP '\x44\x89\x88' "$m/timestamp_jump.mkv" | head -1 | cut -d: -f1)
+printf '\x40\x9f\x40\x00\x00\x00\x00\x00' |
+  dd of="$m/timestamp_jump.mkv" bs=1 seek=$((at + 3)) conv=notrunc status=none
 # A container holding only subtitles: nothing to transcode.
 printf '1\n00:00:00,000 --> 00:00:01,000\nhello\n' >"$out/.sub.srt"
 ff -i "$out/.sub.srt" -c:s srt "$m/subtitles_only.mkv"

@@ -7,9 +7,16 @@
 //! The command line's arguments come from `ffarm::media::equivalent_command` (what
 //! `ffarm transcode --print-ffmpeg` prints), so both sides use the same filters, encoder
 //! options and muxer options. Runs alternate between the two tools; each tool gets a warm-up
-//! run first. Reported: median wall time per tool, their ratio (ffarm / ffmpeg, below 1 is
-//! faster), and the geometric mean of the ratios.
+//! run first. Every run's output is checked against the other tool's — the same files, and
+//! in each the same frame count, picture size and audio streams — so a run that is faster
+//! because it did less fails the benchmark instead of flattering it. Reported: median wall
+//! time per tool, their ratio (ffarm / ffmpeg, below 1 is faster), and the geometric mean of
+//! the ratios.
+//!
+//! Not like for like: an ABR ladder's renditions share one audio encoding in ffarm, while the
+//! command line encodes the audio once per rendition (see BENCHMARKS.md).
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
@@ -62,30 +69,47 @@ fn main() {
         };
         let ffarm_run = |i: usize| {
             let d = run_dir("ffarm", i);
-            timed(
+            let secs = timed(
                 Command::new(&ffarm)
                     .args(["transcode", "--preset", name])
                     .arg(&input)
                     .arg(d.join(&out_name)),
-            )
+            );
+            (secs, d.join(&out_name))
         };
         let ffmpeg_run = |i: usize| {
             let d = run_dir("ffmpeg", i);
             let args = ffarm::media::equivalent_command(&input, &d.join(&out_name), preset)
                 .expect("equivalent command");
-            timed(Command::new("ffmpeg").args(["-v", "error"]).args(&args))
+            let secs = timed(Command::new("ffmpeg").args(["-v", "error"]).args(&args));
+            (secs, d.join(&out_name))
         };
-        ffarm_run(1000);
-        ffmpeg_run(1000);
+        let agree = |i: usize, ours: &Path, theirs: &Path| {
+            let (a, b) = (outputs(ours), outputs(theirs));
+            assert!(
+                !a.is_empty(),
+                "{name}: ffarm made no video output in {}",
+                ours.display()
+            );
+            assert_eq!(
+                a, b,
+                "{name}, run {i}: ffarm's output (left) and ffmpeg's (right) differ"
+            );
+        };
+        let (warm_ours, warm_theirs) = (ffarm_run(1000), ffmpeg_run(1000));
+        agree(1000, &warm_ours.1, &warm_theirs.1);
         let (mut ours, mut theirs) = (Vec::new(), Vec::new());
         for i in 0..runs {
-            if i % 2 == 0 {
-                ours.push(ffarm_run(i));
-                theirs.push(ffmpeg_run(i));
+            let (a, b) = if i % 2 == 0 {
+                let a = ffarm_run(i);
+                (a, ffmpeg_run(i))
             } else {
-                theirs.push(ffmpeg_run(i));
-                ours.push(ffarm_run(i));
-            }
+                let b = ffmpeg_run(i);
+                (ffarm_run(i), b)
+            };
+            agree(i, &a.1, &b.1);
+            ours.push(a.0);
+            theirs.push(b.0);
         }
         let (a, b) = (median(&mut ours), median(&mut theirs));
         let ratio = a / b;
@@ -98,6 +122,79 @@ fn main() {
     println!(
         "geometric mean ratio: {geomean:.3} (target <= 1.00); worst: {worst:.3} (target <= 1.05)"
     );
+}
+
+/// What one output holds, per media file (for HLS, per variant playlist, read through its
+/// segments): the first video stream's frame count and size, and the audio streams' codecs.
+#[derive(Debug, PartialEq, Eq)]
+struct Media {
+    frames: u64,
+    width: u64,
+    height: u64,
+    audio: Vec<String>,
+}
+
+fn outputs(path: &Path) -> BTreeMap<String, Media> {
+    let files: Vec<PathBuf> = if path.is_dir() {
+        // A ladder's variant playlists; the master is ffarm's own (the command line has none).
+        let mut v: Vec<PathBuf> = std::fs::read_dir(path)
+            .expect("reading an output directory")
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| {
+                p.extension().is_some_and(|e| e == "m3u8")
+                    && p.file_name().is_some_and(|n| n != "master.m3u8")
+            })
+            .collect();
+        v.sort();
+        v
+    } else {
+        vec![path.to_path_buf()]
+    };
+    files
+        .iter()
+        .map(|f| {
+            let name = f
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            (name, media(f))
+        })
+        .collect()
+}
+
+fn media(path: &Path) -> Media {
+    let out = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-count_frames",
+            "-of",
+            "json",
+            "-show_entries",
+        ])
+        .arg("stream=codec_type,codec_name,width,height,nb_read_frames")
+        .arg(path)
+        .output()
+        .expect("running ffprobe");
+    assert!(out.status.success(), "ffprobe failed on {}", path.display());
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("ffprobe JSON");
+    let streams = report["streams"].as_array().cloned().unwrap_or_default();
+    let of = |kind: &'static str| streams.iter().filter(move |s| s["codec_type"] == kind);
+    let number = |v: &serde_json::Value| {
+        v.as_u64()
+            .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+            .unwrap_or(0)
+    };
+    let video = of("video").next();
+    Media {
+        frames: video.map_or(0, |v| number(&v["nb_read_frames"])),
+        width: video.map_or(0, |v| number(&v["width"])),
+        height: video.map_or(0, |v| number(&v["height"])),
+        audio: of("audio")
+            .map(|a| a["codec_name"].as_str().unwrap_or("").to_string())
+            .collect(),
+    }
 }
 
 fn timed(cmd: &mut Command) -> f64 {

@@ -39,7 +39,8 @@ enum Command {
     /// Transcode one file here, with the same engine the workers run.
     Transcode {
         input: PathBuf,
-        /// The output file; for HLS presets a playlist path (x.m3u8) or a directory.
+        /// The output file; for HLS presets a playlist path (x.m3u8) or a directory (a
+        /// ladder's master playlist is master.m3u8 there, beside the x_RUNG.m3u8 variants).
         output: PathBuf,
         /// The preset; without it, the default preset for the output's extension.
         #[arg(long, short)]

@@ -2,6 +2,11 @@
 //! options and muxer options, spelled as the command line takes them. Shown by
 //! `ffarm transcode --print-ffmpeg` and used by the engine benchmark, so "equivalent
 //! settings" are derived from one place rather than written twice.
+//!
+//! Two things the command line cannot say exactly: a rate grid is spelled as the `fps`
+//! filter, which picks the same frames but also repeats frames to fill the ticks a
+//! variable-rate source leaves empty (ffarm leaves them empty); and a source that changes
+//! picture size mid-stream is stretched by the command line, letterboxed by ffarm.
 
 use std::path::Path;
 
@@ -56,7 +61,7 @@ pub fn equivalent_command(
             VideoWork::Encode {
                 deinterlace,
                 rotation,
-                source_rate,
+                frame_rate,
                 renditions,
             } => {
                 let f = facts.clone().unwrap_or_default();
@@ -75,15 +80,15 @@ pub fn equivalent_command(
                     pre.push(DEINTERLACE.into());
                 }
                 pre.extend(rotation.filters().iter().map(|s| s.to_string()));
-                let fps = source_rate.map_or(25.0, f64::from);
+                let fps = frame_rate.map_or(25.0, f64::from);
                 let chain = |r: &RenditionPlan| {
-                    let (ow, oh) = geometry::fit(w, h, sar, r.max_width, r.max_height);
-                    let mut c = format!("scale={ow}:{oh}:flags=bicubic,setsar=1");
-                    if let Some(rate) = r.fps {
-                        c.push_str(&format!(",fps={}/{}", rate.numerator(), rate.denominator()));
-                    }
-                    c.push_str(&format!(",format={}", r.spec.pixel_format));
-                    c
+                    let size = geometry::fit(w, h, sar, r.max_width, r.max_height);
+                    geometry::picture_chain(
+                        size,
+                        size,
+                        &r.spec.pixel_format,
+                        r.grid.map(|g| (g.numerator(), g.denominator())),
+                    )
                 };
                 if renditions.len() == 1 {
                     let r = &renditions[0];
@@ -211,7 +216,7 @@ fn video_encoder_args(r: &RenditionPlan, fps: f64) -> Vec<String> {
     if let Some(q) = r.spec.fixed_quality {
         o.extend(["-q:v".into(), q.to_string()]);
     }
-    let rate = r.fps.map_or(fps, f64::from);
+    let rate = r.grid.map_or(fps, f64::from);
     o.extend([
         "-g".into(),
         ((r.spec.keyframe_seconds * rate).round().max(1.0) as u32).to_string(),

@@ -39,6 +39,10 @@ pub enum MediaError {
     Open { path: PathBuf, reason: String },
     #[error("{path}: {what}")]
     Limits { path: PathBuf, what: String },
+    /// The streams run on past what the input may hold: timestamps that jump far beyond the
+    /// declared duration (a damaged or hostile file), or past the longest input accepted.
+    #[error("{path}: {what}")]
+    Overrun { path: PathBuf, what: String },
     #[error("{path}: nothing to transcode: {why}")]
     NoStreams { path: PathBuf, why: String },
     #[error("{path}: decoding input stream #{stream} ({codec}) failed: {reason}")]
@@ -79,6 +83,7 @@ impl MediaError {
             MediaError::Refused { .. } => "input-refused",
             MediaError::Open { .. } => "input-unreadable",
             MediaError::Limits { .. } => "input-limits",
+            MediaError::Overrun { .. } => "input-overrun",
             MediaError::NoStreams { .. } => "input-no-streams",
             MediaError::Decode { .. } => "decode-failed",
             MediaError::Demux { .. } => "demux-failed",
@@ -100,6 +105,7 @@ impl MediaError {
             | MediaError::Refused { .. }
             | MediaError::Open { .. }
             | MediaError::Limits { .. }
+            | MediaError::Overrun { .. }
             | MediaError::NoStreams { .. }
             | MediaError::Decode { .. }
             | MediaError::Demux { .. } => ErrorClass::InvalidInput,

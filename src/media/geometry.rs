@@ -1,5 +1,7 @@
-//! Picture geometry: the output size for a frame under a preset's limits, and the filters that
-//! turn a rotated or interlaced source upright and progressive. Pure functions, unit-tested.
+//! Picture geometry: the output size for a frame under a preset's limits, how a picture that
+//! changes size mid-stream fits the size already chosen, the filters that scale into it, and
+//! those that turn a rotated or interlaced source upright and progressive. Pure functions,
+//! unit-tested.
 
 /// A quarter-turn rotation the display matrix asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,6 +70,51 @@ pub(crate) fn fit(
     (even_within(out_w, box_w), even_within(out_h, box_h))
 }
 
+/// The size a `width`×`height` picture (pixel aspect `sar`) takes inside an output frame of
+/// `frame` pixels that was fixed before it arrived (the source changed size mid-stream): its
+/// display aspect kept, as large as fits — up or down, since the frame's size is already
+/// decided — with even sides. The rest of the frame is padded ([`picture_chain`]).
+pub(crate) fn fit_into(width: u32, height: u32, sar: (i32, i32), frame: (u32, u32)) -> (u32, u32) {
+    let (w, h) = (f64::from(width.max(2)), f64::from(height.max(2)));
+    let sar = if sar.0 > 0 && sar.1 > 0 {
+        f64::from(sar.0) / f64::from(sar.1)
+    } else {
+        1.0
+    };
+    let aspect = w * sar / h;
+    let (box_w, box_h) = (f64::from(frame.0.max(2)), f64::from(frame.1.max(2)));
+    let (out_w, out_h) = if box_w / box_h > aspect {
+        (box_h * aspect, box_h)
+    } else {
+        (box_w, box_w / aspect)
+    };
+    (even_within(out_w, box_w), even_within(out_h, box_h))
+}
+
+/// The filters that turn a decoded picture into a rendition's: scaled to `size` with square
+/// pixels, centred on black in a `frame` that is larger (after a mid-stream size change),
+/// optionally resampled to `fps` (the command line's spelling of a rate cap), and converted
+/// to `pixel_format`.
+pub(crate) fn picture_chain(
+    size: (u32, u32),
+    frame: (u32, u32),
+    pixel_format: &str,
+    fps: Option<(i32, i32)>,
+) -> String {
+    let mut chain = format!("scale={}:{}:flags=bicubic,setsar=1", size.0, size.1);
+    if size != frame {
+        // Even offsets keep chroma planes aligned for subsampled formats.
+        let x = (frame.0.saturating_sub(size.0) / 2) & !1;
+        let y = (frame.1.saturating_sub(size.1) / 2) & !1;
+        chain.push_str(&format!(",pad={}:{}:{x}:{y}:color=black", frame.0, frame.1));
+    }
+    if let Some((num, den)) = fps {
+        chain.push_str(&format!(",fps={num}/{den}"));
+    }
+    chain.push_str(&format!(",format={pixel_format}"));
+    chain
+}
+
 /// Rounds to the nearest even integer, stepping down when that would exceed `limit`.
 fn even_within(v: f64, limit: f64) -> u32 {
     let mut e = ((v / 2.0).round() * 2.0) as u32;
@@ -112,6 +159,35 @@ mod tests {
     fn portrait_sources_fit_the_box() {
         assert_eq!(fit(360, 640, (1, 1), Some(1280), Some(720)), (360, 640));
         assert_eq!(fit(1080, 1920, (1, 1), Some(1280), Some(720)), (406, 720));
+    }
+
+    #[test]
+    fn a_picture_that_changes_size_fits_the_frame_already_chosen() {
+        // Larger and wider: scaled down to the frame's width, letterboxed.
+        assert_eq!(fit_into(640, 360, (1, 1), (320, 240)), (320, 180));
+        // Smaller with the same aspect: scaled up to fill the frame.
+        assert_eq!(fit_into(160, 120, (1, 1), (320, 240)), (320, 240));
+        // Portrait into landscape: pillarboxed, even sides.
+        assert_eq!(fit_into(360, 640, (1, 1), (640, 360)), (202, 360));
+        // Anamorphic storage is displayed at its aspect.
+        assert_eq!(fit_into(720, 480, (32, 27), (640, 360)), (640, 360));
+    }
+
+    #[test]
+    fn picture_chains_pad_only_what_does_not_fill_the_frame() {
+        assert_eq!(
+            picture_chain((1280, 720), (1280, 720), "yuv420p", None),
+            "scale=1280:720:flags=bicubic,setsar=1,format=yuv420p"
+        );
+        assert_eq!(
+            picture_chain((320, 180), (320, 240), "yuv420p", Some((30, 1))),
+            "scale=320:180:flags=bicubic,setsar=1,pad=320:240:0:30:color=black,fps=30/1,\
+             format=yuv420p"
+        );
+        // Odd margins round down to even offsets.
+        assert!(
+            picture_chain((202, 360), (640, 360), "yuv420p", None).contains("pad=640:360:218:0")
+        );
     }
 
     #[test]

@@ -1,5 +1,8 @@
-//! FFmpeg filter graphs between a source buffer and a sink: built from the first frame's
-//! real properties (not the container's claims), fed frames, drained of filtered frames.
+//! FFmpeg filter graphs between a source buffer and a sink: built from a real frame's
+//! properties (not the container's claims), fed frames, drained of filtered frames. A graph
+//! knows the shape it was built for, so a stream whose frames change shape mid-stream (size,
+//! pixel format, sample rate, channel layout) gets a new graph, as the command line
+//! reconfigures its filters, instead of a filter misreading the new frames.
 
 use ffmpeg_next as ff;
 
@@ -9,6 +12,57 @@ use super::ffi;
 pub(crate) struct Graph {
     graph: ff::filter::Graph,
     description: String,
+    input: Shape,
+}
+
+/// The properties of the frames a graph's source buffer is set up for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Shape {
+    Video(VideoShape),
+    Audio(AudioShape),
+}
+
+/// Video frames' size, pixel format and pixel aspect ratio.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct VideoShape {
+    pub width: u32,
+    pub height: u32,
+    pub format: ff::format::Pixel,
+    pub sar: (i32, i32),
+}
+
+impl VideoShape {
+    pub fn of(frame: &ff::frame::Video) -> VideoShape {
+        let sar = frame.aspect_ratio();
+        VideoShape {
+            width: frame.width(),
+            height: frame.height(),
+            format: frame.format(),
+            sar: if sar.numerator() > 0 && sar.denominator() > 0 {
+                (sar.numerator(), sar.denominator())
+            } else {
+                (1, 1)
+            },
+        }
+    }
+}
+
+/// Audio frames' sample rate, sample format and channel layout ("stereo", "5.1"…).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct AudioShape {
+    pub rate: u32,
+    pub format: ff::format::Sample,
+    pub layout: String,
+}
+
+impl AudioShape {
+    pub fn of(frame: &ff::frame::Audio) -> AudioShape {
+        AudioShape {
+            rate: frame.rate(),
+            format: frame.format(),
+            layout: ffi::frame_channel_layout(frame),
+        }
+    }
 }
 
 fn rational(r: ff::Rational) -> String {
@@ -23,31 +77,27 @@ impl Graph {
         frame_rate: Option<ff::Rational>,
         chain: &str,
     ) -> Result<Graph, MediaError> {
-        let sar = first.aspect_ratio();
-        let sar = if sar.numerator() > 0 && sar.denominator() > 0 {
-            sar
-        } else {
-            ff::Rational::new(1, 1)
-        };
-        let pix: ff::ffi::AVPixelFormat = first.format().into();
+        let shape = VideoShape::of(first);
+        let pix: ff::ffi::AVPixelFormat = shape.format.into();
         let mut args = format!(
-            "video_size={}x{}:pix_fmt={}:time_base={}:pixel_aspect={}",
-            first.width(),
-            first.height(),
+            "video_size={}x{}:pix_fmt={}:time_base={}:pixel_aspect={}/{}",
+            shape.width,
+            shape.height,
             pix as i32,
             rational(time_base),
-            rational(sar),
+            shape.sar.0,
+            shape.sar.1,
         );
         if let Some(fr) = frame_rate.filter(|r| r.numerator() > 0 && r.denominator() > 0) {
             args.push_str(&format!(":frame_rate={}", rational(fr)));
         }
-        Self::build("buffer", &args, "buffersink", chain)
+        Self::build("buffer", &args, "buffersink", chain, Shape::Video(shape))
     }
 
-    /// An audio graph for frames shaped like `first`, whose timestamps are in `time_base`;
+    /// An audio graph for frames of `shape` whose timestamps are in `time_base`;
     /// `frame_size` makes the sink emit frames of exactly that many samples.
     pub fn audio(
-        first: &ff::frame::Audio,
+        shape: &AudioShape,
         time_base: ff::Rational,
         chain: &str,
         frame_size: Option<u32>,
@@ -55,11 +105,17 @@ impl Graph {
         let args = format!(
             "time_base={}:sample_rate={}:sample_fmt={}:channel_layout={}",
             rational(time_base),
-            first.rate(),
-            first.format().name(),
-            ffi::frame_channel_layout(first),
+            shape.rate,
+            shape.format.name(),
+            shape.layout,
         );
-        let mut g = Self::build("abuffer", &args, "abuffersink", chain)?;
+        let mut g = Self::build(
+            "abuffer",
+            &args,
+            "abuffersink",
+            chain,
+            Shape::Audio(shape.clone()),
+        )?;
         if let Some(n) = frame_size
             && let Some(mut sink) = g.graph.get("out")
         {
@@ -68,7 +124,23 @@ impl Graph {
         Ok(g)
     }
 
-    fn build(source: &str, args: &str, sink: &str, chain: &str) -> Result<Graph, MediaError> {
+    /// Whether a video frame has the shape this graph was built for.
+    pub fn accepts_video(&self, frame: &ff::frame::Video) -> bool {
+        matches!(&self.input, Shape::Video(v) if *v == VideoShape::of(frame))
+    }
+
+    /// Whether audio frames of `shape` are what this graph was built for.
+    pub fn accepts_audio(&self, shape: &AudioShape) -> bool {
+        matches!(&self.input, Shape::Audio(a) if a == shape)
+    }
+
+    fn build(
+        source: &str,
+        args: &str,
+        sink: &str,
+        chain: &str,
+        input: Shape,
+    ) -> Result<Graph, MediaError> {
         let description = chain.to_string();
         let mark = ffi::log_mark();
         let fail = |e: ff::Error| MediaError::Filter {
@@ -90,7 +162,11 @@ impl Graph {
             .and_then(|p| p.parse(chain))
             .map_err(fail)?;
         graph.validate().map_err(fail)?;
-        Ok(Graph { graph, description })
+        Ok(Graph {
+            graph,
+            description,
+            input,
+        })
     }
 
     fn error(&self, e: ff::Error, mark: u64) -> MediaError {

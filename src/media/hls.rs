@@ -10,8 +10,8 @@ use super::error::MediaError;
 pub(crate) struct Variant {
     /// The media playlist's file name, relative to the master.
     pub uri: String,
-    pub width: u32,
-    pub height: u32,
+    /// Width and height, for a rendition with video (none for audio only).
+    pub resolution: Option<(u32, u32)>,
     pub frame_rate: Option<f64>,
     /// RFC 6381 codec strings, e.g. "avc1.640028", "mp4a.40.2".
     pub codecs: Vec<String>,
@@ -70,9 +70,11 @@ pub(crate) fn write_master(path: &Path, variants: &[Variant]) -> Result<(), Medi
     measured.sort_by_key(|(bandwidth, _)| std::cmp::Reverse(bandwidth.0));
     for ((peak, average), v) in measured {
         text.push_str(&format!(
-            "#EXT-X-STREAM-INF:BANDWIDTH={peak},AVERAGE-BANDWIDTH={average},RESOLUTION={}x{}",
-            v.width, v.height
+            "#EXT-X-STREAM-INF:BANDWIDTH={peak},AVERAGE-BANDWIDTH={average}"
         ));
+        if let Some((width, height)) = v.resolution {
+            text.push_str(&format!(",RESOLUTION={width}x{height}"));
+        }
         if let Some(fps) = v.frame_rate {
             text.push_str(&format!(",FRAME-RATE={fps:.3}"));
         }
@@ -124,6 +126,53 @@ mod tests {
                 (6.0, "a_00000.ts".to_string()),
                 (2.5, "a_00001.ts".to_string())
             ]
+        );
+    }
+
+    #[test]
+    fn master_playlists_describe_video_and_audio_only_renditions() {
+        let dir = tempfile::tempdir().unwrap();
+        // One 4-second segment each: 4000 bytes of video, 1000 of audio.
+        for (name, bytes) in [("v", 4000), ("a", 1000)] {
+            let playlist = format!(
+                "#EXTM3U\n#EXT-X-TARGETDURATION:4\n#EXTINF:4.0,\n{name}_00000.ts\n\
+                 #EXT-X-ENDLIST\n"
+            );
+            std::fs::write(dir.path().join(format!("{name}.m3u8")), playlist).unwrap();
+            std::fs::write(
+                dir.path().join(format!("{name}_00000.ts")),
+                vec![0u8; bytes],
+            )
+            .unwrap();
+        }
+        let master = dir.path().join("master.m3u8");
+        let variants = [
+            Variant {
+                uri: "a.m3u8".into(),
+                resolution: None,
+                frame_rate: None,
+                codecs: vec!["mp4a.40.2".into()],
+            },
+            Variant {
+                uri: "v.m3u8".into(),
+                resolution: Some((1280, 720)),
+                frame_rate: Some(30.0),
+                codecs: vec!["avc1.64001f".into(), "mp4a.40.2".into()],
+            },
+        ];
+        write_master(&master, &variants).unwrap();
+        let text = std::fs::read_to_string(&master).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines[3],
+            "#EXT-X-STREAM-INF:BANDWIDTH=8000,AVERAGE-BANDWIDTH=8000,RESOLUTION=1280x720,\
+             FRAME-RATE=30.000,CODECS=\"avc1.64001f,mp4a.40.2\""
+        );
+        assert_eq!(lines[4], "v.m3u8");
+        assert_eq!(
+            lines[5],
+            "#EXT-X-STREAM-INF:BANDWIDTH=2000,AVERAGE-BANDWIDTH=2000,CODECS=\"mp4a.40.2\"",
+            "no RESOLUTION without video"
         );
     }
 

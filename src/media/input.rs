@@ -6,6 +6,9 @@
 //! and list format (hls, dash, concat, image2 patterns, …); and the demuxer FFmpeg would pick
 //! is detected from the file's first bytes before anything is opened, so such files are
 //! refused with a message naming the format.
+//!
+//! The limits are checked twice: what the container declares when it is opened, and what
+//! the streams really hold while they are read ([`OutputLimit`]), since a header can lie.
 
 use std::fs::File;
 use std::io::Read;
@@ -14,7 +17,7 @@ use std::path::{Path, PathBuf};
 use ffmpeg_next as ff;
 
 use super::error::{MediaError, with_detail};
-use super::ffi;
+use super::ffi::{self, DurationSource};
 use super::stop::StopToken;
 
 /// Demuxers that read only the file they are given. Names as FFmpeg spells them; FFmpeg
@@ -104,6 +107,9 @@ pub fn open(path: &Path, stop: &StopToken) -> Result<Input, MediaError> {
     options.set("format_whitelist", &ALLOWED_DEMUXERS.join(","));
     // Never follow QuickTime external data references (the default, stated for clarity).
     options.set("enable_drefs", "0");
+    // Read every program table of a transport stream, as ffmpeg and ffprobe do: without it
+    // the demuxer settles on the streams (and a duration) from the first tables it sees.
+    options.set("scan_all_pmts", "1");
     let url = file_url(path);
     let mark = ffi::log_mark();
     let stop = stop.clone();
@@ -191,4 +197,94 @@ fn check_limits(input: &Input) -> Result<(), MediaError> {
         }
     }
     Ok(())
+}
+
+/// How much media time a run may produce before it fails as an overrun ([`MediaError::Overrun`]).
+///
+/// A header-declared duration is trusted with a generous margin — twice the duration plus a
+/// minute — because real files end within a frame or two of what their header says, while a
+/// file whose timestamps jump far past it (a patched or damaged header) would otherwise make
+/// the engine run on, and constant-rate outputs fill every gap. Durations FFmpeg only
+/// estimates (from a transport stream's first and last timestamps, or from the bit rate) are
+/// not trusted this way: concatenated and broadcast captures restart or jump their clocks, so
+/// their estimate can be far from what they hold. Every run stops at
+/// [`MAX_DURATION_SECONDS`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct OutputLimit {
+    pub seconds: f64,
+    /// The declared duration the limit derives from, when it does.
+    pub declared: Option<f64>,
+}
+
+impl OutputLimit {
+    pub fn new(duration: Option<f64>, source: DurationSource) -> OutputLimit {
+        match duration.filter(|d| *d > 0.0 && source == DurationSource::Header) {
+            Some(d) => OutputLimit {
+                seconds: (2.0 * d + 60.0).min(MAX_DURATION_SECONDS),
+                declared: Some(d),
+            },
+            None => OutputLimit {
+                seconds: MAX_DURATION_SECONDS,
+                declared: None,
+            },
+        }
+    }
+
+    /// Fails when output reaching `at` seconds of media time is past the limit.
+    pub fn check(&self, path: &Path, at: f64) -> Result<(), MediaError> {
+        if at <= self.seconds {
+            return Ok(());
+        }
+        let what = match self.declared {
+            Some(d) => format!(
+                "the streams run past the declared duration: the output reached {at:.1} s \
+                 where the container declares {d:.2} s (timestamps jump; a damaged or hostile \
+                 file)"
+            ),
+            None => format!(
+                "the streams run past {MAX_DURATION_SECONDS:.0} s, the longest input accepted \
+                 (the output reached {at:.1} s)"
+            ),
+        };
+        Err(MediaError::Overrun {
+            path: path.into(),
+            what,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_declared_duration_bounds_the_output_generously() {
+        let limit = OutputLimit::new(Some(2.0), DurationSource::Header);
+        assert_eq!(limit.seconds, 64.0);
+        let path = Path::new("x.mkv");
+        assert!(limit.check(path, 2.05).is_ok());
+        assert!(limit.check(path, 64.0).is_ok());
+        let err = limit.check(path, 100_001.0).unwrap_err();
+        assert_eq!(err.code(), "input-overrun");
+        assert!(err.to_string().contains("declares 2.00 s"), "{err}");
+        // Never beyond the longest input accepted.
+        let long = OutputLimit::new(Some(40.0 * 3600.0), DurationSource::Header);
+        assert_eq!(long.seconds, MAX_DURATION_SECONDS);
+    }
+
+    #[test]
+    fn estimated_or_unknown_durations_only_get_the_absolute_limit() {
+        for limit in [
+            OutputLimit::new(Some(2.0), DurationSource::Timestamps),
+            OutputLimit::new(Some(2.0), DurationSource::BitRate),
+            OutputLimit::new(None, DurationSource::Header),
+        ] {
+            assert_eq!(limit.seconds, MAX_DURATION_SECONDS);
+            assert!(limit.check(Path::new("x.ts"), 100_001.0).is_ok());
+            let err = limit
+                .check(Path::new("x.ts"), MAX_DURATION_SECONDS + 1.0)
+                .unwrap_err();
+            assert!(err.to_string().contains("longest input"), "{err}");
+        }
+    }
 }

@@ -1,7 +1,8 @@
 //! Where a transcode writes: everything goes to a hidden staging name beside the final one
 //! and is moved into place only when the run succeeds, so no partly written file is ever
 //! visible under its final name. For HLS the segments move first, then the variant
-//! playlists, then the playlist that names them all.
+//! playlists, then the playlist that names them all. A run that stops or fails leaves
+//! nothing behind: its staged files go, and so does every directory it created.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -43,19 +44,59 @@ pub(crate) struct MuxTarget {
     pub options: Vec<(String, String)>,
 }
 
+/// The file name of an ABR ladder's master playlist, beside its variant playlists.
+pub const MASTER_PLAYLIST: &str = "master.m3u8";
+
 /// The staging area for one transcode.
 #[derive(Debug)]
 pub(crate) struct Layout {
     final_dir: PathBuf,
     staging: Staging,
     pub targets: Vec<MuxTarget>,
+    /// Directories this run created for its outputs, deepest first.
+    created: Vec<PathBuf>,
     settled: bool,
 }
 
 #[derive(Debug)]
 enum Staging {
-    File { temp: PathBuf, final_path: PathBuf },
-    Dir { temp_dir: PathBuf, stem: String },
+    File {
+        temp: PathBuf,
+        final_path: PathBuf,
+    },
+    Dir {
+        temp_dir: PathBuf,
+        /// The playlist that names the others: the media playlist of a single rendition,
+        /// or the master of a ladder.
+        top: String,
+        ladder: bool,
+    },
+}
+
+/// Makes a layout's directories (unless it is only being described), remembering the ones
+/// that did not exist, so a run that fails can take them away again.
+struct Dirs {
+    create: bool,
+    /// Deepest first.
+    made: Vec<PathBuf>,
+}
+
+impl Dirs {
+    fn make(&mut self, dir: &Path) -> Result<(), MediaError> {
+        if !self.create {
+            return Ok(());
+        }
+        let mut missing: Vec<PathBuf> = dir
+            .ancestors()
+            .take_while(|d| !d.as_os_str().is_empty() && !d.exists())
+            .map(Path::to_path_buf)
+            .collect();
+        std::fs::create_dir_all(dir).map_err(|e| MediaError::io(dir, e))?;
+        // Made after the ones before, so deeper: they go first.
+        missing.append(&mut self.made);
+        self.made = missing;
+        Ok(())
+    }
 }
 
 static STAGING_SEQ: AtomicU64 = AtomicU64::new(0);
@@ -70,8 +111,9 @@ fn staging_suffix() -> String {
 
 impl Layout {
     /// Plans the files for writing `preset` to `output`. For HLS, `output` is the playlist
-    /// path (`…/name.m3u8`) or a directory (the playlist is then `index.m3u8`); the
-    /// renditions of a ladder are written beside it as `name_RENDITION.m3u8`.
+    /// path (`…/name.m3u8`) or a directory (the name is then `index`). One rendition is
+    /// written as `name.m3u8`; a ladder's variant playlists as `name_RENDITION.m3u8`, with
+    /// the master playlist beside them as [`MASTER_PLAYLIST`].
     pub fn new(
         output: &Path,
         preset: &Preset,
@@ -99,14 +141,16 @@ impl Layout {
         create: bool,
     ) -> Result<Layout, MediaError> {
         super::utf8_path(output)?;
-        let mkdir = |dir: &Path| -> Result<(), MediaError> {
-            if create {
-                std::fs::create_dir_all(dir).map_err(|e| MediaError::io(dir, e))?;
-            }
-            Ok(())
+        let mut dirs = Dirs {
+            create,
+            made: Vec::new(),
         };
         if preset.container == Container::Hls {
-            return Self::hls(output, preset, renditions, &mkdir);
+            let layout = Self::hls(output, preset, renditions, &mut dirs);
+            if layout.is_err() {
+                remove_dirs(&dirs.made);
+            }
+            return layout;
         }
         if output.is_dir() || output.as_os_str().to_string_lossy().ends_with('/') {
             return Err(MediaError::Unsupported(format!(
@@ -117,7 +161,7 @@ impl Layout {
             )));
         }
         let final_dir = parent_dir(output);
-        mkdir(&final_dir)?;
+        dirs.make(&final_dir)?;
         let name = output
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
@@ -140,6 +184,7 @@ impl Layout {
                 temp,
                 final_path: output.to_path_buf(),
             },
+            created: dirs.made,
             settled: false,
         })
     }
@@ -148,7 +193,7 @@ impl Layout {
         output: &Path,
         preset: &Preset,
         renditions: &[Option<String>],
-        mkdir: &dyn Fn(&Path) -> Result<(), MediaError>,
+        dirs: &mut Dirs,
     ) -> Result<Layout, MediaError> {
         let is_playlist = output
             .extension()
@@ -162,9 +207,15 @@ impl Layout {
         } else {
             (output.to_path_buf(), "index".to_string())
         };
-        mkdir(&final_dir)?;
+        dirs.make(&final_dir)?;
         let temp_dir = final_dir.join(format!(".{stem}.{}.partial", staging_suffix()));
-        mkdir(&temp_dir)?;
+        dirs.make(&temp_dir)?;
+        let ladder = renditions.iter().any(Option::is_some);
+        let top = if ladder {
+            MASTER_PLAYLIST.to_string()
+        } else {
+            format!("{stem}.m3u8")
+        };
         let segment_seconds = preset.hls.as_ref().map_or(6.0, |h| h.segment_seconds);
         let targets = renditions
             .iter()
@@ -194,7 +245,12 @@ impl Layout {
         Ok(Layout {
             final_dir,
             targets,
-            staging: Staging::Dir { temp_dir, stem },
+            staging: Staging::Dir {
+                temp_dir,
+                top,
+                ladder,
+            },
+            created: std::mem::take(&mut dirs.made),
             settled: false,
         })
     }
@@ -210,18 +266,18 @@ impl Layout {
     /// The path of the HLS master playlist while staging, for a ladder.
     pub fn staged_master(&self) -> Option<PathBuf> {
         match &self.staging {
-            Staging::Dir { temp_dir, stem } => Some(temp_dir.join(format!("{stem}.m3u8"))),
-            Staging::File { .. } => None,
+            Staging::Dir {
+                temp_dir,
+                top,
+                ladder: true,
+            } => Some(temp_dir.join(top)),
+            _ => None,
         }
     }
 
     /// Moves everything into place, segments first and the master playlist last, and lists
     /// the published files in that order.
-    pub fn commit(
-        mut self,
-        picture: bool,
-        has_master: bool,
-    ) -> Result<Vec<OutputFile>, MediaError> {
+    pub fn commit(mut self, picture: bool) -> Result<Vec<OutputFile>, MediaError> {
         self.settled = true;
         match &self.staging {
             Staging::File { temp, final_path } => {
@@ -237,8 +293,11 @@ impl Layout {
                     bytes,
                 }])
             }
-            Staging::Dir { temp_dir, stem } => {
-                let master_name = format!("{stem}.m3u8");
+            Staging::Dir {
+                temp_dir,
+                top,
+                ladder,
+            } => {
                 let mut entries: Vec<(u8, String)> = std::fs::read_dir(temp_dir)
                     .map_err(|e| MediaError::io(temp_dir, e))?
                     .filter_map(|e| e.ok())
@@ -246,7 +305,7 @@ impl Layout {
                     .map(|name| {
                         let rank = if name.ends_with(".ts") {
                             0
-                        } else if has_master && name == master_name {
+                        } else if *ladder && name == *top {
                             2
                         } else {
                             1
@@ -291,6 +350,15 @@ impl Layout {
                 let _ = std::fs::remove_dir_all(temp_dir);
             }
         }
+        remove_dirs(&self.created);
+    }
+}
+
+/// Removes directories a run created, deepest first; one that something else has put a file
+/// in meanwhile is not empty and stays.
+fn remove_dirs(dirs: &[PathBuf]) {
+    for dir in dirs {
+        let _ = std::fs::remove_dir(dir);
     }
 }
 

@@ -6,11 +6,13 @@ use ffmpeg_next as ff;
 
 use super::encode::{self, AudioEncoderSpec, VideoEncoderSpec};
 use super::error::MediaError;
-use super::ffi;
+use super::ffi::{self, DurationSource};
 use super::geometry::{self, Rotation};
-use super::input::Input;
+use super::input::{Input, OutputLimit};
 use super::probe::ProbeReport;
-use crate::preset::{AudioOutput, PosterAt, Preset, VideoCodec, VideoOutput};
+use crate::preset::{
+    AudioOutput, Container, PosterAt, Preset, RateControl, Rendition, VideoCodec, VideoOutput,
+};
 
 /// Where an encoded or copied stream goes: output file `output`, stream slot `slot`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,6 +45,8 @@ pub(crate) struct Plan {
     /// The duration comes from timestamps or headers, not a bit-rate estimate, so an output
     /// much shorter than it means the input is cut short.
     pub duration_trusted: bool,
+    /// How far the output may run before the input counts as lying about its length.
+    pub limit: OutputLimit,
     /// Subtracted from every timestamp so the output starts at zero (microseconds).
     pub start_offset_us: i64,
     /// For a poster: the media time of the wanted picture (seconds).
@@ -65,7 +69,8 @@ pub(crate) enum VideoWork {
     Encode {
         deinterlace: bool,
         rotation: Rotation,
-        source_rate: Option<ff::Rational>,
+        /// The source's real (average) frame rate, when known: what encoders are told.
+        frame_rate: Option<ff::Rational>,
         renditions: Vec<RenditionPlan>,
     },
 }
@@ -75,8 +80,11 @@ pub(crate) struct RenditionPlan {
     pub target: Target,
     pub max_width: Option<u32>,
     pub max_height: Option<u32>,
-    /// Output frame rate when it is fixed (capped, or a constant-rate container).
-    pub fps: Option<ff::Rational>,
+    /// Frames are placed on this rate's grid: the preset's cap when the source is faster,
+    /// or the source's base rate for codecs and containers that need a constant rate. At
+    /// most one frame goes on each tick (the one the `fps` filter would pick) and none is
+    /// ever duplicated, so the frame count never grows. None: timestamps pass through.
+    pub grid: Option<ff::Rational>,
     pub spec: VideoEncoderSpec,
 }
 
@@ -111,11 +119,11 @@ pub(crate) fn plan(
 ) -> Result<Plan, MediaError> {
     let container = preset.container;
     let muxer_flags = ffi::muxer_flags(container.muxer()).unwrap_or(0);
-    let ladder = distinct_renditions(input, probe, preset);
-    let output_count = ladder.len().max(1);
+    let ladder = Ladder::for_input(input, probe, preset);
+    let output_count = ladder.names.len().max(1);
     let mut outputs: Vec<OutputPlan> = (0..output_count)
         .map(|i| OutputPlan {
-            rendition: ladder.get(i).map(|r| r.name.clone()),
+            rendition: ladder.names.get(i).cloned(),
             slots: Vec::new(),
         })
         .collect();
@@ -144,26 +152,18 @@ pub(crate) fn plan(
             })
         }
         (Some(VideoOutput::Encode(v)), Some(sv)) => {
-            let source_rate = stream_rate(input, sv.index);
+            let rates = SourceRates::of(input, sv.index);
             // Timestamps pass through (variable frame rate kept) unless the rate is capped,
-            // or the codec needs a constant rate (MPEG-4 Part 2's small time base).
-            let constant_rate = v.codec == VideoCodec::Mpeg4;
-            let cap = v.max_fps.map(f64_to_rational);
-            let fps_for = |cap: Option<ff::Rational>| -> Option<ff::Rational> {
-                if container.picture() {
-                    return None;
-                }
-                let capped = match (cap, source_rate) {
-                    (Some(c), Some(s)) if f64::from(s) > f64::from(c) * 1.001 => Some(c),
-                    (Some(c), None) => Some(c),
-                    _ => None,
-                };
-                capped.or_else(|| {
-                    constant_rate.then(|| source_rate.unwrap_or(ff::Rational::new(25, 1)))
-                })
+            // or the codec or container needs a constant rate (MPEG-4 Part 2's small time
+            // base; AVI, which has no timestamps of its own).
+            let constant_rate = v.codec == VideoCodec::Mpeg4 || container == Container::Avi;
+            let grid = if container.picture() {
+                None
+            } else {
+                frame_grid(v.max_fps.map(f64_to_rational), rates, constant_rate)
             };
             let segment = preset.hls.as_ref().map(|h| h.segment_seconds);
-            let make_spec = |rate: &crate::preset::RateControl| {
+            let make_spec = |rate: &RateControl| {
                 let mut spec = encode::video_spec(v, rate);
                 if let Some(s) = segment {
                     spec.keyframe_seconds = s;
@@ -171,24 +171,25 @@ pub(crate) fn plan(
                 }
                 spec
             };
-            let renditions = if ladder.is_empty() {
+            let renditions = if ladder.video.is_empty() {
                 let target = add_slot(&mut outputs, 0, slot_info(sv, true));
                 vec![RenditionPlan {
                     target,
                     max_width: v.max_width,
                     max_height: v.max_height,
-                    fps: fps_for(cap),
+                    grid,
                     spec: make_spec(&v.rate),
                 }]
             } else {
                 ladder
+                    .video
                     .iter()
                     .enumerate()
                     .map(|(o, r)| RenditionPlan {
                         target: add_slot(&mut outputs, o, slot_info(sv, true)),
                         max_width: r.max_width.or(v.max_width),
                         max_height: r.max_height.or(v.max_height),
-                        fps: fps_for(cap),
+                        grid,
                         spec: make_spec(&r.rate),
                     })
                     .collect()
@@ -206,7 +207,7 @@ pub(crate) fn plan(
                         Some("tt" | "bb" | "tb" | "bt")
                     ),
                     rotation: Rotation::from_display_degrees(facts.rotation),
-                    source_rate,
+                    frame_rate: rates.average.or(rates.base),
                     renditions,
                 },
             })
@@ -250,7 +251,7 @@ pub(crate) fn plan(
                     // Renditions that ask for the same audio bit rate share one encoder.
                     let mut groups: Vec<(Option<u64>, Vec<Target>)> = Vec::new();
                     for o in 0..output_count {
-                        let bitrate = ladder.get(o).and_then(|r| r.audio_bitrate);
+                        let bitrate = ladder.audio_bitrates.get(o).copied().flatten();
                         let target = add_slot(&mut outputs, o, info(i == 0));
                         match groups.iter_mut().find(|(b, _)| *b == bitrate) {
                             Some((_, targets)) => targets.push(target),
@@ -314,31 +315,66 @@ pub(crate) fn plan(
         audio,
         subtitles,
         duration: duration.filter(|d| *d > 0.0),
-        duration_trusted: !ffi::duration_from_bitrate(&input.ctx),
+        duration_trusted: ffi::duration_source(&input.ctx) != DurationSource::BitRate,
+        limit: OutputLimit::new(duration, ffi::duration_source(&input.ctx)),
         start_offset_us: ffi::input_start_time(&input.ctx).unwrap_or(0),
         poster_at,
         global_header: muxer_flags & ffi::AVFMT_GLOBALHEADER != 0,
     })
 }
 
-/// The ladder's renditions, minus those that would come out the same size as another: a
-/// small source would otherwise get several identical renditions (nothing is upscaled).
-/// Of renditions that tie, the one with the smallest size box — whose bit rate was chosen
-/// for a picture that size — is kept.
-fn distinct_renditions<'p>(
+/// An HLS ladder as planned for one input: per output, the rendition's name and audio bit
+/// rate, and the video rung it encodes.
+#[derive(Debug, Default)]
+struct Ladder<'p> {
+    names: Vec<String>,
+    audio_bitrates: Vec<Option<u64>>,
+    /// Empty for an audio-only input.
+    video: Vec<&'p Rendition>,
+}
+
+/// What the one rendition of an audio-only input is called.
+const AUDIO_ONLY_RENDITION: &str = "audio";
+
+impl<'p> Ladder<'p> {
+    /// The preset's renditions, minus those that would come out the same size as another: a
+    /// small source would otherwise get several identical renditions (nothing is upscaled).
+    /// Of renditions that tie, the one with the smallest size box — whose bit rate was chosen
+    /// for a picture that size — is kept. An input without video would make every rung the
+    /// same audio, so it gets one rendition, `audio`, with the best audio bit rate any rung
+    /// asks for.
+    fn for_input(input: &Input, probe: &ProbeReport, preset: &'p Preset) -> Ladder<'p> {
+        let Some(hls) = &preset.hls else {
+            return Ladder::default();
+        };
+        if hls.renditions.is_empty() {
+            return Ladder::default();
+        }
+        let Some(sv) = probe.video() else {
+            return Ladder {
+                names: vec![AUDIO_ONLY_RENDITION.into()],
+                audio_bitrates: vec![hls.renditions.iter().filter_map(|r| r.audio_bitrate).max()],
+                video: Vec::new(),
+            };
+        };
+        let video = distinct_rungs(input, sv.index, preset, &hls.renditions);
+        Ladder {
+            names: video.iter().map(|r| r.name.clone()).collect(),
+            audio_bitrates: video.iter().map(|r| r.audio_bitrate).collect(),
+            video,
+        }
+    }
+}
+
+fn distinct_rungs<'p>(
     input: &Input,
-    probe: &ProbeReport,
-    preset: &'p Preset,
-) -> Vec<&'p crate::preset::Rendition> {
-    let Some(hls) = &preset.hls else {
-        return Vec::new();
-    };
-    let Some(sv) = probe.video() else {
-        return hls.renditions.iter().take(1).collect();
-    };
+    video_index: usize,
+    preset: &Preset,
+    rungs: &'p [Rendition],
+) -> Vec<&'p Rendition> {
     let facts = input
         .ctx
-        .stream(sv.index)
+        .stream(video_index)
         .map(|s| ffi::stream_facts(&s))
         .unwrap_or_default();
     let (mut w, mut h) = (facts.width, facts.height);
@@ -350,7 +386,7 @@ fn distinct_renditions<'p>(
         std::mem::swap(&mut w, &mut h);
         sar = (sar.1, sar.0);
     }
-    let default = |r: &crate::preset::Rendition| {
+    let default = |r: &Rendition| {
         let (mw, mh) = match &preset.video {
             Some(VideoOutput::Encode(v)) => {
                 (r.max_width.or(v.max_width), r.max_height.or(v.max_height))
@@ -362,7 +398,7 @@ fn distinct_renditions<'p>(
             u64::from(mw.unwrap_or(u32::MAX)) * u64::from(mh.unwrap_or(u32::MAX)),
         )
     };
-    let sized: Vec<_> = hls.renditions.iter().map(|r| (r, default(r))).collect();
+    let sized: Vec<_> = rungs.iter().map(|r| (r, default(r))).collect();
     sized
         .iter()
         .filter(|(_, (size, area))| {
@@ -405,13 +441,54 @@ fn stream_codec_id(input: &Input, index: usize) -> ff::codec::Id {
         .map_or(ff::codec::Id::None, |s| s.parameters().id())
 }
 
-/// The stream's frame rate as FFmpeg guesses it: the real base rate when sane, else the
-/// average rate.
-fn stream_rate(input: &Input, index: usize) -> Option<ff::Rational> {
-    let s = input.ctx.stream(index)?;
-    [s.rate(), s.avg_frame_rate()]
-        .into_iter()
-        .find(|r| r.numerator() > 0 && r.denominator() > 0 && f64::from(*r) < 1000.0)
+/// A video stream's frame rates as FFmpeg reports them.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct SourceRates {
+    /// `avg_frame_rate`: frames over time, the rate a viewer sees.
+    pub average: Option<ff::Rational>,
+    /// `r_frame_rate`: the base rate every timestamp fits on; above the average for a
+    /// variable-rate stream.
+    pub base: Option<ff::Rational>,
+}
+
+impl SourceRates {
+    fn of(input: &Input, index: usize) -> SourceRates {
+        let sane = |r: ff::Rational| {
+            (r.numerator() > 0 && r.denominator() > 0 && f64::from(r) < 1000.0).then_some(r)
+        };
+        match input.ctx.stream(index) {
+            Some(s) => SourceRates {
+                average: sane(s.avg_frame_rate()),
+                base: sane(s.rate()),
+            },
+            None => SourceRates::default(),
+        }
+    }
+}
+
+/// The grid a rendition's frames go on ([`RenditionPlan::grid`]). A cap applies when the
+/// source's real rate — its average, not the base rate a variable-rate stream's timestamps
+/// are written in — is above it, or is unknown: frames are only ever dropped onto the cap's
+/// grid, so capping an unknown rate cannot add any. Otherwise a constant-rate output gets the
+/// base rate, on which every source frame has a tick of its own.
+fn frame_grid(
+    cap: Option<ff::Rational>,
+    rates: SourceRates,
+    constant_rate: bool,
+) -> Option<ff::Rational> {
+    let capped = match (cap, rates.average) {
+        (Some(c), Some(avg)) if f64::from(avg) > f64::from(c) * 1.001 => Some(c),
+        (Some(c), None) => Some(c),
+        _ => None,
+    };
+    capped.or_else(|| {
+        constant_rate.then(|| {
+            rates
+                .base
+                .or(rates.average)
+                .unwrap_or(ff::Rational::new(25, 1))
+        })
+    })
 }
 
 fn f64_to_rational(v: f64) -> ff::Rational {
@@ -439,4 +516,56 @@ pub fn preset_for_extension(ext: &str) -> Option<&'static str> {
             "jpg" | "jpeg" => Some("poster-jpg"),
             _ => None,
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn r(num: i32, den: i32) -> ff::Rational {
+        ff::Rational::new(num, den)
+    }
+
+    fn rates(average: Option<ff::Rational>, base: Option<ff::Rational>) -> SourceRates {
+        SourceRates { average, base }
+    }
+
+    #[test]
+    fn a_cap_applies_only_when_the_real_rate_is_above_it() {
+        let cap = Some(r(60, 1));
+        // Variable frame rate: timestamps on a 120 fps base, 45 fps on average. Capping at
+        // 60 would only pad it with duplicates.
+        assert_eq!(
+            frame_grid(cap, rates(Some(r(45, 1)), Some(r(120, 1))), false),
+            None
+        );
+        assert_eq!(
+            frame_grid(cap, rates(Some(r(60, 1)), Some(r(60, 1))), false),
+            None
+        );
+        assert_eq!(
+            frame_grid(cap, rates(Some(r(60000, 1001)), None), false),
+            None,
+            "59.94 is within the cap"
+        );
+        assert_eq!(
+            frame_grid(Some(r(30, 1)), rates(Some(r(50, 1)), Some(r(50, 1))), false),
+            Some(r(30, 1))
+        );
+        assert_eq!(frame_grid(cap, rates(None, Some(r(120, 1))), false), cap);
+        assert_eq!(frame_grid(None, rates(Some(r(120, 1)), None), false), None);
+    }
+
+    #[test]
+    fn constant_rate_outputs_take_the_base_rate_unless_capped() {
+        let vfr = rates(Some(r(45, 1)), Some(r(120, 1)));
+        assert_eq!(frame_grid(None, vfr, true), Some(r(120, 1)));
+        assert_eq!(frame_grid(Some(r(60, 1)), vfr, true), Some(r(120, 1)));
+        assert_eq!(
+            frame_grid(Some(r(30, 1)), vfr, true),
+            Some(r(30, 1)),
+            "a cap below the average still applies"
+        );
+        assert_eq!(frame_grid(None, rates(None, None), true), Some(r(25, 1)));
+    }
 }

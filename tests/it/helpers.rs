@@ -129,11 +129,6 @@ pub fn num(v: &Value) -> f64 {
     }
 }
 
-/// A video stream's duration per ffprobe, in seconds.
-pub fn stream_duration(stream: &Value) -> f64 {
-    num(&stream["duration"])
-}
-
 /// "30000/1001" → 29.97.
 pub fn rate(v: &Value) -> f64 {
     let s = v.as_str().unwrap_or("0/1");
@@ -166,6 +161,80 @@ pub fn files_under(dir: &Path) -> Vec<String> {
     walk(dir, dir, &mut out);
     out.sort();
     out
+}
+
+/// Files and directories under `dir`, recursively, relative to it (sorted; directories end
+/// in `/`): what a run left behind, including directories it created.
+pub fn paths_under(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    fn walk(base: &Path, dir: &Path, out: &mut Vec<String>) {
+        let Ok(rd) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for e in rd.flatten() {
+            let p = e.path();
+            let Ok(rel) = p.strip_prefix(base) else {
+                continue;
+            };
+            if p.is_dir() {
+                out.push(format!("{}/", rel.to_string_lossy()));
+                walk(base, &p, out);
+            } else {
+                out.push(rel.to_string_lossy().into_owned());
+            }
+        }
+    }
+    walk(dir, dir, &mut out);
+    out.sort();
+    out
+}
+
+/// The (start, duration) of every packet of one stream, per ffprobe, in seconds, sorted by
+/// start; a packet whose container records no duration gets NaN.
+pub fn packet_times(path: &Path, selector: &str) -> Vec<(f64, f64)> {
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-select_streams", selector])
+        .args([
+            "-show_entries",
+            "packet=pts_time,duration_time",
+            "-of",
+            "csv=p=0",
+        ])
+        .arg(path)
+        .output()
+        .expect("running ffprobe");
+    let mut times: Vec<(f64, f64)> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            let mut fields = l.trim().trim_end_matches(',').split(',');
+            let pts = fields.next()?.parse().ok()?;
+            let duration = fields
+                .next()
+                .and_then(|d| d.parse().ok())
+                .unwrap_or(f64::NAN);
+            Some((pts, duration))
+        })
+        .collect();
+    times.sort_by(|a, b| a.0.total_cmp(&b.0));
+    times
+}
+
+/// How much media time a stream's packets span: from the first timestamp to where the last
+/// packet ends (where the container records no duration, the last lasts as long as the
+/// average packet). Works for every container, and for HLS playlists.
+pub fn stream_extent(path: &Path, selector: &str) -> f64 {
+    let times = packet_times(path, selector);
+    let (Some(first), Some(last)) = (times.first(), times.last()) else {
+        return f64::NAN;
+    };
+    let duration = if last.1.is_finite() {
+        last.1
+    } else if times.len() > 1 {
+        (last.0 - first.0) / (times.len() - 1) as f64
+    } else {
+        0.0
+    };
+    last.0 + duration - first.0
 }
 
 /// Makes a farm process (or a client) independent of the account running the tests: no

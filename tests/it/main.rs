@@ -18,6 +18,7 @@ mod helpers;
 
 mod media_bad_input;
 mod media_cli;
+mod media_hls;
 mod media_pictures;
 mod media_presets;
 mod media_probe;

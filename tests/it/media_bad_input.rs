@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use ffarm::media::{self, ErrorClass, MediaError};
 use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
 
-use crate::helpers::{files_under, malformed_dir, preset, tempdir, transcode, valid};
+use crate::helpers::{files_under, malformed_dir, paths_under, preset, tempdir, transcode, valid};
 
 /// Transcodes on a thread with a deadline, so a hang fails the test instead of stalling it.
 fn transcode_within(
@@ -37,6 +37,11 @@ fn every_malformed_fixture_fails_with_a_reason() {
         ("truncated_tail.mkv", "demux-failed", "ends early"),
         ("bitflip.mp4", "decode-failed", "packets failed"),
         (
+            "timestamp_jump.mkv",
+            "input-overrun",
+            "where the container declares 2.00 s",
+        ),
+        (
             "subtitles_only.mkv",
             "input-no-streams",
             "no video or audio",
@@ -53,7 +58,7 @@ fn every_malformed_fixture_fails_with_a_reason() {
         let started = Instant::now();
         let err = transcode_within(
             &entry.path(),
-            &dir.path().join("o.mp4"),
+            &dir.path().join("made/for/it/o.mp4"),
             Duration::from_secs(60),
         )
         .expect_err(&name);
@@ -78,8 +83,9 @@ fn every_malformed_fixture_fails_with_a_reason() {
             started.elapsed()
         );
         assert!(
-            files_under(dir.path()).is_empty(),
-            "{name}: nothing left behind"
+            paths_under(dir.path()).is_empty(),
+            "{name}: nothing left behind, not even the directories made for the output: {:?}",
+            paths_under(dir.path())
         );
         seen += 1;
     }
@@ -265,6 +271,46 @@ fn absurd_durations_are_refused() {
     let err = transcode(&long, &dir.path().join("o.mp4"), preset("mp4")).unwrap_err();
     assert_eq!(err.code(), "input-limits", "{err}");
     assert!(err.to_string().contains("exceeds the limit"), "{err}");
+}
+
+#[test]
+fn timestamps_running_past_the_declared_duration_fail_fast() {
+    // The file says 2 s, but its clock jumps by 100,000 s after the first second. A
+    // constant-rate output (MPEG-4 in AVI) or a rate cap used to fill that gap with millions
+    // of repeated frames; a copy would write a 100,000 s file.
+    let input = malformed_dir().join("timestamp_jump.mkv");
+    for (name, output) in [
+        ("avi", "o.avi"),
+        ("h264-480p", "o.mp4"),
+        ("remux-mkv", "o.mkv"),
+        ("hls-abr", "ladder"),
+    ] {
+        let dir = tempdir();
+        let started = Instant::now();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let out = dir.path().join(output);
+        let input = input.clone();
+        std::thread::spawn(move || {
+            let _ = tx.send(transcode(&input, &out, preset(name)));
+        });
+        let err = rx
+            .recv_timeout(Duration::from_secs(20))
+            .unwrap_or_else(|_| panic!("{name}: still running after 20 s"))
+            .expect_err(name);
+        assert_eq!(err.code(), "input-overrun", "{name}: {err}");
+        assert_eq!(err.class(), ErrorClass::InvalidInput, "{name}");
+        assert!(
+            err.to_string().contains("timestamp_jump.mkv")
+                && err.to_string().contains("declares 2.00 s"),
+            "{name}: {err}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{name}: took {:?}",
+            started.elapsed()
+        );
+        assert!(paths_under(dir.path()).is_empty(), "{name}");
+    }
 }
 
 #[test]

@@ -1,12 +1,14 @@
 //! What the filters do to awkward sources: rotation honoured (compared pixel by pixel with
 //! the `ffmpeg` command line's autorotate), interlacing removed, anamorphic and odd sizes,
-//! variable frame rate kept, several and surround audio tracks, missing audio or video.
+//! variable frame rate kept and never padded by a cap, pictures and sound that change format
+//! mid-stream, several and surround audio tracks, missing audio or video.
 
 use std::path::Path;
 use std::process::Command;
 
 use crate::helpers::{
-    count_frames, ffprobe, ffprobe_streams, num, preset, tempdir, transcode, valid,
+    count_frames, ffprobe, ffprobe_streams, num, packet_times, preset, rate, stream_extent,
+    tempdir, transcode, valid,
 };
 
 /// Average PSNR (dB) between two videos of the same size, per FFmpeg's `psnr` filter.
@@ -219,6 +221,123 @@ fn frame_rate_cap_resamples_to_the_cap() {
     let v = &ffprobe_streams(&ffprobe(&out), "video")[0];
     assert_eq!(v["avg_frame_rate"], "15/1");
     assert_eq!(count_frames(&out, "v:0"), 30, "2 s at 15 fps");
+}
+
+#[test]
+fn a_frame_rate_cap_never_adds_frames() {
+    // 135 frames on a 120 fps base (r_frame_rate 120/1) but 45 fps on average.
+    let input = valid("vfr_base120.mp4");
+    let src = ffprobe_streams(&ffprobe(&input), "video")[0].clone();
+    assert_eq!(src["r_frame_rate"], "120/1");
+    assert!((rate(&src["avg_frame_rate"]) - 45.0).abs() < 0.5);
+    assert_eq!(count_frames(&input, "v:0"), 135);
+    let dir = tempdir();
+    // A 60 fps cap is above the real rate: nothing changes, timestamps included.
+    let out = dir.path().join("60.mp4");
+    transcode(&input, &out, preset("h264-720p")).unwrap();
+    assert_eq!(
+        count_frames(&out, "v:0"),
+        135,
+        "no frame added under a 60 fps cap"
+    );
+    let (src_times, ours) = (frame_times(&input), frame_times(&out));
+    for (a, b) in src_times.iter().zip(&ours) {
+        assert!((a - b).abs() < 0.002, "frame at {a} s moved to {b} s");
+    }
+    // A 30 fps cap is below it: frames are dropped onto the 30 fps grid, never repeated.
+    let out = dir.path().join("30.mp4");
+    transcode(&input, &out, preset("h264-480p")).unwrap();
+    assert_eq!(count_frames(&out, "v:0"), 90, "3 s at 30 fps");
+    let times = frame_times(&out);
+    assert!(
+        times
+            .windows(2)
+            .all(|w| (w[1] - w[0] - 1.0 / 30.0).abs() < 0.002),
+        "evenly spaced at 30 fps"
+    );
+    let video = stream_extent(&out, "v:0");
+    assert!(
+        (video - stream_extent(&input, "v:0")).abs() <= 1.0 / 30.0 + 0.002,
+        "{video} s"
+    );
+}
+
+/// FFmpeg's `cropdetect` verdict (width, height) on the picture at `at` seconds: the part of
+/// the frame that is not black bars.
+fn visible_area(path: &Path, at: f64) -> (u32, u32) {
+    let out = Command::new("ffmpeg")
+        .args(["-hide_banner", "-nostdin", "-ss", &format!("{at}"), "-i"])
+        .arg(path)
+        .args([
+            "-frames:v",
+            "5",
+            "-vf",
+            "cropdetect=limit=16:round=2:reset=1",
+        ])
+        .args(["-an", "-f", "null", "-"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stderr);
+    let crop = text
+        .lines()
+        .filter_map(|l| l.split("crop=").nth(1))
+        .next_back()
+        .unwrap_or_else(|| panic!("no cropdetect output: {text}"));
+    let mut sides = crop.split(':').map(|v| v.trim().parse::<u32>().unwrap());
+    (sides.next().unwrap(), sides.next().unwrap())
+}
+
+#[test]
+fn pictures_and_sound_that_change_format_mid_stream() {
+    // 2 s of 320x240 with stereo 48 kHz, then 2 s of 640x360 with mono 44.1 kHz, in one
+    // transport stream.
+    let input = valid("format_change.ts");
+    let dir = tempdir();
+    for name in ["mp4", "h264-480p"] {
+        let out = dir.path().join(format!("{name}.mp4"));
+        transcode(&input, &out, preset(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let probe = ffprobe(&out);
+        let v = &ffprobe_streams(&probe, "video")[0];
+        // The size chosen from the first pictures holds for the whole output.
+        assert_eq!(
+            (v["width"].as_u64(), v["height"].as_u64()),
+            (Some(320), Some(240)),
+            "{name}"
+        );
+        assert_eq!(
+            count_frames(&out, "v:0"),
+            count_frames(&input, "v:0"),
+            "{name}"
+        );
+        let video = stream_extent(&out, "v:0");
+        assert!(
+            (video - stream_extent(&input, "v:0")).abs() <= 1.0 / 25.0 + 0.002,
+            "{name}: video {video} s"
+        );
+        // The 16:9 pictures are letterboxed into 4:3, not stretched.
+        assert_eq!(
+            visible_area(&out, 0.5),
+            (320, 240),
+            "{name}: first part fills the frame"
+        );
+        assert_eq!(
+            visible_area(&out, 3.0),
+            (320, 180),
+            "{name}: second part keeps 16:9"
+        );
+        // The sound goes on in the first part's format, for the whole duration: within the
+        // encoder's priming frame plus the part of a frame either side of the splice.
+        let a = &ffprobe_streams(&probe, "audio")[0];
+        assert_eq!(a["channels"], 2, "{name}");
+        assert_eq!(a["sample_rate"], "48000", "{name}");
+        let frame = packet_times(&out, "a:0")[0].1;
+        let audio = stream_extent(&out, "a:0");
+        assert!(
+            (audio - stream_extent(&input, "a:0")).abs() <= 2.0 * frame + 0.002,
+            "{name}: audio {audio} s vs {} s",
+            stream_extent(&input, "a:0")
+        );
+    }
 }
 
 #[test]

@@ -1,12 +1,13 @@
 //! Progress reports (at least once a second, monotonic, ending at 100) and stop requests
-//! (effective within a second, partial output removed, reported as stopped).
+//! (effective within a second, partial output and every directory the run made removed,
+//! reported as stopped).
 
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use ffarm::media::{self, ErrorClass, MediaError, Phase, Progress, StopToken};
 
-use crate::helpers::{files_under, preset, tempdir, valid};
+use crate::helpers::{paths_under, preset, tempdir, valid};
 
 #[test]
 fn progress_arrives_every_second_and_reaches_100() {
@@ -114,15 +115,16 @@ fn stop_during(preset_name: &str, output: &str) {
         other => panic!("{preset_name}: expected Stopped, got {other:?}"),
     }
     assert!(
-        files_under(dir.path()).is_empty(),
-        "{preset_name}: partial output left: {:?}",
-        files_under(dir.path())
+        paths_under(dir.path()).is_empty(),
+        "{preset_name}: partial output or directories left: {:?}",
+        paths_under(dir.path())
     );
 }
 
 #[test]
 fn stop_takes_effect_within_a_second_and_removes_partial_output() {
-    stop_during("h264-720p", "s.mp4");
+    // Into directories that do not exist yet: the run makes them, and takes them away.
+    stop_during("h264-720p", "made/for/it/s.mp4");
 }
 
 #[test]
@@ -143,5 +145,5 @@ fn a_stop_before_start_never_writes() {
         &mut |_: &Progress| {},
     );
     assert!(matches!(r, Err(MediaError::Stopped)), "{r:?}");
-    assert!(files_under(dir.path()).is_empty());
+    assert!(paths_under(dir.path()).is_empty());
 }

@@ -178,12 +178,24 @@ pub fn open_output(path: &str, muxer: &str) -> Result<ff::format::context::Outpu
     }
 }
 
-/// Whether the input's duration is only an estimate from its bit rate (raw streams without
-/// timestamps), rather than read from timestamps or stream headers.
-pub fn duration_from_bitrate(input: &ff::format::context::Input) -> bool {
+/// Where an input's duration comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DurationSource {
+    /// Declared by the container or its streams' headers (MP4, Matroska, …).
+    Header,
+    /// Estimated from the first and last timestamps (MPEG-TS and -PS, NUT).
+    Timestamps,
+    /// Estimated from the file size and bit rate (raw streams without timestamps).
+    BitRate,
+}
+
+/// How FFmpeg arrived at the input's duration.
+pub fn duration_source(input: &ff::format::context::Input) -> DurationSource {
     // SAFETY: plain field read.
-    unsafe {
-        (*input.as_ptr()).duration_estimation_method
-            == sys::AVDurationEstimationMethod::AVFMT_DURATION_FROM_BITRATE
+    let method = unsafe { (*input.as_ptr()).duration_estimation_method };
+    match method {
+        sys::AVDurationEstimationMethod::AVFMT_DURATION_FROM_STREAM => DurationSource::Header,
+        sys::AVDurationEstimationMethod::AVFMT_DURATION_FROM_PTS => DurationSource::Timestamps,
+        _ => DurationSource::BitRate,
     }
 }

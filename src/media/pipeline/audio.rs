@@ -1,6 +1,10 @@
 //! Audio lanes: one thread per input audio stream decodes, then per encoder group resamples,
 //! remixes (downmix to the preset's channels) and re-frames to the encoder's frame size,
-//! encodes, and sends each packet to every output of the group.
+//! encodes, and sends each packet to every output of the group. The encoder's format is
+//! fixed by the first frame; a stream whose sample rate, sample format or channel layout
+//! changes mid-stream (concatenated or broadcast captures) gets a new converting graph for
+//! the new frames, while the re-framing graph after it carries on, so no samples are lost and
+//! no short frame reaches the encoder mid-stream.
 
 use crossbeam_channel::{Receiver, Sender};
 use ffmpeg_next as ff;
@@ -11,7 +15,7 @@ use super::mux::{MuxMsg, StreamSetup, StreamSummary};
 use crate::media::encode::{self, AudioEncoderSpec, OpenedAudio};
 use crate::media::error::{MediaError, with_detail};
 use crate::media::ffi;
-use crate::media::graph::Graph;
+use crate::media::graph::{AudioShape, Graph};
 use crate::preset::AudioCodec;
 
 pub(crate) struct AudioLane {
@@ -26,7 +30,7 @@ pub(crate) struct AudioLane {
 pub(crate) struct Group {
     pub spec: AudioEncoderSpec,
     pub targets: Vec<(Sender<MuxMsg>, usize)>,
-    state: Option<(Graph, OpenedAudio)>,
+    state: Option<Encoding>,
     /// Fallback timestamps for frames that carry none: the next expected pts.
     next_pts: Option<i64>,
 }
@@ -39,6 +43,21 @@ impl Group {
             state: None,
             next_pts: None,
         }
+    }
+}
+
+struct Encoding {
+    /// Resamples and remixes frames of one input shape into the encoder's format.
+    convert: Graph,
+    /// Cuts the converted samples into frames of the encoder's size, when it has one.
+    reframe: Option<Graph>,
+    opened: OpenedAudio,
+}
+
+impl Encoding {
+    /// The encoder's own time base: one tick per sample.
+    fn time_base(&self) -> ff::Rational {
+        ff::Rational::new(1, self.opened.sample_rate as i32)
     }
 }
 
@@ -64,11 +83,15 @@ pub(crate) fn run(
     drain(shared, &mut lane)?;
     lane.health.verdict()?;
     for group in &mut lane.groups {
-        if let Some((graph, opened)) = group.state.as_mut() {
-            graph.finish(None)?;
-            pump(graph, opened, &group.targets)?;
-            let _ = opened.encoder.send_eof();
-            receive_packets(opened, &group.targets)?;
+        if let Some(st) = group.state.as_mut() {
+            st.convert.finish(None)?;
+            pump(st, &group.targets)?;
+            if let Some(reframe) = st.reframe.as_mut() {
+                reframe.finish(None)?;
+            }
+            drain_reframe(st, &group.targets)?;
+            let _ = st.opened.encoder.send_eof();
+            receive_packets(&mut st.opened, &group.targets)?;
         }
         for (tx, slot) in &group.targets {
             let _ = tx.send(MuxMsg::End { slot: *slot });
@@ -121,51 +144,104 @@ fn feed(
         let step = (samples as f64 / f64::from(frame.rate().max(1)) / f64::from(tb)).round() as i64;
         group.next_pts = Some(p + step);
     }
-    if group.state.is_none() {
-        let opened = encode::open_audio(
-            &group.spec,
-            frame.rate(),
-            ffi::frame_channels(&frame),
-            frame.format(),
-            global_header,
-        )?;
-        let chain = format!(
-            "aresample={rate},aformat=sample_fmts={fmt}:sample_rates={rate}:channel_layouts={layout}",
-            rate = opened.sample_rate,
-            fmt = opened.sample_format.name(),
-            layout = ffi::default_layout_name(opened.channels),
-        );
-        let graph = Graph::audio(&frame, tb, &chain, opened.frame_size)?;
-        let params = ff::codec::Parameters::from(&opened.encoder);
-        let codec_string = match group.spec.codec {
-            AudioCodec::Aac => Some("mp4a.40.2".to_string()),
-            AudioCodec::Mp3 => Some("mp4a.40.34".to_string()),
-            _ => None,
-        };
-        for (tx, slot) in &group.targets {
-            let setup = StreamSetup {
-                params: params.clone(),
-                time_base: ff::Rational::new(1, opened.sample_rate as i32),
-                frame_rate: None,
-                display_matrix: None,
-                hvc1: false,
-                summary: StreamSummary {
-                    codec_string: codec_string.clone(),
-                    ..StreamSummary::default()
-                },
-            };
-            let _ = tx.send(MuxMsg::Stream {
-                slot: *slot,
-                setup: Box::new(setup),
-            });
+    let shape = AudioShape::of(&frame);
+    match group.state.as_mut() {
+        None => group.state = Some(start(group, &frame, &shape, tb, global_header)?),
+        Some(st) if !st.convert.accepts_audio(&shape) => {
+            // The stream changed format: everything the old graph holds goes out first.
+            st.convert.finish(None)?;
+            pump(st, &group.targets)?;
+            tracing::info!(
+                "the source's audio changes to {} Hz {} {}: resampled into the encoder's {} \
+                 Hz, {} channel(s)",
+                shape.rate,
+                shape.layout,
+                shape.format.name(),
+                st.opened.sample_rate,
+                st.opened.channels
+            );
+            st.convert = Graph::audio(&shape, tb, &convert_chain(&st.opened), None)?;
         }
-        group.state = Some((graph, opened));
+        Some(_) => {}
     }
-    let Some((graph, opened)) = group.state.as_mut() else {
+    let Some(st) = group.state.as_mut() else {
         return Ok(());
     };
-    graph.push(&frame)?;
-    pump(graph, opened, &group.targets)
+    st.convert.push(&frame)?;
+    pump(st, &group.targets)
+}
+
+/// Opens the group's encoder for a stream whose first frame is `frame`, builds its graphs
+/// and announces its stream to every output.
+fn start(
+    group: &Group,
+    frame: &ff::frame::Audio,
+    shape: &AudioShape,
+    tb: ff::Rational,
+    global_header: bool,
+) -> Result<Encoding, MediaError> {
+    let opened = encode::open_audio(
+        &group.spec,
+        frame.rate(),
+        ffi::frame_channels(frame),
+        frame.format(),
+        global_header,
+    )?;
+    let convert = Graph::audio(shape, tb, &convert_chain(&opened), None)?;
+    let encoder_shape = AudioShape {
+        rate: opened.sample_rate,
+        format: opened.sample_format,
+        layout: ffi::default_layout_name(opened.channels),
+    };
+    let reframe = opened
+        .frame_size
+        .map(|n| {
+            Graph::audio(
+                &encoder_shape,
+                ff::Rational::new(1, opened.sample_rate as i32),
+                "anull",
+                Some(n),
+            )
+        })
+        .transpose()?;
+    let params = ff::codec::Parameters::from(&opened.encoder);
+    let codec_string = match group.spec.codec {
+        AudioCodec::Aac => Some("mp4a.40.2".to_string()),
+        AudioCodec::Mp3 => Some("mp4a.40.34".to_string()),
+        _ => None,
+    };
+    for (tx, slot) in &group.targets {
+        let setup = StreamSetup {
+            params: params.clone(),
+            time_base: ff::Rational::new(1, opened.sample_rate as i32),
+            frame_rate: None,
+            display_matrix: None,
+            hvc1: false,
+            summary: StreamSummary {
+                codec_string: codec_string.clone(),
+                ..StreamSummary::default()
+            },
+        };
+        let _ = tx.send(MuxMsg::Stream {
+            slot: *slot,
+            setup: Box::new(setup),
+        });
+    }
+    Ok(Encoding {
+        convert,
+        reframe,
+        opened,
+    })
+}
+
+/// Resampling and remixing into the encoder's rate, sample format and channel layout.
+fn convert_chain(opened: &OpenedAudio) -> String {
+    format!(
+        "aresample={rate},aformat=sample_fmts={fmt}:sample_rates={rate}:channel_layouts={layout}",
+        rate = opened.sample_rate,
+        fmt = opened.sample_format.name(),
+        layout = ffi::default_layout_name(opened.channels),
+    )
 }
 
 fn encode_error(opened: &OpenedAudio, e: &ff::Error, mark: u64) -> MediaError {
@@ -178,30 +254,64 @@ fn encode_error(opened: &OpenedAudio, e: &ff::Error, mark: u64) -> MediaError {
     }
 }
 
-fn pump(
-    graph: &mut Graph,
-    opened: &mut OpenedAudio,
-    targets: &[(Sender<MuxMsg>, usize)],
-) -> Result<(), MediaError> {
-    let sink_tb = graph.output_time_base();
-    let enc_tb = ff::Rational::new(1, opened.sample_rate as i32);
+/// Gives `frame`, which came out of `graph`, the encoder's time base.
+fn retime(frame: &mut ff::frame::Audio, graph: &mut Graph, to: ff::Rational) {
+    use ff::Rescale;
+    let from = graph.output_time_base();
+    if from != to {
+        let pts = frame.pts().map(|p| p.rescale(from, to));
+        frame.set_pts(pts);
+    }
+}
+
+/// Moves converted frames on: through the re-framing graph when there is one, else straight
+/// into the encoder.
+fn pump(st: &mut Encoding, targets: &[(Sender<MuxMsg>, usize)]) -> Result<(), MediaError> {
+    let tb = st.time_base();
     loop {
-        let mut filtered = ff::frame::Audio::empty();
-        if !graph.pull(&mut filtered)? {
+        let mut converted = ff::frame::Audio::empty();
+        if !st.convert.pull(&mut converted)? {
             return Ok(());
         }
-        if sink_tb != enc_tb {
-            use ff::Rescale;
-            let pts = filtered.pts().map(|p| p.rescale(sink_tb, enc_tb));
-            filtered.set_pts(pts);
+        retime(&mut converted, &mut st.convert, tb);
+        match st.reframe.as_mut() {
+            Some(reframe) => {
+                reframe.push(&converted)?;
+                drain_reframe(st, targets)?;
+            }
+            None => send(&mut st.opened, &converted, targets)?,
         }
-        let mark = ffi::log_mark();
-        opened
-            .encoder
-            .send_frame(&filtered)
-            .map_err(|e| encode_error(opened, &e, mark))?;
-        receive_packets(opened, targets)?;
     }
+}
+
+/// Encodes every whole frame the re-framing graph has ready (and, once it is finished, the
+/// last partial one).
+fn drain_reframe(st: &mut Encoding, targets: &[(Sender<MuxMsg>, usize)]) -> Result<(), MediaError> {
+    let tb = st.time_base();
+    let Some(reframe) = st.reframe.as_mut() else {
+        return Ok(());
+    };
+    loop {
+        let mut framed = ff::frame::Audio::empty();
+        if !reframe.pull(&mut framed)? {
+            return Ok(());
+        }
+        retime(&mut framed, reframe, tb);
+        send(&mut st.opened, &framed, targets)?;
+    }
+}
+
+fn send(
+    opened: &mut OpenedAudio,
+    frame: &ff::frame::Audio,
+    targets: &[(Sender<MuxMsg>, usize)],
+) -> Result<(), MediaError> {
+    let mark = ffi::log_mark();
+    opened
+        .encoder
+        .send_frame(frame)
+        .map_err(|e| encode_error(opened, &e, mark))?;
+    receive_packets(opened, targets)
 }
 
 fn receive_packets(

@@ -1,6 +1,9 @@
 //! The demuxer thread: reads packets in file order, shifts them so the output starts at zero,
 //! and hands each to its decoder lane or, for copied streams, straight to the muxers. The
-//! stop flag is checked between packets.
+//! stop flag is checked between packets, and every packet's time is held to the run's output
+//! limit before anything downstream sees it: the output's timeline is the input's, so an
+//! input whose timestamps run far past what it declares fails here, at its first such
+//! packet, rather than after encoders or muxers have worked on (or choked on) the jump.
 
 use crossbeam_channel::Sender;
 use ffmpeg_next as ff;
@@ -71,6 +74,12 @@ pub(crate) fn run(
         if offset != 0 {
             packet.set_pts(packet.pts().map(|t| t - offset));
             packet.set_dts(packet.dts().map(|t| t - offset));
+        }
+        if let Some(t) = packet.pts().or(packet.dts()) {
+            let end = t.saturating_add(packet.duration().max(0));
+            shared
+                .limit
+                .check(&input.path, end as f64 * f64::from(time_bases[index]))?;
         }
         let taken = std::mem::replace(&mut packet, ff::Packet::empty());
         let delivered = match route {

@@ -5,6 +5,7 @@
 mod audio;
 mod decode;
 mod demux;
+mod grid;
 mod mux;
 mod video;
 
@@ -21,7 +22,7 @@ use serde::Serialize;
 use super::error::MediaError;
 use super::ffi;
 use super::hls;
-use super::input;
+use super::input::{self, OutputLimit};
 use super::output::{Layout, OutputFile};
 use super::plan::{self, AudioWork, VideoWork};
 use super::probe::{self, ProbeReport};
@@ -50,6 +51,8 @@ pub(crate) struct Shared<'a> {
     enough: AtomicBool,
     error: Mutex<Option<MediaError>>,
     pub meter: Meter,
+    /// How far the output may run (checked on every packet read).
+    pub limit: OutputLimit,
 }
 
 impl Shared<'_> {
@@ -163,6 +166,7 @@ pub fn transcode(
         enough: AtomicBool::new(false),
         error: Mutex::new(None),
         meter: Meter::new(plan.duration, input.size, plan.outputs.len()),
+        limit: plan.limit,
     };
 
     // Channels: one into each muxer; one into each decoder lane; one per rendition.
@@ -224,7 +228,7 @@ pub fn transcode(
         && let VideoWork::Encode {
             deinterlace,
             rotation,
-            source_rate,
+            frame_rate,
             renditions,
         } = &v.work
     {
@@ -252,7 +256,7 @@ pub fn transcode(
                     plan: r,
                     counts_frames: i == 0,
                     time_base: stream.time_base(),
-                    source_rate: *source_rate,
+                    frame_rate: *frame_rate,
                     global_header: plan.global_header,
                     hvc1,
                     mux: mux_tx[r.target.output].clone(),
@@ -265,7 +269,7 @@ pub fn transcode(
                 decoder,
                 health: decode::Health::new(&input_path, &stream),
                 time_base: stream.time_base(),
-                source_rate: *source_rate,
+                frame_rate: *frame_rate,
                 deinterlace: *deinterlace,
                 rotation: *rotation,
                 poster_at: plan.poster_at,
@@ -416,28 +420,22 @@ pub fn transcode(
     }
     on_progress(&shared.meter.snapshot(Phase::Finalizing));
     // A ladder always gets a master playlist, even when a small source leaves one rung.
-    let has_master = plan.outputs.iter().any(|o| o.rendition.is_some());
-    if has_master && let Some(master) = layout.staged_master() {
+    if let Some(master) = layout.staged_master() {
         let variants: Vec<hls::Variant> = layout
             .targets
             .iter()
             .zip(&summaries)
             .map(|(target, summary)| {
                 let streams = summary.clone().unwrap_or_default();
-                let video = streams
-                    .iter()
-                    .find(|s| s.width > 0)
-                    .cloned()
-                    .unwrap_or_default();
+                let video = streams.iter().find(|s| s.width > 0);
                 hls::Variant {
                     uri: target
                         .path
                         .file_name()
                         .map(|n| n.to_string_lossy().into_owned())
                         .unwrap_or_default(),
-                    width: video.width,
-                    height: video.height,
-                    frame_rate: video.frame_rate,
+                    resolution: video.map(|v| (v.width, v.height)),
+                    frame_rate: video.and_then(|v| v.frame_rate),
                     codecs: streams
                         .iter()
                         .filter_map(|s| s.codec_string.clone())
@@ -450,7 +448,7 @@ pub fn transcode(
             return Err(e);
         }
     }
-    let outputs = layout.commit(preset.container.picture(), has_master)?;
+    let outputs = layout.commit(preset.container.picture())?;
     let done = shared.meter.snapshot(Phase::Done);
     on_progress(&done);
     Ok(TranscodeReport {

@@ -1,12 +1,17 @@
 //! Video lanes. The decoder thread decodes, deinterlaces and rotates once, then fans each
-//! frame out (by reference, not copy) to one thread per rendition, which scales, caps the
-//! frame rate, converts the pixel format and encodes, so renditions encode in parallel.
+//! frame out (by reference, not copy) to one thread per rendition, which scales, converts the
+//! pixel format, places frames on the rate grid when there is one, and encodes, so
+//! renditions encode in parallel. A source whose pictures change size or format mid-stream
+//! gets its filters rebuilt for the new pictures; each rendition keeps the size it chose
+//! from the first picture and scales later ones into it, keeping their aspect and padding
+//! the rest with black, so nothing is stretched and the encoder never sees a new size.
 
 use crossbeam_channel::{Receiver, Sender};
 use ffmpeg_next as ff;
 
 use super::Shared;
 use super::decode::{self, Health};
+use super::grid::Grid;
 use super::mux::{MuxMsg, StreamSetup, StreamSummary};
 use crate::media::encode::{self, VideoInputShape};
 use crate::media::error::MediaError;
@@ -21,7 +26,7 @@ pub(crate) struct DecodeLane {
     pub decoder: ff::decoder::Video,
     pub health: Health,
     pub time_base: ff::Rational,
-    pub source_rate: Option<ff::Rational>,
+    pub frame_rate: Option<ff::Rational>,
     pub deinterlace: bool,
     pub rotation: Rotation,
     /// For a poster: the media time (seconds) of the one frame wanted.
@@ -37,6 +42,7 @@ pub(crate) fn run_decoder(
     let mut state = FanOut {
         renditions,
         pre: None,
+        pre_chain: None,
         pre_decided: false,
         end_pts: None,
         last: None,
@@ -95,6 +101,8 @@ fn frame_end(
 struct FanOut {
     renditions: Vec<Sender<ff::frame::Video>>,
     pre: Option<Graph>,
+    /// Deinterlacing and rotation, when the source needs either (decided on its first frame).
+    pre_chain: Option<String>,
     pre_decided: bool,
     /// Where the latest frame into the pre-graph ends (its stream time base).
     end_pts: Option<i64>,
@@ -116,16 +124,26 @@ impl FanOut {
                 chain.push(DEINTERLACE);
             }
             chain.extend(lane.rotation.filters());
-            if !chain.is_empty() {
+            self.pre_chain = (!chain.is_empty()).then(|| chain.join(","));
+        }
+        if self.pre_chain.is_some() {
+            let stale = self.pre.as_ref().is_some_and(|g| !g.accepts_video(&frame));
+            if stale && let Some(pre) = self.pre.as_mut() {
+                // Pictures of a new shape: let the old graph hand over what it holds first.
+                pre.finish(self.end_pts)?;
+                self.drain_pre(shared, lane.time_base)?;
+            }
+            if stale || self.pre.is_none() {
+                let chain = self.pre_chain.as_deref().unwrap_or_default();
                 self.pre = Some(Graph::video(
                     &frame,
                     lane.time_base,
-                    lane.source_rate,
-                    &chain.join(","),
+                    lane.frame_rate,
+                    chain,
                 )?);
             }
         }
-        self.end_pts = frame_end(&frame, lane.time_base, lane.source_rate).max(self.end_pts);
+        self.end_pts = frame_end(&frame, lane.time_base, lane.frame_rate).max(self.end_pts);
         match self.pre.as_mut() {
             Some(pre) => {
                 pre.push(&frame)?;
@@ -217,7 +235,7 @@ pub(crate) struct RenditionLane<'p> {
     /// Counts frames for progress (the first rendition does).
     pub counts_frames: bool,
     pub time_base: ff::Rational,
-    pub source_rate: Option<ff::Rational>,
+    pub frame_rate: Option<ff::Rational>,
     pub global_header: bool,
     pub hvc1: bool,
     pub mux: Sender<MuxMsg>,
@@ -225,11 +243,31 @@ pub(crate) struct RenditionLane<'p> {
 
 struct Encoding {
     graph: Graph,
+    /// The size of every picture this rendition encodes, chosen from the first one.
+    frame: (u32, u32),
     /// Where the latest frame into the graph ends (input time base).
     end_pts: Option<i64>,
+    grid: Option<Grid>,
     encoder: Option<ff::encoder::Video>,
     time_base: ff::Rational,
     next_keyframe: f64,
+}
+
+/// The rendition's filters for pictures shaped like `frame`: scaled to `size` inside a
+/// picture of `frame_size`.
+fn rendition_graph(
+    lane: &RenditionLane,
+    frame: &ff::frame::Video,
+    size: (u32, u32),
+    frame_size: (u32, u32),
+) -> Result<Graph, MediaError> {
+    let chain = geometry::picture_chain(size, frame_size, &lane.plan.spec.pixel_format, None);
+    Graph::video(frame, lane.time_base, lane.frame_rate, &chain)
+}
+
+fn sample_aspect(frame: &ff::frame::Video) -> (i32, i32) {
+    let sar = frame.aspect_ratio();
+    (sar.numerator(), sar.denominator())
 }
 
 pub(crate) fn run_rendition(
@@ -243,37 +281,51 @@ pub(crate) fn run_rendition(
         if shared.aborted() {
             return Ok(());
         }
-        if enc.is_none() {
-            let (w, h) = geometry::fit(
-                frame.width(),
-                frame.height(),
-                (
-                    frame.aspect_ratio().numerator(),
-                    frame.aspect_ratio().denominator(),
-                ),
-                lane.plan.max_width,
-                lane.plan.max_height,
-            );
-            let fps = lane
-                .plan
-                .fps
-                .map(|r| format!(",fps={}/{}", r.numerator(), r.denominator()))
-                .unwrap_or_default();
-            let chain = format!(
-                "scale={w}:{h}:flags=bicubic,setsar=1{fps},format={}",
-                lane.plan.spec.pixel_format
-            );
-            let graph = Graph::video(&frame, lane.time_base, lane.source_rate, &chain)?;
-            enc = Some(Encoding {
-                graph,
-                end_pts: None,
-                encoder: None,
-                time_base: ff::Rational::new(1, 1),
-                next_keyframe: 0.0,
-            });
+        match enc.as_mut() {
+            None => {
+                let size = geometry::fit(
+                    frame.width(),
+                    frame.height(),
+                    sample_aspect(&frame),
+                    lane.plan.max_width,
+                    lane.plan.max_height,
+                );
+                enc = Some(Encoding {
+                    graph: rendition_graph(&lane, &frame, size, size)?,
+                    frame: size,
+                    end_pts: None,
+                    grid: lane.plan.grid.map(Grid::new),
+                    encoder: None,
+                    time_base: ff::Rational::new(1, 1),
+                    next_keyframe: 0.0,
+                });
+            }
+            Some(e) if !e.graph.accepts_video(&frame) => {
+                e.graph.finish(None)?;
+                pump(shared, &lane, e)?;
+                let size = geometry::fit_into(
+                    frame.width(),
+                    frame.height(),
+                    sample_aspect(&frame),
+                    e.frame,
+                );
+                tracing::info!(
+                    "the source's pictures change to {}x{} ({:?}): scaled to {}x{} in the \
+                     {}x{} output",
+                    frame.width(),
+                    frame.height(),
+                    frame.format(),
+                    size.0,
+                    size.1,
+                    e.frame.0,
+                    e.frame.1
+                );
+                e.graph = rendition_graph(&lane, &frame, size, e.frame)?;
+            }
+            Some(_) => {}
         }
         let Some(e) = enc.as_mut() else { continue };
-        e.end_pts = frame_end(&frame, lane.time_base, lane.source_rate).max(e.end_pts);
+        e.end_pts = frame_end(&frame, lane.time_base, lane.frame_rate).max(e.end_pts);
         e.graph.push(&frame)?;
         pump(shared, &lane, e)?;
     }
@@ -283,6 +335,10 @@ pub(crate) fn run_rendition(
     if let Some(e) = enc.as_mut() {
         e.graph.finish(e.end_pts)?;
         pump(shared, &lane, e)?;
+        let end = e.end_pts;
+        if let Some(last) = e.grid.as_mut().and_then(|g| g.finish(end, lane.time_base)) {
+            encode(shared, &lane, e, last)?;
+        }
         if let Some(encoder) = e.encoder.as_mut() {
             let _ = encoder.send_eof();
             receive_packets(&lane, encoder, e.time_base)?;
@@ -292,47 +348,63 @@ pub(crate) fn run_rendition(
     Ok(())
 }
 
-/// Moves filtered frames into the encoder and encoded packets to the muxer.
+/// Moves filtered frames through the rate grid into the encoder.
 fn pump(shared: &Shared, lane: &RenditionLane, e: &mut Encoding) -> Result<(), MediaError> {
     loop {
         let mut filtered = ff::frame::Video::empty();
         if !e.graph.pull(&mut filtered)? || shared.aborted() {
             return Ok(());
         }
-        if e.encoder.is_none() {
-            open_encoder(lane, e, &filtered)?;
-        }
-        let every = lane.plan.spec.force_keyframes_every;
-        let t = filtered
-            .pts()
-            .map_or(0.0, |p| p as f64 * f64::from(e.time_base));
-        match every {
-            Some(step) if t + 1e-6 >= e.next_keyframe => {
-                filtered.set_kind(ff::picture::Type::I);
-                while e.next_keyframe <= t + 1e-6 {
-                    e.next_keyframe += step;
-                }
-            }
-            _ => filtered.set_kind(ff::picture::Type::None),
-        }
-        let Some(encoder) = e.encoder.as_mut() else {
-            continue;
+        let frame = match e.grid.as_mut() {
+            Some(grid) => match grid.push(filtered, lane.time_base) {
+                Some(frame) => frame,
+                None => continue,
+            },
+            None => filtered,
         };
-        let mark = ffi::log_mark();
-        encoder
-            .send_frame(&filtered)
-            .map_err(|err| MediaError::Encode {
-                codec: lane.plan.spec.codec.encoder().into(),
-                reason: crate::media::error::with_detail(&err, ffi::errors_since(mark)),
-            })?;
-        if lane.counts_frames {
-            shared
-                .meter
-                .frames
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        }
-        receive_packets(lane, encoder, e.time_base)?;
+        encode(shared, lane, e, frame)?;
     }
+}
+
+/// Encodes one frame (its timestamp in the encoder's time base) and passes on the packets.
+fn encode(
+    shared: &Shared,
+    lane: &RenditionLane,
+    e: &mut Encoding,
+    mut frame: ff::frame::Video,
+) -> Result<(), MediaError> {
+    if e.encoder.is_none() {
+        open_encoder(lane, e, &frame)?;
+    }
+    let t = frame
+        .pts()
+        .map_or(0.0, |p| p as f64 * f64::from(e.time_base));
+    match lane.plan.spec.force_keyframes_every {
+        Some(step) if t + 1e-6 >= e.next_keyframe => {
+            frame.set_kind(ff::picture::Type::I);
+            while e.next_keyframe <= t + 1e-6 {
+                e.next_keyframe += step;
+            }
+        }
+        _ => frame.set_kind(ff::picture::Type::None),
+    }
+    let Some(encoder) = e.encoder.as_mut() else {
+        return Ok(());
+    };
+    let mark = ffi::log_mark();
+    encoder
+        .send_frame(&frame)
+        .map_err(|err| MediaError::Encode {
+            codec: lane.plan.spec.codec.encoder().into(),
+            reason: crate::media::error::with_detail(&err, ffi::errors_since(mark)),
+        })?;
+    if lane.counts_frames {
+        shared
+            .meter
+            .frames
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+    receive_packets(lane, encoder, e.time_base)
 }
 
 fn open_encoder(
@@ -340,12 +412,13 @@ fn open_encoder(
     e: &mut Encoding,
     first: &ff::frame::Video,
 ) -> Result<(), MediaError> {
-    let time_base = e.graph.output_time_base();
-    let frame_rate = e
-        .graph
-        .output_frame_rate()
-        .or(lane.plan.fps)
-        .or(lane.source_rate);
+    let (time_base, frame_rate) = match &e.grid {
+        Some(grid) => (grid.time_base(), lane.plan.grid),
+        None => (
+            e.graph.output_time_base(),
+            e.graph.output_frame_rate().or(lane.frame_rate),
+        ),
+    };
     let shape = VideoInputShape {
         width: first.width(),
         height: first.height(),
