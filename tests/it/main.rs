@@ -36,3 +36,4 @@ mod worker_faults;
 mod worker_harness;
 mod worker_jobs;
 mod worker_s3;
+mod worker_uploads;
