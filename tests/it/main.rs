@@ -25,6 +25,7 @@ mod media_stop;
 mod preset_files;
 mod serve_e2e;
 mod store_conformance;
+mod store_deliveries;
 mod store_durability;
 mod store_harness;
 mod store_listing;
