@@ -141,7 +141,8 @@ pub struct WorkerSettings {
     pub drain_timeout_seconds: u64,
     /// Between SIGTERM and SIGKILL when stopping a task.
     pub stop_grace_seconds: u64,
-    /// The time limit for jobs submitted without one.
+    /// The longest any job may run on this worker: a job's own `timeout_seconds` applies
+    /// when it is shorter. `serve`'s API also gives it to jobs submitted without a limit.
     pub job_timeout_seconds: u64,
     /// How long a failed task's workspace is kept for inspection (0: removed at once).
     pub keep_failed_workspace_seconds: u64,
@@ -286,6 +287,11 @@ impl Config {
         {
             return Err(ConfigError(
                 "retry.base_seconds and retry.max_seconds must be numbers of seconds".into(),
+            ));
+        }
+        if self.worker.job_timeout_seconds == 0 {
+            return Err(ConfigError(
+                "worker.job_timeout_seconds must be at least 1".into(),
             ));
         }
         if self.worker.poll_seconds == 0 {
