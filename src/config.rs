@@ -148,6 +148,9 @@ pub struct WorkerSettings {
     pub keep_failed_workspace_seconds: u64,
     /// Claims are woken by the store's notifications; this is the fallback poll.
     pub poll_seconds: u64,
+    /// A worker that stopped without deregistering (killed, or its machine lost) shows as
+    /// lost; after this many seconds more its registry entry is removed (0: kept).
+    pub forget_lost_after_seconds: u64,
     /// The address (HOST:PORT) the API reaches this worker at for exec; with exec enabled
     /// the worker listens there for sessions into its tasks.
     pub advertise: Option<String>,
@@ -165,6 +168,7 @@ impl Default for WorkerSettings {
             job_timeout_seconds: crate::job::DEFAULT_TIMEOUT_SECONDS,
             keep_failed_workspace_seconds: 3600,
             poll_seconds: 5,
+            forget_lost_after_seconds: 24 * 3600,
             advertise: None,
             task_program: None,
         }

@@ -226,13 +226,17 @@ async fn start(
         .insert(
             job.id.clone(),
             RunningTask {
-                stop: stop_tx,
+                stop: stop_tx.clone(),
                 attempt: job.attempt,
                 pid: task.pid,
                 workspace: dir.clone(),
                 env,
             },
         );
+    // A stop of every task may have been sent while this one was being claimed.
+    if let Some(why) = ctx.halted() {
+        let _ = stop_tx.send(why);
+    }
     Ok((
         task.pid,
         lines(task.stdout),
