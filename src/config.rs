@@ -183,7 +183,7 @@ pub struct Destinations {
     pub on_success: Option<String>,
     /// Receives each failed or cancelled job as JSON (the dead-letter path).
     pub on_failure: Option<String>,
-    /// Deliveries tried per job before giving up.
+    /// Tries per ending of a job before giving up (1 s, 2 s, 4 s… apart).
     pub attempts: u32,
     /// Per delivery.
     pub timeout_seconds: u64,

@@ -1,7 +1,7 @@
 //! Workers: claim jobs while slots are free (woken by the store's notifications, with a slow
 //! poll as fallback), run each as a task process (`supervisor`), relay cancels, reap expired
-//! leases and forget long-lost workers, keep the registry entry fresh, take exec sessions
-//! on the advertised address
+//! leases and forget long-lost workers, keep the registry entry fresh, deliver endings from
+//! the store's outbox (`destinations::Courier`), take exec sessions on the advertised address
 //! (`exec::listener`), and drain on SIGTERM/SIGINT. `ffarm worker` runs this alone; `ffarm
 //! serve` runs it beside the API.
 
@@ -21,6 +21,7 @@ use tokio::sync::{Notify, Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 
 use crate::config::Config;
+use crate::destinations::Courier;
 use crate::job::{Status, Timestamp};
 use crate::store::{Change, JobStore, StoreError, WorkerInfo};
 pub use supervisor::StopReason;
@@ -153,10 +154,10 @@ pub fn context(store: Arc<dyn JobStore>, config: Config) -> std::io::Result<Arc<
     }))
 }
 
-/// Ends expired leases every few seconds (any process may do this; it is idempotent),
-/// delivers the jobs that thereby ended, and removes registry entries of workers lost long
-/// ago.
-pub async fn reap_forever(store: Arc<dyn JobStore>, config: Config, http: reqwest::Client) {
+/// Ends expired leases every few seconds (any process may do this; it is idempotent) and
+/// removes registry entries of workers lost long ago. The endings it makes reach their
+/// destinations through the delivery outbox like any other.
+async fn reap_loop(store: Arc<dyn JobStore>, config: Config) {
     let every = Duration::from_secs((config.worker.lease_seconds / 3).clamp(1, 10));
     loop {
         tokio::time::sleep(every).await;
@@ -164,10 +165,6 @@ pub async fn reap_forever(store: Arc<dyn JobStore>, config: Config, http: reqwes
             Ok(jobs) => {
                 for job in jobs {
                     tracing::warn!("job {}: its worker was lost; now {}", job.id, job.status);
-                    if job.status.is_terminal() {
-                        crate::destinations::deliver(&*store, &http, &config.destinations, &job)
-                            .await;
-                    }
                 }
             }
             Err(e) => tracing::warn!("reaping expired leases: {e}"),
@@ -202,6 +199,20 @@ async fn prune_lost(store: &dyn JobStore, config: &Config) {
     }
 }
 
+/// What a process without workers of its own (an API-only `serve`) still does for the farm:
+/// ends expired leases, forgets long-lost workers, and delivers endings from the outbox.
+pub async fn reap_forever(store: Arc<dyn JobStore>, config: Config, http: reqwest::Client) {
+    let courier = Courier::new(
+        store.clone(),
+        http,
+        config.destinations.clone(),
+        config.worker_id(),
+    )
+    .start();
+    reap_loop(store, config).await;
+    courier.abort();
+}
+
 /// The host name this worker registers with.
 fn hostname() -> String {
     nix::unistd::gethostname()
@@ -210,7 +221,8 @@ fn hostname() -> String {
         .unwrap_or_else(|| "localhost".into())
 }
 
-/// Runs a worker until shut down: registers, claims and runs jobs, drains, deregisters.
+/// Runs a worker until shut down: registers, claims and runs jobs, delivers endings, drains,
+/// deregisters.
 pub async fn run(ctx: Arc<WorkerCtx>, mut shutdown: Shutdown) -> Result<(), StoreError> {
     let store = ctx.store.clone();
     let settings = ctx.config.worker.clone();
@@ -235,11 +247,14 @@ pub async fn run(ctx: Arc<WorkerCtx>, mut shutdown: Shutdown) -> Result<(), Stor
     );
     let draining = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let registry = tokio::spawn(keep_registered(store.clone(), info, draining.clone()));
-    let reaper = tokio::spawn(reap_forever(
+    let reaper = tokio::spawn(reap_loop(store.clone(), ctx.config.clone()));
+    let courier = Courier::new(
         store.clone(),
-        ctx.config.clone(),
         ctx.http.clone(),
-    ));
+        ctx.config.destinations.clone(),
+        ctx.id.clone(),
+    )
+    .start();
     let exec_listener = crate::exec::listener::start(ctx.clone()).await;
 
     let lease = Duration::from_secs(settings.lease_seconds);
@@ -338,6 +353,13 @@ pub async fn run(ctx: Arc<WorkerCtx>, mut shutdown: Shutdown) -> Result<(), Stor
                 }
             }
         }
+    }
+    // The endings of the tasks that just finished are in the outbox: deliver what is due
+    // and wait for the tries in flight, within the drain timeout (not after a second signal).
+    if stopping || shutdown.level() >= 2 {
+        courier.abort();
+    } else {
+        courier.finish(deadline).await;
     }
     registry.abort();
     reaper.abort();

@@ -443,23 +443,12 @@ fn outcome(
     }
 }
 
-/// Ends the attempt in the store, then delivers a finished job to its destination.
+/// Ends the attempt in the store. An ending is written into the delivery outbox by the
+/// same transaction, and the worker's courier delivers it from there.
 async fn conclude(ctx: &Arc<WorkerCtx>, job: &Job, outcome: Outcome) {
     match ctx.store.finish(&job.id, job.attempt, outcome).await {
         Ok(done) => {
             tracing::info!("job {} attempt {}: {}", done.id, job.attempt, done.status);
-            if done.status.is_terminal() {
-                let ctx = ctx.clone();
-                tokio::spawn(async move {
-                    crate::destinations::deliver(
-                        &*ctx.store,
-                        &ctx.http,
-                        &ctx.config.destinations,
-                        &done,
-                    )
-                    .await;
-                });
-            }
         }
         Err(StoreError::Fenced { .. }) => {
             tracing::warn!(

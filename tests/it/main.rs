@@ -33,6 +33,7 @@ mod tidy;
 mod trigger_payloads;
 mod trigger_watch;
 mod web_page;
+mod worker_deliveries;
 mod worker_drain;
 mod worker_faults;
 mod worker_harness;

@@ -471,16 +471,23 @@ async fn destinations_receive_every_ending() {
             .unwrap()
             .contains("bad.mp4")
     );
-    // Each delivery is in the job's history.
-    let deliveries: Vec<_> = farm
-        .store
-        .events(&ok.id)
-        .await
-        .unwrap()
-        .into_iter()
-        .filter(|e| e.kind == "delivery")
-        .collect();
-    assert_eq!(deliveries.len(), 2);
+    // Each delivery is in the job's history (recorded once the destination has answered).
+    let started = Instant::now();
+    let deliveries = loop {
+        let deliveries: Vec<_> = farm
+            .store
+            .events(&ok.id)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|e| e.kind == "delivery")
+            .collect();
+        if deliveries.len() >= 2 || started.elapsed() > Duration::from_secs(10) {
+            break deliveries;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(deliveries.len(), 2, "{deliveries:?}");
     assert!(
         deliveries[0].reason.contains("failed: HTTP 500"),
         "{:?}",
