@@ -1,19 +1,23 @@
 //! Buckets: names mapped to object stores (`object_store`). A name that is not configured is
 //! a folder under `DATA_DIR/buckets/NAME` (the embedded default); configured ones may be
-//! S3-compatible (AWS, MinIO, Garage, Alibaba OSS), GCS, Azure or other local folders. Keys are
-//! validated before use; transfers stream to and from files, with progress.
+//! S3-compatible (AWS, MinIO, Garage, Alibaba OSS), GCS, Azure (`cloud`) or other local
+//! folders. Keys are validated before use; transfers stream to and from files, with progress;
+//! large uploads go in parts (`multipart`), aborted on any failure.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+mod cloud;
+mod multipart;
+
 use futures_util::StreamExt;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjectPath;
 use object_store::prefix::PrefixStore;
-use object_store::{ObjectStore, ObjectStoreExt, WriteMultipart};
+use object_store::{ObjectStore, ObjectStoreExt};
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 
 /// Files above this size upload in parts.
 pub const MULTIPART_THRESHOLD: u64 = 16 << 20;
@@ -27,7 +31,8 @@ pub struct BucketConfig {
     /// `file:///abs/dir`, `s3://bucket[/prefix]`, `gs://…`, `az://…`.
     pub url: String,
     /// object_store options, e.g. `aws_endpoint`, `aws_region`, `aws_access_key_id`,
-    /// `aws_allow_http` (credentials may also come from the usual environment variables).
+    /// `aws_allow_http`. They apply over the provider's environment variables (`AWS_*`,
+    /// `GOOGLE_*`, `AZURE_*`); an unknown key is an error.
     #[serde(default)]
     pub options: BTreeMap<String, String>,
 }
@@ -293,9 +298,7 @@ impl Buckets {
         };
         let url = url::Url::parse(&config.url)
             .map_err(|e| config_err(format!("bad url '{}': {e}", config.url)))?;
-        let (store, prefix) = object_store::parse_url_opts(&url, config.options.iter())
-            .map_err(|e| config_err(e.to_string()))?;
-        let store: Arc<dyn ObjectStore> = Arc::from(store);
+        let (store, prefix) = cloud::store(&url, &config.options).map_err(config_err)?;
         if prefix.as_ref().is_empty() {
             Ok(store)
         } else {
@@ -420,37 +423,22 @@ impl Buckets {
             on_bytes(size, Some(size));
             return Ok(size);
         }
-        let upload = store
+        let mut upload = store
             .put_multipart(&path)
             .await
             .map_err(|e| storage_error(bucket, key, Access::Write, e))?;
-        let mut writer = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
-        let mut file = tokio::fs::File::open(src).await.map_err(io)?;
-        let mut buf = vec![0u8; PART_SIZE];
-        let mut done = 0u64;
-        loop {
-            if stop.is_stopped() {
-                let _ = writer.abort().await;
-                return Err(BucketError::Stopped);
+        match multipart::send_parts(&mut *upload, bucket, key, src, size, stop, on_bytes).await {
+            Ok(sent) => Ok(sent),
+            Err(e) => {
+                // Whatever went wrong (a read, a part, the completion, a stop), the parts
+                // already sent would otherwise stay in the bucket: invisible, but kept and
+                // billed until a lifecycle rule removes them.
+                if let Err(abort) = upload.abort().await {
+                    tracing::warn!("{bucket}/{key}: aborting the multipart upload: {abort}");
+                }
+                Err(e)
             }
-            let n = file.read(&mut buf).await.map_err(io)?;
-            if n == 0 {
-                break;
-            }
-            // Keep at most a few parts in flight.
-            writer
-                .wait_for_capacity(4)
-                .await
-                .map_err(|e| storage_error(bucket, key, Access::Write, e))?;
-            writer.write(&buf[..n]);
-            done += n as u64;
-            on_bytes(done, Some(size));
         }
-        writer
-            .finish()
-            .await
-            .map_err(|e| storage_error(bucket, key, Access::Write, e))?;
-        Ok(done)
     }
 
     /// Deletes an object (missing objects are not an error).

@@ -141,12 +141,16 @@ pub struct WorkerSettings {
     pub drain_timeout_seconds: u64,
     /// Between SIGTERM and SIGKILL when stopping a task.
     pub stop_grace_seconds: u64,
-    /// The time limit for jobs submitted without one.
+    /// The longest any job may run on this worker: a job's own `timeout_seconds` applies
+    /// when it is shorter. `serve`'s API also gives it to jobs submitted without a limit.
     pub job_timeout_seconds: u64,
     /// How long a failed task's workspace is kept for inspection (0: removed at once).
     pub keep_failed_workspace_seconds: u64,
     /// Claims are woken by the store's notifications; this is the fallback poll.
     pub poll_seconds: u64,
+    /// A worker that stopped without deregistering (killed, or its machine lost) shows as
+    /// lost; after this many seconds more its registry entry is removed (0: kept).
+    pub forget_lost_after_seconds: u64,
     /// The address (HOST:PORT) the API reaches this worker at for exec; with exec enabled
     /// the worker listens there for sessions into its tasks.
     pub advertise: Option<String>,
@@ -164,6 +168,7 @@ impl Default for WorkerSettings {
             job_timeout_seconds: crate::job::DEFAULT_TIMEOUT_SECONDS,
             keep_failed_workspace_seconds: 3600,
             poll_seconds: 5,
+            forget_lost_after_seconds: 24 * 3600,
             advertise: None,
             task_program: None,
         }
@@ -178,7 +183,7 @@ pub struct Destinations {
     pub on_success: Option<String>,
     /// Receives each failed or cancelled job as JSON (the dead-letter path).
     pub on_failure: Option<String>,
-    /// Deliveries tried per job before giving up.
+    /// Tries per ending of a job before giving up (1 s, 2 s, 4 s… apart).
     pub attempts: u32,
     /// Per delivery.
     pub timeout_seconds: u64,
@@ -286,6 +291,11 @@ impl Config {
         {
             return Err(ConfigError(
                 "retry.base_seconds and retry.max_seconds must be numbers of seconds".into(),
+            ));
+        }
+        if self.worker.job_timeout_seconds == 0 {
+            return Err(ConfigError(
+                "worker.job_timeout_seconds must be at least 1".into(),
             ));
         }
         if self.worker.poll_seconds == 0 {

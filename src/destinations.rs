@@ -1,12 +1,28 @@
 //! Destinations: when a job ends, its `on_success` (succeeded) or `on_failure` (failed or
 //! cancelled — the dead-letter path) URL, or the configured default, receives the job as JSON
-//! by HTTP POST, retried with backoff. Every delivery attempt is noted in the job's history.
+//! by HTTP POST. Deliveries are durable: the store writes each ending into its delivery
+//! outbox in the same transaction as the ending, and a [`Courier`] in every worker (and in an
+//! API-only `serve`) takes due deliveries under a hold, posts them, records every try in the
+//! job's history, and retries with backoff until delivered or given up.
+//!
+//! Delivery is at least once: a process that dies after the receiver answered but before the
+//! try was recorded leaves the delivery to be sent again when its hold expires. Every try of
+//! one ending carries the same `Idempotency-Key` header, so a receiver can drop repeats.
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
 use crate::config::Destinations;
-use crate::job::{Job, Status};
-use crate::store::JobStore;
+use crate::job::{Job, Status, Timestamp};
+use crate::store::{Change, Delivery, JobStore};
+
+/// Tries in flight at once in one process.
+const IN_FLIGHT: usize = 8;
+/// How often the outbox is looked at when nothing announces an ending (retries come due).
+const LOOK_EVERY: Duration = Duration::from_secs(1);
 
 /// Checks a destination URL: absolute http(s), without control characters.
 pub fn validate_url(url: &str) -> Result<(), String> {
@@ -38,68 +54,205 @@ pub fn target(job: &Job, settings: &Destinations) -> Option<String> {
     }
 }
 
-/// Delivers a finished job to its destination, retrying with backoff (1 s, 2 s, 4 s, …).
-pub async fn deliver(
-    store: &dyn JobStore,
-    http: &reqwest::Client,
-    settings: &Destinations,
-    job: &Job,
-) {
-    let Some(url) = target(job, settings) else {
-        return;
-    };
-    let which = if job.status == Status::Succeeded {
-        "on_success"
-    } else {
-        "on_failure"
-    };
-    let attempts = settings.attempts.max(1);
-    for attempt in 1..=attempts {
-        let sent = http
+/// The wait after failed try `n` (1-based): 1 s, 2 s, 4 s, … up to 64 s.
+pub fn backoff(n: u32) -> Duration {
+    Duration::from_secs(1 << n.saturating_sub(1).min(6))
+}
+
+/// The `Idempotency-Key` of a delivery: the same for every try of one ending of a job.
+pub fn idempotency_key(d: &Delivery) -> String {
+    format!("{}:{}:{}", d.job.id, d.job.attempt, d.id)
+}
+
+/// Delivers the store's outbox from this process.
+#[derive(Clone)]
+pub struct Courier {
+    store: Arc<dyn JobStore>,
+    http: reqwest::Client,
+    settings: Destinations,
+    /// Who holds the deliveries this courier takes (the worker's id).
+    holder: String,
+}
+
+/// A running courier.
+pub struct CourierHandle {
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl CourierHandle {
+    /// Stops taking deliveries once what is due now has been taken, and waits for the tries
+    /// in flight until `deadline`; those still running then are dropped, and their holds
+    /// expire so another process delivers them.
+    pub async fn finish(mut self, deadline: tokio::time::Instant) {
+        let _ = self.stop.send(true);
+        if tokio::time::timeout_at(deadline, &mut self.task)
+            .await
+            .is_err()
+        {
+            tracing::info!("drain timeout: leaving deliveries in flight to other workers");
+            self.task.abort();
+        }
+    }
+
+    /// Stops at once, dropping the tries in flight (their holds expire).
+    pub fn abort(self) {
+        self.task.abort();
+    }
+}
+
+impl Courier {
+    pub fn new(
+        store: Arc<dyn JobStore>,
+        http: reqwest::Client,
+        settings: Destinations,
+        holder: String,
+    ) -> Courier {
+        Courier {
+            store,
+            http,
+            settings,
+            holder,
+        }
+    }
+
+    pub fn start(self) -> CourierHandle {
+        let (stop, stopped) = watch::channel(false);
+        CourierHandle {
+            stop,
+            task: tokio::spawn(self.run(stopped)),
+        }
+    }
+
+    /// How long a try may hold a delivery: the request's timeout twice over, and then some.
+    fn hold(&self) -> Duration {
+        Duration::from_secs(self.settings.timeout_seconds.max(1) * 2 + 10)
+    }
+
+    async fn run(self, mut stop: watch::Receiver<bool>) {
+        let mut changes = self.store.subscribe();
+        let mut in_flight = JoinSet::new();
+        loop {
+            let stopping = *stop.borrow();
+            let room = IN_FLIGHT.saturating_sub(in_flight.len());
+            if room > 0 {
+                match self
+                    .store
+                    .claim_deliveries(&self.holder, self.hold(), room as u32)
+                    .await
+                {
+                    Ok(due) => {
+                        for d in due {
+                            in_flight.spawn(self.clone().try_once(d));
+                        }
+                    }
+                    Err(e) => tracing::warn!("delivery outbox: {e}"),
+                }
+            }
+            if stopping {
+                while in_flight.join_next().await.is_some() {}
+                return;
+            }
+            // Until an ending is announced, a try ends, the next look is due, or a stop.
+            let look = tokio::time::sleep(LOOK_EVERY);
+            tokio::pin!(look);
+            loop {
+                tokio::select! {
+                    _ = &mut look => break,
+                    Some(_) = in_flight.join_next() => break,
+                    changed = stop.changed() => {
+                        if changed.is_err() {
+                            // Nobody can stop this courier any more: stop now, as asked last.
+                            while in_flight.join_next().await.is_some() {}
+                            return;
+                        }
+                        break;
+                    }
+                    change = changes.recv() => match change {
+                        Ok(Change::Status { status, .. }) if status.is_terminal() => break,
+                        Ok(_) => {}
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => break,
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+                            changes = self.store.subscribe();
+                        }
+                    },
+                }
+            }
+        }
+    }
+
+    /// One try of one delivery: POST, then record the try and what comes next.
+    async fn try_once(self, d: Delivery) {
+        let job = &d.job;
+        let Some(url) = target(job, &self.settings) else {
+            // Nowhere to go: nothing to record either.
+            if let Err(e) = self
+                .store
+                .record_delivery(d.id, &self.holder, None, None)
+                .await
+            {
+                tracing::debug!("job {}: dropping an undeliverable ending: {e}", job.id);
+            }
+            return;
+        };
+        let which = if job.status == Status::Succeeded {
+            "on_success"
+        } else {
+            "on_failure"
+        };
+        let try_no = d.tries + 1;
+        let tries = self.settings.attempts.max(1);
+        let sent = self
+            .http
             .post(&url)
-            .timeout(Duration::from_secs(settings.timeout_seconds.max(1)))
+            .timeout(Duration::from_secs(self.settings.timeout_seconds.max(1)))
+            .header("Idempotency-Key", idempotency_key(&d))
+            .header("X-Ffarm-Delivery-Try", try_no.to_string())
             .json(job)
             .send()
             .await;
         let (ok, what, status) = match &sent {
-            Ok(r) if r.status().is_success() => (
-                true,
-                format!("HTTP {}", r.status().as_u16()),
-                Some(r.status().as_u16()),
-            ),
             Ok(r) => (
-                false,
+                r.status().is_success(),
                 format!("HTTP {}", r.status().as_u16()),
                 Some(r.status().as_u16()),
             ),
             Err(e) => (false, e.to_string(), None),
         };
+        let gave_up = !ok && try_no >= tries;
         let reason = if ok {
             format!("{which} delivered to {url} ({what})")
+        } else if gave_up {
+            format!(
+                "{which} delivery {try_no}/{tries} to {url} failed: {what}; gave up, not delivered"
+            )
         } else {
-            format!("{which} delivery {attempt}/{attempts} to {url} failed: {what}")
+            format!("{which} delivery {try_no}/{tries} to {url} failed: {what}")
         };
         let detail = serde_json::json!({
             "destination": which,
             "url": url,
-            "attempt": attempt,
+            "attempt": try_no,
             "status": status,
             "delivered": ok,
+            "gave_up": gave_up,
+            "idempotency_key": idempotency_key(&d),
         });
-        if let Err(e) = store.note(&job.id, "delivery", &reason, detail).await {
-            tracing::warn!("recording a delivery for {}: {e}", job.id);
+        let next = (!ok && !gave_up).then(|| Timestamp::now().plus(backoff(try_no)));
+        if gave_up {
+            tracing::warn!(
+                "job {}: gave up delivering to {url} after {tries} tries",
+                job.id
+            );
         }
-        if ok {
-            return;
-        }
-        if attempt < attempts {
-            tokio::time::sleep(Duration::from_secs(1 << (attempt - 1).min(6))).await;
+        if let Err(e) = self
+            .store
+            .record_delivery(d.id, &self.holder, next, Some((reason, detail)))
+            .await
+        {
+            tracing::warn!("job {}: recording a delivery: {e}", job.id);
         }
     }
-    tracing::warn!(
-        "job {}: gave up delivering to {url} after {attempts} attempts",
-        job.id
-    );
 }
 
 #[cfg(test)]
@@ -114,5 +267,11 @@ mod tests {
         assert!(validate_url("file:///etc/passwd").is_err());
         assert!(validate_url("not a url").is_err());
         assert!(validate_url("http://example.com/a\0b").is_err());
+    }
+
+    #[test]
+    fn backoff_doubles_and_stops_growing() {
+        let secs: Vec<u64> = (1..=9).map(|n| backoff(n).as_secs()).collect();
+        assert_eq!(secs, [1, 2, 4, 8, 16, 32, 64, 64, 64]);
     }
 }

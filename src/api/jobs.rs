@@ -159,19 +159,9 @@ pub async fn cancel(
         .reason
         .map(|r| r.chars().take(500).collect::<String>())
         .unwrap_or_else(|| "cancelled through the API".into());
+    // A queued job ends here, its ending written into the delivery outbox with it (a running
+    // one ends in its worker); the farm's couriers deliver it.
     let job = app.store.cancel(id, &reason).await?;
-    if job.status.is_terminal() {
-        // A queued job ends here; a running one ends in its worker, which delivers it.
-        let (store, http, settings, done) = (
-            app.store.clone(),
-            app.http.clone(),
-            app.config.destinations.clone(),
-            job.clone(),
-        );
-        tokio::spawn(async move {
-            crate::destinations::deliver(&*store, &http, &settings, &done).await;
-        });
-    }
     Ok(Json(job))
 }
 

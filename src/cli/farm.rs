@@ -20,7 +20,8 @@ pub struct FarmArgs {
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
     /// A bucket that is not a folder under DATA_DIR/buckets: NAME=URL (file://, s3://, gs://,
-    /// az://). Repeatable. Options go in ffarm.toml.
+    /// az://). Repeatable. Credentials and endpoints come from the usual AWS_*, GOOGLE_*,
+    /// AZURE_* variables; options in ffarm.toml win over them.
     #[arg(long = "bucket", value_name = "NAME=URL")]
     pub buckets: Vec<String>,
     /// Task slots of this process's workers [default: the number of CPU cores].

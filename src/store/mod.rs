@@ -211,6 +211,18 @@ pub enum Change {
     Worker { id: String },
 }
 
+/// A job's ending waiting in the delivery outbox for its destination. The store writes one
+/// in the same transaction as every ending (succeeded, failed, cancelled).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Delivery {
+    /// The outbox row's number, never reused.
+    pub id: i64,
+    /// The job as it was when it ended.
+    pub job: Job,
+    /// Tries made so far.
+    pub tries: u32,
+}
+
 /// The job store. Every state change is one guarded statement: a change that finds the job
 /// in another state than expected affects nothing and is reported, never forced.
 #[async_trait]
@@ -302,6 +314,27 @@ pub trait JobStore: Send + Sync + 'static {
 
     /// Changes as they happen (jobs queued, status changes, stop requests, progress).
     fn subscribe(&self) -> broadcast::Receiver<Change>;
+
+    /// Takes up to `limit` due deliveries from the outbox (their next try has come and no
+    /// live hold is on them), oldest first, holding them for `holder` until `hold` passes.
+    async fn claim_deliveries(
+        &self,
+        holder: &str,
+        hold: Duration,
+        limit: u32,
+    ) -> Result<Vec<Delivery>>;
+
+    /// Ends a try of a delivery `holder` holds: adds `note` (reason, detail) to the job's
+    /// history as a "delivery" entry by `holder`, then removes the delivery (`next_try:
+    /// None`: delivered, given up, or nowhere to go) or releases it until `next_try`. A
+    /// delivery no longer held by `holder` is refused (`IllegalTransition`), recording nothing.
+    async fn record_delivery(
+        &self,
+        delivery: i64,
+        holder: &str,
+        next_try: Option<Timestamp>,
+        note: Option<(String, serde_json::Value)>,
+    ) -> Result<()>;
 }
 
 /// Opens the store a URL names: `sqlite://PATH` (created if missing) or `postgres://…`.

@@ -1,6 +1,7 @@
 //! Workers: claim jobs while slots are free (woken by the store's notifications, with a slow
 //! poll as fallback), run each as a task process (`supervisor`), relay cancels, reap expired
-//! leases, keep the registry entry fresh, take exec sessions on the advertised address
+//! leases and forget long-lost workers, keep the registry entry fresh, deliver endings from
+//! the store's outbox (`destinations::Courier`), take exec sessions on the advertised address
 //! (`exec::listener`), and drain on SIGTERM/SIGINT. `ffarm worker` runs this alone; `ffarm
 //! serve` runs it beside the API.
 
@@ -20,6 +21,7 @@ use tokio::sync::{Notify, Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 
 use crate::config::Config;
+use crate::destinations::Courier;
 use crate::job::{Status, Timestamp};
 use crate::store::{Change, JobStore, StoreError, WorkerInfo};
 pub use supervisor::StopReason;
@@ -60,6 +62,8 @@ pub struct WorkerCtx {
     pub running: Mutex<HashMap<String, RunningTask>>,
     /// Exec sessions open into this worker's tasks (capped per job).
     pub exec_sessions: Arc<crate::exec::Sessions>,
+    /// Set when every task is to stop (a drain's end): a task starting later stops at once.
+    halted: Mutex<Option<StopReason>>,
 }
 
 impl WorkerCtx {
@@ -74,7 +78,14 @@ impl WorkerCtx {
         }
     }
 
+    /// The stop every task gets, once the worker stops them all.
+    fn halted(&self) -> Option<StopReason> {
+        *self.halted.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Stops every task, including any that starts after this (a claim already on its way).
     fn stop_all(&self, why: StopReason) {
+        *self.halted.lock().unwrap_or_else(|p| p.into_inner()) = Some(why);
         for t in self
             .running
             .lock()
@@ -139,12 +150,14 @@ pub fn context(store: Arc<dyn JobStore>, config: Config) -> std::io::Result<Arc<
         config,
         running: Mutex::new(HashMap::new()),
         exec_sessions: Arc::default(),
+        halted: Mutex::new(None),
     }))
 }
 
 /// Ends expired leases every few seconds (any process may do this; it is idempotent) and
-/// delivers the jobs that thereby ended.
-pub async fn reap_forever(store: Arc<dyn JobStore>, config: Config, http: reqwest::Client) {
+/// removes registry entries of workers lost long ago. The endings it makes reach their
+/// destinations through the delivery outbox like any other.
+async fn reap_loop(store: Arc<dyn JobStore>, config: Config) {
     let every = Duration::from_secs((config.worker.lease_seconds / 3).clamp(1, 10));
     loop {
         tokio::time::sleep(every).await;
@@ -152,18 +165,64 @@ pub async fn reap_forever(store: Arc<dyn JobStore>, config: Config, http: reqwes
             Ok(jobs) => {
                 for job in jobs {
                     tracing::warn!("job {}: its worker was lost; now {}", job.id, job.status);
-                    if job.status.is_terminal() {
-                        crate::destinations::deliver(&*store, &http, &config.destinations, &job)
-                            .await;
-                    }
                 }
             }
             Err(e) => tracing::warn!("reaping expired leases: {e}"),
         }
+        prune_lost(&*store, &config).await;
     }
 }
 
-/// Runs a worker until shut down: registers, claims and runs jobs, drains, deregisters.
+/// Removes the registry entries of workers that have been lost for
+/// `worker.forget_lost_after_seconds` (0: never): until then a worker that died shows as lost.
+async fn prune_lost(store: &dyn JobStore, config: &Config) {
+    let keep = config.worker.forget_lost_after_seconds;
+    if keep == 0 {
+        return;
+    }
+    let Ok(workers) = store.workers().await else {
+        return;
+    };
+    let now = Timestamp::now();
+    let forget_before = LOST_AFTER + Duration::from_secs(keep);
+    for w in workers {
+        if now.0 - w.last_seen.0 > forget_before.as_micros() as i64 {
+            tracing::info!(
+                "forgetting worker {}: lost since {}",
+                w.id,
+                w.last_seen.to_rfc3339()
+            );
+            if let Err(e) = store.remove_worker(&w.id).await {
+                tracing::warn!("forgetting worker {}: {e}", w.id);
+            }
+        }
+    }
+}
+
+/// What a process without workers of its own (an API-only `serve`) still does for the farm:
+/// ends expired leases, forgets long-lost workers, and delivers endings from the outbox.
+pub async fn reap_forever(store: Arc<dyn JobStore>, config: Config, http: reqwest::Client) {
+    let courier = Courier::new(
+        store.clone(),
+        http,
+        config.destinations.clone(),
+        config.worker_id(),
+    )
+    .start();
+    reap_loop(store, config).await;
+    courier.abort();
+}
+
+/// The host name this worker registers with.
+fn hostname() -> String {
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+/// Runs a worker until shut down: registers, claims and runs jobs, delivers endings, drains,
+/// deregisters.
 pub async fn run(ctx: Arc<WorkerCtx>, mut shutdown: Shutdown) -> Result<(), StoreError> {
     let store = ctx.store.clone();
     let settings = ctx.config.worker.clone();
@@ -171,7 +230,7 @@ pub async fn run(ctx: Arc<WorkerCtx>, mut shutdown: Shutdown) -> Result<(), Stor
     sweep_workspaces(&ctx).await;
     let info = WorkerInfo {
         id: ctx.id.clone(),
-        host: ctx.id.split('/').next().unwrap_or("").to_string(),
+        host: hostname(),
         address: settings.advertise.clone(),
         slots,
         version: env!("CARGO_PKG_VERSION").into(),
@@ -188,11 +247,14 @@ pub async fn run(ctx: Arc<WorkerCtx>, mut shutdown: Shutdown) -> Result<(), Stor
     );
     let draining = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let registry = tokio::spawn(keep_registered(store.clone(), info, draining.clone()));
-    let reaper = tokio::spawn(reap_forever(
+    let reaper = tokio::spawn(reap_loop(store.clone(), ctx.config.clone()));
+    let courier = Courier::new(
         store.clone(),
-        ctx.config.clone(),
         ctx.http.clone(),
-    ));
+        ctx.config.destinations.clone(),
+        ctx.id.clone(),
+    )
+    .start();
     let exec_listener = crate::exec::listener::start(ctx.clone()).await;
 
     let lease = Duration::from_secs(settings.lease_seconds);
@@ -200,8 +262,13 @@ pub async fn run(ctx: Arc<WorkerCtx>, mut shutdown: Shutdown) -> Result<(), Stor
     let freed = Arc::new(Notify::new());
     let mut changes = store.subscribe();
     let mut tasks = JoinSet::new();
+    // Whether a further shutdown request can still come (the sender may be gone).
+    let mut signals = true;
     'claiming: while shutdown.level() == 0 {
-        while let Ok(permit) = permits.clone().try_acquire_owned() {
+        // Claim while slots are free, and not once a shutdown has begun.
+        while shutdown.level() == 0
+            && let Ok(permit) = permits.clone().try_acquire_owned()
+        {
             match store.claim(&ctx.id, lease).await {
                 Ok(Some(job)) => {
                     let (ctx, freed) = (ctx.clone(), freed.clone());
@@ -235,7 +302,10 @@ pub async fn run(ctx: Arc<WorkerCtx>, mut shutdown: Shutdown) -> Result<(), Stor
                 },
                 _ = freed.notified() => break,
                 _ = &mut poll => break,
-                _ = shutdown.0.changed() => continue 'claiming,
+                changed = shutdown.0.changed(), if signals => {
+                    signals = changed.is_ok();
+                    continue 'claiming;
+                }
                 Some(_) = tasks.join_next() => {}
             }
         }
@@ -250,29 +320,46 @@ pub async fn run(ctx: Arc<WorkerCtx>, mut shutdown: Shutdown) -> Result<(), Stor
             settings.drain_timeout_seconds
         );
     }
-    let deadline = tokio::time::sleep(Duration::from_secs(settings.drain_timeout_seconds));
-    tokio::pin!(deadline);
-    let mut stopping = false;
+    let deadline =
+        tokio::time::Instant::now() + Duration::from_secs(settings.drain_timeout_seconds);
+    // Both signals may have been counted before the loop above saw the first (or a stop may
+    // come as level 2 at once): then no change is left to wait for, so look now.
+    let mut stopping = shutdown.level() >= 2;
+    if stopping {
+        ctx.stop_all(StopReason::Drain);
+    }
     while !tasks.is_empty() {
         tokio::select! {
             _ = tasks.join_next() => {}
-            change = changes.recv() => {
-                if let Ok(Change::Status { id, status: Status::Cancelling }) = change {
+            change = changes.recv() => match change {
+                Ok(Change::Status { id, status: Status::Cancelling }) => {
                     ctx.stop(&id, StopReason::Cancel);
                 }
-            }
-            _ = &mut deadline, if !stopping => {
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+                    changes = store.subscribe();
+                }
+                _ => {}
+            },
+            _ = tokio::time::sleep_until(deadline), if !stopping => {
                 stopping = true;
                 tracing::info!("drain timeout: handing {} task(s) back to the queue", tasks.len());
                 ctx.stop_all(StopReason::Drain);
             }
-            _ = shutdown.0.changed(), if !stopping => {
+            changed = shutdown.0.changed(), if signals && !stopping => {
+                signals = changed.is_ok();
                 if shutdown.level() >= 2 {
                     stopping = true;
                     ctx.stop_all(StopReason::Drain);
                 }
             }
         }
+    }
+    // The endings of the tasks that just finished are in the outbox: deliver what is due
+    // and wait for the tries in flight, within the drain timeout (not after a second signal).
+    if stopping || shutdown.level() >= 2 {
+        courier.abort();
+    } else {
+        courier.finish(deadline).await;
     }
     registry.abort();
     reaper.abort();

@@ -54,3 +54,8 @@ pub const TEST_FAULT_ENV: &str = "FFARM_TEST_ABORT_KEY";
 /// Environment variable naming an input key whose task ignores SIGTERM: how the tests check
 /// that a stuck task is killed after the grace period. Has no effect unless set.
 pub const TEST_IGNORE_STOP_ENV: &str = "FFARM_TEST_IGNORE_STOP_KEY";
+
+/// Environment variable naming an input key whose task waits a second before each upload
+/// after the first (a stop still reaches it at once): how the tests stop a task while it is
+/// uploading. Has no effect unless set.
+pub const TEST_SLOW_UPLOAD_ENV: &str = "FFARM_TEST_SLOW_UPLOAD_KEY";

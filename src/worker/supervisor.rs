@@ -1,7 +1,8 @@
 //! One attempt, seen from the worker: start the task process in its workspace, relay its
 //! progress to the store every second (renewing the lease), collect its log, stop it on
 //! request (cancel, timeout, drain, lost lease: SIGTERM to its group, SIGKILL after the
-//! grace period), and end the attempt in the store with what happened.
+//! grace period; at once for a lost lease), and end the attempt in the store with what
+//! happened.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -225,13 +226,17 @@ async fn start(
         .insert(
             job.id.clone(),
             RunningTask {
-                stop: stop_tx,
+                stop: stop_tx.clone(),
                 attempt: job.attempt,
                 pid: task.pid,
                 workspace: dir.clone(),
                 env,
             },
         );
+    // A stop of every task may have been sent while this one was being claimed.
+    if let Some(why) = ctx.halted() {
+        let _ = stop_tx.send(why);
+    }
     Ok((
         task.pid,
         lines(task.stdout),
@@ -255,11 +260,8 @@ async fn supervise(
     let settings = &ctx.config.worker;
     let lease = Duration::from_secs(settings.lease_seconds);
     let grace = Duration::from_secs(settings.stop_grace_seconds);
-    let timeout = match job.timeout_seconds {
-        0 => settings.job_timeout_seconds,
-        t => t,
-    };
-    let deadline = Instant::now() + Duration::from_secs(timeout);
+    let deadline = tokio::time::Instant::now()
+        + Duration::from_secs(time_limit(job.timeout_seconds, settings.job_timeout_seconds).0);
     let mut reported = Reported::default();
     let mut stopper = Stopper {
         pid,
@@ -301,11 +303,14 @@ async fn supervise(
                         tracing::debug!("job {}: storing log lines: {e}", job.id);
                     }
                 }
-                if Instant::now() >= deadline {
-                    stopper.request(StopReason::Timeout, log);
-                }
-                stopper.enforce(log);
             },
+            _ = tokio::time::sleep_until(deadline), if stopper.reason.is_none() => {
+                stopper.request(StopReason::Timeout, log);
+            }
+            // SIGKILL lands when the grace period ends, not at the next heartbeat.
+            _ = tokio::time::sleep_until(stopper.kill_at.unwrap_or(deadline)), if stopper.kill_pending() => {
+                stopper.kill(log);
+            }
             exit = &mut exit_handle => break exit.unwrap_or(Exit { code: None, signal: None, cpu_seconds: 0.0, peak_memory_bytes: 0 }),
         }
     };
@@ -325,17 +330,27 @@ async fn supervise(
     (exit, reported, stopper.reason)
 }
 
-/// Stops a task once: SIGTERM to its group now, SIGKILL if it outlives the grace period.
+/// Stops a task once: SIGTERM to its group now, SIGKILL if it outlives the grace period. A
+/// task whose lease is lost is killed at once: another worker may hold the job and be writing
+/// the same objects, so this attempt must not upload or delete anything more.
 struct Stopper {
     pid: Pid,
     grace: Duration,
     reason: Option<StopReason>,
-    kill_at: Option<Instant>,
+    kill_at: Option<tokio::time::Instant>,
     killed: bool,
 }
 
 impl Stopper {
     fn request(&mut self, why: StopReason, log: &mut Vec<String>) {
+        if why == StopReason::Lost {
+            if self.reason != Some(StopReason::Lost) {
+                self.reason = Some(why);
+                log.push(format!("[worker] stopping the task: {}", why.describe()));
+                self.kill(log);
+            }
+            return;
+        }
         if self.reason.is_some() {
             return;
         }
@@ -345,15 +360,36 @@ impl Stopper {
             why.describe()
         ));
         process::signal(self.pid, Signal::SIGTERM);
-        self.kill_at = Some(Instant::now() + self.grace);
+        self.kill_at = Some(tokio::time::Instant::now() + self.grace);
     }
 
-    fn enforce(&mut self, log: &mut Vec<String>) {
-        if !self.killed && self.kill_at.is_some_and(|t| Instant::now() >= t) {
-            self.killed = true;
-            log.push("[worker] the task did not stop in time: SIGKILL".into());
-            process::signal(self.pid, Signal::SIGKILL);
+    /// A SIGTERM was sent and SIGKILL is still to come.
+    fn kill_pending(&self) -> bool {
+        self.kill_at.is_some() && !self.killed
+    }
+
+    fn kill(&mut self, log: &mut Vec<String>) {
+        if self.killed {
+            return;
         }
+        self.killed = true;
+        log.push(if self.reason == Some(StopReason::Lost) {
+            "[worker] the lease is gone: SIGKILL".into()
+        } else {
+            "[worker] the task did not stop in time: SIGKILL".into()
+        });
+        process::signal(self.pid, Signal::SIGKILL);
+    }
+}
+
+/// The time limit of an attempt, in seconds, and whether it is the worker's own cap: the
+/// job's `timeout_seconds`, but never more than `worker.job_timeout_seconds` (a job without a
+/// limit of its own, 0, gets the worker's).
+fn time_limit(job_seconds: u64, cap: u64) -> (u64, bool) {
+    match job_seconds {
+        0 => (cap, true),
+        t if t > cap => (cap, true),
+        t => (t, false),
     }
 }
 
@@ -375,13 +411,16 @@ fn outcome(
         Some(StopReason::Cancel) => Outcome::Cancelled,
         Some(StopReason::Drain) => Outcome::Released,
         Some(StopReason::Timeout) => {
-            let limit = match job.timeout_seconds {
-                0 => ctx.config.worker.job_timeout_seconds,
-                t => t,
+            let (limit, capped) =
+                time_limit(job.timeout_seconds, ctx.config.worker.job_timeout_seconds);
+            let whose = if capped {
+                " (the worker's worker.job_timeout_seconds)"
+            } else {
+                ""
             };
             Outcome::Failed(JobError::new(
                 "timeout",
-                format!("stopped after running past its time limit of {limit} s"),
+                format!("stopped after running past its time limit of {limit} s{whose}"),
                 true,
             ))
         }
@@ -404,23 +443,12 @@ fn outcome(
     }
 }
 
-/// Ends the attempt in the store, then delivers a finished job to its destination.
+/// Ends the attempt in the store. An ending is written into the delivery outbox by the
+/// same transaction, and the worker's courier delivers it from there.
 async fn conclude(ctx: &Arc<WorkerCtx>, job: &Job, outcome: Outcome) {
     match ctx.store.finish(&job.id, job.attempt, outcome).await {
         Ok(done) => {
             tracing::info!("job {} attempt {}: {}", done.id, job.attempt, done.status);
-            if done.status.is_terminal() {
-                let ctx = ctx.clone();
-                tokio::spawn(async move {
-                    crate::destinations::deliver(
-                        &*ctx.store,
-                        &ctx.http,
-                        &ctx.config.destinations,
-                        &done,
-                    )
-                    .await;
-                });
-            }
         }
         Err(StoreError::Fenced { .. }) => {
             tracing::warn!(
@@ -430,5 +458,30 @@ async fn conclude(ctx: &Arc<WorkerCtx>, job: &Job, outcome: Outcome) {
             )
         }
         Err(e) => tracing::error!("job {}: ending attempt {}: {e}", job.id, job.attempt),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::time_limit;
+
+    #[test]
+    fn the_worker_caps_every_jobs_time_limit() {
+        assert_eq!(
+            time_limit(60, 86_400),
+            (60, false),
+            "a shorter job limit applies"
+        );
+        assert_eq!(
+            time_limit(86_400, 3_600),
+            (3_600, true),
+            "the worker's cap applies"
+        );
+        assert_eq!(time_limit(3_600, 3_600), (3_600, false));
+        assert_eq!(
+            time_limit(0, 3_600),
+            (3_600, true),
+            "no job limit: the worker's"
+        );
     }
 }

@@ -262,11 +262,64 @@ fn work(
     );
 
     let started = Instant::now();
-    let total: u64 = report.outputs.iter().map(|o| o.bytes).sum();
     let mut uploaded = Vec::with_capacity(report.outputs.len());
+    let sent = upload_outputs(
+        spec,
+        &buckets,
+        &report.outputs,
+        &output_dir,
+        stop,
+        runtime,
+        &mut uploaded,
+    );
+    let sent = match sent {
+        Ok(sent) => sent,
+        Err(e) => {
+            remove_uploaded(&buckets, runtime, &uploaded);
+            return Err(e);
+        }
+    };
+    phases.insert("uploading".into(), started.elapsed().as_secs_f64());
+    say(&TaskMessage::Progress(Progress {
+        phase: Phase::Done,
+        percent: 100.0,
+        bytes_done: Some(sent),
+        bytes_total: Some(sent),
+        frames: report.frames,
+        out_time_seconds: report.out_time_seconds,
+        ..Progress::default()
+    }));
+    Ok(uploaded)
+}
+
+/// Uploads the engine's outputs in the order it published them (HLS playlists last),
+/// recording each object in `uploaded` as soon as it is in the bucket. Returns the bytes sent.
+fn upload_outputs(
+    spec: &TaskSpec,
+    buckets: &Buckets,
+    outputs: &[media::OutputFile],
+    output_dir: &Path,
+    stop: &StopToken,
+    runtime: &tokio::runtime::Runtime,
+    uploaded: &mut Vec<OutputObject>,
+) -> Result<u64, Failure> {
+    let job = &spec.job;
+    let slow =
+        std::env::var(super::protocol::TEST_SLOW_UPLOAD_ENV).is_ok_and(|k| k == job.input.key);
+    let total: u64 = outputs.iter().map(|o| o.bytes).sum();
     let mut sent = 0u64;
-    for file in &report.outputs {
-        let rel = file.path.strip_prefix(&output_dir).unwrap_or(&file.path);
+    for (n, file) in outputs.iter().enumerate() {
+        if slow && n > 0 {
+            eprintln!("[task] test switch: waiting 1 s before the next upload");
+            let until = Instant::now() + Duration::from_secs(1);
+            while Instant::now() < until && !stop.is_stopped() {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+        if stop.is_stopped() {
+            return Err(Failure::Stopped);
+        }
+        let rel = file.path.strip_prefix(output_dir).unwrap_or(&file.path);
         let key = format!("{}{}", job.output.prefix, rel.to_string_lossy());
         let before = sent;
         let mut throttle = Throttle {
@@ -300,17 +353,31 @@ fn work(
             bytes,
         });
     }
-    phases.insert("uploading".into(), started.elapsed().as_secs_f64());
-    say(&TaskMessage::Progress(Progress {
-        phase: Phase::Done,
-        percent: 100.0,
-        bytes_done: Some(sent),
-        bytes_total: Some(total),
-        frames: report.frames,
-        out_time_seconds: report.out_time_seconds,
-        ..Progress::default()
-    }));
-    Ok(uploaded)
+    Ok(sent)
+}
+
+/// Deletes what this attempt uploaded before it was stopped or failed, newest first: without
+/// the playlist (always last) the segments are no output anyone can use, and a retry writes
+/// them again.
+fn remove_uploaded(
+    buckets: &Buckets,
+    runtime: &tokio::runtime::Runtime,
+    uploaded: &[OutputObject],
+) {
+    if uploaded.is_empty() {
+        return;
+    }
+    let mut removed = 0;
+    for o in uploaded.iter().rev() {
+        match runtime.block_on(buckets.delete(&o.bucket, &o.key)) {
+            Ok(()) => removed += 1,
+            Err(e) => eprintln!("[task] could not remove {}/{}: {e}", o.bucket, o.key),
+        }
+    }
+    eprintln!(
+        "[task] removed {removed} of the {} object(s) this attempt had uploaded",
+        uploaded.len()
+    );
 }
 
 /// The workspace's input file path for a job (for exec's environment).

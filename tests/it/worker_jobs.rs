@@ -220,6 +220,53 @@ async fn a_job_past_its_time_limit_fails_with_timeout() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_workers_time_limit_caps_a_longer_job_limit() {
+    let mut farm = Farm::new(Backend::Sqlite).await;
+    farm.put(&long_clip(), "in/long.mp4");
+    let mut config = farm.config();
+    config.worker.job_timeout_seconds = 3;
+    farm.start_in_process(config);
+    let job = farm
+        .submit("in/long.mp4", "h264-720p", |s| {
+            s.timeout_seconds = 3600;
+            s.max_attempts = 1;
+        })
+        .await;
+    let started = Instant::now();
+    let done = farm.wait_terminal(&job.id, Duration::from_secs(30)).await;
+    assert_eq!(done.status, Status::Failed);
+    let err = done.error.unwrap();
+    assert_eq!(err.code, "timeout");
+    assert!(
+        err.message
+            .contains("time limit of 3 s (the worker's worker.job_timeout_seconds)"),
+        "{}",
+        err.message
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(farm.outputs().is_empty());
+    farm.cleanup().await;
+}
+
+#[test]
+fn a_job_without_a_time_limit_gets_24_hours() {
+    let spec: ffarm::job::JobSpec = serde_json::from_value(serde_json::json!({
+        "input": {"bucket": "media", "key": "in/a.mp4"},
+        "preset": "mp4",
+        "output": {"bucket": "media", "prefix": "out/"},
+    }))
+    .unwrap();
+    assert_eq!(spec.timeout_seconds, 24 * 3600);
+    // The API fills in the worker setting, whose default is the same 24 h.
+    let config = ffarm::config::Config::default();
+    assert_eq!(config.worker.job_timeout_seconds, 24 * 3600);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn malformed_inputs_fail_clearly_and_the_worker_carries_on() {
     let mut farm = Farm::new(Backend::Sqlite).await;
     farm.start_in_process(farm.config());

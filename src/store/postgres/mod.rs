@@ -8,6 +8,7 @@
 
 mod batch;
 mod batched;
+mod deliveries;
 mod ops;
 mod reads;
 
@@ -21,8 +22,8 @@ use tokio::sync::broadcast;
 
 use super::rules::{self, Current};
 use super::{
-    AttemptInfo, AttemptStats, Change, Counts, Heartbeat, JobEvent, JobStore, ListFilter, LogLine,
-    Page, Result, StoreError, Submitted, WorkerInfo,
+    AttemptInfo, AttemptStats, Change, Counts, Delivery, Heartbeat, JobEvent, JobStore, ListFilter,
+    LogLine, Page, Result, StoreError, Submitted, WorkerInfo,
 };
 use crate::job::{self, Job, JobSpec, Outcome, RetryPolicy, Timestamp};
 use crate::media::Progress;
@@ -295,5 +296,24 @@ impl JobStore for PostgresStore {
 
     fn subscribe(&self) -> broadcast::Receiver<Change> {
         self.changes.subscribe()
+    }
+
+    async fn claim_deliveries(
+        &self,
+        holder: &str,
+        hold: Duration,
+        limit: u32,
+    ) -> Result<Vec<Delivery>> {
+        deliveries::claim(&self.durable, holder, hold, limit).await
+    }
+
+    async fn record_delivery(
+        &self,
+        delivery: i64,
+        holder: &str,
+        next_try: Option<Timestamp>,
+        note: Option<(String, serde_json::Value)>,
+    ) -> Result<()> {
+        deliveries::record(&self.durable, delivery, holder, next_try, note).await
     }
 }

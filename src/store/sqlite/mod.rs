@@ -4,6 +4,7 @@
 //! mode still survives a crash of the process. Changes are announced on an in-process
 //! channel, so this backend notifies only within its own process.
 
+mod deliveries;
 mod ops;
 mod writer;
 
@@ -20,8 +21,8 @@ use tokio::sync::broadcast;
 use super::codec::{JOB_COLUMNS, encode_cursor, job_from_row};
 use super::query::{self, Dialect};
 use super::{
-    AttemptInfo, AttemptStats, Change, Counts, Heartbeat, JobEvent, JobStore, ListFilter, LogLine,
-    Page, Result, StoreError, Submitted, WorkerInfo, page_limit,
+    AttemptInfo, AttemptStats, Change, Counts, Delivery, Heartbeat, JobEvent, JobStore, ListFilter,
+    LogLine, Page, Result, StoreError, Submitted, WorkerInfo, page_limit,
 };
 use crate::job::{self, Job, JobSpec, Outcome, RetryPolicy, Status, Timestamp};
 use crate::media::Progress;
@@ -396,5 +397,25 @@ impl JobStore for SqliteStore {
 
     fn subscribe(&self) -> broadcast::Receiver<Change> {
         self.changes.subscribe()
+    }
+
+    async fn claim_deliveries(
+        &self,
+        holder: &str,
+        hold: Duration,
+        limit: u32,
+    ) -> Result<Vec<Delivery>> {
+        self.claim_deliveries_now(holder, hold, limit).await
+    }
+
+    async fn record_delivery(
+        &self,
+        delivery: i64,
+        holder: &str,
+        next_try: Option<Timestamp>,
+        note: Option<(String, serde_json::Value)>,
+    ) -> Result<()> {
+        self.record_delivery_now(delivery, holder, next_try, note)
+            .await
     }
 }
