@@ -58,6 +58,12 @@ pub struct Progress {
     pub bytes_done: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bytes_total: Option<u64>,
+    /// CPU seconds the task process has used so far (every thread), and its peak resident
+    /// memory: filled in by the worker that watches the task, not by the engine.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_seconds: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peak_memory_bytes: Option<u64>,
 }
 
 /// Shared counters the pipeline's threads update and the coordinator reads.
@@ -137,8 +143,7 @@ impl Meter {
             },
             frames,
             out_time_seconds: (out_time * 1000.0).round() / 1000.0,
-            bytes_done: None,
-            bytes_total: None,
+            ..Progress::default()
         }
     }
 }

@@ -1,6 +1,7 @@
 //! Task processes: spawned in a process group of their own (so a stop reaches everything the
-//! task started), signalled through that group, and reaped with `wait4` for their CPU time
-//! and peak memory. The one `unsafe` call in the worker (wait4) lives here.
+//! task started), signalled through that group, watched through `/proc` for the CPU time and
+//! memory they have used so far, and reaped with `wait4` for their totals. The one `unsafe`
+//! call in the worker (wait4) lives here.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -68,6 +69,31 @@ pub fn spawn(
     })
 }
 
+/// What a running task has used so far: CPU seconds (user + system, every thread) and its
+/// peak resident memory, from `/proc`. None once it is gone.
+pub fn usage_so_far(pid: Pid) -> Option<(f64, u64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Field 2 (the name) may hold spaces and parentheses: count from after its last ')'.
+    let fields: Vec<&str> = stat[stat.rfind(')')? + 1..].split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the line: 11 and 12 after the name.
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    let per_second = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .filter(|t| *t > 0)
+        .unwrap_or(100);
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let peak_kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some((ticks as f64 / per_second as f64, peak_kib * 1024))
+}
+
 /// Sends `signal` to the task's whole process group.
 pub fn signal(pid: Pid, signal: Signal) {
     if let Err(e) = killpg(pid, signal) {
@@ -124,5 +150,31 @@ fn wait4(pid: Pid) -> Exit {
         cpu_seconds: secs(usage.ru_utime) + secs(usage.ru_stime),
         // Linux reports kilobytes.
         peak_memory_bytes: (usage.ru_maxrss.max(0) as u64) * 1024,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usage_so_far_counts_cpu_and_memory() {
+        let me = Pid::from_raw(std::process::id() as i32);
+        let (before, _) = usage_so_far(me).unwrap();
+        // Work on this thread until a third of a CPU second shows (however loaded the
+        // machine is), or give up after 20 s of wall time.
+        let started = std::time::Instant::now();
+        let mut x = 0u64;
+        let mut after = before;
+        while after - before < 0.3 && started.elapsed() < std::time::Duration::from_secs(20) {
+            for _ in 0..1_000_000 {
+                x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+            }
+            after = usage_so_far(me).unwrap().0;
+        }
+        let (after, peak) = usage_so_far(me).unwrap();
+        assert!(after - before >= 0.3, "{before} -> {after}");
+        assert!(peak > 1 << 20, "{peak}");
+        assert_eq!(usage_so_far(Pid::from_raw(i32::MAX)), None);
     }
 }

@@ -54,13 +54,18 @@ struct Reported {
     error: Option<JobError>,
     /// The last encode rate reported while transcoding (the final "done" report has none).
     fps: Option<f64>,
+    /// What the task process has used so far (CPU seconds, peak memory), read each second.
+    usage: Option<(f64, u64)>,
 }
 
 impl Reported {
     fn take(&mut self, msg: TaskMessage) {
         match msg {
-            TaskMessage::Progress(p) => {
+            TaskMessage::Progress(mut p) => {
                 self.fps = p.fps.or(self.fps);
+                if let Some((cpu, memory)) = self.usage {
+                    (p.cpu_seconds, p.peak_memory_bytes) = (Some(cpu), Some(memory));
+                }
                 self.progress = Some(p);
                 self.progress_dirty = true;
             }
@@ -68,6 +73,23 @@ impl Reported {
             TaskMessage::Stats { phases } => self.phases = phases,
             TaskMessage::Error(e) => self.error = Some(e),
             TaskMessage::Stopped => {}
+        }
+    }
+}
+
+impl Reported {
+    /// Adds the task's usage so far to its progress, so a running job shows what it costs
+    /// (the attempt's totals come from `wait4` when it ends).
+    fn note_usage(&mut self, usage: Option<(f64, u64)>) {
+        let Some((cpu, memory)) = usage else { return };
+        let usage = ((cpu * 10.0).round() / 10.0, memory);
+        if self.usage == Some(usage) {
+            return;
+        }
+        self.usage = Some(usage);
+        if let Some(p) = &mut self.progress {
+            (p.cpu_seconds, p.peak_memory_bytes) = (Some(usage.0), Some(usage.1));
+            self.progress_dirty = true;
         }
     }
 }
@@ -281,6 +303,7 @@ async fn supervise(
             Some(line) = stderr.recv() => log.push(line),
             Some(why) = stop_rx.recv() => stopper.request(why, log),
             _ = tick.tick() => {
+                reported.note_usage(process::usage_so_far(pid));
                 let progress = reported.progress.clone().filter(|_| reported.progress_dirty);
                 reported.progress_dirty = false;
                 let beat = tokio::time::timeout(

@@ -1,9 +1,10 @@
 // stop.mjs — scenario (b): a long job submitted from the New job form for an object already in
 // the bucket (media/src/long.mp4, no file chosen, preset h264-720p). While it runs, the
-// Workers view shows the worker busy with it and the detail draws its encode speed; Stop
-// (busy at once, a toast) ends it `cancelled`; Retry runs it again as attempt 2, stopped
-// again, its log lines arriving in the open detail; there is no terminal panel (exec is off);
-// Resubmit with another preset makes a new job that succeeds.
+// Workers view shows the worker busy with it and the detail draws its encode speed and the
+// CPU and memory the task has used so far; Stop (busy at once, a toast) ends it `cancelled`;
+// Retry runs it again as attempt 2, stopped again, its log lines arriving in the open detail;
+// there is no terminal panel (exec is off); Resubmit with another preset makes a new job that
+// succeeds.
 //
 //   node stop.mjs URL SCREENSHOT_DIR
 
@@ -74,6 +75,9 @@ await scenario('stop', async ({ page, url, shot }) => {
   check(/fps/.test(speed), `the speed chart describes itself: ${speed}`);
   check(await page.isVisible('#action-stop'), 'Stop is offered while running');
   check(await page.isHidden('#detail .terminal-panel'), 'no terminal panel where exec is off');
+  await until('the CPU and memory the task has used so far', async () =>
+    /CPU \d+\.\d s · [\d.]+ (kB|MB|GB) peak/.test(await page.textContent('#detail .ptext')),
+  );
   check(await page.isHidden('#action-retry'), 'Retry is not offered while running');
   await shot('running-detail');
 

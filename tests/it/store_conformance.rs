@@ -174,8 +174,7 @@ fn progress(percent: f64) -> Progress {
         eta_seconds: Some(10.0),
         frames: 300,
         out_time_seconds: 10.0,
-        bytes_done: None,
-        bytes_total: None,
+        ..Progress::default()
     }
 }
 

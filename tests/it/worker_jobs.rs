@@ -94,9 +94,11 @@ async fn a_long_job_keeps_its_lease_and_reports_progress_every_second() {
     // Progress arrives at least once a second while it runs.
     let mut last = Instant::now();
     let mut reports = 0;
+    // What the task has used so far travels with its progress.
+    let mut cpu = vec![];
     let done = loop {
         match tokio::time::timeout(Duration::from_millis(1500), changes.recv()).await {
-            Ok(Ok(ffarm::store::Change::Progress { id, .. })) if id == job.id => {
+            Ok(Ok(ffarm::store::Change::Progress { id, progress })) if id == job.id => {
                 assert!(
                     last.elapsed() <= Duration::from_millis(1500),
                     "a gap of {:?}",
@@ -104,6 +106,10 @@ async fn a_long_job_keeps_its_lease_and_reports_progress_every_second() {
                 );
                 last = Instant::now();
                 reports += 1;
+                if let (Some(c), Some(m)) = (progress.cpu_seconds, progress.peak_memory_bytes) {
+                    assert!(m > 10 << 20, "a transcoding task's peak memory: {m}");
+                    cpu.push(c);
+                }
             }
             Ok(Ok(_)) => {}
             Ok(Err(e)) => panic!("{e}"),
@@ -127,6 +133,10 @@ async fn a_long_job_keeps_its_lease_and_reports_progress_every_second() {
         "ran {ran:?}: longer than three lease periods"
     );
     assert_eq!(done.attempt, 1, "the lease was never lost");
+    assert!(
+        cpu.windows(2).all(|w| w[1] >= w[0]) && cpu.last() > Some(&2.0),
+        "CPU seconds so far, as reported: {cpu:?}"
+    );
     assert!(
         reports as f64 >= ran.as_secs_f64() * 0.8,
         "{reports} progress reports in {ran:?}"

@@ -205,9 +205,12 @@ const drawProgress = perFrame(() => {
   const phase = job.progress?.phase ?? 'starting';
   const text = progressText(job.progress);
   // Before the transcode the text is the phase itself ("downloading 91 %"): say it once.
+  const p = job.progress;
+  // What the task has used so far (the attempt's totals appear in Attempts when it ends).
+  const usage = p?.cpu_seconds != null ? ` · CPU ${p.cpu_seconds.toFixed(1)} s · ${bytes(p.peak_memory_bytes)} peak` : '';
   parts.ptext.textContent = `${text.startsWith(phase) ? text : `${phase} · ${text}`}${
-    job.progress?.frames ? ` · ${job.progress.frames} frames` : ''
-  }`;
+    p?.frames ? ` · ${p.frames} frames` : ''
+  }${usage}`;
   speedChart(parts.chart, cur.samples);
 });
 
