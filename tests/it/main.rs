@@ -24,6 +24,7 @@ mod media_probe;
 mod media_stop;
 mod preset_files;
 mod serve_e2e;
+mod store_atomicity;
 mod store_conformance;
 mod store_durability;
 mod store_harness;
