@@ -28,6 +28,7 @@ mod store_atomicity;
 mod store_conformance;
 mod store_durability;
 mod store_harness;
+mod store_instances;
 mod store_listing;
 mod tidy;
 mod trigger_payloads;

@@ -67,6 +67,24 @@ impl TestStore {
         }
     }
 
+    /// The same data opened again, as another process or machine would: its own connections,
+    /// its own writer or batchers, its own notification listener.
+    pub async fn another(&self) -> Arc<dyn JobStore> {
+        if self.is_postgres() {
+            Arc::new(
+                PostgresStore::open_with(&self.url, test_policy())
+                    .await
+                    .expect("open postgres again"),
+            )
+        } else {
+            Arc::new(
+                SqliteStore::open_with(&self.url, test_policy())
+                    .await
+                    .expect("open sqlite again"),
+            )
+        }
+    }
+
     pub fn is_postgres(&self) -> bool {
         self.pg_db.is_some()
     }
@@ -168,3 +186,27 @@ macro_rules! conformance {
     };
 }
 pub(crate) use conformance;
+
+/// Runs a case that needs the `TestStore` itself (to open the same data again) against both
+/// backends.
+macro_rules! with_test_store {
+    ($($case:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $case() {
+                    super::$case(crate::store_harness::TestStore::sqlite().await).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $case() {
+                    super::$case(crate::store_harness::TestStore::postgres().await).await;
+                }
+            )*
+        }
+    };
+}
+pub(crate) use with_test_store;

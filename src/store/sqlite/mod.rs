@@ -14,7 +14,7 @@ use async_trait::async_trait;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::{ConnectOptions, Row};
+use sqlx::{ConnectOptions, Connection, Row};
 use tokio::sync::broadcast;
 
 use super::codec::{JOB_COLUMNS, encode_cursor, job_from_row};
@@ -62,7 +62,15 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Full)
             .connect()
             .await?;
-        sqlx::migrate!("migrations/sqlite").run(&mut conn).await?;
+        // Processes opening a new file at once (`ffarm serve` and `ffarm worker`) would race to
+        // create the schema: sqlx applies each migration in a deferred transaction, which takes
+        // the write lock only at its first write, after deciding what to apply. Inside one
+        // IMMEDIATE transaction the others wait for the first, then find nothing left to do.
+        let mut migrating = conn.begin_with("BEGIN IMMEDIATE").await?;
+        sqlx::migrate!("migrations/sqlite")
+            .run(&mut *migrating)
+            .await?;
+        migrating.commit().await?;
         let read = SqlitePoolOptions::new()
             .max_connections(4)
             .connect_with(base.read_only(true).synchronous(SqliteSynchronous::Normal))
