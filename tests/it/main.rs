@@ -30,6 +30,7 @@ mod store_durability;
 mod store_harness;
 mod store_instances;
 mod store_listing;
+mod store_pages;
 mod tidy;
 mod trigger_payloads;
 mod trigger_watch;

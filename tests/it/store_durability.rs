@@ -125,7 +125,7 @@ async fn migrations_are_versioned_and_reapplying_is_harmless() {
             .fetch_all(&mut conn)
             .await
             .unwrap();
-    assert_eq!(versions, vec![1]);
+    assert_eq!(versions, vec![1, 2]);
     let pg = TestStore::postgres().await;
     let again = ffarm::store::open(&pg.url).await.unwrap();
     drop(again);
@@ -137,7 +137,7 @@ async fn migrations_are_versioned_and_reapplying_is_harmless() {
             .fetch_all(&mut conn)
             .await
             .unwrap();
-    assert_eq!(versions, vec![1]);
+    assert_eq!(versions, vec![1, 2, 3]);
     drop(conn);
     pg.cleanup().await;
     assert!(ffarm::store::open("mysql://x").await.is_err());

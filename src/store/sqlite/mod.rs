@@ -121,7 +121,16 @@ impl JobStore for SqliteStore {
 
     async fn list(&self, filter: &ListFilter, limit: u32, cursor: Option<&str>) -> Result<Page> {
         let limit = page_limit(limit);
-        let mut qb = query::list::<sqlx::Sqlite>(Dialect::Sqlite, filter, limit, cursor)?;
+        let mut probed = Vec::new();
+        for n in query::narrowings(filter) {
+            let few: i64 = query::probe::<sqlx::Sqlite>(Dialect::Sqlite, filter, n)
+                .build_query_scalar()
+                .fetch_one(&self.read)
+                .await?;
+            probed.push((n, few));
+        }
+        let plan = query::choose(&probed);
+        let mut qb = query::list::<sqlx::Sqlite>(Dialect::Sqlite, filter, plan, limit, cursor)?;
         let rows = qb.build().fetch_all(&self.read).await?;
         let mut jobs = rows.iter().map(job_from_row).collect::<Result<Vec<_>>>()?;
         let next_cursor = if jobs.len() > limit as usize {
