@@ -56,10 +56,12 @@ impl PostgresStore {
         let options = PgConnectOptions::from_str(url)?
             .log_statements(tracing::log::LevelFilter::Trace)
             .log_slow_statements(tracing::log::LevelFilter::Warn, Duration::from_secs(1));
+        // Set, not inherited: a server (or role) configured with synchronous_commit = off
+        // must not quietly make acknowledged submits lossable.
         let durable = PgPoolOptions::new()
             .max_connections(16)
             .acquire_timeout(Duration::from_secs(10))
-            .connect_with(options.clone())
+            .connect_with(options.clone().options([("synchronous_commit", "on")]))
             .await?;
         sqlx::migrate!("migrations/postgres").run(&durable).await?;
         let fast = PgPoolOptions::new()
@@ -105,6 +107,23 @@ impl PostgresStore {
             changes,
             policy,
         })
+    }
+}
+
+impl PostgresStore {
+    /// `synchronous_commit` as the connections of each pool report it: (the durable pool's,
+    /// the asynchronous pool's).
+    pub async fn synchronous_commit(&self) -> Result<(String, String)> {
+        let mut modes = Vec::with_capacity(2);
+        for pool in [&self.durable, &self.fast] {
+            let mode: String = sqlx::query_scalar("SHOW synchronous_commit")
+                .fetch_one(pool)
+                .await?;
+            modes.push(mode);
+        }
+        let fast = modes.pop().unwrap_or_default();
+        let durable = modes.pop().unwrap_or_default();
+        Ok((durable, fast))
     }
 }
 

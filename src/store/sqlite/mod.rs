@@ -85,6 +85,24 @@ impl SqliteStore {
     }
 }
 
+impl SqliteStore {
+    /// The `synchronous` level (1 NORMAL, 2 FULL) a write commits with, as the writer's
+    /// connection reports it inside a batch: `durable` for the kind submits, finishes, cancels
+    /// and retries are.
+    pub async fn synchronous_level(&self, durable: bool) -> Result<i64> {
+        self.writer
+            .write(durable, |c| {
+                Box::pin(async move {
+                    let level: i64 = sqlx::query_scalar("PRAGMA synchronous")
+                        .fetch_one(&mut *c)
+                        .await?;
+                    Ok((level, Vec::new()))
+                })
+            })
+            .await
+    }
+}
+
 fn check_id(id: &str) -> Result<()> {
     job::validate_id(id).map_err(StoreError::Invalid)
 }
