@@ -7,7 +7,9 @@
 //! - claim+finish throughput and claim latency with 1, 4, 16 and 32 concurrent claimers (a
 //!   farm's busy slots; a claimer that finds nothing waits for the store's notification);
 //! - end to end: 8 submitters and 32 claimers at once, jobs/s from submit to succeeded;
-//! - list-page and count latency with 100,000 jobs in the store.
+//! - list-page and count latency with 100,000 jobs in the store: every filter the API offers
+//!   (status, time windows on created/started/finished, bucket, key prefix broad and narrow,
+//!   preset) and counts as the web page asks for them (unfiltered, and over a window).
 //!
 //! PostgreSQL: a fresh database on FFARM_BENCH_PG_URL's server (default
 //! postgres://postgres@127.0.0.1:5432/test), dropped afterwards.
@@ -15,8 +17,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ffarm::job::{JobSpec, ObjectRef, Outcome, OutputTarget, Status};
-use ffarm::store::{JobStore, ListFilter};
+use ffarm::job::{JobSpec, ObjectRef, Outcome, OutputTarget, Status, Timestamp};
+use ffarm::store::{JobStore, ListFilter, TimeField};
 use sqlx::Connection;
 
 const LEASE: Duration = Duration::from_secs(600);
@@ -189,6 +191,31 @@ async fn bench(name: &str, store: Arc<dyn JobStore>, jobs: usize) {
             .await
             .expect("list");
     }
+    let hour_ago = Timestamp::now().minus(Duration::from_secs(3600));
+    let window = |field, since, until| ListFilter {
+        time_field: field,
+        since: Some(since),
+        until,
+        ..ListFilter::default()
+    };
+    // A narrow window around one job's end: the stats page asks for one minute at a time.
+    let succeeded = ListFilter {
+        statuses: vec![Status::Succeeded],
+        ..ListFilter::default()
+    };
+    let ended = store
+        .list(&succeeded, 1, None)
+        .await
+        .expect("list")
+        .jobs
+        .first()
+        .and_then(|j| j.finished_at)
+        .unwrap_or(hour_ago);
+    let one_minute = window(
+        TimeField::Finished,
+        ended.minus(Duration::from_secs(30)),
+        Some(ended.plus(Duration::from_secs(30))),
+    );
     let filters: Vec<(&str, ListFilter, Option<String>)> = vec![
         ("first page", ListFilter::default(), None),
         (
@@ -196,10 +223,43 @@ async fn bench(name: &str, store: Arc<dyn JobStore>, jobs: usize) {
             ListFilter::default(),
             cursor_deep.clone(),
         ),
+        ("status = succeeded", succeeded.clone(), None),
         (
-            "status = succeeded",
+            "status = running,cancelling",
             ListFilter {
-                statuses: vec![Status::Succeeded],
+                statuses: vec![Status::Running, Status::Cancelling],
+                ..ListFilter::default()
+            },
+            None,
+        ),
+        (
+            "status = queued, created in the last hour",
+            ListFilter {
+                statuses: vec![Status::Queued],
+                ..window(TimeField::Created, hour_ago, None)
+            },
+            None,
+        ),
+        (
+            "created in the last hour",
+            window(TimeField::Created, hour_ago, None),
+            None,
+        ),
+        (
+            "started in the last hour",
+            window(TimeField::Started, hour_ago, None),
+            None,
+        ),
+        (
+            "finished in the last hour",
+            window(TimeField::Finished, hour_ago, None),
+            None,
+        ),
+        ("finished in one minute", one_minute.clone(), None),
+        (
+            "bucket = media",
+            ListFilter {
+                bucket: Some("media".into()),
                 ..ListFilter::default()
             },
             None,
@@ -213,7 +273,15 @@ async fn bench(name: &str, store: Arc<dyn JobStore>, jobs: usize) {
             None,
         ),
         (
-            "key prefix in/00500",
+            "key prefix in/ (every job)",
+            ListFilter {
+                key_prefix: Some("in/".into()),
+                ..ListFilter::default()
+            },
+            None,
+        ),
+        (
+            "key prefix in/00500 (100 jobs)",
             ListFilter {
                 key_prefix: Some("in/00500".into()),
                 ..ListFilter::default()
@@ -235,18 +303,28 @@ async fn bench(name: &str, store: Arc<dyn JobStore>, jobs: usize) {
             pct(&lat, 0.99)
         );
     }
-    let mut lat = Vec::new();
-    for _ in 0..50 {
-        let t = Instant::now();
-        store.counts(&ListFilter::default()).await.expect("counts");
-        lat.push(t.elapsed());
+    let counted: Vec<(&str, ListFilter)> = vec![
+        ("unfiltered (tabs, metrics)", ListFilter::default()),
+        (
+            "created in the last hour",
+            window(TimeField::Created, hour_ago, None),
+        ),
+        ("finished in one minute (stats)", one_minute),
+    ];
+    for (label, f) in &counted {
+        let mut lat = Vec::new();
+        for _ in 0..200 {
+            let t = Instant::now();
+            store.counts(f).await.expect("counts");
+            lat.push(t.elapsed());
+        }
+        lat.sort();
+        println!(
+            "| counts by status at 100k jobs, {label} | p50 {:.2} ms, p99 {:.2} ms |",
+            pct(&lat, 0.5),
+            pct(&lat, 0.99)
+        );
     }
-    lat.sort();
-    println!(
-        "| counts by status at 100k jobs | p50 {:.2} ms, p99 {:.2} ms |",
-        pct(&lat, 0.5),
-        pct(&lat, 0.99)
-    );
 }
 
 fn main() {

@@ -2,6 +2,7 @@
 //! SQLite (embedded default) and PostgreSQL (scale-out) — passing one conformance suite.
 
 mod codec;
+mod filters;
 pub mod postgres;
 mod query;
 mod rules;

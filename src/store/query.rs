@@ -1,10 +1,22 @@
-//! The list and count queries, built once for both backends from a `ListFilter`, with keyset
-//! pagination on (created_at, id), newest first.
+//! The list and count queries, built once for both backends from a `ListFilter`: keyset
+//! pagination on (created_at, id), newest first, and the choice of how a page is read.
+//!
+//! A page is newest first, so an index in that order (all jobs, or per status, bucket or
+//! preset) finds it by reading about a page of entries. A key prefix or a window on when jobs
+//! started or finished cannot give that order. Matching few jobs, such a filter should find
+//! them through its own index and sort them; matching many, it should rather be checked while
+//! walking the newest-first order, which soon collects a page. Which one holds is counted, not
+//! guessed: a probe counts the filter's matches up to `FEW` through its index (cheap whatever
+//! the answer), and the query is written so that only the chosen path can be taken. Neither
+//! backend's planner has to know the data: SQLite keeps no statistics, PostgreSQL may not
+//! have gathered them yet.
 
 use sqlx::{Database, Encode, QueryBuilder, Type};
 
 use super::codec::JOB_COLUMNS;
+use super::filters::{Access, from_jobs, like_escape, narrowing_of, push_filters, push_statuses};
 use super::{ListFilter, Result, TimeField, decode_cursor};
+use crate::job::{Status, Timestamp};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Dialect {
@@ -12,75 +24,214 @@ pub(crate) enum Dialect {
     Postgres,
 }
 
-/// `%` and `_` match themselves in a LIKE pattern.
-fn like_escape(s: &str) -> String {
-    s.replace('\\', "\\\\")
-        .replace('%', "\\%")
-        .replace('_', "\\_")
+/// A filter that narrows a list but cannot give its order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Narrowing {
+    KeyPrefix,
+    Started,
+    Finished,
 }
 
-fn push_filters<DB>(qb: &mut QueryBuilder<DB>, dialect: Dialect, f: &ListFilter, with_status: bool)
+impl Narrowing {
+    /// The index that finds the filter's matches.
+    pub(super) fn index(self) -> &'static str {
+        match self {
+            Narrowing::KeyPrefix => "jobs_key",
+            Narrowing::Started => "jobs_started",
+            Narrowing::Finished => "jobs_finished",
+        }
+    }
+
+    /// The statuses a job this filter can match may have, when its index is per status (a
+    /// window on a time is one range per status there).
+    fn statuses(self) -> Option<&'static [Status]> {
+        match self {
+            Narrowing::KeyPrefix => None,
+            Narrowing::Started => Some(&Status::ALL),
+            Narrowing::Finished => Some(&FINISHED),
+        }
+    }
+}
+
+/// How a list page is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Plan {
+    /// Find the few jobs this filter matches through its index, then sort them.
+    Find(Narrowing),
+    /// Walk newest first (per status when the statuses are known), checking every filter.
+    Walk,
+}
+
+/// At most this many matches: a narrowing filter finds its jobs itself. Fetching and sorting
+/// a thousand rows takes about a millisecond; counting them in an index a fraction of that.
+pub(crate) const FEW: i64 = 1000;
+
+/// The narrowing filters of `f`, each to be probed.
+pub(crate) fn narrowings(f: &ListFilter) -> Vec<Narrowing> {
+    let mut found = Vec::new();
+    if f.key_prefix.is_some() {
+        found.push(Narrowing::KeyPrefix);
+    }
+    let windowed = f.since.is_some() || f.until.is_some();
+    match f.time_field {
+        TimeField::Started if windowed => found.push(Narrowing::Started),
+        TimeField::Finished if windowed => found.push(Narrowing::Finished),
+        _ => {}
+    }
+    found
+}
+
+/// The plan for the probed counts (each at most `FEW`): the first filter with fewer matches
+/// finds the page; otherwise walk.
+pub(crate) fn choose(probed: &[(Narrowing, i64)]) -> Plan {
+    probed
+        .iter()
+        .find(|(_, n)| *n < FEW)
+        .map_or(Plan::Walk, |(n, _)| Plan::Find(*n))
+}
+
+/// The statuses every job with a `finished_at` has: it is set exactly when a job ends.
+const FINISHED: [Status; 3] = [Status::Succeeded, Status::Failed, Status::Cancelled];
+
+/// Counts up to `FEW` matches of one narrowing filter alone, through its index (what the
+/// other filters would remove is not known before reading).
+pub(crate) fn probe<DB>(dialect: Dialect, f: &ListFilter, n: Narrowing) -> QueryBuilder<DB>
 where
     DB: Database,
     for<'q> i64: Encode<'q, DB> + Type<DB>,
     for<'q> String: Encode<'q, DB> + Type<DB>,
 {
-    qb.push(" WHERE 1 = 1");
-    if with_status && !f.statuses.is_empty() {
-        qb.push(" AND status IN (");
-        let mut sep = qb.separated(", ");
-        for s in &f.statuses {
-            sep.push_bind(s.as_str().to_string());
+    let window = (
+        f.since.map_or(i64::MIN, |t| t.0),
+        f.until.map_or(i64::MAX, |t| t.0),
+    );
+    let prefix = f.key_prefix.clone().unwrap_or_default();
+    if dialect == Dialect::Postgres {
+        // The functions of migration 0003, which read the index in order and stop at FEW.
+        let mut qb = QueryBuilder::new("SELECT ");
+        match n {
+            Narrowing::KeyPrefix => {
+                qb.push("ffarm_key_matches(")
+                    .push_bind(format!("{}%", like_escape(&prefix)));
+            }
+            Narrowing::Started | Narrowing::Finished => {
+                let statuses = n.statuses().unwrap_or(&Status::ALL);
+                let names: Vec<&str> = statuses.iter().map(|s| s.as_str()).collect();
+                let function = match n {
+                    Narrowing::Started => "ffarm_started_matches",
+                    _ => "ffarm_finished_matches",
+                };
+                qb.push(format!("{function}(string_to_array("))
+                    .push_bind(names.join(","))
+                    .push(", ',')")
+                    .push(", ")
+                    .push_bind(window.0)
+                    .push(", ")
+                    .push_bind(window.1);
+            }
         }
-        qb.push(")");
+        qb.push(", ").push_bind(FEW).push(")");
+        return qb;
     }
-    let column = match f.time_field {
-        TimeField::Created => "created_at",
-        TimeField::Started => "started_at",
-        TimeField::Finished => "finished_at",
+    let alone = ListFilter {
+        time_field: f.time_field,
+        since: Some(Timestamp(window.0)),
+        until: Some(Timestamp(window.1)),
+        ..ListFilter::default()
     };
-    if let Some(since) = f.since {
-        qb.push(format!(" AND {column} >= ")).push_bind(since.0);
+    let alone = match n {
+        Narrowing::KeyPrefix => ListFilter {
+            key_prefix: Some(prefix),
+            ..ListFilter::default()
+        },
+        _ => alone,
+    };
+    let access = Access::Only(n);
+    let mut qb = QueryBuilder::new("SELECT COUNT(*) FROM (SELECT 1");
+    qb.push(from_jobs(dialect, access)).push(" WHERE 1 = 1");
+    if let Some(all) = n.statuses() {
+        push_statuses(&mut qb, dialect, all, true);
     }
-    if let Some(until) = f.until {
-        qb.push(format!(" AND {column} < ")).push_bind(until.0);
-    }
-    if let Some(bucket) = &f.bucket {
-        qb.push(" AND input_bucket = ").push_bind(bucket.clone());
-    }
-    if let Some(prefix) = &f.key_prefix {
-        match dialect {
-            // A range on the BINARY-collated column uses the index.
-            Dialect::Sqlite => {
-                qb.push(" AND input_key >= ").push_bind(prefix.clone());
-                qb.push(" AND input_key < ")
-                    .push_bind(format!("{prefix}\u{10FFFF}"));
-            }
-            Dialect::Postgres => {
-                qb.push(" AND input_key LIKE ")
-                    .push_bind(format!("{}%", like_escape(prefix)))
-                    .push(" ESCAPE '\\'");
-            }
+    push_filters(&mut qb, dialect, &alone, access);
+    qb.push(" LIMIT ").push_bind(FEW).push(") AS few");
+    qb
+}
+
+/// One part of a page's query; a page of several parts merges them newest first.
+#[derive(Debug, Clone, PartialEq)]
+enum Part {
+    /// Newest first through an ordered index, for one status or (None) all jobs.
+    Walk(Option<Status>),
+    /// The matches of a narrowing filter through its index, sorted: for these statuses, or
+    /// (empty) any.
+    Find(Narrowing, Vec<Status>),
+}
+
+/// The parts a page is read in, or None when the filter can match nothing.
+fn parts(f: &ListFilter, plan: Plan) -> Option<Vec<Part>> {
+    let mut wanted: Vec<Status> = Vec::new();
+    for s in &f.statuses {
+        if !wanted.contains(s) {
+            wanted.push(*s);
         }
     }
-    if let Some(preset) = &f.preset {
-        qb.push(" AND preset = ").push_bind(preset.clone());
-    }
-    if let Some(search) = &f.search {
-        let pattern = format!("%{}%", like_escape(&search.to_lowercase()));
-        qb.push(" AND (LOWER(id) LIKE ")
-            .push_bind(pattern.clone())
-            .push(" ESCAPE '\\' OR LOWER(input_key) LIKE ")
-            .push_bind(pattern)
-            .push(" ESCAPE '\\')");
+    let n = match plan {
+        Plan::Find(n) => return Some(vec![Part::Find(n, wanted)]),
+        Plan::Walk => narrowing_of(f.time_field).filter(|_| f.since.is_some() || f.until.is_some()),
+    };
+    match n {
+        // Walking only ended jobs skips the queued and running ones, which have no
+        // finished_at and would all be read and rejected.
+        Some(Narrowing::Finished) => {
+            let ended: Vec<Status> = if wanted.is_empty() {
+                FINISHED.to_vec()
+            } else {
+                wanted
+                    .into_iter()
+                    .filter(|s| FINISHED.contains(s))
+                    .collect()
+            };
+            (!ended.is_empty()).then(|| ended.into_iter().map(|s| Part::Walk(Some(s))).collect())
+        }
+        // Queued jobs have started only if an attempt failed and waits for its retry: few,
+        // found through the index, where a walk would read the whole queue.
+        Some(Narrowing::Started) => {
+            let all = if wanted.is_empty() {
+                Status::ALL.to_vec()
+            } else {
+                wanted
+            };
+            let mut parts: Vec<Part> = all
+                .iter()
+                .filter(|s| **s != Status::Queued)
+                .map(|s| Part::Walk(Some(*s)))
+                .collect();
+            if all.contains(&Status::Queued) {
+                parts.push(Part::Find(Narrowing::Started, vec![Status::Queued]));
+            }
+            Some(parts)
+        }
+        _ if wanted.is_empty() => Some(vec![Part::Walk(None)]),
+        _ => Some(wanted.into_iter().map(|s| Part::Walk(Some(s))).collect()),
     }
 }
 
-/// `SELECT … FROM jobs WHERE … ORDER BY created_at DESC, id DESC LIMIT n+1`: one extra row
-/// tells whether another page follows.
+fn push_page_end<DB>(qb: &mut QueryBuilder<DB>, limit: u32)
+where
+    DB: Database,
+    for<'q> i64: Encode<'q, DB> + Type<DB>,
+{
+    qb.push(" ORDER BY created_at DESC, id DESC LIMIT ")
+        .push_bind(i64::from(limit) + 1);
+}
+
+/// One page: `SELECT … ORDER BY created_at DESC, id DESC LIMIT n+1` (one extra row tells
+/// whether another page follows), read as `plan` says. A page of several parts (a walk per
+/// status) is their merge, each part limited to a page.
 pub(crate) fn list<DB>(
     dialect: Dialect,
     f: &ListFilter,
+    plan: Plan,
     limit: u32,
     cursor: Option<&str>,
 ) -> Result<QueryBuilder<DB>>
@@ -89,30 +240,193 @@ where
     for<'q> i64: Encode<'q, DB> + Type<DB>,
     for<'q> String: Encode<'q, DB> + Type<DB>,
 {
-    let mut qb = QueryBuilder::new(format!("SELECT {JOB_COLUMNS} FROM jobs"));
-    push_filters(&mut qb, dialect, f, true);
-    if let Some(c) = cursor {
-        let (created, id) = decode_cursor(c)?;
-        qb.push(" AND (created_at, id) < (")
-            .push_bind(created.0)
-            .push(", ")
-            .push_bind(id)
-            .push(")");
+    let after = cursor.map(decode_cursor).transpose()?;
+    let select = format!("SELECT {JOB_COLUMNS}");
+    let part = |qb: &mut QueryBuilder<DB>, part: &Part| {
+        match part {
+            Part::Walk(status) => {
+                qb.push(" FROM jobs WHERE 1 = 1");
+                if let Some(s) = status {
+                    qb.push(" AND status = ").push_bind(s.as_str().to_string());
+                }
+                push_filters(qb, dialect, f, Access::Ordered);
+            }
+            Part::Find(n, statuses) => {
+                let access = Access::Only(*n);
+                qb.push(from_jobs(dialect, access)).push(" WHERE 1 = 1");
+                // A time's index is per status: name them, and it is one range each.
+                match (n.statuses(), statuses.is_empty()) {
+                    (Some(all), true) => push_statuses(qb, dialect, all, true),
+                    (Some(_), false) => push_statuses(qb, dialect, statuses, true),
+                    (None, true) => {}
+                    (None, false) => push_statuses(qb, dialect, statuses, false),
+                }
+                push_filters(qb, dialect, f, access);
+            }
+        }
+        if let Some((created, id)) = &after {
+            qb.push(" AND (created_at, id) < (")
+                .push_bind(created.0)
+                .push(", ")
+                .push_bind(id.clone())
+                .push(")");
+        }
+        push_page_end(qb, limit);
+    };
+    let Some(parts) = parts(f, plan) else {
+        let mut qb = QueryBuilder::new(select);
+        qb.push(" FROM jobs WHERE 0 = 1");
+        return Ok(qb);
+    };
+    let mut qb;
+    if let [one] = parts.as_slice() {
+        qb = QueryBuilder::new(select);
+        part(&mut qb, one);
+    } else {
+        qb = QueryBuilder::new("");
+        for (i, p) in parts.iter().enumerate() {
+            if i > 0 {
+                qb.push(" UNION ALL ");
+            }
+            qb.push(format!("SELECT * FROM ({select}"));
+            part(&mut qb, p);
+            qb.push(format!(") AS p{i}"));
+        }
+        push_page_end(&mut qb, limit);
     }
-    qb.push(" ORDER BY created_at DESC, id DESC LIMIT ")
-        .push_bind(i64::from(limit) + 1);
     Ok(qb)
 }
 
-/// `SELECT status, COUNT(*) … GROUP BY status` over the filter, ignoring its statuses.
+/// Whether `f` narrows the jobs at all (statuses aside, which counts ignore).
+fn unfiltered(f: &ListFilter) -> bool {
+    f.since.is_none()
+        && f.until.is_none()
+        && f.bucket.is_none()
+        && f.key_prefix.is_none()
+        && f.preset.is_none()
+        && f.search.is_none()
+}
+
+/// Counts by status over the filter, ignoring its statuses. Unfiltered, the running totals
+/// the triggers keep; otherwise `SELECT status, COUNT(*) … GROUP BY status` over the
+/// matching rows, a time window through its per-status index (counted in the index alone).
 pub(crate) fn counts<DB>(dialect: Dialect, f: &ListFilter) -> QueryBuilder<DB>
 where
     DB: Database,
     for<'q> i64: Encode<'q, DB> + Type<DB>,
     for<'q> String: Encode<'q, DB> + Type<DB>,
 {
-    let mut qb = QueryBuilder::new("SELECT status, COUNT(*) AS n FROM jobs");
-    push_filters(&mut qb, dialect, f, false);
+    if unfiltered(f) {
+        return QueryBuilder::new(
+            "SELECT status, CAST(SUM(n) AS BIGINT) AS n FROM job_counts GROUP BY status",
+        );
+    }
+    let windowed = f.since.is_some() || f.until.is_some();
+    let access = match narrowing_of(f.time_field) {
+        Some(n) if windowed => Access::Only(n),
+        _ => Access::Any,
+    };
+    let mut qb = QueryBuilder::new("SELECT status, COUNT(*) AS n");
+    qb.push(from_jobs(dialect, access)).push(" WHERE 1 = 1");
+    // Every status a match can have, named: a time window is then a range per status in an
+    // index that holds both columns, already grouped.
+    let named = match access {
+        Access::Only(n) => n.statuses(),
+        _ if windowed => Some(&Status::ALL[..]),
+        _ => None,
+    };
+    if let Some(statuses) = named {
+        push_statuses(&mut qb, dialect, statuses, true);
+    }
+    push_filters(&mut qb, dialect, f, access);
     qb.push(" GROUP BY status");
     qb
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sql(qb: QueryBuilder<sqlx::Sqlite>) -> String {
+        qb.into_sql().as_str().to_string()
+    }
+
+    #[test]
+    fn the_probe_decides_between_finding_and_walking() {
+        use Narrowing::*;
+        assert_eq!(choose(&[]), Plan::Walk);
+        assert_eq!(choose(&[(KeyPrefix, FEW)]), Plan::Walk);
+        assert_eq!(choose(&[(KeyPrefix, FEW - 1)]), Plan::Find(KeyPrefix));
+        assert_eq!(
+            choose(&[(KeyPrefix, FEW), (Finished, 3)]),
+            Plan::Find(Finished)
+        );
+    }
+
+    #[test]
+    fn only_the_chosen_path_is_open() {
+        let f = ListFilter {
+            statuses: vec![Status::Failed],
+            key_prefix: Some("in/".into()),
+            bucket: Some("media".into()),
+            ..ListFilter::default()
+        };
+        let find = sql(list(
+            Dialect::Sqlite,
+            &f,
+            Plan::Find(Narrowing::KeyPrefix),
+            50,
+            None,
+        )
+        .unwrap());
+        assert!(find.contains("INDEXED BY jobs_key"), "{find}");
+        assert!(
+            find.contains("+status IN") && find.contains("+input_bucket ="),
+            "{find}"
+        );
+        assert!(find.contains(" input_key >="), "{find}");
+        let walk = sql(list(Dialect::Sqlite, &f, Plan::Walk, 50, None).unwrap());
+        assert!(
+            walk.contains(" status = ") && walk.contains(" input_bucket ="),
+            "{walk}"
+        );
+        assert!(walk.contains("CASE WHEN TRUE AND input_key >="), "{walk}");
+        let pg = list::<sqlx::Postgres>(Dialect::Postgres, &f, Plan::Walk, 50, None)
+            .unwrap()
+            .into_sql()
+            .as_str()
+            .to_string();
+        assert!(pg.contains("CASE WHEN TRUE AND input_key LIKE"), "{pg}");
+        let pg_find = list::<sqlx::Postgres>(
+            Dialect::Postgres,
+            &f,
+            Plan::Find(Narrowing::KeyPrefix),
+            50,
+            None,
+        )
+        .unwrap()
+        .into_sql()
+        .as_str()
+        .to_string();
+        assert!(pg_find.contains("(status || '') IN"), "{pg_find}");
+    }
+
+    #[test]
+    fn a_finished_window_walks_only_ended_jobs() {
+        let window = ListFilter {
+            time_field: TimeField::Finished,
+            since: Some(Timestamp(1)),
+            until: Some(Timestamp(2)),
+            ..ListFilter::default()
+        };
+        let walk = sql(list(Dialect::Sqlite, &window, Plan::Walk, 50, None).unwrap());
+        assert_eq!(walk.matches("UNION ALL").count(), 2, "{walk}");
+        assert!(walk.contains("created_at < "), "{walk}");
+        let running = ListFilter {
+            statuses: vec![Status::Running],
+            ..window
+        };
+        let none = sql(list(Dialect::Sqlite, &running, Plan::Walk, 50, None).unwrap());
+        assert!(none.contains("0 = 1"), "{none}");
+    }
 }

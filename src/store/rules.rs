@@ -239,8 +239,18 @@ pub(crate) fn clip(line: &str) -> &str {
     &line[..end]
 }
 
-/// Which of `lines` fit an attempt's budget: (lines to keep, how many are dropped).
-pub(crate) fn log_budget(lines: &[String], kept_lines: u32, kept_bytes: u64) -> (Vec<&str>, u32) {
+/// Which of `lines` fit an attempt's budget: (lines to keep, how many are dropped). Once a
+/// line has been dropped, every later one is too, even a short one that would fit the bytes
+/// left: the log ends where its notice says it does.
+pub(crate) fn log_budget(
+    lines: &[String],
+    kept_lines: u32,
+    kept_bytes: u64,
+    dropped_before: u32,
+) -> (Vec<&str>, u32) {
+    if dropped_before > 0 {
+        return (Vec::new(), lines.len() as u32);
+    }
     let (mut n, mut bytes) = (kept_lines, kept_bytes);
     let mut keep = Vec::new();
     for line in lines {
@@ -336,6 +346,24 @@ mod tests {
         assert_eq!(u.status, Status::Queued);
         assert_eq!(u.retry_base, 1);
         assert_eq!(u.run_after, NOW);
+    }
+
+    #[test]
+    fn a_log_ends_at_its_first_dropped_line() {
+        let long = "x".repeat(MAX_LOG_LINE_BYTES);
+        let lines = vec![long.clone(), "short".to_string()];
+        let near_full = MAX_LOG_BYTES_PER_ATTEMPT - 10;
+        let (keep, dropped) = log_budget(&lines, 5, near_full, 0);
+        assert_eq!(
+            (keep.len(), dropped),
+            (0, 2),
+            "stops at the first that does not fit"
+        );
+        let short = vec!["short".to_string()];
+        let (keep, dropped) = log_budget(&short, 5, near_full, 2);
+        assert_eq!((keep.len(), dropped), (0, 1), "and stays stopped");
+        let (keep, dropped) = log_budget(&short, 5, near_full, 0);
+        assert_eq!((keep, dropped), (vec!["short"], 0));
     }
 
     #[test]

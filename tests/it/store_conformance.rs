@@ -336,13 +336,11 @@ async fn retries_back_off_and_stop_at_max_attempts(s: &dyn JobStore) {
 
 async fn lease_expiry_requeues_and_fences_the_stale_worker(s: &dyn JobStore) {
     let id = submit(s, "in/a.mp4").await;
-    let stale = s
-        .claim("w/dead", Duration::from_millis(100))
-        .await
-        .unwrap()
-        .unwrap();
+    // Long enough that a slow first claim on a busy machine still leaves it unexpired.
+    let short = Duration::from_secs(1);
+    let stale = s.claim("w/dead", short).await.unwrap().unwrap();
     assert!(s.reap().await.unwrap().is_empty(), "not expired yet");
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    tokio::time::sleep(short + Duration::from_millis(200)).await;
     let reaped = s.reap().await.unwrap();
     assert_eq!(reaped.len(), 1);
     assert_eq!(reaped[0].status, Status::Queued);

@@ -1,6 +1,12 @@
-//! Nothing acknowledged is lost: a child process submits jobs as fast as it can and prints
+//! Nothing acknowledged is lost. A child process submits jobs as fast as it can and prints
 //! each id the store acknowledged; it is killed with SIGKILL mid-stream, and every printed id
 //! must be in the store when it is opened again.
+//!
+//! What that proves is that an answer goes out only after its commit: a killed process loses
+//! nothing it acknowledged. It does not prove the commit reached the disk, because the
+//! operating system outlives the process and writes its cache out anyway; only cutting the
+//! power would tell, and no test here does. That part rests on the settings the commits run
+//! with, which `durable_writes_commit_with_synchronous_settings` asserts.
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
@@ -125,7 +131,7 @@ async fn migrations_are_versioned_and_reapplying_is_harmless() {
             .fetch_all(&mut conn)
             .await
             .unwrap();
-    assert_eq!(versions, vec![1]);
+    assert_eq!(versions, vec![1, 2]);
     let pg = TestStore::postgres().await;
     let again = ffarm::store::open(&pg.url).await.unwrap();
     drop(again);
@@ -137,8 +143,42 @@ async fn migrations_are_versioned_and_reapplying_is_harmless() {
             .fetch_all(&mut conn)
             .await
             .unwrap();
-    assert_eq!(versions, vec![1]);
+    assert_eq!(versions, vec![1, 2, 3]);
     drop(conn);
     pg.cleanup().await;
     assert!(ffarm::store::open("mysql://x").await.is_err());
+}
+
+/// The settings that make an acknowledged write survive a machine crash, not only a killed
+/// process: SQLite in WAL mode with `synchronous = FULL` for durable writes (an fsync at every
+/// commit; NORMAL, for leases and logs, syncs only at checkpoints), PostgreSQL with
+/// `synchronous_commit` on for the durable pool and off for the other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn durable_writes_commit_with_synchronous_settings() {
+    let ts = TestStore::sqlite().await;
+    let store = ffarm::store::sqlite::SqliteStore::open(&ts.url)
+        .await
+        .unwrap();
+    // Alternating, so that each level is set by the switch between kinds of batch, not only
+    // by how the connection was opened.
+    for _ in 0..2 {
+        assert_eq!(store.synchronous_level(false).await.unwrap(), 1, "NORMAL");
+        assert_eq!(store.synchronous_level(true).await.unwrap(), 2, "FULL");
+    }
+    let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect(&ts.url)
+        .await
+        .unwrap();
+    let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(mode, "wal");
+    let pg = TestStore::postgres().await;
+    let store = ffarm::store::postgres::PostgresStore::open(&pg.url)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.synchronous_commit().await.unwrap(),
+        ("on".to_string(), "off".to_string())
+    );
 }

@@ -1,5 +1,6 @@
 //! Stores for the conformance suite: a SQLite file in a temp dir, or a fresh PostgreSQL
-//! database on the server at 127.0.0.1:5432 (override with FFARM_TEST_PG_URL), dropped after.
+//! database on the server at 127.0.0.1:5432 (override with FFARM_TEST_PG_URL), dropped when
+//! the `TestStore` goes, whether the test passed or panicked.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,7 +24,7 @@ pub struct TestStore {
     /// The URL another process (or a reopen) uses for the same data.
     pub url: String,
     _dir: Option<tempfile::TempDir>,
-    pg_db: Option<String>,
+    pg_db: Option<DropDatabase>,
 }
 
 pub fn pg_admin_url() -> String {
@@ -52,17 +53,9 @@ impl TestStore {
         }
     }
 
-    /// An empty database of its own on the local PostgreSQL.
+    /// A store on an empty database of its own on the local PostgreSQL.
     pub async fn postgres() -> TestStore {
-        let db = format!("ffarm_test_{}", ffarm::job::new_id().to_lowercase());
-        let mut admin = sqlx::PgConnection::connect(&pg_admin_url())
-            .await
-            .expect("PostgreSQL at 127.0.0.1:5432 (set FFARM_TEST_PG_URL to use another)");
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {db}")))
-            .execute(&mut admin)
-            .await
-            .expect("create test database");
-        let url = pg_url_for(&db);
+        let (url, guard) = empty_postgres().await;
         let store = PostgresStore::open_with(&url, test_policy())
             .await
             .expect("open postgres");
@@ -70,21 +63,102 @@ impl TestStore {
             store: Arc::new(store),
             url,
             _dir: None,
-            pg_db: Some(db),
+            pg_db: Some(guard),
         }
     }
 
-    /// Drops a PostgreSQL test database (SQLite's goes with its temp dir).
-    pub async fn cleanup(self) {
-        let Some(db) = self.pg_db.clone() else { return };
-        drop(self);
-        if let Ok(mut admin) = sqlx::PgConnection::connect(&pg_admin_url()).await {
-            let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
-                "DROP DATABASE IF EXISTS {db} WITH (FORCE)"
-            )))
-            .execute(&mut admin)
-            .await;
+    /// The same data opened again, as another process or machine would: its own connections,
+    /// its own writer or batchers, its own notification listener.
+    pub async fn another(&self) -> Arc<dyn JobStore> {
+        if self.is_postgres() {
+            Arc::new(
+                PostgresStore::open_with(&self.url, test_policy())
+                    .await
+                    .expect("open postgres again"),
+            )
+        } else {
+            Arc::new(
+                SqliteStore::open_with(&self.url, test_policy())
+                    .await
+                    .expect("open sqlite again"),
+            )
         }
+    }
+
+    pub fn is_postgres(&self) -> bool {
+        self.pg_db.is_some()
+    }
+
+    /// Runs SQL on the data directly, beside the store (to arrange a state or inject a fault).
+    pub async fn execute(&self, sql: &str) {
+        let sql = sqlx::AssertSqlSafe(sql.to_string());
+        if self.is_postgres() {
+            let mut conn = sqlx::PgConnection::connect(&self.url)
+                .await
+                .expect("connect");
+            sqlx::raw_sql(sql)
+                .execute(&mut conn)
+                .await
+                .expect("execute");
+        } else {
+            let mut conn = sqlx::SqliteConnection::connect(&self.url)
+                .await
+                .expect("connect");
+            sqlx::raw_sql(sql)
+                .execute(&mut conn)
+                .await
+                .expect("execute");
+        }
+    }
+
+    /// Drops the PostgreSQL database now (SQLite's goes with its temp dir). Dropping the
+    /// `TestStore` does the same; this only makes the end of a test explicit.
+    pub async fn cleanup(self) {
+        drop(self);
+    }
+}
+
+/// A new, empty database on the local PostgreSQL (no store has migrated it): its URL, and the
+/// guard that drops it.
+pub async fn empty_postgres() -> (String, DropDatabase) {
+    let db = format!("ffarm_test_{}", ffarm::job::new_id().to_lowercase());
+    let mut admin = sqlx::PgConnection::connect(&pg_admin_url())
+        .await
+        .expect("PostgreSQL at 127.0.0.1:5432 (set FFARM_TEST_PG_URL to use another)");
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {db}")))
+        .execute(&mut admin)
+        .await
+        .expect("create test database");
+    // From here on the database is dropped however the test ends.
+    (pg_url_for(&db), DropDatabase(db))
+}
+
+/// Drops a test database when it goes out of scope, also while a failed test unwinds.
+pub struct DropDatabase(String);
+
+impl Drop for DropDatabase {
+    fn drop(&mut self) {
+        let db = std::mem::take(&mut self.0);
+        // Drop runs inside the test's runtime, which cannot be blocked on; a thread with a
+        // runtime of its own does the work. WITH (FORCE) closes the store's own connections.
+        let dropped = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            rt.block_on(async {
+                if let Ok(mut admin) = sqlx::PgConnection::connect(&pg_admin_url()).await {
+                    let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                        "DROP DATABASE IF EXISTS {db} WITH (FORCE)"
+                    )))
+                    .execute(&mut admin)
+                    .await;
+                }
+            });
+        });
+        let _ = dropped.join();
     }
 }
 
@@ -106,10 +180,33 @@ macro_rules! conformance {
                 async fn $case() {
                     let s = crate::store_harness::TestStore::postgres().await;
                     super::$case(&*s.store).await;
-                    s.cleanup().await;
                 }
             )*
         }
     };
 }
 pub(crate) use conformance;
+
+/// Runs a case that needs the `TestStore` itself (to open the same data again) against both
+/// backends.
+macro_rules! with_test_store {
+    ($($case:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $case() {
+                    super::$case(crate::store_harness::TestStore::sqlite().await).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $case() {
+                    super::$case(crate::store_harness::TestStore::postgres().await).await;
+                }
+            )*
+        }
+    };
+}
+pub(crate) use with_test_store;

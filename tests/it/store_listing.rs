@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use ffarm::job::{JobError, Outcome, Status, Timestamp};
 use ffarm::store::{
-    AttemptStats, JobStore, ListFilter, MAX_LOG_LINES_PER_ATTEMPT, StoreError, TimeField,
-    WorkerInfo,
+    AttemptStats, JobStore, ListFilter, MAX_LOG_BYTES_PER_ATTEMPT, MAX_LOG_LINE_BYTES,
+    MAX_LOG_LINES_PER_ATTEMPT, StoreError, TimeField, WorkerInfo,
 };
 
 use crate::store_conformance::spec;
@@ -250,6 +250,51 @@ async fn logs_are_kept_per_attempt_and_bounded(s: &dyn JobStore) {
     assert_eq!(two[0].attempt, 2);
 }
 
+/// Long lines reach the byte budget long before the line budget: what is kept stops at
+/// 4 MiB, to the line, and the rest is counted and dropped with one notice.
+async fn logs_are_bounded_in_bytes_per_attempt(s: &dyn JobStore) {
+    let id = s.submit(None, spec("in/a.mp4")).await.unwrap().job.id;
+    let job = s.claim("w/1", LEASE).await.unwrap().unwrap();
+    let full = "b".repeat(MAX_LOG_LINE_BYTES);
+    // 4 MiB is 1024 lines of 4 KiB; a short line first leaves room for only 1023 of them.
+    s.append_logs(&id, job.attempt, &["start".into()])
+        .await
+        .unwrap();
+    let chunk: Vec<String> = (0..300).map(|_| full.clone()).collect();
+    for _ in 0..4 {
+        s.append_logs(&id, job.attempt, &chunk).await.unwrap();
+    }
+    let a = &s.attempts(&id).await.unwrap()[0];
+    let fits = (MAX_LOG_BYTES_PER_ATTEMPT as usize - 5) / MAX_LOG_LINE_BYTES;
+    assert_eq!(fits, 1023);
+    assert_eq!(a.log_lines as usize, 1 + fits);
+    assert_eq!(a.log_bytes as usize, 5 + fits * MAX_LOG_LINE_BYTES);
+    assert!(a.log_bytes <= MAX_LOG_BYTES_PER_ATTEMPT);
+    assert_eq!(a.log_dropped as usize, 1200 - fits);
+    assert!(
+        a.log_lines < MAX_LOG_LINES_PER_ATTEMPT,
+        "the byte budget, not the line one"
+    );
+    // Nor does a short line that would fit the bytes left: the log ends at its notice.
+    s.append_logs(&id, job.attempt, &["late".into()])
+        .await
+        .unwrap();
+    let lines = s.logs(&id, Some(job.attempt), 0, 10_000).await.unwrap();
+    assert_eq!(lines.len(), 1 + fits + 1, "the kept lines and one notice");
+    assert!(lines.last().unwrap().line.contains("log limit reached"));
+    assert_eq!(
+        lines
+            .iter()
+            .filter(|l| l.line.contains("log limit"))
+            .count(),
+        1
+    );
+    assert_eq!(
+        s.attempts(&id).await.unwrap()[0].log_dropped as usize,
+        1200 - fits + 1
+    );
+}
+
 async fn attempt_measurements_are_recorded(s: &dyn JobStore) {
     let id = s.submit(None, spec("in/a.mp4")).await.unwrap().job.id;
     let job = s.claim("w/1", LEASE).await.unwrap().unwrap();
@@ -331,6 +376,7 @@ conformance!(
     pagination_returns_every_job_exactly_once,
     status_and_time_window_filters_and_counts,
     logs_are_kept_per_attempt_and_bounded,
+    logs_are_bounded_in_bytes_per_attempt,
     attempt_measurements_are_recorded,
     workers_registry,
 );

@@ -2,9 +2,11 @@
 //! Claims use `FOR UPDATE SKIP LOCKED`; every other transition is an optimistic guarded
 //! UPDATE, re-decided if the row moved underneath. Changes travel by LISTEN/NOTIFY, written by
 //! the same trigger that records each transition, so a notification never precedes its commit.
-//! Submits, finishes, cancels and retries commit synchronously; claims, heartbeats, logs and
-//! notes use a pool with `synchronous_commit = off` (losing one in a database crash only
-//! means a task runs again).
+//! Submits, claims, finishes, cancels, retries and reaps commit synchronously: they move
+//! attempt numbers and statuses, which fence workers and answer clients. Heartbeats, logs,
+//! notes, attempt measurements and the workers registry use a pool with
+//! `synchronous_commit = off`: a database crash can lose the last of them, which shortens a
+//! lease or drops a log line but never hands out an attempt number twice.
 
 mod batch;
 mod batched;
@@ -34,9 +36,9 @@ use batched::{Decide, HeartbeatReq, SubmitReq, TransitionReq};
 pub(crate) const CHANNEL: &str = "ffarm_changes";
 
 pub struct PostgresStore {
-    /// Synchronous commits: what a client was told is durable.
+    /// Synchronous commits: what a client or a worker was told is durable.
     durable: PgPool,
-    /// Asynchronous commits: leases, progress, logs.
+    /// Asynchronous commits: lease renewals, progress, logs, notes, the workers registry.
     fast: PgPool,
     submits: Batcher<SubmitReq, Submitted>,
     claims: Batcher<(String, Timestamp), Option<Job>>,
@@ -55,10 +57,12 @@ impl PostgresStore {
         let options = PgConnectOptions::from_str(url)?
             .log_statements(tracing::log::LevelFilter::Trace)
             .log_slow_statements(tracing::log::LevelFilter::Warn, Duration::from_secs(1));
+        // Set, not inherited: a server (or role) configured with synchronous_commit = off
+        // must not quietly make acknowledged submits lossable.
         let durable = PgPoolOptions::new()
             .max_connections(16)
             .acquire_timeout(Duration::from_secs(10))
-            .connect_with(options.clone())
+            .connect_with(options.clone().options([("synchronous_commit", "on")]))
             .await?;
         sqlx::migrate!("migrations/postgres").run(&durable).await?;
         let fast = PgPoolOptions::new()
@@ -76,11 +80,15 @@ impl PostgresStore {
             let pool = d.clone();
             async move { batched::submits(&pool, reqs).await }
         });
+        // A claim hands out an attempt number, the token that fences every later report of the
+        // attempt. Committed asynchronously, a database crash could lose the claim after its
+        // worker started: the next claim would hand out the same number again, and the lost
+        // worker's reports would pass for the new one's. So claims wait for the WAL flush.
+        let d = on(&durable);
         let claims = Batcher::start(1, move |reqs| {
-            let pool = f.clone();
+            let pool = d.clone();
             async move { batched::claims(&pool, reqs).await }
         });
-        let f = on(&fast);
         let heartbeats = Batcher::start(2, move |reqs| {
             let pool = f.clone();
             async move { batched::heartbeats(&pool, reqs).await }
@@ -100,6 +108,23 @@ impl PostgresStore {
             changes,
             policy,
         })
+    }
+}
+
+impl PostgresStore {
+    /// `synchronous_commit` as the connections of each pool report it: (the durable pool's,
+    /// the asynchronous pool's).
+    pub async fn synchronous_commit(&self) -> Result<(String, String)> {
+        let mut modes = Vec::with_capacity(2);
+        for pool in [&self.durable, &self.fast] {
+            let mode: String = sqlx::query_scalar("SHOW synchronous_commit")
+                .fetch_one(pool)
+                .await?;
+            modes.push(mode);
+        }
+        let fast = modes.pop().unwrap_or_default();
+        let durable = modes.pop().unwrap_or_default();
+        Ok((durable, fast))
     }
 }
 
@@ -217,20 +242,32 @@ impl JobStore for PostgresStore {
 
     async fn reap(&self) -> Result<Vec<Job>> {
         let now = Timestamp::now();
-        let expired = reads::expired_leases(&self.fast, now).await?;
-        let mut jobs = Vec::with_capacity(expired.len());
-        for id in expired {
-            // Another process may have reaped the job, or its worker renewed the lease, since
-            // the scan: decide again from the row, and guard the update on the old lease.
-            let decide = |job: &Job, cur: &Current, now| {
+        let expired = reads::expired_leases(&self.durable, now).await?;
+        // Ending an attempt is a finish like any other (it may fail the job for good and
+        // deliver `on_failure`), so it goes the way finishes go: batched, committed
+        // synchronously. Another process may have reaped the job, or its worker renewed the
+        // lease, since the scan: each is decided again from its row, and the update is guarded
+        // on the lease having expired.
+        let reaps = expired.into_iter().map(|id| {
+            let (key, policy) = (id.clone(), self.policy);
+            let decide: Decide = Box::new(move |job: &Job, cur: &Current, now| {
                 let expired =
                     cur.status.is_active() && job.lease_expires_at.is_some_and(|t| t < now);
                 if !expired {
                     return Ok(None);
                 }
-                rules::lease_expired(&id, cur, now, &self.policy, fastrand::f64()).map(Some)
+                rules::lease_expired(&key, cur, now, &policy, fastrand::f64()).map(Some)
+            });
+            let req = TransitionReq {
+                id: id.clone(),
+                lease_before: Some(now),
+                decide,
             };
-            match ops::transition(&self.fast, &id, Some(now), decide).await {
+            async move { (id, self.transitions.call(req).await) }
+        });
+        let mut jobs = Vec::new();
+        for (id, result) in futures_util::future::join_all(reaps).await {
+            match result {
                 Ok((job, true)) => jobs.push(job),
                 Ok((_, false)) => {}
                 Err(e) => tracing::warn!("reaping {id}: {e}"),

@@ -148,7 +148,8 @@ pub(super) async fn append_logs(
         counters.try_get(1)?,
         counters.try_get(2)?,
     );
-    let (keep, dropped) = rules::log_budget(lines, kept as u32, bytes as u64);
+    let (keep, dropped) =
+        rules::log_budget(lines, kept as u32, bytes as u64, dropped_before as u32);
     let mut to_insert: Vec<String> = keep.iter().map(|s| s.to_string()).collect();
     if dropped > 0 && dropped_before == 0 {
         to_insert.push(format!(

@@ -27,7 +27,16 @@ pub(super) async fn list(
     cursor: Option<&str>,
 ) -> Result<Page> {
     let limit = page_limit(limit);
-    let mut qb = query::list::<sqlx::Postgres>(Dialect::Postgres, filter, limit, cursor)?;
+    let mut probed = Vec::new();
+    for n in query::narrowings(filter) {
+        let few: i64 = query::probe::<sqlx::Postgres>(Dialect::Postgres, filter, n)
+            .build_query_scalar()
+            .fetch_one(pool)
+            .await?;
+        probed.push((n, few));
+    }
+    let plan = query::choose(&probed);
+    let mut qb = query::list::<sqlx::Postgres>(Dialect::Postgres, filter, plan, limit, cursor)?;
     let rows = qb.build().fetch_all(pool).await?;
     let mut jobs = rows.iter().map(job_from_row).collect::<Result<Vec<_>>>()?;
     let next_cursor = if jobs.len() > limit as usize {

@@ -15,7 +15,7 @@ use async_trait::async_trait;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::{ConnectOptions, Row};
+use sqlx::{ConnectOptions, Connection, Row};
 use tokio::sync::broadcast;
 
 use super::codec::{JOB_COLUMNS, encode_cursor, job_from_row};
@@ -63,7 +63,15 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Full)
             .connect()
             .await?;
-        sqlx::migrate!("migrations/sqlite").run(&mut conn).await?;
+        // Processes opening a new file at once (`ffarm serve` and `ffarm worker`) would race to
+        // create the schema: sqlx applies each migration in a deferred transaction, which takes
+        // the write lock only at its first write, after deciding what to apply. Inside one
+        // IMMEDIATE transaction the others wait for the first, then find nothing left to do.
+        let mut migrating = conn.begin_with("BEGIN IMMEDIATE").await?;
+        sqlx::migrate!("migrations/sqlite")
+            .run(&mut *migrating)
+            .await?;
+        migrating.commit().await?;
         let read = SqlitePoolOptions::new()
             .max_connections(4)
             .connect_with(base.read_only(true).synchronous(SqliteSynchronous::Normal))
@@ -75,6 +83,24 @@ impl SqliteStore {
             changes,
             policy,
         })
+    }
+}
+
+impl SqliteStore {
+    /// The `synchronous` level (1 NORMAL, 2 FULL) a write commits with, as the writer's
+    /// connection reports it inside a batch: `durable` for the kind submits, finishes, cancels
+    /// and retries are.
+    pub async fn synchronous_level(&self, durable: bool) -> Result<i64> {
+        self.writer
+            .write(durable, |c| {
+                Box::pin(async move {
+                    let level: i64 = sqlx::query_scalar("PRAGMA synchronous")
+                        .fetch_one(&mut *c)
+                        .await?;
+                    Ok((level, Vec::new()))
+                })
+            })
+            .await
     }
 }
 
@@ -114,7 +140,16 @@ impl JobStore for SqliteStore {
 
     async fn list(&self, filter: &ListFilter, limit: u32, cursor: Option<&str>) -> Result<Page> {
         let limit = page_limit(limit);
-        let mut qb = query::list::<sqlx::Sqlite>(Dialect::Sqlite, filter, limit, cursor)?;
+        let mut probed = Vec::new();
+        for n in query::narrowings(filter) {
+            let few: i64 = query::probe::<sqlx::Sqlite>(Dialect::Sqlite, filter, n)
+                .build_query_scalar()
+                .fetch_one(&self.read)
+                .await?;
+            probed.push((n, few));
+        }
+        let plan = query::choose(&probed);
+        let mut qb = query::list::<sqlx::Sqlite>(Dialect::Sqlite, filter, plan, limit, cursor)?;
         let rows = qb.build().fetch_all(&self.read).await?;
         let mut jobs = rows.iter().map(job_from_row).collect::<Result<Vec<_>>>()?;
         let next_cursor = if jobs.len() > limit as usize {

@@ -1,7 +1,9 @@
 //! SQLite's single writer with group commit. SQLite takes one writer at a time; rather than
 //! many connections queueing on the file lock, every write goes through this task, which
 //! runs all the writes waiting at that moment in one transaction and answers each only after
-//! the commit. One fsync then covers many submits, and claims can never race.
+//! the commit. One fsync then covers many submits, and claims can never race. Each write runs
+//! inside its own savepoint: one that fails midway leaves nothing behind, and the others in the
+//! batch commit as if it had never run.
 
 use futures_util::future::BoxFuture;
 use sqlx::SqliteConnection;
@@ -12,7 +14,14 @@ use crate::store::{Change, Result, StoreError};
 /// What an operation leaves to do once the batch is committed (or not).
 type Finish = Box<dyn FnOnce(std::result::Result<(), String>, &broadcast::Sender<Change>) + Send>;
 /// An operation: run on the connection, or (None) skipped because no transaction could start.
-type Op = Box<dyn for<'c> FnOnce(Option<&'c mut SqliteConnection>) -> BoxFuture<'c, Finish> + Send>;
+type Op = Box<dyn for<'c> FnOnce(Option<&'c mut SqliteConnection>) -> BoxFuture<'c, Ran> + Send>;
+
+/// An operation that ran: what to do after the commit, and whether its savepoint could not
+/// be undone (its partial writes may still be in the transaction, which must not commit).
+struct Ran {
+    finish: Finish,
+    tainted: bool,
+}
 
 struct Command {
     op: Op,
@@ -47,11 +56,14 @@ impl Writer {
         let (reply, answer) = oneshot::channel::<Result<T>>();
         let op: Op = Box::new(move |conn| {
             Box::pin(async move {
-                let outcome = match conn {
-                    Some(conn) => f(conn).await,
-                    None => Err(StoreError::Backend(
-                        "could not start a write transaction".into(),
-                    )),
+                let (outcome, tainted) = match conn {
+                    Some(conn) => isolated(conn, f).await,
+                    None => (
+                        Err(StoreError::Backend(
+                            "could not start a write transaction".into(),
+                        )),
+                        false,
+                    ),
                 };
                 let finish: Finish = Box::new(move |committed, changes_tx| {
                     let result = match (outcome, committed) {
@@ -66,7 +78,7 @@ impl Writer {
                     };
                     let _ = reply.send(result);
                 });
-                finish
+                Ran { finish, tainted }
             })
         });
         self.tx
@@ -76,6 +88,34 @@ impl Writer {
         answer
             .await
             .map_err(|_| StoreError::Backend("the SQLite writer dropped a request".into()))?
+    }
+}
+
+/// Runs one operation inside a savepoint of the batch's transaction: released when it
+/// succeeds, rolled back when it fails, so a failure midway (a constraint, a full disk, a
+/// fenced report after a first write) leaves none of its writes. The flag says the rollback
+/// itself failed and the transaction holds writes nobody answered for.
+async fn isolated<T, F>(conn: &mut SqliteConnection, f: F) -> (Result<(T, Vec<Change>)>, bool)
+where
+    F: for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, Result<(T, Vec<Change>)>>,
+{
+    if let Err(e) = sqlx::query("SAVEPOINT op").execute(&mut *conn).await {
+        return (Err(e.into()), false);
+    }
+    let outcome = f(&mut *conn).await;
+    let closed = match &outcome {
+        Ok(_) => sqlx::query("RELEASE op").execute(&mut *conn).await,
+        Err(_) => match sqlx::query("ROLLBACK TO op").execute(&mut *conn).await {
+            Ok(_) => sqlx::query("RELEASE op").execute(&mut *conn).await,
+            Err(e) => Err(e),
+        },
+    };
+    match closed {
+        Ok(_) => (outcome, false),
+        Err(e) => (
+            Err(StoreError::Backend(format!("closing a savepoint: {e}"))),
+            true,
+        ),
     }
 }
 
@@ -108,20 +148,28 @@ async fn run(
         if let Err(e) = sqlx::query("BEGIN IMMEDIATE").execute(&mut conn).await {
             let message = e.to_string();
             for cmd in batch {
-                let finish = (cmd.op)(None).await;
-                finish(Err(message.clone()), &changes);
+                let ran = (cmd.op)(None).await;
+                (ran.finish)(Err(message.clone()), &changes);
             }
             continue;
         }
         let mut finishes = Vec::with_capacity(batch.len());
+        let mut tainted = false;
         for cmd in batch {
-            finishes.push((cmd.op)(Some(&mut conn)).await);
+            let ran = (cmd.op)(Some(&mut conn)).await;
+            tainted |= ran.tainted;
+            finishes.push(ran.finish);
         }
-        let committed = match sqlx::query("COMMIT").execute(&mut conn).await {
-            Ok(_) => Ok(()),
-            Err(e) => {
-                let _ = sqlx::query("ROLLBACK").execute(&mut conn).await;
-                Err(e.to_string())
+        let committed = if tainted {
+            let _ = sqlx::query("ROLLBACK").execute(&mut conn).await;
+            Err("a write could not be undone, so none of its batch was committed".to_string())
+        } else {
+            match sqlx::query("COMMIT").execute(&mut conn).await {
+                Ok(_) => Ok(()),
+                Err(e) => {
+                    let _ = sqlx::query("ROLLBACK").execute(&mut conn).await;
+                    Err(e.to_string())
+                }
             }
         };
         for finish in finishes {
