@@ -175,7 +175,8 @@ impl Default for WorkerSettings {
     }
 }
 
-/// Where finished jobs are reported, when a job names no destination of its own.
+/// Where finished jobs are reported when a job names no destination of its own (filled in
+/// when the job is made), and how deliveries are tried.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Destinations {
@@ -187,6 +188,20 @@ pub struct Destinations {
     pub attempts: u32,
     /// Per delivery.
     pub timeout_seconds: u64,
+}
+
+impl Destinations {
+    /// Gives a job being made the default destinations it names none of. Defaults apply where
+    /// jobs are made (the API and the triggers), like the time limit: the job then says where
+    /// its ending goes, and only endings with somewhere to go enter the store's outbox.
+    pub fn fill(&self, spec: &mut crate::job::JobSpec) {
+        if spec.on_success.is_none() {
+            spec.on_success.clone_from(&self.on_success);
+        }
+        if spec.on_failure.is_none() {
+            spec.on_failure.clone_from(&self.on_failure);
+        }
+    }
 }
 
 impl Default for Destinations {
@@ -305,6 +320,15 @@ impl Config {
             && t.len() < 16
         {
             return Err(ConfigError("token must be at least 16 characters".into()));
+        }
+        for (key, url) in [
+            ("destinations.on_success", &self.destinations.on_success),
+            ("destinations.on_failure", &self.destinations.on_failure),
+        ] {
+            if let Some(url) = url {
+                crate::destinations::validate_url(url)
+                    .map_err(|m| ConfigError(format!("{key}: {m}")))?;
+            }
         }
         if let Some(t) = &self.exec.token
             && t.len() < 16

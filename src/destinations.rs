@@ -1,6 +1,6 @@
 //! Destinations: when a job ends, its `on_success` (succeeded) or `on_failure` (failed or
-//! cancelled — the dead-letter path) URL, or the configured default, receives the job as JSON
-//! by HTTP POST. Deliveries are durable: the store writes each ending into its delivery
+//! cancelled — the dead-letter path) URL — the configured default when the job was made
+//! without one — receives the job as JSON by HTTP POST. Deliveries are durable: the store writes each ending into its delivery
 //! outbox in the same transaction as the ending, and a [`Courier`] in every worker (and in an
 //! API-only `serve`) takes due deliveries under a hold, posts them, records every try in the
 //! job's history, and retries with backoff until delivered or given up.
@@ -39,17 +39,12 @@ pub fn validate_url(url: &str) -> Result<(), String> {
     }
 }
 
-/// Where a finished job is delivered, if anywhere.
-pub fn target(job: &Job, settings: &Destinations) -> Option<String> {
+/// Where a finished job is delivered, if anywhere: its own `on_success` or `on_failure` (the
+/// configured defaults were filled in when it was made; see [`Destinations::fill`]).
+pub fn target(job: &Job) -> Option<String> {
     match job.status {
-        Status::Succeeded => job
-            .on_success
-            .clone()
-            .or_else(|| settings.on_success.clone()),
-        Status::Failed | Status::Cancelled => job
-            .on_failure
-            .clone()
-            .or_else(|| settings.on_failure.clone()),
+        Status::Succeeded => job.on_success.clone(),
+        Status::Failed | Status::Cancelled => job.on_failure.clone(),
         _ => None,
     }
 }
@@ -184,7 +179,7 @@ impl Courier {
     /// One try of one delivery: POST, then record the try and what comes next.
     async fn try_once(self, d: Delivery) {
         let job = &d.job;
-        let Some(url) = target(job, &self.settings) else {
+        let Some(url) = target(job) else {
             // Nowhere to go: nothing to record either.
             if let Err(e) = self
                 .store

@@ -1,8 +1,9 @@
--- The delivery outbox: every ending of a job (succeeded, failed, cancelled) leaves a row here
--- in the same transaction as the ending itself, so a crash between the two cannot lose a
--- delivery. Any worker delivers the rows (holding each while it tries, FOR UPDATE SKIP
--- LOCKED), records every try in the job's history, and removes a row once it is delivered,
--- given up, or has nowhere to go.
+-- The delivery outbox: every ending of a job with somewhere to go (a success with an
+-- on_success URL, a failure or cancellation with an on_failure URL; defaults are filled in
+-- when a job is made) leaves a row here in the same transaction as the ending itself, so a
+-- crash between the two cannot lose a delivery; an ending with nowhere to go costs nothing.
+-- Any worker delivers the rows (holding each while it tries, FOR UPDATE SKIP LOCKED), records
+-- every try in the job's history, and removes a row once it is delivered or given up.
 --
 -- A row keeps the job as it was when it ended, in the jobs table's own columns (the same
 -- codec reads both), so what is delivered is that ending even if the job is retried later.
@@ -64,5 +65,7 @@ $$ LANGUAGE plpgsql;
 
 CREATE TRIGGER jobs_ended_delivery AFTER UPDATE OF status ON jobs
     FOR EACH ROW
-    WHEN (NEW.status IN ('succeeded', 'failed', 'cancelled') AND OLD.status IS DISTINCT FROM NEW.status)
+    WHEN (OLD.status IS DISTINCT FROM NEW.status
+          AND ((NEW.status = 'succeeded' AND NEW.on_success IS NOT NULL)
+               OR (NEW.status IN ('failed', 'cancelled') AND NEW.on_failure IS NOT NULL)))
     EXECUTE FUNCTION ffarm_job_ended();

@@ -66,6 +66,7 @@ impl App {
                 .worker
                 .job_timeout_seconds
                 .min(submit::MAX_TIMEOUT_SECONDS),
+            config.destinations.clone(),
         ));
         let http = reqwest::Client::builder()
             .user_agent(concat!("ffarm/", env!("CARGO_PKG_VERSION")))

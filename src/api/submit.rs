@@ -262,6 +262,7 @@ pub fn read(app: &AppState, body: Value) -> ApiResult<(Option<String>, JobSpec)>
         spec.on_success = req.on_success;
         spec.on_failure = req.on_failure;
     }
+    app.config.destinations.fill(&mut spec);
     Ok((id, spec))
 }
 

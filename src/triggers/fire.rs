@@ -11,6 +11,7 @@ use super::{Ignored, ObjectEvent, Parsed, Source};
 use object_store::ObjectStoreExt;
 
 use crate::buckets::{Access, BucketError, Buckets, storage_error, validate_key};
+use crate::config::Destinations;
 use crate::job::{
     DEFAULT_MAX_ATTEMPTS, JobSpec, ObjectRef, OutputTarget, Status, Trigger as JobTrigger,
 };
@@ -41,20 +42,24 @@ pub struct Triggers {
     store: Arc<dyn JobStore>,
     buckets: Arc<Buckets>,
     timeout_seconds: u64,
+    destinations: Destinations,
 }
 
 impl Triggers {
+    /// `timeout_seconds` and `destinations`: what the jobs it makes get (as from the API).
     pub fn new(
         rules: Vec<Rule>,
         store: Arc<dyn JobStore>,
         buckets: Arc<Buckets>,
         timeout_seconds: u64,
+        destinations: Destinations,
     ) -> Triggers {
         Triggers {
             rules,
             store,
             buckets,
             timeout_seconds,
+            destinations,
         }
     }
 
@@ -174,7 +179,7 @@ impl Triggers {
                         continue;
                     }
                 };
-                let spec = JobSpec {
+                let mut spec = JobSpec {
                     input: ObjectRef {
                         bucket: bucket.clone(),
                         key: key.clone(),
@@ -194,6 +199,7 @@ impl Triggers {
                         payload: event.payload.clone(),
                     }),
                 };
+                self.destinations.fill(&mut spec);
                 let id = rules::job_id(&bucket, &key, &event.version, preset, &spec.output);
                 match self.store.submit(Some(id.clone()), spec).await {
                     Ok(s) => fired.jobs.push(FiredJob {

@@ -654,3 +654,46 @@ async fn presets_workers_health_and_openapi() {
     assert!(doc["components"]["schemas"]["Job"].is_object());
     api.shutdown().await;
 }
+
+/// The configured default destinations are filled in when a job is made — through the API
+/// in both shapes and by a trigger — so the job shows where its ending goes; a destination
+/// the job names is kept.
+#[tokio::test]
+async fn default_destinations_are_filled_in_when_a_job_is_made() {
+    let api = Api::start(Backend::Sqlite, |c| {
+        c.destinations.on_success = Some("http://hooks.example/done".into());
+        c.destinations.on_failure = Some("http://hooks.example/dead".into());
+    })
+    .await;
+    api.farm.put(&valid("h264_aac.mp4"), "src/clip.mp4");
+    let (s, job) = api.post("/v1/jobs", &native("src/clip.mp4")).await;
+    assert_eq!(s, StatusCode::CREATED, "{job}");
+    assert_eq!(job["on_success"], "http://hooks.example/done");
+    assert_eq!(job["on_failure"], "http://hooks.example/dead");
+    let mut own = native("src/clip.mp4");
+    own["on_failure"] = json!("http://mine.example/failed");
+    let (_, job) = api.post("/v1/jobs", &own).await;
+    assert_eq!(job["on_success"], "http://hooks.example/done");
+    assert_eq!(job["on_failure"], "http://mine.example/failed");
+    let seed = json!({"id": "seed-1", "bucket": "media", "object": "src/clip.mp4",
+                      "output_dir": "seed/", "dst_format": "mov"});
+    let (_, job) = api.post("/v1/jobs", &seed).await;
+    assert_eq!(job["on_failure"], "http://hooks.example/dead", "{job}");
+    let (s, answer) = api
+        .send(
+            api.request(Method::PUT, "/v1/buckets/media/objects/in/up.mp4")
+                .body(std::fs::read(valid("h264_aac.mp4")).unwrap()),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{answer}");
+    let id = answer["jobs"][0]["id"].as_str().unwrap();
+    let (_, job) = api.get(&format!("/v1/jobs/{id}")).await;
+    assert_eq!(job["trigger"]["source"], "upload", "{job}");
+    assert_eq!(job["on_success"], "http://hooks.example/done", "{job}");
+    // The page learns from /v1/info whether exec can open, and with which token.
+    let (s, info) = api.get("/v1/info").await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(info["exec"], json!({"enabled": false, "token": "none"}));
+    assert_eq!(info["store"], "sqlite");
+    api.shutdown().await;
+}

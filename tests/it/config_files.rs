@@ -64,6 +64,14 @@ fn layers_apply_in_order_and_mistakes_are_named() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("lease_seconds"), "{err}");
+    std::fs::write(&file, "[destinations]\non_failure = \"ftp://hooks/dead\"\n").unwrap();
+    let err = Config::load(Some(&file), serde_json::json!({}))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("destinations.on_failure") && err.contains("http"),
+        "{err}"
+    );
     let err = Config::load(
         Some(&dir.path().join("missing.toml")),
         serde_json::json!({}),

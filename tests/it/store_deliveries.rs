@@ -1,5 +1,5 @@
-//! The delivery outbox on both backends: every ending of a job (and only an ending) leaves one
-//! delivery holding the job as it ended; holds keep two processes from delivering at once and
+//! The delivery outbox on both backends: every ending of a job with somewhere to go (and only
+//! such an ending) leaves one delivery holding the job as it ended; holds keep two processes from delivering at once and
 //! fence a holder whose hold expired; each try is one entry in the job's history.
 
 use std::time::Duration;
@@ -7,11 +7,18 @@ use std::time::Duration;
 use ffarm::job::{JobError, Outcome, OutputObject, Status, Timestamp};
 use ffarm::store::{Delivery, JobStore};
 
-use crate::store_conformance::spec;
 use crate::store_harness::conformance;
 
 const LEASE: Duration = Duration::from_secs(30);
 const HOLD: Duration = Duration::from_secs(30);
+
+/// A job with somewhere to go either way.
+fn spec(key: &str) -> ffarm::job::JobSpec {
+    let mut sp = crate::store_conformance::spec(key);
+    sp.on_success = Some("http://hooks.example/done".into());
+    sp.on_failure = Some("http://hooks.example/dead".into());
+    sp
+}
 
 async fn run_to(s: &dyn JobStore, key: &str, outcome: Outcome) -> String {
     let mut sp = spec(key);
@@ -92,6 +99,44 @@ async fn every_ending_and_only_an_ending_leaves_one_delivery(s: &dyn JobStore) {
     );
     assert!(taken.iter().all(|d| d.tries == 0));
     assert!(taken[0].id < taken[1].id && taken[1].id < taken[2].id);
+}
+
+/// An ending with nowhere to go (no `on_success` for a success, no `on_failure` for a failure
+/// or cancellation) leaves nothing in the outbox.
+async fn an_ending_with_nowhere_to_go_leaves_no_delivery(s: &dyn JobStore) {
+    let mut only_failures = spec("in/f.mp4");
+    only_failures.on_success = None;
+    only_failures.max_attempts = 1;
+    s.submit(None, only_failures).await.unwrap();
+    let job = s.claim("w/1", LEASE).await.unwrap().unwrap();
+    s.finish(&job.id, job.attempt, Outcome::Succeeded { outputs: vec![] })
+        .await
+        .unwrap();
+    let mut none = crate::store_conformance::spec("in/g.mp4");
+    none.max_attempts = 1;
+    s.submit(None, none).await.unwrap();
+    let job = s.claim("w/1", LEASE).await.unwrap().unwrap();
+    s.finish(
+        &job.id,
+        job.attempt,
+        Outcome::Failed(JobError::new("input-unreadable", "broken", false)),
+    )
+    .await
+    .unwrap();
+    let quiet = crate::store_conformance::spec("in/h.mp4");
+    let quiet = s.submit(None, quiet).await.unwrap().job.id;
+    s.cancel(&quiet, "not wanted").await.unwrap();
+    assert!(take(s, "w/1").await.is_empty(), "nothing to deliver");
+    // The same job with an on_failure URL, failing: one delivery.
+    let failing = run_to(
+        s,
+        "in/i.mp4",
+        Outcome::Failed(JobError::new("input-unreadable", "broken", false)),
+    )
+    .await;
+    let taken = take(s, "w/1").await;
+    assert_eq!(taken.len(), 1);
+    assert_eq!(taken[0].job.id, failing);
 }
 
 async fn a_hold_keeps_others_off_and_fences_its_holder_once_expired(s: &dyn JobStore) {
@@ -246,6 +291,7 @@ async fn concurrent_couriers_never_share_a_delivery(s: &dyn JobStore) {
 
 conformance!(
     every_ending_and_only_an_ending_leaves_one_delivery,
+    an_ending_with_nowhere_to_go_leaves_no_delivery,
     a_hold_keeps_others_off_and_fences_its_holder_once_expired,
     a_try_schedules_the_next_and_counts,
     a_delivery_keeps_its_ending_when_the_job_moves_on,

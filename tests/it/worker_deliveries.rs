@@ -191,10 +191,11 @@ async fn an_ending_that_cannot_be_delivered_is_given_up_with_a_final_entry() {
     );
     let mut config = farm.config();
     config.destinations.attempts = 3;
-    // The configured dead-letter destination: the job names none.
+    // The configured dead-letter destination, filled in as the job is made: it names none.
     config.destinations.on_failure = Some(url);
+    let defaults = config.destinations.clone();
     farm.start_in_process(config);
-    let job = farm.submit("in/bad.mp4", "mp4", |_| {}).await;
+    let job = farm.submit("in/bad.mp4", "mp4", |s| defaults.fill(s)).await;
     let done = farm.wait_terminal(&job.id, Duration::from_secs(60)).await;
     assert_eq!(done.status, Status::Failed);
     let notes = wait_notes(&farm, &job.id, Duration::from_secs(30), |n| {

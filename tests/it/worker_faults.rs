@@ -431,15 +431,18 @@ async fn destinations_receive_every_ending() {
     farm.put(&valid("h264_aac.mp4"), "in/ok.mp4");
     farm.put(&malformed_dir().join("random.mp4"), "in/bad.mp4");
     let mut config = farm.config();
-    // The configured default catches jobs that name no destination of their own.
+    // The configured default catches jobs that name no destination of their own (filled in
+    // as the API and the triggers make jobs).
     config.destinations.on_failure = Some(format!("{base}/hook/default-failure"));
+    let defaults = config.destinations.clone();
     farm.start_in_process(config);
     let ok = farm
         .submit("in/ok.mp4", "mp4", |s| {
-            s.on_success = Some(format!("{base}/hook/flaky"))
+            s.on_success = Some(format!("{base}/hook/flaky"));
+            defaults.fill(s);
         })
         .await;
-    let bad = farm.submit("in/bad.mp4", "mp4", |_| {}).await;
+    let bad = farm.submit("in/bad.mp4", "mp4", |s| defaults.fill(s)).await;
     farm.wait_terminal(&ok.id, Duration::from_secs(60)).await;
     farm.wait_terminal(&bad.id, Duration::from_secs(60)).await;
     let started = Instant::now();

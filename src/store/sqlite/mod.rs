@@ -124,7 +124,7 @@ impl JobStore for SqliteStore {
         };
         let now = Timestamp::now();
         self.writer
-            .write(true, move |c| Box::pin(ops::submit(c, id, spec, now)))
+            .write_one(true, move |c| Box::pin(ops::submit(c, id, spec, now)))
             .await
     }
 
@@ -179,7 +179,7 @@ impl JobStore for SqliteStore {
         let now = Timestamp::now();
         let worker = worker.to_string();
         self.writer
-            .write(false, move |c| {
+            .write_one(false, move |c| {
                 Box::pin(ops::claim(c, worker, now.plus(lease), now))
             })
             .await
@@ -195,7 +195,7 @@ impl JobStore for SqliteStore {
         let now = Timestamp::now();
         let (id, progress) = (id.to_string(), progress.cloned());
         self.writer
-            .write(false, move |c| {
+            .write_one(false, move |c| {
                 Box::pin(ops::heartbeat(
                     c,
                     id,
@@ -211,7 +211,7 @@ impl JobStore for SqliteStore {
     async fn finish(&self, id: &str, attempt: u32, outcome: Outcome) -> Result<Job> {
         let (id, policy, now) = (id.to_string(), self.policy, Timestamp::now());
         self.writer
-            .write(true, move |c| {
+            .write_one(true, move |c| {
                 Box::pin(ops::finish(c, id, attempt, outcome, policy, now))
             })
             .await
@@ -220,14 +220,14 @@ impl JobStore for SqliteStore {
     async fn cancel(&self, id: &str, reason: &str) -> Result<Job> {
         let (id, reason, now) = (id.to_string(), reason.to_string(), Timestamp::now());
         self.writer
-            .write(true, move |c| Box::pin(ops::cancel(c, id, reason, now)))
+            .write_one(true, move |c| Box::pin(ops::cancel(c, id, reason, now)))
             .await
     }
 
     async fn retry(&self, id: &str) -> Result<Job> {
         let (id, now) = (id.to_string(), Timestamp::now());
         self.writer
-            .write(true, move |c| Box::pin(ops::retry(c, id, now)))
+            .write_one(true, move |c| Box::pin(ops::retry(c, id, now)))
             .await
     }
 

@@ -1,9 +1,10 @@
 //! SQLite's single writer with group commit. SQLite takes one writer at a time; rather than
 //! many connections queueing on the file lock, every write goes through this task, which
 //! runs all the writes waiting at that moment in one transaction and answers each only after
-//! the commit. One fsync then covers many submits, and claims can never race. Each write runs
-//! inside its own savepoint: one that fails midway leaves nothing behind, and the others in the
-//! batch commit as if it had never run.
+//! the commit. One fsync then covers many submits, and claims can never race. An operation of
+//! several writes runs inside its own savepoint: one that fails midway leaves nothing behind,
+//! and the others in the batch commit as if it had never run (a single statement is undone by
+//! SQLite itself).
 
 use futures_util::future::BoxFuture;
 use sqlx::SqliteConnection;
@@ -32,6 +33,13 @@ struct Command {
 /// Writes at most this many operations per transaction.
 const MAX_BATCH: usize = 512;
 
+/// How many write statements an operation may make.
+#[derive(Clone, Copy)]
+enum Writes {
+    One,
+    Several,
+}
+
 #[derive(Clone)]
 pub(crate) struct Writer {
     tx: mpsc::Sender<Command>,
@@ -44,9 +52,33 @@ impl Writer {
         Writer { tx }
     }
 
-    /// Runs `f` inside the next batch's transaction. Its result is returned, and its changes
-    /// broadcast, once the batch has committed.
+    /// Runs `f` inside the next batch's transaction, in a savepoint of its own. Its result is
+    /// returned, and its changes broadcast, once the batch has committed.
     pub async fn write<T, F>(&self, durable: bool, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, Result<(T, Vec<Change>)>>
+            + Send
+            + 'static,
+    {
+        self.enqueue(durable, Writes::Several, f).await
+    }
+
+    /// [`Writer::write`] for an operation that makes at most one write statement (reads
+    /// besides are free): SQLite undoes a failing statement, triggers included, by itself, so
+    /// it needs no savepoint — two fewer round trips to the connection on the hot paths
+    /// (submit, claim, heartbeat, finish, cancel, retry).
+    pub async fn write_one<T, F>(&self, durable: bool, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, Result<(T, Vec<Change>)>>
+            + Send
+            + 'static,
+    {
+        self.enqueue(durable, Writes::One, f).await
+    }
+
+    async fn enqueue<T, F>(&self, durable: bool, writes: Writes, f: F) -> Result<T>
     where
         T: Send + 'static,
         F: for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, Result<(T, Vec<Change>)>>
@@ -56,9 +88,10 @@ impl Writer {
         let (reply, answer) = oneshot::channel::<Result<T>>();
         let op: Op = Box::new(move |conn| {
             Box::pin(async move {
-                let (outcome, tainted) = match conn {
-                    Some(conn) => isolated(conn, f).await,
-                    None => (
+                let (outcome, tainted) = match (conn, writes) {
+                    (Some(conn), Writes::Several) => isolated(conn, f).await,
+                    (Some(conn), Writes::One) => (f(conn).await, false),
+                    (None, _) => (
                         Err(StoreError::Backend(
                             "could not start a write transaction".into(),
                         )),
