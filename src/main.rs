@@ -39,8 +39,9 @@ enum Command {
     /// Transcode one file here, with the same engine the workers run.
     Transcode {
         input: PathBuf,
-        /// The output file; for HLS presets a playlist path (x.m3u8) or a directory (a
-        /// ladder's master playlist is master.m3u8 there, beside the x_RUNG.m3u8 variants).
+        /// The output file; for HLS presets a playlist path (x.m3u8: a ladder's master
+        /// playlist, beside its x_RUNG.m3u8 variants) or a directory (the master is
+        /// master.m3u8 there, beside index_RUNG.m3u8).
         output: PathBuf,
         /// The preset; without it, the default preset for the output's extension.
         #[arg(long, short)]

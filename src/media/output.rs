@@ -44,7 +44,8 @@ pub(crate) struct MuxTarget {
     pub options: Vec<(String, String)>,
 }
 
-/// The file name of an ABR ladder's master playlist, beside its variant playlists.
+/// The file name of an ABR ladder's master playlist when the output is a directory, beside
+/// its variant playlists (given a playlist path, the master is that file).
 pub const MASTER_PLAYLIST: &str = "master.m3u8";
 
 /// The staging area for one transcode.
@@ -113,7 +114,9 @@ impl Layout {
     /// Plans the files for writing `preset` to `output`. For HLS, `output` is the playlist
     /// path (`…/name.m3u8`) or a directory (the name is then `index`). One rendition is
     /// written as `name.m3u8`; a ladder's variant playlists as `name_RENDITION.m3u8`, with
-    /// the master playlist beside them as [`MASTER_PLAYLIST`].
+    /// the master playlist beside them: the playlist path itself, or [`MASTER_PLAYLIST`] in
+    /// a directory. The file asked for is always the one to play, and ladders written beside
+    /// each other under different names never share a master.
     pub fn new(
         output: &Path,
         preset: &Preset,
@@ -211,7 +214,7 @@ impl Layout {
         let temp_dir = final_dir.join(format!(".{stem}.{}.partial", staging_suffix()));
         dirs.make(&temp_dir)?;
         let ladder = renditions.iter().any(Option::is_some);
-        let top = if ladder {
+        let top = if ladder && !is_playlist {
             MASTER_PLAYLIST.to_string()
         } else {
             format!("{stem}.m3u8")

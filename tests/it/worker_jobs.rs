@@ -210,6 +210,35 @@ async fn postgres_stop_mid_transcode_ends_cancelled_within_a_second() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_ladders_under_one_prefix_keep_their_own_master_playlists() {
+    let mut farm = Farm::new(Backend::Sqlite).await;
+    farm.put(&valid("h264_aac.mp4"), "in/first.mp4");
+    farm.put(&valid("h264_aac.mp4"), "in/second.mp4");
+    farm.start_in_process(farm.config());
+    let mut jobs = Vec::new();
+    for key in ["in/first.mp4", "in/second.mp4"] {
+        jobs.push(
+            farm.submit(key, "hls-abr", |s| s.output.prefix = "hls/".into())
+                .await,
+        );
+    }
+    for (job, stem) in jobs.iter().zip(["first", "second"]) {
+        let done = farm.wait_terminal(&job.id, Duration::from_secs(60)).await;
+        assert_eq!(done.status, Status::Succeeded, "{:?}", done.error);
+        // Published last, and named after the input: the master is the job's own.
+        let master = done.outputs.last().unwrap();
+        assert_eq!(master.key, format!("hls/{stem}.m3u8"));
+        let text = std::fs::read_to_string(farm.bucket_dir().join(&master.key)).unwrap();
+        assert!(text.contains("#EXT-X-STREAM-INF"), "{text}");
+        assert!(text.contains(&format!("\n{stem}_480p.m3u8\n")), "{text}");
+        let other = if stem == "first" { "second" } else { "first" };
+        assert!(!text.contains(other), "{text}");
+    }
+    assert!(!farm.bucket_dir().join("hls/master.m3u8").exists());
+    farm.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_job_past_its_time_limit_fails_with_timeout() {
     let mut farm = Farm::new(Backend::Sqlite).await;
     farm.put(&long_clip(), "in/long.mp4");
