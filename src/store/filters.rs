@@ -66,12 +66,17 @@ fn time_column(field: TimeField) -> &'static str {
     }
 }
 
-pub(super) fn narrowing_of(field: TimeField) -> Option<Narrowing> {
+fn narrowing_of(field: TimeField) -> Option<Narrowing> {
     match field {
         TimeField::Created => None,
         TimeField::Started => Some(Narrowing::Started),
         TimeField::Finished => Some(Narrowing::Finished),
     }
+}
+
+/// The narrowing filter `f`'s time window is: a window on when jobs started or finished.
+pub(super) fn window_narrowing(f: &ListFilter) -> Option<Narrowing> {
+    narrowing_of(f.time_field).filter(|_| f.windowed())
 }
 
 /// Which access paths a statement leaves open to the planner.
@@ -117,7 +122,7 @@ pub(super) fn push_filters<DB>(
     for<'q> i64: Encode<'q, DB> + Type<DB>,
     for<'q> String: Encode<'q, DB> + Type<DB>,
 {
-    if f.since.is_some() || f.until.is_some() {
+    if f.windowed() {
         let field = f.time_field;
         let form = narrowing_of(field).map_or(access.ordered(), |n| access.narrowing(n));
         let c = column(dialect, time_column(field), form);

@@ -116,6 +116,13 @@ pub struct ListFilter {
     pub search: Option<String>,
 }
 
+impl ListFilter {
+    /// Whether the filter has a time window (on `time_field`).
+    pub(crate) fn windowed(&self) -> bool {
+        self.since.is_some() || self.until.is_some()
+    }
+}
+
 /// One page of jobs, newest first; `next_cursor` fetches the following page.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Page {

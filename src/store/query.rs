@@ -14,8 +14,10 @@
 use sqlx::{Database, Encode, QueryBuilder, Type};
 
 use super::codec::JOB_COLUMNS;
-use super::filters::{Access, from_jobs, like_escape, narrowing_of, push_filters, push_statuses};
-use super::{ListFilter, Result, TimeField, decode_cursor};
+use super::filters::{
+    Access, from_jobs, like_escape, push_filters, push_statuses, window_narrowing,
+};
+use super::{ListFilter, Result, decode_cursor};
 use crate::job::{Status, Timestamp};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,24 +68,36 @@ pub(crate) enum Plan {
 /// a thousand rows takes about a millisecond; counting them in an index a fraction of that.
 pub(crate) const FEW: i64 = 1000;
 
+/// How a page of `f` is read: each narrowing filter's matches counted by running its probe
+/// with `count` (on the backend's connection), then [`choose`].
+pub(crate) async fn plan<DB, C, Fut>(dialect: Dialect, f: &ListFilter, mut count: C) -> Result<Plan>
+where
+    DB: Database,
+    for<'q> i64: Encode<'q, DB> + Type<DB>,
+    for<'q> String: Encode<'q, DB> + Type<DB>,
+    C: FnMut(QueryBuilder<DB>) -> Fut,
+    Fut: std::future::Future<Output = Result<i64>>,
+{
+    let mut probed = Vec::new();
+    for n in narrowings(f) {
+        probed.push((n, count(probe(dialect, f, n)).await?));
+    }
+    Ok(choose(&probed))
+}
+
 /// The narrowing filters of `f`, each to be probed.
-pub(crate) fn narrowings(f: &ListFilter) -> Vec<Narrowing> {
+fn narrowings(f: &ListFilter) -> Vec<Narrowing> {
     let mut found = Vec::new();
     if f.key_prefix.is_some() {
         found.push(Narrowing::KeyPrefix);
     }
-    let windowed = f.since.is_some() || f.until.is_some();
-    match f.time_field {
-        TimeField::Started if windowed => found.push(Narrowing::Started),
-        TimeField::Finished if windowed => found.push(Narrowing::Finished),
-        _ => {}
-    }
+    found.extend(window_narrowing(f));
     found
 }
 
 /// The plan for the probed counts (each at most `FEW`): the first filter with fewer matches
 /// finds the page; otherwise walk.
-pub(crate) fn choose(probed: &[(Narrowing, i64)]) -> Plan {
+fn choose(probed: &[(Narrowing, i64)]) -> Plan {
     probed
         .iter()
         .find(|(_, n)| *n < FEW)
@@ -95,7 +109,7 @@ const FINISHED: [Status; 3] = [Status::Succeeded, Status::Failed, Status::Cancel
 
 /// Counts up to `FEW` matches of one narrowing filter alone, through its index (what the
 /// other filters would remove is not known before reading).
-pub(crate) fn probe<DB>(dialect: Dialect, f: &ListFilter, n: Narrowing) -> QueryBuilder<DB>
+fn probe<DB>(dialect: Dialect, f: &ListFilter, n: Narrowing) -> QueryBuilder<DB>
 where
     DB: Database,
     for<'q> i64: Encode<'q, DB> + Type<DB>,
@@ -133,18 +147,17 @@ where
         qb.push(", ").push_bind(FEW).push(")");
         return qb;
     }
-    let alone = ListFilter {
-        time_field: f.time_field,
-        since: Some(Timestamp(window.0)),
-        until: Some(Timestamp(window.1)),
-        ..ListFilter::default()
-    };
     let alone = match n {
         Narrowing::KeyPrefix => ListFilter {
             key_prefix: Some(prefix),
             ..ListFilter::default()
         },
-        _ => alone,
+        Narrowing::Started | Narrowing::Finished => ListFilter {
+            time_field: f.time_field,
+            since: Some(Timestamp(window.0)),
+            until: Some(Timestamp(window.1)),
+            ..ListFilter::default()
+        },
     };
     let access = Access::Only(n);
     let mut qb = QueryBuilder::new("SELECT COUNT(*) FROM (SELECT 1");
@@ -177,7 +190,7 @@ fn parts(f: &ListFilter, plan: Plan) -> Option<Vec<Part>> {
     }
     let n = match plan {
         Plan::Find(n) => return Some(vec![Part::Find(n, wanted)]),
-        Plan::Walk => narrowing_of(f.time_field).filter(|_| f.since.is_some() || f.until.is_some()),
+        Plan::Walk => window_narrowing(f),
     };
     match n {
         // Walking only ended jobs skips the queued and running ones, which have no
@@ -299,8 +312,7 @@ where
 
 /// Whether `f` narrows the jobs at all (statuses aside, which counts ignore).
 fn unfiltered(f: &ListFilter) -> bool {
-    f.since.is_none()
-        && f.until.is_none()
+    !f.windowed()
         && f.bucket.is_none()
         && f.key_prefix.is_none()
         && f.preset.is_none()
@@ -321,11 +333,8 @@ where
             "SELECT status, CAST(SUM(n) AS BIGINT) AS n FROM job_counts GROUP BY status",
         );
     }
-    let windowed = f.since.is_some() || f.until.is_some();
-    let access = match narrowing_of(f.time_field) {
-        Some(n) if windowed => Access::Only(n),
-        _ => Access::Any,
-    };
+    let windowed = f.windowed();
+    let access = window_narrowing(f).map_or(Access::Any, Access::Only);
     let mut qb = QueryBuilder::new("SELECT status, COUNT(*) AS n");
     qb.push(from_jobs(dialect, access)).push(" WHERE 1 = 1");
     // Every status a match can have, named: a time window is then a range per status in an
@@ -346,6 +355,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::TimeField;
 
     fn sql(qb: QueryBuilder<sqlx::Sqlite>) -> String {
         qb.into_sql().as_str().to_string()

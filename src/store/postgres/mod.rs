@@ -115,16 +115,8 @@ impl PostgresStore {
     /// `synchronous_commit` as the connections of each pool report it: (the durable pool's,
     /// the asynchronous pool's).
     pub async fn synchronous_commit(&self) -> Result<(String, String)> {
-        let mut modes = Vec::with_capacity(2);
-        for pool in [&self.durable, &self.fast] {
-            let mode: String = sqlx::query_scalar("SHOW synchronous_commit")
-                .fetch_one(pool)
-                .await?;
-            modes.push(mode);
-        }
-        let fast = modes.pop().unwrap_or_default();
-        let durable = modes.pop().unwrap_or_default();
-        Ok((durable, fast))
+        let show = |pool| sqlx::query_scalar("SHOW synchronous_commit").fetch_one(pool);
+        Ok((show(&self.durable).await?, show(&self.fast).await?))
     }
 }
 

@@ -1,6 +1,6 @@
 //! PostgreSQL reads: jobs, pages, counts, history, logs, attempts, workers.
 
-use sqlx::{PgPool, Row};
+use sqlx::{PgPool, Postgres, QueryBuilder, Row};
 
 use crate::job::{Job, Status, Timestamp};
 use crate::store::codec::{JOB_COLUMNS, encode_cursor, job_from_row};
@@ -27,15 +27,14 @@ pub(super) async fn list(
     cursor: Option<&str>,
 ) -> Result<Page> {
     let limit = page_limit(limit);
-    let mut probed = Vec::new();
-    for n in query::narrowings(filter) {
-        let few: i64 = query::probe::<sqlx::Postgres>(Dialect::Postgres, filter, n)
-            .build_query_scalar()
-            .fetch_one(pool)
-            .await?;
-        probed.push((n, few));
-    }
-    let plan = query::choose(&probed);
+    let plan = query::plan(
+        Dialect::Postgres,
+        filter,
+        |mut qb: QueryBuilder<Postgres>| async move {
+            Ok(qb.build_query_scalar().fetch_one(pool).await?)
+        },
+    )
+    .await?;
     let mut qb = query::list::<sqlx::Postgres>(Dialect::Postgres, filter, plan, limit, cursor)?;
     let rows = qb.build().fetch_all(pool).await?;
     let mut jobs = rows.iter().map(job_from_row).collect::<Result<Vec<_>>>()?;

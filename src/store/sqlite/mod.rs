@@ -15,7 +15,7 @@ use async_trait::async_trait;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::{ConnectOptions, Connection, Row};
+use sqlx::{ConnectOptions, Connection, QueryBuilder, Row, Sqlite};
 use tokio::sync::broadcast;
 
 use super::codec::{JOB_COLUMNS, encode_cursor, job_from_row};
@@ -140,15 +140,14 @@ impl JobStore for SqliteStore {
 
     async fn list(&self, filter: &ListFilter, limit: u32, cursor: Option<&str>) -> Result<Page> {
         let limit = page_limit(limit);
-        let mut probed = Vec::new();
-        for n in query::narrowings(filter) {
-            let few: i64 = query::probe::<sqlx::Sqlite>(Dialect::Sqlite, filter, n)
-                .build_query_scalar()
-                .fetch_one(&self.read)
-                .await?;
-            probed.push((n, few));
-        }
-        let plan = query::choose(&probed);
+        let plan = query::plan(
+            Dialect::Sqlite,
+            filter,
+            |mut qb: QueryBuilder<Sqlite>| async move {
+                Ok(qb.build_query_scalar().fetch_one(&self.read).await?)
+            },
+        )
+        .await?;
         let mut qb = query::list::<sqlx::Sqlite>(Dialect::Sqlite, filter, plan, limit, cursor)?;
         let rows = qb.build().fetch_all(&self.read).await?;
         let mut jobs = rows.iter().map(job_from_row).collect::<Result<Vec<_>>>()?;
