@@ -144,23 +144,10 @@ pub fn ffarm_bin() -> PathBuf {
 
 /// Files under `dir`, recursively, as paths relative to it (sorted).
 pub fn files_under(dir: &Path) -> Vec<String> {
-    let mut out = Vec::new();
-    fn walk(base: &Path, dir: &Path, out: &mut Vec<String>) {
-        let Ok(rd) = std::fs::read_dir(dir) else {
-            return;
-        };
-        for e in rd.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                walk(base, &p, out);
-            } else if let Ok(rel) = p.strip_prefix(base) {
-                out.push(rel.to_string_lossy().into_owned());
-            }
-        }
-    }
-    walk(dir, dir, &mut out);
-    out.sort();
-    out
+    paths_under(dir)
+        .into_iter()
+        .filter(|p| !p.ends_with('/'))
+        .collect()
 }
 
 /// Files and directories under `dir`, recursively, relative to it (sorted; directories end
@@ -303,3 +290,10 @@ options = { threads = 1 }
 codec = "aac"
 bitrate = "128k"
 "#;
+
+/// A temp directory of presets holding `SLOW_PRESET` as the preset `slow-test`.
+pub fn slow_presets_dir() -> tempfile::TempDir {
+    let dir = tempdir();
+    std::fs::write(dir.path().join("slow-test.toml"), SLOW_PRESET).unwrap();
+    dir
+}

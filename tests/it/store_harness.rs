@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use ffarm::job::RetryPolicy;
+use ffarm::job::{Job, RetryPolicy};
 use ffarm::store::JobStore;
 use ffarm::store::postgres::PostgresStore;
 use ffarm::store::sqlite::SqliteStore;
@@ -91,23 +91,10 @@ impl TestStore {
 
     /// Runs SQL on the data directly, beside the store (to arrange a state or inject a fault).
     pub async fn execute(&self, sql: &str) {
-        let sql = sqlx::AssertSqlSafe(sql.to_string());
         if self.is_postgres() {
-            let mut conn = sqlx::PgConnection::connect(&self.url)
-                .await
-                .expect("connect");
-            sqlx::raw_sql(sql)
-                .execute(&mut conn)
-                .await
-                .expect("execute");
+            execute_on::<sqlx::PgConnection>(&self.url, sql).await;
         } else {
-            let mut conn = sqlx::SqliteConnection::connect(&self.url)
-                .await
-                .expect("connect");
-            sqlx::raw_sql(sql)
-                .execute(&mut conn)
-                .await
-                .expect("execute");
+            execute_on::<sqlx::SqliteConnection>(&self.url, sql).await;
         }
     }
 
@@ -116,6 +103,37 @@ impl TestStore {
     pub async fn cleanup(self) {
         drop(self);
     }
+}
+
+/// Submits a job for each key (its spec as `store_conformance::spec` makes it), all at once,
+/// spreading them over `stores` in turn: the jobs, in the order of the keys.
+pub async fn submit_together(
+    stores: &[Arc<dyn JobStore>],
+    keys: impl IntoIterator<Item = String>,
+) -> Vec<Job> {
+    let submits = keys.into_iter().enumerate().map(|(i, key)| {
+        let s = &stores[i % stores.len()];
+        async move {
+            s.submit(None, crate::store_conformance::spec(&key))
+                .await
+                .unwrap()
+                .job
+        }
+    });
+    futures_util::future::join_all(submits).await
+}
+
+/// Runs SQL on a connection of its own, of the kind `C`, to the data at `url`.
+async fn execute_on<C>(url: &str, sql: &str)
+where
+    C: Connection,
+    for<'c> &'c mut C: sqlx::Executor<'c, Database = C::Database>,
+{
+    let mut conn = C::connect(url).await.expect("connect");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_string()))
+        .execute(&mut conn)
+        .await
+        .expect("execute");
 }
 
 /// A new, empty database on the local PostgreSQL (no store has migrated it): its URL, and the

@@ -13,7 +13,7 @@ use ffarm::job::{Job, JobError, Outcome, Status};
 use ffarm::store::{Change, JobStore, StoreError};
 
 use crate::store_conformance::spec;
-use crate::store_harness::{TestStore, with_test_store};
+use crate::store_harness::{TestStore, submit_together, with_test_store};
 
 const LEASE: Duration = Duration::from_secs(30);
 
@@ -41,19 +41,11 @@ async fn claimers_on_separate_instances_never_share_a_job(ts: TestStore) {
         stores.push(ts.another().await);
     }
     for round in 0..25 {
-        let submits = (0..150).map(|i| {
-            let s = stores[i % stores.len()].clone();
-            async move {
-                s.submit(None, spec(&format!("in/r{round}-{i}.mp4")))
-                    .await
-                    .unwrap()
-                    .job
-                    .id
-            }
-        });
-        let ids: HashSet<String> = futures_util::future::join_all(submits)
+        let keys = (0..150).map(|i| format!("in/r{round}-{i}.mp4"));
+        let ids: HashSet<String> = submit_together(&stores, keys)
             .await
             .into_iter()
+            .map(|j| j.id)
             .collect();
         let claimers = stores
             .iter()
@@ -317,19 +309,11 @@ fn child_claimer() {
 /// `ffarm serve` would (on SQLite: the same file on the same machine). Every job is claimed
 /// once, and both processes get some.
 async fn claimers_in_another_process_never_share_a_job(ts: TestStore) {
-    let submits = (0..1200).map(|i| {
-        let s = ts.store.clone();
-        async move {
-            s.submit(None, spec(&format!("in/p{i}.mp4")))
-                .await
-                .unwrap()
-                .job
-                .id
-        }
-    });
-    let ids: HashSet<String> = futures_util::future::join_all(submits)
+    let keys = (0..1200).map(|i| format!("in/p{i}.mp4"));
+    let ids: HashSet<String> = submit_together(std::slice::from_ref(&ts.store), keys)
         .await
         .into_iter()
+        .map(|j| j.id)
         .collect();
     let mut child = Command::new(std::env::current_exe().unwrap())
         .args([

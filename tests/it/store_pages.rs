@@ -10,7 +10,7 @@ use ffarm::job::{Job, JobError, Outcome, Status, Timestamp};
 use ffarm::store::{JobStore, ListFilter, TimeField};
 
 use crate::store_conformance::spec;
-use crate::store_harness::{TestStore, with_test_store};
+use crate::store_harness::{TestStore, submit_together, with_test_store};
 
 const LEASE: Duration = Duration::from_secs(30);
 
@@ -48,12 +48,8 @@ fn assert_newest_first_once(seen: &[(Timestamp, String)], what: &str) {
 /// timestamp) are ordered by id, and a page boundary among them loses and repeats none.
 async fn jobs_created_together_page_correctly(ts: TestStore) {
     let s = &*ts.store;
-    let submits = (0..300).map(|i| s.submit(None, spec(&format!("in/t{i:04}.mp4"))));
-    let jobs: Vec<Job> = futures_util::future::join_all(submits)
-        .await
-        .into_iter()
-        .map(|r| r.unwrap().job)
-        .collect();
+    let keys = (0..300).map(|i| format!("in/t{i:04}.mp4"));
+    let jobs = submit_together(std::slice::from_ref(&ts.store), keys).await;
     if ts.is_postgres() {
         let times: HashSet<Timestamp> = jobs.iter().map(|j| j.created_at).collect();
         assert!(

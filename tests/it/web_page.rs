@@ -15,7 +15,7 @@ use futures_util::StreamExt;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{ffarm_bin, malformed_dir, tempdir, valid};
+use crate::helpers::{ffarm_bin, malformed_dir, slow_presets_dir, tempdir, valid};
 
 /// How long one browser script may take before it is killed.
 const SCRIPT_LIMIT: Duration = Duration::from_secs(150);
@@ -414,12 +414,7 @@ fn web_page_files_are_served_open_typed_and_cached() {
 #[test]
 fn web_page_terminal_into_a_running_task() {
     let token = "terminal-test-token-0123";
-    let presets = tempdir();
-    std::fs::write(
-        presets.path().join("slow-test.toml"),
-        crate::helpers::SLOW_PRESET,
-    )
-    .unwrap();
+    let presets = slow_presets_dir();
     let env = [
         ("FFARM_EXEC__ENABLED", "true".to_string()),
         ("FFARM_PRESETS_DIR", presets.path().display().to_string()),
@@ -433,12 +428,7 @@ fn web_page_terminal_into_a_running_task() {
 #[test]
 fn web_page_terminal_with_its_own_exec_token() {
     let (token, exec_token) = ("terminal-test-token-0123", "exec-only-token-456789");
-    let presets = tempdir();
-    std::fs::write(
-        presets.path().join("slow-test.toml"),
-        crate::helpers::SLOW_PRESET,
-    )
-    .unwrap();
+    let presets = slow_presets_dir();
     let env = [
         ("FFARM_EXEC__ENABLED", "true".to_string()),
         ("FFARM_EXEC__TOKEN", exec_token.to_string()),

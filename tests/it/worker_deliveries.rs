@@ -238,12 +238,7 @@ async fn a_draining_worker_finishes_the_delivery_in_flight() {
     }
     // The destination is still answering: the worker is asked to stop now.
     let asked = Instant::now();
-    kill(Pid::from_raw(worker as i32), Signal::SIGTERM).unwrap();
-    let mut child = farm.processes.pop().unwrap();
-    let status = tokio::task::spawn_blocking(move || child.wait())
-        .await
-        .unwrap()
-        .unwrap();
+    let status = farm.signal_and_wait(worker, Signal::SIGTERM).await;
     assert!(status.success(), "{status}");
     assert!(
         asked.elapsed() >= Duration::from_millis(1500),

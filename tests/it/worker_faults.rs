@@ -8,7 +8,6 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::post;
 use ffarm::job::Status;
-use ffarm::store::Change;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
@@ -77,14 +76,7 @@ async fn a_task_that_ignores_the_stop_is_killed_when_the_grace_period_ends() {
     let pid = farm.task_pid(&job.id, 1).await;
     // Stop right after a heartbeat (progress is announced by it): a kill that waited for the
     // heartbeat after the grace period would land about a second late.
-    let mut changes = farm.store.subscribe();
-    loop {
-        match tokio::time::timeout(Duration::from_secs(5), changes.recv()).await {
-            Ok(Ok(Change::Progress { id, .. })) if id == job.id => break,
-            Ok(Ok(_)) => {}
-            other => panic!("no progress announced: {other:?}"),
-        }
-    }
+    farm.wait_heartbeat(&job.id).await;
     let asked = Instant::now();
     farm.store.cancel(&job.id, "").await.unwrap();
     tokio::time::sleep(Duration::from_millis(800)).await;
@@ -329,12 +321,7 @@ async fn draining_hands_running_jobs_back_without_losing_an_attempt() {
     farm.wait_transcoding(&job.id, 2.0).await;
     let task = farm.task_pid(&job.id, 1).await;
     let asked = Instant::now();
-    kill(Pid::from_raw(worker as i32), Signal::SIGTERM).unwrap();
-    let mut child = farm.processes.pop().unwrap();
-    let status = tokio::task::spawn_blocking(move || child.wait())
-        .await
-        .unwrap()
-        .unwrap();
+    let status = farm.signal_and_wait(worker, Signal::SIGTERM).await;
     assert!(status.success(), "a clean exit after draining: {status}");
     assert!(
         asked.elapsed() < Duration::from_secs(8),
@@ -380,12 +367,7 @@ async fn a_second_signal_stops_a_draining_worker_at_once() {
         "still draining"
     );
     let asked = Instant::now();
-    kill(Pid::from_raw(worker as i32), Signal::SIGTERM).unwrap();
-    let mut child = farm.processes.pop().unwrap();
-    let status = tokio::task::spawn_blocking(move || child.wait())
-        .await
-        .unwrap()
-        .unwrap();
+    let status = farm.signal_and_wait(worker, Signal::SIGTERM).await;
     assert!(status.success());
     assert!(
         asked.elapsed() < Duration::from_secs(5),

@@ -3,14 +3,16 @@
 //! are still real `ffarm task` child processes) or as `ffarm worker` processes.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ffarm::config::Config;
 use ffarm::job::{Job, JobSpec, ObjectRef, OutputTarget, Status};
-use ffarm::store::JobStore;
+use ffarm::store::{Change, JobStore};
 use ffarm::worker::{self, Shutdown};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
 use tokio::sync::watch;
 
 use crate::helpers::{ffarm_bin, valid};
@@ -111,6 +113,22 @@ impl Farm {
         pid
     }
 
+    /// Sends `signal` to the farm's process `pid` (a number `start_process` returned) and waits,
+    /// off the runtime, until it exits; it is no longer one of the farm's processes then.
+    pub async fn signal_and_wait(&mut self, pid: u32, signal: Signal) -> ExitStatus {
+        kill(Pid::from_raw(pid as i32), signal).unwrap();
+        let at = self
+            .processes
+            .iter()
+            .position(|p| p.id() == pid)
+            .expect("a process of this farm");
+        let mut child = self.processes.remove(at);
+        tokio::task::spawn_blocking(move || child.wait())
+            .await
+            .unwrap()
+            .unwrap()
+    }
+
     pub async fn submit(&self, key: &str, preset: &str, tweak: impl FnOnce(&mut JobSpec)) -> Job {
         let mut spec = JobSpec {
             input: ObjectRef {
@@ -168,6 +186,19 @@ impl Farm {
                 })
         })
         .await
+    }
+
+    /// Waits for the next progress the store announces for the job (the worker's heartbeat
+    /// carries it); fails the test when 5 s pass without any change announced.
+    pub async fn wait_heartbeat(&self, id: &str) {
+        let mut changes = self.store.subscribe();
+        loop {
+            match tokio::time::timeout(Duration::from_secs(5), changes.recv()).await {
+                Ok(Ok(Change::Progress { id: got, .. })) if got == id => break,
+                Ok(Ok(_)) => {}
+                other => panic!("no progress announced: {other:?}"),
+            }
+        }
     }
 
     /// The task process id the worker logged for `attempt`.

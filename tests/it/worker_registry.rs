@@ -55,12 +55,7 @@ async fn a_worker_registers_its_host_version_slots_and_address() {
     assert!(!w.draining);
     assert_eq!(ffarm::worker::state(&w, Timestamp::now()), "active");
     // A clean exit takes it off the registry.
-    kill(Pid::from_raw(pid as i32), Signal::SIGTERM).unwrap();
-    let mut child = farm.processes.pop().unwrap();
-    let status = tokio::task::spawn_blocking(move || child.wait())
-        .await
-        .unwrap()
-        .unwrap();
+    let status = farm.signal_and_wait(pid, Signal::SIGTERM).await;
     assert!(status.success());
     assert!(farm.store.workers().await.unwrap().is_empty());
     farm.cleanup().await;

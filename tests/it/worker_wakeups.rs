@@ -6,7 +6,6 @@
 use std::time::{Duration, Instant};
 
 use ffarm::job::Status;
-use ffarm::store::Change;
 
 use crate::helpers::valid;
 use crate::worker_harness::{Backend, Farm, alive, long_clip};
@@ -92,14 +91,7 @@ async fn a_stop_reaches_the_task_before_the_next_heartbeat(backend: Backend) {
     let pid = farm.task_pid(&job.id, 1).await;
     // Progress is announced by the heartbeat: stopping right after one leaves a whole second
     // before the next, which would carry the stop too if nothing else did.
-    let mut changes = farm.store.subscribe();
-    loop {
-        match tokio::time::timeout(Duration::from_secs(5), changes.recv()).await {
-            Ok(Ok(Change::Progress { id, .. })) if id == job.id => break,
-            Ok(Ok(_)) => {}
-            other => panic!("no progress announced: {other:?}"),
-        }
-    }
+    farm.wait_heartbeat(&job.id).await;
     let asked = Instant::now();
     farm.store
         .cancel(&job.id, "stop from the test")
