@@ -181,6 +181,13 @@ pub(crate) struct OpenedAudio {
     pub frame_size: Option<u32>,
 }
 
+impl OpenedAudio {
+    /// The encoder's own time base: one tick per sample.
+    pub fn time_base(&self) -> ff::Rational {
+        ff::Rational::new(1, self.sample_rate as i32)
+    }
+}
+
 /// Opens an audio encoder for a source with `source_rate` Hz, `source_channels` channels and
 /// samples in `source_format`.
 pub(crate) fn open_audio(

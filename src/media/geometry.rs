@@ -54,20 +54,9 @@ pub(crate) fn fit(
     max_height: Option<u32>,
 ) -> (u32, u32) {
     let (w, h) = (f64::from(width.max(2)), f64::from(height.max(2)));
-    let sar = if sar.0 > 0 && sar.1 > 0 {
-        f64::from(sar.0) / f64::from(sar.1)
-    } else {
-        1.0
-    };
-    let aspect = w * sar / h;
     let box_w = max_width.map_or(w, |m| w.min(f64::from(m)));
     let box_h = max_height.map_or(h, |m| h.min(f64::from(m)));
-    let (out_w, out_h) = if box_w / box_h > aspect {
-        (box_h * aspect, box_h)
-    } else {
-        (box_w, box_w / aspect)
-    };
-    (even_within(out_w, box_w), even_within(out_h, box_h))
+    inside(display_aspect(width, height, sar), box_w, box_h)
 }
 
 /// The size a `width`×`height` picture (pixel aspect `sar`) takes inside an output frame of
@@ -75,14 +64,24 @@ pub(crate) fn fit(
 /// display aspect kept, as large as fits — up or down, since the frame's size is already
 /// decided — with even sides. The rest of the frame is padded ([`picture_chain`]).
 pub(crate) fn fit_into(width: u32, height: u32, sar: (i32, i32), frame: (u32, u32)) -> (u32, u32) {
+    let (box_w, box_h) = (f64::from(frame.0.max(2)), f64::from(frame.1.max(2)));
+    inside(display_aspect(width, height, sar), box_w, box_h)
+}
+
+/// The display aspect (width over height) of a `width`×`height` picture of pixel aspect
+/// `sar` (square when unknown).
+fn display_aspect(width: u32, height: u32, sar: (i32, i32)) -> f64 {
     let (w, h) = (f64::from(width.max(2)), f64::from(height.max(2)));
     let sar = if sar.0 > 0 && sar.1 > 0 {
         f64::from(sar.0) / f64::from(sar.1)
     } else {
         1.0
     };
-    let aspect = w * sar / h;
-    let (box_w, box_h) = (f64::from(frame.0.max(2)), f64::from(frame.1.max(2)));
+    w * sar / h
+}
+
+/// The largest even size of display aspect `aspect` inside a `box_w`×`box_h` box.
+fn inside(aspect: f64, box_w: f64, box_h: f64) -> (u32, u32) {
     let (out_w, out_h) = if box_w / box_h > aspect {
         (box_h * aspect, box_h)
     } else {

@@ -309,14 +309,15 @@ pub(crate) fn plan(
         };
         at.clamp(0.0, (d - 0.05).max(0.0))
     });
+    let duration_source = ffi::duration_source(&input.ctx);
     Ok(Plan {
         outputs,
         video,
         audio,
         subtitles,
         duration: duration.filter(|d| *d > 0.0),
-        duration_trusted: ffi::duration_source(&input.ctx) != DurationSource::BitRate,
-        limit: OutputLimit::new(duration, ffi::duration_source(&input.ctx)),
+        duration_trusted: duration_source != DurationSource::BitRate,
+        limit: OutputLimit::new(duration, duration_source),
         start_offset_us: ffi::input_start_time(&input.ctx).unwrap_or(0),
         poster_at,
         global_header: muxer_flags & ffi::AVFMT_GLOBALHEADER != 0,

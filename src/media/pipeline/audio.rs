@@ -54,13 +54,6 @@ struct Encoding {
     opened: OpenedAudio,
 }
 
-impl Encoding {
-    /// The encoder's own time base: one tick per sample.
-    fn time_base(&self) -> ff::Rational {
-        ff::Rational::new(1, self.opened.sample_rate as i32)
-    }
-}
-
 pub(crate) fn run(
     shared: &Shared,
     mut lane: AudioLane,
@@ -195,14 +188,7 @@ fn start(
     };
     let reframe = opened
         .frame_size
-        .map(|n| {
-            Graph::audio(
-                &encoder_shape,
-                ff::Rational::new(1, opened.sample_rate as i32),
-                "anull",
-                Some(n),
-            )
-        })
+        .map(|n| Graph::audio(&encoder_shape, opened.time_base(), "anull", Some(n)))
         .transpose()?;
     let params = ff::codec::Parameters::from(&opened.encoder);
     let codec_string = match group.spec.codec {
@@ -213,7 +199,7 @@ fn start(
     for (tx, slot) in &group.targets {
         let setup = StreamSetup {
             params: params.clone(),
-            time_base: ff::Rational::new(1, opened.sample_rate as i32),
+            time_base: opened.time_base(),
             frame_rate: None,
             display_matrix: None,
             hvc1: false,
@@ -254,10 +240,10 @@ fn encode_error(opened: &OpenedAudio, e: &ff::Error, mark: u64) -> MediaError {
     }
 }
 
-/// Gives `frame`, which came out of `graph`, the encoder's time base.
-fn retime(frame: &mut ff::frame::Audio, graph: &mut Graph, to: ff::Rational) {
+/// Gives `frame`, which came out of a graph whose sink's time base is `from`, the encoder's
+/// time base `to`.
+fn retime(frame: &mut ff::frame::Audio, from: ff::Rational, to: ff::Rational) {
     use ff::Rescale;
-    let from = graph.output_time_base();
     if from != to {
         let pts = frame.pts().map(|p| p.rescale(from, to));
         frame.set_pts(pts);
@@ -267,13 +253,13 @@ fn retime(frame: &mut ff::frame::Audio, graph: &mut Graph, to: ff::Rational) {
 /// Moves converted frames on: through the re-framing graph when there is one, else straight
 /// into the encoder.
 fn pump(st: &mut Encoding, targets: &[(Sender<MuxMsg>, usize)]) -> Result<(), MediaError> {
-    let tb = st.time_base();
+    let (from, tb) = (st.convert.output_time_base(), st.opened.time_base());
     loop {
         let mut converted = ff::frame::Audio::empty();
         if !st.convert.pull(&mut converted)? {
             return Ok(());
         }
-        retime(&mut converted, &mut st.convert, tb);
+        retime(&mut converted, from, tb);
         match st.reframe.as_mut() {
             Some(reframe) => {
                 reframe.push(&converted)?;
@@ -287,16 +273,17 @@ fn pump(st: &mut Encoding, targets: &[(Sender<MuxMsg>, usize)]) -> Result<(), Me
 /// Encodes every whole frame the re-framing graph has ready (and, once it is finished, the
 /// last partial one).
 fn drain_reframe(st: &mut Encoding, targets: &[(Sender<MuxMsg>, usize)]) -> Result<(), MediaError> {
-    let tb = st.time_base();
+    let tb = st.opened.time_base();
     let Some(reframe) = st.reframe.as_mut() else {
         return Ok(());
     };
+    let from = reframe.output_time_base();
     loop {
         let mut framed = ff::frame::Audio::empty();
         if !reframe.pull(&mut framed)? {
             return Ok(());
         }
-        retime(&mut framed, reframe, tb);
+        retime(&mut framed, from, tb);
         send(&mut st.opened, &framed, targets)?;
     }
 }
@@ -318,7 +305,7 @@ fn receive_packets(
     opened: &mut OpenedAudio,
     targets: &[(Sender<MuxMsg>, usize)],
 ) -> Result<(), MediaError> {
-    let time_base = ff::Rational::new(1, opened.sample_rate as i32);
+    let time_base = opened.time_base();
     loop {
         let mut packet = ff::Packet::empty();
         let mark = ffi::log_mark();

@@ -17,7 +17,7 @@ use crate::media::encode::{self, VideoInputShape};
 use crate::media::error::MediaError;
 use crate::media::ffi;
 use crate::media::geometry::{self, DEINTERLACE, Rotation};
-use crate::media::graph::Graph;
+use crate::media::graph::{Graph, VideoShape};
 use crate::media::plan::RenditionPlan;
 use crate::preset::VideoCodec;
 
@@ -265,11 +265,6 @@ fn rendition_graph(
     Graph::video(frame, lane.time_base, lane.frame_rate, &chain)
 }
 
-fn sample_aspect(frame: &ff::frame::Video) -> (i32, i32) {
-    let sar = frame.aspect_ratio();
-    (sar.numerator(), sar.denominator())
-}
-
 pub(crate) fn run_rendition(
     shared: &Shared,
     lane: RenditionLane,
@@ -286,7 +281,7 @@ pub(crate) fn run_rendition(
                 let size = geometry::fit(
                     frame.width(),
                     frame.height(),
-                    sample_aspect(&frame),
+                    VideoShape::of(&frame).sar,
                     lane.plan.max_width,
                     lane.plan.max_height,
                 );
@@ -306,7 +301,7 @@ pub(crate) fn run_rendition(
                 let size = geometry::fit_into(
                     frame.width(),
                     frame.height(),
-                    sample_aspect(&frame),
+                    VideoShape::of(&frame).sar,
                     e.frame,
                 );
                 tracing::info!(
