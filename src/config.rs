@@ -408,14 +408,19 @@ impl Config {
 
     /// This worker's registry id.
     pub fn worker_id(&self) -> String {
-        self.worker.id.clone().unwrap_or_else(|| {
-            let host = nix::unistd::gethostname()
-                .ok()
-                .and_then(|h| h.into_string().ok())
-                .unwrap_or_else(|| "localhost".into());
-            format!("{host}/{}", std::process::id())
-        })
+        self.worker
+            .id
+            .clone()
+            .unwrap_or_else(|| format!("{}/{}", hostname(), std::process::id()))
     }
+}
+
+/// This machine's host name, as workers register it and exec sessions are signed with.
+pub fn hostname() -> String {
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_else(|| "localhost".into())
 }
 
 #[cfg(test)]

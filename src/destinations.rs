@@ -180,7 +180,8 @@ impl Courier {
     async fn try_once(self, d: Delivery) {
         let job = &d.job;
         let Some(url) = target(job) else {
-            // Nowhere to go: nothing to record either.
+            // Nowhere to go: nothing to record either. Defensive only: the outbox takes an
+            // ending only when the job has the matching URL.
             if let Err(e) = self
                 .store
                 .record_delivery(d.id, &self.holder, None, None)
@@ -197,11 +198,12 @@ impl Courier {
         };
         let try_no = d.tries + 1;
         let tries = self.settings.attempts.max(1);
+        let key = idempotency_key(&d);
         let sent = self
             .http
             .post(&url)
             .timeout(Duration::from_secs(self.settings.timeout_seconds.max(1)))
-            .header("Idempotency-Key", idempotency_key(&d))
+            .header("Idempotency-Key", &key)
             .header("X-Ffarm-Delivery-Try", try_no.to_string())
             .json(job)
             .send()
@@ -231,7 +233,7 @@ impl Courier {
             "status": status,
             "delivered": ok,
             "gave_up": gave_up,
-            "idempotency_key": idempotency_key(&d),
+            "idempotency_key": key,
         });
         let next = (!ok && !gave_up).then(|| Timestamp::now().plus(backoff(try_no)));
         if gave_up {

@@ -154,7 +154,9 @@ async fn start_watch(
         if app.config.slots() == 0 {
             // An API-only node: whatever runs these jobs runs elsewhere.
             tracing::warn!(
-                "bucket {} is a folder on this machine and this node runs no workers: jobs                  made from {} need workers that can read that folder (a shared mount);                  otherwise give the bucket an s3:// URL or set `triggers = []`",
+                "bucket {} is a folder on this machine and this node runs no workers: jobs \
+                 made from {} need workers that can read that folder (a shared mount); \
+                 otherwise give the bucket an s3:// URL or set `triggers = []`",
                 s.bucket,
                 s.root.join(&s.prefix).display()
             );

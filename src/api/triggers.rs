@@ -12,9 +12,6 @@ use super::AppState;
 use super::error::{ApiError, ApiResult, ErrorBody, Json};
 use crate::triggers::{FiredJob, Ignored, Parsed, PayloadError};
 
-/// The SNS message type that subscribes this endpoint to a topic.
-const SNS_CONFIRMATION: &str = "SubscriptionConfirmation";
-
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct TriggerAnswer {
     pub jobs: Vec<FiredJob>,
@@ -32,7 +29,7 @@ async fn handle(
     let parsed = parse(&body).map_err(|e| ApiError::bad_request("bad-payload", e.0))?;
     let fired = app.triggers.fire(parsed).await?;
     for i in &fired.ignored {
-        if i.event.as_deref() == Some(SNS_CONFIRMATION) {
+        if i.event.as_deref() == Some(crate::triggers::s3::SNS_CONFIRMATION) {
             // SNS sends the confirmation URL once, and only an operator can visit it: say it
             // where they look, not at debug level.
             tracing::warn!("{}", i.reason);

@@ -253,11 +253,9 @@ pub fn signal_session(leader: Pid, signal: Signal) {
     }
 }
 
-/// A process's group and session, from `/proc/PID/stat` (fields 5 and 6; the name in
-/// field 2 may hold spaces and parentheses, so parse after its last ')').
+/// A process's group and session, from `/proc/PID/stat` (fields 5 and 6).
 fn groups_of(pid: i32) -> Option<(i32, i32)> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = &stat[stat.rfind(')')? + 1..];
+    let rest = process::stat_after_name(pid)?;
     let mut fields = rest.split_whitespace();
     let _state = fields.next()?;
     let _ppid = fields.next()?;

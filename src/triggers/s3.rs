@@ -69,6 +69,10 @@ fn records_array(records: &Value, out: &mut Parsed) -> Result<(), PayloadError> 
     Ok(())
 }
 
+/// The SNS message type that subscribes an endpoint to a topic: answered as ignored, with the
+/// URL an operator must visit.
+pub(crate) const SNS_CONFIRMATION: &str = "SubscriptionConfirmation";
+
 /// An SNS HTTP delivery: a notification wraps the S3 event in its `Message` string.
 fn sns(v: &Value, kind: &Value, depth: usize, out: &mut Parsed) -> Result<(), PayloadError> {
     let note = |reason: String| envelope::ignored(None, None, kind.as_str(), reason);
@@ -80,7 +84,7 @@ fn sns(v: &Value, kind: &Value, depth: usize, out: &mut Parsed) -> Result<(), Pa
                 .map_err(|e| PayloadError(format!("SNS Message: {e}")))?;
             read(&inner, depth + 1, out)
         }
-        Some("SubscriptionConfirmation") => {
+        Some(SNS_CONFIRMATION) => {
             let url = str_at(v, &["SubscribeURL"]).unwrap_or("(missing from the message)");
             out.ignored.push(note(format!(
                 "SNS subscription confirmation: confirm the subscription by visiting \

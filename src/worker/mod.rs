@@ -33,7 +33,7 @@ pub const LOST_AFTER: Duration = Duration::from_secs(20);
 
 /// A worker's state as shown to users.
 pub fn state(w: &WorkerInfo, now: Timestamp) -> &'static str {
-    if now.0 - w.last_seen.0 > LOST_AFTER.as_micros() as i64 {
+    if w.last_seen < now.minus(LOST_AFTER) {
         "lost"
     } else if w.draining {
         "draining"
@@ -186,7 +186,7 @@ async fn prune_lost(store: &dyn JobStore, config: &Config) {
     let now = Timestamp::now();
     let forget_before = LOST_AFTER + Duration::from_secs(keep);
     for w in workers {
-        if now.0 - w.last_seen.0 > forget_before.as_micros() as i64 {
+        if w.last_seen < now.minus(forget_before) {
             tracing::info!(
                 "forgetting worker {}: lost since {}",
                 w.id,
@@ -202,7 +202,8 @@ async fn prune_lost(store: &dyn JobStore, config: &Config) {
 /// What a process without workers of its own (an API-only `serve`) still does for the farm:
 /// ends expired leases, forgets long-lost workers, and delivers endings from the outbox.
 pub async fn reap_forever(store: Arc<dyn JobStore>, config: Config, http: reqwest::Client) {
-    let courier = Courier::new(
+    // Delivers for as long as the process runs: `reap_loop` never returns.
+    let _courier = Courier::new(
         store.clone(),
         http,
         config.destinations.clone(),
@@ -210,15 +211,6 @@ pub async fn reap_forever(store: Arc<dyn JobStore>, config: Config, http: reqwes
     )
     .start();
     reap_loop(store, config).await;
-    courier.abort();
-}
-
-/// The host name this worker registers with.
-fn hostname() -> String {
-    nix::unistd::gethostname()
-        .ok()
-        .and_then(|h| h.into_string().ok())
-        .unwrap_or_else(|| "localhost".into())
 }
 
 /// Runs a worker until shut down: registers, claims and runs jobs, delivers endings, drains,
@@ -230,7 +222,7 @@ pub async fn run(ctx: Arc<WorkerCtx>, mut shutdown: Shutdown) -> Result<(), Stor
     sweep_workspaces(&ctx).await;
     let info = WorkerInfo {
         id: ctx.id.clone(),
-        host: hostname(),
+        host: crate::config::hostname(),
         address: settings.advertise.clone(),
         slots,
         version: env!("CARGO_PKG_VERSION").into(),

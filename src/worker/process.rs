@@ -69,12 +69,18 @@ pub fn spawn(
     })
 }
 
+/// A process's `/proc/PID/stat` from field 3 on. Field 2 (the name) may hold spaces and
+/// parentheses, so the line is cut after its last ')'.
+pub fn stat_after_name(pid: i32) -> Option<String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    Some(stat[stat.rfind(')')? + 1..].to_string())
+}
+
 /// What a running task has used so far: CPU seconds (user + system, every thread) and its
 /// peak resident memory, from `/proc`. None once it is gone.
 pub fn usage_so_far(pid: Pid) -> Option<(f64, u64)> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Field 2 (the name) may hold spaces and parentheses: count from after its last ')'.
-    let fields: Vec<&str> = stat[stat.rfind(')')? + 1..].split_whitespace().collect();
+    let rest = stat_after_name(pid.as_raw())?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
     // utime and stime are fields 14 and 15 of the line: 11 and 12 after the name.
     let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
     let per_second = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)

@@ -63,8 +63,8 @@ impl Reported {
         match msg {
             TaskMessage::Progress(mut p) => {
                 self.fps = p.fps.or(self.fps);
-                if let Some((cpu, memory)) = self.usage {
-                    (p.cpu_seconds, p.peak_memory_bytes) = (Some(cpu), Some(memory));
+                if let Some(usage) = self.usage {
+                    stamp(&mut p, usage);
                 }
                 self.progress = Some(p);
                 self.progress_dirty = true;
@@ -75,9 +75,7 @@ impl Reported {
             TaskMessage::Stopped => {}
         }
     }
-}
 
-impl Reported {
     /// Adds the task's usage so far to its progress, so a running job shows what it costs
     /// (the attempt's totals come from `wait4` when it ends).
     fn note_usage(&mut self, usage: Option<(f64, u64)>) {
@@ -88,10 +86,15 @@ impl Reported {
         }
         self.usage = Some(usage);
         if let Some(p) = &mut self.progress {
-            (p.cpu_seconds, p.peak_memory_bytes) = (Some(usage.0), Some(usage.1));
+            stamp(p, usage);
             self.progress_dirty = true;
         }
     }
+}
+
+/// Writes the task's usage so far (CPU seconds, peak memory) into its progress.
+fn stamp(p: &mut Progress, (cpu, memory): (f64, u64)) {
+    (p.cpu_seconds, p.peak_memory_bytes) = (Some(cpu), Some(memory));
 }
 
 /// A stream of lines from a pipe, ending at EOF.

@@ -313,11 +313,7 @@ fn user() -> String {
             use std::os::unix::fs::MetadataExt;
             std::fs::metadata("/proc/self").map_or("unknown".into(), |m| format!("uid{}", m.uid()))
         });
-    let host = nix::unistd::gethostname()
-        .ok()
-        .and_then(|h| h.into_string().ok())
-        .unwrap_or_else(|| "localhost".into());
-    format!("{name}@{host}")
+    format!("{name}@{}", crate::config::hostname())
 }
 
 /// The local terminal in raw mode while the value lives: every byte, Ctrl-C and Ctrl-D
