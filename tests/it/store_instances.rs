@@ -444,7 +444,9 @@ with_test_store!(
 );
 
 /// Processes started together on a new SQLite file (`ffarm serve` and `ffarm worker`) all
-/// open it: the schema is created once and the others find it.
+/// open it: the schema is created once and the others find it, and the openers that lose the
+/// race to switch the file to WAL (refused by SQLite with SQLITE_BUSY, not made to wait) try
+/// again rather than fail.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sqlite_opened_by_several_at_once_on_a_new_file() {
     for round in 0..5 {

@@ -28,6 +28,33 @@ use crate::job::{self, Job, JobSpec, Outcome, RetryPolicy, Status, Timestamp};
 use crate::media::Progress;
 use writer::Writer;
 
+/// How long a write waits for another connection's lock before it fails.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Opens the writer's connection, which switches a new file to WAL. Processes opening a new
+/// file at once race for that switch, and SQLite refuses the losers with SQLITE_BUSY at once
+/// rather than waiting (the switch needs the file to itself, so its busy handler is not
+/// asked): a refused open tries again, for as long as a write would wait.
+async fn connect_writer(options: SqliteConnectOptions) -> Result<sqlx::SqliteConnection> {
+    let deadline = std::time::Instant::now() + BUSY_TIMEOUT;
+    loop {
+        match options.connect().await {
+            Err(sqlx::Error::Database(e))
+                if is_busy(e.code().as_deref()) && std::time::Instant::now() < deadline =>
+            {
+                tokio::time::sleep(Duration::from_millis(10 + fastrand::u64(..40))).await;
+            }
+            opened => return Ok(opened?),
+        }
+    }
+}
+
+/// SQLITE_BUSY, or one of its extended codes (the primary code is the low byte).
+fn is_busy(code: Option<&str>) -> bool {
+    code.and_then(|c| c.parse::<i32>().ok())
+        .is_some_and(|c| c & 0xff == 5)
+}
+
 pub struct SqliteStore {
     read: SqlitePool,
     writer: Writer,
@@ -55,14 +82,10 @@ impl SqliteStore {
         let base = SqliteConnectOptions::from_str(&format!("sqlite://{path}"))?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
-            .busy_timeout(Duration::from_secs(10))
+            .busy_timeout(BUSY_TIMEOUT)
             .foreign_keys(false)
             .log_statements(tracing::log::LevelFilter::Trace);
-        let mut conn = base
-            .clone()
-            .synchronous(SqliteSynchronous::Full)
-            .connect()
-            .await?;
+        let mut conn = connect_writer(base.clone().synchronous(SqliteSynchronous::Full)).await?;
         // Processes opening a new file at once (`ffarm serve` and `ffarm worker`) would race to
         // create the schema: sqlx applies each migration in a deferred transaction, which takes
         // the write lock only at its first write, after deciding what to apply. Inside one
