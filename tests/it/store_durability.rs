@@ -178,7 +178,7 @@ async fn durable_writes_commit_with_synchronous_settings() {
         .await
         .unwrap();
     assert_eq!(
-        store.synchronous_commit().await.unwrap(),
+        store.setting("synchronous_commit").await.unwrap(),
         ("on".to_string(), "off".to_string())
     );
 }

@@ -60,6 +60,12 @@ impl<Req: Send + 'static, Resp: Send + 'static> Batcher<Req, Resp> {
         Batcher { tx }
     }
 
+    /// Queues a call nobody waits on. False when the queue is full (the call is dropped).
+    pub fn post(&self, req: Req) -> bool {
+        let (reply, _) = oneshot::channel();
+        self.tx.try_send((req, reply)).is_ok()
+    }
+
     pub async fn call(&self, req: Req) -> Result<Resp> {
         let (reply, answer) = oneshot::channel();
         self.tx

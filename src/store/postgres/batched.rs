@@ -5,13 +5,12 @@ use std::collections::{HashMap, HashSet};
 
 use sqlx::{PgPool, Row};
 
-use super::CHANNEL;
 use super::ops::{current, transition};
 use crate::job::{Job, JobSpec, Status, Timestamp};
 use crate::media::Progress;
 use crate::store::codec::{JOB_COLUMNS, job_from_row, retry_base, to_json};
 use crate::store::rules::{self, Current, Update};
-use crate::store::{Change, Heartbeat, Result, StoreError, Submitted};
+use crate::store::{Heartbeat, Result, StoreError, Submitted};
 
 /// Answers every request of a batch with the same backend failure.
 fn all_failed<T>(n: usize, e: &sqlx::Error) -> Vec<Result<T>> {
@@ -260,7 +259,7 @@ pub(super) struct HeartbeatReq {
     pub progress: Option<Progress>,
 }
 
-/// Renews many leases (recording their progress, and announcing it) in one statement.
+/// Renews many leases (recording their progress) in one statement.
 pub(super) async fn heartbeats(pool: &PgPool, reqs: Vec<HeartbeatReq>) -> Vec<Result<Heartbeat>> {
     let now = Timestamp::now();
     let ids: Vec<String> = reqs.iter().map(|r| r.id.clone()).collect();
@@ -270,35 +269,20 @@ pub(super) async fn heartbeats(pool: &PgPool, reqs: Vec<HeartbeatReq>) -> Vec<Re
         .iter()
         .map(|r| r.progress.as_ref().map(to_json))
         .collect();
-    let notices: Vec<Option<String>> = reqs
-        .iter()
-        .map(|r| {
-            r.progress.as_ref().map(|p| {
-                to_json(&Change::Progress {
-                    id: r.id.clone(),
-                    progress: p.clone(),
-                })
-            })
-        })
-        .collect();
     let rows = sqlx::query(
-        "WITH u AS (UPDATE jobs SET lease_expires_at = h.lease, \
-                           progress = COALESCE(h.progress, jobs.progress), updated_at = $1 \
-                    FROM UNNEST($2::TEXT[], $3::BIGINT[], $4::BIGINT[], $5::TEXT[], $6::TEXT[]) \
-                         AS h(id, attempt, lease, progress, notice) \
-                    WHERE jobs.id = h.id AND jobs.attempt = h.attempt \
-                      AND jobs.status IN ('running', 'cancelling') \
-                    RETURNING jobs.id, jobs.status, h.notice) \
-         SELECT id, status, CASE WHEN notice IS NULL THEN NULL ELSE pg_notify($7, notice) END AS notified \
-         FROM u",
+        "UPDATE jobs SET lease_expires_at = h.lease, \
+                progress = COALESCE(h.progress, jobs.progress), updated_at = $1 \
+         FROM UNNEST($2::TEXT[], $3::BIGINT[], $4::BIGINT[], $5::TEXT[]) \
+              AS h(id, attempt, lease, progress) \
+         WHERE jobs.id = h.id AND jobs.attempt = h.attempt \
+           AND jobs.status IN ('running', 'cancelling') \
+         RETURNING jobs.id, jobs.status",
     )
     .bind(now.0)
     .bind(&ids)
     .bind(&attempts)
     .bind(&leases)
     .bind(&progress)
-    .bind(&notices)
-    .bind(CHANNEL)
     .fetch_all(pool)
     .await;
     let rows = match rows {

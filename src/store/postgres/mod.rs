@@ -1,13 +1,16 @@
 //! The scale-out backend: PostgreSQL shared by any number of API servers and workers.
 //! Claims use `FOR UPDATE SKIP LOCKED`; every other transition is an optimistic guarded
-//! UPDATE, re-decided if the row moved underneath. Changes travel by LISTEN/NOTIFY, written by
-//! the same trigger that records each transition, so a notification never precedes its commit.
+//! UPDATE, re-decided if the row moved underneath. The history (events, attempts, totals) is
+//! written by triggers in each change's own transaction; changes travel by LISTEN/NOTIFY,
+//! announced after they commit (`announce.rs` says why), so a notification never precedes its
+//! commit.
 //! Submits, claims, finishes, cancels, retries and reaps commit synchronously: they move
 //! attempt numbers and statuses, which fence workers and answer clients. Heartbeats, logs,
 //! notes, attempt measurements and the workers registry use a pool with
 //! `synchronous_commit = off`: a database crash can lose the last of them, which shortens a
 //! lease or drops a log line but never hands out an attempt number twice.
 
+mod announce;
 mod batch;
 mod batched;
 mod deliveries;
@@ -15,6 +18,7 @@ mod ops;
 mod reads;
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -29,6 +33,7 @@ use super::{
 };
 use crate::job::{self, Job, JobSpec, Outcome, RetryPolicy, Timestamp};
 use crate::media::Progress;
+use announce::Announcer;
 use batch::Batcher;
 use batched::{Decide, HeartbeatReq, SubmitReq, TransitionReq};
 
@@ -45,6 +50,8 @@ pub struct PostgresStore {
     heartbeats: Batcher<HeartbeatReq, Heartbeat>,
     transitions: Batcher<TransitionReq, (Job, bool)>,
     changes: broadcast::Sender<Change>,
+    /// What this process changed, announced to every listening process once committed.
+    announcer: Arc<Announcer>,
     policy: RetryPolicy,
 }
 
@@ -74,29 +81,62 @@ impl PostgresStore {
         let mut listener = PgListener::connect_with(&durable).await?;
         listener.listen(CHANNEL).await?;
         tokio::spawn(forward(listener, changes.clone()));
-        let on = |pool: &PgPool| pool.clone();
-        let (d, f) = (on(&durable), on(&fast));
+        // Each batch is announced as soon as it has committed, before its callers hear back.
+        let announcer = Arc::new(Announcer::start(fast.clone()));
+        let on = |pool: &PgPool| (pool.clone(), announcer.clone());
+        let (d, a) = on(&durable);
         let submits = Batcher::start(1, move |reqs| {
-            let pool = d.clone();
-            async move { batched::submits(&pool, reqs).await }
+            let (pool, announcer) = (d.clone(), a.clone());
+            async move {
+                let out = batched::submits(&pool, reqs).await;
+                for s in out.iter().flatten().filter(|s| s.created) {
+                    announcer.status(&s.job);
+                }
+                out
+            }
         });
         // A claim hands out an attempt number, the token that fences every later report of the
         // attempt. Committed asynchronously, a database crash could lose the claim after its
         // worker started: the next claim would hand out the same number again, and the lost
         // worker's reports would pass for the new one's. So claims wait for the WAL flush.
-        let d = on(&durable);
+        let (d, a) = on(&durable);
         let claims = Batcher::start(1, move |reqs| {
-            let pool = d.clone();
-            async move { batched::claims(&pool, reqs).await }
+            let (pool, announcer) = (d.clone(), a.clone());
+            async move {
+                let out = batched::claims(&pool, reqs).await;
+                for job in out.iter().flatten().flatten() {
+                    announcer.status(job);
+                }
+                out
+            }
         });
-        let heartbeats = Batcher::start(2, move |reqs| {
-            let pool = f.clone();
-            async move { batched::heartbeats(&pool, reqs).await }
+        let (f, a) = on(&fast);
+        let heartbeats = Batcher::start(2, move |reqs: Vec<HeartbeatReq>| {
+            let (pool, announcer) = (f.clone(), a.clone());
+            async move {
+                let progress: Vec<_> = reqs
+                    .iter()
+                    .map(|r| (r.id.clone(), r.progress.clone()))
+                    .collect();
+                let out = batched::heartbeats(&pool, reqs).await;
+                for ((id, progress), renewed) in progress.into_iter().zip(&out) {
+                    if let (Some(progress), Ok(_)) = (progress, renewed) {
+                        announcer.post(Change::Progress { id, progress });
+                    }
+                }
+                out
+            }
         });
-        let d = on(&durable);
+        let (d, a) = on(&durable);
         let transitions = Batcher::start(1, move |reqs| {
-            let pool = d.clone();
-            async move { batched::transitions(&pool, reqs).await }
+            let (pool, announcer) = (d.clone(), a.clone());
+            async move {
+                let out = batched::transitions(&pool, reqs).await;
+                for (job, _) in out.iter().flatten().filter(|(_, changed)| *changed) {
+                    announcer.status(job);
+                }
+                out
+            }
         });
         Ok(PostgresStore {
             durable,
@@ -106,16 +146,21 @@ impl PostgresStore {
             heartbeats,
             transitions,
             changes,
+            announcer,
             policy,
         })
     }
 }
 
 impl PostgresStore {
-    /// `synchronous_commit` as the connections of each pool report it: (the durable pool's,
-    /// the asynchronous pool's).
-    pub async fn synchronous_commit(&self) -> Result<(String, String)> {
-        let show = |pool| sqlx::query_scalar("SHOW synchronous_commit").fetch_one(pool);
+    /// A setting as the connections of each pool report it: (the durable pool's, the
+    /// asynchronous pool's).
+    pub async fn setting(&self, name: &str) -> Result<(String, String)> {
+        let show = |pool| {
+            sqlx::query_scalar("SELECT current_setting($1)")
+                .bind(name)
+                .fetch_one(pool)
+        };
         Ok((show(&self.durable).await?, show(&self.fast).await?))
     }
 }
@@ -140,6 +185,10 @@ async fn forward(mut listener: PgListener, changes: broadcast::Sender<Change>) {
 }
 
 impl PostgresStore {
+    fn announce_worker(&self, id: &str) {
+        self.announcer.post(Change::Worker { id: id.to_string() });
+    }
+
     /// A guarded transition, batched with whatever else is transitioning.
     async fn transition(&self, id: &str, decide: Decide) -> Result<Job> {
         let req = TransitionReq {
@@ -308,15 +357,22 @@ impl JobStore for PostgresStore {
     }
 
     async fn register_worker(&self, worker: &WorkerInfo) -> Result<()> {
-        ops::register_worker(&self.fast, worker, Timestamp::now()).await
+        ops::register_worker(&self.fast, worker, Timestamp::now()).await?;
+        self.announce_worker(&worker.id);
+        Ok(())
     }
 
     async fn touch_worker(&self, id: &str, draining: bool) -> Result<()> {
-        ops::touch_worker(&self.fast, id, draining, Timestamp::now()).await
+        ops::touch_worker(&self.fast, id, draining, Timestamp::now()).await?;
+        self.announce_worker(id);
+        Ok(())
     }
 
     async fn remove_worker(&self, id: &str) -> Result<()> {
-        ops::remove_worker(&self.fast, id).await
+        if ops::remove_worker(&self.fast, id).await? {
+            self.announce_worker(id);
+        }
+        Ok(())
     }
 
     async fn workers(&self) -> Result<Vec<WorkerInfo>> {

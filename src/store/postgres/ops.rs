@@ -4,12 +4,11 @@
 
 use sqlx::{PgPool, Row};
 
-use super::CHANNEL;
 use crate::job::{Job, Status, Timestamp};
 use crate::store::codec::{JOB_COLUMNS, job_from_row, retry_base, to_json};
 use crate::store::rules::{self, Current, Update};
 use crate::store::{
-    AttemptStats, Change, MAX_LOG_BYTES_PER_ATTEMPT, MAX_LOG_LINES_PER_ATTEMPT, Result, StoreError,
+    AttemptStats, MAX_LOG_BYTES_PER_ATTEMPT, MAX_LOG_LINES_PER_ATTEMPT, Result, StoreError,
     WorkerInfo,
 };
 
@@ -202,18 +201,12 @@ pub(super) async fn record_attempt(
     Ok(())
 }
 
-fn worker_notice(id: &str) -> String {
-    to_json(&Change::Worker { id: id.to_string() })
-}
-
 pub(super) async fn register_worker(pool: &PgPool, w: &WorkerInfo, now: Timestamp) -> Result<()> {
     sqlx::query(
-        "WITH u AS (INSERT INTO workers (id, host, address, slots, version, started_at, last_seen, draining) \
-                    VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO UPDATE SET host = excluded.host, \
-                    address = excluded.address, slots = excluded.slots, version = excluded.version, \
-                    started_at = excluded.started_at, last_seen = excluded.last_seen, draining = excluded.draining \
-                    RETURNING id) \
-         SELECT pg_notify($9, $10) FROM u",
+        "INSERT INTO workers (id, host, address, slots, version, started_at, last_seen, draining) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO UPDATE SET host = excluded.host, \
+         address = excluded.address, slots = excluded.slots, version = excluded.version, \
+         started_at = excluded.started_at, last_seen = excluded.last_seen, draining = excluded.draining",
     )
     .bind(&w.id)
     .bind(&w.host)
@@ -223,8 +216,6 @@ pub(super) async fn register_worker(pool: &PgPool, w: &WorkerInfo, now: Timestam
     .bind(w.started_at.0)
     .bind(now.0)
     .bind(w.draining)
-    .bind(CHANNEL)
-    .bind(worker_notice(&w.id))
     .execute(pool)
     .await?;
     Ok(())
@@ -236,29 +227,23 @@ pub(super) async fn touch_worker(
     draining: bool,
     now: Timestamp,
 ) -> Result<()> {
-    let row = sqlx::query(
-        "WITH u AS (UPDATE workers SET last_seen = $1, draining = $2 WHERE id = $3 RETURNING id) \
-         SELECT pg_notify($4, $5) FROM u",
-    )
-    .bind(now.0)
-    .bind(draining)
-    .bind(id)
-    .bind(CHANNEL)
-    .bind(worker_notice(id))
-    .fetch_optional(pool)
-    .await?;
-    if row.is_none() {
+    let done = sqlx::query("UPDATE workers SET last_seen = $1, draining = $2 WHERE id = $3")
+        .bind(now.0)
+        .bind(draining)
+        .bind(id)
+        .execute(pool)
+        .await?;
+    if done.rows_affected() == 0 {
         return Err(StoreError::NotFound { id: id.to_string() });
     }
     Ok(())
 }
 
-pub(super) async fn remove_worker(pool: &PgPool, id: &str) -> Result<()> {
-    sqlx::query("WITH d AS (DELETE FROM workers WHERE id = $1 RETURNING id) SELECT pg_notify($2, $3) FROM d")
+/// Removes a worker from the registry; false if it was not there.
+pub(super) async fn remove_worker(pool: &PgPool, id: &str) -> Result<bool> {
+    let done = sqlx::query("DELETE FROM workers WHERE id = $1")
         .bind(id)
-        .bind(CHANNEL)
-        .bind(worker_notice(id))
         .execute(pool)
         .await?;
-    Ok(())
+    Ok(done.rows_affected() > 0)
 }
