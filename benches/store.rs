@@ -12,6 +12,9 @@
 //!   (status, time windows on created/started/finished, bucket, key prefix broad and narrow,
 //!   preset) and counts as the web page asks for them (unfiltered, and over a window).
 //!
+//! BENCH_PHASES picks phases (default `queue,e2e,list`): `queue` is the submit and
+//! claim+finish rows, `e2e` end to end, `list` the list and count rows.
+//!
 //! PostgreSQL: a fresh database on FFARM_BENCH_PG_URL's server (default
 //! postgres://postgres@127.0.0.1:5432/test), dropped afterwards.
 
@@ -137,24 +140,44 @@ async fn drain(store: &Arc<dyn JobStore>, claimers: usize, n: usize) -> (f64, Ve
 }
 
 async fn bench(name: &str, store: Arc<dyn JobStore>, jobs: usize) {
+    let phases = std::env::var("BENCH_PHASES").unwrap_or_else(|_| "queue,e2e,list".into());
     println!("\n## {name}\n");
     println!("| measure | result |");
     println!("|---|---:|");
-    let rate = submit_many(&store, 0, jobs, 16).await;
+    let mut offset = 0;
+    if phases.contains("queue") {
+        queue(&store, jobs).await;
+        offset += jobs;
+    }
+    if phases.contains("e2e") {
+        end_to_end(&store, offset, jobs).await;
+        offset += 3 * jobs;
+    }
+    if phases.contains("list") {
+        list(&store, offset).await;
+    }
+}
+
+/// Submits, then claim+finish at each number of claimers.
+async fn queue(store: &Arc<dyn JobStore>, jobs: usize) {
+    let rate = submit_many(store, 0, jobs, 16).await;
     println!("| submit, 16 concurrent (durable) | {rate:.0} jobs/s |");
-    let mut offset = jobs;
     let mut total_left = jobs;
     for claimers in [1, 4, 16, 32] {
         // Each level drains its share of what was submitted.
         let n = if claimers == 32 { total_left } else { jobs / 4 };
         total_left -= n;
-        let (rate, lat) = drain(&store, claimers, n).await;
+        let (rate, lat) = drain(store, claimers, n).await;
         println!(
             "| claim+finish, {claimers} claimer(s) | {rate:.0} jobs/s; claim p50 {:.2} ms, p99 {:.2} ms |",
             pct(&lat, 0.5),
             pct(&lat, 0.99)
         );
     }
+}
+
+/// Submitting and working at once, at three offered loads.
+async fn end_to_end(store: &Arc<dyn JobStore>, mut offset: usize, jobs: usize) {
     // End to end: submit and work at the same time, at three offered loads. A closed loop of
     // few submitters measures their round trips rather than the store; the store's capacity
     // is where more submitters stop adding throughput.
@@ -164,7 +187,7 @@ async fn bench(name: &str, store: Arc<dyn JobStore>, jobs: usize) {
             let store = store.clone();
             tokio::spawn(async move { submit_many(&store, offset, jobs, submitters).await })
         };
-        let (_, lat) = drain(&store, 32, jobs).await;
+        let (_, lat) = drain(store, 32, jobs).await;
         submitting.await.expect("submitters");
         let e2e = jobs as f64 / started.elapsed().as_secs_f64();
         offset += jobs;
@@ -173,8 +196,10 @@ async fn bench(name: &str, store: Arc<dyn JobStore>, jobs: usize) {
             pct(&lat, 0.99)
         );
     }
+}
 
-    // Listing at 100,000 jobs.
+/// List pages and counts with 100,000 jobs stored (submitting what is missing).
+async fn list(store: &Arc<dyn JobStore>, offset: usize) {
     let have = store
         .counts(&ListFilter::default())
         .await
@@ -182,7 +207,7 @@ async fn bench(name: &str, store: Arc<dyn JobStore>, jobs: usize) {
         .values()
         .sum::<u64>() as usize;
     if have < 100_000 {
-        submit_many(&store, offset, 100_000 - have, 16).await;
+        submit_many(store, offset, 100_000 - have, 16).await;
     }
     let mut cursor_deep = None;
     let mut page = store
