@@ -150,8 +150,7 @@ async fn bench(name: &str, store: Arc<dyn JobStore>, jobs: usize) {
         offset += jobs;
     }
     if phases.contains("e2e") {
-        end_to_end(&store, offset, jobs).await;
-        offset += 3 * jobs;
+        offset = end_to_end(&store, offset, jobs).await;
     }
     if phases.contains("list") {
         list(&store, offset).await;
@@ -176,8 +175,9 @@ async fn queue(store: &Arc<dyn JobStore>, jobs: usize) {
     }
 }
 
-/// Submitting and working at once, at three offered loads.
-async fn end_to_end(store: &Arc<dyn JobStore>, mut offset: usize, jobs: usize) {
+/// Submitting and working at once, at three offered loads; returns the next unused input
+/// number.
+async fn end_to_end(store: &Arc<dyn JobStore>, mut offset: usize, jobs: usize) -> usize {
     // End to end: submit and work at the same time, at three offered loads. A closed loop of
     // few submitters measures their round trips rather than the store; the store's capacity
     // is where more submitters stop adding throughput.
@@ -196,6 +196,7 @@ async fn end_to_end(store: &Arc<dyn JobStore>, mut offset: usize, jobs: usize) {
             pct(&lat, 0.99)
         );
     }
+    offset
 }
 
 /// List pages and counts with 100,000 jobs stored (submitting what is missing).

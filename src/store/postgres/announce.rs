@@ -12,9 +12,10 @@ use sqlx::PgPool;
 
 use super::CHANNEL;
 use super::batch::Batcher;
+use super::batched::all_failed;
 use crate::job::Job;
 use crate::store::codec::to_json;
-use crate::store::{Change, Result, StoreError};
+use crate::store::{Change, Result};
 
 pub(super) struct Announcer {
     queue: Batcher<Change, ()>,
@@ -57,10 +58,7 @@ async fn notify(pool: &PgPool, changes: Vec<Change>) -> Vec<Result<()>> {
         Ok(_) => (0..n).map(|_| Ok(())).collect(),
         Err(e) => {
             tracing::warn!("announcing {n} store changes: {e}; listeners catch up by polling");
-            let msg = e.to_string();
-            (0..n)
-                .map(|_| Err(StoreError::Backend(msg.clone())))
-                .collect()
+            all_failed(n, &e)
         }
     }
 }

@@ -13,7 +13,7 @@ use crate::store::rules::{self, Current, Update};
 use crate::store::{Heartbeat, Result, StoreError, Submitted};
 
 /// Answers every request of a batch with the same backend failure.
-fn all_failed<T>(n: usize, e: &sqlx::Error) -> Vec<Result<T>> {
+pub(super) fn all_failed<T>(n: usize, e: &sqlx::Error) -> Vec<Result<T>> {
     let msg = e.to_string();
     (0..n)
         .map(|_| Err(StoreError::Backend(msg.clone())))
