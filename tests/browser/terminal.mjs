@@ -28,9 +28,15 @@ await scenario(execToken ? 'terminal-exec-token' : 'terminal', async ({ page, ur
     json: { id: 'slow-1', input: { bucket: 'media', key: 'src/long.mp4' }, preset: 'slow-test' },
   });
   check(submitted.status === 201, `submitted: ${JSON.stringify(submitted)}`);
-  await until('the job running', async () => (await api(url, '/v1/jobs/slow-1', { token })).body.status === 'running', {
-    timeout: 30000,
-  });
+  // Transcoding: the input is downloaded (until then `ls input` shows it as long.partial).
+  await until(
+    'the job transcoding',
+    async () => {
+      const job = (await api(url, '/v1/jobs/slow-1', { token })).body;
+      return job.status === 'running' && job.progress?.phase === 'transcoding';
+    },
+    { timeout: 30000 },
+  );
 
   await page.goto(url);
   await page.waitForSelector('#gate:not([hidden])');

@@ -15,7 +15,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 use crate::exec_harness::{
     Dirs, Proc, Terminal, exec_events, ffarm, free_port, http, open_ws, rt, run, submit_slow,
-    wait_child, ws_url,
+    ws_url,
 };
 
 const TOKEN: &str = "exec-test-api-token-0123456789";
@@ -192,6 +192,10 @@ fn exec_runs_commands_in_the_running_task_and_refuses_what_it_must() {
     run(&mut ffarm(&s.url, &env, &["cancel", "slow"]), None).expect(0);
 }
 
+/// The shell prompt the terminal test sets, as typed and as the shell shows it.
+const PROMPT_TYPED: &str = "prompt-$((6*7))> ";
+const PROMPT: &str = "prompt-42> ";
+
 #[test]
 fn exec_opens_an_interactive_shell_on_a_terminal() {
     let dirs = Dirs::new();
@@ -224,6 +228,9 @@ fn exec_opens_an_interactive_shell_on_a_terminal() {
     let env = [("FFARM_TOKEN", TOKEN), ("FFARM_EXEC_TOKEN", EXEC_TOKEN)];
     let mut t = Terminal::spawn(ffarm(&s.url, &env, &["exec", "shell"]), 80, 24);
     t.wait_raw();
+    // A prompt the test tells apart from its own typing (the shell echoes what is typed).
+    t.type_in(&format!("PS1='{PROMPT_TYPED}'\n"));
+    t.expect(PROMPT, 15 * SECOND);
     t.type_in("echo hi-$((40+2))\n");
     t.expect("hi-42", 15 * SECOND);
     t.type_in("stty size\n");
@@ -245,9 +252,12 @@ fn exec_opens_an_interactive_shell_on_a_terminal() {
     t.type_in("\x03");
     t.type_in("echo after-$((6*7))\n");
     t.expect("after-42", 10 * SECOND);
-    // Ctrl-D at the prompt reaches the remote shell, which ends as on a local terminal.
+    // Ctrl-D at the prompt reaches the remote shell, which ends as on a local terminal. At
+    // the prompt, as a user types it: sent while the shell still runs a command, the terminal
+    // keeps it for readline as a NUL, as it would on a local terminal.
+    t.expect(PROMPT, 10 * SECOND);
     t.type_in("\x04");
-    let status = wait_child(&mut t.child, 15 * SECOND);
+    let status = t.wait(15 * SECOND);
     assert_eq!(status.code(), Some(0), "{:?}", t.seen);
     assert_eq!(t.modes(), t.cooked, "the client restores the terminal");
 
@@ -258,7 +268,7 @@ fn exec_opens_an_interactive_shell_on_a_terminal() {
     t.expect("ready-2", 15 * SECOND);
     run(&mut ffarm(&s.url, &api_only, &["cancel", "shell"]), None).expect(0);
     t.expect("the task ended", 30 * SECOND);
-    let status = wait_child(&mut t.child, 15 * SECOND);
+    let status = t.wait(15 * SECOND);
     assert!(!status.success(), "{status}");
     assert_eq!(t.modes(), t.cooked, "the client restores the terminal");
 

@@ -361,6 +361,28 @@ impl Terminal {
         }
     }
 
+    /// Waits for the client to end, failing after `limit` with what the terminal showed.
+    #[track_caller]
+    pub fn wait(&mut self, limit: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + limit;
+        loop {
+            while let Ok(b) = self.output.try_recv() {
+                self.seen.push_str(&String::from_utf8_lossy(&b));
+            }
+            if let Some(s) = self.child.try_wait().unwrap() {
+                return s;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!(
+                    "the client did not end within {limit:?}; output: {:?}",
+                    self.seen
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// The local terminal's settings (input, output and local modes).
     pub fn modes(
         &self,
