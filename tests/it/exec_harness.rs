@@ -191,14 +191,19 @@ pub fn run(cmd: &mut Command, input: Option<&str>) -> Out {
 
 /// Waits for a child, killing it and failing the test after `limit`.
 pub fn wait_child(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
+    wait_at_most(child, limit).unwrap_or_else(|| panic!("command did not end within {limit:?}"))
+}
+
+/// Waits for a child for at most `limit`; one still running then is killed (None).
+fn wait_at_most(child: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {
     let deadline = Instant::now() + limit;
     loop {
         if let Some(s) = child.try_wait().unwrap() {
-            return s;
+            return Some(s);
         }
         if Instant::now() > deadline {
             let _ = child.kill();
-            panic!("command did not end within {limit:?}");
+            return None;
         }
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -364,23 +369,16 @@ impl Terminal {
     /// Waits for the client to end, failing after `limit` with what the terminal showed.
     #[track_caller]
     pub fn wait(&mut self, limit: Duration) -> std::process::ExitStatus {
-        let deadline = Instant::now() + limit;
-        loop {
-            while let Ok(b) = self.output.try_recv() {
-                self.seen.push_str(&String::from_utf8_lossy(&b));
-            }
-            if let Some(s) = self.child.try_wait().unwrap() {
-                return s;
-            }
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                panic!(
-                    "the client did not end within {limit:?}; output: {:?}",
-                    self.seen
-                );
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        let status = wait_at_most(&mut self.child, limit);
+        while let Ok(b) = self.output.try_recv() {
+            self.seen.push_str(&String::from_utf8_lossy(&b));
         }
+        status.unwrap_or_else(|| {
+            panic!(
+                "the client did not end within {limit:?}; output: {:?}",
+                self.seen
+            )
+        })
     }
 
     /// The local terminal's settings (input, output and local modes).
