@@ -30,62 +30,99 @@ fn from_json<T: serde::de::DeserializeOwned>(what: &str, s: Option<String>) -> R
     }
 }
 
-/// Reads one job from a row selected with [`JOB_COLUMNS`].
-pub(crate) fn job_from_row<'r, R>(row: &'r R) -> Result<Job>
+/// A row's columns by name, as each backend's rows give them: sqlx's for reads and for
+/// PostgreSQL, rusqlite's for SQLite's writer. NULL reads as `None`.
+pub(crate) trait Columns {
+    fn text(&self, column: &'static str) -> Result<Option<String>>;
+    fn int(&self, column: &'static str) -> Result<Option<i64>>;
+    /// A 32-bit integer column (PostgreSQL's `integer`, which sqlx will not read as i64).
+    fn int32(&self, column: &'static str) -> Result<Option<i32>>;
+}
+
+fn sqlx_get<'r, R, T>(row: &'r R, column: &'static str) -> Result<Option<T>>
 where
     R: Row,
     &'static str: ColumnIndex<R>,
-    String: Decode<'r, R::Database> + Type<R::Database>,
-    i64: Decode<'r, R::Database> + Type<R::Database>,
-    i32: Decode<'r, R::Database> + Type<R::Database>,
+    Option<T>: Decode<'r, R::Database> + Type<R::Database>,
 {
-    let status: String = row.try_get("status")?;
-    let int = |c: &'static str| -> Result<i64> { Ok(row.try_get::<i64, _>(c)?) };
-    let opt_int =
-        |c: &'static str| -> Result<Option<i64>> { Ok(row.try_get::<Option<i64>, _>(c)?) };
-    let opt_str =
-        |c: &'static str| -> Result<Option<String>> { Ok(row.try_get::<Option<String>, _>(c)?) };
+    Ok(row.try_get::<Option<T>, _>(column)?)
+}
+
+macro_rules! sqlx_columns {
+    ($($row:ty),*) => {$(
+        impl Columns for $row {
+            fn text(&self, column: &'static str) -> Result<Option<String>> {
+                sqlx_get(self, column)
+            }
+            fn int(&self, column: &'static str) -> Result<Option<i64>> {
+                sqlx_get(self, column)
+            }
+            fn int32(&self, column: &'static str) -> Result<Option<i32>> {
+                sqlx_get(self, column)
+            }
+        }
+    )*};
+}
+
+sqlx_columns!(sqlx::sqlite::SqliteRow, sqlx::postgres::PgRow);
+
+impl Columns for rusqlite::Row<'_> {
+    fn text(&self, column: &'static str) -> Result<Option<String>> {
+        Ok(self.get(column)?)
+    }
+    fn int(&self, column: &'static str) -> Result<Option<i64>> {
+        Ok(self.get(column)?)
+    }
+    fn int32(&self, column: &'static str) -> Result<Option<i32>> {
+        Ok(self.get(column)?)
+    }
+}
+
+fn required<T>(column: &'static str, value: Option<T>) -> Result<T> {
+    value.ok_or_else(|| bad(column, "NULL"))
+}
+
+/// Reads one job from a row selected with [`JOB_COLUMNS`].
+pub(crate) fn job_from_row(row: &impl Columns) -> Result<Job> {
+    let text = |c: &'static str| required(c, row.text(c)?);
+    let int = |c: &'static str| required(c, row.int(c)?);
+    let status = text("status")?;
     Ok(Job {
-        id: row.try_get("id")?,
+        id: text("id")?,
         status: status.parse::<Status>().map_err(|e| bad("status", e))?,
         input: ObjectRef {
-            bucket: row.try_get("input_bucket")?,
-            key: row.try_get("input_key")?,
+            bucket: text("input_bucket")?,
+            key: text("input_key")?,
         },
-        preset: row.try_get("preset")?,
+        preset: text("preset")?,
         output: OutputTarget {
-            bucket: row.try_get("output_bucket")?,
-            prefix: row.try_get("output_prefix")?,
+            bucket: text("output_bucket")?,
+            prefix: text("output_prefix")?,
         },
-        outputs: from_json::<Vec<OutputObject>>("outputs", opt_str("outputs")?)?
+        outputs: from_json::<Vec<OutputObject>>("outputs", row.text("outputs")?)?
             .unwrap_or_default(),
-        progress: from_json::<Progress>("progress", opt_str("progress")?)?,
+        progress: from_json::<Progress>("progress", row.text("progress")?)?,
         attempt: int("attempt")? as u32,
         max_attempts: int("max_attempts")? as u32,
-        priority: row.try_get::<i32, _>("priority")?,
+        priority: required("priority", row.int32("priority")?)?,
         timeout_seconds: int("timeout_seconds")?.max(0) as u64,
-        worker: opt_str("worker")?,
+        worker: row.text("worker")?,
         created_at: Timestamp(int("created_at")?),
         updated_at: Timestamp(int("updated_at")?),
-        started_at: opt_int("started_at")?.map(Timestamp),
-        finished_at: opt_int("finished_at")?.map(Timestamp),
+        started_at: row.int("started_at")?.map(Timestamp),
+        finished_at: row.int("finished_at")?.map(Timestamp),
         run_after: Some(Timestamp(int("run_after")?)).filter(|t| t.0 > 0),
-        lease_expires_at: opt_int("lease_expires_at")?.map(Timestamp),
-        error: from_json::<JobError>("error", opt_str("error")?)?,
-        trigger: from_json::<Trigger>("trigger", opt_str("trigger")?)?,
-        on_success: opt_str("on_success")?,
-        on_failure: opt_str("on_failure")?,
+        lease_expires_at: row.int("lease_expires_at")?.map(Timestamp),
+        error: from_json::<JobError>("error", row.text("error")?)?,
+        trigger: from_json::<Trigger>("trigger", row.text("trigger")?)?,
+        on_success: row.text("on_success")?,
+        on_failure: row.text("on_failure")?,
     })
 }
 
 /// The hidden `retry_base` column, read beside a job.
-pub(crate) fn retry_base<'r, R>(row: &'r R) -> Result<u32>
-where
-    R: Row,
-    &'static str: ColumnIndex<R>,
-    i64: Decode<'r, R::Database> + Type<R::Database>,
-{
-    Ok(row.try_get::<i64, _>("retry_base")? as u32)
+pub(crate) fn retry_base(row: &impl Columns) -> Result<u32> {
+    Ok(required("retry_base", row.int("retry_base")?)? as u32)
 }
 
 /// A list cursor: where the previous page ended, as "created-micros-in-hex.id".

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use sqlx::{Row, SqliteConnection};
+use rusqlite::{Connection, OptionalExtension, params};
 
 use super::SqliteStore;
 use crate::job::Timestamp;
@@ -21,12 +21,7 @@ impl SqliteStore {
         let (holder, now) = (holder.to_string(), Timestamp::now());
         self.writer
             .write(false, move |c| {
-                Box::pin(async move {
-                    Ok((
-                        claim(c, holder, now.plus(hold), limit, now).await?,
-                        Vec::new(),
-                    ))
-                })
+                Ok((claim(c, holder, now.plus(hold), limit, now)?, Vec::new()))
             })
             .await
     }
@@ -41,17 +36,15 @@ impl SqliteStore {
         let (holder, now) = (holder.to_string(), Timestamp::now());
         self.writer
             .write(true, move |c| {
-                Box::pin(async move {
-                    record(c, delivery, holder, next_try, note, now).await?;
-                    Ok(((), Vec::new()))
-                })
+                record(c, delivery, holder, next_try, note, now)?;
+                Ok(((), Vec::new()))
             })
             .await
     }
 }
 
-async fn claim(
-    conn: &mut SqliteConnection,
+fn claim(
+    conn: &Connection,
     holder: String,
     held_until: Timestamp,
     limit: u32,
@@ -64,42 +57,38 @@ async fn claim(
                                ORDER BY next_try_at, delivery_id LIMIT ?4) \
          RETURNING delivery_id, tries, {JOB_COLUMNS}"
     );
-    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(&holder)
-        .bind(held_until.0)
-        .bind(now.0)
-        .bind(i64::from(limit.clamp(1, 1000)))
-        .fetch_all(&mut *conn)
-        .await?;
-    let mut taken = rows
-        .iter()
-        .map(|r| {
-            Ok(Delivery {
-                id: r.try_get("delivery_id")?,
-                tries: r.try_get::<i64, _>("tries")? as u32,
-                job: job_from_row(r)?,
-            })
-        })
-        .collect::<Result<Vec<_>>>()?;
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let mut rows = stmt.query(params![
+        holder,
+        held_until.0,
+        now.0,
+        i64::from(limit.clamp(1, 1000))
+    ])?;
+    let mut taken = Vec::new();
+    while let Some(r) = rows.next()? {
+        taken.push(Delivery {
+            id: r.get("delivery_id")?,
+            tries: r.get::<_, i64>("tries")? as u32,
+            job: job_from_row(r)?,
+        });
+    }
     taken.sort_by_key(|d| d.id);
     Ok(taken)
 }
 
-async fn record(
-    conn: &mut SqliteConnection,
+fn record(
+    conn: &Connection,
     delivery: i64,
     holder: String,
     next_try: Option<Timestamp>,
     note: Option<(String, serde_json::Value)>,
     now: Timestamp,
 ) -> Result<()> {
-    let held =
-        sqlx::query("SELECT id, attempt FROM deliveries WHERE delivery_id = ? AND held_by = ?")
-            .bind(delivery)
-            .bind(&holder)
-            .fetch_optional(&mut *conn)
-            .await?;
-    let Some(held) = held else {
+    let held: Option<(String, i64)> = conn
+        .prepare_cached("SELECT id, attempt FROM deliveries WHERE delivery_id = ? AND held_by = ?")?
+        .query_row(params![delivery, holder], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    let Some((job_id, attempt)) = held else {
         return Err(StoreError::IllegalTransition {
             id: format!("delivery {delivery}"),
             reason: format!(
@@ -107,37 +96,24 @@ async fn record(
             ),
         });
     };
-    let (job_id, attempt): (String, i64) = (held.try_get("id")?, held.try_get("attempt")?);
     if let Some((reason, detail)) = note {
-        sqlx::query(
+        conn.prepare_cached(
             "INSERT INTO job_events (job_id, at, kind, from_status, to_status, reason, worker, attempt, detail) \
              VALUES (?, ?, 'delivery', NULL, NULL, ?, ?, ?, ?)",
-        )
-        .bind(&job_id)
-        .bind(now.0)
-        .bind(&reason)
-        .bind(&holder)
-        .bind(attempt)
-        .bind(to_json(&detail))
-        .execute(&mut *conn)
-        .await?;
+        )?
+        .execute(params![job_id, now.0, reason, holder, attempt, to_json(&detail)])?;
     }
     match next_try {
         None => {
-            sqlx::query("DELETE FROM deliveries WHERE delivery_id = ?")
-                .bind(delivery)
-                .execute(&mut *conn)
-                .await?;
+            conn.prepare_cached("DELETE FROM deliveries WHERE delivery_id = ?")?
+                .execute([delivery])?;
         }
         Some(at) => {
-            sqlx::query(
+            conn.prepare_cached(
                 "UPDATE deliveries SET tries = tries + 1, next_try_at = ?, held_by = NULL, \
                  held_until = NULL WHERE delivery_id = ?",
-            )
-            .bind(at.0)
-            .bind(delivery)
-            .execute(&mut *conn)
-            .await?;
+            )?
+            .execute(params![at.0, delivery])?;
         }
     }
     Ok(())

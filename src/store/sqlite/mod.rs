@@ -102,7 +102,7 @@ impl SqliteStore {
         let (changes, _) = broadcast::channel(4096);
         Ok(SqliteStore {
             read,
-            writer: Writer::start(conn, changes.clone()),
+            writer: Writer::start(conn, changes.clone()).await?,
             changes,
             policy,
         })
@@ -116,12 +116,8 @@ impl SqliteStore {
     pub async fn synchronous_level(&self, durable: bool) -> Result<i64> {
         self.writer
             .write(durable, |c| {
-                Box::pin(async move {
-                    let level: i64 = sqlx::query_scalar("PRAGMA synchronous")
-                        .fetch_one(&mut *c)
-                        .await?;
-                    Ok((level, Vec::new()))
-                })
+                let level: i64 = c.query_row("PRAGMA synchronous", [], |r| r.get(0))?;
+                Ok((level, Vec::new()))
             })
             .await
     }
@@ -147,7 +143,7 @@ impl JobStore for SqliteStore {
         };
         let now = Timestamp::now();
         self.writer
-            .write_one(true, move |c| Box::pin(ops::submit(c, id, spec, now)))
+            .write_one(true, move |c| ops::submit(c, id, spec, now))
             .await
     }
 
@@ -201,9 +197,7 @@ impl JobStore for SqliteStore {
         let now = Timestamp::now();
         let worker = worker.to_string();
         self.writer
-            .write_one(false, move |c| {
-                Box::pin(ops::claim(c, worker, now.plus(lease), now))
-            })
+            .write_one(false, move |c| ops::claim(c, worker, now.plus(lease), now))
             .await
     }
 
@@ -218,14 +212,7 @@ impl JobStore for SqliteStore {
         let (id, progress) = (id.to_string(), progress.cloned());
         self.writer
             .write_one(false, move |c| {
-                Box::pin(ops::heartbeat(
-                    c,
-                    id,
-                    attempt,
-                    now.plus(lease),
-                    progress,
-                    now,
-                ))
+                ops::heartbeat(c, id, attempt, now.plus(lease), progress, now)
             })
             .await
     }
@@ -234,7 +221,7 @@ impl JobStore for SqliteStore {
         let (id, policy, now) = (id.to_string(), self.policy, Timestamp::now());
         self.writer
             .write_one(true, move |c| {
-                Box::pin(ops::finish(c, id, attempt, outcome, policy, now))
+                ops::finish(c, id, attempt, outcome, policy, now)
             })
             .await
     }
@@ -242,21 +229,21 @@ impl JobStore for SqliteStore {
     async fn cancel(&self, id: &str, reason: &str) -> Result<Job> {
         let (id, reason, now) = (id.to_string(), reason.to_string(), Timestamp::now());
         self.writer
-            .write_one(true, move |c| Box::pin(ops::cancel(c, id, reason, now)))
+            .write_one(true, move |c| ops::cancel(c, id, reason, now))
             .await
     }
 
     async fn retry(&self, id: &str) -> Result<Job> {
         let (id, now) = (id.to_string(), Timestamp::now());
         self.writer
-            .write_one(true, move |c| Box::pin(ops::retry(c, id, now)))
+            .write_one(true, move |c| ops::retry(c, id, now))
             .await
     }
 
     async fn reap(&self) -> Result<Vec<Job>> {
         let (policy, now) = (self.policy, Timestamp::now());
         self.writer
-            .write(false, move |c| Box::pin(ops::reap(c, policy, now)))
+            .write(false, move |c| ops::reap(c, policy, now))
             .await
     }
 
@@ -306,9 +293,7 @@ impl JobStore for SqliteStore {
             Timestamp::now(),
         );
         self.writer
-            .write(false, move |c| {
-                Box::pin(ops::note(c, id, kind, reason, detail, now))
-            })
+            .write(false, move |c| ops::note(c, id, kind, reason, detail, now))
             .await
     }
 
@@ -318,9 +303,7 @@ impl JobStore for SqliteStore {
         }
         let (id, lines, now) = (id.to_string(), lines.to_vec(), Timestamp::now());
         self.writer
-            .write(false, move |c| {
-                Box::pin(ops::append_logs(c, id, attempt, lines, now))
-            })
+            .write(false, move |c| ops::append_logs(c, id, attempt, lines, now))
             .await
     }
 
@@ -358,9 +341,7 @@ impl JobStore for SqliteStore {
     async fn record_attempt(&self, id: &str, attempt: u32, stats: &AttemptStats) -> Result<()> {
         let (id, stats) = (id.to_string(), stats.clone());
         self.writer
-            .write(false, move |c| {
-                Box::pin(ops::record_attempt(c, id, attempt, stats))
-            })
+            .write(false, move |c| ops::record_attempt(c, id, attempt, stats))
             .await
     }
 
@@ -399,23 +380,21 @@ impl JobStore for SqliteStore {
     async fn register_worker(&self, worker: &WorkerInfo) -> Result<()> {
         let (w, now) = (worker.clone(), Timestamp::now());
         self.writer
-            .write(false, move |c| Box::pin(ops::register_worker(c, w, now)))
+            .write(false, move |c| ops::register_worker(c, w, now))
             .await
     }
 
     async fn touch_worker(&self, id: &str, draining: bool) -> Result<()> {
         let (id, now) = (id.to_string(), Timestamp::now());
         self.writer
-            .write(false, move |c| {
-                Box::pin(ops::touch_worker(c, id, draining, now))
-            })
+            .write(false, move |c| ops::touch_worker(c, id, draining, now))
             .await
     }
 
     async fn remove_worker(&self, id: &str) -> Result<()> {
         let id = id.to_string();
         self.writer
-            .write(false, move |c| Box::pin(ops::remove_worker(c, id)))
+            .write(false, move |c| ops::remove_worker(c, id))
             .await
     }
 
