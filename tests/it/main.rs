@@ -33,6 +33,7 @@ mod store_harness;
 mod store_instances;
 mod store_listing;
 mod store_pages;
+mod store_statistics;
 mod tidy;
 mod trigger_payloads;
 mod trigger_watch;

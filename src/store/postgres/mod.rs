@@ -16,6 +16,7 @@ mod batched;
 mod deliveries;
 mod ops;
 mod reads;
+mod statistics;
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -53,6 +54,8 @@ pub struct PostgresStore {
     /// What this process changed, announced to every listening process once committed.
     announcer: Arc<Announcer>,
     policy: RetryPolicy,
+    /// Stops the statistics upkeep (`statistics.rs`) with the store.
+    _statistics: tokio_util::sync::DropGuard,
 }
 
 impl PostgresStore {
@@ -138,6 +141,7 @@ impl PostgresStore {
                 out
             }
         });
+        let statistics = statistics::keep_fresh(fast.clone());
         Ok(PostgresStore {
             durable,
             fast,
@@ -148,6 +152,7 @@ impl PostgresStore {
             changes,
             announcer,
             policy,
+            _statistics: statistics,
         })
     }
 }
