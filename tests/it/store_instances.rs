@@ -18,11 +18,14 @@ use crate::store_harness::{TestStore, submit_together, with_test_store};
 const LEASE: Duration = Duration::from_secs(30);
 
 /// Claims and finishes until the queue is empty: (job id, attempt) for every claim, and every
-/// finish that was refused.
+/// finish that was refused. Each job takes a millisecond between its claim and its finish, as
+/// a worker's would take its work: without it one process's writer, committing back to back,
+/// can hold SQLite's file lock from the other's first claim to the empty queue.
 async fn drain(store: Arc<dyn JobStore>, worker: String) -> (Vec<(String, u32)>, Vec<String>) {
     let (mut claimed, mut refused) = (Vec::new(), Vec::new());
     while let Some(job) = store.claim(&worker, LEASE).await.unwrap() {
         claimed.push((job.id.clone(), job.attempt));
+        tokio::time::sleep(Duration::from_millis(1)).await;
         let done = Outcome::Succeeded { outputs: vec![] };
         if let Err(e) = store.finish(&job.id, job.attempt, done).await {
             refused.push(format!("{}: {e}", job.id));
