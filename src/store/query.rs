@@ -229,21 +229,13 @@ fn parts(f: &ListFilter, plan: Plan) -> Option<Vec<Part>> {
     }
 }
 
-/// `ORDER BY … LIMIT n+1`, newest first. A part that finds its rows through a narrowing's
-/// index sorts them (`sorted`) by `created_at + 0`, the same order but one no index gives:
-/// otherwise a planner with statistics may walk the created-time index instead, filtering
-/// every job in the store to find the few that match (seen: 45 ms for a page of none).
-fn push_page_end<DB>(qb: &mut QueryBuilder<DB>, limit: u32, sorted: bool)
+fn push_page_end<DB>(qb: &mut QueryBuilder<DB>, limit: u32)
 where
     DB: Database,
     for<'q> i64: Encode<'q, DB> + Type<DB>,
 {
-    let order = if sorted {
-        " ORDER BY created_at + 0 DESC, id DESC LIMIT "
-    } else {
-        " ORDER BY created_at DESC, id DESC LIMIT "
-    };
-    qb.push(order).push_bind(i64::from(limit) + 1);
+    qb.push(" ORDER BY created_at DESC, id DESC LIMIT ")
+        .push_bind(i64::from(limit) + 1);
 }
 
 /// One page: `SELECT … ORDER BY created_at DESC, id DESC LIMIT n+1` (one extra row tells
@@ -292,7 +284,7 @@ where
                 .push_bind(id.clone())
                 .push(")");
         }
-        push_page_end(qb, limit, matches!(part, Part::Find(..)));
+        push_page_end(qb, limit);
     };
     let Some(parts) = parts(f, plan) else {
         let mut qb = QueryBuilder::new(select);
@@ -313,7 +305,7 @@ where
             part(&mut qb, p);
             qb.push(format!(") AS p{i}"));
         }
-        push_page_end(&mut qb, limit, false);
+        push_page_end(&mut qb, limit);
     }
     Ok(qb)
 }
