@@ -29,6 +29,7 @@ mod store_atomicity;
 mod store_conformance;
 mod store_deliveries;
 mod store_durability;
+mod store_frozen;
 mod store_harness;
 mod store_instances;
 mod store_listing;

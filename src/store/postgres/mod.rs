@@ -41,6 +41,10 @@ use batched::{Decide, HeartbeatReq, SubmitReq, TransitionReq};
 /// The NOTIFY channel changes travel on.
 pub(crate) const CHANNEL: &str = "ffarm_changes";
 
+/// How long a store connection may sit idle inside a transaction before the server ends it
+/// (`connect_options`).
+pub const IDLE_IN_TRANSACTION: &str = "5s";
+
 pub struct PostgresStore {
     /// Synchronous commits: what a client or a worker was told is durable.
     durable: PgPool,
@@ -63,10 +67,22 @@ impl PostgresStore {
         Self::open_with(url, RetryPolicy::default()).await
     }
 
-    pub async fn open_with(url: &str, policy: RetryPolicy) -> Result<PostgresStore> {
-        let options = PgConnectOptions::from_str(url)?
+    /// How a store connects to `url`: its logging, and the session limits every one of its
+    /// connections carries (each pool then adds its commit mode).
+    pub fn connect_options(url: &str) -> Result<PgConnectOptions> {
+        Ok(PgConnectOptions::from_str(url)?
             .log_statements(tracing::log::LevelFilter::Trace)
-            .log_slow_statements(tracing::log::LevelFilter::Warn, Duration::from_secs(1));
+            .log_slow_statements(tracing::log::LevelFilter::Warn, Duration::from_secs(1))
+            // A process stopped inside one of the store's transactions (a frozen VM, SIGSTOP,
+            // a debugger) would otherwise hold that transaction's row locks for as long as it
+            // stays stopped, and every other process's reaper, finish or cancel of that job
+            // would wait on them. The store's transactions take milliseconds; a session idle
+            // inside one this long is ended by the server and its locks released.
+            .options([("idle_in_transaction_session_timeout", IDLE_IN_TRANSACTION)]))
+    }
+
+    pub async fn open_with(url: &str, policy: RetryPolicy) -> Result<PostgresStore> {
+        let options = Self::connect_options(url)?;
         // Set, not inherited: a server (or role) configured with synchronous_commit = off
         // must not quietly make acknowledged submits lossable.
         let durable = PgPoolOptions::new()
