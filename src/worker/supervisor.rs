@@ -323,10 +323,18 @@ async fn supervise(
                     Ok(Err(e)) => tracing::warn!("job {}: heartbeat failed: {e}", job.id),
                     Err(_) => tracing::warn!("job {}: heartbeat timed out", job.id),
                 }
+                // Bounded like the heartbeat: a stop request waits for this branch to end.
                 if !log.is_empty() {
                     let lines = std::mem::take(log);
-                    if let Err(e) = ctx.store.append_logs(&job.id, job.attempt, &lines).await {
-                        tracing::debug!("job {}: storing log lines: {e}", job.id);
+                    let stored = tokio::time::timeout(
+                        Duration::from_secs(5),
+                        ctx.store.append_logs(&job.id, job.attempt, &lines),
+                    )
+                    .await;
+                    match stored {
+                        Ok(Ok(())) => {}
+                        Ok(Err(e)) => tracing::debug!("job {}: storing log lines: {e}", job.id),
+                        Err(_) => tracing::warn!("job {}: storing log lines timed out", job.id),
                     }
                 }
             },

@@ -76,6 +76,54 @@ impl Served {
         lines[lines.len().saturating_sub(40)..].join("\n")
     }
 
+    /// What the store holds of the farm's jobs (the server's SQLite file, opened beside it):
+    /// each one's history and log, with their times, for failure messages: the server's log
+    /// says little of a job that is slow to end.
+    fn story(&self) -> String {
+        let url = format!("sqlite://{}", self.data().join("ffarm.db").display());
+        let read = async {
+            let store = ffarm::store::open(&url).await.map_err(|e| e.to_string())?;
+            let page = store
+                .list(&ffarm::store::ListFilter::default(), 20, None)
+                .await
+                .map_err(|e| e.to_string())?;
+            let mut out = String::new();
+            for job in page.jobs {
+                out += &format!(
+                    "job {} ({}, attempt {}):\n",
+                    job.id, job.status, job.attempt
+                );
+                for e in store.events(&job.id).await.map_err(|e| e.to_string())? {
+                    let status =
+                        |s: Option<ffarm::job::Status>| s.map_or("-".into(), |s| s.to_string());
+                    out += &format!(
+                        "  {} {} {} -> {}: {}\n",
+                        e.at.to_rfc3339(),
+                        e.kind,
+                        status(e.from),
+                        status(e.to),
+                        e.reason
+                    );
+                }
+                for l in store
+                    .logs(&job.id, None, 0, 200)
+                    .await
+                    .map_err(|e| e.to_string())?
+                {
+                    out += &format!("  {} log: {}\n", l.at.to_rfc3339(), l.line);
+                }
+            }
+            Ok::<_, String>(out)
+        };
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime
+            .block_on(read)
+            .unwrap_or_else(|e| format!("(the store could not be read: {e})"))
+    }
+
     /// Runs `tests/browser/SCRIPT URL SHOTS ARGS…` and fails with its output unless it exits 0.
     fn browse(&self, script: &str, args: &[String]) {
         let root = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -133,10 +181,11 @@ impl Served {
             Some(s) if s.success() => {}
             other => panic!(
                 "{script} {} after {:.1} s:\n{output}\n--- ffarm serve's log, last lines:\n{}\n\
-                 (screenshots in {})",
+                 --- the jobs in its store:\n{}\n(screenshots in {})",
                 other.map_or("was killed (too slow)".into(), |s| format!("failed ({s})")),
                 started.elapsed().as_secs_f64(),
                 self.log_tail(),
+                self.story(),
                 shots.display()
             ),
         }
