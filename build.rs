@@ -13,6 +13,8 @@ const VENDOR: [(&str, &str); 3] = [
 
 fn main() {
     println!("cargo:rerun-if-changed=presets");
+    // sqlx::migrate! embeds the migrations; a new file must rebuild it.
+    println!("cargo:rerun-if-changed=migrations");
     println!("cargo:rerun-if-changed=web");
     println!("cargo:rerun-if-changed=web-vendor/package-lock.json");
     let modules = Path::new("web-vendor/node_modules");
