@@ -16,7 +16,8 @@
 //! claim+finish rows, `e2e` end to end, `list` the list and count rows.
 //!
 //! PostgreSQL: a fresh database on FFARM_BENCH_PG_URL's server (default
-//! postgres://postgres@127.0.0.1:5432/test), dropped afterwards.
+//! postgres://postgres@127.0.0.1:5432/test), dropped afterwards unless BENCH_KEEP_DB is set
+//! (its URL is printed, to look at plans with EXPLAIN; drop it by hand).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -379,6 +380,10 @@ fn main() {
             let url = format!("{}/{db}", admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b));
             let store = ffarm::store::open(&url).await.expect("open postgres");
             bench("PostgreSQL 15 (synchronous_commit=on for submits and finishes)", store, jobs).await;
+            if std::env::var_os("BENCH_KEEP_DB").is_some() {
+                println!("kept for inspection: {url}");
+                return;
+            }
             sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)")))
                 .execute(&mut conn)
                 .await
