@@ -20,6 +20,10 @@ use crate::job::{Job, JobError, Outcome, OutputObject};
 use crate::media::Progress;
 use crate::store::{AttemptStats, StoreError};
 
+/// How long the supervise loop waits on one store call (a heartbeat, a log append): a stop
+/// request is acted on only once the call in progress ends.
+const STORE_CALL_LIMIT: Duration = Duration::from_secs(5);
+
 /// Why a worker stops a task.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StopReason {
@@ -310,7 +314,7 @@ async fn supervise(
                 let progress = reported.progress.clone().filter(|_| reported.progress_dirty);
                 reported.progress_dirty = false;
                 let beat = tokio::time::timeout(
-                    Duration::from_secs(5),
+                    STORE_CALL_LIMIT,
                     ctx.store.heartbeat(&job.id, job.attempt, lease, progress.as_ref()),
                 )
                 .await;
@@ -323,11 +327,10 @@ async fn supervise(
                     Ok(Err(e)) => tracing::warn!("job {}: heartbeat failed: {e}", job.id),
                     Err(_) => tracing::warn!("job {}: heartbeat timed out", job.id),
                 }
-                // Bounded like the heartbeat: a stop request waits for this branch to end.
                 if !log.is_empty() {
                     let lines = std::mem::take(log);
                     let stored = tokio::time::timeout(
-                        Duration::from_secs(5),
+                        STORE_CALL_LIMIT,
                         ctx.store.append_logs(&job.id, job.attempt, &lines),
                     )
                     .await;

@@ -81,21 +81,19 @@ impl Served {
     /// says little of a job that is slow to end.
     fn story(&self) -> String {
         let url = format!("sqlite://{}", self.data().join("ffarm.db").display());
+        let status = |s: Option<ffarm::job::Status>| s.map_or("-".into(), |s| s.to_string());
         let read = async {
-            let store = ffarm::store::open(&url).await.map_err(|e| e.to_string())?;
+            let store = ffarm::store::open(&url).await?;
             let page = store
                 .list(&ffarm::store::ListFilter::default(), 20, None)
-                .await
-                .map_err(|e| e.to_string())?;
+                .await?;
             let mut out = String::new();
             for job in page.jobs {
                 out += &format!(
                     "job {} ({}, attempt {}):\n",
                     job.id, job.status, job.attempt
                 );
-                for e in store.events(&job.id).await.map_err(|e| e.to_string())? {
-                    let status =
-                        |s: Option<ffarm::job::Status>| s.map_or("-".into(), |s| s.to_string());
+                for e in store.events(&job.id).await? {
                     out += &format!(
                         "  {} {} {} -> {}: {}\n",
                         e.at.to_rfc3339(),
@@ -105,15 +103,11 @@ impl Served {
                         e.reason
                     );
                 }
-                for l in store
-                    .logs(&job.id, None, 0, 200)
-                    .await
-                    .map_err(|e| e.to_string())?
-                {
+                for l in store.logs(&job.id, None, 0, 200).await? {
                     out += &format!("  {} log: {}\n", l.at.to_rfc3339(), l.line);
                 }
             }
-            Ok::<_, String>(out)
+            Ok::<_, ffarm::store::StoreError>(out)
         };
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
