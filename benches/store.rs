@@ -17,7 +17,9 @@
 //!
 //! PostgreSQL: a fresh database on FFARM_BENCH_PG_URL's server (default
 //! postgres://postgres@127.0.0.1:5432/test), dropped afterwards unless BENCH_KEEP_DB is set
-//! (its URL is printed, to look at plans with EXPLAIN; drop it by hand).
+//! (its URL is printed, to look at plans with EXPLAIN; drop it by hand). BENCH_PG_SQL holds
+//! statements (`;`-separated) run on that database after its migrations and before the
+//! phases, to measure a change to the schema or the settings side by side with the unchanged one.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -382,6 +384,13 @@ fn main() {
             sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {db}"))).execute(&mut conn).await.expect("create");
             let url = format!("{}/{db}", admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b));
             let store = ffarm::store::open(&url).await.expect("open postgres");
+            if let Ok(sql) = std::env::var("BENCH_PG_SQL") {
+                let mut db_conn = sqlx::PgConnection::connect(&url).await.expect("bench database");
+                for stmt in sql.split(';').map(str::trim).filter(|s| !s.is_empty()) {
+                    sqlx::raw_sql(sqlx::AssertSqlSafe(stmt.to_owned())).execute(&mut db_conn).await.expect(stmt);
+                    println!("ran on the bench database: {stmt}");
+                }
+            }
             bench("PostgreSQL 15 (synchronous_commit=on for submits and finishes)", store, jobs).await;
             if std::env::var_os("BENCH_KEEP_DB").is_some() {
                 println!("kept for inspection: {url}");

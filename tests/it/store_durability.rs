@@ -177,9 +177,25 @@ async fn durable_writes_commit_with_synchronous_settings() {
     let store = ffarm::store::postgres::PostgresStore::open(&pg.url)
         .await
         .unwrap();
+    let commits = store.setting("synchronous_commit").await.unwrap();
     assert_eq!(
-        store.setting("synchronous_commit").await.unwrap(),
-        ("on".to_string(), "off".to_string())
+        (
+            commits.durable.as_str(),
+            commits.fast.as_str(),
+            commits.lanes.as_str()
+        ),
+        ("on", "off", "on"),
+        "submits, claims and finishes (the lanes) wait for the flush; renewals do not"
+    );
+    // The batched writes keep one plan per statement; reads keep the server's choice.
+    let plans = store.setting("plan_cache_mode").await.unwrap();
+    assert_eq!(
+        (
+            plans.durable.as_str(),
+            plans.fast.as_str(),
+            plans.lanes.as_str()
+        ),
+        ("auto", "auto", "force_generic_plan")
     );
 }
 

@@ -13,16 +13,15 @@ use crate::store_harness::{TestStore, submit_together};
 #[tokio::test]
 async fn a_process_frozen_inside_a_transaction_does_not_hold_up_the_reaper() {
     let t = TestStore::postgres().await;
-    // Every connection of both pools carries the limit.
+    // Every connection of every pool carries the limit.
     let own = PostgresStore::open(&t.url).await.unwrap();
     let limit = own
         .setting("idle_in_transaction_session_timeout")
         .await
         .unwrap();
-    assert_eq!(
-        limit,
-        (IDLE_IN_TRANSACTION.into(), IDLE_IN_TRANSACTION.into())
-    );
+    for value in [&limit.durable, &limit.fast, &limit.lanes] {
+        assert_eq!(value, IDLE_IN_TRANSACTION, "{limit:?}");
+    }
     drop(own);
     let jobs = submit_together(std::slice::from_ref(&t.store), ["in/frozen.mp4".into()]).await;
     let job = t

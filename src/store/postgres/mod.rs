@@ -50,6 +50,9 @@ pub struct PostgresStore {
     durable: PgPool,
     /// Asynchronous commits: lease renewals, progress, logs, notes, the workers registry.
     fast: PgPool,
+    /// The batched durable writes (submits, claims, transitions): synchronous commits, and
+    /// each statement planned once per connection (see `open_with`).
+    lanes: PgPool,
     submits: Batcher<SubmitReq, Submitted>,
     claims: Batcher<(String, Timestamp), Option<Job>>,
     heartbeats: Batcher<HeartbeatReq, Heartbeat>,
@@ -96,6 +99,22 @@ impl PostgresStore {
             .acquire_timeout(Duration::from_secs(10))
             .connect_with(options.clone().options([("synchronous_commit", "off")]))
             .await?;
+        // The batched writes run the same few statements thousands of times a second, with
+        // arrays whose length is the batch's. Left to choose, the server plans each execution
+        // afresh (a custom plan per batch length): about a tenth of its CPU under load went to
+        // planning them. Their plans do not depend on the values (primary-key lookups, the
+        // queue index's head), so these connections keep one generic plan per statement.
+        // The pool is apart so that reads, whose best plans do depend on their filter values,
+        // keep the server's choice. One connection per lane, and one for a transition decided
+        // again on its own.
+        let lanes = PgPoolOptions::new()
+            .max_connections(4)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options.clone().options([
+                ("synchronous_commit", "on"),
+                ("plan_cache_mode", "force_generic_plan"),
+            ]))
+            .await?;
         let (changes, _) = broadcast::channel(4096);
         let mut listener = PgListener::connect_with(&durable).await?;
         listener.listen(CHANNEL).await?;
@@ -103,7 +122,7 @@ impl PostgresStore {
         // Each batch is announced as soon as it has committed, before its callers hear back.
         let announcer = Arc::new(Announcer::start(fast.clone()));
         let on = |pool: &PgPool| (pool.clone(), announcer.clone());
-        let (d, a) = on(&durable);
+        let (d, a) = on(&lanes);
         let submits = Batcher::start(1, move |reqs| {
             let (pool, announcer) = (d.clone(), a.clone());
             async move {
@@ -118,7 +137,7 @@ impl PostgresStore {
         // attempt. Committed asynchronously, a database crash could lose the claim after its
         // worker started: the next claim would hand out the same number again, and the lost
         // worker's reports would pass for the new one's. So claims wait for the WAL flush.
-        let (d, a) = on(&durable);
+        let (d, a) = on(&lanes);
         let claims = Batcher::start(1, move |reqs| {
             let (pool, announcer) = (d.clone(), a.clone());
             async move {
@@ -146,7 +165,7 @@ impl PostgresStore {
                 out
             }
         });
-        let (d, a) = on(&durable);
+        let (d, a) = on(&lanes);
         let transitions = Batcher::start(1, move |reqs| {
             let (pool, announcer) = (d.clone(), a.clone());
             async move {
@@ -161,6 +180,7 @@ impl PostgresStore {
         Ok(PostgresStore {
             durable,
             fast,
+            lanes,
             submits,
             claims,
             heartbeats,
@@ -174,16 +194,30 @@ impl PostgresStore {
 }
 
 impl PostgresStore {
-    /// A setting as the connections of each pool report it: (the durable pool's, the
-    /// asynchronous pool's).
-    pub async fn setting(&self, name: &str) -> Result<(String, String)> {
+    /// A setting as one connection of each pool reports it.
+    pub async fn setting(&self, name: &str) -> Result<PoolSettings> {
         let show = |pool| {
             sqlx::query_scalar("SELECT current_setting($1)")
                 .bind(name)
                 .fetch_one(pool)
         };
-        Ok((show(&self.durable).await?, show(&self.fast).await?))
+        Ok(PoolSettings {
+            durable: show(&self.durable).await?,
+            fast: show(&self.fast).await?,
+            lanes: show(&self.lanes).await?,
+        })
     }
+}
+
+/// One setting's value in each of a store's pools (`PostgresStore::setting`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolSettings {
+    /// The synchronous single writes and the reads.
+    pub durable: String,
+    /// The asynchronous writes.
+    pub fast: String,
+    /// The batched durable writes.
+    pub lanes: String,
 }
 
 /// Relays NOTIFY payloads to subscribers. PgListener reconnects by itself after a lost
