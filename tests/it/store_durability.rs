@@ -187,7 +187,7 @@ async fn durable_writes_commit_with_synchronous_settings() {
         ("on", "off", "on"),
         "submits, claims and finishes (the lanes) wait for the flush; renewals do not"
     );
-    // The batched writes keep one plan per statement; reads keep the server's choice.
+    // The writes by key keep one plan per statement; reads keep the server's choice.
     let plans = store.setting("plan_cache_mode").await.unwrap();
     assert_eq!(
         (
@@ -195,7 +195,7 @@ async fn durable_writes_commit_with_synchronous_settings() {
             plans.fast.as_str(),
             plans.lanes.as_str()
         ),
-        ("auto", "auto", "force_generic_plan")
+        ("auto", "force_generic_plan", "force_generic_plan")
     );
 }
 

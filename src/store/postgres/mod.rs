@@ -48,7 +48,8 @@ pub const IDLE_IN_TRANSACTION: &str = "5s";
 pub struct PostgresStore {
     /// Synchronous commits: what a client or a worker was told is durable.
     durable: PgPool,
-    /// Asynchronous commits: lease renewals, progress, logs, notes, the workers registry.
+    /// Asynchronous commits: lease renewals, progress, logs, notes, the workers registry; one
+    /// generic plan per statement, as `lanes`.
     fast: PgPool,
     /// The batched durable writes (submits, claims, transitions): synchronous commits, and
     /// each statement planned once per connection (see `open_with`).
@@ -97,16 +98,20 @@ impl PostgresStore {
         let fast = PgPoolOptions::new()
             .max_connections(16)
             .acquire_timeout(Duration::from_secs(10))
-            .connect_with(options.clone().options([("synchronous_commit", "off")]))
+            .connect_with(options.clone().options([
+                ("synchronous_commit", "off"),
+                ("plan_cache_mode", "force_generic_plan"),
+            ]))
             .await?;
         // The batched writes run the same few statements thousands of times a second, with
         // arrays whose length is the batch's. Left to choose, the server plans each execution
         // afresh (a custom plan per batch length): about a tenth of its CPU under load went to
         // planning them. Their plans do not depend on the values (primary-key lookups, the
-        // queue index's head), so these connections keep one generic plan per statement.
-        // The pool is apart so that reads, whose best plans do depend on their filter values,
-        // keep the server's choice. One connection per lane, and one for a transition decided
-        // again on its own.
+        // queue index's head), so these connections keep one generic plan per statement, as
+        // do the asynchronous pool's (heartbeat batches, and single writes by key). The
+        // durable writes are apart from the durable pool so that reads, whose best plans do
+        // depend on their filter values, keep the server's choice. One connection per lane,
+        // and one for a transition decided again on its own.
         let lanes = PgPoolOptions::new()
             .max_connections(4)
             .acquire_timeout(Duration::from_secs(10))
