@@ -89,37 +89,20 @@ impl PostgresStore {
         let options = Self::connect_options(url)?;
         // Set, not inherited: a server (or role) configured with synchronous_commit = off
         // must not quietly make acknowledged submits lossable.
-        let durable = PgPoolOptions::new()
-            .max_connections(16)
-            .acquire_timeout(Duration::from_secs(10))
-            .connect_with(options.clone().options([("synchronous_commit", "on")]))
-            .await?;
+        let durable = pool(&options, 16, &[("synchronous_commit", "on")]).await?;
         sqlx::migrate!("migrations/postgres").run(&durable).await?;
-        let fast = PgPoolOptions::new()
-            .max_connections(16)
-            .acquire_timeout(Duration::from_secs(10))
-            .connect_with(options.clone().options([
-                ("synchronous_commit", "off"),
-                ("plan_cache_mode", "force_generic_plan"),
-            ]))
-            .await?;
-        // The batched writes run the same few statements thousands of times a second, with
-        // arrays whose length is the batch's. Left to choose, the server plans each execution
-        // afresh (a custom plan per batch length): about a tenth of its CPU under load went to
-        // planning them. Their plans do not depend on the values (primary-key lookups, the
-        // queue index's head), so these connections keep one generic plan per statement, as
-        // do the asynchronous pool's (heartbeat batches, and single writes by key). The
-        // durable writes are apart from the durable pool so that reads, whose best plans do
-        // depend on their filter values, keep the server's choice. One connection per lane,
-        // and one for a transition decided again on its own.
-        let lanes = PgPoolOptions::new()
-            .max_connections(4)
-            .acquire_timeout(Duration::from_secs(10))
-            .connect_with(options.clone().options([
-                ("synchronous_commit", "on"),
-                ("plan_cache_mode", "force_generic_plan"),
-            ]))
-            .await?;
+        // The writes by key run the same few statements thousands of times a second, the
+        // batched ones with arrays whose length is the batch's. Left to choose, the server
+        // plans each execution afresh (a custom plan per batch length): about a tenth of its
+        // CPU under load went to planning them. Their plans do not depend on the values
+        // (primary-key lookups, the queue index's head), so their connections keep one
+        // generic plan per statement. The batched durable writes (the lanes) are apart from
+        // the durable pool so that reads, whose best plans do depend on their filter values,
+        // keep the server's choice: one connection per lane, and one for a transition decided
+        // again on its own.
+        let generic = ("plan_cache_mode", "force_generic_plan");
+        let fast = pool(&options, 16, &[("synchronous_commit", "off"), generic]).await?;
+        let lanes = pool(&options, 4, &[("synchronous_commit", "on"), generic]).await?;
         let (changes, _) = broadcast::channel(4096);
         let mut listener = PgListener::connect_with(&durable).await?;
         listener.listen(CHANNEL).await?;
@@ -223,6 +206,15 @@ pub struct PoolSettings {
     pub fast: String,
     /// The batched durable writes.
     pub lanes: String,
+}
+
+/// A pool of up to `max` connections, each opened with `settings` on top of `options`.
+async fn pool(options: &PgConnectOptions, max: u32, settings: &[(&str, &str)]) -> Result<PgPool> {
+    Ok(PgPoolOptions::new()
+        .max_connections(max)
+        .acquire_timeout(Duration::from_secs(10))
+        .connect_with(options.clone().options(settings.iter().copied()))
+        .await?)
 }
 
 /// Relays NOTIFY payloads to subscribers. PgListener reconnects by itself after a lost
