@@ -222,9 +222,11 @@ async fn pool(options: &PgConnectOptions, max: u32, settings: &[(&str, &str)]) -
 async fn forward(mut listener: PgListener, changes: broadcast::Sender<Change>) {
     loop {
         match listener.recv().await {
-            Ok(n) => match serde_json::from_str::<Change>(n.payload()) {
-                Ok(change) => {
-                    let _ = changes.send(change);
+            Ok(n) => match announce::parse(n.payload()) {
+                Ok(batch) => {
+                    for change in batch {
+                        let _ = changes.send(change);
+                    }
                 }
                 Err(e) => tracing::warn!("unreadable notification {:?}: {e}", n.payload()),
             },
