@@ -2,7 +2,9 @@
 //! `Status::apply`. Both backends call these and only execute the resulting guarded update,
 //! so the rules live once.
 
-use crate::job::{JobError, Outcome, OutputObject, RetryPolicy, Status, Timestamp, Transition};
+use crate::job::{
+    Job, JobError, Outcome, OutputObject, RetryPolicy, Status, Timestamp, Transition,
+};
 
 use super::{MAX_LOG_BYTES_PER_ATTEMPT, MAX_LOG_LINE_BYTES, MAX_LOG_LINES_PER_ATTEMPT, StoreError};
 
@@ -15,6 +17,18 @@ pub(crate) struct Current {
     /// The attempt count when the job was last explicitly retried (or handed back): automatic
     /// retries count from here.
     pub retry_base: u32,
+}
+
+impl Current {
+    /// The state of `job`, whose row holds `retry_base`.
+    pub fn of(job: &Job, retry_base: u32) -> Current {
+        Current {
+            status: job.status,
+            attempt: job.attempt,
+            max_attempts: job.max_attempts,
+            retry_base,
+        }
+    }
 }
 
 /// The fields a transition writes.

@@ -39,6 +39,16 @@ fn retryable(msg: &str) -> Outcome {
     Outcome::Failed(JobError::new("storage-timeout", msg, true))
 }
 
+/// The next job `worker` can claim, waiting for one whose backoff or requeue is due.
+async fn claim_when_due(s: &dyn JobStore, worker: &str) -> ffarm::job::Job {
+    loop {
+        if let Some(j) = s.claim(worker, LEASE).await.unwrap() {
+            return j;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
 async fn submit(s: &dyn JobStore, key: &str) -> String {
     s.submit(None, spec(key)).await.unwrap().job.id
 }
@@ -275,12 +285,7 @@ async fn retries_back_off_and_stop_at_max_attempts(s: &dyn JobStore) {
     let id = submit(s, "in/a.mp4").await;
     for attempt in 1..=3u32 {
         // Backoff: not claimable at once (after the first attempt).
-        let job = loop {
-            if let Some(j) = s.claim("w/1", LEASE).await.unwrap() {
-                break j;
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        };
+        let job = claim_when_due(s, "w/1").await;
         assert_eq!(job.attempt, attempt);
         let after = s
             .finish(&id, attempt, retryable("the bucket timed out"))
@@ -345,12 +350,7 @@ async fn lease_expiry_requeues_and_fences_the_stale_worker(s: &dyn JobStore) {
     assert_eq!(reaped.len(), 1);
     assert_eq!(reaped[0].status, Status::Queued);
     assert_eq!(reaped[0].error.as_ref().unwrap().code, "worker-lost");
-    let job = loop {
-        if let Some(j) = s.claim("w/alive", LEASE).await.unwrap() {
-            break j;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    };
+    let job = claim_when_due(s, "w/alive").await;
     assert_eq!(job.attempt, 2);
     // The stale worker's late writes are refused.
     for result in [
@@ -453,6 +453,59 @@ async fn cancel_in_every_state(s: &dyn JobStore) {
     ));
 }
 
+/// A worker's finish lands after its job moved (a stop request came in while it ran): it is
+/// decided from where the job is, not from where the worker's claim left it.
+async fn a_finish_after_a_stop_request_is_decided_from_the_stop(s: &dyn JobStore) {
+    let id = submit(s, "in/moved.mp4").await;
+    let job = s.claim("w/1", LEASE).await.unwrap().unwrap();
+    s.cancel(&id, "").await.unwrap();
+    let end = s
+        .finish(&id, job.attempt, retryable("the connection dropped"))
+        .await
+        .unwrap();
+    assert_eq!(
+        end.status,
+        Status::Cancelled,
+        "not retried: it was being stopped"
+    );
+    assert_eq!(
+        s.events(&id).await.unwrap().last().unwrap().reason,
+        "stopped on request (the connection dropped)"
+    );
+    let id = submit(s, "in/moved2.mp4").await;
+    let job = s.claim("w/1", LEASE).await.unwrap().unwrap();
+    s.cancel(&id, "").await.unwrap();
+    let end = s
+        .finish(&id, job.attempt, Outcome::Succeeded { outputs: vec![] })
+        .await
+        .unwrap();
+    assert_eq!(end.status, Status::Succeeded);
+    assert_eq!(
+        s.events(&id).await.unwrap().last().unwrap().reason,
+        "succeeded (the task completed before the stop landed)"
+    );
+    // A claim from this store, then a reap and a new claim: the first attempt's finish is
+    // refused, and the second's goes through.
+    let id = submit(s, "in/moved3.mp4").await;
+    let stale = s
+        .claim("w/1", Duration::from_millis(300))
+        .await
+        .unwrap()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(s.reap().await.unwrap().len(), 1);
+    let job = claim_when_due(s, "w/2").await;
+    let late = s
+        .finish(&id, stale.attempt, Outcome::Succeeded { outputs: vec![] })
+        .await;
+    assert!(matches!(late, Err(StoreError::Fenced { .. })), "{late:?}");
+    let end = s
+        .finish(&id, job.attempt, Outcome::Succeeded { outputs: vec![] })
+        .await
+        .unwrap();
+    assert_eq!((end.status, end.attempt), (Status::Succeeded, 2));
+}
+
 async fn cancel_racing_finish_ends_in_exactly_one_terminal_state(s: &dyn JobStore) {
     for round in 0..30 {
         let id = submit(s, &format!("in/race{round}.mp4")).await;
@@ -488,12 +541,7 @@ async fn cancel_racing_finish_ends_in_exactly_one_terminal_state(s: &dyn JobStor
 async fn explicit_retry_opens_a_new_attempt(s: &dyn JobStore) {
     let id = submit(s, "in/a.mp4").await;
     for _ in 0..3 {
-        let job = loop {
-            if let Some(j) = s.claim("w/1", LEASE).await.unwrap() {
-                break j;
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        };
+        let job = claim_when_due(s, "w/1").await;
         s.finish(&id, job.attempt, retryable("timeout"))
             .await
             .unwrap();
@@ -619,6 +667,7 @@ conformance!(
     lease_expiry_requeues_and_fences_the_stale_worker,
     cancel_in_every_state,
     cancel_racing_finish_ends_in_exactly_one_terminal_state,
+    a_finish_after_a_stop_request_is_decided_from_the_stop,
     explicit_retry_opens_a_new_attempt,
     a_draining_worker_hands_back_without_counting_an_attempt,
     notifications_announce_changes,

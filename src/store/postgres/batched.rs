@@ -5,6 +5,7 @@ use std::collections::{HashMap, HashSet};
 
 use sqlx::{PgPool, Row};
 
+use super::claimed::Claimed;
 use super::ops::{current, transition};
 use crate::job::{Job, JobSpec, Status, Timestamp};
 use crate::media::Progress;
@@ -29,68 +30,68 @@ fn qualified_columns(table: &str) -> String {
         .join(", ")
 }
 
-/// How a queued transition decides its update from the job's row.
+/// How a queued transition decides its update from the job's state: its row when it was
+/// read (None when decided from what this process's claim left, `TransitionReq::claimed`).
 pub(super) type Decide =
-    Box<dyn Fn(&Job, &Current, Timestamp) -> Result<Option<Update>> + Send + Sync>;
+    Box<dyn Fn(Option<&Job>, &Current, Timestamp) -> Result<Option<Update>> + Send + Sync>;
 
-/// A transition waiting in a batch: the job, how to decide its update, and (reaping) the
-/// lease it must still have.
+/// A transition waiting in a batch: the job, how to decide its update, (reaping) the lease it
+/// must still have, and (a finish) the state this process's claim left it in.
 pub(super) struct TransitionReq {
     pub id: String,
     pub lease_before: Option<Timestamp>,
     pub decide: Decide,
+    pub claimed: Option<Current>,
 }
 
-/// Many transitions in two statements: read every row, decide each, apply all the guarded
-/// updates at once. Anything that moved in between is decided again on its own.
+/// Many transitions in at most two statements: read the rows of those not decided from their
+/// claim, decide each, apply all the guarded updates at once. Anything that moved in between
+/// is decided again on its own, from its row.
 pub(super) async fn transitions(
     pool: &PgPool,
     reqs: Vec<TransitionReq>,
 ) -> Vec<Result<(Job, bool)>> {
-    let ids: Vec<String> = reqs.iter().map(|r| r.id.clone()).collect();
-    let sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ANY($1)");
-    let rows = match sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(&ids)
-        .fetch_all(pool)
-        .await
-    {
-        Ok(rows) => rows,
-        Err(e) => return all_failed(reqs.len(), &e),
-    };
-    let mut found = HashMap::new();
-    for row in &rows {
-        let job = job_from_row(row);
-        let base = retry_base(row);
-        if let (Ok(job), Ok(base)) = (job, base) {
-            let cur = Current {
-                status: job.status,
-                attempt: job.attempt,
-                max_attempts: job.max_attempts,
-                retry_base: base,
-            };
-            found.insert(job.id.clone(), (job, cur));
-        }
-    }
     let now = Timestamp::now();
-    let mut results: Vec<Option<Result<(Job, bool)>>> = Vec::with_capacity(reqs.len());
+    let mut results: Vec<Option<Result<(Job, bool)>>> = reqs.iter().map(|_| None).collect();
     let mut planned: Vec<(usize, Update, Current)> = Vec::new();
+    let mut unread = Vec::new();
     let mut seen = HashSet::new();
     for (i, req) in reqs.iter().enumerate() {
-        let Some((job, cur)) = found.get(&req.id) else {
-            results.push(Some(Err(StoreError::NotFound { id: req.id.clone() })));
-            continue;
-        };
-        if !seen.insert(req.id.clone()) {
+        if !seen.insert(req.id.as_str()) {
             // The same job twice in one batch: the later call goes on its own, after.
-            results.push(None);
             continue;
         }
-        match (req.decide)(job, cur, now) {
-            Err(e) => results.push(Some(Err(e))),
-            Ok(None) => results.push(Some(Ok((job.clone(), false)))),
-            Ok(Some(u)) => {
-                planned.push((i, u, *cur));
-                results.push(None);
+        // Finishing an attempt this process claimed: decided from what the claim left, with
+        // no read; the update's guard catches a job that moved since.
+        if let Some(cur) = req.claimed
+            && let Ok(Some(u)) = (req.decide)(None, &cur, now)
+        {
+            planned.push((i, u, cur));
+            continue;
+        }
+        unread.push(i);
+    }
+    if !unread.is_empty() {
+        let ids: Vec<&str> = unread.iter().map(|&i| reqs[i].id.as_str()).collect();
+        match read(pool, &ids).await {
+            Err(e) => {
+                for &i in &unread {
+                    results[i] = Some(Err(StoreError::Backend(e.to_string())));
+                }
+            }
+            Ok(found) => {
+                for &i in &unread {
+                    let req = &reqs[i];
+                    let Some((job, cur)) = found.get(&req.id) else {
+                        results[i] = Some(Err(StoreError::NotFound { id: req.id.clone() }));
+                        continue;
+                    };
+                    match (req.decide)(Some(job), cur, now) {
+                        Err(e) => results[i] = Some(Err(e)),
+                        Ok(None) => results[i] = Some(Ok((job.clone(), false))),
+                        Ok(Some(u)) => planned.push((i, u, *cur)),
+                    }
+                }
             }
         }
     }
@@ -122,13 +123,33 @@ pub(super) async fn transitions(
             Some(r) => r,
             None => {
                 transition(pool, &req.id, req.lease_before, |j, c, n| {
-                    (req.decide)(j, c, n)
+                    (req.decide)(Some(j), c, n)
                 })
                 .await
             }
         });
     }
     out
+}
+
+/// The rows of `ids` and the state each transition is decided from.
+async fn read(
+    pool: &PgPool,
+    ids: &[&str],
+) -> std::result::Result<HashMap<String, (Job, Current)>, sqlx::Error> {
+    let sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ANY($1)");
+    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(ids)
+        .fetch_all(pool)
+        .await?;
+    let mut found = HashMap::new();
+    for row in &rows {
+        if let (Ok(job), Ok(base)) = (job_from_row(row), retry_base(row)) {
+            let cur = Current::of(&job, base);
+            found.insert(job.id.clone(), (job, cur));
+        }
+    }
+    Ok(found)
 }
 
 async fn apply_updates(
@@ -207,9 +228,11 @@ async fn apply_updates(
     Ok(rows.iter().filter_map(|r| job_from_row(r).ok()).collect())
 }
 
-/// Claims for several workers in one statement: up to one queued job each.
+/// Claims for several workers in one statement: up to one queued job each, remembered in
+/// `claimed` for the finish.
 pub(super) async fn claims(
     pool: &PgPool,
+    claimed: &Claimed,
     reqs: Vec<(String, Timestamp)>,
 ) -> Vec<Result<Option<Job>>> {
     let now = Timestamp::now();
@@ -246,6 +269,9 @@ pub(super) async fn claims(
         };
         if let Some(slot) = out.get_mut((rn - 1) as usize) {
             *slot = job_from_row(&row).map(Some);
+            if let (Ok(Some(job)), Ok(base)) = (&*slot, retry_base(&row)) {
+                claimed.remember(&job.id, Current::of(job, base));
+            }
         }
     }
     out

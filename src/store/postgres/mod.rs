@@ -13,6 +13,7 @@
 mod announce;
 mod batch;
 mod batched;
+mod claimed;
 mod deliveries;
 mod ops;
 mod reads;
@@ -37,6 +38,7 @@ use crate::media::Progress;
 use announce::Announcer;
 use batch::Batcher;
 use batched::{Decide, HeartbeatReq, SubmitReq, TransitionReq};
+use claimed::Claimed;
 
 /// The NOTIFY channel changes travel on.
 pub(crate) const CHANNEL: &str = "ffarm_changes";
@@ -58,6 +60,8 @@ pub struct PostgresStore {
     claims: Batcher<(String, Timestamp), Option<Job>>,
     heartbeats: Batcher<HeartbeatReq, Heartbeat>,
     transitions: Batcher<TransitionReq, (Job, bool)>,
+    /// The state this process's claims left their jobs in, for their finishes.
+    claimed: Arc<Claimed>,
     changes: broadcast::Sender<Change>,
     /// What this process changed, announced to every listening process once committed.
     announcer: Arc<Announcer>,
@@ -125,11 +129,12 @@ impl PostgresStore {
         // attempt. Committed asynchronously, a database crash could lose the claim after its
         // worker started: the next claim would hand out the same number again, and the lost
         // worker's reports would pass for the new one's. So claims wait for the WAL flush.
-        let (d, a) = on(&lanes);
+        let claimed = Arc::new(Claimed::default());
+        let ((d, a), c) = (on(&lanes), claimed.clone());
         let claims = Batcher::start(1, move |reqs| {
-            let (pool, announcer) = (d.clone(), a.clone());
+            let (pool, announcer, claimed) = (d.clone(), a.clone(), c.clone());
             async move {
-                let out = batched::claims(&pool, reqs).await;
+                let out = batched::claims(&pool, &claimed, reqs).await;
                 for job in out.iter().flatten().flatten() {
                     announcer.status(job);
                 }
@@ -173,6 +178,7 @@ impl PostgresStore {
             claims,
             heartbeats,
             transitions,
+            claimed,
             changes,
             announcer,
             policy,
@@ -243,12 +249,14 @@ impl PostgresStore {
         self.announcer.post(Change::Worker { id: id.to_string() });
     }
 
-    /// A guarded transition, batched with whatever else is transitioning.
-    async fn transition(&self, id: &str, decide: Decide) -> Result<Job> {
+    /// A guarded transition, batched with whatever else is transitioning; decided from
+    /// `claimed` when given, else from the job's row.
+    async fn transition(&self, id: &str, claimed: Option<Current>, decide: Decide) -> Result<Job> {
         let req = TransitionReq {
             id: id.to_string(),
             lease_before: None,
             decide,
+            claimed,
         };
         Ok(self.transitions.call(req).await?.0)
     }
@@ -306,7 +314,7 @@ impl JobStore for PostgresStore {
 
     async fn finish(&self, id: &str, attempt: u32, outcome: Outcome) -> Result<Job> {
         let (key, policy) = (id.to_string(), self.policy);
-        let decide: Decide = Box::new(move |_: &Job, cur: &Current, now| {
+        let decide: Decide = Box::new(move |_, cur: &Current, now| {
             rules::finish(
                 &key,
                 cur,
@@ -318,21 +326,21 @@ impl JobStore for PostgresStore {
             )
             .map(Some)
         });
-        self.transition(id, decide).await
+        let claimed = self.claimed.take(id, attempt);
+        self.transition(id, claimed, decide).await
     }
 
     async fn cancel(&self, id: &str, reason: &str) -> Result<Job> {
         let (key, reason) = (id.to_string(), reason.to_string());
-        let decide: Decide =
-            Box::new(move |_: &Job, cur: &Current, _| rules::cancel(&key, cur, &reason));
-        self.transition(id, decide).await
+        let decide: Decide = Box::new(move |_, cur: &Current, _| rules::cancel(&key, cur, &reason));
+        self.transition(id, None, decide).await
     }
 
     async fn retry(&self, id: &str) -> Result<Job> {
         let key = id.to_string();
         let decide: Decide =
-            Box::new(move |_: &Job, cur: &Current, now| rules::retry(&key, cur, now).map(Some));
-        self.transition(id, decide).await
+            Box::new(move |_, cur: &Current, now| rules::retry(&key, cur, now).map(Some));
+        self.transition(id, None, decide).await
     }
 
     async fn reap(&self) -> Result<Vec<Job>> {
@@ -345,9 +353,9 @@ impl JobStore for PostgresStore {
         // on the lease having expired.
         let reaps = expired.into_iter().map(|id| {
             let (key, policy) = (id.clone(), self.policy);
-            let decide: Decide = Box::new(move |job: &Job, cur: &Current, now| {
-                let expired =
-                    cur.status.is_active() && job.lease_expires_at.is_some_and(|t| t < now);
+            let decide: Decide = Box::new(move |job: Option<&Job>, cur: &Current, now| {
+                let lease = job.and_then(|j| j.lease_expires_at);
+                let expired = cur.status.is_active() && lease.is_some_and(|t| t < now);
                 if !expired {
                     return Ok(None);
                 }
@@ -357,6 +365,7 @@ impl JobStore for PostgresStore {
                 id: id.clone(),
                 lease_before: Some(now),
                 decide,
+                claimed: None,
             };
             async move { (id, self.transitions.call(req).await) }
         });

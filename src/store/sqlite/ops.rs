@@ -92,12 +92,7 @@ pub(super) fn current(conn: &Connection, id: &str) -> Result<(Job, Current)> {
         .next()?
         .ok_or_else(|| StoreError::NotFound { id: id.to_string() })?;
     let job = job_from_row(row)?;
-    let cur = Current {
-        status: job.status,
-        attempt: job.attempt,
-        max_attempts: job.max_attempts,
-        retry_base: retry_base(row)?,
-    };
+    let cur = Current::of(&job, retry_base(row)?);
     Ok((job, cur))
 }
 
