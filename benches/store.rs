@@ -16,7 +16,8 @@
 //! claim+finish rows, `e2e` end to end, `list` the list and count rows.
 //!
 //! PostgreSQL: a fresh database on FFARM_BENCH_PG_URL's server (default
-//! postgres://postgres@127.0.0.1:5432/test), dropped afterwards unless BENCH_KEEP_DB is set
+//! postgres://postgres@127.0.0.1:5432/test; its parameters, such as `?sslmode=disable`, are
+//! kept, and a Unix socket is `postgres://postgres@%2Fvar%2Frun%2Fpostgresql/test`), dropped afterwards unless BENCH_KEEP_DB is set
 //! (its URL is printed, to look at plans with EXPLAIN; drop it by hand). BENCH_PG_SQL holds
 //! statements (`;`-separated) run on that database after its migrations and before the
 //! phases, to measure a change to the schema or the settings side by side with the unchanged one.
@@ -382,7 +383,10 @@ fn main() {
             let mut conn = sqlx::PgConnection::connect(&admin).await.expect("PostgreSQL");
             sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {db}"))).execute(&mut conn).await.expect("drop");
             sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {db}"))).execute(&mut conn).await.expect("create");
-            let url = format!("{}/{db}", admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b));
+            // The same server, user and parameters (`?sslmode=…`), the benchmark's database.
+            let (base, params) = admin.split_once('?').map_or((admin.as_str(), ""), |(b, p)| (b, p));
+            let base = base.rsplit_once('/').map_or(base, |(b, _)| b);
+            let url = if params.is_empty() { format!("{base}/{db}") } else { format!("{base}/{db}?{params}") };
             let store = ffarm::store::open(&url).await.expect("open postgres");
             if let Ok(sql) = std::env::var("BENCH_PG_SQL") {
                 let mut db_conn = sqlx::PgConnection::connect(&url).await.expect("bench database");
