@@ -12,15 +12,28 @@
 //! as many as fit under `MAX_PAYLOAD` bytes. Every notification is queued by the server and
 //! delivered to every listening connection as a message of its own, so one per change would
 //! cost the server and each listening process three messages per job.
+//!
+//! And they leave at most once per `TICK`: after each announcement the next waits out the
+//! rest of the tick, gathering what is posted meanwhile, unless a full batch is waiting.
+//! Announcing as often as changes came (one statement per write batch, a thousand or more a
+//! second) cost as much as a tenth of the farm's throughput in statements, notifications and
+//! wake-ups of every listener (BENCHMARKS.md, 2026-12-04); a change now reaches listeners at
+//! most a tick later than it would have.
+
+use std::time::Duration;
 
 use sqlx::PgPool;
+use tokio::time::Instant;
 
 use super::CHANNEL;
-use super::batch::Batcher;
+use super::batch::{Batcher, MAX_BATCH};
 use super::batched::all_failed;
 use crate::job::Job;
 use crate::store::codec::to_json;
 use crate::store::{Change, Result};
+
+/// The least time from one announcement's start to the next's.
+const TICK: Duration = Duration::from_millis(5);
 
 pub(super) struct Announcer {
     queue: Batcher<Change, ()>,
@@ -30,7 +43,14 @@ impl Announcer {
     pub fn start(pool: PgPool) -> Announcer {
         let queue = Batcher::start(1, move |changes| {
             let pool = pool.clone();
-            async move { notify(&pool, changes).await }
+            async move {
+                let (started, n) = (Instant::now(), changes.len());
+                let out = notify(&pool, changes).await;
+                if n < MAX_BATCH {
+                    tokio::time::sleep_until(started + TICK).await;
+                }
+                out
+            }
         });
         Announcer { queue }
     }

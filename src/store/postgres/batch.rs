@@ -17,7 +17,7 @@ pub(super) struct Batcher<Req, Resp> {
 }
 
 /// Most calls per statement.
-const MAX_BATCH: usize = 128;
+pub(super) const MAX_BATCH: usize = 128;
 
 impl<Req: Send + 'static, Resp: Send + 'static> Batcher<Req, Resp> {
     /// `run` executes one batch and answers each request in order.
