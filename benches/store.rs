@@ -17,10 +17,11 @@
 //!
 //! PostgreSQL: a fresh database on FFARM_BENCH_PG_URL's server (default
 //! postgres://postgres@127.0.0.1:5432/test; its parameters, such as `?sslmode=disable`, are
-//! kept, and a Unix socket is `postgres://postgres@%2Fvar%2Frun%2Fpostgresql/test`), dropped afterwards unless BENCH_KEEP_DB is set
-//! (its URL is printed, to look at plans with EXPLAIN; drop it by hand). BENCH_PG_SQL holds
-//! statements (`;`-separated) run on that database after its migrations and before the
-//! phases, to measure a change to the schema or the settings side by side with the unchanged one.
+//! kept, and a Unix socket is `postgres://postgres@%2Fvar%2Frun%2Fpostgresql/test`), dropped
+//! afterwards unless BENCH_KEEP_DB is set (its URL is printed, to look at plans with EXPLAIN;
+//! drop it by hand). BENCH_PG_SQL holds statements (`;`-separated) run on that database after
+//! its migrations and before the phases, to measure a change to the schema or the settings
+//! side by side with the unchanged one.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -384,7 +385,7 @@ fn main() {
             sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {db}"))).execute(&mut conn).await.expect("drop");
             sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {db}"))).execute(&mut conn).await.expect("create");
             // The same server, user and parameters (`?sslmode=…`), the benchmark's database.
-            let (base, params) = admin.split_once('?').map_or((admin.as_str(), ""), |(b, p)| (b, p));
+            let (base, params) = admin.split_once('?').unwrap_or((admin.as_str(), ""));
             let base = base.rsplit_once('/').map_or(base, |(b, _)| b);
             let url = if params.is_empty() { format!("{base}/{db}") } else { format!("{base}/{db}?{params}") };
             let store = ffarm::store::open(&url).await.expect("open postgres");
