@@ -35,6 +35,7 @@ mod store_instances;
 mod store_listing;
 mod store_pages;
 mod store_statistics;
+mod store_unreadable;
 mod tidy;
 mod trigger_payloads;
 mod trigger_watch;

@@ -79,17 +79,24 @@ pub(super) async fn transitions(
                     results[i] = Some(Err(StoreError::Backend(e.to_string())));
                 }
             }
-            Ok(found) => {
+            Ok(mut found) => {
                 for &i in &unread {
                     let req = &reqs[i];
-                    let Some((job, cur)) = found.get(&req.id) else {
-                        results[i] = Some(Err(StoreError::NotFound { id: req.id.clone() }));
-                        continue;
+                    let (job, cur) = match found.remove(&req.id) {
+                        None => {
+                            results[i] = Some(Err(StoreError::NotFound { id: req.id.clone() }));
+                            continue;
+                        }
+                        Some(Err(e)) => {
+                            results[i] = Some(Err(e));
+                            continue;
+                        }
+                        Some(Ok(read)) => read,
                     };
-                    match (req.decide)(Some(job), cur, now) {
+                    match (req.decide)(Some(&job), &cur, now) {
                         Err(e) => results[i] = Some(Err(e)),
-                        Ok(None) => results[i] = Some(Ok((job.clone(), false))),
-                        Ok(Some(u)) => planned.push((i, u, *cur)),
+                        Ok(None) => results[i] = Some(Ok((job, false))),
+                        Ok(Some(u)) => planned.push((i, u, cur)),
                     }
                 }
             }
@@ -132,11 +139,12 @@ pub(super) async fn transitions(
     out
 }
 
-/// The rows of `ids` and the state each transition is decided from.
+/// The rows of `ids` by id, each with the state its transition is decided from, or why the
+/// stored row could not be read (reported as that, not as a missing job).
 async fn read(
     pool: &PgPool,
     ids: &[&str],
-) -> std::result::Result<HashMap<String, (Job, Current)>, sqlx::Error> {
+) -> std::result::Result<HashMap<String, Result<(Job, Current)>>, sqlx::Error> {
     let sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ANY($1)");
     let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(ids)
@@ -144,10 +152,12 @@ async fn read(
         .await?;
     let mut found = HashMap::new();
     for row in &rows {
-        if let (Ok(job), Ok(base)) = (job_from_row(row), retry_base(row)) {
-            let cur = Current::of(&job, base);
-            found.insert(job.id.clone(), (job, cur));
-        }
+        let id: String = row.try_get("id")?;
+        let read = job_from_row(row).and_then(|job| {
+            let cur = Current::of(&job, retry_base(row)?);
+            Ok((job, cur))
+        });
+        found.insert(id, read);
     }
     Ok(found)
 }
