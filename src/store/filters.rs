@@ -58,9 +58,9 @@ fn close<DB: Database>(qb: &mut QueryBuilder<DB>, form: Form) {
     }
 }
 
-fn time_column(field: TimeField) -> &'static str {
+fn time_column(field: TimeField, keys: Keys) -> &'static str {
     match field {
-        TimeField::Created => "created_at",
+        TimeField::Created => keys.created(),
         TimeField::Started => "started_at",
         TimeField::Finished => "finished_at",
     }
@@ -77,6 +77,33 @@ fn narrowing_of(field: TimeField) -> Option<Narrowing> {
 /// The narrowing filter `f`'s time window is: a window on when jobs started or finished.
 pub(super) fn window_narrowing(f: &ListFilter) -> Option<Narrowing> {
     narrowing_of(f.time_field).filter(|_| f.windowed())
+}
+
+/// Which copy of a job's creation time and id a statement orders, pages and windows on.
+/// SQLite's jobs table has one. PostgreSQL's `jobs` view (migration 0007) shows the spec's
+/// (`created_at`, `id`) and the state's (`state_created_at`, `state_id`): a walk through a
+/// per-status index must order and page on the state's, since the planner does not carry a
+/// cursor's `<` on one table over to the other table's index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Keys {
+    Spec,
+    State,
+}
+
+impl Keys {
+    pub(super) fn created(self) -> &'static str {
+        match self {
+            Keys::Spec => "created_at",
+            Keys::State => "state_created_at",
+        }
+    }
+
+    pub(super) fn id(self) -> &'static str {
+        match self {
+            Keys::Spec => "id",
+            Keys::State => "state_id",
+        }
+    }
 }
 
 /// Which access paths a statement leaves open to the planner.
@@ -111,12 +138,13 @@ impl Access {
     }
 }
 
-/// Appends `AND …` for every filter of `f` but the statuses.
+/// Appends `AND …` for every filter of `f` but the statuses, creation times on `keys`.
 pub(super) fn push_filters<DB>(
     qb: &mut QueryBuilder<DB>,
     dialect: Dialect,
     f: &ListFilter,
     access: Access,
+    keys: Keys,
 ) where
     DB: Database,
     for<'q> i64: Encode<'q, DB> + Type<DB>,
@@ -125,7 +153,7 @@ pub(super) fn push_filters<DB>(
     if f.windowed() {
         let field = f.time_field;
         let form = narrowing_of(field).map_or(access.ordered(), |n| access.narrowing(n));
-        let c = column(dialect, time_column(field), form);
+        let c = column(dialect, time_column(field, keys), form);
         // Found through its index, a window is written with both ends, so that a planner
         // without statistics takes it for the narrow range it is known to be.
         let finding = narrowing_of(field).is_some()
@@ -146,7 +174,7 @@ pub(super) fn push_filters<DB>(
         // worker's), so the walk begins a little later than that, by more than leases (30 s)
         // already allow the clocks to differ.
         if let (Some(until), Form::Checked) = (f.until, form) {
-            qb.push(" AND created_at < ")
+            qb.push(format!(" AND {} < ", keys.created()))
                 .push_bind(until.plus(CLOCK_MARGIN).0);
         }
     }
@@ -206,6 +234,12 @@ pub(super) fn push_statuses<DB>(
         sep.push_bind(s.as_str().to_string());
     }
     qb.push(")");
+}
+
+/// Whether `f` filters on the job's spec (beyond its creation time): otherwise PostgreSQL
+/// can count in `job_states` alone.
+pub(super) fn on_spec(f: &ListFilter) -> bool {
+    f.bucket.is_some() || f.key_prefix.is_some() || f.preset.is_some() || f.search.is_some()
 }
 
 /// `FROM jobs`, with SQLite told which index to use when there is only one choice.

@@ -36,6 +36,7 @@ mod store_listing;
 mod store_pages;
 mod store_statistics;
 mod store_unreadable;
+mod store_upgrade;
 mod tidy;
 mod trigger_payloads;
 mod trigger_watch;

@@ -230,7 +230,7 @@ async fn postgres_a_transition_on_a_row_that_moved_is_decided_again() {
                 .id;
             let job = worker.claim("w/1", LEASE).await.unwrap().unwrap();
             let mut tx = holder.begin().await.unwrap();
-            sqlx::query("SELECT 1 FROM jobs WHERE id = $1 FOR UPDATE")
+            sqlx::query("SELECT 1 FROM job_states WHERE id = $1 FOR UPDATE")
                 .bind(&id)
                 .execute(&mut *tx)
                 .await

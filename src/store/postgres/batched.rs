@@ -21,11 +21,37 @@ pub(super) fn all_failed<T>(n: usize, e: &sqlx::Error) -> Vec<Result<T>> {
         .collect()
 }
 
-/// The job columns qualified by table, for statements that join other row sources.
-fn qualified_columns(table: &str) -> String {
+/// The job columns that live in `job_specs` (migration 0007); the rest are in `job_states`.
+const SPEC_COLUMNS: &[&str] = &[
+    "id",
+    "input_bucket",
+    "input_key",
+    "preset",
+    "output_bucket",
+    "output_prefix",
+    "priority",
+    "max_attempts",
+    "timeout_seconds",
+    "on_success",
+    "on_failure",
+    "trigger",
+    "created_at",
+];
+
+/// The job columns, each qualified by the table holding it, for a write to `job_states`
+/// (named `state` in the statement) joined to `job_specs s` that returns whole jobs.
+pub(super) fn returned_columns(state: &str) -> String {
     JOB_COLUMNS
-        .split(", ")
-        .map(|c| format!("{table}.{}", c.trim()))
+        .split(',')
+        .map(str::trim)
+        .map(|c| {
+            let table = if SPEC_COLUMNS.contains(&c) {
+                "s"
+            } else {
+                state
+            };
+            format!("{table}.{c}")
+        })
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -203,20 +229,21 @@ async fn apply_updates(
         .map(|p| reqs[p.0].lease_before.map(|t| t.0))
         .collect();
     let sql = format!(
-        "UPDATE jobs SET status = u.status, last_reason = u.reason, error = u.error, \
-         outputs = COALESCE(u.outputs, jobs.outputs), run_after = u.run_after, retry_base = u.retry_base, \
+        "UPDATE job_states SET status = u.status, last_reason = u.reason, error = u.error, \
+         outputs = COALESCE(u.outputs, job_states.outputs), run_after = u.run_after, retry_base = u.retry_base, \
          finished_at = CASE WHEN u.finished THEN $1 ELSE NULL END, \
-         lease_expires_at = CASE WHEN u.release THEN NULL ELSE jobs.lease_expires_at END, \
-         progress = CASE WHEN u.reset THEN NULL ELSE jobs.progress END, updated_at = $1 \
-         FROM UNNEST($2::TEXT[], $3::TEXT[], $4::TEXT[], $5::TEXT[], $6::TEXT[], $7::BIGINT[], \
+         lease_expires_at = CASE WHEN u.release THEN NULL ELSE job_states.lease_expires_at END, \
+         progress = CASE WHEN u.reset THEN NULL ELSE job_states.progress END, updated_at = $1 \
+         FROM job_specs s, UNNEST($2::TEXT[], $3::TEXT[], $4::TEXT[], $5::TEXT[], $6::TEXT[], $7::BIGINT[], \
                      $8::BIGINT[], $9::BOOL[], $10::BOOL[], $11::BOOL[], $12::TEXT[], $13::BIGINT[], \
                      $14::BIGINT[]) \
               AS u(id, status, reason, error, outputs, run_after, retry_base, finished, release, reset, \
                    exp_status, exp_attempt, lease_before) \
-         WHERE jobs.id = u.id AND jobs.status = u.exp_status AND jobs.attempt = u.exp_attempt \
-         AND (u.lease_before IS NULL OR jobs.lease_expires_at < u.lease_before) \
+         WHERE job_states.id = u.id AND s.id = u.id AND job_states.status = u.exp_status \
+         AND job_states.attempt = u.exp_attempt \
+         AND (u.lease_before IS NULL OR job_states.lease_expires_at < u.lease_before) \
          RETURNING {}",
-        qualified_columns("jobs")
+        returned_columns("job_states")
     );
     let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(now.0)
@@ -249,17 +276,18 @@ pub(super) async fn claims(
     let workers: Vec<String> = reqs.iter().map(|r| r.0.clone()).collect();
     let leases: Vec<i64> = reqs.iter().map(|r| r.1.0).collect();
     let sql = format!(
-        "WITH picked AS (SELECT id FROM jobs WHERE status = 'queued' AND run_after <= $1 \
+        "WITH picked AS (SELECT id FROM job_states WHERE status = 'queued' AND run_after <= $1 \
                          ORDER BY priority DESC, created_at, id LIMIT $2 FOR UPDATE SKIP LOCKED), \
               numbered AS (SELECT id, row_number() OVER () AS rn FROM picked), \
               w AS (SELECT worker, lease, rn \
                     FROM UNNEST($3::TEXT[], $4::BIGINT[]) WITH ORDINALITY AS t(worker, lease, rn)) \
-         UPDATE jobs SET status = 'running', attempt = jobs.attempt + 1, worker = w.worker, \
+         UPDATE job_states SET status = 'running', attempt = job_states.attempt + 1, worker = w.worker, \
                 lease_expires_at = w.lease, started_at = $1, finished_at = NULL, updated_at = $1, \
                 progress = NULL, last_reason = 'claimed by ' || w.worker \
-         FROM numbered JOIN w ON w.rn = numbered.rn WHERE jobs.id = numbered.id \
+         FROM numbered JOIN w ON w.rn = numbered.rn, job_specs s \
+         WHERE job_states.id = numbered.id AND s.id = numbered.id \
          RETURNING w.rn, {}",
-        qualified_columns("jobs")
+        returned_columns("job_states")
     );
     let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(now.0)
@@ -306,13 +334,13 @@ pub(super) async fn heartbeats(pool: &PgPool, reqs: Vec<HeartbeatReq>) -> Vec<Re
         .map(|r| r.progress.as_ref().map(to_json))
         .collect();
     let rows = sqlx::query(
-        "UPDATE jobs SET lease_expires_at = h.lease, \
-                progress = COALESCE(h.progress, jobs.progress), updated_at = $1 \
+        "UPDATE job_states SET lease_expires_at = h.lease, \
+                progress = COALESCE(h.progress, job_states.progress), updated_at = $1 \
          FROM UNNEST($2::TEXT[], $3::BIGINT[], $4::BIGINT[], $5::TEXT[]) \
               AS h(id, attempt, lease, progress) \
-         WHERE jobs.id = h.id AND jobs.attempt = h.attempt \
-           AND jobs.status IN ('running', 'cancelling') \
-         RETURNING jobs.id, jobs.status",
+         WHERE job_states.id = h.id AND job_states.attempt = h.attempt \
+           AND job_states.status IN ('running', 'cancelling') \
+         RETURNING job_states.id, job_states.status",
     )
     .bind(now.0)
     .bind(&ids)
@@ -367,15 +395,22 @@ pub(super) async fn submits(pool: &PgPool, reqs: Vec<SubmitReq>) -> Vec<Result<S
         reqs.iter().map(f).collect()
     };
     let sql = format!(
-        "INSERT INTO jobs (id, status, input_bucket, input_key, preset, output_bucket, output_prefix, \
-         priority, max_attempts, timeout_seconds, on_success, on_failure, trigger, outputs, last_reason, \
-         created_at, updated_at, run_after) \
-         SELECT t.id, 'queued', t.ib, t.ik, t.preset, t.ob, t.op, t.priority, t.max_attempts, t.timeout, \
-                t.on_success, t.on_failure, t.trigger, '[]', 'submitted', $1, $1, $1 \
-         FROM UNNEST($2::TEXT[], $3::TEXT[], $4::TEXT[], $5::TEXT[], $6::TEXT[], $7::TEXT[], $8::INT[], \
-                     $9::BIGINT[], $10::BIGINT[], $11::TEXT[], $12::TEXT[], $13::TEXT[]) \
-              AS t(id, ib, ik, preset, ob, op, priority, max_attempts, timeout, on_success, on_failure, trigger) \
-         ON CONFLICT (id) DO NOTHING RETURNING {JOB_COLUMNS}"
+        "WITH s AS (INSERT INTO job_specs (id, input_bucket, input_key, preset, output_bucket, \
+                    output_prefix, priority, max_attempts, timeout_seconds, on_success, on_failure, \
+                    trigger, created_at) \
+              SELECT t.id, t.ib, t.ik, t.preset, t.ob, t.op, t.priority, t.max_attempts, t.timeout, \
+                     t.on_success, t.on_failure, t.trigger, $1 \
+              FROM UNNEST($2::TEXT[], $3::TEXT[], $4::TEXT[], $5::TEXT[], $6::TEXT[], $7::TEXT[], \
+                          $8::INT[], $9::BIGINT[], $10::BIGINT[], $11::TEXT[], $12::TEXT[], $13::TEXT[]) \
+                   AS t(id, ib, ik, preset, ob, op, priority, max_attempts, timeout, on_success, \
+                        on_failure, trigger) \
+              ON CONFLICT (id) DO NOTHING RETURNING *), \
+              st AS (INSERT INTO job_states (id, status, priority, created_at, on_success, \
+                    on_failure, outputs, last_reason, updated_at, run_after) \
+              SELECT id, 'queued', priority, created_at, on_success, on_failure, '[]', 'submitted', \
+                     $1, $1 FROM s RETURNING *) \
+         SELECT {} FROM s JOIN st ON st.id = s.id",
+        returned_columns("st")
     );
     let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(now.0)

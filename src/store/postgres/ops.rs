@@ -4,6 +4,7 @@
 
 use sqlx::{PgPool, Row};
 
+use super::batched::returned_columns;
 use crate::job::{Job, Status, Timestamp};
 use crate::store::codec::{JOB_COLUMNS, job_from_row, retry_base, to_json};
 use crate::store::rules::{self, Current, Update};
@@ -43,15 +44,18 @@ where
             return Ok((job, false));
         };
         let sql = format!(
-            "UPDATE jobs SET status = $1, last_reason = $2, error = $3, outputs = COALESCE($4, outputs), \
-             run_after = $5, retry_base = $6, \
+            "UPDATE job_states SET status = $1, last_reason = $2, error = $3, \
+             outputs = COALESCE($4, job_states.outputs), run_after = $5, retry_base = $6, \
              finished_at = CASE WHEN $7 THEN $8 ELSE NULL END, \
-             lease_expires_at = CASE WHEN $9 THEN NULL ELSE lease_expires_at END, \
-             progress = CASE WHEN $10 THEN NULL ELSE progress END, \
+             lease_expires_at = CASE WHEN $9 THEN NULL ELSE job_states.lease_expires_at END, \
+             progress = CASE WHEN $10 THEN NULL ELSE job_states.progress END, \
              updated_at = $8 \
-             WHERE id = $11 AND status = $12 AND attempt = $13 \
-             AND ($14::BIGINT IS NULL OR lease_expires_at < $14) \
-             RETURNING {JOB_COLUMNS}"
+             FROM job_specs s \
+             WHERE job_states.id = $11 AND s.id = $11 AND job_states.status = $12 \
+             AND job_states.attempt = $13 \
+             AND ($14::BIGINT IS NULL OR job_states.lease_expires_at < $14) \
+             RETURNING {}",
+            returned_columns("job_states")
         );
         let row = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(u.status.as_str())
@@ -90,7 +94,7 @@ pub(super) async fn note(
 ) -> Result<()> {
     let done = sqlx::query(
         "INSERT INTO job_events (job_id, at, kind, from_status, to_status, reason, worker, attempt, detail) \
-         SELECT id, $1, $2, NULL, NULL, $3, worker, attempt, $4 FROM jobs WHERE id = $5",
+         SELECT id, $1, $2, NULL, NULL, $3, worker, attempt, $4 FROM job_states WHERE id = $5",
     )
     .bind(now.0)
     .bind(kind)
@@ -113,7 +117,7 @@ pub(super) async fn append_logs(
     now: Timestamp,
 ) -> Result<()> {
     let mut tx = pool.begin().await?;
-    let row = sqlx::query("SELECT attempt, status FROM jobs WHERE id = $1")
+    let row = sqlx::query("SELECT attempt, status FROM job_states WHERE id = $1")
         .bind(id)
         .fetch_optional(&mut *tx)
         .await?

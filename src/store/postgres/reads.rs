@@ -63,7 +63,7 @@ pub(super) async fn counts(pool: &PgPool, filter: &ListFilter) -> Result<Counts>
 
 pub(super) async fn expired_leases(pool: &PgPool, now: Timestamp) -> Result<Vec<String>> {
     Ok(sqlx::query_scalar(
-        "SELECT id FROM jobs WHERE status IN ('running', 'cancelling') AND lease_expires_at < $1 \
+        "SELECT id FROM job_states WHERE status IN ('running', 'cancelling') AND lease_expires_at < $1 \
          ORDER BY lease_expires_at LIMIT 500",
     )
     .bind(now.0)
@@ -172,7 +172,7 @@ pub(super) async fn workers(pool: &PgPool) -> Result<Vec<WorkerInfo>> {
     .fetch_all(pool)
     .await?;
     let held: Vec<(String, String)> = sqlx::query_as(
-        "SELECT worker, id FROM jobs WHERE status IN ('running', 'cancelling') AND worker IS NOT NULL ORDER BY id",
+        "SELECT worker, id FROM job_states WHERE status IN ('running', 'cancelling') AND worker IS NOT NULL ORDER BY id",
     )
     .fetch_all(pool)
     .await?;

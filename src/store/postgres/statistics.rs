@@ -16,7 +16,8 @@ use crate::store::Result;
 
 /// The store's tables.
 const TABLES: &[&str] = &[
-    "jobs",
+    "job_specs",
+    "job_states",
     "job_events",
     "job_attempts",
     "job_logs",
