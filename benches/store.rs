@@ -311,6 +311,24 @@ async fn list(store: &Arc<dyn JobStore>, offset: usize) {
             },
             None,
         ),
+        // A status with a bucket or a preset: the succeeded jobs sit behind the queued ones
+        // the list phase submits last.
+        (
+            "status = succeeded, bucket = media",
+            ListFilter {
+                bucket: Some("media".into()),
+                ..succeeded.clone()
+            },
+            None,
+        ),
+        (
+            "status = succeeded, preset = hls-abr",
+            ListFilter {
+                preset: Some("hls-abr".into()),
+                ..succeeded.clone()
+            },
+            None,
+        ),
         (
             "key prefix in/ (every job)",
             ListFilter {
