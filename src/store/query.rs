@@ -324,7 +324,7 @@ where
             Part::Walk(status) => {
                 qb.push(" FROM jobs WHERE 1 = 1");
                 match status {
-                    Some(s) if pins_status(dialect) => {
+                    Some(s) if by_status => {
                         qb.push(" AND status = ANY(string_to_array(")
                             .push_bind(s.as_str().to_string())
                             .push(", ','))");
@@ -413,11 +413,7 @@ where
 
 /// Whether `f` narrows the jobs at all (statuses aside, which counts ignore).
 fn unfiltered(f: &ListFilter) -> bool {
-    !f.windowed()
-        && f.bucket.is_none()
-        && f.key_prefix.is_none()
-        && f.preset.is_none()
-        && f.search.is_none()
+    !f.windowed() && !on_spec(f)
 }
 
 /// Counts by status over the filter, ignoring its statuses. Unfiltered, the running totals

@@ -25,28 +25,16 @@ async fn jobs_of_every_kind(s: &dyn JobStore) -> Vec<Job> {
         source: "s3".into(),
         payload: serde_json::json!({"Records": [{"s3": {"object": {"key": "in/rich.mp4"}}}]}),
     });
-    let ids = [
-        s.submit(Some("j-succeeded".into()), rich.clone())
-            .await
-            .unwrap()
-            .job
-            .id,
-        s.submit(Some("j-failed".into()), spec("in/failed.mp4"))
-            .await
-            .unwrap()
-            .job
-            .id,
-        s.submit(Some("j-running".into()), rich)
-            .await
-            .unwrap()
-            .job
-            .id,
-        s.submit(Some("j-queued".into()), spec("in/queued.mp4"))
-            .await
-            .unwrap()
-            .job
-            .id,
+    let submitted = [
+        ("j-succeeded", rich.clone()),
+        ("j-failed", spec("in/failed.mp4")),
+        ("j-running", rich),
+        ("j-queued", spec("in/queued.mp4")),
     ];
+    let mut ids = Vec::new();
+    for (id, spec) in submitted {
+        ids.push(s.submit(Some(id.into()), spec).await.unwrap().job.id);
+    }
     let claim = || s.claim("w/old", LEASE);
     let a = claim().await.unwrap().unwrap();
     let b = claim().await.unwrap().unwrap();
