@@ -141,9 +141,9 @@ async fn stop_latencies(store: &Arc<dyn JobStore>, stops: usize) -> Vec<f64> {
         loop {
             let j = store.get(&job.id).await.expect("get");
             if j.status == Status::Running
-                && j.progress
-                    .as_ref()
-                    .is_some_and(|p| p.phase == ffarm::media::Phase::Transcoding && p.percent > 1.0)
+                && j.progress.as_ref().is_some_and(|p| {
+                    p.phase == ffarm::progress::Phase::Transcoding && p.percent > 1.0
+                })
             {
                 break;
             }

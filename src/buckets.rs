@@ -16,32 +16,18 @@ use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjectPath;
 use object_store::prefix::PrefixStore;
 use object_store::{ObjectStore, ObjectStoreExt};
-use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWriteExt;
+
+pub use crate::config::BucketConfig;
 
 /// Files above this size upload in parts.
 pub const MULTIPART_THRESHOLD: u64 = 16 << 20;
 /// The size of each part of a multipart upload.
 pub const PART_SIZE: usize = 8 << 20;
 
-/// How a bucket is reached.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct BucketConfig {
-    /// `file:///abs/dir`, `s3://bucket[/prefix]`, `gs://…`, `az://…`.
-    pub url: String,
-    /// object_store options, e.g. `aws_endpoint`, `aws_region`, `aws_access_key_id`,
-    /// `aws_allow_http`. They apply over the provider's environment variables (`AWS_*`,
-    /// `GOOGLE_*`, `AZURE_*`); an unknown key is an error.
-    #[serde(default)]
-    pub options: BTreeMap<String, String>,
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum BucketError {
-    #[error(
-        "invalid bucket name '{0}': use 1-63 of a-z, 0-9, '.', '-' and '_', starting with a letter or digit"
-    )]
+    #[error("invalid bucket name '{0}': {rule}", rule = crate::job::BUCKET_NAME_RULE)]
     BadName(String),
     #[error("invalid object key '{key}': {why}")]
     BadKey { key: String, why: &'static str },
@@ -94,15 +80,7 @@ impl BucketError {
 
 /// Checks a bucket name.
 pub fn validate_bucket(name: &str) -> Result<(), BucketError> {
-    let ok = !name.is_empty()
-        && name.len() <= 63
-        && name.as_bytes()[0].is_ascii_alphanumeric()
-        && name.bytes().all(|b| {
-            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'-' | b'_')
-        })
-        && name != "."
-        && !name.contains("..");
-    if ok {
+    if crate::job::is_bucket_name(name) {
         Ok(())
     } else {
         Err(BucketError::BadName(name.to_string()))
@@ -354,7 +332,7 @@ impl Buckets {
         bucket: &str,
         key: &str,
         dest: &Path,
-        stop: &crate::media::StopToken,
+        stop: &crate::stop::StopToken,
         on_bytes: OnBytes<'_>,
     ) -> Result<u64, BucketError> {
         let path = self.key_path(bucket, key)?;
@@ -403,7 +381,7 @@ impl Buckets {
         bucket: &str,
         key: &str,
         src: &Path,
-        stop: &crate::media::StopToken,
+        stop: &crate::stop::StopToken,
         on_bytes: OnBytes<'_>,
     ) -> Result<u64, BucketError> {
         let path = self.key_path(bucket, key)?;

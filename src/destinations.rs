@@ -24,21 +24,6 @@ const IN_FLIGHT: usize = 8;
 /// How often the outbox is looked at when nothing announces an ending (retries come due).
 const LOOK_EVERY: Duration = Duration::from_secs(1);
 
-/// Checks a destination URL: absolute http(s), without control characters.
-pub fn validate_url(url: &str) -> Result<(), String> {
-    // The URL parser drops some control characters silently; the job would keep them.
-    if url.chars().any(char::is_control) {
-        return Err(format!("destination {url:?} contains a control character"));
-    }
-    match url::Url::parse(url) {
-        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Ok(()),
-        Ok(_) => Err(format!(
-            "destination '{url}' must be an http:// or https:// URL"
-        )),
-        Err(e) => Err(format!("destination '{url}' is not a URL: {e}")),
-    }
-}
-
 /// Where a finished job is delivered, if anywhere: its own `on_success` or `on_failure` (the
 /// configured defaults were filled in when it was made; see [`Destinations::fill`]).
 pub fn target(job: &Job) -> Option<String> {
@@ -255,16 +240,6 @@ impl Courier {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn urls_are_checked() {
-        assert!(validate_url("http://127.0.0.1:9000/hook").is_ok());
-        assert!(validate_url("https://example.com/x").is_ok());
-        assert!(validate_url("ftp://example.com").is_err());
-        assert!(validate_url("file:///etc/passwd").is_err());
-        assert!(validate_url("not a url").is_err());
-        assert!(validate_url("http://example.com/a\0b").is_err());
-    }
 
     #[test]
     fn backoff_doubles_and_stops_growing() {

@@ -57,12 +57,12 @@ enum Command {
     /// masked.
     Config {
         #[command(flatten)]
-        farm: cli::farm::FarmArgs,
+        farm: cli::options::FarmArgs,
     },
     /// Run workers: claim jobs from the store and run each as a task process.
     Worker {
         #[command(flatten)]
-        farm: cli::farm::FarmArgs,
+        farm: cli::options::FarmArgs,
         /// Serve this worker's Prometheus metrics (attempt durations, encode fps) at
         /// http://HOST:PORT/metrics.
         #[arg(long, value_name = "HOST:PORT")]

@@ -28,7 +28,7 @@ pub async fn run(
             config.data_dir.display()
         )
     })?;
-    let store = config.open_store().await?;
+    let store = crate::store::open_with(&config.store_url(), config.retry.policy()).await?;
     run_on(store, config, shutdown, ready).await
 }
 
@@ -58,7 +58,15 @@ pub async fn run_on(
         _ => {
             let ctx = worker::context(store.clone(), config.clone())?;
             let _ = app.local_worker.set(ctx.clone());
-            Some(tokio::spawn(worker::run(ctx, shutdown.clone())))
+            let exec = api::exec_listener::start(ctx.clone()).await;
+            let shutdown = shutdown.clone();
+            Some(tokio::spawn(async move {
+                let ran = worker::run(ctx, shutdown).await;
+                if let Some(listener) = exec {
+                    listener.abort();
+                }
+                ran
+            }))
         }
     };
     if workers.is_none() {

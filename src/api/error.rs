@@ -9,6 +9,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 use crate::buckets::BucketError;
+use crate::exec::ExecError;
 use crate::preset::PresetError;
 use crate::store::StoreError;
 
@@ -105,6 +106,12 @@ impl From<PresetError> for ApiError {
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
         ApiError::new(status, e.code(), e.to_string())
+    }
+}
+
+impl From<ExecError> for ApiError {
+    fn from(e: ExecError) -> Self {
+        ApiError::new(e.status(), e.code(), e.to_string())
     }
 }
 

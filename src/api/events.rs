@@ -34,7 +34,7 @@ fn sse(rx: mpsc::Receiver<Result<Event, Infallible>>) -> EventStream {
 struct ProgressEvent<'a> {
     id: &'a str,
     status: crate::job::Status,
-    progress: &'a Option<crate::media::Progress>,
+    progress: &'a Option<crate::progress::Progress>,
 }
 
 #[utoipa::path(get, path = "/v1/jobs/{id}/events", tag = "events",

@@ -9,16 +9,15 @@ use axum::Extension;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::{ConnectInfo, State};
-use axum::http::Uri;
+use axum::http::{StatusCode, Uri};
 use axum::response::Response;
 
 use super::AppState;
 use super::error::{ApiError, ErrorBody, Path};
 use crate::exec::bridge::{self, Worker};
-use crate::exec::listener::{idle_timeout, websocket_required};
 use crate::exec::protocol::Params;
 use crate::exec::session::{self, Session};
-use crate::exec::{ExecError, ExecGrant};
+use crate::exec::{ExecError, ExecGrant, idle_timeout};
 
 /// Whether `path` is this route (`/v1/jobs/{id}/exec`), which `auth` checks by exec's rule.
 pub fn is_exec_path(path: &str) -> bool {
@@ -84,7 +83,7 @@ pub async fn exec(
     let worker_id = job.worker.clone().unwrap_or_default();
 
     if let Some(ctx) = app.local_worker.get().filter(|c| c.id == worker_id) {
-        let target = crate::exec::locate(ctx, &job)?;
+        let target = crate::exec::locate(ctx.as_ref(), &job)?;
         let upgrade = upgrade.map_err(websocket_required)?;
         let slot = ctx
             .exec_sessions
@@ -135,6 +134,15 @@ pub async fn exec(
     )
     .await?;
     Ok(upgrade.on_upgrade(move |socket| bridge::pump(socket, upstream)))
+}
+
+/// The answer to a plain request where a websocket was expected.
+pub fn websocket_required(r: WebSocketUpgradeRejection) -> ApiError {
+    ApiError::new(
+        StatusCode::UPGRADE_REQUIRED,
+        "websocket-required",
+        format!("exec sessions are websockets ({r}): connect with `ffarm exec JOB`"),
+    )
 }
 
 #[cfg(test)]

@@ -37,7 +37,7 @@ pub struct WorkerView {
     #[serde(flatten)]
     pub info: WorkerInfo,
     /// active, draining, or lost (not seen for 20 s).
-    pub state: &'static str,
+    pub state: crate::worker::WorkerState,
     /// Slots in use.
     pub busy: u32,
 }
@@ -50,7 +50,7 @@ pub async fn workers(State(app): State<AppState>) -> ApiResult<Json<Vec<WorkerVi
     Ok(Json(
         list.into_iter()
             .map(|w| WorkerView {
-                state: crate::worker::state(&w, now),
+                state: crate::worker::WorkerState::of(&w, now),
                 busy: w.running.len() as u32,
                 info: w,
             })
@@ -148,7 +148,7 @@ pub async fn metrics(State(app): State<AppState>) -> ApiResult<impl IntoResponse
     let now = Timestamp::now();
     let (mut total, mut busy, mut live) = (0u32, 0u32, 0u32);
     for w in app.store.workers().await? {
-        if crate::worker::state(&w, now) != "lost" {
+        if crate::worker::WorkerState::of(&w, now) != crate::worker::WorkerState::Lost {
             live += 1;
             total += w.slots;
             busy += w.running.len() as u32;

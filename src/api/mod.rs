@@ -6,6 +6,7 @@ pub mod auth;
 pub mod error;
 mod events;
 mod exec;
+pub mod exec_listener;
 mod jobs;
 mod meta;
 mod objects;

@@ -256,7 +256,7 @@ pub fn read(app: &AppState, body: Value) -> ApiResult<(Option<String>, JobSpec)>
             spec.timeout_seconds = t;
         }
         for url in [&req.on_success, &req.on_failure].into_iter().flatten() {
-            crate::destinations::validate_url(url)
+            crate::job::validate_destination(url)
                 .map_err(|m| ApiError::bad_request("bad-destination", m))?;
         }
         spec.on_success = req.on_success;

@@ -19,7 +19,7 @@ pub(super) async fn send_parts(
     key: &str,
     src: &Path,
     size: u64,
-    stop: &crate::media::StopToken,
+    stop: &crate::stop::StopToken,
     on_bytes: OnBytes<'_>,
 ) -> Result<u64, BucketError> {
     use futures_util::stream::FuturesUnordered;

@@ -7,8 +7,10 @@ use std::time::Duration;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::exit;
-use crate::media::{self, MediaError, Phase, Progress, StopToken};
+use crate::media::{self, MediaError};
 use crate::preset::Presets;
+use crate::progress::{Phase, Progress};
+use crate::stop::StopToken;
 
 /// `ffarm probe FILE`: the file's container and streams as JSON on stdout.
 pub fn probe(file: &Path) -> anyhow::Result<u8> {

@@ -2,13 +2,13 @@
 //! progress bars, JSON) and exit codes. `main.rs` only parses and dispatches here.
 
 pub mod client;
-pub mod farm;
 mod local;
+pub mod options;
 pub mod serve;
-mod workers;
+mod worker;
 
 pub use local::{presets, probe, transcode};
-pub use workers::{task, worker};
+pub use worker::{task, worker};
 
 /// Exit codes a script can rely on.
 ///

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use clap::Args;
 
 use super::exit;
-use super::farm::FarmArgs;
+use super::options::FarmArgs;
 use crate::config::Config;
 use crate::worker::Shutdown;
 

@@ -1,12 +1,11 @@
 //! Exec: a shell (or one command) inside a job's task — in its workspace, with its
 //! environment, as the worker's user — over a websocket. Owns the wire protocol
 //! (`protocol`), pseudo-terminals and session processes (`pty`), running a session
-//! (`session`), the workers' listener (`listener`), the bridge from API servers to workers
-//! (`bridge`), who may open a session (`authorize`), where a job's session can run
-//! (`locate`) and the per-job cap (`Sessions`).
+//! (`session`), the bridge from API servers to workers (`bridge`), who may open a session
+//! (`authorize`), where a job's session can run (`locate`, over the [`Tasks`] a worker
+//! holds) and the per-job cap (`Sessions`). The HTTP routes that reach it are the API's.
 
 pub mod bridge;
-pub mod listener;
 pub mod protocol;
 pub mod pty;
 pub mod session;
@@ -17,10 +16,8 @@ use std::sync::{Arc, Mutex};
 
 use axum::http::StatusCode;
 
-use crate::api::error::ApiError;
 use crate::config::Config;
 use crate::job::{Job, Status};
-use crate::worker::{WorkerCtx, workspace};
 
 /// Why a session cannot be opened.
 #[derive(Debug, thiserror::Error)]
@@ -109,12 +106,6 @@ impl ExecError {
     }
 }
 
-impl From<ExecError> for ApiError {
-    fn from(e: ExecError) -> Self {
-        ApiError::new(e.status(), e.code(), e.to_string())
-    }
-}
-
 /// Proof that a request passed [`authorize`]: the only way to make one, so a handler that
 /// takes it cannot be reached without the exec check.
 #[derive(Debug, Clone)]
@@ -165,46 +156,44 @@ pub fn unavailable(job: &Job) -> Option<ExecError> {
     Some(ExecError::unavailable(job, reason))
 }
 
+/// The tasks a worker holds, as exec finds them: the worker implements this, so exec
+/// needs nothing else of it.
+pub trait Tasks {
+    /// The worker's id, as jobs name it.
+    fn worker_id(&self) -> &str;
+    /// Where the running task of `job`'s current attempt is, if this worker runs it.
+    fn running(&self, job: &Job) -> Option<Target>;
+    /// The workspace this worker kept of `job`'s failed current attempt, if it still exists.
+    fn kept(&self, job: &Job) -> Option<Target>;
+}
+
 /// Where a session into `job` runs on this worker: its running task, or the kept workspace
 /// of its failed attempt.
-pub fn locate(ctx: &WorkerCtx, job: &Job) -> Result<Target, ExecError> {
+pub fn locate(tasks: &dyn Tasks, job: &Job) -> Result<Target, ExecError> {
     if let Some(e) = unavailable(job) {
         return Err(e);
     }
-    if let Some(t) = ctx
-        .running
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .get(&job.id)
-        .filter(|t| t.attempt == job.attempt)
-    {
-        return Ok(Target {
-            workspace: t.workspace.clone(),
-            env: t.env.clone(),
-            attempt: t.attempt,
-            tied: true,
-        });
+    if let Some(target) = tasks.running(job) {
+        return Ok(target);
     }
     if job.status != Status::Failed {
         return Err(ExecError::unavailable(
             job,
-            format!("its task is not running on worker {}", ctx.id),
+            format!("its task is not running on worker {}", tasks.worker_id()),
         ));
     }
-    let dir = workspace::dir(&ctx.config.data_dir, &job.id, job.attempt);
-    if job.worker.as_deref() != Some(ctx.id.as_str()) || !dir.is_dir() {
-        return Err(ExecError::unavailable(
+    tasks.kept(job).ok_or_else(|| {
+        ExecError::unavailable(
             job,
             "it failed and the workspace of its last attempt was removed \
              (worker.keep_failed_workspace_seconds)",
-        ));
-    }
-    Ok(Target {
-        env: workspace::task_env(&dir, job),
-        workspace: dir,
-        attempt: job.attempt,
-        tied: false,
+        )
     })
+}
+
+/// A session's idle limit from the configuration (0: none).
+pub fn idle_timeout(seconds: u64) -> Option<std::time::Duration> {
+    (seconds > 0).then(|| std::time::Duration::from_secs(seconds))
 }
 
 /// Sessions open per job in this process (the cap).

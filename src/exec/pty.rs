@@ -15,7 +15,7 @@ use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 use tokio::net::unix::pipe;
 
-use crate::worker::process;
+use crate::process;
 
 /// util-linux's `setsid`: a new session without `unsafe` in this process.
 const SETSID: &str = "setsid";

@@ -377,7 +377,7 @@ async fn ended(s: &Session) -> Option<End> {
 }
 
 /// 128 + N for a process killed by signal N, as shells report it.
-fn exit_code(exit: &crate::worker::process::Exit) -> i32 {
+fn exit_code(exit: &crate::process::Exit) -> i32 {
     match (exit.code, exit.signal) {
         (_, Some(sig)) => 128 + sig as i32,
         (Some(c), None) => c,

@@ -16,8 +16,8 @@ use super::input;
 use super::output::Layout;
 use super::plan::{self, AudioWork, RenditionPlan, VideoWork};
 use super::probe;
-use super::stop::StopToken;
 use crate::preset::{Container, Preset, VideoCodec};
+use crate::stop::StopToken;
 
 /// The arguments after `ffmpeg` that make what `transcode(input, output, preset)` makes.
 pub fn equivalent_command(

@@ -18,7 +18,7 @@ use ffmpeg_next as ff;
 
 use super::error::{MediaError, with_detail};
 use super::ffi::{self, DurationSource};
-use super::stop::StopToken;
+use crate::stop::StopToken;
 
 /// Demuxers that read only the file they are given. Names as FFmpeg spells them; FFmpeg
 /// matches each against the components of a demuxer's name ("mov" matches

@@ -10,12 +10,11 @@ mod geometry;
 mod graph;
 mod hls;
 mod input;
+mod meter;
 mod output;
 mod pipeline;
 mod plan;
 mod probe;
-mod progress;
-mod stop;
 
 use std::path::Path;
 
@@ -26,8 +25,6 @@ pub use output::{OutputFile, OutputKind};
 pub use pipeline::{TranscodeReport, transcode};
 pub use plan::preset_for_extension;
 pub use probe::{ProbeReport, StreamReport, probe};
-pub use progress::{Phase, Progress};
-pub use stop::StopToken;
 
 /// Initialises FFmpeg (idempotent). Every entry point calls it; callers may too.
 pub fn init() {

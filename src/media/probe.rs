@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::error::MediaError;
 use super::ffi;
 use super::input::{self, Input};
-use super::stop::StopToken;
+use crate::stop::StopToken;
 
 /// A media file's container and streams.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -7,7 +7,7 @@ use super::{Result, StoreError};
 use crate::job::{
     Job, JobError, ObjectRef, OutputObject, OutputTarget, Status, Timestamp, Trigger,
 };
-use crate::media::Progress;
+use crate::progress::Progress;
 
 /// The columns every job query selects, in `job_from_row`'s terms.
 pub(crate) const JOB_COLUMNS: &str = "id, status, input_bucket, input_key, preset, output_bucket, \

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
 use crate::job::{Job, JobSpec, Outcome, Status, Timestamp};
-use crate::media::Progress;
+use crate::progress::Progress;
 
 pub use codec::{decode_cursor, encode_cursor};
 

@@ -6,8 +6,9 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use super::rules::{self, Rule};
+use super::rule;
 use super::{Ignored, ObjectEvent, Parsed, Source};
+use crate::config::TriggerRule;
 use object_store::ObjectStoreExt;
 
 use crate::buckets::{Access, BucketError, Buckets, storage_error, validate_key};
@@ -38,7 +39,7 @@ pub struct Fired {
 
 /// The rules and what firing them needs.
 pub struct Triggers {
-    rules: Vec<Rule>,
+    rules: Vec<TriggerRule>,
     store: Arc<dyn JobStore>,
     buckets: Arc<Buckets>,
     timeout_seconds: u64,
@@ -48,7 +49,7 @@ pub struct Triggers {
 impl Triggers {
     /// `timeout_seconds` and `destinations`: what the jobs it makes get (as from the API).
     pub fn new(
-        rules: Vec<Rule>,
+        rules: Vec<TriggerRule>,
         store: Arc<dyn JobStore>,
         buckets: Arc<Buckets>,
         timeout_seconds: u64,
@@ -63,7 +64,7 @@ impl Triggers {
         }
     }
 
-    pub fn rules(&self) -> &[Rule] {
+    pub fn rules(&self) -> &[TriggerRule] {
         &self.rules
     }
 
@@ -155,13 +156,13 @@ impl Triggers {
             fired.ignored.push(ignore(e.to_string()));
             return Ok(());
         }
-        if rules::is_output(&self.rules, &bucket, &key) {
+        if rule::is_output(&self.rules, &bucket, &key) {
             fired.ignored.push(ignore(
                 "under a trigger rule's output folder (outputs never fire rules)".into(),
             ));
             return Ok(());
         }
-        let matching: Vec<&Rule> = self
+        let matching: Vec<&TriggerRule> = self
             .rules
             .iter()
             .filter(|r| r.matches(&bucket, &key))
@@ -200,7 +201,7 @@ impl Triggers {
                     }),
                 };
                 self.destinations.fill(&mut spec);
-                let id = rules::job_id(&bucket, &key, &event.version, preset, &spec.output);
+                let id = rule::job_id(&bucket, &key, &event.version, preset, &spec.output);
                 match self.store.submit(Some(id.clone()), spec).await {
                     Ok(s) => fired.jobs.push(FiredJob {
                         id: s.job.id,
@@ -222,7 +223,8 @@ impl Triggers {
     }
 
     fn why_no_rule(&self, bucket: &str, key: &str) -> String {
-        let in_bucket: Vec<&Rule> = self.rules.iter().filter(|r| r.bucket == bucket).collect();
+        let in_bucket: Vec<&TriggerRule> =
+            self.rules.iter().filter(|r| r.bucket == bucket).collect();
         if self.rules.is_empty() {
             "no trigger rules are configured".into()
         } else if in_bucket.is_empty() {

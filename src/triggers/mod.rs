@@ -7,7 +7,7 @@
 mod envelope;
 mod fire;
 pub mod oss;
-pub mod rules;
+pub mod rule;
 pub mod s3;
 pub mod watch;
 

@@ -12,10 +12,10 @@
 //! Never reported: hidden names, temp names (`*.part`, `*.tmp`, `*~`, …), object_store's
 //! staging files (`<key>#<n>`), symlinks, empty files, excluded prefixes, invalid keys.
 //!
-//! Here: the public interface and the set-up; `rules` decides which paths are reported under
+//! Here: the public interface and the set-up; `scan` decides which paths are reported under
 //! which key and walks directories; `state` is the running task.
 
-mod rules;
+mod scan;
 mod state;
 
 use std::os::unix::fs::MetadataExt;
@@ -28,7 +28,7 @@ use notify::{RecommendedWatcher, RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use rules::Rules;
+use scan::Watched;
 use state::{Events, Root, State};
 
 /// Events buffered between notify's thread and the task; when full, the tree is rescanned.
@@ -102,7 +102,7 @@ pub async fn start(
 }
 
 type Setup = (
-    Rules,
+    Watched,
     (RecommendedWatcher, Vec<Root>, Arc<AtomicBool>),
     Events,
 );
@@ -159,7 +159,7 @@ fn setup(specs: Vec<WatchSpec>) -> Result<Setup, WatchError> {
         let ident = identity(&dir);
         roots.push(Root { path: dir, ident });
     }
-    Ok((Rules(rules), (watcher, roots, overflow), events))
+    Ok((Watched(rules), (watcher, roots, overflow), events))
 }
 
 /// Sorts and drops every directory that lies under another one of the list.

@@ -1,11 +1,10 @@
 //! Workers: claim jobs while slots are free (woken by the store's notifications, with a slow
 //! poll as fallback), run each as a task process (`supervisor`), relay cancels, reap expired
 //! leases and forget long-lost workers, keep the registry entry fresh, deliver endings from
-//! the store's outbox (`destinations::Courier`), take exec sessions on the advertised address
-//! (`exec::listener`), and drain on SIGTERM/SIGINT. `ffarm worker` runs this alone; `ffarm
+//! the store's outbox (`destinations::Courier`), show exec where its tasks are
+//! (`exec::Tasks`), and drain on SIGTERM/SIGINT. `ffarm worker` runs this alone; `ffarm
 //! serve` runs it beside the API.
 
-pub mod process;
 pub mod protocol;
 mod supervisor;
 pub mod task;
@@ -32,13 +31,27 @@ pub const REGISTRY_INTERVAL: Duration = Duration::from_secs(5);
 pub const LOST_AFTER: Duration = Duration::from_secs(20);
 
 /// A worker's state as shown to users.
-pub fn state(w: &WorkerInfo, now: Timestamp) -> &'static str {
-    if w.last_seen < now.minus(LOST_AFTER) {
-        "lost"
-    } else if w.draining {
-        "draining"
-    } else {
-        "active"
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum WorkerState {
+    /// Seen within [`LOST_AFTER`] and taking jobs.
+    Active,
+    /// Seen, finishing its tasks before it stops; it takes no new jobs.
+    Draining,
+    /// Not seen for [`LOST_AFTER`]: stopped without saying so, or cut off.
+    Lost,
+}
+
+impl WorkerState {
+    /// The state of the registry entry `w` at `now`.
+    pub fn of(w: &WorkerInfo, now: Timestamp) -> WorkerState {
+        if w.last_seen < now.minus(LOST_AFTER) {
+            WorkerState::Lost
+        } else if w.draining {
+            WorkerState::Draining
+        } else {
+            WorkerState::Active
+        }
     }
 }
 
@@ -94,6 +107,36 @@ impl WorkerCtx {
         {
             let _ = t.stop.send(why);
         }
+    }
+}
+
+impl crate::exec::Tasks for WorkerCtx {
+    fn worker_id(&self) -> &str {
+        &self.id
+    }
+
+    fn running(&self, job: &crate::job::Job) -> Option<crate::exec::Target> {
+        let running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        let t = running.get(&job.id).filter(|t| t.attempt == job.attempt)?;
+        Some(crate::exec::Target {
+            workspace: t.workspace.clone(),
+            env: t.env.clone(),
+            attempt: t.attempt,
+            tied: true,
+        })
+    }
+
+    fn kept(&self, job: &crate::job::Job) -> Option<crate::exec::Target> {
+        let dir = workspace::dir(&self.config.data_dir, &job.id, job.attempt);
+        if job.worker.as_deref() != Some(self.id.as_str()) || !dir.is_dir() {
+            return None;
+        }
+        Some(crate::exec::Target {
+            env: workspace::task_env(&dir, job),
+            workspace: dir,
+            attempt: job.attempt,
+            tied: false,
+        })
     }
 }
 
@@ -247,7 +290,6 @@ pub async fn run(ctx: Arc<WorkerCtx>, mut shutdown: Shutdown) -> Result<(), Stor
         ctx.id.clone(),
     )
     .start();
-    let exec_listener = crate::exec::listener::start(ctx.clone()).await;
 
     let lease = Duration::from_secs(settings.lease_seconds);
     let permits = Arc::new(Semaphore::new(slots as usize));
@@ -355,9 +397,6 @@ pub async fn run(ctx: Arc<WorkerCtx>, mut shutdown: Shutdown) -> Result<(), Stor
     }
     registry.abort();
     reaper.abort();
-    if let Some(l) = exec_listener {
-        l.abort();
-    }
     store.remove_worker(&ctx.id).await?;
     tracing::info!("worker {} stopped", ctx.id);
     Ok(())

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::buckets::BucketConfig;
 use crate::job::{Job, JobError, OutputObject};
-use crate::media::Progress;
+use crate::progress::Progress;
 
 /// Everything a task needs, written by the worker as `task.json` in the workspace.
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -12,12 +12,12 @@ use nix::unistd::Pid;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::sync::mpsc;
 
-use super::process::{self, Exit};
 use super::protocol::{TaskMessage, TaskSpec, exit};
 use super::workspace;
 use super::{RunningTask, WorkerCtx};
 use crate::job::{Job, JobError, Outcome, OutputObject};
-use crate::media::Progress;
+use crate::process::{self, Exit};
+use crate::progress::Progress;
 use crate::store::{AttemptStats, StoreError};
 
 /// How long the supervise loop waits on one store call (a heartbeat, a log append): a stop

@@ -12,8 +12,10 @@ use std::time::{Duration, Instant};
 use super::protocol::{TaskMessage, TaskSpec, exit};
 use crate::buckets::{BucketError, Buckets};
 use crate::job::{JobError, OutputObject};
-use crate::media::{self, ErrorClass, MediaError, OutputKind, Phase, Progress, StopToken};
+use crate::media::{self, ErrorClass, MediaError, OutputKind};
 use crate::preset::Presets;
+use crate::progress::{Phase, Progress};
+use crate::stop::StopToken;
 
 fn say(msg: &TaskMessage) {
     let mut out = std::io::stdout().lock();

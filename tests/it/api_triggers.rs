@@ -3,7 +3,7 @@
 //! no second job while a new upload does, Base64 bodies, rules with several presets and an
 //! output template, buckets mapped by URL, and MinIO's bearer token.
 
-use ffarm::triggers::rules::{Rule, VIDEO_SUFFIXES};
+use ffarm::config::{TriggerRule, VIDEO_SUFFIXES};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -17,8 +17,8 @@ fn payload(name: &str) -> String {
     std::fs::read_to_string(path).unwrap()
 }
 
-fn cloud_rule() -> Rule {
-    Rule {
+fn cloud_rule() -> TriggerRule {
+    TriggerRule {
         bucket: "media-in".into(),
         prefix: "in/".into(),
         suffixes: VIDEO_SUFFIXES.iter().map(|s| s.to_string()).collect(),
@@ -31,7 +31,7 @@ fn cloud_rule() -> Rule {
 async fn api(token: Option<&str>) -> Api {
     let token = token.map(str::to_string);
     Api::start(Backend::Sqlite, move |c| {
-        c.triggers = vec![Rule::default_rule(), cloud_rule()];
+        c.triggers = vec![TriggerRule::default_rule(), cloud_rule()];
         c.token = token;
     })
     .await
@@ -265,7 +265,7 @@ async fn rules_decide_and_explain() {
                 options: Default::default(),
             },
         );
-        c.triggers = vec![Rule {
+        c.triggers = vec![TriggerRule {
             bucket: "studio".into(),
             prefix: "".into(),
             suffixes: vec![],
@@ -324,7 +324,7 @@ async fn rules_decide_and_explain() {
 /// redelivery still makes none).
 #[tokio::test]
 async fn one_preset_to_two_outputs_is_two_jobs() {
-    let rule = |output: &str| Rule {
+    let rule = |output: &str| TriggerRule {
         bucket: "media-in".into(),
         prefix: "in/".into(),
         suffixes: vec![],

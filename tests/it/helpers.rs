@@ -5,8 +5,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
-use ffarm::media::{self, Progress, StopToken};
+use ffarm::media;
 use ffarm::preset::{Preset, Presets};
+use ffarm::progress::Progress;
+use ffarm::stop::StopToken;
 use serde_json::Value;
 
 /// The fixture directory, made on first use (the script caches and locks itself).

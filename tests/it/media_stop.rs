@@ -5,7 +5,9 @@
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use ffarm::media::{self, ErrorClass, MediaError, Phase, Progress, StopToken};
+use ffarm::media::{self, ErrorClass, MediaError};
+use ffarm::progress::{Phase, Progress};
+use ffarm::stop::StopToken;
 
 use crate::helpers::{paths_under, preset, tempdir, valid};
 

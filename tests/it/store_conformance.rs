@@ -8,7 +8,7 @@ use std::time::Duration;
 use ffarm::job::{
     JobError, JobSpec, ObjectRef, Outcome, OutputObject, OutputTarget, Status, Trigger,
 };
-use ffarm::media::{Phase, Progress};
+use ffarm::progress::{Phase, Progress};
 use ffarm::store::{Change, JobStore, StoreError};
 
 use crate::store_harness::conformance;

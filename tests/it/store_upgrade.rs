@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use ffarm::job::{Job, JobError, ObjectRef, Outcome, OutputObject, Status, Trigger};
-use ffarm::media::Progress;
+use ffarm::progress::Progress;
 use ffarm::store::{JobStore, ListFilter};
 use sqlx::Connection;
 

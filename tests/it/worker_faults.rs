@@ -1,6 +1,7 @@
 //! Workers facing trouble: a task that crashes, a worker killed with SIGKILL mid-job, a
 //! worker asked to shut down, and destinations that must hear about every ending.
 
+use ffarm::worker::WorkerState;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -216,10 +217,10 @@ async fn a_worker_killed_mid_job_is_replaced_and_the_job_succeeds_once() {
         .last_seen
         .plus(ffarm::worker::LOST_AFTER)
         .plus(Duration::from_secs(1));
-    assert_eq!(ffarm::worker::state(dead, later), "lost");
+    assert_eq!(WorkerState::of(dead, later), WorkerState::Lost);
     assert_eq!(
-        ffarm::worker::state(live, ffarm::job::Timestamp::now()),
-        "active"
+        WorkerState::of(live, ffarm::job::Timestamp::now()),
+        WorkerState::Active
     );
     farm.cleanup().await;
 }

@@ -182,7 +182,7 @@ impl Farm {
         self.wait_for(id, Duration::from_secs(60), |j| {
             j.status == Status::Running
                 && j.progress.as_ref().is_some_and(|p| {
-                    p.phase == ffarm::media::Phase::Transcoding && p.percent >= percent
+                    p.phase == ffarm::progress::Phase::Transcoding && p.percent >= percent
                 })
         })
         .await

@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use ffarm::job::{Outcome, Status};
-use ffarm::media::Phase;
+use ffarm::progress::Phase;
 
 use crate::helpers::{ffprobe, ffprobe_streams, malformed_dir, valid};
 use crate::worker_harness::{Backend, Farm, alive, long_clip};

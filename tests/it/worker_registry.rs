@@ -2,6 +2,7 @@
 //! whatever its id, its version, slots and exec address), leaves on a clean exit, shows as lost
 //! when killed, and is forgotten some time after that.
 
+use ffarm::worker::WorkerState;
 use std::time::{Duration, Instant};
 
 use ffarm::job::Timestamp;
@@ -53,7 +54,7 @@ async fn a_worker_registers_its_host_version_slots_and_address() {
     assert_eq!(w.slots, 3);
     assert_eq!(w.address.as_deref(), Some("127.0.0.1:9123"));
     assert!(!w.draining);
-    assert_eq!(ffarm::worker::state(&w, Timestamp::now()), "active");
+    assert_eq!(WorkerState::of(&w, Timestamp::now()), WorkerState::Active);
     // A clean exit takes it off the registry.
     let status = farm.signal_and_wait(pid, Signal::SIGTERM).await;
     assert!(status.success());
@@ -81,11 +82,11 @@ async fn a_killed_worker_shows_as_lost_and_is_forgotten_later() {
         let now = Timestamp::now();
         match workers.iter().find(|w| w.id == "doomed/1") {
             Some(w) => {
-                let state = ffarm::worker::state(w, now);
+                let state = WorkerState::of(w, now);
                 if killed.elapsed() < Duration::from_secs(14) {
-                    assert_eq!(state, "active", "lost only once unseen for 20 s");
+                    assert_eq!(state, WorkerState::Active, "lost only once unseen for 20 s");
                 }
-                seen_lost |= state == "lost";
+                seen_lost |= state == WorkerState::Lost;
             }
             None => break,
         }

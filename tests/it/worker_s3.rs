@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use ffarm::buckets::{BucketConfig, Buckets};
 use ffarm::job::Status;
-use ffarm::media::StopToken;
+use ffarm::stop::StopToken;
 
 use crate::helpers::{ffprobe, ffprobe_streams, test_tool, valid};
 use crate::worker_harness::{Backend, Farm, long_clip};

@@ -2,7 +2,7 @@
 //! progress lines, and reading `BUCKET/KEY` arguments.
 
 use crate::job::{Job, ObjectRef, Status, Timestamp};
-use crate::media::{Phase, Progress};
+use crate::progress::{Phase, Progress};
 
 /// Reads `BUCKET/KEY` (split on the first `/`; both parts needed). Used as a clap value parser,
 /// so a bad argument is a usage error (exit 2).

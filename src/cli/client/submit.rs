@@ -16,7 +16,7 @@ use super::http::{Client, ClientArgs};
 use super::{block_on, exit, print_json, status_code, until_interrupted};
 use crate::cli::exit::Failure;
 use crate::job::{Job, ObjectRef, Status};
-use crate::media::Progress;
+use crate::progress::Progress;
 
 /// How long the event stream may stay silent before `--wait` polls instead.
 const STREAM_IDLE: Duration = Duration::from_secs(30);

@@ -23,12 +23,13 @@ use super::error::MediaError;
 use super::ffi;
 use super::hls;
 use super::input::{self, OutputLimit};
+use super::meter::Meter;
 use super::output::{Layout, OutputFile};
 use super::plan::{self, AudioWork, VideoWork};
 use super::probe::{self, ProbeReport};
-use super::progress::{Meter, Phase, Progress};
-use super::stop::StopToken;
 use crate::preset::{Container, Preset};
+use crate::progress::{Phase, Progress};
+use crate::stop::StopToken;
 use demux::Route;
 use mux::{MuxMsg, StreamSetup, StreamSummary};
 

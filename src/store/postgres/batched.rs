@@ -8,7 +8,7 @@ use sqlx::{PgPool, Row};
 use super::claimed::Claimed;
 use super::ops::{current, transition};
 use crate::job::{Job, JobSpec, Status, Timestamp};
-use crate::media::Progress;
+use crate::progress::Progress;
 use crate::store::codec::{JOB_COLUMNS, job_from_row, retry_base, to_json};
 use crate::store::rules::{self, Current, Update};
 use crate::store::{Heartbeat, Result, StoreError, Submitted};

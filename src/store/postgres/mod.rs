@@ -34,7 +34,7 @@ use super::{
     LogLine, Page, Result, StoreError, Submitted, WorkerInfo,
 };
 use crate::job::{self, Job, JobSpec, Outcome, RetryPolicy, Timestamp};
-use crate::media::Progress;
+use crate::progress::Progress;
 use announce::Announcer;
 use batch::Batcher;
 use batched::{Decide, HeartbeatReq, SubmitReq, TransitionReq};

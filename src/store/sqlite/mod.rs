@@ -25,7 +25,7 @@ use super::{
     LogLine, Page, Result, StoreError, Submitted, WorkerInfo, page_limit,
 };
 use crate::job::{self, Job, JobSpec, Outcome, RetryPolicy, Status, Timestamp};
-use crate::media::Progress;
+use crate::progress::Progress;
 use writer::Writer;
 
 /// How long a write waits for another connection's lock before it fails.

@@ -5,7 +5,7 @@
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::job::{Job, JobSpec, Outcome, RetryPolicy, Status, Timestamp};
-use crate::media::Progress;
+use crate::progress::Progress;
 use crate::store::codec::{JOB_COLUMNS, job_from_row, retry_base, to_json};
 use crate::store::rules::{self, Current, Update};
 use crate::store::{

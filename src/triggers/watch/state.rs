@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
-use super::rules::{Meta, Rules, Seen, scan, stat_file};
+use super::scan::{Meta, Seen, Watched, scan, stat_file};
 use super::{Found, identity, sort_outermost};
 
 /// The wait after a rename into place (capped by `settle`): a file moved in is whole. A close
@@ -62,7 +62,7 @@ pub(super) struct Root {
 }
 
 pub(super) struct State {
-    rules: Arc<Rules>,
+    rules: Arc<Watched>,
     settle: Duration,
     grace: Duration,
     /// Kept alive here: dropping it ends the watches.
@@ -84,7 +84,7 @@ pub(super) struct State {
 
 impl State {
     pub(super) fn new(
-        rules: Rules,
+        rules: Watched,
         settle: Duration,
         (watcher, roots, overflow): (RecommendedWatcher, Vec<Root>, Arc<AtomicBool>),
         tx: mpsc::Sender<Found>,

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use super::exit;
-use super::farm::FarmArgs;
+use super::options::FarmArgs;
 use crate::worker::{self, Shutdown};
 
 /// `ffarm worker`: runs until SIGTERM/SIGINT (drain) or a second signal (stop now).
@@ -20,10 +20,15 @@ pub fn worker(
         if let Some(addr) = metrics {
             serve_metrics(addr, config.token.clone()).await?;
         }
-        let store = config.open_store().await?;
+        let store = crate::store::open_with(&config.store_url(), config.retry.policy()).await?;
         let ctx = worker::context(store, config)?;
         let shutdown = Shutdown::on_signals()?;
-        worker::run(ctx, shutdown).await?;
+        let exec = crate::api::exec_listener::start(ctx.clone()).await;
+        let ran = worker::run(ctx, shutdown).await;
+        if let Some(listener) = exec {
+            listener.abort();
+        }
+        ran?;
         Ok::<_, anyhow::Error>(())
     })?;
     Ok(exit::OK)

@@ -10,9 +10,9 @@ const TEMP_SUFFIXES: [&str; 6] = [".part", ".partial", ".tmp", ".crdownload", "~
 
 /// The watched specs, with absolute roots.
 #[derive(Debug)]
-pub(super) struct Rules(pub(super) Vec<WatchSpec>);
+pub(super) struct Watched(pub(super) Vec<WatchSpec>);
 
-impl Rules {
+impl Watched {
     /// The bucket and key a regular file is reported as, if it is reported at all. `loud`
     /// says whether a skipped invalid name deserves a warning (else it is a debug line).
     pub(super) fn classify(&self, path: &Path, loud: bool) -> Option<(String, String)> {
@@ -128,7 +128,7 @@ pub(super) struct Seen {
 }
 
 /// Walks directories (blocking) for reportable files, never following symlinks.
-pub(super) fn scan(rules: &Rules, dirs: Vec<PathBuf>, loud: bool) -> Vec<Seen> {
+pub(super) fn scan(rules: &Watched, dirs: Vec<PathBuf>, loud: bool) -> Vec<Seen> {
     let mut out = Vec::new();
     let mut stack = dirs;
     while let Some(dir) = stack.pop() {

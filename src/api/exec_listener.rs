@@ -6,21 +6,21 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::Router;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{StatusCode, Uri};
+use axum::http::Uri;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Extension, extract::ws::rejection::WebSocketUpgradeRejection};
 
-use super::protocol::Params;
-use super::session::{self, Session};
-use super::{ExecError, ExecGrant};
-use crate::api::error::{ApiError, Path};
+use super::error::{ApiError, Path};
+use super::exec::websocket_required;
+use crate::exec::protocol::Params;
+use crate::exec::session::{self, Session};
+use crate::exec::{ExecError, ExecGrant, idle_timeout};
 use crate::worker::WorkerCtx;
 
 /// Starts listening on the worker's advertised address, if exec is enabled and has a token.
@@ -50,7 +50,7 @@ pub async fn start(ctx: Arc<WorkerCtx>) -> Option<tokio::task::JoinHandle<()>> {
     tracing::info!("exec: taking sessions on {addr}");
     let router = Router::new()
         .route("/v1/exec/{job}/{attempt}", get(open))
-        .fallback(crate::api::error::no_route)
+        .fallback(super::error::no_route)
         .layer(axum::middleware::from_fn_with_state(
             ctx.clone(),
             require_exec_token,
@@ -70,8 +70,8 @@ async fn require_exec_token(
     mut req: Request,
     next: Next,
 ) -> Response {
-    let given = crate::api::auth::presented(&req);
-    match super::authorize(&ctx.config, given.as_deref()) {
+    let given = super::auth::presented(&req);
+    match crate::exec::authorize(&ctx.config, given.as_deref()) {
         Ok(grant) => {
             req.extensions_mut().insert(grant);
             next.run(req).await
@@ -107,7 +107,7 @@ async fn open(
         }
         .into());
     }
-    let target = super::locate(&ctx, &job)?;
+    let target = crate::exec::locate(ctx.as_ref(), &job)?;
     let upgrade = upgrade.map_err(websocket_required)?;
     let slot = ctx
         .exec_sessions
@@ -122,18 +122,4 @@ async fn open(
         slot,
     };
     Ok(upgrade.on_upgrade(move |socket| session::run(socket, session)))
-}
-
-/// A session's idle limit from the configuration (0: none).
-pub fn idle_timeout(seconds: u64) -> Option<Duration> {
-    (seconds > 0).then(|| Duration::from_secs(seconds))
-}
-
-/// The answer to a plain request where a websocket was expected.
-pub fn websocket_required(r: WebSocketUpgradeRejection) -> ApiError {
-    ApiError::new(
-        StatusCode::UPGRADE_REQUIRED,
-        "websocket-required",
-        format!("exec sessions are websockets ({r}): connect with `ffarm exec JOB`"),
-    )
 }

@@ -1,7 +1,8 @@
-//! Task processes: spawned in a process group of their own (so a stop reaches everything the
-//! task started), signalled through that group, watched through `/proc` for the CPU time and
-//! memory they have used so far, and reaped with `wait4` for their totals. The one `unsafe`
-//! call in the worker (wait4) lives here.
+//! Child processes of the farm (task processes, exec sessions): spawned in a process group of
+//! their own (so a stop reaches everything they started), signalled through that group,
+//! watched through `/proc` for the CPU time and memory used so far, and reaped with `wait4`
+//! for their totals. FFmpeg-free and store-free, so the worker and exec share it; its one
+//! `unsafe` call (wait4) lives here.
 
 use std::path::Path;
 use std::process::{Command, Stdio};

@@ -1,58 +1,15 @@
-//! Trigger rules (`[[triggers]]` in ffarm.toml): which objects of which bucket run which
-//! presets, and where each output goes. Also owns the output template, the loop guard (keys
-//! under a rule's output prefix never fire) and the deterministic id of a trigger-made job.
+//! What a trigger rule (`[[triggers]]` in ffarm.toml, [`TriggerRule`]) does: which objects
+//! of which bucket run which presets, and where each output goes. Also owns the output
+//! template, the loop guard (keys under a rule's output prefix never fire) and the
+//! deterministic id of a trigger-made job.
 
-use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::buckets::{validate_bucket, validate_key, validate_prefix};
+pub use crate::config::{TriggerRule, VIDEO_SUFFIXES};
 use crate::job::OutputTarget;
 
-/// The file-name endings the default rule fires on.
-pub const VIDEO_SUFFIXES: [&str; 15] = [
-    ".mp4", ".mov", ".mkv", ".webm", ".avi", ".flv", ".ts", ".m4v", ".mpg", ".mpeg", ".wmv",
-    ".3gp", ".mxf", ".m2ts", ".ogv",
-];
-
-/// One rule: objects in `bucket` under `prefix` ending in one of `suffixes` run every preset in
-/// `presets`, writing under the prefix the `output` template renders.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Rule {
-    pub bucket: String,
-    /// Key prefix the object must start with ("" for the whole bucket).
-    #[serde(default)]
-    pub prefix: String,
-    /// File-name endings that fire, compared without case; empty: every object.
-    #[serde(default)]
-    pub suffixes: Vec<String>,
-    pub presets: Vec<String>,
-    /// The output prefix: `{stem}` `{name}` `{ext}` `{dir}` (the key's folder below
-    /// `prefix`) `{preset}` `{bucket}`; a trailing `/` is implied.
-    #[serde(default = "default_output")]
-    pub output: String,
-    /// Where outputs go; default: the rule's bucket.
-    #[serde(default)]
-    pub output_bucket: Option<String>,
-}
-
-fn default_output() -> String {
-    "out/".into()
-}
-
-impl Rule {
-    /// The rule `ffarm serve` runs with when none is configured.
-    pub fn default_rule() -> Rule {
-        Rule {
-            bucket: "media".into(),
-            prefix: "in/".into(),
-            suffixes: VIDEO_SUFFIXES.iter().map(|s| s.to_string()).collect(),
-            presets: vec!["h264-720p".into()],
-            output: default_output(),
-            output_bucket: None,
-        }
-    }
-
+impl TriggerRule {
     pub fn output_bucket(&self) -> &str {
         self.output_bucket.as_deref().unwrap_or(&self.bucket)
     }
@@ -172,7 +129,7 @@ impl Rule {
 
 /// Whether a key is output of some rule (under a rule's fixed output folder in that bucket):
 /// such keys never fire, so a farm writing into the bucket it watches does not feed itself.
-pub fn is_output(rules: &[Rule], bucket: &str, key: &str) -> bool {
+pub fn is_output(rules: &[TriggerRule], bucket: &str, key: &str) -> bool {
     rules.iter().any(|r| {
         r.output_bucket() == bucket
             && !r.output_root().is_empty()
@@ -205,10 +162,10 @@ pub fn job_id(
 mod tests {
     use super::*;
 
-    fn rule(output: &str) -> Rule {
-        Rule {
+    fn rule(output: &str) -> TriggerRule {
+        TriggerRule {
             output: output.into(),
-            ..Rule::default_rule()
+            ..TriggerRule::default_rule()
         }
     }
 
@@ -238,12 +195,12 @@ mod tests {
 
     #[test]
     fn matching_and_loop_guard() {
-        let r = Rule::default_rule();
+        let r = TriggerRule::default_rule();
         assert!(r.matches("media", "in/Clip.MP4"));
         assert!(!r.matches("media", "in/notes.txt"));
         assert!(!r.matches("other", "in/clip.mp4"));
         assert!(!r.matches("media", "inbox/clip.mp4"));
-        let rules = [Rule::default_rule()];
+        let rules = [TriggerRule::default_rule()];
         assert!(is_output(&rules, "media", "out/clip.mp4"));
         assert!(!is_output(&rules, "media", "in/clip.mp4"));
         assert!(!is_output(&rules, "other", "out/clip.mp4"));
@@ -252,12 +209,12 @@ mod tests {
     #[test]
     fn checks_name_the_problem() {
         let known = |p: &str| p == "h264-720p";
-        assert!(Rule::default_rule().check(&known).is_ok());
+        assert!(TriggerRule::default_rule().check(&known).is_ok());
         let e = rule("{stem}/").check(&known).unwrap_err();
         assert!(e.contains("fixed folder"), "{e}");
-        let e = Rule {
+        let e = TriggerRule {
             presets: vec!["nope".into()],
-            ..Rule::default_rule()
+            ..TriggerRule::default_rule()
         }
         .check(&known)
         .unwrap_err();

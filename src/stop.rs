@@ -1,4 +1,5 @@
-//! The cancellation token a caller uses to stop a running transcode.
+//! The cancellation token a caller uses to stop a running transcode or transfer. FFmpeg-free:
+//! the engine checks it between packets, bucket transfers between parts.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -1,0 +1,240 @@
+//! The configuration's sections: one struct per `[section]` of ffarm.toml, with its defaults.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// How a bucket is reached (`[buckets.NAME]`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BucketConfig {
+    /// `file:///abs/dir`, `s3://bucket[/prefix]`, `gs://…`, `az://…`.
+    pub url: String,
+    /// object_store options, e.g. `aws_endpoint`, `aws_region`, `aws_access_key_id`,
+    /// `aws_allow_http`. They apply over the provider's environment variables (`AWS_*`,
+    /// `GOOGLE_*`, `AZURE_*`); an unknown key is an error.
+    #[serde(default)]
+    pub options: BTreeMap<String, String>,
+}
+
+/// The file-name endings the default rule fires on.
+pub const VIDEO_SUFFIXES: [&str; 15] = [
+    ".mp4", ".mov", ".mkv", ".webm", ".avi", ".flv", ".ts", ".m4v", ".mpg", ".mpeg", ".wmv",
+    ".3gp", ".mxf", ".m2ts", ".ogv",
+];
+
+/// One trigger rule (`[[triggers]]`): objects in `bucket` under `prefix` ending in one of
+/// `suffixes` run every preset in `presets`, writing under the prefix the `output` template
+/// renders. What a rule does is `triggers::rule`'s.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TriggerRule {
+    pub bucket: String,
+    /// Key prefix the object must start with ("" for the whole bucket).
+    #[serde(default)]
+    pub prefix: String,
+    /// File-name endings that fire, compared without case; empty: every object.
+    #[serde(default)]
+    pub suffixes: Vec<String>,
+    pub presets: Vec<String>,
+    /// The output prefix: `{stem}` `{name}` `{ext}` `{dir}` (the key's folder below
+    /// `prefix`) `{preset}` `{bucket}`; a trailing `/` is implied.
+    #[serde(default = "default_output")]
+    pub output: String,
+    /// Where outputs go; default: the rule's bucket.
+    #[serde(default)]
+    pub output_bucket: Option<String>,
+}
+
+fn default_output() -> String {
+    "out/".into()
+}
+
+impl TriggerRule {
+    /// The rule `ffarm serve` runs with when none is configured.
+    pub fn default_rule() -> TriggerRule {
+        TriggerRule {
+            bucket: "media".into(),
+            prefix: "in/".into(),
+            suffixes: VIDEO_SUFFIXES.iter().map(|s| s.to_string()).collect(),
+            presets: vec!["h264-720p".into()],
+            output: default_output(),
+            output_bucket: None,
+        }
+    }
+}
+
+/// Shells inside running tasks (`ffarm exec`, `GET /v1/jobs/{id}/exec`). Off unless enabled,
+/// and always behind a token: `token` here, else the API's.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ExecSettings {
+    pub enabled: bool,
+    /// A token for exec alone (at least 16 characters); without it, the API token.
+    pub token: Option<String>,
+    /// A session with no input and no output for this long is closed (0: never).
+    pub idle_timeout_seconds: u64,
+    /// Sessions open at once into one job.
+    pub max_sessions_per_job: u32,
+}
+
+impl Default for ExecSettings {
+    fn default() -> Self {
+        ExecSettings {
+            enabled: false,
+            token: None,
+            idle_timeout_seconds: 600,
+            max_sessions_per_job: 2,
+        }
+    }
+}
+
+impl ExecSettings {
+    /// The token an exec connection must present: the exec token, else the API token.
+    pub fn credential<'a>(&'a self, api_token: Option<&'a str>) -> Option<&'a str> {
+        self.token.as_deref().or(api_token)
+    }
+}
+
+/// The HTTP API of `serve`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiSettings {
+    /// Largest upload through `PUT /v1/buckets/…` in bytes; 0: no limit.
+    pub max_upload_bytes: u64,
+}
+
+/// The watch folder: local buckets named by trigger rules are watched for new files.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WatchSettings {
+    pub enabled: bool,
+    /// How long a new file must stay unchanged before it counts as completely written.
+    pub settle_seconds: f64,
+}
+
+impl Default for WatchSettings {
+    fn default() -> Self {
+        WatchSettings {
+            enabled: true,
+            settle_seconds: 2.0,
+        }
+    }
+}
+
+/// Backoff between automatic attempts of a job: base·2^(n−1) seconds, capped, with jitter.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Retry {
+    pub base_seconds: f64,
+    pub max_seconds: f64,
+}
+
+impl Default for Retry {
+    fn default() -> Self {
+        let p = crate::job::RetryPolicy::default();
+        Retry {
+            base_seconds: p.base.as_secs_f64(),
+            max_seconds: p.cap.as_secs_f64(),
+        }
+    }
+}
+
+impl Retry {
+    pub fn policy(&self) -> crate::job::RetryPolicy {
+        crate::job::RetryPolicy {
+            base: std::time::Duration::from_secs_f64(self.base_seconds.max(0.0)),
+            cap: std::time::Duration::from_secs_f64(
+                self.max_seconds.max(self.base_seconds).max(0.0),
+            ),
+        }
+    }
+}
+
+/// How workers run tasks.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WorkerSettings {
+    /// This worker's id in the registry; default `HOST/PID`.
+    pub id: Option<String>,
+    /// Lease length; renewed every second while a task runs.
+    pub lease_seconds: u64,
+    /// On SIGTERM/SIGINT, how long running tasks may finish before they are stopped and
+    /// handed back to the queue.
+    pub drain_timeout_seconds: u64,
+    /// Between SIGTERM and SIGKILL when stopping a task.
+    pub stop_grace_seconds: u64,
+    /// The longest any job may run on this worker: a job's own `timeout_seconds` applies
+    /// when it is shorter. `serve`'s API also gives it to jobs submitted without a limit.
+    pub job_timeout_seconds: u64,
+    /// How long a failed task's workspace is kept for inspection (0: removed at once).
+    pub keep_failed_workspace_seconds: u64,
+    /// Claims are woken by the store's notifications; this is the fallback poll.
+    pub poll_seconds: u64,
+    /// A worker that stopped without deregistering (killed, or its machine lost) shows as
+    /// lost; after this many seconds more its registry entry is removed (0: kept).
+    pub forget_lost_after_seconds: u64,
+    /// The address (HOST:PORT) the API reaches this worker at for exec; with exec enabled
+    /// the worker listens there for sessions into its tasks.
+    pub advertise: Option<String>,
+    /// The program run as each task (`ffarm task`); default: this executable.
+    pub task_program: Option<PathBuf>,
+}
+
+impl Default for WorkerSettings {
+    fn default() -> Self {
+        WorkerSettings {
+            id: None,
+            lease_seconds: 30,
+            drain_timeout_seconds: 60,
+            stop_grace_seconds: 10,
+            job_timeout_seconds: crate::job::DEFAULT_TIMEOUT_SECONDS,
+            keep_failed_workspace_seconds: 3600,
+            poll_seconds: 5,
+            forget_lost_after_seconds: 24 * 3600,
+            advertise: None,
+            task_program: None,
+        }
+    }
+}
+
+/// Where finished jobs are reported when a job names no destination of its own (filled in
+/// when the job is made), and how deliveries are tried.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Destinations {
+    /// Receives each succeeded job as JSON.
+    pub on_success: Option<String>,
+    /// Receives each failed or cancelled job as JSON (the dead-letter path).
+    pub on_failure: Option<String>,
+    /// Tries per ending of a job before giving up (1 s, 2 s, 4 s… apart).
+    pub attempts: u32,
+    /// Per delivery.
+    pub timeout_seconds: u64,
+}
+
+impl Destinations {
+    /// Gives a job being made the default destinations it names none of. Defaults apply where
+    /// jobs are made (the API and the triggers), like the time limit: the job then says where
+    /// its ending goes, and only endings with somewhere to go enter the store's outbox.
+    pub fn fill(&self, spec: &mut crate::job::JobSpec) {
+        if spec.on_success.is_none() {
+            spec.on_success.clone_from(&self.on_success);
+        }
+        if spec.on_failure.is_none() {
+            spec.on_failure.clone_from(&self.on_failure);
+        }
+    }
+}
+
+impl Default for Destinations {
+    fn default() -> Self {
+        Destinations {
+            on_success: None,
+            on_failure: None,
+            attempts: 5,
+            timeout_seconds: 10,
+        }
+    }
+}

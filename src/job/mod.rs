@@ -1,0 +1,216 @@
+//! Jobs: what is submitted (`JobSpec`), what is stored (`Job`), how an attempt ends
+//! (`Outcome`) and the retry policy; the state machine (`status`), timestamps (`time`) and
+//! the syntax of ids and names (`names`) in files of their own.
+
+mod names;
+mod status;
+mod time;
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+pub use names::{BUCKET_NAME_RULE, is_bucket_name, new_id, validate_destination, validate_id};
+pub use status::{IllegalTransition, Status, Transition, reachable};
+pub use time::Timestamp;
+
+use crate::progress::Progress;
+
+/// The retry policy: exponential backoff with jitter between automatic attempts.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    pub base: Duration,
+    pub cap: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            base: Duration::from_secs(5),
+            cap: Duration::from_secs(600),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// The wait before attempt `failed_attempt + 1`: base·2^(n-1), capped, times a random
+    /// factor in [0.5, 1.0] so that jobs failing together do not retry together.
+    pub fn delay(&self, failed_attempt: u32, jitter: f64) -> Duration {
+        let exp = 2f64.powi(failed_attempt.saturating_sub(1).min(30) as i32);
+        let raw = (self.base.as_secs_f64() * exp).min(self.cap.as_secs_f64());
+        Duration::from_secs_f64(raw * (0.5 + 0.5 * jitter.clamp(0.0, 1.0)))
+    }
+}
+
+/// An object in a bucket.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ObjectRef {
+    pub bucket: String,
+    pub key: String,
+}
+
+/// Where a job writes: a bucket and a key prefix (ends with `/` or is empty).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OutputTarget {
+    pub bucket: String,
+    #[serde(default)]
+    pub prefix: String,
+}
+
+/// The event that made a job.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Trigger {
+    /// "api", "oss", "s3", "watch", "upload"…
+    pub source: String,
+    pub payload: serde_json::Value,
+}
+
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 3;
+pub const DEFAULT_TIMEOUT_SECONDS: u64 = 24 * 3600;
+
+/// What a client submits.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobSpec {
+    pub input: ObjectRef,
+    pub preset: String,
+    pub output: OutputTarget,
+    #[serde(default)]
+    pub priority: i32,
+    #[serde(default = "default_max_attempts")]
+    pub max_attempts: u32,
+    #[serde(default = "default_timeout")]
+    pub timeout_seconds: u64,
+    #[serde(default)]
+    pub on_success: Option<String>,
+    #[serde(default)]
+    pub on_failure: Option<String>,
+    #[serde(default)]
+    pub trigger: Option<Trigger>,
+}
+
+fn default_max_attempts() -> u32 {
+    DEFAULT_MAX_ATTEMPTS
+}
+
+fn default_timeout() -> u64 {
+    DEFAULT_TIMEOUT_SECONDS
+}
+
+impl JobSpec {
+    /// Whether two specs ask for the same work (the trigger payload does not count: a
+    /// redelivered event may differ in incidental fields).
+    pub fn same_work(&self, other: &JobSpec) -> bool {
+        self.input == other.input
+            && self.preset == other.preset
+            && self.output == other.output
+            && self.priority == other.priority
+            && self.max_attempts == other.max_attempts
+            && self.timeout_seconds == other.timeout_seconds
+            && self.on_success == other.on_success
+            && self.on_failure == other.on_failure
+    }
+}
+
+/// A file a job produced.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct OutputObject {
+    pub bucket: String,
+    pub key: String,
+    pub bytes: u64,
+}
+
+/// Why an attempt failed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct JobError {
+    /// Stable machine code ("input-unreadable", "timeout", "worker-lost", …).
+    pub code: String,
+    pub message: String,
+    /// Whether another attempt could succeed.
+    pub retryable: bool,
+}
+
+impl JobError {
+    pub fn new(code: &str, message: impl Into<String>, retryable: bool) -> Self {
+        JobError {
+            code: code.to_string(),
+            message: message.into(),
+            retryable,
+        }
+    }
+}
+
+/// How a worker ends an attempt.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    Succeeded {
+        outputs: Vec<OutputObject>,
+    },
+    Failed(JobError),
+    /// The task stopped because a cancel was requested.
+    Cancelled,
+    /// Handed back without counting a failed attempt (a draining worker).
+    Released,
+}
+
+/// A stored job.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Job {
+    pub id: String,
+    pub status: Status,
+    pub input: ObjectRef,
+    pub preset: String,
+    pub output: OutputTarget,
+    pub outputs: Vec<OutputObject>,
+    pub progress: Option<Progress>,
+    /// The current (or last) attempt number, from 1; 0 before the first claim. Also the
+    /// fencing token: only the holder of the current attempt may report on the job.
+    pub attempt: u32,
+    pub max_attempts: u32,
+    pub priority: i32,
+    pub timeout_seconds: u64,
+    /// The worker holding (or last holding) the job.
+    pub worker: Option<String>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+    pub started_at: Option<Timestamp>,
+    pub finished_at: Option<Timestamp>,
+    /// Not claimable before this time (retry backoff).
+    pub run_after: Option<Timestamp>,
+    pub lease_expires_at: Option<Timestamp>,
+    pub error: Option<JobError>,
+    pub trigger: Option<Trigger>,
+    pub on_success: Option<String>,
+    pub on_failure: Option<String>,
+}
+
+impl Job {
+    pub fn spec(&self) -> JobSpec {
+        JobSpec {
+            input: self.input.clone(),
+            preset: self.preset.clone(),
+            output: self.output.clone(),
+            priority: self.priority,
+            max_attempts: self.max_attempts,
+            timeout_seconds: self.timeout_seconds,
+            on_success: self.on_success.clone(),
+            on_failure: self.on_failure.clone(),
+            trigger: self.trigger.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        let p = RetryPolicy::default();
+        assert_eq!(p.delay(1, 1.0), Duration::from_secs(5));
+        assert_eq!(p.delay(2, 1.0), Duration::from_secs(10));
+        assert_eq!(p.delay(3, 0.0), Duration::from_secs(10));
+        assert_eq!(p.delay(20, 1.0), Duration::from_secs(600));
+    }
+}
