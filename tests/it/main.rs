@@ -38,6 +38,7 @@ mod store_statistics;
 mod store_unreadable;
 mod store_upgrade;
 mod tidy;
+mod tidy_layers;
 mod trigger_payloads;
 mod trigger_watch;
 mod web_page;
