@@ -29,7 +29,8 @@ const USUAL_PATH: [&str; 6] = [
     "/bin",
 ];
 /// Variables of the worker a session does not inherit: an exec user need not hold the API's
-/// credentials (the process still runs as the worker's user; see ARCHITECTURE.md).
+/// credentials (the process still runs as the worker's user; see
+/// docs/decisions/0041-exec-session-is-worker-user.md).
 const WITHHELD: [&str; 4] = [
     "FFARM_TOKEN",
     "FFARM_EXEC__TOKEN",
