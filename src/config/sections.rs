@@ -39,7 +39,8 @@ pub struct TriggerRule {
     pub suffixes: Vec<String>,
     pub presets: Vec<String>,
     /// The output prefix: `{stem}` `{name}` `{ext}` `{dir}` (the key's folder below
-    /// `prefix`) `{preset}` `{bucket}`; a trailing `/` is implied.
+    /// `prefix`) `{preset}` `{bucket}`; a trailing `/` is implied. Default `out/{dir}`: the
+    /// input's folder is kept, so `in/x/clip.mp4` and `in/y/clip.mp4` do not meet in one key.
     #[serde(default = "default_output")]
     pub output: String,
     /// Where outputs go; default: the rule's bucket.
@@ -48,7 +49,7 @@ pub struct TriggerRule {
 }
 
 fn default_output() -> String {
-    "out/".into()
+    "out/{dir}".into()
 }
 
 impl TriggerRule {

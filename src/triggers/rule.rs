@@ -194,6 +194,17 @@ mod tests {
     }
 
     #[test]
+    fn the_default_rule_keeps_the_inputs_folder() {
+        let r = TriggerRule::default_rule();
+        let render = |key: &str| r.render(key, "h264-720p").unwrap();
+        assert_eq!(render("in/clip.mp4"), "out/");
+        assert_eq!(render("in/x/clip.mp4"), "out/x/");
+        assert_eq!(render("in/y/clip.mp4"), "out/y/");
+        assert_eq!(render("in/2026/12/clip.mov"), "out/2026/12/");
+        assert_eq!(r.output_root(), "out/");
+    }
+
+    #[test]
     fn matching_and_loop_guard() {
         let r = TriggerRule::default_rule();
         assert!(r.matches("media", "in/Clip.MP4"));
