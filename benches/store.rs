@@ -49,6 +49,7 @@ fn spec(i: usize) -> JobSpec {
         on_success: None,
         on_failure: None,
         trigger: None,
+        overwrite: false,
     }
 }
 

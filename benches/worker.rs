@@ -42,6 +42,7 @@ fn spec(key: &str, preset: &str) -> JobSpec {
         on_success: None,
         on_failure: None,
         trigger: None,
+        overwrite: false,
     }
 }
 

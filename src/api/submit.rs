@@ -47,6 +47,9 @@ pub struct SubmitRequest {
     pub timeout_seconds: Option<u64>,
     pub on_success: Option<String>,
     pub on_failure: Option<String>,
+    /// Replace outputs another input wrote under the same keys; default false (such a job
+    /// fails with `output-conflict`, leaving them as they are).
+    pub overwrite: Option<bool>,
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -69,6 +72,8 @@ pub struct SeedRequest {
     /// Outputs go to `OUTPUT_DIR/STEM.FORMAT`.
     pub output_dir: String,
     pub dst_format: String,
+    /// As in the native request.
+    pub overwrite: Option<bool>,
 }
 
 /// Either shape: the fields tell them apart.
@@ -140,7 +145,7 @@ pub fn read(app: &AppState, body: Value) -> ApiResult<(Option<String>, JobSpec)>
         };
         ApiError::bad_request("invalid-request", message)
     };
-    let (id, input, preset, output, req) = if map.contains_key("input") {
+    let (id, input, preset, output, overwrite, req) = if map.contains_key("input") {
         let req: SubmitRequest =
             serde_path_to_error::deserialize(body.clone()).map_err(shape_error)?;
         let preset = match (&req.preset, &req.dst_format) {
@@ -170,7 +175,15 @@ pub fn read(app: &AppState, body: Value) -> ApiResult<(Option<String>, JobSpec)>
                     .unwrap_or(DEFAULT_OUTPUT_PREFIX),
             ),
         };
-        (req.id.clone(), req.input.clone(), preset, output, Some(req))
+        let overwrite = req.overwrite.unwrap_or(false);
+        (
+            req.id.clone(),
+            req.input.clone(),
+            preset,
+            output,
+            overwrite,
+            Some(req),
+        )
     } else if ["bucket", "object", "output_dir", "dst_format"]
         .iter()
         .any(|k| map.contains_key(*k))
@@ -186,7 +199,8 @@ pub fn read(app: &AppState, body: Value) -> ApiResult<(Option<String>, JobSpec)>
             bucket: req.bucket,
             key: req.object,
         };
-        (req.id, input, preset, output, None)
+        let overwrite = req.overwrite.unwrap_or(false);
+        (req.id, input, preset, output, overwrite, None)
     } else {
         return Err(ApiError::bad_request(
             "invalid-request",
@@ -234,6 +248,7 @@ pub fn read(app: &AppState, body: Value) -> ApiResult<(Option<String>, JobSpec)>
             source: "api".into(),
             payload: body.clone(),
         }),
+        overwrite,
     };
     if let Some(req) = req {
         spec.priority = req.priority.unwrap_or(0);

@@ -46,6 +46,9 @@ pub struct TriggerRule {
     /// Where outputs go; default: the rule's bucket.
     #[serde(default)]
     pub output_bucket: Option<String>,
+    /// The jobs it makes may replace outputs another input wrote (`JobSpec::overwrite`).
+    #[serde(default)]
+    pub overwrite: bool,
 }
 
 fn default_output() -> String {
@@ -62,6 +65,7 @@ impl TriggerRule {
             presets: vec!["h264-720p".into()],
             output: default_output(),
             output_bucket: None,
+            overwrite: false,
         }
     }
 }

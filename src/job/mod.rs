@@ -88,6 +88,10 @@ pub struct JobSpec {
     pub on_failure: Option<String>,
     #[serde(default)]
     pub trigger: Option<Trigger>,
+    /// May replace outputs that another input wrote under the same keys. Without it, an
+    /// attempt that would do so fails with `output-conflict` before uploading anything.
+    #[serde(default)]
+    pub overwrite: bool,
 }
 
 fn default_max_attempts() -> u32 {
@@ -110,6 +114,7 @@ impl JobSpec {
             && self.timeout_seconds == other.timeout_seconds
             && self.on_success == other.on_success
             && self.on_failure == other.on_failure
+            && self.overwrite == other.overwrite
     }
 }
 
@@ -183,6 +188,9 @@ pub struct Job {
     pub trigger: Option<Trigger>,
     pub on_success: Option<String>,
     pub on_failure: Option<String>,
+    /// May replace outputs another input wrote (`JobSpec::overwrite`).
+    #[serde(default)]
+    pub overwrite: bool,
 }
 
 impl Job {
@@ -197,6 +205,7 @@ impl Job {
             on_success: self.on_success.clone(),
             on_failure: self.on_failure.clone(),
             trigger: self.trigger.clone(),
+            overwrite: self.overwrite,
         }
     }
 }

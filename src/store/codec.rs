@@ -13,7 +13,7 @@ use crate::progress::Progress;
 pub(crate) const JOB_COLUMNS: &str = "id, status, input_bucket, input_key, preset, output_bucket, \
     output_prefix, priority, max_attempts, timeout_seconds, on_success, on_failure, trigger, \
     outputs, progress, error, attempt, retry_base, worker, created_at, updated_at, started_at, \
-    finished_at, run_after, lease_expires_at";
+    finished_at, run_after, lease_expires_at, overwrite";
 
 fn bad(what: &str, e: impl std::fmt::Display) -> StoreError {
     StoreError::Backend(format!("stored {what} unreadable: {e}"))
@@ -37,6 +37,8 @@ pub(crate) trait Columns {
     fn int(&self, column: &'static str) -> Result<Option<i64>>;
     /// A 32-bit integer column (PostgreSQL's `integer`, which sqlx will not read as i64).
     fn int32(&self, column: &'static str) -> Result<Option<i32>>;
+    /// A boolean column (PostgreSQL's `boolean`, SQLite's 0 or 1).
+    fn flag(&self, column: &'static str) -> Result<Option<bool>>;
 }
 
 fn sqlx_get<'r, R, T>(row: &'r R, column: &'static str) -> Result<Option<T>>
@@ -60,6 +62,9 @@ macro_rules! sqlx_columns {
             fn int32(&self, column: &'static str) -> Result<Option<i32>> {
                 sqlx_get(self, column)
             }
+            fn flag(&self, column: &'static str) -> Result<Option<bool>> {
+                sqlx_get(self, column)
+            }
         }
     )*};
 }
@@ -74,6 +79,9 @@ impl Columns for rusqlite::Row<'_> {
         Ok(self.get(column)?)
     }
     fn int32(&self, column: &'static str) -> Result<Option<i32>> {
+        Ok(self.get(column)?)
+    }
+    fn flag(&self, column: &'static str) -> Result<Option<bool>> {
         Ok(self.get(column)?)
     }
 }
@@ -117,6 +125,7 @@ pub(crate) fn job_from_row(row: &impl Columns) -> Result<Job> {
         trigger: from_json::<Trigger>("trigger", row.text("trigger")?)?,
         on_success: row.text("on_success")?,
         on_failure: row.text("on_failure")?,
+        overwrite: required("overwrite", row.flag("overwrite")?)?,
     })
 }
 

@@ -199,6 +199,7 @@ impl Triggers {
                         source: event.source.as_str().to_string(),
                         payload: event.payload.clone(),
                     }),
+                    overwrite: rule.overwrite,
                 };
                 self.destinations.fill(&mut spec);
                 let id = rule::job_id(&bucket, &key, &event.version, preset, &spec.output);

@@ -44,6 +44,33 @@ async fn submit_and_errors(backend: Backend) {
         "id-conflict",
         &["clip-1"],
     );
+    // Whether outputs of other inputs may be replaced is part of the spec too.
+    assert_eq!(job["overwrite"], false);
+    body["preset"] = json!("h264-720p");
+    body["overwrite"] = json!(true);
+    assert_error(
+        &api.post("/v1/jobs", &body).await,
+        409,
+        "id-conflict",
+        &["clip-1"],
+    );
+    body["id"] = json!("clip-overwrite");
+    let (status, replacing) = api.post("/v1/jobs", &body).await;
+    assert_eq!(status, StatusCode::CREATED, "{replacing}");
+    assert_eq!(replacing["overwrite"], true);
+    assert_eq!(api.post("/v1/jobs", &body).await.0, StatusCode::OK);
+    body["overwrite"] = json!(false);
+    assert_error(
+        &api.post("/v1/jobs", &body).await,
+        409,
+        "id-conflict",
+        &["clip-overwrite"],
+    );
+    let seed = json!({"id": "seed-overwrite", "bucket": "media", "object": "src/clip.mp4",
+                      "output_dir": "a", "dst_format": "mov", "overwrite": true});
+    let (status, seeded) = api.post("/v1/jobs", &seed).await;
+    assert_eq!(status, StatusCode::CREATED, "{seeded}");
+    assert_eq!(seeded["overwrite"], true);
 
     // Without an id: a fresh job each time.
     let (s1, a) = api.post("/v1/jobs", &native("src/clip.mp4")).await;
@@ -419,6 +446,7 @@ async fn listing(backend: Backend) {
         on_success: None,
         on_failure: None,
         trigger: None,
+        overwrite: false,
     };
     const N: usize = 2500;
     for i in 0..N {

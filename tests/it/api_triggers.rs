@@ -25,6 +25,7 @@ fn cloud_rule() -> TriggerRule {
         presets: vec!["h264-720p".into(), "h264-480p".into()],
         output: "out/{stem}/{preset}".into(),
         output_bucket: None,
+        overwrite: false,
     }
 }
 
@@ -272,6 +273,7 @@ async fn rules_decide_and_explain() {
             presets: vec!["mp4".into()],
             output: "done/".into(),
             output_bucket: None,
+            overwrite: false,
         }];
     })
     .await;
@@ -321,19 +323,20 @@ async fn rules_decide_and_explain() {
 }
 
 /// Two rules sending one preset's result to two places make two jobs from one upload (and a
-/// redelivery still makes none).
+/// redelivery still makes none); each job may overwrite as its rule says.
 #[tokio::test]
 async fn one_preset_to_two_outputs_is_two_jobs() {
-    let rule = |output: &str| TriggerRule {
+    let rule = |output: &str, overwrite: bool| TriggerRule {
         bucket: "media-in".into(),
         prefix: "in/".into(),
         suffixes: vec![],
         presets: vec!["h264-720p".into()],
         output: output.into(),
         output_bucket: None,
+        overwrite,
     };
     let api = Api::start(Backend::Sqlite, move |c| {
-        c.triggers = vec![rule("web/"), rule("archive/")];
+        c.triggers = vec![rule("web/", false), rule("archive/", true)];
     })
     .await;
     let event = json!({"Records": [{"eventName": "ObjectCreated:Put", "s3": {
@@ -359,6 +362,10 @@ async fn one_preset_to_two_outputs_is_two_jobs() {
             .iter()
             .all(|j| j["created"] == true)
     );
+    for made in a["jobs"].as_array().unwrap() {
+        let job = api.job(made["id"].as_str().unwrap()).await;
+        assert_eq!(job.overwrite, job.output.prefix == "archive/", "{made}");
+    }
     let (_, again) = api.post("/v1/triggers/s3", &event).await;
     assert!(
         again["jobs"]

@@ -30,6 +30,7 @@ pub fn spec(key: &str) -> JobSpec {
         on_success: None,
         on_failure: None,
         trigger: None,
+        overwrite: false,
     }
 }
 
@@ -56,6 +57,7 @@ async fn submit(s: &dyn JobStore, key: &str) -> String {
 async fn submit_get_and_history(s: &dyn JobStore) {
     let mut sp = spec("in/a b&c é.mp4");
     sp.on_success = Some("http://127.0.0.1:9/ok".into());
+    sp.overwrite = true;
     sp.trigger = Some(Trigger {
         source: "oss".into(),
         payload: serde_json::json!({"events": [{"eventName": "ObjectCreated:PutObject"}]}),
@@ -106,6 +108,11 @@ async fn idempotent_submit_and_conflicts(s: &dyn JobStore) {
         .unwrap_err();
     assert!(matches!(err, StoreError::IdConflict { .. }), "{err}");
     assert_eq!(err.code(), "id-conflict");
+    // Whether it may replace other inputs' outputs is part of the work.
+    let mut replacing = spec("in/a.mp4");
+    replacing.overwrite = true;
+    let err = s.submit(Some("dup".into()), replacing).await.unwrap_err();
+    assert!(matches!(err, StoreError::IdConflict { .. }), "{err}");
     for bad in ["", "has space", "../etc", &"x".repeat(129)] {
         let err = s
             .submit(Some(bad.into()), spec("in/a.mp4"))

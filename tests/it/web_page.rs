@@ -227,6 +227,7 @@ fn spec(key: &str, priority: i32) -> JobSpec {
         on_success: None,
         on_failure: None,
         trigger: None,
+        overwrite: false,
     }
 }
 

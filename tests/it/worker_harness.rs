@@ -146,6 +146,7 @@ impl Farm {
             on_success: None,
             on_failure: None,
             trigger: None,
+            overwrite: false,
         };
         tweak(&mut spec);
         self.store.submit(None, spec).await.unwrap().job

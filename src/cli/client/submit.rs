@@ -41,6 +41,10 @@ pub struct SubmitArgs {
     /// Higher runs first [default: 0].
     #[arg(long, value_name = "N", allow_negative_numbers = true)]
     pub priority: Option<i32>,
+    /// Replace outputs another input wrote under the same keys (without it such a job fails
+    /// with output-conflict and leaves them as they are).
+    #[arg(long)]
+    pub overwrite: bool,
     /// Follow the job to the end; exit 0 if it succeeded, 1 if it failed, 5 if cancelled.
     #[arg(long)]
     pub wait: bool,
@@ -59,6 +63,8 @@ struct SubmitBody<'a> {
     output: Option<OutputBody<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     priority: Option<i32>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    overwrite: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -79,6 +85,7 @@ pub fn submit(args: &SubmitArgs) -> anyhow::Result<u8> {
                 .as_deref()
                 .map(|prefix| OutputBody { prefix }),
             priority: args.priority,
+            overwrite: args.overwrite,
         };
         let (status, job): (_, Job) = client
             .post(client.url(&["v1", "jobs"]), Some(&body))

@@ -36,6 +36,7 @@ const SPEC_COLUMNS: &[&str] = &[
     "on_failure",
     "trigger",
     "created_at",
+    "overwrite",
 ];
 
 /// The job columns, each qualified by the table holding it, for a write to `job_states`
@@ -397,13 +398,14 @@ pub(super) async fn submits(pool: &PgPool, reqs: Vec<SubmitReq>) -> Vec<Result<S
     let sql = format!(
         "WITH s AS (INSERT INTO job_specs (id, input_bucket, input_key, preset, output_bucket, \
                     output_prefix, priority, max_attempts, timeout_seconds, on_success, on_failure, \
-                    trigger, created_at) \
+                    trigger, created_at, overwrite) \
               SELECT t.id, t.ib, t.ik, t.preset, t.ob, t.op, t.priority, t.max_attempts, t.timeout, \
-                     t.on_success, t.on_failure, t.trigger, $1 \
+                     t.on_success, t.on_failure, t.trigger, $1, t.overwrite \
               FROM UNNEST($2::TEXT[], $3::TEXT[], $4::TEXT[], $5::TEXT[], $6::TEXT[], $7::TEXT[], \
-                          $8::INT[], $9::BIGINT[], $10::BIGINT[], $11::TEXT[], $12::TEXT[], $13::TEXT[]) \
+                          $8::INT[], $9::BIGINT[], $10::BIGINT[], $11::TEXT[], $12::TEXT[], $13::TEXT[], \
+                          $14::BOOL[]) \
                    AS t(id, ib, ik, preset, ob, op, priority, max_attempts, timeout, on_success, \
-                        on_failure, trigger) \
+                        on_failure, trigger, overwrite) \
               ON CONFLICT (id) DO NOTHING RETURNING *), \
               st AS (INSERT INTO job_states (id, status, priority, created_at, on_success, \
                     on_failure, outputs, last_reason, updated_at, run_after) \
@@ -434,6 +436,7 @@ pub(super) async fn submits(pool: &PgPool, reqs: Vec<SubmitReq>) -> Vec<Result<S
         .bind(opt(&|r| r.spec.on_success.clone()))
         .bind(opt(&|r| r.spec.on_failure.clone()))
         .bind(opt(&|r| r.spec.trigger.as_ref().map(to_json)))
+        .bind(reqs.iter().map(|r| r.spec.overwrite).collect::<Vec<bool>>())
         .fetch_all(pool)
         .await;
     let rows = match rows {
