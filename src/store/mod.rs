@@ -3,6 +3,7 @@
 
 mod codec;
 mod filters;
+mod outputs;
 pub mod postgres;
 mod query;
 mod rules;
@@ -20,6 +21,7 @@ use crate::job::{Job, JobSpec, Outcome, Status, Timestamp};
 use crate::progress::Progress;
 
 pub use codec::{decode_cursor, encode_cursor};
+pub use outputs::{OutputConflict, Reservation};
 
 /// A store failure.
 #[derive(Debug, thiserror::Error)]
@@ -325,6 +327,19 @@ pub trait JobStore: Send + Sync + 'static {
 
     /// Every registered worker with the jobs it holds.
     async fn workers(&self) -> Result<Vec<WorkerInfo>>;
+
+    /// Reserves for an attempt the final keys it is about to upload (in its job's output
+    /// bucket), before it uploads any. A key may be free, already its input's (another attempt
+    /// of the job, or an earlier job on the same input: a new version of it), left by a job
+    /// that failed or was cancelled, or anything when the job says `overwrite`; a key that
+    /// belongs to another input is a `Conflict` naming the first such key, its job and input,
+    /// and then nothing is reserved. A stale attempt gets `Fenced`.
+    async fn reserve_outputs(&self, id: &str, attempt: u32, keys: &[String])
+    -> Result<Reservation>;
+
+    /// Gives back the keys an attempt reserved: it failed, was stopped or was handed back,
+    /// and took back what it had uploaded.
+    async fn release_outputs(&self, id: &str, attempt: u32) -> Result<()>;
 
     /// Changes as they happen (jobs queued, status changes, stop requests, progress).
     fn subscribe(&self) -> broadcast::Receiver<Change>;

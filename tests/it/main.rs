@@ -33,6 +33,7 @@ mod store_frozen;
 mod store_harness;
 mod store_instances;
 mod store_listing;
+mod store_outputs;
 mod store_pages;
 mod store_statistics;
 mod store_unreadable;

@@ -16,6 +16,7 @@ mod batched;
 mod claimed;
 mod deliveries;
 mod ops;
+mod outputs;
 mod reads;
 mod statistics;
 
@@ -31,7 +32,7 @@ use tokio::sync::broadcast;
 use super::rules::{self, Current};
 use super::{
     AttemptInfo, AttemptStats, Change, Counts, Delivery, Heartbeat, JobEvent, JobStore, ListFilter,
-    LogLine, Page, Result, StoreError, Submitted, WorkerInfo,
+    LogLine, Page, Reservation, Result, StoreError, Submitted, WorkerInfo,
 };
 use crate::job::{self, Job, JobSpec, Outcome, RetryPolicy, Timestamp};
 use crate::progress::Progress;
@@ -440,6 +441,19 @@ impl JobStore for PostgresStore {
 
     async fn workers(&self) -> Result<Vec<WorkerInfo>> {
         reads::workers(&self.durable).await
+    }
+
+    async fn reserve_outputs(
+        &self,
+        id: &str,
+        attempt: u32,
+        keys: &[String],
+    ) -> Result<Reservation> {
+        outputs::reserve(&self.durable, id, attempt, keys).await
+    }
+
+    async fn release_outputs(&self, id: &str, attempt: u32) -> Result<()> {
+        outputs::release(&self.durable, id, attempt).await
     }
 
     fn subscribe(&self) -> broadcast::Receiver<Change> {

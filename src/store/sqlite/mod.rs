@@ -6,6 +6,7 @@
 
 mod deliveries;
 mod ops;
+mod outputs;
 mod writer;
 
 use std::str::FromStr;
@@ -22,7 +23,7 @@ use super::codec::{JOB_COLUMNS, encode_cursor, job_from_row};
 use super::query::{self, Dialect};
 use super::{
     AttemptInfo, AttemptStats, Change, Counts, Delivery, Heartbeat, JobEvent, JobStore, ListFilter,
-    LogLine, Page, Result, StoreError, Submitted, WorkerInfo, page_limit,
+    LogLine, Page, Reservation, Result, StoreError, Submitted, WorkerInfo, page_limit,
 };
 use crate::job::{self, Job, JobSpec, Outcome, RetryPolicy, Status, Timestamp};
 use crate::progress::Progress;
@@ -429,6 +430,19 @@ impl JobStore for SqliteStore {
                 })
             })
             .collect()
+    }
+
+    async fn reserve_outputs(
+        &self,
+        id: &str,
+        attempt: u32,
+        keys: &[String],
+    ) -> Result<Reservation> {
+        self.reserve_outputs_now(id, attempt, keys).await
+    }
+
+    async fn release_outputs(&self, id: &str, attempt: u32) -> Result<()> {
+        self.release_outputs_now(id, attempt).await
     }
 
     fn subscribe(&self) -> broadcast::Receiver<Change> {
