@@ -10,9 +10,10 @@ use std::process::{Command, Stdio};
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 
-/// A running task process and its output pipes.
+/// A running task process and its pipes.
 pub struct TaskProcess {
     pub pid: Pid,
+    pub stdin: tokio::process::ChildStdin,
     pub stdout: tokio::process::ChildStdout,
     pub stderr: tokio::process::ChildStderr,
 }
@@ -49,7 +50,7 @@ pub fn spawn(
     let mut cmd = Command::new(program);
     cmd.arg("task")
         .arg(spec)
-        .stdin(Stdio::null())
+        .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0);
@@ -59,12 +60,14 @@ pub fn spawn(
     let mut child = cmd.spawn()?;
     let pid = Pid::from_raw(child.id() as i32);
     let missing = || std::io::Error::other("task pipes missing");
+    let stdin = tokio::process::ChildStdin::from_std(child.stdin.take().ok_or_else(missing)?)?;
     let stdout = tokio::process::ChildStdout::from_std(child.stdout.take().ok_or_else(missing)?)?;
     let stderr = tokio::process::ChildStderr::from_std(child.stderr.take().ok_or_else(missing)?)?;
     // Reaped by `wait` below (std's Child neither waits nor kills when dropped).
     drop(child);
     Ok(TaskProcess {
         pid,
+        stdin,
         stdout,
         stderr,
     })

@@ -6,6 +6,7 @@
 //! serve` runs it beside the API.
 
 pub mod protocol;
+mod reserve;
 mod supervisor;
 pub mod task;
 pub mod workspace;

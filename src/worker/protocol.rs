@@ -1,6 +1,13 @@
 //! What a worker and its task process say to each other: the task description the worker
-//! writes into the workspace, and the JSON lines the task prints on stdout. The task's stderr
-//! is its log.
+//! writes into the workspace, the JSON lines the task prints on stdout, and the one line the
+//! worker writes on the task's stdin: its answer to a `Reserve` (the task holds no store
+//! connection, so the worker asks the store for it). The task's stderr is its log.
+//!
+//! A task that has transcoded prints `Reserve` with the final keys it is about to upload and
+//! waits for a [`ReserveAnswer`] before its first upload (a stop still ends the wait at once):
+//! `Reserved`, or `Refused` with the error to fail with (`output-conflict` when another
+//! input's job owns a key; a retryable `store-unavailable` when the worker cannot reach the
+//! store).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -38,6 +45,21 @@ pub enum TaskMessage {
     Error(JobError),
     /// The task stopped on request and cleaned up (it then exits with code 130).
     Stopped,
+    /// The final keys (in the job's output bucket) the task is about to upload; it waits for
+    /// a [`ReserveAnswer`] on its stdin before uploading any.
+    Reserve {
+        keys: Vec<String>,
+    },
+}
+
+/// The worker's answer to a `Reserve`: one JSON line on the task's stdin.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ReserveAnswer {
+    /// The keys are this attempt's: upload.
+    Reserved,
+    /// Upload nothing: fail with this error.
+    Refused(JobError),
 }
 
 /// Exit codes of `ffarm task`.

@@ -1,8 +1,9 @@
 //! One attempt, seen from the worker: start the task process in its workspace, relay its
-//! progress to the store every second (renewing the lease), collect its log, stop it on
-//! request (cancel, timeout, drain, lost lease: SIGTERM to its group, SIGKILL after the
-//! grace period; at once for a lost lease), and end the attempt in the store with what
-//! happened.
+//! progress to the store every second (renewing the lease), collect its log, reserve its
+//! outputs when it asks (`reserve`), stop it on request (cancel, timeout, drain, lost lease:
+//! SIGTERM to its group, SIGKILL after the grace period; at once for a lost lease), and end
+//! the attempt in the store with what happened (giving its outputs back if it did not
+//! succeed).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -10,9 +11,11 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::ChildStdin;
 use tokio::sync::mpsc;
 
 use super::protocol::{TaskMessage, TaskSpec, exit};
+use super::reserve::{self, Asked};
 use super::workspace;
 use super::{RunningTask, WorkerCtx};
 use crate::job::{Job, JobError, Outcome, OutputObject};
@@ -60,6 +63,8 @@ struct Reported {
     fps: Option<f64>,
     /// What the task process has used so far (CPU seconds, peak memory), read each second.
     usage: Option<(f64, u64)>,
+    /// The store was asked to reserve the task's outputs (whatever it answered).
+    reserve_asked: bool,
 }
 
 impl Reported {
@@ -76,7 +81,8 @@ impl Reported {
             TaskMessage::Outputs { outputs } => self.outputs = Some(outputs),
             TaskMessage::Stats { phases } => self.phases = phases,
             TaskMessage::Error(e) => self.error = Some(e),
-            TaskMessage::Stopped => {}
+            // Answered as it comes (`supervise`); one left in the pipe has no one waiting.
+            TaskMessage::Stopped | TaskMessage::Reserve { .. } => {}
         }
     }
 
@@ -123,7 +129,7 @@ pub(crate) async fn run(ctx: Arc<WorkerCtx>, job: Job) {
     let attempt = job.attempt;
     let mut log: Vec<String> = Vec::new();
     let started = Instant::now();
-    let (pid, stdout, stderr, stop_rx, dir) = match start(&ctx, &job, &mut log).await {
+    let (pid, stdin, stdout, stderr, stop_rx, dir) = match start(&ctx, &job, &mut log).await {
         Ok(started) => started,
         Err(e) => {
             let _ = ctx.store.append_logs(&id, attempt, &log).await;
@@ -136,6 +142,7 @@ pub(crate) async fn run(ctx: Arc<WorkerCtx>, job: Job) {
         &ctx,
         &job,
         pid,
+        stdin,
         stdout,
         stderr,
         stop_rx,
@@ -178,8 +185,15 @@ pub(crate) async fn run(ctx: Arc<WorkerCtx>, job: Job) {
     if let Err(e) = ctx.store.record_attempt(&id, attempt, &stats).await {
         tracing::warn!("job {id}: recording attempt stats: {e}");
     }
-    let fps = reported.fps;
+    let (fps, reserve_asked) = (reported.fps, reported.reserve_asked);
     let outcome = outcome(&job, &exit, reported, reason, &ctx);
+    // An attempt that did not succeed took back what it uploaded: its keys are free again.
+    if reserve_asked
+        && !matches!(outcome, Outcome::Succeeded { .. })
+        && let Err(e) = ctx.store.release_outputs(&id, attempt).await
+    {
+        tracing::warn!("job {id}: giving back attempt {attempt}'s outputs: {e}");
+    }
     crate::metrics::attempt_finished(&job.preset, &outcome, started.elapsed(), fps);
     let failed = matches!(outcome, Outcome::Failed(_));
     conclude(&ctx, &job, outcome).await;
@@ -195,6 +209,7 @@ pub(crate) async fn run(ctx: Arc<WorkerCtx>, job: Job) {
 
 type Started = (
     Pid,
+    ChildStdin,
     mpsc::UnboundedReceiver<String>,
     mpsc::UnboundedReceiver<String>,
     mpsc::UnboundedReceiver<StopReason>,
@@ -268,6 +283,7 @@ async fn start(
     }
     Ok((
         task.pid,
+        task.stdin,
         lines(task.stdout),
         lines(task.stderr),
         stop_rx,
@@ -280,6 +296,7 @@ async fn supervise(
     ctx: &Arc<WorkerCtx>,
     job: &Job,
     pid: Pid,
+    mut stdin: ChildStdin,
     mut stdout: mpsc::UnboundedReceiver<String>,
     mut stderr: mpsc::UnboundedReceiver<String>,
     mut stop_rx: mpsc::UnboundedReceiver<StopReason>,
@@ -304,6 +321,13 @@ async fn supervise(
     let exit = loop {
         tokio::select! {
             Some(line) = stdout.recv() => match serde_json::from_str::<TaskMessage>(&line) {
+                Ok(TaskMessage::Reserve { keys }) => {
+                    reported.reserve_asked = true;
+                    match reserve::ask(&*ctx.store, job, &keys, STORE_CALL_LIMIT).await {
+                        Asked::Answer(answer) => reserve::answer(&mut stdin, job, &answer).await,
+                        Asked::Lost => stopper.request(StopReason::Lost, log),
+                    }
+                }
                 Ok(msg) => reported.take(msg),
                 Err(_) => log.push(line),
             },

@@ -1,17 +1,18 @@
 //! The task process (`ffarm task SPEC`): one job's attempt, isolated from its worker. It
-//! downloads the input into its workspace, probes it, transcodes it with the job's preset and
-//! uploads the outputs (HLS playlists last), printing progress and results as JSON lines on
-//! stdout; its stderr is the job's log. SIGTERM stops it at the next packet; it then removes
-//! its partial outputs and exits 130. It dies with its worker (parent-death signal).
+//! downloads the input into its workspace, probes it, transcodes it with the job's preset,
+//! has its worker reserve the final keys (`protocol::ReserveAnswer`) and uploads the outputs
+//! (HLS playlists last), printing progress and results as JSON lines on stdout; its stderr is
+//! the job's log. SIGTERM stops it at the next packet; it then removes its partial outputs
+//! and exits 130. It dies with its worker (parent-death signal).
 
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use super::protocol::{TaskMessage, TaskSpec, exit};
+use super::protocol::{ReserveAnswer, TaskMessage, TaskSpec, exit};
 use crate::buckets::{BucketError, Buckets};
-use crate::job::{JobError, OutputObject};
+use crate::job::{Job, JobError, OutputObject};
 use crate::media::{self, ErrorClass, MediaError, OutputKind};
 use crate::preset::Presets;
 use crate::progress::{Phase, Progress};
@@ -263,6 +264,13 @@ fn work(
         report.out_time_seconds, report.elapsed_seconds, report.frames
     );
 
+    let keys = report
+        .outputs
+        .iter()
+        .map(|file| output_key(job, &output_dir, &file.path))
+        .collect();
+    reserve(keys, stop)?;
+
     let started = Instant::now();
     let mut uploaded = Vec::with_capacity(report.outputs.len());
     let sent = upload_outputs(
@@ -321,8 +329,7 @@ fn upload_outputs(
         if stop.is_stopped() {
             return Err(Failure::Stopped);
         }
-        let rel = file.path.strip_prefix(output_dir).unwrap_or(&file.path);
-        let key = format!("{}{}", job.output.prefix, rel.to_string_lossy());
+        let key = output_key(job, output_dir, &file.path);
         let before = sent;
         let mut throttle = Throttle {
             last: Instant::now(),
@@ -356,6 +363,58 @@ fn upload_outputs(
         });
     }
     Ok(sent)
+}
+
+/// The final key of an output file: the job's prefix, then the file's path in the output
+/// directory.
+fn output_key(job: &Job, output_dir: &Path, file: &Path) -> String {
+    let rel = file.strip_prefix(output_dir).unwrap_or(file);
+    format!("{}{}", job.output.prefix, rel.to_string_lossy())
+}
+
+/// Has the worker reserve the final keys for this attempt (the store knows which input wrote
+/// each) and waits for its answer on stdin, before anything is uploaded. A stop ends the
+/// wait at once.
+fn reserve(keys: Vec<String>, stop: &StopToken) -> Result<(), Failure> {
+    let n = keys.len();
+    say(&TaskMessage::Reserve { keys });
+    let (tx, answer) = std::sync::mpsc::channel();
+    // A thread of its own, as a read of stdin cannot be interrupted; if the task is stopped
+    // meanwhile, it ends with the process.
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let read = std::io::stdin().read_line(&mut line).map(|_| line);
+        let _ = tx.send(read);
+    });
+    let broken = |why: String| {
+        Failure::Error(JobError::new(
+            "internal",
+            format!("no answer from the worker to the reservation of the outputs: {why}"),
+            true,
+        ))
+    };
+    loop {
+        if stop.is_stopped() {
+            return Err(Failure::Stopped);
+        }
+        let line = match answer.recv_timeout(Duration::from_millis(20)) {
+            Ok(Ok(line)) => line,
+            Ok(Err(e)) => return Err(broken(e.to_string())),
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => continue,
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                return Err(broken("the reader ended".into()));
+            }
+        };
+        return match serde_json::from_str::<ReserveAnswer>(&line) {
+            Ok(ReserveAnswer::Reserved) => {
+                eprintln!("[task] {n} output key(s) reserved");
+                Ok(())
+            }
+            Ok(ReserveAnswer::Refused(e)) => Err(Failure::Error(e)),
+            Err(_) if line.is_empty() => Err(broken("its end of stdin closed".into())),
+            Err(e) => Err(broken(format!("{line:?}: {e}"))),
+        };
+    }
 }
 
 /// Deletes what this attempt uploaded before it was stopped or failed, newest first: without

@@ -539,3 +539,40 @@ fn tokens_and_unreachable_servers() {
             .any(|l| l.starts_with("h264-720p "))
     );
 }
+
+/// A job whose output another input wrote fails with output-conflict, naming that job and
+/// its input, and leaves the output alone; `--overwrite` replaces it.
+#[test]
+fn submit_leaves_another_inputs_output_alone_unless_told_to_overwrite() {
+    let s = Server::start(1, None);
+    let other = s._dir.path().join("buckets/media/other");
+    std::fs::create_dir_all(&other).unwrap();
+    std::fs::copy(valid("video_only.mp4"), other.join("clip.mp4")).unwrap();
+    let submit = |input: &str, id: &str, more: &[&str]| {
+        let mut args = vec!["submit", input, "-p", "h264-720p", "--id", id, "--wait"];
+        args.extend_from_slice(more);
+        s.run(&args)
+    };
+    submit("media/src/clip.mp4", "first", &[]).expect(0);
+    let output = s._dir.path().join("buckets/media/out/clip.mp4");
+    let written = std::fs::read(&output).unwrap();
+
+    let out = submit("media/other/clip.mp4", "second", &[]);
+    let stderr = &out.expect(1).stderr;
+    for want in [
+        "[output-conflict]",
+        "out/clip.mp4",
+        "job 'first'",
+        "media/src/clip.mp4",
+    ] {
+        assert!(stderr.contains(want), "{want:?} in {out:#?}");
+    }
+    let text = s.run(&["show", "second"]).expect(0).stdout.clone();
+    assert!(text.contains("output-conflict"), "{text}");
+    assert_eq!(std::fs::read(&output).unwrap(), written, "left alone");
+
+    let replaced = submit("media/other/clip.mp4", "third", &["--overwrite", "--json"]);
+    let third = replaced.expect(0).json();
+    assert_eq!(third["overwrite"], true);
+    assert_eq!(third["outputs"][0]["key"], "out/clip.mp4");
+}

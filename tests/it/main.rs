@@ -48,6 +48,7 @@ mod worker_drain;
 mod worker_faults;
 mod worker_harness;
 mod worker_jobs;
+mod worker_outputs;
 mod worker_registry;
 mod worker_s3;
 mod worker_uploads;
