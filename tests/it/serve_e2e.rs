@@ -1,8 +1,9 @@
 //! `ffarm serve` as a new user runs it: a process in an empty directory, a clip copied into
-//! `data/buckets/media/in/`, a valid output found in `out/`, a clean exit on SIGTERM; files
-//! that arrive while the farm is down are picked up at the next start, without duplicates; a
-//! SIGTERM while a job runs hands it back, and the next start runs it; what an operator must
-//! act on (an SNS subscription to confirm) is in the log.
+//! `data/buckets/media/in/`, a valid output found in `out/`, a clean exit on SIGTERM; clips
+//! of one name in two folders of `in/` come out in two folders of `out/` (files, HLS
+//! ladders); files that arrive while the farm is down are picked up at the next start,
+//! without duplicates; a SIGTERM while a job runs hands it back, and the next start runs it;
+//! what an operator must act on (an SNS subscription to confirm) is in the log.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -170,6 +171,65 @@ fn a_clip_dropped_into_in_comes_out_transcoded() {
     assert_eq!(jobs[0]["preset"], "h264-720p");
     let status = serve.stop();
     assert!(status.success(), "serve exited with {status}");
+}
+
+/// Drops `h264_aac.mp4` as `in/x/clip.mp4` and `video_only.mp4` (no sound) as
+/// `in/y/clip.mp4`, waits for both jobs to end, and checks both succeeded with their outputs
+/// in their own folders of `out/`: `main` there (a file, or a master playlist) and nothing
+/// directly under `out/`.
+fn clips_of_one_name_in_two_folders_come_out_apart(dir: &Path, serve: Serve, main: &str) {
+    let inbox = dir.join("data/buckets/media/in");
+    for (folder, fixture) in [("x", "h264_aac.mp4"), ("y", "video_only.mp4")] {
+        std::fs::create_dir_all(inbox.join(folder)).unwrap();
+        std::fs::copy(valid(fixture), inbox.join(folder).join("clip.mp4")).unwrap();
+    }
+    wait_for(Duration::from_secs(120), "both jobs end", || {
+        let jobs = serve.jobs();
+        jobs.len() == 2
+            && jobs
+                .iter()
+                .all(|j| j["status"] != "queued" && j["status"] != "running")
+    });
+    let jobs = serve.jobs();
+    assert_eq!(succeeded(&jobs), 2, "{jobs:#?}");
+    let out = dir.join("data/buckets/media/out");
+    for (folder, audio) in [("x", 1), ("y", 0)] {
+        let probe = ffprobe(&out.join(folder).join(main));
+        assert!(!ffprobe_streams(&probe, "video").is_empty(), "{folder}");
+        assert_eq!(ffprobe_streams(&probe, "audio").len(), audio, "{folder}");
+    }
+    assert!(!out.join(main).exists());
+    assert!(serve.stop().success());
+}
+
+#[test]
+fn clips_of_one_name_in_two_folders_come_out_in_their_own_folders() {
+    let dir = tempdir();
+    let serve = Serve::start(dir.path());
+    clips_of_one_name_in_two_folders_come_out_apart(dir.path(), serve, "clip.mp4");
+}
+
+#[test]
+fn hls_ladders_of_one_name_in_two_folders_come_out_in_their_own_folders() {
+    let dir = tempdir();
+    let rule = "[[triggers]]\nbucket = \"media\"\nprefix = \"in/\"\npresets = [\"hls-abr\"]\n";
+    std::fs::write(dir.path().join("ffarm.toml"), rule).unwrap();
+    let serve = Serve::start(dir.path());
+    clips_of_one_name_in_two_folders_come_out_apart(dir.path(), serve, "clip.m3u8");
+    let out = dir.path().join("data/buckets/media/out");
+    for folder in ["x", "y"] {
+        let files = crate::helpers::files_under(&out.join(folder));
+        assert!(
+            files.iter().any(|f| f.ends_with(".ts")),
+            "{folder}: {files:?}"
+        );
+        assert!(
+            files.contains(&"clip_480p.m3u8".to_string()),
+            "{folder}: {files:?}"
+        );
+        let master = std::fs::read_to_string(out.join(folder).join("clip.m3u8")).unwrap();
+        assert!(master.contains("#EXT-X-STREAM-INF"), "{master}");
+    }
 }
 
 #[test]
