@@ -50,6 +50,7 @@ function spec(job) {
     timeout_seconds: job.timeout_seconds,
     on_success: job.on_success,
     on_failure: job.on_failure,
+    overwrite: job.overwrite,
   };
 }
 
@@ -125,6 +126,7 @@ function summaryRows(job) {
   ];
   if (job.on_success) rows.push(['On success', job.on_success]);
   if (job.on_failure) rows.push(['On failure', job.on_failure]);
+  if (job.overwrite) rows.push(['Overwrite', "may replace other inputs' outputs"]);
   return rows.flatMap(([k, v]) => [h('dt', { text: k }), h('dd', { text: v })]);
 }
 
