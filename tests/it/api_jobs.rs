@@ -2,12 +2,12 @@
 //! client error, get, list filters and pagination across thousands of jobs, cancel, retry,
 //! logs and history.
 
-use ffarm::job::{JobSpec, ObjectRef, OutputTarget, Status};
+use ffarm::job::{JobSpec, Status};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use crate::api_harness::{Api, assert_error};
-use crate::helpers::valid;
+use crate::helpers::{spec, valid};
 use crate::worker_harness::Backend;
 
 fn native(key: &str) -> Value {
@@ -403,23 +403,6 @@ async fn lifecycle_postgres() {
 
 async fn listing(backend: Backend) {
     let api = Api::start(backend, |_| {}).await;
-    let spec = |key: &str, preset: &str| JobSpec {
-        input: ObjectRef {
-            bucket: "media".into(),
-            key: key.into(),
-        },
-        preset: preset.into(),
-        output: OutputTarget {
-            bucket: "media".into(),
-            prefix: "out/".into(),
-        },
-        priority: 0,
-        max_attempts: 3,
-        timeout_seconds: 60,
-        on_success: None,
-        on_failure: None,
-        trigger: None,
-    };
     const N: usize = 2500;
     for i in 0..N {
         let preset = if i % 5 == 0 { "h264-480p" } else { "h264-720p" };
@@ -427,7 +410,11 @@ async fn listing(backend: Backend) {
             .store
             .submit(
                 Some(format!("job-{i:05}")),
-                spec(&format!("in/{i:05}.mp4"), preset),
+                JobSpec {
+                    preset: preset.into(),
+                    timeout_seconds: 60,
+                    ..spec(&format!("in/{i:05}.mp4"))
+                },
             )
             .await
             .unwrap();
