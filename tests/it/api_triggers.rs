@@ -7,7 +7,7 @@ use ffarm::config::{TriggerRule, VIDEO_SUFFIXES};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::api_harness::{Api, assert_error};
+use crate::api_harness::{Api, assert_error, case};
 use crate::worker_harness::Backend;
 
 fn payload(name: &str) -> String {
@@ -168,18 +168,16 @@ async fn oss_notifications() {
     assert_eq!(x["jobs"][0]["id"], a["jobs"][0]["id"]);
 
     // Unreadable bodies are 400s naming the problem.
-    assert_error(
-        &api.post_raw("/v1/triggers/oss", "not json at all").await,
-        400,
-        "bad-payload",
-        &[],
-    );
-    assert_error(
-        &api.post_raw("/v1/triggers/oss", "{\"events\": 5}").await,
-        400,
-        "bad-payload",
-        &["events"],
-    );
+    api.check_errors([
+        case("not JSON")
+            .post_raw("/v1/triggers/oss", "not json at all")
+            .answers(400, "bad-payload"),
+        case("events not a list")
+            .post_raw("/v1/triggers/oss", "{\"events\": 5}")
+            .answers(400, "bad-payload")
+            .saying(&["events"]),
+    ])
+    .await;
     api.shutdown().await;
 }
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 use ffarm::job::Outcome;
 use ffarm::store::StoreError;
 
-use crate::store_conformance::spec;
+use crate::helpers::spec;
 use crate::store_harness::{TestStore, with_test_store};
 
 /// What an operation on the damaged job answered: a backend error naming the column.
