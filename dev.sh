@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # ffarm's one entry point for developers and first-time users (Debian 12; see FFmpeg below).
 #
-#   ./dev.sh serve    install what is missing, build, and run the farm on the embedded default
-#   ./dev.sh test     install what is missing and run every check and test
-#   ./dev.sh setup    only install what is missing
-#   ./dev.sh bench    run the benchmarks (see BENCHMARKS.md)
+#   ./dev.sh serve        install what is missing, build, and run the farm on the embedded default
+#   ./dev.sh test [ARG…]  install what is missing and run every check and test; any ARGs go to
+#                         `cargo nextest run`: `./dev.sh test store_conformance` runs only the
+#                         tests whose names contain store_conformance (and no doc tests)
+#   ./dev.sh setup        only install what is missing
+#   ./dev.sh bench        run the benchmarks (see BENCHMARKS.md)
 #
 # Installs only what is absent: Debian packages through apt-get (with sudo when not root)
 # and, if there is no Rust toolchain, rustup's stable toolchain. It first checks that the
@@ -175,12 +177,12 @@ run_tests() {
   log "cargo clippy --all-targets -- -D warnings"
   cargo clippy --all-targets -- -D warnings
   if cargo nextest --version >/dev/null 2>&1; then
-    log "cargo nextest run"
-    cargo nextest run --no-fail-fast
-    cargo test --doc
+    log "cargo nextest run --no-fail-fast${*:+ $*}"
+    cargo nextest run --no-fail-fast "$@"
+    [ $# -gt 0 ] || cargo test --doc
   else
-    log "cargo test"
-    cargo test --no-fail-fast
+    log "cargo test --no-fail-fast${*:+ $*}"
+    cargo test --no-fail-fast "$@"
   fi
 }
 
@@ -196,7 +198,7 @@ shift || true
 case "$cmd" in
   setup) setup ;;
   serve) setup; serve "$@" ;;
-  test) setup; run_tests ;;
+  test) setup; run_tests "$@" ;;
   bench)
     setup
     assets/make-fixtures.sh --bench
@@ -206,7 +208,7 @@ case "$cmd" in
     done
     ;;
   *)
-    sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,/^[^#]/s/^# \{0,1\}//p' "$0" # the opening comment, whatever its length
     exit 2
     ;;
 esac
