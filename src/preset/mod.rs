@@ -2,6 +2,7 @@
 //! presets are built into the binary; a presets directory may add or override some. Every
 //! file is validated at load, with errors naming the file, the field and the problem.
 
+mod capabilities;
 mod codecs;
 mod spec;
 mod validate;
@@ -12,6 +13,7 @@ use std::path::Path;
 use include_dir::{Dir, include_dir};
 use serde::Serialize;
 
+pub use capabilities::Capabilities;
 pub use codecs::{AudioCodec, Container, QualityScale, SpeedScale, VideoCodec, X264_PRESETS};
 
 /// The presets shipped with ffarm, compiled in from `presets/`.
@@ -155,14 +157,14 @@ pub struct Presets {
 }
 
 impl Presets {
-    /// The presets shipped in the binary.
-    pub fn builtin() -> Result<Presets, PresetError> {
-        Self::load(None)
+    /// The presets shipped in the binary, checked against what `caps` can encode.
+    pub fn builtin(caps: &dyn Capabilities) -> Result<Presets, PresetError> {
+        Self::load(None, caps)
     }
 
     /// The shipped presets plus every `*.toml` in `dir` (a file there replaces the shipped
-    /// preset of the same name).
-    pub fn load(dir: Option<&Path>) -> Result<Presets, PresetError> {
+    /// preset of the same name), each checked against what `caps` can encode.
+    pub fn load(dir: Option<&Path>, caps: &dyn Capabilities) -> Result<Presets, PresetError> {
         let mut by_name = BTreeMap::new();
         let mut builtin: Vec<_> = BUILTIN.files().collect();
         builtin.sort_by_key(|f| f.path());
@@ -175,7 +177,7 @@ impl Presets {
                 file: origin.clone(),
                 message: "not UTF-8".into(),
             })?;
-            let preset = Self::parse(&name, &origin, text)?;
+            let preset = Self::parse(&name, &origin, text, caps)?;
             by_name.insert(
                 name,
                 Preset {
@@ -203,7 +205,7 @@ impl Presets {
                     file: origin.clone(),
                     source: e,
                 })?;
-                let preset = Self::parse(&name, &origin, &text)?;
+                let preset = Self::parse(&name, &origin, &text, caps)?;
                 by_name.insert(name, preset);
             }
         }
@@ -212,9 +214,14 @@ impl Presets {
         Ok(presets)
     }
 
-    /// Parses and validates one preset file's text.
-    pub fn parse(name: &str, origin: &str, text: &str) -> Result<Preset, PresetError> {
-        validate::parse(name, origin, text)
+    /// Parses one preset file's text and validates it against what `caps` can encode.
+    pub fn parse(
+        name: &str,
+        origin: &str,
+        text: &str,
+        caps: &dyn Capabilities,
+    ) -> Result<Preset, PresetError> {
+        validate::parse(name, origin, text, caps)
     }
 
     pub fn get(&self, name: &str) -> Result<&Preset, PresetError> {

@@ -6,16 +6,16 @@ use std::collections::BTreeMap;
 use super::codecs::{AudioCodec, Container, QualityScale, SpeedScale, VideoCodec, X264_PRESETS};
 use super::spec::{self, Bitrate, PresetSpec};
 use super::{
-    AudioEncoding, AudioOutput, HlsLadder, PosterAt, Preset, PresetError, RateControl, Rendition,
-    VideoEncoding, VideoOutput,
+    AudioEncoding, AudioOutput, Capabilities, HlsLadder, PosterAt, Preset, PresetError,
+    RateControl, Rendition, VideoEncoding, VideoOutput,
 };
-use crate::media::caps;
 
 /// Largest width/height a preset may ask for.
 const MAX_SIDE: i64 = 16_384;
 
 struct Check<'a> {
     file: &'a str,
+    caps: &'a dyn Capabilities,
 }
 
 impl Check<'_> {
@@ -100,7 +100,7 @@ impl Check<'_> {
                     ));
                 }
             };
-            if !caps::encoder_has_option(encoder, key) {
+            if !self.caps.encoder_has_option(encoder, key) {
                 return Err(self.err(
                     &format!("{field}.{key}"),
                     format!("encoder {encoder} has no option '{key}'"),
@@ -131,8 +131,13 @@ pub(crate) fn parse_bitrate(s: &str) -> Option<f64> {
     (n.is_finite() && n > 0.0).then_some(n * mult)
 }
 
-pub(super) fn parse(name: &str, file: &str, text: &str) -> Result<Preset, PresetError> {
-    let c = Check { file };
+pub(super) fn parse(
+    name: &str,
+    file: &str,
+    text: &str,
+    caps: &dyn Capabilities,
+) -> Result<Preset, PresetError> {
+    let c = Check { file, caps };
     if name.is_empty()
         || name.len() > 64
         || !name
@@ -286,7 +291,7 @@ fn video(c: &Check, container: Container, v: &spec::VideoSpec) -> Result<VideoOu
             ),
         )
     })?;
-    if !caps::encoder_available(codec.encoder()) {
+    if !c.caps.encoder_available(codec.encoder()) {
         return Err(c.err(
             "video.codec",
             format!(
@@ -394,13 +399,13 @@ fn video(c: &Check, container: Container, v: &spec::VideoSpec) -> Result<VideoOu
         .pixel_format
         .clone()
         .unwrap_or_else(|| codec.default_pixel_format().to_string());
-    if !caps::pixel_format_exists(&pixel_format) {
+    if !c.caps.pixel_format_exists(&pixel_format) {
         return Err(c.err(
             "video.pixel_format",
             format!("unknown pixel format '{pixel_format}'"),
         ));
     }
-    let accepted = caps::encoder_pixel_formats(codec.encoder());
+    let accepted = c.caps.encoder_pixel_formats(codec.encoder());
     if !accepted.is_empty() && !accepted.contains(&pixel_format) {
         return Err(c.err(
             "video.pixel_format",
@@ -518,7 +523,7 @@ fn audio(c: &Check, container: Container, a: &spec::AudioSpec) -> Result<AudioOu
             ),
         )
     })?;
-    if !caps::encoder_available(codec.encoder()) {
+    if !c.caps.encoder_available(codec.encoder()) {
         return Err(c.err(
             "audio.codec",
             format!(
@@ -552,7 +557,7 @@ fn audio(c: &Check, container: Container, a: &spec::AudioSpec) -> Result<AudioOu
     )?;
     let sample_rate = c.int_in("audio.sample_rate", a.sample_rate, 8_000, 192_000)?;
     if let Some(rate) = sample_rate {
-        let rates = caps::encoder_sample_rates(codec.encoder());
+        let rates = c.caps.encoder_sample_rates(codec.encoder());
         if !rates.is_empty() && !rates.contains(&rate) {
             let list: Vec<String> = rates.iter().map(u32::to_string).collect();
             return Err(c.err(
