@@ -3,7 +3,7 @@
 
 use super::MAX_SIDE;
 use super::check::Check;
-use super::rate::rate;
+use super::rate::{RateFields, rate};
 use crate::preset::codecs::VideoCodec;
 use crate::preset::spec;
 use crate::preset::{HlsLadder, PresetError, RateControl, Rendition, VideoOutput};
@@ -22,44 +22,8 @@ pub(super) fn hls(
     };
     let mut renditions: Vec<Rendition> = Vec::new();
     for (i, r) in h.renditions.iter().enumerate() {
-        let field = format!("hls.renditions[{i}]");
-        let valid_name = !r.name.is_empty()
-            && r.name.len() <= 32
-            && r.name
-                .chars()
-                .all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '_');
-        if !valid_name {
-            return Err(c.err(
-                &format!("{field}.name"),
-                "use 1-32 of a-z, A-Z, 0-9, '-', '_'",
-            ));
-        }
-        if renditions.iter().any(|o| o.name == r.name) {
-            return Err(c.err(
-                &format!("{field}.name"),
-                format!("'{}' is used twice", r.name),
-            ));
-        }
-        let rate = rate(
-            c,
-            &field,
-            codec,
-            r.crf,
-            None,
-            &r.bitrate,
-            &r.max_bitrate,
-            &r.buffer_size,
-        )?;
-        if rate.crf.is_none() && rate.bitrate.is_none() {
-            return Err(c.err(&field, "set crf or bitrate for each rendition"));
-        }
-        renditions.push(Rendition {
-            name: r.name.clone(),
-            max_width: c.int_in(&format!("{field}.max_width"), r.max_width, 16, MAX_SIDE)?,
-            max_height: c.int_in(&format!("{field}.max_height"), r.max_height, 16, MAX_SIDE)?,
-            rate,
-            audio_bitrate: c.bitrate(&format!("{field}.audio_bitrate"), &r.audio_bitrate)?,
-        });
+        let rendition = rendition(c, &format!("hls.renditions[{i}]"), codec, r, &renditions)?;
+        renditions.push(rendition);
     }
     if renditions.is_empty()
         && let Some(VideoOutput::Encode(v)) = video
@@ -70,5 +34,54 @@ pub(super) fn hls(
     Ok(HlsLadder {
         segment_seconds,
         renditions,
+    })
+}
+
+/// One rung of the ladder (`field` names it), after the rungs `before` it.
+fn rendition(
+    c: &Check,
+    field: &str,
+    codec: VideoCodec,
+    r: &spec::RenditionSpec,
+    before: &[Rendition],
+) -> Result<Rendition, PresetError> {
+    let valid_name = !r.name.is_empty()
+        && r.name.len() <= 32
+        && r.name
+            .chars()
+            .all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '_');
+    if !valid_name {
+        return Err(c.err(
+            &format!("{field}.name"),
+            "use 1-32 of a-z, A-Z, 0-9, '-', '_'",
+        ));
+    }
+    if before.iter().any(|o| o.name == r.name) {
+        return Err(c.err(
+            &format!("{field}.name"),
+            format!("'{}' is used twice", r.name),
+        ));
+    }
+    let rate = rate(
+        c,
+        field,
+        codec,
+        RateFields {
+            crf: r.crf,
+            quality: None,
+            bitrate: &r.bitrate,
+            max_bitrate: &r.max_bitrate,
+            buffer_size: &r.buffer_size,
+        },
+    )?;
+    if rate.crf.is_none() && rate.bitrate.is_none() {
+        return Err(c.err(field, "set crf or bitrate for each rendition"));
+    }
+    Ok(Rendition {
+        name: r.name.clone(),
+        max_width: c.int_in(&format!("{field}.max_width"), r.max_width, 16, MAX_SIDE)?,
+        max_height: c.int_in(&format!("{field}.max_height"), r.max_height, 16, MAX_SIDE)?,
+        rate,
+        audio_bitrate: c.bitrate(&format!("{field}.audio_bitrate"), &r.audio_bitrate)?,
     })
 }
