@@ -165,10 +165,21 @@ impl Presets {
     /// The shipped presets plus every `*.toml` in `dir` (a file there replaces the shipped
     /// preset of the same name), each checked against what `caps` can encode.
     pub fn load(dir: Option<&Path>, caps: &dyn Capabilities) -> Result<Presets, PresetError> {
+        let mut by_name = Self::shipped(caps)?;
+        if let Some(dir) = dir {
+            by_name.extend(Self::from_dir(dir, caps)?);
+        }
+        let presets = Presets { by_name };
+        presets.check_format_defaults()?;
+        Ok(presets)
+    }
+
+    /// The presets compiled into the binary, in file order, each marked "builtin".
+    fn shipped(caps: &dyn Capabilities) -> Result<BTreeMap<String, Preset>, PresetError> {
         let mut by_name = BTreeMap::new();
-        let mut builtin: Vec<_> = BUILTIN.files().collect();
-        builtin.sort_by_key(|f| f.path());
-        for file in builtin {
+        let mut files: Vec<_> = BUILTIN.files().collect();
+        files.sort_by_key(|f| f.path());
+        for file in files {
             let Some(name) = toml_stem(file.path()) else {
                 continue;
             };
@@ -186,32 +197,37 @@ impl Presets {
                 },
             );
         }
-        if let Some(dir) = dir {
-            let io = |e| PresetError::Io {
-                file: dir.display().to_string(),
-                source: e,
+        Ok(by_name)
+    }
+
+    /// Every `*.toml` in `dir`, in file-name order, each marked with its path.
+    fn from_dir(
+        dir: &Path,
+        caps: &dyn Capabilities,
+    ) -> Result<BTreeMap<String, Preset>, PresetError> {
+        let io = |e| PresetError::Io {
+            file: dir.display().to_string(),
+            source: e,
+        };
+        let mut paths: Vec<_> = std::fs::read_dir(dir)
+            .map_err(io)?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .collect();
+        paths.sort();
+        let mut by_name = BTreeMap::new();
+        for path in paths {
+            let Some(name) = toml_stem(&path) else {
+                continue;
             };
-            let mut paths: Vec<_> = std::fs::read_dir(dir)
-                .map_err(io)?
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .collect();
-            paths.sort();
-            for path in paths {
-                let Some(name) = toml_stem(&path) else {
-                    continue;
-                };
-                let origin = path.display().to_string();
-                let text = std::fs::read_to_string(&path).map_err(|e| PresetError::Io {
-                    file: origin.clone(),
-                    source: e,
-                })?;
-                let preset = Self::parse(&name, &origin, &text, caps)?;
-                by_name.insert(name, preset);
-            }
+            let origin = path.display().to_string();
+            let text = std::fs::read_to_string(&path).map_err(|e| PresetError::Io {
+                file: origin.clone(),
+                source: e,
+            })?;
+            let preset = Self::parse(&name, &origin, &text, caps)?;
+            by_name.insert(name, preset);
         }
-        let presets = Presets { by_name };
-        presets.check_format_defaults()?;
-        Ok(presets)
+        Ok(by_name)
     }
 
     /// Parses one preset file's text and validates it against what `caps` can encode.
