@@ -25,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::buckets::Buckets;
 use crate::config::Config;
+use crate::media::caps::Ffmpeg;
 use crate::preset::Presets;
 use crate::store::JobStore;
 use crate::triggers::Triggers;
@@ -53,7 +54,7 @@ pub type AppState = Arc<App>;
 impl App {
     /// The API's state over a store, with presets and buckets from the configuration.
     pub fn new(store: Arc<dyn JobStore>, config: Config) -> anyhow::Result<AppState> {
-        let presets = Arc::new(Presets::load(config.presets_dir.as_deref())?);
+        let presets = Arc::new(Presets::load(config.presets_dir.as_deref(), &Ffmpeg)?);
         for rule in &config.triggers {
             rule.check(&|p| presets.get(p).is_ok())
                 .map_err(|e| anyhow::anyhow!("configuration: {e}"))?;

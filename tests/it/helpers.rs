@@ -73,7 +73,7 @@ pub fn tempdir() -> tempfile::TempDir {
 
 pub fn presets() -> &'static Presets {
     static P: OnceLock<Presets> = OnceLock::new();
-    P.get_or_init(|| Presets::builtin().expect("shipped presets load"))
+    P.get_or_init(|| Presets::builtin(&media::caps::Ffmpeg).expect("shipped presets load"))
 }
 
 pub fn preset(name: &str) -> &'static Preset {
