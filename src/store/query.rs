@@ -13,10 +13,10 @@
 
 use sqlx::{Database, Encode, QueryBuilder, Type};
 
-use super::codec::JOB_COLUMNS;
 use super::filters::{
     Access, Keys, from_jobs, like_escape, on_spec, push_filters, push_statuses, window_narrowing,
 };
+use super::rows::JOB_COLUMNS;
 use super::{ListFilter, Result, decode_cursor};
 use crate::job::{Status, Timestamp};
 

@@ -1,5 +1,5 @@
 //! The batched statements: submits, claims, heartbeats and transitions of many jobs, each
-//! kind as one statement (see `batch.rs` for how calls are gathered).
+//! kind as one statement (`gather.rs` gathers the calls into batches).
 
 use std::collections::{HashMap, HashSet};
 
@@ -9,8 +9,8 @@ use super::claimed::Claimed;
 use super::ops::{current, transition};
 use crate::job::{Job, JobSpec, Status, Timestamp};
 use crate::progress::Progress;
-use crate::store::codec::{JOB_COLUMNS, job_from_row, retry_base, to_json};
-use crate::store::rules::{self, Current, Update};
+use crate::store::rows::{JOB_COLUMNS, job_from_row, retry_base, to_json};
+use crate::store::transitions::{Current, Update, check_fence};
 use crate::store::{Heartbeat, Result, StoreError, Submitted};
 
 /// Answers every request of a batch with the same backend failure.
@@ -371,7 +371,7 @@ pub(super) async fn heartbeats(pool: &PgPool, reqs: Vec<HeartbeatReq>) -> Vec<Re
             }),
             // Not renewed: say why (fenced, or gone).
             None => match current(pool, &r.id).await {
-                Ok((_, cur)) => rules::check_fence(&r.id, &cur, r.attempt)
+                Ok((_, cur)) => check_fence(&r.id, &cur, r.attempt)
                     .and(Err(StoreError::Backend("heartbeat matched no row".into()))),
                 Err(e) => Err(e),
             },

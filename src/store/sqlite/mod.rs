@@ -18,8 +18,8 @@ use sqlx::sqlite::{
 use sqlx::{ConnectOptions, Connection, QueryBuilder, Row, Sqlite};
 use tokio::sync::broadcast;
 
-use super::codec::{JOB_COLUMNS, encode_cursor, job_from_row};
 use super::query::{self, Dialect};
+use super::rows::{JOB_COLUMNS, encode_cursor, job_from_row};
 use super::{
     AttemptInfo, AttemptStats, Change, Counts, Delivery, Heartbeat, JobEvent, JobStore, ListFilter,
     LogLine, Page, Result, StoreError, Submitted, WorkerInfo, page_limit,

@@ -1,5 +1,5 @@
-//! Turning rows into jobs and back, shared by both backends: column lists, JSON columns,
-//! list cursors.
+//! Stored rows read into jobs and jobs written as rows, shared by both backends: column
+//! lists, JSON columns, list cursors.
 
 use sqlx::{ColumnIndex, Decode, Row, Type};
 
