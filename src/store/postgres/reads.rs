@@ -3,7 +3,8 @@
 use sqlx::{PgPool, Postgres, QueryBuilder, Row};
 
 use crate::job::{Job, Status, Timestamp};
-use crate::store::query::{self, Dialect};
+use crate::store::filters::Dialect;
+use crate::store::query;
 use crate::store::rows::{JOB_COLUMNS, encode_cursor, job_from_row};
 use crate::store::{
     AttemptInfo, Counts, JobEvent, ListFilter, LogLine, Page, Result, StoreError, WorkerInfo,

@@ -18,7 +18,8 @@ use sqlx::sqlite::{
 use sqlx::{ConnectOptions, Connection, QueryBuilder, Row, Sqlite};
 use tokio::sync::broadcast;
 
-use super::query::{self, Dialect};
+use super::filters::Dialect;
+use super::query;
 use super::rows::{JOB_COLUMNS, encode_cursor, job_from_row};
 use super::{
     AttemptInfo, AttemptStats, Change, Counts, Delivery, Heartbeat, JobEvent, JobStore, ListFilter,
