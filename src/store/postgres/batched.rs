@@ -7,6 +7,7 @@ use sqlx::{PgPool, Row};
 
 use super::claimed::Claimed;
 use super::ops::{current, transition};
+use super::tables::returned_columns;
 use crate::job::{Job, JobSpec, Status, Timestamp};
 use crate::progress::Progress;
 use crate::store::rows::{JOB_COLUMNS, job_from_row, retry_base, to_json};
@@ -19,41 +20,6 @@ pub(super) fn all_failed<T>(n: usize, e: &sqlx::Error) -> Vec<Result<T>> {
     (0..n)
         .map(|_| Err(StoreError::Backend(msg.clone())))
         .collect()
-}
-
-/// The job columns that live in `job_specs` (migration 0007); the rest are in `job_states`.
-const SPEC_COLUMNS: &[&str] = &[
-    "id",
-    "input_bucket",
-    "input_key",
-    "preset",
-    "output_bucket",
-    "output_prefix",
-    "priority",
-    "max_attempts",
-    "timeout_seconds",
-    "on_success",
-    "on_failure",
-    "trigger",
-    "created_at",
-];
-
-/// The job columns, each qualified by the table holding it, for a write to `job_states`
-/// (named `state` in the statement) joined to `job_specs s` that returns whole jobs.
-pub(super) fn returned_columns(state: &str) -> String {
-    JOB_COLUMNS
-        .split(',')
-        .map(str::trim)
-        .map(|c| {
-            let table = if SPEC_COLUMNS.contains(&c) {
-                "s"
-            } else {
-                state
-            };
-            format!("{table}.{c}")
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 /// How a queued transition decides its update from the job's state: its row when it was

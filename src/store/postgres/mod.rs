@@ -18,6 +18,7 @@ mod gather;
 mod ops;
 mod reads;
 mod statistics;
+mod tables;
 
 use std::str::FromStr;
 use std::sync::Arc;

@@ -4,7 +4,7 @@
 
 use sqlx::{PgPool, Row};
 
-use super::batched::returned_columns;
+use super::tables::returned_columns;
 use crate::job::{Job, Status, Timestamp};
 use crate::store::rows::{JOB_COLUMNS, job_from_row, retry_base, to_json};
 use crate::store::transitions::{self, Current, Update};
