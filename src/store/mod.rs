@@ -1,12 +1,12 @@
 //! The job store: the farm's single source of truth. One `JobStore` trait, two backends —
 //! SQLite (embedded default) and PostgreSQL (scale-out) — passing one conformance suite.
 
-mod codec;
 mod filters;
 pub mod postgres;
 mod query;
-mod rules;
+mod rows;
 pub mod sqlite;
+mod transitions;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -19,7 +19,7 @@ use tokio::sync::broadcast;
 use crate::job::{Job, JobSpec, Outcome, Status, Timestamp};
 use crate::progress::Progress;
 
-pub use codec::{decode_cursor, encode_cursor};
+pub use rows::{decode_cursor, encode_cursor};
 
 /// A store failure.
 #[derive(Debug, thiserror::Error)]
