@@ -61,7 +61,7 @@ pub struct OutputRequest {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"bucket": "media", "object": "in/clip.mp4", "output_dir": "out/seed", "dst_format": "webm"}))]
-pub struct SeedRequest {
+pub struct ServerlessTranscodeRequest {
     pub id: Option<String>,
     pub bucket: String,
     /// The input key.
@@ -77,7 +77,7 @@ pub struct SeedRequest {
 #[allow(dead_code)] // documents the body; requests are read through `serde_json::Value`
 pub enum SubmitBody {
     Native(SubmitRequest),
-    Seed(SeedRequest),
+    ServerlessTranscode(ServerlessTranscodeRequest),
 }
 
 #[utoipa::path(post, path = "/v1/jobs", tag = "jobs",
@@ -175,7 +175,7 @@ pub fn read(app: &AppState, body: Value) -> ApiResult<(Option<String>, JobSpec)>
         .iter()
         .any(|k| map.contains_key(*k))
     {
-        let req: SeedRequest =
+        let req: ServerlessTranscodeRequest =
             serde_path_to_error::deserialize(body.clone()).map_err(shape_error)?;
         let preset = app.presets.for_format(&req.dst_format)?.name.clone();
         let output = OutputTarget {
