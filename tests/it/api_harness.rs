@@ -19,7 +19,7 @@ pub struct Api {
     pub http: reqwest::Client,
     pub token: Option<String>,
     stop: Option<watch::Sender<u8>>,
-    server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    server: Option<tokio::task::JoinHandle<Result<(), ffarm::serve::ServeError>>>,
 }
 
 /// A configuration for an API-only node (no workers, no watch folder) on a free port.
