@@ -1,14 +1,20 @@
 #!/usr/bin/env bash
 # ffarm's one entry point for developers and first-time users (Debian 12; see FFmpeg below).
 #
-#   ./dev.sh serve    install what is missing, build, and run the farm on the embedded default
-#   ./dev.sh test     install what is missing and run every check and test
-#   ./dev.sh setup    only install what is missing
-#   ./dev.sh bench    run the benchmarks (see BENCHMARKS.md)
+#   ./dev.sh serve        install what is missing, build, and run the farm on the embedded default
+#   ./dev.sh test [ARG…]  install what is missing and run every check and test; any ARGs go to
+#                         `cargo nextest run`: `./dev.sh test store_conformance` runs only the
+#                         tests whose names contain store_conformance (and no doc tests)
+#   ./dev.sh setup        only install what is missing
+#   ./dev.sh bench        run the benchmarks (see BENCHMARKS.md)
 #
 # Installs only what is absent: Debian packages through apt-get (with sudo when not root)
 # and, if there is no Rust toolchain, rustup's stable toolchain. It first checks that the
-# system's FFmpeg is one ffarm is built for, and stops with a message if it is not.
+# system's FFmpeg is one ffarm is built for, and stops with a message if it is not. The
+# PostgreSQL tests use the server at FFARM_TEST_PG_URL (by default
+# postgres://postgres@127.0.0.1:5432/test); when nothing answers there, `test` runs them on a
+# throwaway cluster of its own under target/ (installing Debian's postgresql if need be),
+# stopped when the run ends.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -166,6 +172,135 @@ browser_test_packages() {
   npm_install tests/browser "playwright-core for the browser tests"
 }
 
+# The PostgreSQL server the tests use, as store_harness.rs reads it.
+TEST_PG_URL=${FFARM_TEST_PG_URL:-postgres://postgres@127.0.0.1:5432/test}
+
+# Whether something accepts TCP connections at HOST PORT.
+tcp_answers() {
+  # shellcheck disable=SC2016 # the inner bash expands them
+  timeout 3 bash -c ': <>"/dev/tcp/$0/$1"' "$1" "$2" 2>/dev/null
+}
+
+# Whether a PostgreSQL server answers at a postgres:// URL's host and port (user, password,
+# database and parameters aside): pg_isready when there is one, else a TCP connection (or the
+# socket file, for a host that is a socket directory).
+pg_answers() {
+  local hostport=${1#*://}
+  hostport=${hostport%%[/?]*}
+  hostport=${hostport##*@}
+  local host port=5432
+  if [[ $hostport == \[* ]]; then # [IPv6]:port
+    host=${hostport%%]*}
+    host=${host#\[}
+    [[ $hostport != *]:* ]] || port=${hostport##*]:}
+  else
+    host=${hostport%%:*}
+    [[ $hostport != *:* ]] || port=${hostport##*:}
+  fi
+  host=${host//%2[Ff]//}
+  host=${host:-localhost}
+  if command -v pg_isready >/dev/null; then
+    pg_isready -q -h "$host" -p "$port" -t 3
+  elif [[ $host == /* ]]; then
+    [ -S "$host/.s.PGSQL.$port" ]
+  else
+    tcp_answers "$host" "$port"
+  fi
+}
+
+# The directory of the newest PostgreSQL's server programs: Debian keeps them out of PATH, in
+# /usr/lib/postgresql/VERSION/bin.
+pg_bindir() {
+  local dir
+  dir=$(printf '%s\n' /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
+  if [ -x "$dir/initdb" ]; then
+    echo "$dir"
+  elif command -v initdb >/dev/null; then
+    dirname "$(command -v initdb)"
+  else
+    echo "dev.sh: no PostgreSQL server programs (initdb) after installing postgresql" >&2
+    exit 1
+  fi
+}
+
+# initdb and postgres refuse to run as root: as root, the test cluster is the postgres user's
+# (which Debian's package creates), in the cluster's directory.
+as_cluster_user() {
+  if [ "$(id -u)" = 0 ]; then
+    (cd "$TEST_PG_DIR" && runuser -u postgres -- "$@")
+  else
+    "$@"
+  fi
+}
+
+# A directory for the test cluster under DIR, owned by the user it runs as, or nothing when
+# that user cannot write there (a checkout in root's own home is closed to postgres) or a
+# socket in it would pass the 107 bytes a Unix socket's path may have.
+cluster_dir_in() {
+  local dir
+  dir=$(mktemp -d "$1/test-postgres.XXXXXX")
+  [ "$(id -u)" != 0 ] || chown postgres: "$dir"
+  if [ ${#dir} -le 80 ] && TEST_PG_DIR=$dir as_cluster_user test -w "$dir"; then
+    echo "$dir"
+  else
+    rm -rf "$dir"
+  fi
+}
+
+# Points the tests at a PostgreSQL server: the one at FFARM_TEST_PG_URL when it answers, else
+# a throwaway cluster of this run's own, stopped when the run ends however it ends.
+test_postgres() {
+  if pg_answers "$TEST_PG_URL"; then
+    log "PostgreSQL: the server at FFARM_TEST_PG_URL answers"
+    return
+  fi
+  install_packages postgresql
+  PG_BIN=$(pg_bindir)
+  mkdir -p target
+  TEST_PG_DIR=$(cluster_dir_in "$PWD/target")
+  [ -n "$TEST_PG_DIR" ] || TEST_PG_DIR=$(cluster_dir_in "${TMPDIR:-/tmp}")
+  if [ -z "$TEST_PG_DIR" ]; then
+    echo "dev.sh: the test cluster's user can write neither in target/ nor in ${TMPDIR:-/tmp}" >&2
+    exit 1
+  fi
+  trap stop_test_postgres EXIT
+  trap 'exit 129' HUP
+  trap 'exit 130' INT
+  trap 'exit 143' TERM
+  local port=5432
+  while [ "$port" = 5432 ] || tcp_answers 127.0.0.1 "$port"; do
+    port=$((20000 + RANDOM % 10000)) # below the ephemeral ports the tests' own servers get
+  done
+  log "PostgreSQL: nothing answers at FFARM_TEST_PG_URL; starting a throwaway cluster on port $port"
+  if ! as_cluster_user "$PG_BIN/initdb" -D "$TEST_PG_DIR/data" -U postgres --auth=trust \
+    --encoding=UTF8 --locale=C.UTF-8 --no-sync >"$TEST_PG_DIR/initdb.log" 2>&1; then
+    cat "$TEST_PG_DIR/initdb.log" >&2
+    exit 1
+  fi
+  cat >>"$TEST_PG_DIR/data/postgresql.conf" <<CONF
+listen_addresses = '127.0.0.1'
+port = $port
+unix_socket_directories = '$TEST_PG_DIR'
+# Deleted when the run ends, the cluster need not survive a crash: without fsync, no commit
+# the tests make waits for the disk.
+fsync = off
+CONF
+  if ! as_cluster_user "$PG_BIN/pg_ctl" -D "$TEST_PG_DIR/data" -l "$TEST_PG_DIR/server.log" \
+    -w start >/dev/null; then
+    cat "$TEST_PG_DIR/server.log" >&2
+    exit 1
+  fi
+  # The database the tests' URL names; each test creates a database of its own beside it.
+  as_cluster_user "$PG_BIN/createdb" -h "$TEST_PG_DIR" -p "$port" -U postgres test
+  export FFARM_TEST_PG_URL="postgres://postgres@127.0.0.1:$port/test"
+}
+
+# Stops the test cluster at once (nothing in it is kept) and deletes it.
+stop_test_postgres() {
+  as_cluster_user "$PG_BIN/pg_ctl" -D "$TEST_PG_DIR/data" -m immediate -w stop >/dev/null 2>&1 || true
+  rm -rf "$TEST_PG_DIR"
+}
+
 run_tests() {
   test_tools
   log "fixtures"
@@ -174,13 +309,14 @@ run_tests() {
   cargo fmt --all -- --check
   log "cargo clippy --all-targets -- -D warnings"
   cargo clippy --all-targets -- -D warnings
+  test_postgres
   if cargo nextest --version >/dev/null 2>&1; then
-    log "cargo nextest run"
-    cargo nextest run --no-fail-fast
-    cargo test --doc
+    log "cargo nextest run --no-fail-fast${*:+ $*}"
+    cargo nextest run --no-fail-fast "$@"
+    [ $# -gt 0 ] || cargo test --doc
   else
-    log "cargo test"
-    cargo test --no-fail-fast
+    log "cargo test --no-fail-fast${*:+ $*}"
+    cargo test --no-fail-fast "$@"
   fi
 }
 
@@ -196,7 +332,7 @@ shift || true
 case "$cmd" in
   setup) setup ;;
   serve) setup; serve "$@" ;;
-  test) setup; run_tests ;;
+  test) setup; run_tests "$@" ;;
   bench)
     setup
     assets/make-fixtures.sh --bench
@@ -206,7 +342,7 @@ case "$cmd" in
     done
     ;;
   *)
-    sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,/^[^#]/s/^# \{0,1\}//p' "$0" # the opening comment, whatever its length
     exit 2
     ;;
 esac

@@ -40,7 +40,7 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(3);
     let names = std::env::var("BENCH_PRESETS").unwrap_or_else(|_| DEFAULT_PRESETS.into());
-    let presets = Presets::builtin().expect("presets");
+    let presets = Presets::builtin(&ffarm::media::caps::Ffmpeg).expect("presets");
     let ffarm = PathBuf::from(env!("CARGO_BIN_EXE_ffarm"));
     let work = tempfile::tempdir().expect("temp dir");
 

@@ -273,7 +273,7 @@ fn main() {
         let transcode_total = time_loop(&transcodes, &ffarm_bin);
 
         // Another engine: the ffmpeg command line with the same settings.
-        let presets = ffarm::preset::Presets::builtin().expect("presets");
+        let presets = ffarm::preset::Presets::builtin(&ffarm::media::caps::Ffmpeg).expect("presets");
         let preset = presets.get(preset_name).expect("preset");
         let out = work.path().join("cli");
         std::fs::create_dir_all(&out).expect("mkdir");

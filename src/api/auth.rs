@@ -107,20 +107,30 @@ pub async fn require_token(State(app): State<AppState>, req: Request, next: Next
     }
 }
 
-/// Refuses an address beyond loopback when there is no token, saying why and what to do.
+/// An address beyond loopback with no token configured: the listen address, and why it is
+/// refused and what to do.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "refusing to listen on {listen} without a token: anyone who can reach it could submit \
+     jobs, read and write media and cancel work. Set a token of 16 or more characters \
+     (token = \"…\" in ffarm.toml, or FFARM_TOKEN), or listen on 127.0.0.1"
+)]
+pub struct ExposureError {
+    pub listen: String,
+}
+
+/// Refuses an address beyond loopback when there is no token.
 pub fn check_exposure(
     listen: &str,
     addrs: &[SocketAddr],
     token: Option<&str>,
-) -> Result<(), String> {
+) -> Result<(), ExposureError> {
     if token.is_some() || addrs.iter().all(|a| a.ip().is_loopback()) {
         return Ok(());
     }
-    Err(format!(
-        "refusing to listen on {listen} without a token: anyone who can reach it could submit \
-         jobs, read and write media and cancel work. Set a token of 16 or more characters \
-         (token = \"…\" in ffarm.toml, or FFARM_TOKEN), or listen on 127.0.0.1"
-    ))
+    Err(ExposureError {
+        listen: listen.to_owned(),
+    })
 }
 
 #[cfg(test)]
@@ -132,11 +142,9 @@ mod tests {
         let lo: SocketAddr = "127.0.0.1:80".parse().unwrap();
         let any: SocketAddr = "0.0.0.0:80".parse().unwrap();
         assert!(check_exposure("x", &[lo], None).is_ok());
-        assert!(
-            check_exposure("x", &[any], None)
-                .unwrap_err()
-                .contains("token")
-        );
+        let refused = check_exposure("x", &[any], None).unwrap_err();
+        assert_eq!(refused.listen, "x");
+        assert!(refused.to_string().contains("token"), "{refused}");
         assert!(check_exposure("x", &[lo, any], Some("t")).is_ok());
     }
 }

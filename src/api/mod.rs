@@ -23,11 +23,13 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use tokio_util::sync::CancellationToken;
 
-use crate::buckets::Buckets;
+use crate::buckets::{BucketError, Buckets};
 use crate::config::Config;
-use crate::preset::Presets;
+use crate::media::caps::Ffmpeg;
+use crate::preset::{PresetError, Presets};
 use crate::store::JobStore;
 use crate::triggers::Triggers;
+use crate::triggers::rule::RuleError;
 
 /// Largest JSON body (submits, notifications).
 pub const JSON_LIMIT: usize = 4 << 20;
@@ -50,14 +52,31 @@ pub struct App {
 
 pub type AppState = Arc<App>;
 
+/// Why the API's state cannot be built from a configuration.
+///
+/// Where a variant adds context to an error, the message already holds that error's: it is
+/// not also given as `source()`, so a printed chain does not say it twice.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// The presets (shipped, or `presets_dir`'s) do not load; the error names the file.
+    #[error(transparent)]
+    Presets(#[from] PresetError),
+    /// `[[triggers]]` rule `index` (from 0) cannot run.
+    #[error("configuration: {error}")]
+    TriggerRule { index: usize, error: RuleError },
+    /// A configured bucket cannot be set up; the error names it.
+    #[error(transparent)]
+    Buckets(#[from] BucketError),
+    /// The HTTP client for deliveries cannot be built.
+    #[error(transparent)]
+    HttpClient(reqwest::Error),
+}
+
 impl App {
     /// The API's state over a store, with presets and buckets from the configuration.
-    pub fn new(store: Arc<dyn JobStore>, config: Config) -> anyhow::Result<AppState> {
-        let presets = Arc::new(Presets::load(config.presets_dir.as_deref())?);
-        for rule in &config.triggers {
-            rule.check(&|p| presets.get(p).is_ok())
-                .map_err(|e| anyhow::anyhow!("configuration: {e}"))?;
-        }
+    pub fn new(store: Arc<dyn JobStore>, config: Config) -> Result<AppState, AppError> {
+        let presets = Arc::new(Presets::load(config.presets_dir.as_deref(), &Ffmpeg)?);
+        check_trigger_rules(&config, &presets)?;
         let buckets = Arc::new(Buckets::new(&config.data_dir, config.buckets.clone())?);
         let triggers = Arc::new(Triggers::new(
             config.triggers.clone(),
@@ -71,7 +90,8 @@ impl App {
         ));
         let http = reqwest::Client::builder()
             .user_agent(concat!("ffarm/", env!("CARGO_PKG_VERSION")))
-            .build()?;
+            .build()
+            .map_err(AppError::HttpClient)?;
         Ok(Arc::new(App {
             store,
             config,
@@ -84,6 +104,15 @@ impl App {
             local_worker: std::sync::OnceLock::new(),
         }))
     }
+}
+
+/// Every `[[triggers]]` rule can run with these presets.
+fn check_trigger_rules(config: &Config, presets: &Presets) -> Result<(), AppError> {
+    for (index, rule) in config.triggers.iter().enumerate() {
+        rule.check(&|p| presets.get(p).is_ok())
+            .map_err(|error| AppError::TriggerRule { index, error })?;
+    }
+    Ok(())
 }
 
 /// Every route.

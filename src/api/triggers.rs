@@ -26,7 +26,7 @@ async fn handle(
     parse: fn(&[u8]) -> Result<Parsed, PayloadError>,
 ) -> ApiResult<Json<TriggerAnswer>> {
     let body = body?;
-    let parsed = parse(&body).map_err(|e| ApiError::bad_request("bad-payload", e.0))?;
+    let parsed = parse(&body).map_err(|e| ApiError::bad_request("bad-payload", e.message))?;
     let fired = app.triggers.fire(parsed).await?;
     for i in &fired.ignored {
         if i.event.as_deref() == Some(crate::triggers::s3::SNS_CONFIRMATION) {

@@ -21,7 +21,7 @@ pub fn probe(file: &Path) -> anyhow::Result<u8> {
 
 /// `ffarm presets`: one line per preset with its description.
 pub fn presets(presets_dir: Option<&Path>, json: bool) -> anyhow::Result<u8> {
-    let presets = Presets::load(presets_dir)?;
+    let presets = Presets::load(presets_dir, &media::caps::Ffmpeg)?;
     if json {
         let all: Vec<_> = presets.iter().collect();
         println!("{}", serde_json::to_string_pretty(&all)?);
@@ -48,7 +48,7 @@ pub fn transcode(
     json: bool,
     print_ffmpeg: bool,
 ) -> anyhow::Result<u8> {
-    let presets = Presets::load(presets_dir)?;
+    let presets = Presets::load(presets_dir, &media::caps::Ffmpeg)?;
     let name = match preset {
         Some(p) => p.to_string(),
         None => default_preset_for(output)?,

@@ -30,7 +30,8 @@ pub fn serve(args: &ServeArgs, presets_dir: Option<&PathBuf>) -> anyhow::Result<
     runtime.block_on(async move {
         let shutdown = Shutdown::on_signals()?;
         let shown = config.clone();
-        crate::serve::run(config, shutdown, move |addr| banner(&shown, addr)).await
+        crate::serve::run(config, shutdown, move |addr| banner(&shown, addr)).await?;
+        anyhow::Ok(())
     })?;
     Ok(exit::OK)
 }

@@ -48,7 +48,7 @@ async fn serve_metrics(addr: &str, token: Option<String>) -> anyhow::Result<()> 
         .await
         .map_err(|e| anyhow::anyhow!("--metrics {addr}: {e}"))?
         .collect();
-    crate::api::auth::check_exposure(addr, &addrs, token.as_deref()).map_err(anyhow::Error::msg)?;
+    crate::api::auth::check_exposure(addr, &addrs, token.as_deref())?;
     let first = addrs
         .first()
         .ok_or_else(|| anyhow::anyhow!("--metrics {addr}: resolves to nothing"))?;

@@ -2,6 +2,7 @@
 //! presets are built into the binary; a presets directory may add or override some. Every
 //! file is validated at load, with errors naming the file, the field and the problem.
 
+mod capabilities;
 mod codecs;
 mod spec;
 mod validate;
@@ -12,6 +13,7 @@ use std::path::Path;
 use include_dir::{Dir, include_dir};
 use serde::Serialize;
 
+pub use capabilities::Capabilities;
 pub use codecs::{AudioCodec, Container, QualityScale, SpeedScale, VideoCodec, X264_PRESETS};
 
 /// The presets shipped with ffarm, compiled in from `presets/`.
@@ -155,18 +157,29 @@ pub struct Presets {
 }
 
 impl Presets {
-    /// The presets shipped in the binary.
-    pub fn builtin() -> Result<Presets, PresetError> {
-        Self::load(None)
+    /// The presets shipped in the binary, checked against what `caps` can encode.
+    pub fn builtin(caps: &dyn Capabilities) -> Result<Presets, PresetError> {
+        Self::load(None, caps)
     }
 
     /// The shipped presets plus every `*.toml` in `dir` (a file there replaces the shipped
-    /// preset of the same name).
-    pub fn load(dir: Option<&Path>) -> Result<Presets, PresetError> {
+    /// preset of the same name), each checked against what `caps` can encode.
+    pub fn load(dir: Option<&Path>, caps: &dyn Capabilities) -> Result<Presets, PresetError> {
+        let mut by_name = Self::shipped(caps)?;
+        if let Some(dir) = dir {
+            by_name.extend(Self::from_dir(dir, caps)?);
+        }
+        let presets = Presets { by_name };
+        presets.check_format_defaults()?;
+        Ok(presets)
+    }
+
+    /// The presets compiled into the binary, in file order, each marked "builtin".
+    fn shipped(caps: &dyn Capabilities) -> Result<BTreeMap<String, Preset>, PresetError> {
         let mut by_name = BTreeMap::new();
-        let mut builtin: Vec<_> = BUILTIN.files().collect();
-        builtin.sort_by_key(|f| f.path());
-        for file in builtin {
+        let mut files: Vec<_> = BUILTIN.files().collect();
+        files.sort_by_key(|f| f.path());
+        for file in files {
             let Some(name) = toml_stem(file.path()) else {
                 continue;
             };
@@ -175,7 +188,7 @@ impl Presets {
                 file: origin.clone(),
                 message: "not UTF-8".into(),
             })?;
-            let preset = Self::parse(&name, &origin, text)?;
+            let preset = Self::parse(&name, &origin, text, caps)?;
             by_name.insert(
                 name,
                 Preset {
@@ -184,37 +197,47 @@ impl Presets {
                 },
             );
         }
-        if let Some(dir) = dir {
-            let io = |e| PresetError::Io {
-                file: dir.display().to_string(),
-                source: e,
-            };
-            let mut paths: Vec<_> = std::fs::read_dir(dir)
-                .map_err(io)?
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .collect();
-            paths.sort();
-            for path in paths {
-                let Some(name) = toml_stem(&path) else {
-                    continue;
-                };
-                let origin = path.display().to_string();
-                let text = std::fs::read_to_string(&path).map_err(|e| PresetError::Io {
-                    file: origin.clone(),
-                    source: e,
-                })?;
-                let preset = Self::parse(&name, &origin, &text)?;
-                by_name.insert(name, preset);
-            }
-        }
-        let presets = Presets { by_name };
-        presets.check_format_defaults()?;
-        Ok(presets)
+        Ok(by_name)
     }
 
-    /// Parses and validates one preset file's text.
-    pub fn parse(name: &str, origin: &str, text: &str) -> Result<Preset, PresetError> {
-        validate::parse(name, origin, text)
+    /// Every `*.toml` in `dir`, in file-name order, each marked with its path.
+    fn from_dir(
+        dir: &Path,
+        caps: &dyn Capabilities,
+    ) -> Result<BTreeMap<String, Preset>, PresetError> {
+        let io = |e| PresetError::Io {
+            file: dir.display().to_string(),
+            source: e,
+        };
+        let mut paths: Vec<_> = std::fs::read_dir(dir)
+            .map_err(io)?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .collect();
+        paths.sort();
+        let mut by_name = BTreeMap::new();
+        for path in paths {
+            let Some(name) = toml_stem(&path) else {
+                continue;
+            };
+            let origin = path.display().to_string();
+            let text = std::fs::read_to_string(&path).map_err(|e| PresetError::Io {
+                file: origin.clone(),
+                source: e,
+            })?;
+            let preset = Self::parse(&name, &origin, &text, caps)?;
+            by_name.insert(name, preset);
+        }
+        Ok(by_name)
+    }
+
+    /// Parses one preset file's text and validates it against what `caps` can encode.
+    pub fn parse(
+        name: &str,
+        origin: &str,
+        text: &str,
+        caps: &dyn Capabilities,
+    ) -> Result<Preset, PresetError> {
+        validate::parse(name, origin, text, caps)
     }
 
     pub fn get(&self, name: &str) -> Result<&Preset, PresetError> {

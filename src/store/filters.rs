@@ -1,12 +1,61 @@
-//! How a list filter is written into SQL for each backend: each filter bare (an index may
-//! serve it), hidden (checked, taken for selective) or checked (taken for unselective), so
-//! that a statement leaves open only the access path `query` chose.
+//! How a list filter is written into SQL for each backend (`Dialect`): each filter bare (an
+//! index may serve it), hidden (checked, taken for selective) or checked (taken for
+//! unselective), so that a statement leaves open only the access path `query` chose. The
+//! filters that narrow a list without giving its order (`Narrowing`) are named here.
 
 use sqlx::{Database, Encode, QueryBuilder, Type};
 
-use super::query::{Dialect, Narrowing};
 use super::{ListFilter, TimeField};
 use crate::job::Status;
+
+/// The SQL a statement is written in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+/// A filter that narrows a list but cannot give its order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Narrowing {
+    KeyPrefix,
+    Started,
+    Finished,
+}
+
+impl Narrowing {
+    /// The index that finds the filter's matches.
+    pub(super) fn index(self) -> &'static str {
+        match self {
+            Narrowing::KeyPrefix => "jobs_key",
+            Narrowing::Started => "jobs_started",
+            Narrowing::Finished => "jobs_finished",
+        }
+    }
+
+    /// PostgreSQL's functions over a time window's index (migrations 0003 and 0006): the one
+    /// counting its matches up to a cap, and the one listing their ids.
+    pub(super) fn functions(self) -> Option<(&'static str, &'static str)> {
+        match self {
+            Narrowing::KeyPrefix => None,
+            Narrowing::Started => Some(("ffarm_started_matches", "ffarm_started_ids")),
+            Narrowing::Finished => Some(("ffarm_finished_matches", "ffarm_finished_ids")),
+        }
+    }
+
+    /// The statuses a job this filter can match may have, when its index is per status (a
+    /// window on a time is one range per status there).
+    pub(super) fn statuses(self) -> Option<&'static [Status]> {
+        match self {
+            Narrowing::KeyPrefix => None,
+            Narrowing::Started => Some(&Status::ALL),
+            Narrowing::Finished => Some(&FINISHED),
+        }
+    }
+}
+
+/// The statuses every job with a `finished_at` has: it is set exactly when a job ends.
+pub(super) const FINISHED: [Status; 3] = [Status::Succeeded, Status::Failed, Status::Cancelled];
 
 /// How far apart the farm's clocks may be for a time window's walk to miss nothing.
 const CLOCK_MARGIN: std::time::Duration = std::time::Duration::from_secs(60);

@@ -1,13 +1,13 @@
 //! The job store: the farm's single source of truth. One `JobStore` trait, two backends —
 //! SQLite (embedded default) and PostgreSQL (scale-out) — passing one conformance suite.
 
-mod codec;
 mod filters;
 mod outputs;
 pub mod postgres;
 mod query;
-mod rules;
+mod rows;
 pub mod sqlite;
+mod transitions;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -20,8 +20,8 @@ use tokio::sync::broadcast;
 use crate::job::{Job, JobSpec, Outcome, Status, Timestamp};
 use crate::progress::Progress;
 
-pub use codec::{decode_cursor, encode_cursor};
 pub use outputs::{OutputConflict, Reservation};
+pub use rows::{decode_cursor, encode_cursor};
 
 /// A store failure.
 #[derive(Debug, thiserror::Error)]

@@ -13,57 +13,13 @@
 
 use sqlx::{Database, Encode, QueryBuilder, Type};
 
-use super::codec::JOB_COLUMNS;
 use super::filters::{
-    Access, Keys, from_jobs, like_escape, on_spec, push_filters, push_statuses, window_narrowing,
+    Access, Dialect, FINISHED, Keys, Narrowing, from_jobs, like_escape, on_spec, push_filters,
+    push_statuses, window_narrowing,
 };
+use super::rows::JOB_COLUMNS;
 use super::{ListFilter, Result, decode_cursor};
 use crate::job::{Status, Timestamp};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Dialect {
-    Sqlite,
-    Postgres,
-}
-
-/// A filter that narrows a list but cannot give its order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Narrowing {
-    KeyPrefix,
-    Started,
-    Finished,
-}
-
-impl Narrowing {
-    /// The index that finds the filter's matches.
-    pub(super) fn index(self) -> &'static str {
-        match self {
-            Narrowing::KeyPrefix => "jobs_key",
-            Narrowing::Started => "jobs_started",
-            Narrowing::Finished => "jobs_finished",
-        }
-    }
-
-    /// PostgreSQL's functions over a time window's index (migrations 0003 and 0006): the one
-    /// counting its matches up to a cap, and the one listing their ids.
-    fn functions(self) -> Option<(&'static str, &'static str)> {
-        match self {
-            Narrowing::KeyPrefix => None,
-            Narrowing::Started => Some(("ffarm_started_matches", "ffarm_started_ids")),
-            Narrowing::Finished => Some(("ffarm_finished_matches", "ffarm_finished_ids")),
-        }
-    }
-
-    /// The statuses a job this filter can match may have, when its index is per status (a
-    /// window on a time is one range per status there).
-    fn statuses(self) -> Option<&'static [Status]> {
-        match self {
-            Narrowing::KeyPrefix => None,
-            Narrowing::Started => Some(&Status::ALL),
-            Narrowing::Finished => Some(&FINISHED),
-        }
-    }
-}
 
 /// How a list page is read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -113,9 +69,6 @@ fn choose(probed: &[(Narrowing, i64)]) -> Plan {
         .find(|(_, n)| *n < FEW)
         .map_or(Plan::Walk, |(n, _)| Plan::Find(*n))
 }
-
-/// The statuses every job with a `finished_at` has: it is set exactly when a job ends.
-const FINISHED: [Status; 3] = [Status::Succeeded, Status::Failed, Status::Cancelled];
 
 /// Counts up to `FEW` matches of one narrowing filter alone, through its index (what the
 /// other filters would remove is not known before reading).

@@ -13,13 +13,22 @@ use super::{Ignored, PayloadError};
 /// …) may wrap a notification. Real deliveries use at most two (MNS XML → Base64 → JSON).
 pub(super) const MAX_ENVELOPES: usize = 3;
 
+/// The field of errors about the notification as a whole (its shape, its nesting), whichever
+/// envelope it came out of.
+pub(super) const NOTIFICATION: &str = "notification";
+/// The field of errors about an MNS XML body's `<Message>` element.
+const XML_MESSAGE: &str = "XML <Message>";
+
 /// Fails once more than [`MAX_ENVELOPES`] envelopes have been removed.
 pub(super) fn check_depth(depth: usize) -> Result<(), PayloadError> {
     if depth > MAX_ENVELOPES {
-        return Err(PayloadError(format!(
-            "notification nested too deeply: more than {MAX_ENVELOPES} envelopes \
-             (Base64, XML <Message>, JSON \"Message\") around it"
-        )));
+        return Err(PayloadError::new(
+            NOTIFICATION,
+            format!(
+                "notification nested too deeply: more than {MAX_ENVELOPES} envelopes \
+                 (Base64, XML <Message>, JSON \"Message\") around it"
+            ),
+        ));
     }
     Ok(())
 }
@@ -35,10 +44,13 @@ fn trimmed(body: &[u8]) -> &[u8] {
 pub(super) fn json(body: &[u8], expected: &str) -> Result<Value, PayloadError> {
     let body = trimmed(body);
     if body.is_empty() {
-        return Err(PayloadError(format!("empty body: expected {expected}")));
+        return Err(PayloadError::new(
+            "body",
+            format!("empty body: expected {expected}"),
+        ));
     }
     serde_json::from_slice(body)
-        .map_err(|e| PayloadError(format!("not JSON: {e} (expected {expected})")))
+        .map_err(|e| PayloadError::new("body", format!("not JSON: {e} (expected {expected})")))
 }
 
 /// Reads a body the way MNS may push it: JSON text, an XML `<Notification>` whose
@@ -58,16 +70,27 @@ pub(super) fn mns(
         "unwrapped message"
     };
     match body.first() {
-        None => Err(PayloadError(format!("empty {what}: expected {expected}"))),
+        None => Err(PayloadError::new(
+            what,
+            format!("empty {what}: expected {expected}"),
+        )),
         Some(b'{' | b'[' | b'"') => serde_json::from_slice(body)
             .map(|v| (v, depth))
-            .map_err(|e| PayloadError(format!("{what} is not JSON: {e} (expected {expected})"))),
+            .map_err(|e| {
+                PayloadError::new(
+                    what,
+                    format!("{what} is not JSON: {e} (expected {expected})"),
+                )
+            }),
         Some(b'<') => mns(xml_message(body)?.as_bytes(), depth + 1, expected),
         Some(_) => {
             let decoded = base64(body).map_err(|e| {
-                PayloadError(format!(
-                    "{what} is neither JSON, MNS XML nor Base64 ({e}): expected {expected}"
-                ))
+                PayloadError::new(
+                    what,
+                    format!(
+                        "{what} is neither JSON, MNS XML nor Base64 ({e}): expected {expected}"
+                    ),
+                )
             })?;
             mns(&decoded, depth + 1, expected)
         }
@@ -101,12 +124,12 @@ fn base64(body: &[u8]) -> Result<Vec<u8>, base64::DecodeError> {
 /// character references; any markup inside it is an error.
 fn xml_message(body: &[u8]) -> Result<String, PayloadError> {
     let text = std::str::from_utf8(body)
-        .map_err(|e| PayloadError(format!("XML body is not UTF-8: {e}")))?;
+        .map_err(|e| PayloadError::new("body", format!("XML body is not UTF-8: {e}")))?;
     let content = message_start(text).ok_or_else(|| {
-        PayloadError(
+        PayloadError::new(
+            XML_MESSAGE,
             "XML body has no <Message> element: expected an MNS <Notification> holding \
-             the event in <Message>"
-                .into(),
+             the event in <Message>",
         )
     })?;
     match content {
@@ -141,28 +164,35 @@ fn message_text(mut rest: &str) -> Result<String, PayloadError> {
     let mut out = String::with_capacity(rest.len().min(1 << 20));
     loop {
         let Some(at) = rest.find(['<', '&']) else {
-            return Err(PayloadError("XML <Message> element is not closed".into()));
+            return Err(PayloadError::new(
+                XML_MESSAGE,
+                "XML <Message> element is not closed",
+            ));
         };
         out.push_str(&rest[..at]);
         rest = &rest[at..];
         if let Some(cdata) = rest.strip_prefix("<![CDATA[") {
             let end = cdata
                 .find("]]>")
-                .ok_or_else(|| PayloadError("XML CDATA section is not closed".into()))?;
+                .ok_or_else(|| PayloadError::new(XML_MESSAGE, "XML CDATA section is not closed"))?;
             out.push_str(&cdata[..end]);
             rest = &cdata[end + 3..];
         } else if let Some(close) = rest.strip_prefix("</Message") {
             if close.trim_start().starts_with('>') {
                 return Ok(out);
             }
-            return Err(PayloadError("XML </Message> end tag is malformed".into()));
+            return Err(PayloadError::new(
+                XML_MESSAGE,
+                "XML </Message> end tag is malformed",
+            ));
         } else if rest.starts_with('&') {
             let (c, len) = entity(rest)?;
             out.push(c);
             rest = &rest[len..];
         } else {
-            return Err(PayloadError(
-                "XML <Message> element holds markup: expected Base64 or JSON text".into(),
+            return Err(PayloadError::new(
+                XML_MESSAGE,
+                "XML <Message> element holds markup: expected Base64 or JSON text",
             ));
         }
     }
@@ -176,7 +206,7 @@ fn entity(s: &str) -> Result<(char, usize), PayloadError> {
     let semi = window
         .iter()
         .position(|b| *b == b';')
-        .ok_or_else(|| PayloadError("XML text has a bare '&' (not an entity)".into()))?;
+        .ok_or_else(|| PayloadError::new(XML_MESSAGE, "XML text has a bare '&' (not an entity)"))?;
     let name = &s[1..semi];
     let c = match name {
         "lt" => Some('<'),
@@ -186,8 +216,12 @@ fn entity(s: &str) -> Result<(char, usize), PayloadError> {
         "apos" => Some('\''),
         _ => char_reference(name),
     };
-    c.map(|c| (c, semi + 1))
-        .ok_or_else(|| PayloadError(format!("XML text has an unknown entity &{name};")))
+    c.map(|c| (c, semi + 1)).ok_or_else(|| {
+        PayloadError::new(
+            XML_MESSAGE,
+            format!("XML text has an unknown entity &{name};"),
+        )
+    })
 }
 
 /// `#NN` or `#xHH` as a character.
@@ -314,13 +348,16 @@ mod tests {
 
     #[test]
     fn xml_problems_are_named() {
-        let err = |xml: &str| xml_message(xml.as_bytes()).unwrap_err().0;
+        let err = |xml: &str| xml_message(xml.as_bytes()).unwrap_err().message;
         assert!(err("<N><MessageId>1</MessageId></N>").contains("no <Message> element"));
         assert!(err("<N><Message>abc").contains("not closed"));
         assert!(err("<N><Message>a<b/></Message></N>").contains("holds markup"));
         assert!(err("<N><Message>&nbsp;</Message></N>").contains("unknown entity &nbsp;"));
         assert!(err("<N><Message>a & b</Message></N>").contains("bare '&'"));
         assert!(err("<N><Message>&#xD800;</Message></N>").contains("unknown entity"));
+        let field = |xml: &str| xml_message(xml.as_bytes()).unwrap_err().field;
+        assert_eq!(field("<N><Message>a & b</Message></N>"), XML_MESSAGE);
+        assert_eq!(field("<N></N>"), XML_MESSAGE);
     }
 
     #[test]
@@ -331,25 +368,30 @@ mod tests {
         }
         assert_eq!(mns(body.as_bytes(), 0, WHAT).unwrap().1, MAX_ENVELOPES);
         let deeper = b64(&body);
-        let err = mns(deeper.as_bytes(), 0, WHAT).unwrap_err().0;
+        let err = mns(deeper.as_bytes(), 0, WHAT).unwrap_err().message;
         assert!(err.contains("nested too deeply"), "{err}");
     }
 
     #[test]
     fn undecodable_bodies_say_what_was_expected() {
-        let err = mns(b"  \n", 0, WHAT).unwrap_err().0;
-        assert_eq!(err, "empty body: expected a test notification");
-        let err = mns(b"hello world!", 0, WHAT).unwrap_err().0;
+        let err = mns(b"  \n", 0, WHAT).unwrap_err();
+        assert_eq!(
+            (err.field.as_str(), err.message.as_str()),
+            ("body", "empty body: expected a test notification")
+        );
+        let err = mns(b"%", 1, WHAT).unwrap_err();
+        assert_eq!(err.field, "unwrapped message");
+        let err = mns(b"hello world!", 0, WHAT).unwrap_err().message;
         assert!(
             err.starts_with("body is neither JSON, MNS XML nor Base64"),
             "{err}"
         );
-        let err = mns(b"{\"a\":", 0, WHAT).unwrap_err().0;
+        let err = mns(b"{\"a\":", 0, WHAT).unwrap_err().message;
         assert!(
             err.starts_with("body is not JSON: EOF while parsing"),
             "{err}"
         );
-        let err = json(b"{oops}", WHAT).unwrap_err().0;
+        let err = json(b"{oops}", WHAT).unwrap_err().message;
         assert!(
             err.starts_with("not JSON: key must be a string at line 1 column 2"),
             "{err}"

@@ -74,7 +74,23 @@ pub struct Parsed {
     pub ignored: Vec<Ignored>,
 }
 
-/// A notification that could not be read at all.
+/// A notification that could not be read at all: the part of it at fault and what is wrong
+/// there.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct PayloadError(pub String);
+#[error("{message}")]
+pub struct PayloadError {
+    /// The part at fault: `body`, an envelope (`unwrapped message`, `XML <Message>`, `SNS
+    /// Message`) or a field (`events`, `Records`, `Type`, `Event`, `data` …).
+    pub field: String,
+    /// What is wrong with it, for people (says what was expected).
+    pub message: String,
+}
+
+impl PayloadError {
+    pub(crate) fn new(field: impl Into<String>, message: impl Into<String>) -> PayloadError {
+        PayloadError {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}

@@ -10,7 +10,7 @@
 
 use serde_json::Value;
 
-use super::envelope::{self, str_at, u64_at};
+use super::envelope::{self, NOTIFICATION, str_at, u64_at};
 use super::{Ignored, ObjectEvent, Parsed, PayloadError, Source};
 
 /// What a body must be, for error messages.
@@ -39,31 +39,40 @@ fn read(v: &Value, depth: usize, out: &mut Parsed) -> Result<(), PayloadError> {
             } else if let Some(data) = map.get("data") {
                 cloud_event(v, data, depth, out)
             } else if let Some(message) = map.get("Message") {
-                nested(message, "MNS \"Message\"", depth, out)
+                nested(message, ("Message", "MNS \"Message\""), depth, out)
             } else {
-                Err(PayloadError(format!(
-                    "JSON object has none of \"events\", \"oss\", \"data\" or \"Message\": \
-                     expected {EXPECTED}"
-                )))
+                Err(PayloadError::new(
+                    NOTIFICATION,
+                    format!(
+                        "JSON object has none of \"events\", \"oss\", \"data\" or \
+                         \"Message\": expected {EXPECTED}"
+                    ),
+                ))
             }
         }
         // A batch, as Function Compute hands EventBridge events over.
         Value::Array(items) => items.iter().try_for_each(|item| read(item, depth + 1, out)),
-        Value::String(_) => nested(v, "JSON string", depth, out),
-        other => Err(PayloadError(format!(
-            "expected {EXPECTED}, got {}",
-            envelope::kind(other)
-        ))),
+        Value::String(_) => nested(v, (NOTIFICATION, "JSON string"), depth, out),
+        other => Err(PayloadError::new(
+            NOTIFICATION,
+            format!("expected {EXPECTED}, got {}", envelope::kind(other)),
+        )),
     }
 }
 
-/// A string holding the notification again (MNS `Message`, CloudEvent `data`, …).
-fn nested(v: &Value, what: &str, depth: usize, out: &mut Parsed) -> Result<(), PayloadError> {
+/// A string holding the notification again (MNS `Message`, CloudEvent `data`, …), named as
+/// `(field, what it is for messages)`.
+fn nested(
+    v: &Value,
+    (field, what): (&str, &str),
+    depth: usize,
+    out: &mut Parsed,
+) -> Result<(), PayloadError> {
     let Some(text) = v.as_str() else {
-        return Err(PayloadError(format!(
-            "{what} must be a string, got {}",
-            envelope::kind(v)
-        )));
+        return Err(PayloadError::new(
+            field,
+            format!("{what} must be a string, got {}", envelope::kind(v)),
+        ));
     };
     let (inner, depth) = envelope::mns(text.as_bytes(), depth + 1, EXPECTED)?;
     read(&inner, depth, out)
@@ -72,10 +81,13 @@ fn nested(v: &Value, what: &str, depth: usize, out: &mut Parsed) -> Result<(), P
 /// Every element of `{"events": [...]}`.
 fn events_array(events: &Value, out: &mut Parsed) -> Result<(), PayloadError> {
     let Some(events) = events.as_array() else {
-        return Err(PayloadError(format!(
-            "\"events\" must be an array, got {}",
-            envelope::kind(events)
-        )));
+        return Err(PayloadError::new(
+            "events",
+            format!(
+                "\"events\" must be an array, got {}",
+                envelope::kind(events)
+            ),
+        ));
     };
     for e in events {
         push(element(e, None), out);
@@ -98,11 +110,14 @@ fn cloud_event(
             Ok(())
         }
         Value::Object(_) => read(data, depth + 1, out),
-        Value::String(_) => nested(data, "CloudEvent \"data\"", depth, out),
-        other => Err(PayloadError(format!(
-            "CloudEvent \"data\" must be an OSS event element, got {}",
-            envelope::kind(other)
-        ))),
+        Value::String(_) => nested(data, ("data", "CloudEvent \"data\""), depth, out),
+        other => Err(PayloadError::new(
+            "data",
+            format!(
+                "CloudEvent \"data\" must be an OSS event element, got {}",
+                envelope::kind(other)
+            ),
+        )),
     }
 }
 
@@ -368,7 +383,7 @@ mod tests {
 
     #[test]
     fn malformed_notifications_are_errors() {
-        let err = |body: &[u8]| parse(body).unwrap_err().0;
+        let err = |body: &[u8]| parse(body).unwrap_err().message;
         assert_eq!(
             err(br#"{"events": 5}"#),
             "\"events\" must be an array, got a number"
@@ -384,5 +399,21 @@ mod tests {
         assert!(err(b"42").starts_with("body is neither JSON, MNS XML nor Base64"));
         assert!(err(b"true").contains("expected an OSS event notification"));
         assert!(parse(br#"{"events": []}"#).unwrap() == Parsed::default());
+    }
+
+    #[test]
+    fn errors_name_the_part_at_fault() {
+        let field = |body: &[u8]| parse(body).unwrap_err().field;
+        assert_eq!(field(br#"{"events": 5}"#), "events");
+        assert_eq!(field(br#"{"Message": 1}"#), "Message");
+        assert_eq!(field(br#"{"data": 1}"#), "data");
+        assert_eq!(field(br#"{"hello": 1}"#), "notification");
+        assert_eq!(field(b""), "body");
+        assert_eq!(field(b"<N></N>"), "XML <Message>");
+        let inner = b64(r#"{"events":"#);
+        assert_eq!(
+            field(json!({"Message": inner}).to_string().as_bytes()),
+            "unwrapped message"
+        );
     }
 }

@@ -5,7 +5,7 @@
 
 use sha2::{Digest, Sha256};
 
-use crate::buckets::{validate_bucket, validate_key, validate_prefix};
+use crate::buckets::{BucketError, validate_bucket, validate_key, validate_prefix};
 pub use crate::config::{TriggerRule, VIDEO_SUFFIXES};
 use crate::job::OutputTarget;
 
@@ -24,41 +24,62 @@ impl TriggerRule {
     }
 
     /// Checks the rule; `preset_exists` says whether a preset name is known.
-    pub fn check(&self, preset_exists: &dyn Fn(&str) -> bool) -> Result<(), String> {
-        let at = format!("trigger rule for bucket '{}'", self.bucket);
-        validate_bucket(&self.bucket).map_err(|e| format!("{at}: {e}"))?;
+    pub fn check(&self, preset_exists: &dyn Fn(&str) -> bool) -> Result<(), RuleError> {
+        self.check_names()
+            .and_then(|()| self.check_presets(preset_exists))
+            .and_then(|()| self.check_suffixes())
+            .and_then(|()| self.check_output())
+            .map_err(|problem| RuleError {
+                bucket: self.bucket.clone(),
+                problem,
+            })
+    }
+
+    /// The bucket, the output bucket and the prefix are names a bucket accepts.
+    fn check_names(&self) -> Result<(), RuleProblem> {
+        validate_bucket(&self.bucket).map_err(RuleProblem::Bucket)?;
         if let Some(b) = &self.output_bucket {
-            validate_bucket(b).map_err(|e| format!("{at}: output_bucket: {e}"))?;
+            validate_bucket(b).map_err(RuleProblem::OutputBucket)?;
         }
         if !self.prefix.is_empty() {
-            validate_key(self.prefix.trim_end_matches('/'))
-                .map_err(|e| format!("{at}: prefix: {e}"))?;
+            validate_key(self.prefix.trim_end_matches('/')).map_err(RuleProblem::Prefix)?;
         }
+        Ok(())
+    }
+
+    fn check_presets(&self, preset_exists: &dyn Fn(&str) -> bool) -> Result<(), RuleProblem> {
         if self.presets.is_empty() {
-            return Err(format!("{at}: presets must name at least one preset"));
+            return Err(RuleProblem::NoPresets);
         }
-        for p in &self.presets {
-            if !preset_exists(p) {
-                return Err(format!("{at}: unknown preset '{p}' (see `ffarm presets`)"));
-            }
+        match self.presets.iter().find(|p| !preset_exists(p)) {
+            Some(p) => Err(RuleProblem::UnknownPreset(p.clone())),
+            None => Ok(()),
         }
-        for s in &self.suffixes {
-            if s.is_empty() || s.contains('/') {
-                return Err(format!(
-                    "{at}: suffix '{s}' must be a non-empty file ending"
-                ));
-            }
+    }
+
+    fn check_suffixes(&self) -> Result<(), RuleProblem> {
+        match self
+            .suffixes
+            .iter()
+            .find(|s| s.is_empty() || s.contains('/'))
+        {
+            Some(s) => Err(RuleProblem::Suffix(s.clone())),
+            None => Ok(()),
         }
+    }
+
+    /// The template renders to a valid prefix, and outputs cannot fire the rule again.
+    fn check_output(&self) -> Result<(), RuleProblem> {
+        let bad_output = |message: String| RuleProblem::Output {
+            output: self.output.clone(),
+            message,
+        };
         let sample = self
             .render("in/sample/clip.mp4", &self.presets[0])
-            .map_err(|e| format!("{at}: output '{}': {e}", self.output))?;
-        validate_prefix(&sample).map_err(|e| format!("{at}: output '{}': {e}", self.output))?;
+            .map_err(bad_output)?;
+        validate_prefix(&sample).map_err(|e| bad_output(e.to_string()))?;
         if self.output_bucket() == self.bucket && self.output_root().is_empty() {
-            return Err(format!(
-                "{at}: output '{}' must start with a fixed folder (like \"out/\") when outputs \
-                 go to the same bucket, or outputs would fire the rule again",
-                self.output
-            ));
+            return Err(RuleProblem::OutputRefires(self.output.clone()));
         }
         Ok(())
     }
@@ -124,6 +145,61 @@ impl TriggerRule {
             prefix.push('/');
         }
         Ok(prefix)
+    }
+}
+
+/// A trigger rule ffarm cannot run: the rule (named by its bucket) and what is wrong with it.
+#[derive(Debug, thiserror::Error)]
+#[error("trigger rule for bucket '{bucket}': {problem}")]
+pub struct RuleError {
+    pub bucket: String,
+    pub problem: RuleProblem,
+}
+
+impl RuleError {
+    /// The rule's field at fault (`bucket`, `prefix`, `presets`, `output` …).
+    pub fn field(&self) -> &'static str {
+        self.problem.field()
+    }
+}
+
+/// What is wrong with a trigger rule, by field.
+#[derive(Debug, thiserror::Error)]
+pub enum RuleProblem {
+    #[error("{0}")]
+    Bucket(BucketError),
+    #[error("output_bucket: {0}")]
+    OutputBucket(BucketError),
+    #[error("prefix: {0}")]
+    Prefix(BucketError),
+    #[error("presets must name at least one preset")]
+    NoPresets,
+    #[error("unknown preset '{0}' (see `ffarm presets`)")]
+    UnknownPreset(String),
+    #[error("suffix '{0}' must be a non-empty file ending")]
+    Suffix(String),
+    /// The output template does not render to a valid prefix.
+    #[error("output '{output}': {message}")]
+    Output { output: String, message: String },
+    /// Outputs would land where the rule watches, with nothing to tell them from inputs.
+    #[error(
+        "output '{0}' must start with a fixed folder (like \"out/\") when outputs go to the \
+         same bucket, or outputs would fire the rule again"
+    )]
+    OutputRefires(String),
+}
+
+impl RuleProblem {
+    /// The rule's field at fault, as `[[triggers]]` spells it.
+    pub fn field(&self) -> &'static str {
+        match self {
+            RuleProblem::Bucket(_) => "bucket",
+            RuleProblem::OutputBucket(_) => "output_bucket",
+            RuleProblem::Prefix(_) => "prefix",
+            RuleProblem::NoPresets | RuleProblem::UnknownPreset(_) => "presets",
+            RuleProblem::Suffix(_) => "suffixes",
+            RuleProblem::Output { .. } | RuleProblem::OutputRefires(_) => "output",
+        }
     }
 }
 
@@ -222,16 +298,44 @@ mod tests {
         let known = |p: &str| p == "h264-720p";
         assert!(TriggerRule::default_rule().check(&known).is_ok());
         let e = rule("{stem}/").check(&known).unwrap_err();
-        assert!(e.contains("fixed folder"), "{e}");
+        assert_eq!(e.field(), "output");
+        assert!(e.to_string().contains("fixed folder"), "{e}");
         let e = TriggerRule {
             presets: vec!["nope".into()],
             ..TriggerRule::default_rule()
         }
         .check(&known)
         .unwrap_err();
-        assert!(e.contains("unknown preset 'nope'"), "{e}");
+        assert_eq!((e.bucket.as_str(), e.field()), ("media", "presets"));
+        assert_eq!(
+            e.to_string(),
+            "trigger rule for bucket 'media': unknown preset 'nope' (see `ffarm presets`)"
+        );
         let e = rule("../x/").check(&known).unwrap_err();
-        assert!(e.contains("output"), "{e}");
+        assert_eq!(e.field(), "output");
+        assert!(
+            e.to_string()
+                .starts_with("trigger rule for bucket 'media': output '../x/': ")
+        );
+        let e = TriggerRule {
+            prefix: "in/../".into(),
+            ..TriggerRule::default_rule()
+        }
+        .check(&known)
+        .unwrap_err();
+        assert_eq!(e.field(), "prefix");
+        assert!(
+            e.to_string()
+                .starts_with("trigger rule for bucket 'media': prefix: "),
+            "{e}"
+        );
+        let e = TriggerRule {
+            suffixes: vec!["a/b".into()],
+            ..TriggerRule::default_rule()
+        }
+        .check(&known)
+        .unwrap_err();
+        assert_eq!(e.field(), "suffixes");
     }
 
     #[test]

@@ -12,7 +12,7 @@ use std::borrow::Cow;
 use percent_encoding::percent_decode_str;
 use serde_json::Value;
 
-use super::envelope::{self, str_at, u64_at};
+use super::envelope::{self, NOTIFICATION, str_at, u64_at};
 use super::{Ignored, ObjectEvent, Parsed, PayloadError, Source};
 
 /// What a body must be, for error messages.
@@ -31,10 +31,10 @@ pub fn parse(body: &[u8]) -> Result<Parsed, PayloadError> {
 fn read(v: &Value, depth: usize, out: &mut Parsed) -> Result<(), PayloadError> {
     envelope::check_depth(depth)?;
     let Value::Object(map) = v else {
-        return Err(PayloadError(format!(
-            "expected {EXPECTED}, got {}",
-            envelope::kind(v)
-        )));
+        return Err(PayloadError::new(
+            NOTIFICATION,
+            format!("expected {EXPECTED}, got {}", envelope::kind(v)),
+        ));
     };
     // MinIO also sends top-level "EventName" and "Key" (the key unescaped, after the
     // bucket): the records say the same per object, so only they are read.
@@ -48,20 +48,23 @@ fn read(v: &Value, depth: usize, out: &mut Parsed) -> Result<(), PayloadError> {
         push(eventbridge(v), out);
         Ok(())
     } else {
-        Err(PayloadError(format!(
-            "JSON object has none of \"Records\", \"Type\", \"Event\" or \"detail-type\": \
-             expected {EXPECTED}"
-        )))
+        Err(PayloadError::new(
+            NOTIFICATION,
+            format!(
+                "JSON object has none of \"Records\", \"Type\", \"Event\" or \"detail-type\": \
+                 expected {EXPECTED}"
+            ),
+        ))
     }
 }
 
 /// Every record of `{"Records": [...]}`.
 fn records_array(records: &Value, out: &mut Parsed) -> Result<(), PayloadError> {
     let Some(records) = records.as_array() else {
-        return Err(PayloadError(format!(
-            "Records must be an array, got {}",
-            envelope::kind(records)
-        )));
+        return Err(PayloadError::new(
+            "Records",
+            format!("Records must be an array, got {}", envelope::kind(records)),
+        ));
     };
     for r in records {
         push(record(r), out);
@@ -78,10 +81,11 @@ fn sns(v: &Value, kind: &Value, depth: usize, out: &mut Parsed) -> Result<(), Pa
     let note = |reason: String| envelope::ignored(None, None, kind.as_str(), reason);
     match kind.as_str() {
         Some("Notification") => {
-            let message = str_at(v, &["Message"])
-                .ok_or_else(|| PayloadError("SNS Notification has no \"Message\" string".into()))?;
+            let message = str_at(v, &["Message"]).ok_or_else(|| {
+                PayloadError::new("Message", "SNS Notification has no \"Message\" string")
+            })?;
             let inner = envelope::json(message.as_bytes(), EXPECTED)
-                .map_err(|e| PayloadError(format!("SNS Message: {e}")))?;
+                .map_err(|e| PayloadError::new("Message", format!("SNS Message: {e}")))?;
             read(&inner, depth + 1, out)
         }
         Some(SNS_CONFIRMATION) => {
@@ -98,13 +102,17 @@ fn sns(v: &Value, kind: &Value, depth: usize, out: &mut Parsed) -> Result<(), Pa
             ));
             Ok(())
         }
-        Some(other) => Err(PayloadError(format!(
-            "unknown SNS message Type \"{other}\": expected Notification"
-        ))),
-        None => Err(PayloadError(format!(
-            "SNS \"Type\" must be a string, got {}",
-            envelope::kind(kind)
-        ))),
+        Some(other) => Err(PayloadError::new(
+            "Type",
+            format!("unknown SNS message Type \"{other}\": expected Notification"),
+        )),
+        None => Err(PayloadError::new(
+            "Type",
+            format!(
+                "SNS \"Type\" must be a string, got {}",
+                envelope::kind(kind)
+            ),
+        )),
     }
 }
 
@@ -117,9 +125,10 @@ fn test_event(v: &Value, event: &Value, out: &mut Parsed) -> Result<(), PayloadE
                 .push(envelope::ignored(bucket, None, Some(name), "test event"));
             Ok(())
         }
-        _ => Err(PayloadError(format!(
-            "unknown \"Event\" {event}: expected \"s3:TestEvent\""
-        ))),
+        _ => Err(PayloadError::new(
+            "Event",
+            format!("unknown \"Event\" {event}: expected \"s3:TestEvent\""),
+        )),
     }
 }
 
@@ -429,7 +438,7 @@ mod tests {
 
     #[test]
     fn malformed_notifications_are_errors() {
-        let err = |body: &str| parse(body.as_bytes()).unwrap_err().0;
+        let err = |body: &str| parse(body.as_bytes()).unwrap_err().message;
         assert_eq!(
             err(r#"{"Records": {}}"#),
             "Records must be an array, got an object"
@@ -450,6 +459,21 @@ mod tests {
     }
 
     #[test]
+    fn errors_name_the_part_at_fault() {
+        let field = |body: &str| parse(body.as_bytes()).unwrap_err().field;
+        assert_eq!(field(r#"{"Records": {}}"#), "Records");
+        assert_eq!(
+            field(r#"{"Type": "Notification", "Message": "nope"}"#),
+            "Message"
+        );
+        assert_eq!(field(r#"{"Type": "Notification"}"#), "Message");
+        assert_eq!(field(r#"{"Type": 1}"#), "Type");
+        assert_eq!(field(r#"{"Event": "s3:Other"}"#), "Event");
+        assert_eq!(field(r#"{"a": 1}"#), "notification");
+        assert_eq!(field("{"), "body");
+    }
+
+    #[test]
     fn nested_sns_is_bounded() {
         let mut body = json!({"Records": []});
         for _ in 0..=envelope::MAX_ENVELOPES {
@@ -458,7 +482,7 @@ mod tests {
         assert!(
             parse(body.to_string().as_bytes())
                 .unwrap_err()
-                .0
+                .message
                 .contains("nested too deeply")
         );
     }

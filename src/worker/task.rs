@@ -163,7 +163,7 @@ fn work(
     phases: &mut BTreeMap<String, f64>,
 ) -> Result<Vec<OutputObject>, Failure> {
     let job = &spec.job;
-    let presets = Presets::load(spec.presets_dir.as_deref())
+    let presets = Presets::load(spec.presets_dir.as_deref(), &media::caps::Ffmpeg)
         .map_err(|e| Failure::Error(JobError::new(e.code(), e.to_string(), false)))?;
     let preset = presets
         .get(&job.preset)

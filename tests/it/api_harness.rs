@@ -1,5 +1,6 @@
 //! A served farm for API tests: `ffarm::serve` on 127.0.0.1:0 in this process over a test
-//! store (SQLite file or fresh PostgreSQL database), real HTTP through reqwest.
+//! store (SQLite file or fresh PostgreSQL database), real HTTP through reqwest. Error answers
+//! are checked one at a time (`assert_error`) or as a table of named cases (`check_errors`).
 
 use std::time::{Duration, Instant};
 
@@ -18,7 +19,7 @@ pub struct Api {
     pub http: reqwest::Client,
     pub token: Option<String>,
     stop: Option<watch::Sender<u8>>,
-    server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    server: Option<tokio::task::JoinHandle<Result<(), ffarm::serve::ServeError>>>,
 }
 
 /// A configuration for an API-only node (no workers, no watch folder) on a free port.
@@ -141,10 +142,192 @@ impl Api {
 
 /// Asserts an error answer: status, code, and words its message must contain.
 pub fn assert_error(got: &(StatusCode, Value), status: u16, code: &str, words: &[&str]) {
-    assert_eq!(got.0.as_u16(), status, "{}", got.1);
-    assert_eq!(got.1["error"]["code"], code, "{}", got.1);
-    let message = got.1["error"]["message"].as_str().unwrap_or("");
-    for w in words {
-        assert!(message.contains(w), "message {message:?} lacks {w:?}");
+    if let Some(why) = error_mismatch(got, status, code, words) {
+        panic!("{why}");
+    }
+}
+
+/// How an answer differs from the error expected (status, then code, then each word of the
+/// message), or None when it is that error.
+fn error_mismatch(
+    got: &(StatusCode, Value),
+    status: u16,
+    code: &str,
+    words: &[&str],
+) -> Option<String> {
+    let (got_status, body) = got;
+    if got_status.as_u16() != status {
+        return Some(format!("status {got_status}, not {status}: {body}"));
+    }
+    if body["error"]["code"] != code {
+        return Some(format!(
+            "code {}, not {code:?}: {body}",
+            body["error"]["code"]
+        ));
+    }
+    let message = body["error"]["message"].as_str().unwrap_or("");
+    words
+        .iter()
+        .find(|w| !message.contains(*w))
+        .map(|w| format!("message {message:?} lacks {w:?}"))
+}
+
+/// One row of an error table: a name to report it by, a request, and the error answer that
+/// request must get. Written `case("name").post(path, body).answers(400, "code")`, then
+/// `.saying(&["word"])` for words its message must contain; checked by [`Api::check_errors`].
+pub struct ErrorCase {
+    name: &'static str,
+    method: Method,
+    path: String,
+    body: Body,
+    token: Token,
+    status: u16,
+    code: &'static str,
+    words: &'static [&'static str],
+}
+
+enum Body {
+    None,
+    /// Serialized by reqwest, which also says it is JSON.
+    Json(Value),
+    /// Sent as is, under the content type given if any.
+    Bytes(Vec<u8>, Option<&'static str>),
+}
+
+/// Which bearer token a case's request carries.
+enum Token {
+    /// The API's own, when it has one (as `Api::request` sends).
+    Api,
+    None,
+    Given(&'static str),
+}
+
+/// A case named `name`; its request and its answer are set by the methods that follow.
+pub fn case(name: &'static str) -> ErrorCase {
+    ErrorCase {
+        name,
+        method: Method::GET,
+        path: String::new(),
+        body: Body::None,
+        token: Token::Api,
+        status: 0,
+        code: "",
+        words: &[],
+    }
+}
+
+impl ErrorCase {
+    pub fn get(self, path: impl Into<String>) -> Self {
+        self.request(Method::GET, path)
+    }
+
+    /// A request without a body.
+    pub fn request(self, method: Method, path: impl Into<String>) -> Self {
+        ErrorCase {
+            method,
+            path: path.into(),
+            ..self
+        }
+    }
+
+    /// A POST of `body` as JSON (as `Api::post` sends it).
+    pub fn post(self, path: impl Into<String>, body: Value) -> Self {
+        ErrorCase {
+            body: Body::Json(body),
+            ..self.request(Method::POST, path)
+        }
+    }
+
+    /// A POST of `body` as is, labelled JSON (as `Api::post_raw` sends it).
+    pub fn post_raw(self, path: impl Into<String>, body: impl Into<Vec<u8>>) -> Self {
+        ErrorCase {
+            body: Body::Bytes(body.into(), Some("application/json")),
+            ..self.request(Method::POST, path)
+        }
+    }
+
+    /// A PUT of `body` as is, without a content type.
+    pub fn put(self, path: impl Into<String>, body: impl Into<Vec<u8>>) -> Self {
+        ErrorCase {
+            body: Body::Bytes(body.into(), None),
+            ..self.request(Method::PUT, path)
+        }
+    }
+
+    /// The request goes without any token.
+    pub fn without_token(self) -> Self {
+        ErrorCase {
+            token: Token::None,
+            ..self
+        }
+    }
+
+    /// The request carries `token` instead of the API's.
+    pub fn with_token(self, token: &'static str) -> Self {
+        ErrorCase {
+            token: Token::Given(token),
+            ..self
+        }
+    }
+
+    /// The error answer the request must get: its status and its code.
+    pub fn answers(self, status: u16, code: &'static str) -> Self {
+        ErrorCase {
+            status,
+            code,
+            ..self
+        }
+    }
+
+    /// Words the answer's message must contain.
+    pub fn saying(self, words: &'static [&'static str]) -> Self {
+        ErrorCase { words, ..self }
+    }
+}
+
+impl ErrorCase {
+    /// The case's request, to be sent to `api`.
+    fn build(&self, api: &Api) -> reqwest::RequestBuilder {
+        let r = api
+            .http
+            .request(self.method.clone(), format!("{}{}", api.url, self.path));
+        let r = match (&self.token, &api.token) {
+            (Token::Api, Some(t)) => r.bearer_auth(t),
+            (Token::Given(t), _) => r.bearer_auth(t),
+            (Token::Api | Token::None, _) => r,
+        };
+        match &self.body {
+            Body::None => r,
+            Body::Json(v) => r.json(v),
+            Body::Bytes(b, None) => r.body(b.clone()),
+            Body::Bytes(b, Some(t)) => r.header("content-type", *t).body(b.clone()),
+        }
+    }
+}
+
+impl Api {
+    /// Sends each case's request in turn and checks its answer as [`assert_error`] does; then
+    /// fails, naming every case whose answer was not the one expected.
+    pub async fn check_errors(&self, cases: impl IntoIterator<Item = ErrorCase>) {
+        let mut checked = 0;
+        let mut failed = Vec::new();
+        for c in cases {
+            assert!(
+                !c.path.is_empty() && c.status != 0,
+                "case {:?} needs a request and an answer",
+                c.name
+            );
+            let got = self.send(c.build(self)).await;
+            if let Some(why) = error_mismatch(&got, c.status, c.code, c.words) {
+                failed.push(format!("{} ({} {}): {why}", c.name, c.method, c.path));
+            }
+            checked += 1;
+        }
+        assert!(
+            failed.is_empty(),
+            "{} of {checked} cases failed:\n{}",
+            failed.len(),
+            failed.join("\n")
+        );
     }
 }

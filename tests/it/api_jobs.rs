@@ -1,17 +1,25 @@
 //! The job endpoints over real HTTP, on SQLite and on PostgreSQL: submit in both shapes, every
-//! client error, get, list filters and pagination across thousands of jobs, cancel, retry,
-//! logs and history.
+//! client error, get, cancel, retry, logs and history (listing is `api_listing`'s).
 
-use ffarm::job::{JobSpec, ObjectRef, OutputTarget, Status};
+use ffarm::job::Status;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::api_harness::{Api, assert_error};
+use crate::api_harness::{Api, assert_error, case};
 use crate::helpers::valid;
 use crate::worker_harness::Backend;
 
 fn native(key: &str) -> Value {
     json!({"input": {"bucket": "media", "key": key}, "preset": "h264-720p"})
+}
+
+/// `native("src/clip.mp4")` with each of `fields` set over it.
+fn clip_with(fields: Value) -> Value {
+    let mut body = native("src/clip.mp4");
+    for (name, value) in fields.as_object().unwrap() {
+        body[name] = value.clone();
+    }
+    body
 }
 
 async fn submit_and_errors(backend: Backend) {
@@ -79,143 +87,159 @@ async fn submit_and_errors(backend: Backend) {
     assert_ne!(a["id"], b["id"]);
 
     // Every client mistake is a 4xx naming the problem.
-    let mut e = native("src/clip.mp4");
-    e["preset"] = json!("h265-8k");
-    assert_error(
-        &api.post("/v1/jobs", &e).await,
-        400,
-        "unknown-preset",
-        &["h265-8k", "h264-720p"],
-    );
-    assert_error(
-        &api.post("/v1/jobs", &native("../etc/passwd")).await,
-        400,
-        "bad-key",
-        &[".."],
-    );
-    assert_error(
-        &api.post("/v1/jobs", &native("/abs.mp4")).await,
-        400,
-        "bad-key",
-        &["absolute"],
-    );
-    assert_error(
-        &api.post("/v1/jobs", &native("src/none.mp4")).await,
-        404,
-        "object-not-found",
-        &["src/none.mp4"],
-    );
-    let mut e = native("src/clip.mp4");
-    e["input"]["bucket"] = json!("Bad Bucket");
-    assert_error(
-        &api.post("/v1/jobs", &e).await,
-        400,
-        "bad-bucket",
-        &["Bad Bucket"],
-    );
-    assert_error(
-        &api.post_raw("/v1/jobs", "{\"input\": ").await,
-        400,
-        "malformed-json",
-        &["EOF"],
-    );
-    assert_error(
-        &api.post_raw("/v1/jobs", "[1, 2]").await,
-        400,
-        "invalid-request",
-        &["object"],
-    );
-    let mut e = native("src/clip.mp4");
-    e["colour"] = json!("blue");
-    assert_error(
-        &api.post("/v1/jobs", &e).await,
-        400,
-        "invalid-request",
-        &["unknown field `colour`"],
-    );
-    assert_error(
-        &api.post("/v1/jobs", &json!({"hello": 1})).await,
-        400,
-        "invalid-request",
-        &["expected"],
-    );
-    let mut e = native("src/clip.mp4");
-    e["dst_format"] = json!("mp4");
-    assert_error(
-        &api.post("/v1/jobs", &e).await,
-        400,
-        "invalid-request",
-        &["not both"],
-    );
-    let e = json!({"input": {"bucket": "media", "key": "src/clip.mp4"}});
-    assert_error(
-        &api.post("/v1/jobs", &e).await,
-        400,
-        "invalid-request",
-        &["preset"],
-    );
-    let mut e = native("src/clip.mp4");
-    e["max_attempts"] = json!(0);
-    assert_error(
-        &api.post("/v1/jobs", &e).await,
-        400,
-        "invalid-request",
-        &["max_attempts"],
-    );
-    let mut e = native("src/clip.mp4");
-    e["timeout_seconds"] = json!(90_000);
-    assert_error(
-        &api.post("/v1/jobs", &e).await,
-        400,
-        "invalid-request",
-        &["timeout_seconds"],
-    );
-    let mut e = native("src/clip.mp4");
-    e["max_attempts"] = json!(-1);
-    assert_error(
-        &api.post("/v1/jobs", &e).await,
-        400,
-        "invalid-request",
-        &["max_attempts"],
-    );
-    let mut e = native("src/clip.mp4");
-    e["on_success"] = json!("ftp://example.com/x");
-    assert_error(
-        &api.post("/v1/jobs", &e).await,
-        400,
-        "bad-destination",
-        &["http"],
-    );
-    let mut e = native("src/clip.mp4");
-    e["id"] = json!("has space");
-    assert_error(
-        &api.post("/v1/jobs", &e).await,
-        400,
-        "bad-id",
-        &["has space"],
-    );
-    let mut e = json!({"input": {"bucket": "media", "key": "src/clip.mp4"}, "dst_format": "mp4"});
-    e["output"] = json!({"prefix": "src"});
-    assert_error(
-        &api.post("/v1/jobs", &e).await,
-        400,
-        "output-overwrites-input",
-        &["src/clip.mp4"],
-    );
-    let e = json!({"input": {"bucket": "media", "key": "src/clip.mp4"}, "dst_format": "gif"});
-    assert_error(
-        &api.post("/v1/jobs", &e).await,
-        400,
-        "unknown-format",
-        &["gif"],
-    );
+    let cancel = format!("/v1/jobs/{}/cancel", a["id"].as_str().unwrap());
     let big = format!("{{\"input\": \"{}\"}}", "x".repeat(5 << 20));
-    assert_error(
-        &api.post_raw("/v1/jobs", big).await,
-        413,
-        "body-too-large",
-        &[],
-    );
+    api.check_errors([
+        case("unknown preset")
+            .post("/v1/jobs", clip_with(json!({"preset": "h265-8k"})))
+            .answers(400, "unknown-preset")
+            .saying(&["h265-8k", "h264-720p"]),
+        case("key climbing out")
+            .post("/v1/jobs", native("../etc/passwd"))
+            .answers(400, "bad-key")
+            .saying(&[".."]),
+        case("absolute key")
+            .post("/v1/jobs", native("/abs.mp4"))
+            .answers(400, "bad-key")
+            .saying(&["absolute"]),
+        case("input not found")
+            .post("/v1/jobs", native("src/none.mp4"))
+            .answers(404, "object-not-found")
+            .saying(&["src/none.mp4"]),
+        case("bad bucket")
+            .post(
+                "/v1/jobs",
+                clip_with(json!({"input": {"bucket": "Bad Bucket", "key": "src/clip.mp4"}})),
+            )
+            .answers(400, "bad-bucket")
+            .saying(&["Bad Bucket"]),
+        case("JSON cut short")
+            .post_raw("/v1/jobs", "{\"input\": ")
+            .answers(400, "malformed-json")
+            .saying(&["EOF"]),
+        case("not an object")
+            .post_raw("/v1/jobs", "[1, 2]")
+            .answers(400, "invalid-request")
+            .saying(&["object"]),
+        case("unknown field")
+            .post("/v1/jobs", clip_with(json!({"colour": "blue"})))
+            .answers(400, "invalid-request")
+            .saying(&["unknown field `colour`"]),
+        case("neither shape")
+            .post("/v1/jobs", json!({"hello": 1}))
+            .answers(400, "invalid-request")
+            .saying(&["expected"]),
+        case("both a preset and a format")
+            .post("/v1/jobs", clip_with(json!({"dst_format": "mp4"})))
+            .answers(400, "invalid-request")
+            .saying(&["not both"]),
+        case("no preset")
+            .post(
+                "/v1/jobs",
+                json!({"input": {"bucket": "media", "key": "src/clip.mp4"}}),
+            )
+            .answers(400, "invalid-request")
+            .saying(&["preset"]),
+        case("no attempts")
+            .post("/v1/jobs", clip_with(json!({"max_attempts": 0})))
+            .answers(400, "invalid-request")
+            .saying(&["max_attempts"]),
+        case("timeout over a day")
+            .post("/v1/jobs", clip_with(json!({"timeout_seconds": 90_000})))
+            .answers(400, "invalid-request")
+            .saying(&["timeout_seconds"]),
+        case("negative attempts")
+            .post("/v1/jobs", clip_with(json!({"max_attempts": -1})))
+            .answers(400, "invalid-request")
+            .saying(&["max_attempts"]),
+        case("destination not http")
+            .post(
+                "/v1/jobs",
+                clip_with(json!({"on_success": "ftp://example.com/x"})),
+            )
+            .answers(400, "bad-destination")
+            .saying(&["http"]),
+        case("id with a space")
+            .post("/v1/jobs", clip_with(json!({"id": "has space"})))
+            .answers(400, "bad-id")
+            .saying(&["has space"]),
+        case("output over the input")
+            .post(
+                "/v1/jobs",
+                json!({"input": {"bucket": "media", "key": "src/clip.mp4"},
+                                     "dst_format": "mp4", "output": {"prefix": "src"}}),
+            )
+            .answers(400, "output-overwrites-input")
+            .saying(&["src/clip.mp4"]),
+        case("unknown format")
+            .post(
+                "/v1/jobs",
+                json!({"input": {"bucket": "media", "key": "src/clip.mp4"},
+                                     "dst_format": "gif"}),
+            )
+            .answers(400, "unknown-format")
+            .saying(&["gif"]),
+        case("body too large")
+            .post_raw("/v1/jobs", big)
+            .answers(413, "body-too-large"),
+        // Unknown routes and methods answer in the same shape.
+        case("unknown route")
+            .get("/v1/nothing")
+            .answers(404, "no-route")
+            .saying(&["/v1/nothing"]),
+        case("method not allowed")
+            .request(Method::DELETE, "/v1/jobs")
+            .answers(405, "method-not-allowed")
+            .saying(&["DELETE"]),
+        case("unknown job")
+            .get("/v1/jobs/nope")
+            .answers(404, "job-not-found")
+            .saying(&["nope"]),
+        // Text a store cannot hold (PostgreSQL refuses NUL) is the client's mistake, not a 5xx.
+        case("NUL in a job's id")
+            .get("/v1/jobs/a%00b")
+            .answers(404, "job-not-found")
+            .saying(&["a\0b"]),
+        case("NUL in a history's id")
+            .get("/v1/jobs/a%00b/history")
+            .answers(404, "job-not-found")
+            .saying(&["a\0b"]),
+        case("NUL in a log's id")
+            .get("/v1/jobs/a%00b/logs")
+            .answers(404, "job-not-found")
+            .saying(&["a\0b"]),
+        case("NUL in a retry's id")
+            .post("/v1/jobs/a%00b/retry", json!(null))
+            .answers(404, "job-not-found"),
+        case("NUL in q")
+            .get("/v1/jobs?q=a%00b")
+            .answers(400, "bad-query")
+            .saying(&["q", "NUL"]),
+        case("NUL in bucket")
+            .get("/v1/jobs?bucket=a%00b")
+            .answers(400, "bad-query")
+            .saying(&["bucket", "NUL"]),
+        case("NUL in prefix")
+            .get("/v1/jobs?prefix=a%00b")
+            .answers(400, "bad-query")
+            .saying(&["prefix", "NUL"]),
+        case("NUL in preset")
+            .get("/v1/jobs?preset=a%00b")
+            .answers(400, "bad-query")
+            .saying(&["preset", "NUL"]),
+        case("control character in a destination")
+            .post(
+                "/v1/jobs",
+                clip_with(json!({"on_success": "http://example.com/a\u{0}b"})),
+            )
+            .answers(400, "bad-destination")
+            .saying(&["control character"]),
+        case("NUL in a cancel's reason")
+            .post(&cancel, json!({"reason": "a\u{0}b"}))
+            .answers(400, "invalid-request")
+            .saying(&["NUL"]),
+    ])
+    .await;
     let resp = api
         .request(Method::POST, "/v1/jobs")
         .header("content-type", "text/plain")
@@ -224,69 +248,9 @@ async fn submit_and_errors(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(resp.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
-
-    // Unknown routes and methods answer in the same shape.
-    assert_error(
-        &api.get("/v1/nothing").await,
-        404,
-        "no-route",
-        &["/v1/nothing"],
-    );
-    assert_error(
-        &api.send(api.request(Method::DELETE, "/v1/jobs")).await,
-        405,
-        "method-not-allowed",
-        &["DELETE"],
-    );
-    assert_error(
-        &api.get("/v1/jobs/nope").await,
-        404,
-        "job-not-found",
-        &["nope"],
-    );
-
-    // Text a store cannot hold (PostgreSQL refuses NUL) is the client's mistake, never a 5xx;
-    // so is a time further back than there is.
-    for path in [
-        "/v1/jobs/a%00b",
-        "/v1/jobs/a%00b/history",
-        "/v1/jobs/a%00b/logs",
-    ] {
-        assert_error(&api.get(path).await, 404, "job-not-found", &["a\0b"]);
-    }
-    assert_error(
-        &api.post("/v1/jobs/a%00b/retry", &json!(null)).await,
-        404,
-        "job-not-found",
-        &[],
-    );
-    for q in ["q", "bucket", "prefix", "preset"] {
-        assert_error(
-            &api.get(&format!("/v1/jobs?{q}=a%00b")).await,
-            400,
-            "bad-query",
-            &[q, "NUL"],
-        );
-    }
+    // A time further back than there is, like text a store cannot hold, is never a 5xx.
     let (s, _) = api.get("/v1/jobs?since=999999999999999999d").await;
     assert_eq!(s, StatusCode::OK);
-    let mut e = native("src/clip.mp4");
-    e["on_success"] = json!("http://example.com/a\u{0}b");
-    assert_error(
-        &api.post("/v1/jobs", &e).await,
-        400,
-        "bad-destination",
-        &["control character"],
-    );
-    let (s, job) = api.post("/v1/jobs", &native("src/clip.mp4")).await;
-    assert_eq!(s, StatusCode::CREATED);
-    let cancel = format!("/v1/jobs/{}/cancel", job["id"].as_str().unwrap());
-    assert_error(
-        &api.post(&cancel, &json!({"reason": "a\u{0}b"})).await,
-        400,
-        "invalid-request",
-        &["NUL"],
-    );
     // No body and a JSON null are both no reason.
     let (s, cancelled) = api.post(&cancel, &json!(null)).await;
     assert_eq!(s, StatusCode::OK, "{cancelled}");
@@ -330,19 +294,16 @@ async fn lifecycle(backend: Backend) {
         (s, c["status"].as_str()),
         (StatusCode::OK, Some("cancelled"))
     );
-    assert_error(
-        &api.post_raw(&format!("/v1/jobs/{id}/cancel"), "{\"why\": 1}")
-            .await,
-        400,
-        "invalid-request",
-        &["why"],
-    );
-    assert_error(
-        &api.post("/v1/jobs/nope/cancel", &json!({})).await,
-        404,
-        "job-not-found",
-        &[],
-    );
+    api.check_errors([
+        case("cancel with an unknown field")
+            .post_raw(format!("/v1/jobs/{id}/cancel"), "{\"why\": 1}")
+            .answers(400, "invalid-request")
+            .saying(&["why"]),
+        case("cancel of an unknown job")
+            .post("/v1/jobs/nope/cancel", json!({}))
+            .answers(404, "job-not-found"),
+    ])
+    .await;
     let (s, r) = api.post(&format!("/v1/jobs/{id}/retry"), &json!({})).await;
     assert_eq!(s, StatusCode::OK, "{r}");
     assert_eq!(r["status"], "queued");
@@ -396,25 +357,20 @@ async fn lifecycle(backend: Backend) {
     assert_eq!(rest["lines"].as_array().unwrap()[..], all[3..]);
     let (_, none) = api.get(&format!("/v1/jobs/{id}/logs?attempt=9")).await;
     assert_eq!(none["lines"], json!([]));
-    // Succeeded: cancel is an illegal transition now.
-    assert_error(
-        &api.post(&format!("/v1/jobs/{id}/cancel"), &json!({})).await,
-        409,
-        "illegal-transition",
-        &[],
-    );
-    assert_error(
-        &api.get("/v1/jobs/nope/logs").await,
-        404,
-        "job-not-found",
-        &[],
-    );
-    assert_error(
-        &api.get(&format!("/v1/jobs/{id}/logs?after=x")).await,
-        400,
-        "bad-query",
-        &["after"],
-    );
+    api.check_errors([
+        // Succeeded: cancel is an illegal transition now.
+        case("cancel of a succeeded job")
+            .post(format!("/v1/jobs/{id}/cancel"), json!({}))
+            .answers(409, "illegal-transition"),
+        case("logs of an unknown job")
+            .get("/v1/jobs/nope/logs")
+            .answers(404, "job-not-found"),
+        case("logs after a word")
+            .get(format!("/v1/jobs/{id}/logs?after=x"))
+            .answers(400, "bad-query")
+            .saying(&["after"]),
+    ])
+    .await;
     api.shutdown().await;
 }
 
@@ -426,199 +382,6 @@ async fn lifecycle_sqlite() {
 #[tokio::test]
 async fn lifecycle_postgres() {
     lifecycle(Backend::Postgres).await;
-}
-
-async fn listing(backend: Backend) {
-    let api = Api::start(backend, |_| {}).await;
-    let spec = |key: &str, preset: &str| JobSpec {
-        input: ObjectRef {
-            bucket: "media".into(),
-            key: key.into(),
-        },
-        preset: preset.into(),
-        output: OutputTarget {
-            bucket: "media".into(),
-            prefix: "out/".into(),
-        },
-        priority: 0,
-        max_attempts: 3,
-        timeout_seconds: 60,
-        on_success: None,
-        on_failure: None,
-        trigger: None,
-        overwrite: false,
-    };
-    const N: usize = 2500;
-    for i in 0..N {
-        let preset = if i % 5 == 0 { "h264-480p" } else { "h264-720p" };
-        api.farm
-            .store
-            .submit(
-                Some(format!("job-{i:05}")),
-                spec(&format!("in/{i:05}.mp4"), preset),
-            )
-            .await
-            .unwrap();
-    }
-    for i in 0..10 {
-        api.farm
-            .store
-            .cancel(&format!("job-{i:05}"), "test")
-            .await
-            .unwrap();
-    }
-    // Every job exactly once, newest first, over pages of 1000.
-    let mut seen = std::collections::HashSet::new();
-    let mut cursor: Option<String> = None;
-    let mut pages = 0;
-    loop {
-        let path = match &cursor {
-            Some(c) => format!("/v1/jobs?limit=1000&cursor={c}"),
-            None => "/v1/jobs?limit=1000".into(),
-        };
-        let (s, page) = api.get(&path).await;
-        assert_eq!(s, StatusCode::OK, "{page}");
-        pages += 1;
-        for j in page["jobs"].as_array().unwrap() {
-            assert!(seen.insert(j["id"].as_str().unwrap().to_string()));
-        }
-        match page["next_cursor"].as_str() {
-            Some(c) => cursor = Some(c.to_string()),
-            None => break,
-        }
-    }
-    assert_eq!(seen.len(), N);
-    assert_eq!(pages, 3);
-
-    let count = |v: &Value| v["jobs"].as_array().unwrap().len();
-    let (_, c) = api.get("/v1/jobs?status=cancelled&limit=1000").await;
-    assert_eq!(count(&c), 10);
-    assert!(
-        c["jobs"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|j| j["status"] == "cancelled")
-    );
-    let (_, c) = api.get("/v1/jobs?status=cancelled,queued&limit=5").await;
-    assert_eq!(count(&c), 5);
-    let (_, c) = api.get("/v1/jobs?preset=h264-480p&limit=1000").await;
-    assert_eq!(count(&c), N / 5);
-    let (_, c) = api.get("/v1/jobs?q=job-0001&limit=1000").await;
-    assert_eq!(count(&c), 10);
-    let (_, c) = api.get("/v1/jobs?since=1h&limit=10").await;
-    assert_eq!(count(&c), 10);
-    let (_, c) = api.get("/v1/jobs?until=2000-01-01").await;
-    assert_eq!(count(&c), 0);
-    let (_, c) = api
-        .get("/v1/jobs?since=2000-01-01T00:00:00Z&time_field=finished&limit=1000")
-        .await;
-    assert_eq!(count(&c), 10);
-    assert_error(
-        &api.get("/v1/jobs?status=done").await,
-        400,
-        "bad-query",
-        &["done"],
-    );
-    assert_error(
-        &api.get("/v1/jobs?since=yesterday").await,
-        400,
-        "bad-query",
-        &["yesterday"],
-    );
-    assert_error(
-        &api.get("/v1/jobs?cursor=garbage").await,
-        400,
-        "invalid",
-        &[],
-    );
-    assert_error(
-        &api.get("/v1/jobs?limit=-1").await,
-        400,
-        "bad-query",
-        &["limit"],
-    );
-    assert_error(
-        &api.get("/v1/jobs?colour=1").await,
-        400,
-        "bad-query",
-        &["colour"],
-    );
-    assert_error(
-        &api.get("/v1/jobs?time_field=sometime").await,
-        400,
-        "bad-query",
-        &["time_field"],
-    );
-
-    // Counts for the same filters, every status present.
-    let (s, c) = api.get("/v1/jobs/counts").await;
-    assert_eq!(s, StatusCode::OK, "{c}");
-    assert_eq!(c["total"], N);
-    assert_eq!(c["counts"]["cancelled"], 10);
-    assert_eq!(c["counts"]["failed"], 0);
-    let (_, c) = api.get("/v1/jobs/counts?preset=h264-480p&q=job-0000").await;
-    assert_eq!(
-        (c["total"].as_u64(), c["counts"]["cancelled"].as_u64()),
-        (Some(2), Some(2))
-    );
-    assert_error(
-        &api.get("/v1/jobs/counts?since=never").await,
-        400,
-        "bad-query",
-        &["never"],
-    );
-    // Throughput per minute: the ten cancels ended within the window.
-    let (s, st) = api.get("/v1/stats?minutes=5").await;
-    assert_eq!(s, StatusCode::OK, "{st}");
-    let minutes = st["throughput"].as_array().unwrap();
-    assert_eq!(minutes.len(), 5);
-    let cancelled: u64 = minutes
-        .iter()
-        .map(|m| m["cancelled"].as_u64().unwrap())
-        .sum();
-    assert_eq!(cancelled, 10);
-    assert!(
-        !st["queue"].as_array().unwrap().is_empty(),
-        "sampled at start: {st}"
-    );
-    assert_error(
-        &api.get("/v1/stats?minutes=0").await,
-        400,
-        "bad-query",
-        &["minutes"],
-    );
-
-    // The status counts show in the metrics.
-    let text = api
-        .request(Method::GET, "/metrics")
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert!(
-        text.contains("ffarm_jobs{status=\"cancelled\"} 10"),
-        "{text}"
-    );
-    assert!(
-        text.contains(&format!("ffarm_queue_depth {}", N - 10)),
-        "{text}"
-    );
-    assert!(text.contains("ffarm_busy_slots 0"), "{text}");
-    let _ = Status::Queued;
-    api.shutdown().await;
-}
-
-#[tokio::test]
-async fn listing_sqlite() {
-    listing(Backend::Sqlite).await;
-}
-
-#[tokio::test]
-async fn listing_postgres() {
-    listing(Backend::Postgres).await;
 }
 
 #[tokio::test]

@@ -6,18 +6,20 @@ use ffarm::worker::Shutdown;
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
-use crate::api_harness::{Api, api_config, assert_error};
+use crate::api_harness::{Api, api_config, assert_error, case};
 use crate::helpers::valid;
 use crate::worker_harness::{Backend, Farm};
+
+/// The path of `key` in the bucket `media`.
+fn object(key: &str) -> String {
+    format!("/v1/buckets/media/objects/{key}")
+}
 
 #[tokio::test]
 async fn uploads_fire_rules_and_downloads_stream() {
     let api = Api::start(Backend::Sqlite, |_| {}).await;
     let clip = std::fs::read(valid("h264_aac.mp4")).unwrap();
-    let put = |key: &str, body: Vec<u8>| {
-        api.request(Method::PUT, &format!("/v1/buckets/media/objects/{key}"))
-            .body(body)
-    };
+    let put = |key: &str, body: Vec<u8>| api.request(Method::PUT, &object(key)).body(body);
     // Under the default rule's prefix: a job, its id derived from the stored object.
     let (s, up) = api.send(put("in/my%20clip.mp4", clip.clone())).await;
     assert_eq!(s, StatusCode::CREATED, "{up}");
@@ -88,58 +90,44 @@ async fn uploads_fire_rules_and_downloads_stream() {
         .unwrap();
     assert_eq!(r.status(), StatusCode::RANGE_NOT_SATISFIABLE);
 
-    assert_error(
-        &api.get("/v1/buckets/media/objects/none.mp4").await,
-        404,
-        "object-not-found",
-        &["none.mp4"],
-    );
-    assert_error(
-        &api.get("/v1/buckets/media/objects/a/..%2F..%2Fsecret")
-            .await,
-        400,
-        "bad-key",
-        &[],
-    );
-    assert_error(
-        &api.get("/v1/buckets/BAD/objects/x").await,
-        400,
-        "bad-bucket",
-        &["BAD"],
-    );
-    // Reading from a bucket that does not exist makes no folder for it.
-    let nobody = api.farm.data.path().join("buckets/nobody");
-    assert_error(
-        &api.get("/v1/buckets/nobody/objects/x.mp4").await,
-        404,
-        "object-not-found",
-        &["nobody"],
-    );
-    assert!(!nobody.exists());
-    let e = json!({"input": {"bucket": "nobody", "key": "x.mp4"}, "preset": "mp4"});
-    assert_error(
-        &api.post("/v1/jobs", &e).await,
-        404,
-        "object-not-found",
-        &["nobody"],
-    );
-    assert!(!nobody.exists());
-    assert_error(
-        &api.send(put("a//b.mp4", vec![1])).await,
-        400,
-        "bad-key",
-        &["empty segment"],
-    );
+    api.check_errors([
+        case("object not found")
+            .get("/v1/buckets/media/objects/none.mp4")
+            .answers(404, "object-not-found")
+            .saying(&["none.mp4"]),
+        case("key climbing out")
+            .get("/v1/buckets/media/objects/a/..%2F..%2Fsecret")
+            .answers(400, "bad-key"),
+        case("bad bucket")
+            .get("/v1/buckets/BAD/objects/x")
+            .answers(400, "bad-bucket")
+            .saying(&["BAD"]),
+        case("read from a bucket not there")
+            .get("/v1/buckets/nobody/objects/x.mp4")
+            .answers(404, "object-not-found")
+            .saying(&["nobody"]),
+        case("job on a bucket not there")
+            .post(
+                "/v1/jobs",
+                json!({"input": {"bucket": "nobody", "key": "x.mp4"}, "preset": "mp4"}),
+            )
+            .answers(404, "object-not-found")
+            .saying(&["nobody"]),
+        case("empty segment")
+            .put(object("a//b.mp4"), vec![1])
+            .answers(400, "bad-key")
+            .saying(&["empty segment"]),
+    ])
+    .await;
+    // Neither reading from a bucket that does not exist nor a job on it made a folder for it.
+    assert!(!api.farm.data.path().join("buckets/nobody").exists());
     api.shutdown().await;
 }
 
 #[tokio::test]
 async fn upload_limit() {
     let api = Api::start(Backend::Sqlite, |c| c.api.max_upload_bytes = 1000).await;
-    let put = |key: &str, n: usize| {
-        api.request(Method::PUT, &format!("/v1/buckets/media/objects/{key}"))
-            .body(vec![7u8; n])
-    };
+    let put = |key: &str, n: usize| api.request(Method::PUT, &object(key)).body(vec![7u8; n]);
     let (s, _) = api.send(put("misc/ok.bin", 1000)).await;
     assert_eq!(s, StatusCode::CREATED);
     assert_error(
@@ -175,57 +163,61 @@ async fn upload_limit() {
 async fn keys_a_folder_bucket_cannot_hold() {
     let api = Api::start(Backend::Sqlite, |_| {}).await;
     api.farm.put(&valid("h264_aac.mp4"), "misc/clip.mp4");
-    let put = |key: &str| {
-        api.request(Method::PUT, &format!("/v1/buckets/media/objects/{key}"))
-            .body(vec![7u8; 10])
-    };
-    let get = |key: &str| api.request(Method::GET, &format!("/v1/buckets/media/objects/{key}"));
-    // Under an object, or over other objects.
-    assert_error(
-        &api.send(put("misc/clip.mp4/x")).await,
-        409,
-        "key-conflict",
-        &["misc/clip.mp4/x", "under an object"],
-    );
-    assert_error(
-        &api.send(put("misc")).await,
-        409,
-        "key-conflict",
-        &["other objects are stored under"],
-    );
-    assert_error(
-        &api.send(get("misc/clip.mp4/x")).await,
-        404,
-        "object-not-found",
-        &["misc/clip.mp4/x"],
-    );
-    let job =
-        json!({"input": {"bucket": "media", "key": "misc/clip.mp4/x"}, "preset": "h264-720p"});
-    assert_error(
-        &api.post("/v1/jobs", &job).await,
-        404,
-        "object-not-found",
-        &[],
-    );
-    // A segment longer than a file name may be, and the names partial uploads take.
-    let long = "a".repeat(300);
-    assert_error(&api.send(put(&long)).await, 400, "bad-key", &["too long"]);
-    assert_error(&api.send(get(&long)).await, 400, "bad-key", &["too long"]);
-    for key in ["misc/x%231", "y%2342"] {
-        assert_error(
-            &api.send(put(key)).await,
-            400,
-            "bad-key",
-            &["partial uploads"],
-        );
-        assert_error(
-            &api.send(get(key)).await,
-            400,
-            "bad-key",
-            &["partial uploads"],
-        );
-    }
-    let (s, _) = api.send(put("misc/x%23a1")).await;
+    // Under an object, or over other objects; a segment longer than a file name may be, and
+    // the names partial uploads take.
+    let long = object(&"a".repeat(300));
+    api.check_errors([
+        case("put under an object")
+            .put(object("misc/clip.mp4/x"), vec![7u8; 10])
+            .answers(409, "key-conflict")
+            .saying(&["misc/clip.mp4/x", "under an object"]),
+        case("put over objects")
+            .put(object("misc"), vec![7u8; 10])
+            .answers(409, "key-conflict")
+            .saying(&["other objects are stored under"]),
+        case("get under an object")
+            .get(object("misc/clip.mp4/x"))
+            .answers(404, "object-not-found")
+            .saying(&["misc/clip.mp4/x"]),
+        case("job on a key under an object")
+            .post(
+                "/v1/jobs",
+                json!({"input": {"bucket": "media", "key": "misc/clip.mp4/x"},
+                       "preset": "h264-720p"}),
+            )
+            .answers(404, "object-not-found"),
+        case("put a segment too long")
+            .put(&long, vec![7u8; 10])
+            .answers(400, "bad-key")
+            .saying(&["too long"]),
+        case("get a segment too long")
+            .get(&long)
+            .answers(400, "bad-key")
+            .saying(&["too long"]),
+        case("put a partial upload's name")
+            .put(object("misc/x%231"), vec![7u8; 10])
+            .answers(400, "bad-key")
+            .saying(&["partial uploads"]),
+        case("get a partial upload's name")
+            .get(object("misc/x%231"))
+            .answers(400, "bad-key")
+            .saying(&["partial uploads"]),
+        case("put a partial upload's name at the top")
+            .put(object("y%2342"), vec![7u8; 10])
+            .answers(400, "bad-key")
+            .saying(&["partial uploads"]),
+        case("get a partial upload's name at the top")
+            .get(object("y%2342"))
+            .answers(400, "bad-key")
+            .saying(&["partial uploads"]),
+    ])
+    .await;
+    let (s, _) = api
+        .send(
+            api.request(Method::PUT, &object("misc/x%23a1"))
+                .body(vec![7u8; 10]),
+        )
+        .await;
     assert_eq!(s, StatusCode::CREATED);
     api.shutdown().await;
 }
@@ -235,20 +227,39 @@ async fn token_guards_every_call_but_health() {
     let token = "s3cret-token-of-some-length";
     let api = Api::start(Backend::Sqlite, |c| c.token = Some(token.into())).await;
     let anon = |path: &str| api.http.get(format!("{}{path}", api.url));
-    for path in [
-        "/v1/jobs",
-        "/v1/presets",
-        "/metrics",
-        "/v1/openapi.json",
-        "/v1/events",
-    ] {
-        let got = api.send(anon(path)).await;
-        assert_error(&got, 401, "unauthorized", &["FFARM_TOKEN"]);
-    }
-    let wrong = api
-        .send(anon("/v1/jobs").bearer_auth("nope-nope-nope-nope"))
-        .await;
-    assert_error(&wrong, 401, "unauthorized", &["wrong"]);
+    api.check_errors([
+        case("jobs without a token")
+            .get("/v1/jobs")
+            .without_token()
+            .answers(401, "unauthorized")
+            .saying(&["FFARM_TOKEN"]),
+        case("presets without a token")
+            .get("/v1/presets")
+            .without_token()
+            .answers(401, "unauthorized")
+            .saying(&["FFARM_TOKEN"]),
+        case("metrics without a token")
+            .get("/metrics")
+            .without_token()
+            .answers(401, "unauthorized")
+            .saying(&["FFARM_TOKEN"]),
+        case("OpenAPI without a token")
+            .get("/v1/openapi.json")
+            .without_token()
+            .answers(401, "unauthorized")
+            .saying(&["FFARM_TOKEN"]),
+        case("events without a token")
+            .get("/v1/events")
+            .without_token()
+            .answers(401, "unauthorized")
+            .saying(&["FFARM_TOKEN"]),
+        case("a wrong token")
+            .get("/v1/jobs")
+            .with_token("nope-nope-nope-nope")
+            .answers(401, "unauthorized")
+            .saying(&["wrong"]),
+    ])
+    .await;
     let (s, _) = api.send(anon("/healthz")).await;
     assert_eq!(s, StatusCode::OK);
     let (s, _) = api.get("/v1/jobs").await;

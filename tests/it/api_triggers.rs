@@ -1,14 +1,18 @@
 //! The trigger webhooks over real HTTP with real OSS, AWS S3 and MinIO payloads: decoded keys,
 //! every element of a notification, non-create events ignored with reasons, redelivery making
 //! no second job while a new upload does, Base64 bodies, rules with several presets and an
-//! output template, buckets mapped by URL, and MinIO's bearer token.
+//! output template, buckets mapped by URL, and MinIO's bearer token; a rule that cannot run
+//! stops the start, named.
 
+use ffarm::api::AppError;
 use ffarm::config::{TriggerRule, VIDEO_SUFFIXES};
+use ffarm::serve::ServeError;
+use ffarm::worker::Shutdown;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::api_harness::{Api, assert_error};
-use crate::worker_harness::Backend;
+use crate::api_harness::{Api, api_config, assert_error, case};
+use crate::worker_harness::{Backend, Farm};
 
 fn payload(name: &str) -> String {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -169,18 +173,16 @@ async fn oss_notifications() {
     assert_eq!(x["jobs"][0]["id"], a["jobs"][0]["id"]);
 
     // Unreadable bodies are 400s naming the problem.
-    assert_error(
-        &api.post_raw("/v1/triggers/oss", "not json at all").await,
-        400,
-        "bad-payload",
-        &[],
-    );
-    assert_error(
-        &api.post_raw("/v1/triggers/oss", "{\"events\": 5}").await,
-        400,
-        "bad-payload",
-        &["events"],
-    );
+    api.check_errors([
+        case("not JSON")
+            .post_raw("/v1/triggers/oss", "not json at all")
+            .answers(400, "bad-payload"),
+        case("events not a list")
+            .post_raw("/v1/triggers/oss", "{\"events\": 5}")
+            .answers(400, "bad-payload")
+            .saying(&["events"]),
+    ])
+    .await;
     api.shutdown().await;
 }
 
@@ -376,4 +378,33 @@ async fn one_preset_to_two_outputs_is_two_jobs() {
         "{again}"
     );
     api.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_rule_that_cannot_run_stops_the_start_and_is_named() {
+    let farm = Farm::new(Backend::Sqlite).await;
+    let mut config = api_config(&farm);
+    config.triggers = vec![
+        cloud_rule(),
+        TriggerRule {
+            presets: vec!["h264-720p".into(), "nope".into()],
+            ..TriggerRule::default_rule()
+        },
+    ];
+    let (_tx, rx) = tokio::sync::watch::channel(0u8);
+    let err = ffarm::serve::run_on(farm.store.clone(), config, Shutdown(rx), |_| {})
+        .await
+        .unwrap_err();
+    let ServeError::App(AppError::TriggerRule { index, error }) = &err else {
+        panic!("{err:?}")
+    };
+    assert_eq!(
+        (*index, error.bucket.as_str(), error.field()),
+        (1, "media", "presets")
+    );
+    assert_eq!(
+        err.to_string(),
+        "configuration: trigger rule for bucket 'media': unknown preset 'nope' (see `ffarm \
+         presets`)"
+    );
 }

@@ -1,10 +1,11 @@
-//! Shared test helpers: the fixture media (made once by `assets/make-fixtures.sh`), temp
-//! directories, `ffprobe` as the reference, and the `ffarm` binary.
+//! Shared test helpers: the fixture media (made once by `assets/make-fixtures.sh`), the job
+//! spec the tests submit, temp directories, `ffprobe` as the reference, and the `ffarm` binary.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
+use ffarm::job::{JobSpec, ObjectRef, OutputTarget};
 use ffarm::media;
 use ffarm::preset::{Preset, Presets};
 use ffarm::progress::Progress;
@@ -40,6 +41,30 @@ pub fn valid_dir() -> PathBuf {
     fixtures().join("valid")
 }
 
+/// The job the tests submit: `key` in the bucket `media` through `h264-720p` to `out/`, three
+/// attempts of an hour each, no destinations. A test that needs something else sets that
+/// field on what this returns.
+pub fn spec(key: &str) -> JobSpec {
+    JobSpec {
+        input: ObjectRef {
+            bucket: "media".into(),
+            key: key.into(),
+        },
+        preset: "h264-720p".into(),
+        output: OutputTarget {
+            bucket: "media".into(),
+            prefix: "out/".into(),
+        },
+        priority: 0,
+        max_attempts: 3,
+        timeout_seconds: 3600,
+        on_success: None,
+        on_failure: None,
+        trigger: None,
+        overwrite: false,
+    }
+}
+
 pub fn tempdir() -> tempfile::TempDir {
     tempfile::Builder::new()
         .prefix("ffarm-test-")
@@ -49,7 +74,7 @@ pub fn tempdir() -> tempfile::TempDir {
 
 pub fn presets() -> &'static Presets {
     static P: OnceLock<Presets> = OnceLock::new();
-    P.get_or_init(|| Presets::builtin().expect("shipped presets load"))
+    P.get_or_init(|| Presets::builtin(&media::caps::Ffmpeg).expect("shipped presets load"))
 }
 
 pub fn preset(name: &str) -> &'static Preset {

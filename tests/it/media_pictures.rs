@@ -214,7 +214,9 @@ fn frame_rate_cap_resamples_to_the_cap() {
         crf = 30
         max_fps = 15
     "#;
-    let p = ffarm::preset::Presets::parse("cap15", "test", preset_text).unwrap();
+    let p =
+        ffarm::preset::Presets::parse("cap15", "test", preset_text, &ffarm::media::caps::Ffmpeg)
+            .unwrap();
     let dir = tempdir();
     let out = dir.path().join("c.mp4");
     transcode(&valid("video_only.mp4"), &out, &p).unwrap();

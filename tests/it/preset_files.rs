@@ -1,6 +1,7 @@
 //! Preset files are validated at load: every mistake names the file, the field and the
 //! problem, and the shipped set covers what users rely on.
 
+use ffarm::media::caps::Ffmpeg;
 use ffarm::preset::{PresetError, Presets};
 
 use crate::helpers::tempdir;
@@ -19,7 +20,7 @@ bitrate = "128k"
 fn load_one(name: &str, text: &str) -> Result<Presets, PresetError> {
     let dir = tempdir();
     std::fs::write(dir.path().join(format!("{name}.toml")), text).unwrap();
-    let r = Presets::load(Some(dir.path()));
+    let r = Presets::load(Some(dir.path()), &Ffmpeg);
     drop(dir);
     r
 }
@@ -150,7 +151,7 @@ fn a_default_preset_must_write_its_format() {
 
 #[test]
 fn unknown_names_list_what_exists() {
-    let presets = Presets::builtin().unwrap();
+    let presets = Presets::builtin(&Ffmpeg).unwrap();
     let err = presets.get("h264-72p").unwrap_err();
     assert_eq!(err.code(), "unknown-preset");
     assert!(err.to_string().contains("h264-720p"), "{err}");
@@ -160,7 +161,7 @@ fn unknown_names_list_what_exists() {
 
 #[test]
 fn the_shipped_set_is_complete() {
-    let presets = Presets::builtin().unwrap();
+    let presets = Presets::builtin(&Ffmpeg).unwrap();
     for name in [
         "h264-1080p",
         "h264-720p",

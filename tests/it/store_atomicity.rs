@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use ffarm::store::Change;
 
-use crate::store_conformance::spec;
+use crate::helpers::spec;
 use crate::store_harness::TestStore;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -5,34 +5,12 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ffarm::job::{
-    JobError, JobSpec, ObjectRef, Outcome, OutputObject, OutputTarget, Status, Trigger,
-};
+use ffarm::job::{JobError, Outcome, OutputObject, Status, Trigger};
 use ffarm::progress::{Phase, Progress};
 use ffarm::store::{Change, JobStore, StoreError};
 
+use crate::helpers::spec;
 use crate::store_harness::conformance;
-
-pub fn spec(key: &str) -> JobSpec {
-    JobSpec {
-        input: ObjectRef {
-            bucket: "media".into(),
-            key: key.into(),
-        },
-        preset: "h264-720p".into(),
-        output: OutputTarget {
-            bucket: "media".into(),
-            prefix: "out/".into(),
-        },
-        priority: 0,
-        max_attempts: 3,
-        timeout_seconds: 3600,
-        on_success: None,
-        on_failure: None,
-        trigger: None,
-        overwrite: false,
-    }
-}
 
 const LEASE: Duration = Duration::from_secs(30);
 

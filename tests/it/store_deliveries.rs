@@ -4,24 +4,26 @@
 
 use std::time::Duration;
 
-use ffarm::job::{JobError, Outcome, OutputObject, Status, Timestamp};
+use ffarm::job::{JobError, JobSpec, Outcome, OutputObject, Status, Timestamp};
 use ffarm::store::{Delivery, JobStore};
 
+use crate::helpers::spec;
 use crate::store_harness::conformance;
 
 const LEASE: Duration = Duration::from_secs(30);
 const HOLD: Duration = Duration::from_secs(30);
 
-/// A job with somewhere to go either way.
-fn spec(key: &str) -> ffarm::job::JobSpec {
-    let mut sp = crate::store_conformance::spec(key);
-    sp.on_success = Some("http://hooks.example/done".into());
-    sp.on_failure = Some("http://hooks.example/dead".into());
-    sp
+/// `sp` with somewhere to go either way.
+fn with_destinations(sp: JobSpec) -> JobSpec {
+    JobSpec {
+        on_success: Some("http://hooks.example/done".into()),
+        on_failure: Some("http://hooks.example/dead".into()),
+        ..sp
+    }
 }
 
 async fn run_to(s: &dyn JobStore, key: &str, outcome: Outcome) -> String {
-    let mut sp = spec(key);
+    let mut sp = with_destinations(spec(key));
     sp.max_attempts = 1;
     let id = s.submit(None, sp).await.unwrap().job.id;
     let job = s.claim("w/1", LEASE).await.unwrap().unwrap();
@@ -57,10 +59,22 @@ async fn every_ending_and_only_an_ending_leaves_one_delivery(s: &dyn JobStore) {
     )
     .await;
     // A queued job cancelled ends too; a job still queued or running has nothing to deliver.
-    let queued = s.submit(None, spec("in/c.mp4")).await.unwrap().job.id;
+    let queued = s
+        .submit(None, with_destinations(spec("in/c.mp4")))
+        .await
+        .unwrap()
+        .job
+        .id;
     s.cancel(&queued, "not wanted").await.unwrap();
-    s.submit(None, spec("in/d.mp4")).await.unwrap();
-    let running = s.submit(None, spec("in/e.mp4")).await.unwrap().job.id;
+    s.submit(None, with_destinations(spec("in/d.mp4")))
+        .await
+        .unwrap();
+    let running = s
+        .submit(None, with_destinations(spec("in/e.mp4")))
+        .await
+        .unwrap()
+        .job
+        .id;
     while let Some(j) = s.claim("w/2", LEASE).await.unwrap() {
         if j.id == running {
             break;
@@ -105,14 +119,14 @@ async fn every_ending_and_only_an_ending_leaves_one_delivery(s: &dyn JobStore) {
 /// or cancellation) leaves nothing in the outbox.
 async fn an_ending_with_nowhere_to_go_leaves_no_delivery(s: &dyn JobStore) {
     let mut only_failures = spec("in/f.mp4");
-    only_failures.on_success = None;
+    only_failures.on_failure = Some("http://hooks.example/dead".into());
     only_failures.max_attempts = 1;
     s.submit(None, only_failures).await.unwrap();
     let job = s.claim("w/1", LEASE).await.unwrap().unwrap();
     s.finish(&job.id, job.attempt, Outcome::Succeeded { outputs: vec![] })
         .await
         .unwrap();
-    let mut none = crate::store_conformance::spec("in/g.mp4");
+    let mut none = spec("in/g.mp4");
     none.max_attempts = 1;
     s.submit(None, none).await.unwrap();
     let job = s.claim("w/1", LEASE).await.unwrap().unwrap();
@@ -123,7 +137,7 @@ async fn an_ending_with_nowhere_to_go_leaves_no_delivery(s: &dyn JobStore) {
     )
     .await
     .unwrap();
-    let quiet = crate::store_conformance::spec("in/h.mp4");
+    let quiet = spec("in/h.mp4");
     let quiet = s.submit(None, quiet).await.unwrap().job.id;
     s.cancel(&quiet, "not wanted").await.unwrap();
     assert!(take(s, "w/1").await.is_empty(), "nothing to deliver");

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
-use crate::store_conformance::spec;
+use crate::helpers::spec;
 use crate::store_harness::TestStore;
 
 /// The child's side: submit from 8 tasks, print every acknowledged id. Only runs when the

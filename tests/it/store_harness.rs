@@ -105,7 +105,7 @@ impl TestStore {
     }
 }
 
-/// Submits a job for each key (its spec as `store_conformance::spec` makes it), all at once,
+/// Submits a job for each key (its spec as `helpers::spec` makes it), all at once,
 /// spreading them over `stores` in turn: the jobs, in the order of the keys.
 pub async fn submit_together(
     stores: &[Arc<dyn JobStore>],
@@ -114,7 +114,7 @@ pub async fn submit_together(
     let submits = keys.into_iter().enumerate().map(|(i, key)| {
         let s = &stores[i % stores.len()];
         async move {
-            s.submit(None, crate::store_conformance::spec(&key))
+            s.submit(None, crate::helpers::spec(&key))
                 .await
                 .unwrap()
                 .job

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use ffarm::job::{Job, JobError, Outcome, Status};
 use ffarm::store::{Change, JobStore, StoreError};
 
-use crate::store_conformance::spec;
+use crate::helpers::spec;
 use crate::store_harness::{TestStore, submit_together, with_test_store};
 
 const LEASE: Duration = Duration::from_secs(30);

@@ -10,7 +10,7 @@ use ffarm::store::{
     MAX_LOG_LINES_PER_ATTEMPT, StoreError, TimeField, WorkerInfo,
 };
 
-use crate::store_conformance::spec;
+use crate::helpers::spec;
 use crate::store_harness::conformance;
 
 const LEASE: Duration = Duration::from_secs(30);

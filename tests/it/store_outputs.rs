@@ -12,7 +12,7 @@ use ffarm::job::{Job, JobError, ObjectRef, Outcome, OutputObject, Status};
 use ffarm::store::{JobStore, OutputConflict, Reservation, StoreError};
 use sqlx::Connection;
 
-use crate::store_conformance::spec;
+use crate::helpers::spec;
 use crate::store_harness::{conformance, empty_postgres};
 
 const LEASE: Duration = Duration::from_secs(30);

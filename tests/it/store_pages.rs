@@ -9,7 +9,7 @@ use std::time::Duration;
 use ffarm::job::{Job, JobError, Outcome, Status, Timestamp};
 use ffarm::store::{JobStore, ListFilter, StoreError, TimeField};
 
-use crate::store_conformance::spec;
+use crate::helpers::spec;
 use crate::store_harness::{TestStore, submit_together, with_test_store};
 
 const LEASE: Duration = Duration::from_secs(30);

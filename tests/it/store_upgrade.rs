@@ -9,7 +9,7 @@ use ffarm::progress::Progress;
 use ffarm::store::{JobStore, ListFilter};
 use sqlx::Connection;
 
-use crate::store_conformance::spec;
+use crate::helpers::spec;
 use crate::store_harness::{TestStore, empty_postgres};
 
 const LEASE: Duration = Duration::from_secs(30);

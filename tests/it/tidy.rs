@@ -1,5 +1,6 @@
 //! House rules checked mechanically: every source file says what it owns in a `//!` line,
-//! and no source file grows past the size where it should be split.
+//! no source file grows past the size where it should be split, and `anyhow` stays in the
+//! command line.
 
 use std::path::Path;
 
@@ -38,4 +39,27 @@ fn every_source_file_starts_with_a_module_comment() {
             );
         }
     }
+}
+
+/// Errors in layers: library code answers with its module's error types, which say what
+/// failed; only the command line (`main.rs`, `cli/`), where an error ends as a message and an
+/// exit code, may erase them into `anyhow`.
+#[test]
+fn anyhow_only_in_the_command_line() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    let command_line = |f: &Path| f == src.join("main.rs") || f.starts_with(src.join("cli"));
+    let using: Vec<String> = files
+        .iter()
+        .filter(|f| !command_line(f))
+        .filter(|f| std::fs::read_to_string(f).unwrap().contains("anyhow"))
+        .map(|f| f.strip_prefix(&src).unwrap().display().to_string())
+        .collect();
+    assert!(
+        using.is_empty(),
+        "anyhow outside main.rs and cli/ (give the module a thiserror enum that carries \
+         what failed): {}",
+        using.join(", ")
+    );
 }

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
-use ffarm::triggers::{Ignored, ObjectEvent, Parsed, Source, oss, s3};
+use ffarm::triggers::{Ignored, ObjectEvent, Parsed, PayloadError, Source, oss, s3};
 use serde_json::Value;
 
 fn payload(name: &str) -> Vec<u8> {
@@ -173,14 +173,14 @@ fn oss_envelopes_nest_only_so_deep() {
     assert!(
         oss::parse(four.as_bytes())
             .unwrap_err()
-            .0
+            .message
             .contains("nested too deeply")
     );
     let mut deep = String::from_utf8(payload("oss-put.json")).unwrap();
     for _ in 0..12 {
         deep = B64.encode(deep);
     }
-    let err = oss::parse(deep.as_bytes()).unwrap_err().0;
+    let err = oss::parse(deep.as_bytes()).unwrap_err().message;
     assert!(
         err.starts_with("notification nested too deeply: more than 3"),
         "{err}"
@@ -189,7 +189,7 @@ fn oss_envelopes_nest_only_so_deep() {
 
 #[test]
 fn oss_malformed_bodies_are_errors_that_say_what_was_expected() {
-    let err = |body: &[u8]| oss::parse(body).unwrap_err().0;
+    let err = |body: &[u8]| oss::parse(body).unwrap_err().message;
     assert_eq!(
         err(b""),
         "empty body: expected an OSS event notification: JSON with \"events\", an event \
@@ -197,8 +197,11 @@ fn oss_malformed_bodies_are_errors_that_say_what_was_expected() {
          XML with \"Message\", or Base64)"
     );
     assert_eq!(
-        err(br#"{"events": 5}"#),
-        "\"events\" must be an array, got a number"
+        oss::parse(br#"{"events": 5}"#).unwrap_err(),
+        PayloadError {
+            field: "events".into(),
+            message: "\"events\" must be an array, got a number".into()
+        }
     );
     let garbage = [0xff, 0xfe, 0x00, 0x9c, b'{', 0x01];
     assert!(err(&garbage).starts_with("body is neither JSON, MNS XML nor Base64"));
@@ -364,7 +367,7 @@ fn s3_removed_is_ignored_with_the_decoded_key() {
 
 #[test]
 fn s3_malformed_bodies_are_errors_that_name_the_problem() {
-    let err = |body: &[u8]| s3::parse(body).unwrap_err().0;
+    let err = |body: &[u8]| s3::parse(body).unwrap_err().message;
     assert_eq!(
         err(br#"{"Records": 5}"#),
         "Records must be an array, got a number"
@@ -378,8 +381,11 @@ fn s3_malformed_bodies_are_errors_that_name_the_problem() {
     ));
     let sns = serde_json::json!({"Type": "Notification", "Message": "{\"Records\": 1}"});
     assert_eq!(
-        err(sns.to_string().as_bytes()),
-        "Records must be an array, got a number"
+        s3::parse(sns.to_string().as_bytes()).unwrap_err(),
+        PayloadError {
+            field: "Records".into(),
+            message: "Records must be an array, got a number".into()
+        }
     );
     assert_eq!(s3::parse(br#"{"Records": []}"#).unwrap(), Parsed::default());
 }

@@ -10,12 +10,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use ffarm::job::{JobError, JobSpec, ObjectRef, Outcome, OutputObject, OutputTarget};
+use ffarm::job::{JobError, JobSpec, Outcome, OutputObject};
 use futures_util::StreamExt;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{ffarm_bin, malformed_dir, slow_presets_dir, tempdir, valid};
+use crate::helpers::{ffarm_bin, malformed_dir, slow_presets_dir, spec, tempdir, valid};
 
 /// How long one browser script may take before it is killed.
 const SCRIPT_LIMIT: Duration = Duration::from_secs(150);
@@ -210,27 +210,6 @@ fn put(data: &Path, key: &str, from: &Path) {
     std::fs::copy(from, to).unwrap();
 }
 
-fn spec(key: &str, priority: i32) -> JobSpec {
-    JobSpec {
-        input: ObjectRef {
-            bucket: "media".into(),
-            key: key.into(),
-        },
-        preset: "h264-720p".into(),
-        output: OutputTarget {
-            bucket: "media".into(),
-            prefix: "out/".into(),
-        },
-        priority,
-        max_attempts: 3,
-        timeout_seconds: 3600,
-        on_success: None,
-        on_failure: None,
-        trigger: None,
-        overwrite: false,
-    }
-}
-
 /// Fills the store of `data` before the server starts: `done-1..3` succeeded (with an
 /// output), `bad-1` and `bad-2` failed (`bad-2` created two hours ago), `stop-1..4` cancelled,
 /// and `bulk` queued jobs of which the first `old` were created three days ago; a draining
@@ -249,7 +228,13 @@ fn seed(data: &Path, bulk: usize, old: usize) {
         for id in ended {
             // Above the bulk's priority: the claims below take exactly these.
             store
-                .submit(Some(id.into()), spec(&format!("in/{id}.mp4"), 5))
+                .submit(
+                    Some(id.into()),
+                    JobSpec {
+                        priority: 5,
+                        ..spec(&format!("in/{id}.mp4"))
+                    },
+                )
                 .await
                 .unwrap();
         }
@@ -279,7 +264,7 @@ fn seed(data: &Path, bulk: usize, old: usize) {
         for i in 1..=4 {
             let id = format!("stop-{i}");
             store
-                .submit(Some(id.clone()), spec(&format!("in/{id}.mp4"), 0))
+                .submit(Some(id.clone()), spec(&format!("in/{id}.mp4")))
                 .await
                 .unwrap();
             store.cancel(&id, "seeded").await.unwrap();
@@ -289,7 +274,7 @@ fn seed(data: &Path, bulk: usize, old: usize) {
             .map(|i| async move {
                 let age = if i < old { "old" } else { "bulk" };
                 store
-                    .submit(None, spec(&format!("in/{age}-{i:05}.mp4"), 0))
+                    .submit(None, spec(&format!("in/{age}-{i:05}.mp4")))
                     .await
                     .unwrap();
             })

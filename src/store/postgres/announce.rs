@@ -26,10 +26,10 @@ use sqlx::PgPool;
 use tokio::time::Instant;
 
 use super::CHANNEL;
-use super::batch::{Batcher, MAX_BATCH};
 use super::batched::all_failed;
+use super::gather::{Batcher, MAX_BATCH};
 use crate::job::Job;
-use crate::store::codec::to_json;
+use crate::store::rows::to_json;
 use crate::store::{Change, Result};
 
 /// The least time from one announcement's start to the next's.

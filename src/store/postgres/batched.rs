@@ -1,5 +1,5 @@
 //! The batched statements: submits, claims, heartbeats and transitions of many jobs, each
-//! kind as one statement (see `batch.rs` for how calls are gathered).
+//! kind as one statement (`gather.rs` gathers the calls into batches).
 
 use std::collections::{HashMap, HashSet};
 
@@ -7,10 +7,11 @@ use sqlx::{PgPool, Row};
 
 use super::claimed::Claimed;
 use super::ops::{current, transition};
+use super::tables::returned_columns;
 use crate::job::{Job, JobSpec, Status, Timestamp};
 use crate::progress::Progress;
-use crate::store::codec::{JOB_COLUMNS, job_from_row, retry_base, to_json};
-use crate::store::rules::{self, Current, Update};
+use crate::store::rows::{JOB_COLUMNS, job_from_row, retry_base, to_json};
+use crate::store::transitions::{Current, Update, check_fence};
 use crate::store::{Heartbeat, Result, StoreError, Submitted};
 
 /// Answers every request of a batch with the same backend failure.
@@ -19,42 +20,6 @@ pub(super) fn all_failed<T>(n: usize, e: &sqlx::Error) -> Vec<Result<T>> {
     (0..n)
         .map(|_| Err(StoreError::Backend(msg.clone())))
         .collect()
-}
-
-/// The job columns that live in `job_specs` (migration 0007); the rest are in `job_states`.
-const SPEC_COLUMNS: &[&str] = &[
-    "id",
-    "input_bucket",
-    "input_key",
-    "preset",
-    "output_bucket",
-    "output_prefix",
-    "priority",
-    "max_attempts",
-    "timeout_seconds",
-    "on_success",
-    "on_failure",
-    "trigger",
-    "created_at",
-    "overwrite",
-];
-
-/// The job columns, each qualified by the table holding it, for a write to `job_states`
-/// (named `state` in the statement) joined to `job_specs s` that returns whole jobs.
-pub(super) fn returned_columns(state: &str) -> String {
-    JOB_COLUMNS
-        .split(',')
-        .map(str::trim)
-        .map(|c| {
-            let table = if SPEC_COLUMNS.contains(&c) {
-                "s"
-            } else {
-                state
-            };
-            format!("{table}.{c}")
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 /// How a queued transition decides its update from the job's state: its row when it was
@@ -372,7 +337,7 @@ pub(super) async fn heartbeats(pool: &PgPool, reqs: Vec<HeartbeatReq>) -> Vec<Re
             }),
             // Not renewed: say why (fenced, or gone).
             None => match current(pool, &r.id).await {
-                Ok((_, cur)) => rules::check_fence(&r.id, &cur, r.attempt)
+                Ok((_, cur)) => check_fence(&r.id, &cur, r.attempt)
                     .and(Err(StoreError::Backend("heartbeat matched no row".into()))),
                 Err(e) => Err(e),
             },

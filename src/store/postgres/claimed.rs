@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use crate::store::rules::Current;
+use crate::store::transitions::Current;
 
 /// How many claimed jobs are remembered at most. A process runs far fewer at once; entries
 /// whose finish never comes here (the job was reaped and finished elsewhere) are dropped

@@ -11,14 +11,15 @@
 //! lease or drops a log line but never hands out an attempt number twice.
 
 mod announce;
-mod batch;
 mod batched;
 mod claimed;
 mod deliveries;
+mod gather;
 mod ops;
 mod outputs;
 mod reads;
 mod statistics;
+mod tables;
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -29,7 +30,7 @@ use sqlx::ConnectOptions;
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
 use tokio::sync::broadcast;
 
-use super::rules::{self, Current};
+use super::transitions::{self, Current};
 use super::{
     AttemptInfo, AttemptStats, Change, Counts, Delivery, Heartbeat, JobEvent, JobStore, ListFilter,
     LogLine, Page, Reservation, Result, StoreError, Submitted, WorkerInfo,
@@ -37,9 +38,9 @@ use super::{
 use crate::job::{self, Job, JobSpec, Outcome, RetryPolicy, Timestamp};
 use crate::progress::Progress;
 use announce::Announcer;
-use batch::Batcher;
 use batched::{Decide, HeartbeatReq, SubmitReq, TransitionReq};
 use claimed::Claimed;
+use gather::Batcher;
 
 /// The NOTIFY channel changes travel on.
 pub(crate) const CHANNEL: &str = "ffarm_changes";
@@ -316,7 +317,7 @@ impl JobStore for PostgresStore {
     async fn finish(&self, id: &str, attempt: u32, outcome: Outcome) -> Result<Job> {
         let (key, policy) = (id.to_string(), self.policy);
         let decide: Decide = Box::new(move |_, cur: &Current, now| {
-            rules::finish(
+            transitions::finish(
                 &key,
                 cur,
                 attempt,
@@ -333,14 +334,15 @@ impl JobStore for PostgresStore {
 
     async fn cancel(&self, id: &str, reason: &str) -> Result<Job> {
         let (key, reason) = (id.to_string(), reason.to_string());
-        let decide: Decide = Box::new(move |_, cur: &Current, _| rules::cancel(&key, cur, &reason));
+        let decide: Decide =
+            Box::new(move |_, cur: &Current, _| transitions::cancel(&key, cur, &reason));
         self.transition(id, None, decide).await
     }
 
     async fn retry(&self, id: &str) -> Result<Job> {
         let key = id.to_string();
         let decide: Decide =
-            Box::new(move |_, cur: &Current, now| rules::retry(&key, cur, now).map(Some));
+            Box::new(move |_, cur: &Current, now| transitions::retry(&key, cur, now).map(Some));
         self.transition(id, None, decide).await
     }
 
@@ -360,7 +362,7 @@ impl JobStore for PostgresStore {
                 if !expired {
                     return Ok(None);
                 }
-                rules::lease_expired(&key, cur, now, &policy, fastrand::f64()).map(Some)
+                transitions::lease_expired(&key, cur, now, &policy, fastrand::f64()).map(Some)
             });
             let req = TransitionReq {
                 id: id.clone(),

@@ -1,13 +1,13 @@
 //! PostgreSQL writes. Each is one statement where it can be; transitions read the row, decide
-//! through `store::rules`, and apply a guarded UPDATE, deciding again if another process moved
+//! through `store::transitions`, and apply a guarded UPDATE, deciding again if another process moved
 //! the job in between.
 
 use sqlx::{PgPool, Row};
 
-use super::batched::returned_columns;
+use super::tables::returned_columns;
 use crate::job::{Job, Status, Timestamp};
-use crate::store::codec::{JOB_COLUMNS, job_from_row, retry_base, to_json};
-use crate::store::rules::{self, Current, Update};
+use crate::store::rows::{JOB_COLUMNS, job_from_row, retry_base, to_json};
+use crate::store::transitions::{self, Current, Update};
 use crate::store::{
     AttemptStats, MAX_LOG_BYTES_PER_ATTEMPT, MAX_LOG_LINES_PER_ATTEMPT, Result, StoreError,
     WorkerInfo,
@@ -147,7 +147,7 @@ pub(super) async fn append_logs(
         counters.try_get(2)?,
     );
     let (keep, dropped) =
-        rules::log_budget(lines, kept as u32, bytes as u64, dropped_before as u32);
+        transitions::log_budget(lines, kept as u32, bytes as u64, dropped_before as u32);
     let mut to_insert: Vec<String> = keep.iter().map(|s| s.to_string()).collect();
     if dropped > 0 && dropped_before == 0 {
         to_insert.push(format!(

@@ -10,9 +10,9 @@ use std::collections::HashMap;
 use sqlx::{PgPool, Postgres, Row, Transaction};
 
 use crate::job::{Job, ObjectRef, Status, Timestamp};
-use crate::store::codec::{JOB_COLUMNS, job_from_row, retry_base};
 use crate::store::outputs::{self, Owner};
-use crate::store::rules::{Current, check_fence};
+use crate::store::rows::{JOB_COLUMNS, job_from_row, retry_base};
+use crate::store::transitions::{Current, check_fence};
 use crate::store::{Reservation, Result, StoreError};
 
 /// Times a reservation is decided again after losing a race, before it gives up.

@@ -8,7 +8,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::SqliteStore;
 use crate::job::Timestamp;
-use crate::store::codec::{JOB_COLUMNS, job_from_row, to_json};
+use crate::store::rows::{JOB_COLUMNS, job_from_row, to_json};
 use crate::store::{Delivery, Result, StoreError};
 
 impl SqliteStore {

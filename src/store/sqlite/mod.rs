@@ -19,8 +19,12 @@ use sqlx::sqlite::{
 use sqlx::{ConnectOptions, Connection, QueryBuilder, Row, Sqlite};
 use tokio::sync::broadcast;
 
-use super::codec::{JOB_COLUMNS, encode_cursor, job_from_row};
-use super::query::{self, Dialect};
+use super::filters::Dialect;
+use super::query;
+use super::rows::{
+    ATTEMPT_COLUMNS, EVENT_COLUMNS, JOB_COLUMNS, LOG_COLUMNS, WORKER_COLUMNS, attempt_from_row,
+    encode_cursor, event_from_row, job_from_row, log_from_row, workers_from_rows,
+};
 use super::{
     AttemptInfo, AttemptStats, Change, Counts, Delivery, Heartbeat, JobEvent, JobStore, ListFilter,
     LogLine, Page, Reservation, Result, StoreError, Submitted, WorkerInfo, page_limit,
@@ -250,34 +254,12 @@ impl JobStore for SqliteStore {
 
     async fn events(&self, id: &str) -> Result<Vec<JobEvent>> {
         self.get(id).await?;
-        let rows = sqlx::query(
-            "SELECT seq, at, kind, from_status, to_status, reason, worker, attempt, detail \
-             FROM job_events WHERE job_id = ? ORDER BY seq",
-        )
-        .bind(id)
-        .fetch_all(&self.read)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                let parse = |c: &str| -> Result<Option<Status>> {
-                    Ok(r.try_get::<Option<String>, _>(c)?
-                        .and_then(|s| s.parse().ok()))
-                };
-                Ok(JobEvent {
-                    seq: r.try_get("seq")?,
-                    at: Timestamp(r.try_get("at")?),
-                    kind: r.try_get("kind")?,
-                    from: parse("from_status")?,
-                    to: parse("to_status")?,
-                    reason: r.try_get("reason")?,
-                    worker: r.try_get("worker")?,
-                    attempt: r.try_get::<i64, _>("attempt")? as u32,
-                    detail: r
-                        .try_get::<Option<String>, _>("detail")?
-                        .and_then(|d| serde_json::from_str(&d).ok()),
-                })
-            })
-            .collect()
+        let sql = format!("SELECT {EVENT_COLUMNS} FROM job_events WHERE job_id = ? ORDER BY seq");
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(id)
+            .fetch_all(&self.read)
+            .await?;
+        rows.iter().map(event_from_row).collect()
     }
 
     async fn note(
@@ -316,27 +298,19 @@ impl JobStore for SqliteStore {
         limit: u32,
     ) -> Result<Vec<LogLine>> {
         self.get(id).await?;
-        let rows = sqlx::query(
-            "SELECT seq, attempt, at, line FROM job_logs WHERE job_id = ? \
-             AND (? IS NULL OR attempt = ?) AND seq > ? ORDER BY seq LIMIT ?",
-        )
-        .bind(id)
-        .bind(attempt.map(i64::from))
-        .bind(attempt.map(i64::from))
-        .bind(after_seq)
-        .bind(i64::from(limit.clamp(1, 10_000)))
-        .fetch_all(&self.read)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(LogLine {
-                    seq: r.try_get("seq")?,
-                    attempt: r.try_get::<i64, _>("attempt")? as u32,
-                    at: Timestamp(r.try_get("at")?),
-                    line: r.try_get("line")?,
-                })
-            })
-            .collect()
+        let sql = format!(
+            "SELECT {LOG_COLUMNS} FROM job_logs WHERE job_id = ? \
+             AND (? IS NULL OR attempt = ?) AND seq > ? ORDER BY seq LIMIT ?"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(id)
+            .bind(attempt.map(i64::from))
+            .bind(attempt.map(i64::from))
+            .bind(after_seq)
+            .bind(i64::from(limit.clamp(1, 10_000)))
+            .fetch_all(&self.read)
+            .await?;
+        rows.iter().map(log_from_row).collect()
     }
 
     async fn record_attempt(&self, id: &str, attempt: u32, stats: &AttemptStats) -> Result<()> {
@@ -348,34 +322,13 @@ impl JobStore for SqliteStore {
 
     async fn attempts(&self, id: &str) -> Result<Vec<AttemptInfo>> {
         self.get(id).await?;
-        let rows = sqlx::query(
-            "SELECT attempt, worker, started_at, finished_at, outcome, error, stats, log_lines, \
-             log_bytes, log_dropped FROM job_attempts WHERE job_id = ? ORDER BY attempt",
-        )
-        .bind(id)
-        .fetch_all(&self.read)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(AttemptInfo {
-                    attempt: r.try_get::<i64, _>("attempt")? as u32,
-                    worker: r.try_get("worker")?,
-                    started_at: Timestamp(r.try_get("started_at")?),
-                    finished_at: r.try_get::<Option<i64>, _>("finished_at")?.map(Timestamp),
-                    outcome: r.try_get("outcome")?,
-                    error: r
-                        .try_get::<Option<String>, _>("error")?
-                        .and_then(|e| serde_json::from_str(&e).ok()),
-                    stats: r
-                        .try_get::<Option<String>, _>("stats")?
-                        .and_then(|s| serde_json::from_str(&s).ok())
-                        .unwrap_or_default(),
-                    log_lines: r.try_get::<i64, _>("log_lines")? as u32,
-                    log_bytes: r.try_get::<i64, _>("log_bytes")? as u64,
-                    log_dropped: r.try_get::<i64, _>("log_dropped")? as u32,
-                })
-            })
-            .collect()
+        let sql =
+            format!("SELECT {ATTEMPT_COLUMNS} FROM job_attempts WHERE job_id = ? ORDER BY attempt");
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(id)
+            .fetch_all(&self.read)
+            .await?;
+        rows.iter().map(attempt_from_row).collect()
     }
 
     async fn register_worker(&self, worker: &WorkerInfo) -> Result<()> {
@@ -400,36 +353,16 @@ impl JobStore for SqliteStore {
     }
 
     async fn workers(&self) -> Result<Vec<WorkerInfo>> {
-        let rows = sqlx::query(
-            "SELECT id, host, address, slots, version, started_at, last_seen, draining FROM workers ORDER BY id",
-        )
-        .fetch_all(&self.read)
-        .await?;
+        let sql = format!("SELECT {WORKER_COLUMNS} FROM workers ORDER BY id");
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .fetch_all(&self.read)
+            .await?;
         let held: Vec<(String, String)> = sqlx::query_as(
             "SELECT worker, id FROM jobs WHERE status IN ('running', 'cancelling') AND worker IS NOT NULL ORDER BY id",
         )
         .fetch_all(&self.read)
         .await?;
-        rows.iter()
-            .map(|r| {
-                let id: String = r.try_get("id")?;
-                Ok(WorkerInfo {
-                    running: held
-                        .iter()
-                        .filter(|(w, _)| *w == id)
-                        .map(|(_, j)| j.clone())
-                        .collect(),
-                    host: r.try_get("host")?,
-                    address: r.try_get("address")?,
-                    slots: r.try_get::<i64, _>("slots")? as u32,
-                    version: r.try_get("version")?,
-                    started_at: Timestamp(r.try_get("started_at")?),
-                    last_seen: Timestamp(r.try_get("last_seen")?),
-                    draining: r.try_get("draining")?,
-                    id,
-                })
-            })
-            .collect()
+        workers_from_rows(&rows, &held)
     }
 
     async fn reserve_outputs(

@@ -6,8 +6,8 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::job::{Job, JobSpec, Outcome, RetryPolicy, Status, Timestamp};
 use crate::progress::Progress;
-use crate::store::codec::{JOB_COLUMNS, job_from_row, retry_base, to_json};
-use crate::store::rules::{self, Current, Update};
+use crate::store::rows::{JOB_COLUMNS, job_from_row, retry_base, to_json};
+use crate::store::transitions::{self, Current, Update};
 use crate::store::{
     AttemptStats, Change, Heartbeat, MAX_LOG_BYTES_PER_ATTEMPT, MAX_LOG_LINES_PER_ATTEMPT, Result,
     StoreError, Submitted, WorkerInfo,
@@ -180,7 +180,7 @@ pub(super) fn heartbeat(
         .optional()?;
     let Some(status) = status else {
         let (_, cur) = current(conn, &id)?;
-        rules::check_fence(&id, &cur, attempt)?;
+        transitions::check_fence(&id, &cur, attempt)?;
         return Err(StoreError::Backend("heartbeat matched no row".into()));
     };
     let changes = progress
@@ -209,7 +209,7 @@ pub(super) fn finish(
     now: Timestamp,
 ) -> Done<Job> {
     let (_, cur) = current(conn, &id)?;
-    let update = rules::finish(&id, &cur, attempt, outcome, now, &policy, fastrand::f64())?;
+    let update = transitions::finish(&id, &cur, attempt, outcome, now, &policy, fastrand::f64())?;
     let job = apply(conn, &id, &cur, &update, now)?;
     let change = status_change(&job);
     Ok((job, vec![change]))
@@ -217,7 +217,7 @@ pub(super) fn finish(
 
 pub(super) fn cancel(conn: &Connection, id: String, reason: String, now: Timestamp) -> Done<Job> {
     let (job, cur) = current(conn, &id)?;
-    let Some(update) = rules::cancel(&id, &cur, &reason)? else {
+    let Some(update) = transitions::cancel(&id, &cur, &reason)? else {
         return Ok((job, Vec::new()));
     };
     let job = apply(conn, &id, &cur, &update, now)?;
@@ -227,7 +227,7 @@ pub(super) fn cancel(conn: &Connection, id: String, reason: String, now: Timesta
 
 pub(super) fn retry(conn: &Connection, id: String, now: Timestamp) -> Done<Job> {
     let (_, cur) = current(conn, &id)?;
-    let update = rules::retry(&id, &cur, now)?;
+    let update = transitions::retry(&id, &cur, now)?;
     let job = apply(conn, &id, &cur, &update, now)?;
     let change = status_change(&job);
     Ok((job, vec![change]))
@@ -245,7 +245,7 @@ pub(super) fn reap(conn: &Connection, policy: RetryPolicy, now: Timestamp) -> Do
     let mut changes = Vec::with_capacity(ids.len());
     for id in ids {
         let (_, cur) = current(conn, &id)?;
-        let update = rules::lease_expired(&id, &cur, now, &policy, fastrand::f64())?;
+        let update = transitions::lease_expired(&id, &cur, now, &policy, fastrand::f64())?;
         let job = apply(conn, &id, &cur, &update, now)?;
         changes.push(status_change(&job));
         jobs.push(job);
@@ -299,7 +299,7 @@ pub(super) fn append_logs(
         .optional()?
         .ok_or_else(|| StoreError::NotFound { id: id.clone() })?;
     let (keep, dropped) =
-        rules::log_budget(&lines, kept as u32, bytes as u64, dropped_before as u32);
+        transitions::log_budget(&lines, kept as u32, bytes as u64, dropped_before as u32);
     let limit_notice = (dropped > 0 && dropped_before == 0).then(|| {
         format!(
             "[ffarm] log limit reached ({MAX_LOG_LINES_PER_ATTEMPT} lines or {} MiB per attempt): further lines are dropped",

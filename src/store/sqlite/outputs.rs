@@ -11,7 +11,7 @@ use super::SqliteStore;
 use super::ops::current;
 use crate::job::{ObjectRef, Status, Timestamp};
 use crate::store::outputs::{self, Owner};
-use crate::store::rules::check_fence;
+use crate::store::transitions::check_fence;
 use crate::store::{Reservation, Result};
 
 impl SqliteStore {

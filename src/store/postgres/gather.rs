@@ -1,6 +1,7 @@
-//! Coalescing concurrent calls into one statement. PostgreSQL commits a 20-row statement
-//! nearly as fast as a 1-row one, so calls of one kind that arrive while a statement is in
-//! flight are sent together as the next one. A lone call goes out at once (no added delay).
+//! Gathering concurrent calls of one kind into batches (`Batcher`), each run as one statement
+//! (`batched.rs`). PostgreSQL commits a 20-row statement nearly as fast as a 1-row one, so
+//! calls of one kind that arrive while a statement is in flight are sent together as the next
+//! one. A lone call goes out at once (no added delay).
 
 use std::future::Future;
 use std::sync::Arc;

@@ -1,6 +1,6 @@
-//! What each store operation changes, decided from the job's current state through
-//! `Status::apply`. Both backends call these and only execute the resulting guarded update,
-//! so the rules live once.
+//! The transitions: what finish, cancel, retry and lease expiry change, decided from the job's
+//! current state through `Status::apply` (and how much of a log an attempt keeps). Both
+//! backends call these and only execute the resulting guarded update, so the rules live once.
 
 use crate::job::{
     Job, JobError, Outcome, OutputObject, RetryPolicy, Status, Timestamp, Transition,

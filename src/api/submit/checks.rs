@@ -1,0 +1,116 @@
+//! What a submit request must pass before it is stored, in groups: its names (id, buckets,
+//! key, prefix), its output not replacing its input, and the options' limits and
+//! destinations. Each fails with the 400 a client can act on.
+
+use std::path::Path as FsPath;
+
+use super::shapes::{Options, Request};
+use super::{MAX_ATTEMPTS, MAX_TIMEOUT_SECONDS};
+use crate::api::error::{ApiError, ApiResult};
+use crate::buckets::{validate_bucket, validate_key, validate_prefix};
+use crate::job::{validate_destination, validate_id};
+
+/// The id, the input's bucket and key, and the output's bucket and prefix are valid names.
+pub(super) fn names(request: &Request) -> ApiResult<()> {
+    if let Some(id) = &request.id {
+        validate_id(id).map_err(|m| ApiError::bad_request("bad-id", m))?;
+    }
+    validate_bucket(&request.input.bucket)?;
+    validate_key(&request.input.key)?;
+    validate_bucket(&request.output.bucket)?;
+    validate_prefix(&request.output.prefix)?;
+    Ok(())
+}
+
+/// The main output (named `PREFIX/STEM.EXT` by the preset's container extension `ext`)
+/// would not replace the input.
+pub(super) fn output_keeps_input(request: &Request, ext: &str) -> ApiResult<()> {
+    let (input, output) = (&request.input, &request.output);
+    if output.bucket != input.bucket || output_key(&input.key, &output.prefix, ext) != input.key {
+        return Ok(());
+    }
+    let name = FsPath::new(&input.key)
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    Err(ApiError::bad_request(
+        "output-overwrites-input",
+        format!(
+            "the output {}{name} would replace the input; choose another output prefix",
+            output.prefix
+        ),
+    ))
+}
+
+/// Attempts and time limit within bounds; destinations are URLs a delivery can go to.
+pub(super) fn options(options: &Options) -> ApiResult<()> {
+    if let Some(n) = options
+        .max_attempts
+        .filter(|n| !(1..=MAX_ATTEMPTS).contains(n))
+    {
+        return Err(invalid(format!(
+            "max_attempts must be 1 to {MAX_ATTEMPTS}, not {n}"
+        )));
+    }
+    if let Some(t) = options
+        .timeout_seconds
+        .filter(|t| !(1..=MAX_TIMEOUT_SECONDS).contains(t))
+    {
+        return Err(invalid(format!(
+            "timeout_seconds must be 1 to {MAX_TIMEOUT_SECONDS}, not {t}"
+        )));
+    }
+    for url in [&options.on_success, &options.on_failure]
+        .into_iter()
+        .flatten()
+    {
+        validate_destination(url).map_err(|m| ApiError::bad_request("bad-destination", m))?;
+    }
+    Ok(())
+}
+
+fn invalid(message: String) -> ApiError {
+    ApiError::bad_request("invalid-request", message)
+}
+
+/// The key of a job's main output (workers name it `PREFIX/STEM.EXT`).
+fn output_key(input_key: &str, prefix: &str, ext: &str) -> String {
+    let stem = FsPath::new(input_key)
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "output".into());
+    format!("{prefix}{stem}.{ext}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn output_keys() {
+        assert_eq!(output_key("in/x.mov", "in/", "mov"), "in/x.mov");
+        assert_eq!(output_key("x.mp4", "out/", "mp4"), "out/x.mp4");
+    }
+
+    #[test]
+    fn options_within_limits() {
+        assert!(options(&Options::default()).is_ok());
+        let over = Options {
+            max_attempts: Some(MAX_ATTEMPTS + 1),
+            ..Options::default()
+        };
+        assert_eq!(
+            options(&over).unwrap_err().message,
+            "max_attempts must be 1 to 100, not 101"
+        );
+        let zero = Options {
+            timeout_seconds: Some(0),
+            ..Options::default()
+        };
+        assert_eq!(
+            options(&zero).unwrap_err().message,
+            "timeout_seconds must be 1 to 86400, not 0"
+        );
+    }
+}

@@ -1,0 +1,130 @@
+//! `POST /v1/jobs`: reads a submit request in either shape — the native one
+//! (`{input, preset, output, …}`) or the serverless transcode function's
+//! (`{bucket, object, output_dir, dst_format}`) — checks everything a worker would trip over
+//! later (preset, keys, destinations, the input existing), and stores the job. The shapes
+//! are `shapes`'s, the checks `checks`'s.
+
+mod checks;
+mod shapes;
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::IntoResponse;
+use serde_json::Value;
+
+use self::shapes::{PresetChoice, Request, SubmitBody};
+use super::AppState;
+use super::error::{ApiResult, Json};
+use crate::job::{DEFAULT_MAX_ATTEMPTS, Job, JobSpec, Trigger};
+use crate::preset::Preset;
+use crate::store::{StoreError, Submitted};
+
+/// Longest a job may run.
+pub const MAX_TIMEOUT_SECONDS: u64 = 24 * 3600;
+/// Most attempts a job may ask for.
+pub const MAX_ATTEMPTS: u32 = 100;
+/// Where outputs go when a request names no prefix.
+pub const DEFAULT_OUTPUT_PREFIX: &str = "out/";
+
+#[utoipa::path(post, path = "/v1/jobs", tag = "jobs",
+    request_body(content = SubmitBody, description = "a native request, or the serverless \
+        function's {bucket, object, output_dir, dst_format}"),
+    responses(
+        (status = 201, description = "created", body = Job),
+        (status = 200, description = "a job with this id and the same spec exists", body = Job),
+        (status = 400, body = super::error::ErrorBody), (status = 404, body = super::error::ErrorBody),
+        (status = 409, description = "the id exists with a different spec", body = super::error::ErrorBody),
+        (status = 413, body = super::error::ErrorBody),
+        (status = 415, description = "not sent as application/json", body = super::error::ErrorBody)))]
+pub async fn submit(
+    State(app): State<AppState>,
+    Json(body): Json<Value>,
+) -> ApiResult<impl IntoResponse> {
+    let (id, spec) = read(&app, body)?;
+    let submitted = store(&app, id, spec).await?;
+    Ok(answer(submitted))
+}
+
+/// Reads and checks a request body of either shape: the id it names, and the job.
+fn read(app: &AppState, body: Value) -> ApiResult<(Option<String>, JobSpec)> {
+    let request = shapes::parse(&body)?;
+    let preset = preset(app, &request.preset)?;
+    checks::names(&request)?;
+    checks::output_keeps_input(&request, preset.container.extension())?;
+    checks::options(&request.options)?;
+    let preset = preset.name.clone();
+    Ok((request.id.clone(), spec(app, request, preset, body)))
+}
+
+/// The preset a request names, by name or by format.
+fn preset<'a>(app: &'a AppState, choice: &PresetChoice) -> ApiResult<&'a Preset> {
+    Ok(match choice {
+        PresetChoice::Name(name) => app.presets.get(name)?,
+        PresetChoice::Format(format) => app.presets.for_format(format)?,
+    })
+}
+
+/// The job a checked request asks for: its options over the defaults, the configuration's
+/// destinations where it names none, and the body as the trigger's payload.
+fn spec(app: &AppState, request: Request, preset: String, body: Value) -> JobSpec {
+    let options = request.options;
+    let mut spec = JobSpec {
+        input: request.input,
+        preset,
+        output: request.output,
+        priority: options.priority.unwrap_or(0),
+        max_attempts: options.max_attempts.unwrap_or(DEFAULT_MAX_ATTEMPTS),
+        timeout_seconds: options.timeout_seconds.unwrap_or_else(|| {
+            app.config
+                .worker
+                .job_timeout_seconds
+                .min(MAX_TIMEOUT_SECONDS)
+        }),
+        on_success: options.on_success,
+        on_failure: options.on_failure,
+        trigger: Some(Trigger {
+            source: "api".into(),
+            payload: body,
+        }),
+        overwrite: request.overwrite,
+    };
+    app.config.destinations.fill(&mut spec);
+    spec
+}
+
+/// Stores the job. A new id's input must be there: better a 404 now than a failure in a
+/// worker.
+async fn store(app: &AppState, id: Option<String>, spec: JobSpec) -> ApiResult<Submitted> {
+    if !exists(app, id.as_deref()).await? {
+        app.buckets
+            .size(&spec.input.bucket, &spec.input.key)
+            .await?;
+    }
+    Ok(app.store.submit(id, spec).await?)
+}
+
+/// Whether a job with this id is stored already.
+async fn exists(app: &AppState, id: Option<&str>) -> ApiResult<bool> {
+    let Some(id) = id else {
+        return Ok(false);
+    };
+    match app.store.get(id).await {
+        Ok(_) => Ok(true),
+        Err(StoreError::NotFound { .. }) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// 201 with a new job, 200 with the one the id already named; `Location` says where it is.
+fn answer(submitted: Submitted) -> impl IntoResponse {
+    let status = if submitted.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    let mut headers = HeaderMap::new();
+    if let Ok(v) = format!("/v1/jobs/{}", submitted.job.id).parse() {
+        headers.insert(header::LOCATION, v);
+    }
+    (status, headers, Json(submitted.job))
+}

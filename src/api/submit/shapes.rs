@@ -1,0 +1,264 @@
+//! The two shapes a `POST /v1/jobs` body comes in — the native request and the serverless
+//! transcode function's — told apart by their fields and read into one [`Request`], with
+//! the function's defaults filled in and the shape's own rules (a preset or a format, not
+//! both) applied.
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::DEFAULT_OUTPUT_PREFIX;
+use crate::api::error::{ApiError, ApiResult};
+use crate::job::{ObjectRef, OutputTarget};
+
+/// The native submit request.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"input": {"bucket": "media", "key": "in/clip.mp4"}, "preset": "h264-720p"}))]
+pub struct SubmitRequest {
+    /// Names the job (`[A-Za-z0-9_-]{1,128}`); submitting an existing id returns that job.
+    pub id: Option<String>,
+    pub input: ObjectRef,
+    /// A preset name (see `GET /v1/presets`); or give `dst_format` instead.
+    pub preset: Option<String>,
+    /// A container (mp4, mov, mkv, webm, flv, avi, ts, m3u8, mp3, m4a, ogg, wav): its
+    /// default preset.
+    pub dst_format: Option<String>,
+    /// Default: the input's bucket, prefix `out/`.
+    pub output: Option<OutputRequest>,
+    pub priority: Option<i32>,
+    /// 1 to 100; default 3.
+    pub max_attempts: Option<u32>,
+    /// 1 to 86400; default from the configuration (24 h).
+    pub timeout_seconds: Option<u64>,
+    pub on_success: Option<String>,
+    pub on_failure: Option<String>,
+    /// Replace outputs another input wrote under the same keys; default false (such a job
+    /// fails with `output-conflict`, leaving them as they are).
+    pub overwrite: Option<bool>,
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OutputRequest {
+    pub bucket: Option<String>,
+    /// A key prefix; a missing trailing `/` is added.
+    pub prefix: Option<String>,
+}
+
+/// The serverless video-transcode function's event, accepted as is.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"bucket": "media", "object": "in/clip.mp4", "output_dir": "out/seed", "dst_format": "webm"}))]
+pub struct ServerlessTranscodeRequest {
+    pub id: Option<String>,
+    pub bucket: String,
+    /// The input key.
+    pub object: String,
+    /// Outputs go to `OUTPUT_DIR/STEM.FORMAT`.
+    pub output_dir: String,
+    pub dst_format: String,
+    /// As in the native request.
+    pub overwrite: Option<bool>,
+}
+
+/// Either shape: the fields tell them apart.
+// `Deserialize` is derived for the schema's sake (`untagged` makes it a `oneOf`): `parse`
+// picks the shape by its fields instead, so an error speaks of the shape the client meant.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(untagged)]
+pub enum SubmitBody {
+    Native(SubmitRequest),
+    ServerlessTranscode(ServerlessTranscodeRequest),
+}
+
+/// A submit request in either shape, before the checks.
+#[derive(Debug)]
+pub(super) struct Request {
+    pub id: Option<String>,
+    pub input: ObjectRef,
+    pub preset: PresetChoice,
+    pub output: OutputTarget,
+    pub options: Options,
+    /// May replace other inputs' outputs (either shape may ask).
+    pub overwrite: bool,
+}
+
+/// How a request names its preset.
+#[derive(Debug)]
+pub(super) enum PresetChoice {
+    /// A preset by name.
+    Name(String),
+    /// A container: its default preset.
+    Format(String),
+}
+
+/// What only the native shape can ask for; absent, the defaults.
+#[derive(Debug, Default)]
+pub(super) struct Options {
+    pub priority: Option<i32>,
+    pub max_attempts: Option<u32>,
+    pub timeout_seconds: Option<u64>,
+    pub on_success: Option<String>,
+    pub on_failure: Option<String>,
+}
+
+/// Reads a body of either shape into a [`Request`].
+pub(super) fn parse(body: &Value) -> ApiResult<Request> {
+    match shape(body)? {
+        SubmitBody::Native(native) => native.into_request(),
+        SubmitBody::ServerlessTranscode(function) => Ok(function.into_request()),
+    }
+}
+
+/// Which shape the body is, read as that shape.
+fn shape(body: &Value) -> ApiResult<SubmitBody> {
+    let Value::Object(map) = body else {
+        return Err(invalid("the body must be a JSON object"));
+    };
+    if map.contains_key("input") {
+        Ok(SubmitBody::Native(deserialize(body)?))
+    } else if ["bucket", "object", "output_dir", "dst_format"]
+        .iter()
+        .any(|k| map.contains_key(*k))
+    {
+        Ok(SubmitBody::ServerlessTranscode(deserialize(body)?))
+    } else {
+        Err(invalid(
+            "expected {\"input\": {\"bucket\", \"key\"}, \"preset\", …} or \
+             {\"bucket\", \"object\", \"output_dir\", \"dst_format\"}",
+        ))
+    }
+}
+
+/// Reads one shape; the error names the field at fault (`input.key: invalid type …`).
+fn deserialize<T: serde::de::DeserializeOwned>(body: &Value) -> ApiResult<T> {
+    serde_path_to_error::deserialize(body.clone()).map_err(|e| {
+        let at = e.path().to_string();
+        let inner = e.into_inner();
+        let message = if at == "." || inner.to_string().starts_with("unknown field") {
+            inner.to_string()
+        } else {
+            format!("{at}: {inner}")
+        };
+        invalid(message)
+    })
+}
+
+impl SubmitRequest {
+    fn into_request(self) -> ApiResult<Request> {
+        let preset = match (self.preset, self.dst_format) {
+            (Some(name), None) => PresetChoice::Name(name),
+            (None, Some(format)) => PresetChoice::Format(format),
+            (Some(_), Some(_)) => {
+                return Err(invalid("give either preset or dst_format, not both"));
+            }
+            (None, None) => {
+                return Err(invalid(
+                    "missing preset: name a preset (GET /v1/presets) or a dst_format",
+                ));
+            }
+        };
+        let output = self.output.unwrap_or(OutputRequest {
+            bucket: None,
+            prefix: None,
+        });
+        Ok(Request {
+            id: self.id,
+            output: OutputTarget {
+                bucket: output.bucket.unwrap_or_else(|| self.input.bucket.clone()),
+                prefix: as_prefix(output.prefix.as_deref().unwrap_or(DEFAULT_OUTPUT_PREFIX)),
+            },
+            input: self.input,
+            preset,
+            overwrite: self.overwrite.unwrap_or(false),
+            options: Options {
+                priority: self.priority,
+                max_attempts: self.max_attempts,
+                timeout_seconds: self.timeout_seconds,
+                on_success: self.on_success,
+                on_failure: self.on_failure,
+            },
+        })
+    }
+}
+
+impl ServerlessTranscodeRequest {
+    /// Outputs beside each other in `output_dir` of the input's bucket; the rest defaults.
+    fn into_request(self) -> Request {
+        Request {
+            id: self.id,
+            output: OutputTarget {
+                bucket: self.bucket.clone(),
+                prefix: as_prefix(&self.output_dir),
+            },
+            input: ObjectRef {
+                bucket: self.bucket,
+                key: self.object,
+            },
+            preset: PresetChoice::Format(self.dst_format),
+            options: Options::default(),
+            overwrite: self.overwrite.unwrap_or(false),
+        }
+    }
+}
+
+fn invalid(message: impl Into<String>) -> ApiError {
+    ApiError::bad_request("invalid-request", message)
+}
+
+/// A prefix from what a client wrote: surrounding slashes trimmed, one `/` at the end.
+fn as_prefix(p: &str) -> String {
+    let p = p.trim_matches('/');
+    if p.is_empty() {
+        String::new()
+    } else {
+        format!("{p}/")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn prefixes() {
+        assert_eq!(as_prefix("a"), "a/");
+        assert_eq!(as_prefix("/a/b/"), "a/b/");
+        assert_eq!(as_prefix(""), "");
+    }
+
+    #[test]
+    fn the_fields_tell_the_shapes_apart() {
+        let native = parse(&json!({"input": {"bucket": "b", "key": "k.mp4"}, "preset": "p"}));
+        let native = native.unwrap();
+        assert!(matches!(native.preset, PresetChoice::Name(ref p) if p == "p"));
+        assert_eq!(native.output.prefix, "out/");
+        let function = parse(&json!({"bucket": "b", "object": "in/k.mp4",
+            "output_dir": "/a/", "dst_format": "webm"}))
+        .unwrap();
+        assert!(matches!(function.preset, PresetChoice::Format(ref f) if f == "webm"));
+        assert_eq!(
+            (function.input.key.as_str(), function.output.prefix.as_str()),
+            ("in/k.mp4", "a/")
+        );
+        let neither = parse(&json!({"preset": "p"})).unwrap_err();
+        assert!(
+            neither.message.starts_with("expected {\"input\""),
+            "{}",
+            neither.message
+        );
+        let both = parse(&json!({"input": {"bucket": "b", "key": "k"}, "preset": "p",
+            "dst_format": "mp4"}))
+        .unwrap_err();
+        assert_eq!(both.message, "give either preset or dst_format, not both");
+        let wrong = parse(&json!({"bucket": "b", "object": 5, "output_dir": "a",
+            "dst_format": "mp4"}))
+        .unwrap_err();
+        assert!(
+            wrong.message.starts_with("object: invalid type"),
+            "{}",
+            wrong.message
+        );
+    }
+}

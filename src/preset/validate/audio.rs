@@ -1,0 +1,114 @@
+//! The `[audio]` section: copy or encode, the codec and its encoder, bit rate, channels,
+//! sample rate and encoder options.
+
+use super::check::Check;
+use crate::preset::codecs::{AudioCodec, Container};
+use crate::preset::spec;
+use crate::preset::{AudioEncoding, AudioOutput, PresetError};
+
+pub(super) fn audio(
+    c: &Check,
+    container: Container,
+    a: &spec::AudioSpec,
+) -> Result<AudioOutput, PresetError> {
+    if a.codec == "copy" {
+        return copy(c, a);
+    }
+    let codec = codec(c, container, &a.codec)?;
+    let bitrate = c.bitrate("audio.bitrate", &a.bitrate)?;
+    if bitrate.is_some() && !codec.has_bitrate() {
+        return Err(c.err(
+            "audio.bitrate",
+            format!(
+                "{} is lossless/uncompressed; it takes no bitrate",
+                codec.name()
+            ),
+        ));
+    }
+    let channels = c.int_in(
+        "audio.channels",
+        a.channels,
+        1,
+        i64::from(codec.max_channels()),
+    )?;
+    let sample_rate = sample_rate(c, codec, a.sample_rate)?;
+    let options = c.options("audio.options", codec.encoder(), &a.options)?;
+    Ok(AudioOutput::Encode(AudioEncoding {
+        codec,
+        bitrate,
+        channels,
+        sample_rate,
+        options,
+    }))
+}
+
+/// `codec = "copy"`: the stream passes through, so no encoding setting may be given.
+fn copy(c: &Check, a: &spec::AudioSpec) -> Result<AudioOutput, PresetError> {
+    if a.bitrate.is_some()
+        || a.channels.is_some()
+        || a.sample_rate.is_some()
+        || !a.options.is_empty()
+    {
+        return Err(c.err(
+            "audio",
+            "codec \"copy\" passes the stream through; it takes no encoding settings",
+        ));
+    }
+    Ok(AudioOutput::Copy)
+}
+
+/// The codec named, if the engine has its encoder and the container can hold it.
+fn codec(c: &Check, container: Container, name: &str) -> Result<AudioCodec, PresetError> {
+    let codec = AudioCodec::parse(name).ok_or_else(|| {
+        let known: Vec<_> = AudioCodec::ALL.iter().map(|c| c.name()).collect();
+        c.err(
+            "audio.codec",
+            format!(
+                "unknown audio codec '{name}'; known: {}, copy",
+                known.join(", ")
+            ),
+        )
+    })?;
+    if !c.caps.encoder_available(codec.encoder()) {
+        return Err(c.err(
+            "audio.codec",
+            format!(
+                "this FFmpeg build has no {} encoder for {}",
+                codec.encoder(),
+                codec.name()
+            ),
+        ));
+    }
+    if !container.holds_audio(codec) {
+        return Err(c.err(
+            "audio.codec",
+            format!("container {container} cannot hold {} audio", codec.name()),
+        ));
+    }
+    Ok(codec)
+}
+
+/// `sample_rate`, in the range ffarm allows and, when the encoder lists the rates it takes,
+/// one of those.
+fn sample_rate(
+    c: &Check,
+    codec: AudioCodec,
+    sample_rate: Option<i64>,
+) -> Result<Option<u32>, PresetError> {
+    let Some(rate) = c.int_in("audio.sample_rate", sample_rate, 8_000, 192_000)? else {
+        return Ok(None);
+    };
+    let rates = c.caps.encoder_sample_rates(codec.encoder());
+    if !rates.is_empty() && !rates.contains(&rate) {
+        let list: Vec<String> = rates.iter().map(u32::to_string).collect();
+        return Err(c.err(
+            "audio.sample_rate",
+            format!(
+                "{} does not take {rate} Hz; it takes: {}",
+                codec.encoder(),
+                list.join(", ")
+            ),
+        ));
+    }
+    Ok(Some(rate))
+}

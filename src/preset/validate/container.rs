@@ -1,0 +1,155 @@
+//! The container a preset writes and the sections it takes: video and audio only where it
+//! holds them, `[hls]` only for hls, `[poster]` only for jpg, subtitles only where they fit.
+
+use super::audio::audio;
+use super::check::Check;
+use super::hls::hls;
+use super::video::video;
+use crate::preset::codecs::Container;
+use crate::preset::spec;
+use crate::preset::{AudioOutput, HlsLadder, PosterAt, PresetError, VideoOutput};
+
+/// The container the file names.
+pub(super) fn named(c: &Check, name: &str) -> Result<Container, PresetError> {
+    Container::parse(name).ok_or_else(|| {
+        let known: Vec<_> = Container::ALL.iter().map(|c| c.name()).collect();
+        c.err(
+            "container",
+            format!("unknown container '{name}'; known: {}", known.join(", ")),
+        )
+    })
+}
+
+/// `[video]`, where the container holds video.
+pub(super) fn video_section(
+    c: &Check,
+    container: Container,
+    section: Option<&spec::VideoSpec>,
+) -> Result<Option<VideoOutput>, PresetError> {
+    match section {
+        None => Ok(None),
+        Some(_) if container.audio_only() => {
+            Err(c.err("video", format!("container {container} holds no video")))
+        }
+        Some(v) => Ok(Some(video(c, container, v)?)),
+    }
+}
+
+/// `[audio]`, where the container holds audio.
+pub(super) fn audio_section(
+    c: &Check,
+    container: Container,
+    section: Option<&spec::AudioSpec>,
+) -> Result<Option<AudioOutput>, PresetError> {
+    match section {
+        None => Ok(None),
+        Some(_) if container.picture() => {
+            Err(c.err("audio", format!("container {container} holds no audio")))
+        }
+        Some(a) => Ok(Some(audio(c, container, a)?)),
+    }
+}
+
+/// A preset writes at least one stream, and a picture needs video to encode it from.
+pub(super) fn has_a_stream(
+    c: &Check,
+    container: Container,
+    video: &Option<VideoOutput>,
+    audio: &Option<AudioOutput>,
+) -> Result<(), PresetError> {
+    if video.is_none() && audio.is_none() {
+        return Err(c.err("(file)", "a preset needs a [video] or an [audio] section"));
+    }
+    if container.picture() && !matches!(video, Some(VideoOutput::Encode(_))) {
+        return Err(c.err(
+            "video",
+            "a jpg preset needs a [video] section that encodes (mjpeg)",
+        ));
+    }
+    Ok(())
+}
+
+/// `[hls]` for an hls container (6-second segments and one rendition when left out), which
+/// must encode its video; no other container takes it.
+pub(super) fn hls_section(
+    c: &Check,
+    container: Container,
+    section: Option<&spec::HlsSpec>,
+    video: &Option<VideoOutput>,
+) -> Result<Option<HlsLadder>, PresetError> {
+    let ladder = match (section, container) {
+        (Some(h), Container::Hls) => Some(hls(c, h, video)?),
+        (None, Container::Hls) => Some(HlsLadder {
+            segment_seconds: 6.0,
+            renditions: Vec::new(),
+        }),
+        (Some(_), other) => {
+            return Err(c.err(
+                "hls",
+                format!("only an hls container takes [hls] (this is {other})"),
+            ));
+        }
+        (None, _) => None,
+    };
+    if container == Container::Hls && !matches!(video, Some(VideoOutput::Encode(_))) {
+        return Err(c.err("video", "an hls preset must encode video (h264)"));
+    }
+    Ok(ladder)
+}
+
+/// `[poster]` for a jpg container (10% into the input when left out); no other takes it.
+pub(super) fn poster_section(
+    c: &Check,
+    container: Container,
+    section: Option<&spec::PosterSpec>,
+) -> Result<Option<PosterAt>, PresetError> {
+    match (section, container) {
+        (Some(p), Container::Jpg) => Ok(Some(poster(c, p)?)),
+        (None, Container::Jpg) => Ok(Some(PosterAt::Percent(10.0))),
+        (Some(_), other) => Err(c.err(
+            "poster",
+            format!("only a jpg container takes [poster] (this is {other})"),
+        )),
+        (None, _) => Ok(None),
+    }
+}
+
+/// Where the poster is taken: a share of the duration or a time, not both.
+fn poster(c: &Check, p: &spec::PosterSpec) -> Result<PosterAt, PresetError> {
+    match (p.at_percent, p.at_seconds) {
+        (Some(_), Some(_)) => Err(c.err("poster", "set at_percent or at_seconds, not both")),
+        (Some(pct), None) => Ok(PosterAt::Percent(
+            c.float_in("poster.at_percent", Some(pct), 0.0, 100.0)?
+                .unwrap_or(10.0),
+        )),
+        (None, Some(s)) => Ok(PosterAt::Seconds(
+            c.float_in("poster.at_seconds", Some(s), 0.0, 172_800.0)?
+                .unwrap_or(0.0),
+        )),
+        (None, None) => Ok(PosterAt::Percent(10.0)),
+    }
+}
+
+/// `[subtitles]`: whether to copy subtitle streams, for containers that hold them.
+pub(super) fn subtitles_section(
+    c: &Check,
+    container: Container,
+    section: Option<&spec::SubtitleSpec>,
+) -> Result<bool, PresetError> {
+    match section {
+        None => Ok(false),
+        Some(s) if s.codec == "copy" => {
+            if container.audio_only() || container.picture() || container == Container::Hls {
+                return Err(c.err(
+                    "subtitles",
+                    format!("container {container} holds no subtitles"),
+                ));
+            }
+            Ok(true)
+        }
+        Some(s) => Err(c.err(
+            "subtitles.codec",
+            format!("only \"copy\" is supported (got '{}')", s.codec),
+        )),
+    }
+}
