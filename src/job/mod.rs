@@ -1,8 +1,10 @@
 //! Jobs: what is submitted (`JobSpec`), what is stored (`Job`), how an attempt ends
 //! (`Outcome`) and the retry policy; the state machine (`status`), timestamps (`time`) and
-//! the syntax of ids and names (`names`) in files of their own.
+//! the syntax of ids and names (`names`) and split jobs' parts (`parts`) in files of their
+//! own.
 
 mod names;
+mod parts;
 mod status;
 mod time;
 
@@ -11,6 +13,10 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 pub use names::{BUCKET_NAME_RULE, is_bucket_name, new_id, validate_destination, validate_id};
+pub use parts::{
+    Chunking, MIN_SEGMENT_SECONDS, Part, PartInfo, PartKind, PartOutcome, PartPlan, SCRATCH_FOLDER,
+    Scratch, SplitPlan,
+};
 pub use status::{IllegalTransition, Status, Transition, reachable};
 pub use time::Timestamp;
 

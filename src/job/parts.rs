@@ -1,0 +1,360 @@
+//! Split jobs: whether a job's video may be encoded in parts by several workers
+//! (`Chunking`), and its parts as the store keeps and shows them (`PartKind`, `Part`,
+//! `PartInfo`, `SplitPlan`, `PartOutcome`). A part is a unit of work with a job's semantics:
+//! the same `Status` and transitions, leases, heartbeats, attempt fencing and retries.
+
+use std::fmt;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use super::{JobError, ObjectRef, OutputObject, Status, Timestamp};
+use crate::progress::Progress;
+
+/// Whether a job's video may be split into parts encoded by several workers:
+/// `"auto"` (split a long input when the farm has room), `"off"`, or
+/// `{"segment_seconds": N}` (split into parts of about N seconds whenever the preset
+/// encodes video).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Chunking {
+    #[default]
+    Auto,
+    Off,
+    Segments {
+        segment_seconds: u32,
+    },
+}
+
+/// The shortest part a job may ask for, in seconds.
+pub const MIN_SEGMENT_SECONDS: u32 = 2;
+
+impl Chunking {
+    pub fn is_auto(self) -> bool {
+        self == Chunking::Auto
+    }
+
+    /// `auto`, `off`, or a number of seconds (what `--chunking` and the page take).
+    pub fn parse(s: &str) -> Result<Chunking, String> {
+        match s.trim() {
+            "auto" => Ok(Chunking::Auto),
+            "off" => Ok(Chunking::Off),
+            n => match n.trim_end_matches('s').parse::<u32>() {
+                Ok(segment_seconds) => Chunking::segments(segment_seconds),
+                Err(_) => Err(format!(
+                    "chunking '{s}': use auto, off, or a part length in seconds (e.g. 60)"
+                )),
+            },
+        }
+    }
+
+    fn segments(segment_seconds: u32) -> Result<Chunking, String> {
+        if segment_seconds < MIN_SEGMENT_SECONDS {
+            return Err(format!(
+                "chunking: segment_seconds must be at least {MIN_SEGMENT_SECONDS}, not \
+                 {segment_seconds}"
+            ));
+        }
+        Ok(Chunking::Segments { segment_seconds })
+    }
+}
+
+impl fmt::Display for Chunking {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Chunking::Auto => f.write_str("auto"),
+            Chunking::Off => f.write_str("off"),
+            Chunking::Segments { segment_seconds } => write!(f, "{segment_seconds}s"),
+        }
+    }
+}
+
+impl Serialize for Chunking {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        match self {
+            Chunking::Auto => s.serialize_str("auto"),
+            Chunking::Off => s.serialize_str("off"),
+            Chunking::Segments { segment_seconds } => {
+                let mut m = s.serialize_map(Some(1))?;
+                m.serialize_entry("segment_seconds", segment_seconds)?;
+                m.end()
+            }
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Chunking {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Chunking;
+
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str(r#""auto", "off" or {"segment_seconds": N}"#)
+            }
+
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Chunking, E> {
+                match v {
+                    "auto" => Ok(Chunking::Auto),
+                    "off" => Ok(Chunking::Off),
+                    other => Err(E::custom(format!(
+                        r#"chunking "{other}": use "auto", "off" or {{"segment_seconds": N}}"#
+                    ))),
+                }
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut m: A,
+            ) -> Result<Chunking, A::Error> {
+                let mut seconds = None;
+                while let Some(key) = m.next_key::<String>()? {
+                    match key.as_str() {
+                        "segment_seconds" if seconds.is_none() => seconds = Some(m.next_value()?),
+                        "segment_seconds" => {
+                            return Err(serde::de::Error::duplicate_field("segment_seconds"));
+                        }
+                        other => {
+                            return Err(serde::de::Error::unknown_field(
+                                other,
+                                &["segment_seconds"],
+                            ));
+                        }
+                    }
+                }
+                let seconds =
+                    seconds.ok_or_else(|| serde::de::Error::missing_field("segment_seconds"))?;
+                Chunking::segments(seconds).map_err(serde::de::Error::custom)
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
+}
+
+impl utoipa::PartialSchema for Chunking {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Type};
+        OneOfBuilder::new()
+            .item(
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .enum_values(Some(["auto", "off"])),
+            )
+            .item(
+                ObjectBuilder::new()
+                    .property(
+                        "segment_seconds",
+                        ObjectBuilder::new()
+                            .schema_type(Type::Integer)
+                            .minimum(Some(MIN_SEGMENT_SECONDS as f64)),
+                    )
+                    .required("segment_seconds")
+                    .additional_properties(Some(
+                        utoipa::openapi::schema::AdditionalProperties::FreeForm(false),
+                    )),
+            )
+            .description(Some(
+                "Whether the job's video may be encoded in parts by several workers: \"auto\" \
+                 (a long input, when the farm has free slots), \"off\", or parts of about \
+                 segment_seconds.",
+            ))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for Chunking {}
+
+/// What a part of a split job does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PartKind {
+    /// Encodes the video of one range of the input.
+    Video,
+    /// Encodes the whole input's audio once (subtitles copied along).
+    Audio,
+    /// Joins the encoded parts and the audio into the outputs; ends the job.
+    Assemble,
+}
+
+impl PartKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PartKind::Video => "video",
+            PartKind::Audio => "audio",
+            PartKind::Assemble => "assemble",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<PartKind> {
+        [PartKind::Video, PartKind::Audio, PartKind::Assemble]
+            .into_iter()
+            .find(|k| k.as_str() == s)
+    }
+}
+
+/// Where a split job keeps what its parts make: a prefix in a bucket, never under an output
+/// key, removed when the job ends.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Scratch {
+    pub bucket: String,
+    /// Ends with `/`.
+    pub prefix: String,
+}
+
+/// The folder every scratch prefix starts with; triggers never fire on keys under it.
+pub const SCRATCH_FOLDER: &str = ".ffarm-scratch/";
+
+impl Scratch {
+    /// The scratch of job `job_id` in `bucket`.
+    pub fn of(bucket: &str, job_id: &str) -> Scratch {
+        Scratch {
+            bucket: bucket.to_string(),
+            prefix: format!("{SCRATCH_FOLDER}{job_id}/"),
+        }
+    }
+
+    /// An object under the scratch prefix.
+    pub fn key(&self, name: &str) -> ObjectRef {
+        ObjectRef {
+            bucket: self.bucket.clone(),
+            key: format!("{}{name}", self.prefix),
+        }
+    }
+}
+
+/// One part in a plan, as the planning task hands it to the store.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PartPlan {
+    pub seq: u32,
+    pub kind: PartKind,
+    /// The media range it covers (microseconds of the input's timeline); the whole input
+    /// for audio and assembly.
+    pub start_us: i64,
+    pub end_us: i64,
+    /// The parts (by `seq`) that must succeed before it may run.
+    pub after: Vec<u32>,
+}
+
+/// How a job was split: what the store keeps with the job while its parts run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SplitPlan {
+    pub parts: Vec<PartPlan>,
+    pub scratch: Scratch,
+    /// The input's version (eTag, or size and time): finished parts are reused by a retry
+    /// only when it is unchanged.
+    pub input_version: String,
+    /// The most parts of this job that may run at once (0: no limit).
+    pub max_parallel: u32,
+    /// What every part task needs to know (the engine's facts about the input, the
+    /// settings): opaque to the store, handed to each part as it was planned.
+    pub detail: serde_json::Value,
+}
+
+/// A part as a worker claims it: enough to run it and report on it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Part {
+    pub job_id: String,
+    pub seq: u32,
+    pub kind: PartKind,
+    pub start_us: i64,
+    pub end_us: i64,
+    pub status: Status,
+    /// The part's own attempt: the fencing token for its reports.
+    pub attempt: u32,
+    pub max_attempts: u32,
+    /// The job's attempt that planned it.
+    pub job_attempt: u32,
+    pub worker: Option<String>,
+    pub result: Option<serde_json::Value>,
+}
+
+/// A part as the job document shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct PartInfo {
+    pub seq: u32,
+    pub kind: PartKind,
+    pub start_seconds: f64,
+    pub end_seconds: f64,
+    pub status: Status,
+    pub attempt: u32,
+    pub worker: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<Progress>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<JobError>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<Timestamp>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<Timestamp>,
+}
+
+/// How a worker ends a part's attempt.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PartOutcome {
+    /// Done: what it made (opaque to the store; the assembly reads it), and for the
+    /// assembly the job's outputs.
+    Succeeded {
+        result: serde_json::Value,
+        outputs: Vec<OutputObject>,
+    },
+    Failed(JobError),
+    Cancelled,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunking_reads_and_writes_its_three_forms() {
+        for (json, want) in [
+            (r#""auto""#, Chunking::Auto),
+            (r#""off""#, Chunking::Off),
+            (
+                r#"{"segment_seconds":30}"#,
+                Chunking::Segments {
+                    segment_seconds: 30,
+                },
+            ),
+        ] {
+            let got: Chunking = serde_json::from_str(json).unwrap();
+            assert_eq!(got, want);
+            assert_eq!(serde_json::to_string(&got).unwrap(), json);
+        }
+        for (bad, says) in [
+            (r#""sometimes""#, "sometimes"),
+            (r#"{"segment_seconds":1}"#, "at least 2"),
+            (r#"{"seconds":30}"#, "unknown field"),
+            ("{}", "missing field"),
+            ("30", "segment_seconds"),
+        ] {
+            let e = serde_json::from_str::<Chunking>(bad)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(says), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn chunking_parses_what_the_command_line_takes() {
+        assert_eq!(Chunking::parse("auto"), Ok(Chunking::Auto));
+        assert_eq!(Chunking::parse("off"), Ok(Chunking::Off));
+        assert_eq!(
+            Chunking::parse("45"),
+            Ok(Chunking::Segments {
+                segment_seconds: 45
+            })
+        );
+        assert_eq!(Chunking::parse("45s"), Chunking::parse("45"));
+        assert!(Chunking::parse("1").is_err());
+        assert!(Chunking::parse("often").unwrap_err().contains("auto, off"));
+    }
+
+    #[test]
+    fn scratch_keys_live_under_the_scratch_folder() {
+        let s = Scratch::of("media", "job1");
+        assert_eq!(s.key("parts/3.nut").key, ".ffarm-scratch/job1/parts/3.nut");
+        assert!(s.prefix.starts_with(SCRATCH_FOLDER));
+        assert_eq!(PartKind::parse("audio"), Some(PartKind::Audio));
+        assert_eq!(PartKind::parse("x"), None);
+    }
+}
