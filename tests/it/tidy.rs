@@ -63,3 +63,41 @@ fn anyhow_only_in_the_command_line() {
         using.join(", ")
     );
 }
+
+/// `unsafe` stays where ARCHITECTURE.md's invariants say it is: FFmpeg's fields and calls in
+/// `media/ffi/`, `wait4` in `process.rs`, and the SQLite writer's `Connection::from_handle`.
+/// Child processes are started only by `process.rs` (tasks) and `exec/pty.rs` (sessions).
+#[test]
+fn unsafe_code_and_process_spawns_stay_where_the_invariants_say() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    let rel = |f: &Path| f.strip_prefix(&src).unwrap().display().to_string();
+    let code_lines = |f: &Path| -> Vec<String> {
+        std::fs::read_to_string(f)
+            .unwrap()
+            .lines()
+            .map(|l| l.trim().to_string())
+            .filter(|l| !l.starts_with("//"))
+            .collect()
+    };
+    let mut misplaced = Vec::new();
+    for f in &files {
+        let name = rel(f);
+        let lines = code_lines(f);
+        let has_unsafe = lines
+            .iter()
+            .any(|l| l.contains("unsafe {") || l.contains("unsafe fn") || l.contains("unsafe impl"));
+        let unsafe_allowed = name.starts_with("media/ffi/")
+            || name == "process.rs"
+            || name == "store/sqlite/writer.rs";
+        if has_unsafe && !unsafe_allowed {
+            misplaced.push(format!("{name}: unsafe"));
+        }
+        let spawns = lines.iter().any(|l| l.contains("Command::new("));
+        if spawns && name != "process.rs" && name != "exec/pty.rs" {
+            misplaced.push(format!("{name}: starts a process"));
+        }
+    }
+    assert!(misplaced.is_empty(), "{}", misplaced.join("\n"));
+}
