@@ -28,10 +28,8 @@ pub fn equivalent_command(
     let input = input::open(input_path, &StopToken::new())?;
     let report = probe::report(&input);
     let plan = plan::plan(&input, &report, preset)?;
-    let renditions: Vec<Option<String>> =
-        plan.outputs.iter().map(|o| o.rendition.clone()).collect();
     // The layout is only used for names: nothing is written.
-    let layout = Layout::describe(output, preset, &renditions)?;
+    let layout = Layout::describe(output, preset, &plan.renditions())?;
     let mut args: Vec<String> = ["-hide_banner", "-nostdin", "-y", "-i"]
         .map(String::from)
         .to_vec();

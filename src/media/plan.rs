@@ -55,6 +55,13 @@ pub(crate) struct Plan {
     pub global_header: bool,
 }
 
+impl Plan {
+    /// Per output file, the HLS rendition it carries.
+    pub fn renditions(&self) -> Vec<Option<String>> {
+        self.outputs.iter().map(|o| o.rendition.clone()).collect()
+    }
+}
+
 #[derive(Debug)]
 pub(crate) struct VideoPlan {
     pub input: usize,

@@ -158,9 +158,7 @@ pub fn transcode(
     let input_path = input.path.clone();
     let probe = probe::report(&input);
     let plan = plan::plan(&input, &probe, preset)?;
-    let renditions: Vec<Option<String>> =
-        plan.outputs.iter().map(|o| o.rendition.clone()).collect();
-    let layout = Layout::new(output, preset, &renditions)?;
+    let layout = Layout::new(output, preset, &plan.renditions())?;
     let shared = Shared {
         stop,
         abort: AtomicBool::new(false),
