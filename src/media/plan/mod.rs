@@ -2,17 +2,22 @@
 //! or decoded, filtered and encoded per rendition), and which output file and stream slot
 //! each result goes to. Decided once, from the probe and the preset, before any work starts.
 
+mod ladder;
+mod rates;
+
 use ffmpeg_next as ff;
 
 use super::encode::{self, AudioEncoderSpec, VideoEncoderSpec};
 use super::error::MediaError;
 use super::ffi::{self, DurationSource};
-use super::geometry::{self, Rotation};
+use super::geometry::Rotation;
 use super::input::{Input, OutputLimit};
 use super::probe::ProbeReport;
 use crate::preset::{
-    AudioOutput, Container, PosterAt, Preset, RateControl, Rendition, VideoCodec, VideoOutput,
+    AudioOutput, Container, PosterAt, Preset, RateControl, VideoCodec, VideoOutput,
 };
+use ladder::Ladder;
+use rates::{SourceRates, f64_to_rational, frame_grid};
 
 /// Where an encoded or copied stream goes: output file `output`, stream slot `slot`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -331,93 +336,6 @@ pub(crate) fn plan(
     })
 }
 
-/// An HLS ladder as planned for one input: per output, the rendition's name and audio bit
-/// rate, and the video rung it encodes.
-#[derive(Debug, Default)]
-struct Ladder<'p> {
-    names: Vec<String>,
-    audio_bitrates: Vec<Option<u64>>,
-    /// Empty for an audio-only input.
-    video: Vec<&'p Rendition>,
-}
-
-/// What the one rendition of an audio-only input is called.
-const AUDIO_ONLY_RENDITION: &str = "audio";
-
-impl<'p> Ladder<'p> {
-    /// The preset's renditions, minus those that would come out the same size as another: a
-    /// small source would otherwise get several identical renditions (nothing is upscaled).
-    /// Of renditions that tie, the one with the smallest size box — whose bit rate was chosen
-    /// for a picture that size — is kept. An input without video would make every rung the
-    /// same audio, so it gets one rendition, `audio`, with the best audio bit rate any rung
-    /// asks for.
-    fn for_input(input: &Input, probe: &ProbeReport, preset: &'p Preset) -> Ladder<'p> {
-        let Some(hls) = &preset.hls else {
-            return Ladder::default();
-        };
-        if hls.renditions.is_empty() {
-            return Ladder::default();
-        }
-        let Some(sv) = probe.video() else {
-            return Ladder {
-                names: vec![AUDIO_ONLY_RENDITION.into()],
-                audio_bitrates: vec![hls.renditions.iter().filter_map(|r| r.audio_bitrate).max()],
-                video: Vec::new(),
-            };
-        };
-        let video = distinct_rungs(input, sv.index, preset, &hls.renditions);
-        Ladder {
-            names: video.iter().map(|r| r.name.clone()).collect(),
-            audio_bitrates: video.iter().map(|r| r.audio_bitrate).collect(),
-            video,
-        }
-    }
-}
-
-fn distinct_rungs<'p>(
-    input: &Input,
-    video_index: usize,
-    preset: &Preset,
-    rungs: &'p [Rendition],
-) -> Vec<&'p Rendition> {
-    let facts = input
-        .ctx
-        .stream(video_index)
-        .map(|s| ffi::stream_facts(&s))
-        .unwrap_or_default();
-    let (mut w, mut h) = (facts.width, facts.height);
-    let mut sar = facts.sample_aspect_ratio.unwrap_or((1, 1));
-    if matches!(
-        Rotation::from_display_degrees(facts.rotation),
-        Rotation::Clockwise90 | Rotation::CounterClockwise90
-    ) {
-        std::mem::swap(&mut w, &mut h);
-        sar = (sar.1, sar.0);
-    }
-    let default = |r: &Rendition| {
-        let (mw, mh) = match &preset.video {
-            Some(VideoOutput::Encode(v)) => {
-                (r.max_width.or(v.max_width), r.max_height.or(v.max_height))
-            }
-            _ => (r.max_width, r.max_height),
-        };
-        (
-            geometry::fit(w, h, sar, mw, mh),
-            u64::from(mw.unwrap_or(u32::MAX)) * u64::from(mh.unwrap_or(u32::MAX)),
-        )
-    };
-    let sized: Vec<_> = rungs.iter().map(|r| (r, default(r))).collect();
-    sized
-        .iter()
-        .filter(|(_, (size, area))| {
-            !sized
-                .iter()
-                .any(|(_, (other, other_area))| other == size && other_area < area)
-        })
-        .map(|(r, _)| *r)
-        .collect()
-}
-
 fn nothing_to_do(probe: &ProbeReport, preset: &Preset) -> String {
     let has_video = probe.video().is_some();
     let has_audio = probe.audio().next().is_some();
@@ -449,69 +367,6 @@ fn stream_codec_id(input: &Input, index: usize) -> ff::codec::Id {
         .map_or(ff::codec::Id::None, |s| s.parameters().id())
 }
 
-/// A video stream's frame rates as FFmpeg reports them.
-#[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct SourceRates {
-    /// `avg_frame_rate`: frames over time, the rate a viewer sees.
-    pub average: Option<ff::Rational>,
-    /// `r_frame_rate`: the base rate every timestamp fits on; above the average for a
-    /// variable-rate stream.
-    pub base: Option<ff::Rational>,
-}
-
-impl SourceRates {
-    fn of(input: &Input, index: usize) -> SourceRates {
-        let sane = |r: ff::Rational| {
-            (r.numerator() > 0 && r.denominator() > 0 && f64::from(r) < 1000.0).then_some(r)
-        };
-        match input.ctx.stream(index) {
-            Some(s) => SourceRates {
-                average: sane(s.avg_frame_rate()),
-                base: sane(s.rate()),
-            },
-            None => SourceRates::default(),
-        }
-    }
-}
-
-/// The grid a rendition's frames go on ([`RenditionPlan::grid`]). A cap applies when the
-/// source's real rate — its average, not the base rate a variable-rate stream's timestamps
-/// are written in — is above it, or is unknown: frames are only ever dropped onto the cap's
-/// grid, so capping an unknown rate cannot add any. Otherwise a constant-rate output gets the
-/// base rate, on which every source frame has a tick of its own.
-fn frame_grid(
-    cap: Option<ff::Rational>,
-    rates: SourceRates,
-    constant_rate: bool,
-) -> Option<ff::Rational> {
-    let capped = match (cap, rates.average) {
-        (Some(c), Some(avg)) if f64::from(avg) > f64::from(c) * 1.001 => Some(c),
-        (Some(c), None) => Some(c),
-        _ => None,
-    };
-    capped.or_else(|| {
-        constant_rate.then(|| {
-            rates
-                .base
-                .or(rates.average)
-                .unwrap_or(ff::Rational::new(25, 1))
-        })
-    })
-}
-
-fn f64_to_rational(v: f64) -> ff::Rational {
-    // Common NTSC rates keep their exact form.
-    for (num, den) in [(24000, 1001), (30000, 1001), (60000, 1001)] {
-        if (v - f64::from(num) / f64::from(den)).abs() < 0.005 {
-            return ff::Rational::new(num, den);
-        }
-    }
-    if (v - v.round()).abs() < 1e-9 {
-        return ff::Rational::new(v.round() as i32, 1);
-    }
-    ff::Rational::new((v * 1000.0).round() as i32, 1000).reduce()
-}
-
 /// Which preset fits an output file name's extension (for `ffarm transcode IN OUT` without
 /// `--preset`).
 pub fn preset_for_extension(ext: &str) -> Option<&'static str> {
@@ -524,56 +379,4 @@ pub fn preset_for_extension(ext: &str) -> Option<&'static str> {
             "jpg" | "jpeg" => Some("poster-jpg"),
             _ => None,
         })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn r(num: i32, den: i32) -> ff::Rational {
-        ff::Rational::new(num, den)
-    }
-
-    fn rates(average: Option<ff::Rational>, base: Option<ff::Rational>) -> SourceRates {
-        SourceRates { average, base }
-    }
-
-    #[test]
-    fn a_cap_applies_only_when_the_real_rate_is_above_it() {
-        let cap = Some(r(60, 1));
-        // Variable frame rate: timestamps on a 120 fps base, 45 fps on average. Capping at
-        // 60 would only pad it with duplicates.
-        assert_eq!(
-            frame_grid(cap, rates(Some(r(45, 1)), Some(r(120, 1))), false),
-            None
-        );
-        assert_eq!(
-            frame_grid(cap, rates(Some(r(60, 1)), Some(r(60, 1))), false),
-            None
-        );
-        assert_eq!(
-            frame_grid(cap, rates(Some(r(60000, 1001)), None), false),
-            None,
-            "59.94 is within the cap"
-        );
-        assert_eq!(
-            frame_grid(Some(r(30, 1)), rates(Some(r(50, 1)), Some(r(50, 1))), false),
-            Some(r(30, 1))
-        );
-        assert_eq!(frame_grid(cap, rates(None, Some(r(120, 1))), false), cap);
-        assert_eq!(frame_grid(None, rates(Some(r(120, 1)), None), false), None);
-    }
-
-    #[test]
-    fn constant_rate_outputs_take_the_base_rate_unless_capped() {
-        let vfr = rates(Some(r(45, 1)), Some(r(120, 1)));
-        assert_eq!(frame_grid(None, vfr, true), Some(r(120, 1)));
-        assert_eq!(frame_grid(Some(r(60, 1)), vfr, true), Some(r(120, 1)));
-        assert_eq!(
-            frame_grid(Some(r(30, 1)), vfr, true),
-            Some(r(30, 1)),
-            "a cap below the average still applies"
-        );
-        assert_eq!(frame_grid(None, rates(None, None), true), Some(r(25, 1)));
-    }
 }
