@@ -10,11 +10,13 @@
 
 use std::path::Path;
 
+use super::encode::AudioEncoderSpec;
 use super::error::MediaError;
-use super::geometry::{self, DEINTERLACE};
-use super::input;
-use super::output::Layout;
-use super::plan::{self, AudioWork, RenditionPlan, VideoWork};
+use super::ffi::{self, StreamFacts};
+use super::geometry::{self, DEINTERLACE, Rotation};
+use super::input::{self, Input};
+use super::output::{Layout, MuxTarget};
+use super::plan::{self, AudioWork, Plan, RenditionPlan, VideoWork};
 use super::probe;
 use crate::preset::{Container, Preset, VideoCodec};
 use crate::stop::StopToken;
@@ -28,104 +30,170 @@ pub fn equivalent_command(
     let input = input::open(input_path, &StopToken::new())?;
     let report = probe::report(&input);
     let plan = plan::plan(&input, &report, preset)?;
-    let renditions: Vec<Option<String>> =
-        plan.outputs.iter().map(|o| o.rendition.clone()).collect();
     // The layout is only used for names: nothing is written.
-    let layout = Layout::describe(output, preset, &renditions)?;
+    let layout = Layout::describe(output, preset, &plan.renditions())?;
     let mut args: Vec<String> = ["-hide_banner", "-nostdin", "-y", "-i"]
         .map(String::from)
         .to_vec();
     args.push(input_path.display().to_string());
-
-    let facts = plan.video.as_ref().and_then(|v| {
-        input
-            .ctx
-            .stream(v.input)
-            .map(|s| super::ffi::stream_facts(&s))
-    });
     let mut per_output: Vec<Vec<String>> = vec![Vec::new(); plan.outputs.len()];
-    let mut graph: Vec<String> = Vec::new();
+    let graph = map_video(&input, &plan, &mut per_output);
+    map_audio(&plan, &mut per_output);
+    map_subtitles(&plan, &mut per_output);
+    if !graph.is_empty() {
+        args.extend(["-filter_complex".into(), graph.join(";")]);
+    }
+    for (i, target) in layout.targets.iter().enumerate() {
+        args.append(&mut per_output[i]);
+        args.extend(output_args(&plan, preset, &layout, target));
+    }
+    Ok(args)
+}
 
-    if let Some(v) = &plan.video {
-        match &v.work {
-            VideoWork::Copy { targets } => {
-                for t in targets {
-                    per_output[t.output].extend(strings(&[
-                        "-map",
-                        &format!("0:{}", v.input),
-                        "-c:v",
-                        "copy",
-                    ]));
-                }
+/// Maps the video into its outputs, copied or encoded; returns the `-filter_complex` graph
+/// a ladder's renditions are split in (empty for one rendition, filtered with `-vf`).
+fn map_video(input: &Input, plan: &Plan, per_output: &mut [Vec<String>]) -> Vec<String> {
+    let Some(v) = &plan.video else {
+        return Vec::new();
+    };
+    match &v.work {
+        VideoWork::Copy { targets } => {
+            for t in targets {
+                per_output[t.output].extend(strings(&[
+                    "-map",
+                    &format!("0:{}", v.input),
+                    "-c:v",
+                    "copy",
+                ]));
             }
-            VideoWork::Encode {
-                deinterlace,
-                rotation,
-                frame_rate,
-                renditions,
-            } => {
-                let f = facts.clone().unwrap_or_default();
-                let (mut w, mut h) = (f.width, f.height);
-                let mut sar = f.sample_aspect_ratio.unwrap_or((1, 1));
-                if rotation
-                    .filters()
-                    .first()
-                    .is_some_and(|x| x.starts_with("transpose"))
-                {
-                    std::mem::swap(&mut w, &mut h);
-                    sar = (sar.1, sar.0);
-                }
-                let mut pre: Vec<String> = Vec::new();
-                if *deinterlace {
-                    pre.push(DEINTERLACE.into());
-                }
-                pre.extend(rotation.filters().iter().map(|s| s.to_string()));
-                let fps = frame_rate.map_or(25.0, f64::from);
-                let chain = |r: &RenditionPlan| {
-                    let size = geometry::fit(w, h, sar, r.max_width, r.max_height);
-                    geometry::picture_chain(
-                        size,
-                        size,
-                        &r.spec.pixel_format,
-                        r.grid.map(|g| (g.numerator(), g.denominator())),
-                    )
-                };
-                if renditions.len() == 1 {
-                    let r = &renditions[0];
-                    let mut filters = pre.clone();
-                    filters.push(chain(r));
-                    let o = &mut per_output[r.target.output];
-                    o.extend(strings(&[
-                        "-map",
-                        &format!("0:{}", v.input),
-                        "-vf",
-                        &filters.join(","),
-                    ]));
-                    o.extend(video_encoder_args(r, fps));
-                } else {
-                    let head = if pre.is_empty() {
-                        String::new()
-                    } else {
-                        format!("{},", pre.join(","))
-                    };
-                    graph.push(format!(
-                        "[0:{}]{head}split={}{}",
-                        v.input,
-                        renditions.len(),
-                        (0..renditions.len())
-                            .map(|i| format!("[s{i}]"))
-                            .collect::<String>()
-                    ));
-                    for (i, r) in renditions.iter().enumerate() {
-                        graph.push(format!("[s{i}]{}[v{i}]", chain(r)));
-                        let o = &mut per_output[r.target.output];
-                        o.extend(strings(&["-map", &format!("[v{i}]")]));
-                        o.extend(video_encoder_args(r, fps));
-                    }
-                }
+            Vec::new()
+        }
+        VideoWork::Encode {
+            deinterlace,
+            rotation,
+            frame_rate,
+            renditions,
+        } => {
+            let facts = input
+                .ctx
+                .stream(v.input)
+                .map(|s| ffi::stream_facts(&s))
+                .unwrap_or_default();
+            let picture = upright_picture(&facts, *rotation);
+            let pre = pre_filters(*deinterlace, *rotation);
+            let fps = frame_rate.map_or(25.0, f64::from);
+            if renditions.len() == 1 {
+                map_rendition(v.input, &renditions[0], &pre, picture, fps, per_output);
+                Vec::new()
+            } else {
+                map_ladder(v.input, renditions, &pre, picture, fps, per_output)
             }
         }
     }
+}
+
+/// The source picture as the renditions are fitted to it.
+#[derive(Debug, Clone, Copy)]
+struct Picture {
+    width: u32,
+    height: u32,
+    sar: (i32, i32),
+}
+
+/// The source's size and sample aspect ratio, turned when the rotation turns the picture.
+fn upright_picture(facts: &StreamFacts, rotation: Rotation) -> Picture {
+    let (mut w, mut h) = (facts.width, facts.height);
+    let mut sar = facts.sample_aspect_ratio.unwrap_or((1, 1));
+    if rotation
+        .filters()
+        .first()
+        .is_some_and(|x| x.starts_with("transpose"))
+    {
+        std::mem::swap(&mut w, &mut h);
+        sar = (sar.1, sar.0);
+    }
+    Picture {
+        width: w,
+        height: h,
+        sar,
+    }
+}
+
+/// The filters every rendition shares, before any scaling: deinterlacing and rotation.
+fn pre_filters(deinterlace: bool, rotation: Rotation) -> Vec<String> {
+    let mut pre: Vec<String> = Vec::new();
+    if deinterlace {
+        pre.push(DEINTERLACE.into());
+    }
+    pre.extend(rotation.filters().iter().map(|s| s.to_string()));
+    pre
+}
+
+/// A rendition's own filters: scaling, pixel format and the rate grid.
+fn rendition_chain(r: &RenditionPlan, p: Picture) -> String {
+    let size = geometry::fit(p.width, p.height, p.sar, r.max_width, r.max_height);
+    geometry::picture_chain(
+        size,
+        size,
+        &r.spec.pixel_format,
+        r.grid.map(|g| (g.numerator(), g.denominator())),
+    )
+}
+
+/// One rendition: its filters as `-vf`, then its encoder.
+fn map_rendition(
+    input_index: usize,
+    r: &RenditionPlan,
+    pre: &[String],
+    picture: Picture,
+    fps: f64,
+    per_output: &mut [Vec<String>],
+) {
+    let mut filters = pre.to_vec();
+    filters.push(rendition_chain(r, picture));
+    let o = &mut per_output[r.target.output];
+    o.extend(strings(&[
+        "-map",
+        &format!("0:{input_index}"),
+        "-vf",
+        &filters.join(","),
+    ]));
+    o.extend(video_encoder_args(r, fps));
+}
+
+/// A ladder: the shared filters once, split into a branch per rendition; returns that graph.
+fn map_ladder(
+    input_index: usize,
+    renditions: &[RenditionPlan],
+    pre: &[String],
+    picture: Picture,
+    fps: f64,
+    per_output: &mut [Vec<String>],
+) -> Vec<String> {
+    let mut graph: Vec<String> = Vec::new();
+    let head = if pre.is_empty() {
+        String::new()
+    } else {
+        format!("{},", pre.join(","))
+    };
+    graph.push(format!(
+        "[0:{input_index}]{head}split={}{}",
+        renditions.len(),
+        (0..renditions.len())
+            .map(|i| format!("[s{i}]"))
+            .collect::<String>()
+    ));
+    for (i, r) in renditions.iter().enumerate() {
+        graph.push(format!("[s{i}]{}[v{i}]", rendition_chain(r, picture)));
+        let o = &mut per_output[r.target.output];
+        o.extend(strings(&["-map", &format!("[v{i}]")]));
+        o.extend(video_encoder_args(r, fps));
+    }
+    graph
+}
+
+/// Maps each audio stream into its outputs, copied or encoded.
+fn map_audio(plan: &Plan, per_output: &mut [Vec<String>]) {
     for a in &plan.audio {
         match &a.work {
             AudioWork::Copy { targets } => {
@@ -142,26 +210,17 @@ pub fn equivalent_command(
                 for (spec, targets) in groups {
                     for t in targets {
                         let o = &mut per_output[t.output];
-                        o.extend(strings(&[
-                            "-map",
-                            &format!("0:{}", a.input),
-                            "-c:a",
-                            spec.codec.encoder(),
-                        ]));
-                        for (k, v) in &spec.options {
-                            o.extend([format!("-{k}:a"), v.clone()]);
-                        }
-                        if let Some(ch) = spec.channels {
-                            o.extend(["-ac".into(), ch.min(spec.codec.max_channels()).to_string()]);
-                        }
-                        if let Some(sr) = spec.sample_rate {
-                            o.extend(["-ar".into(), sr.to_string()]);
-                        }
+                        o.extend(strings(&["-map", &format!("0:{}", a.input)]));
+                        o.extend(audio_encoder_args(spec));
                     }
                 }
             }
         }
     }
+}
+
+/// Maps each copied subtitle stream into its output.
+fn map_subtitles(plan: &Plan, per_output: &mut [Vec<String>]) {
     for s in &plan.subtitles {
         for t in &s.targets {
             per_output[t.output].extend(strings(&[
@@ -172,40 +231,54 @@ pub fn equivalent_command(
             ]));
         }
     }
-    if !graph.is_empty() {
-        args.extend(["-filter_complex".into(), graph.join(";")]);
+}
+
+/// What follows an output's streams: the HEVC tag, a poster's time, then the muxer, its
+/// options and the file name.
+fn output_args(plan: &Plan, preset: &Preset, layout: &Layout, target: &MuxTarget) -> Vec<String> {
+    let mut args = Vec::new();
+    if matches!(preset.container, Container::Mp4 | Container::Mov)
+        && plan.video.as_ref().is_some_and(|v| matches!(&v.work, VideoWork::Encode { renditions, .. } if renditions[0].spec.codec == VideoCodec::Hevc))
+    {
+        args.extend(strings(&["-tag:v", "hvc1"]));
     }
-    for (i, target) in layout.targets.iter().enumerate() {
-        args.append(&mut per_output[i]);
-        if matches!(preset.container, Container::Mp4 | Container::Mov)
-            && plan.video.as_ref().is_some_and(|v| matches!(&v.work, VideoWork::Encode { renditions, .. } if renditions[0].spec.codec == VideoCodec::Hevc))
-        {
-            args.extend(strings(&["-tag:v", "hvc1"]));
-        }
-        if plan.poster_at.is_some() {
-            args.extend(strings(&[
-                "-ss",
-                &format!("{:.3}", plan.poster_at.unwrap_or(0.0)),
-                "-frames:v",
-                "1",
-            ]));
-        }
-        args.extend(["-f".into(), target.muxer.to_string()]);
-        for (k, v) in &target.options {
-            let v = if k == "hls_segment_filename" {
-                layout.published_path(Path::new(v)).display().to_string()
-            } else {
-                v.clone()
-            };
-            args.extend([format!("-{k}"), v]);
-        }
-        args.push(layout.published_path(&target.path).display().to_string());
+    if plan.poster_at.is_some() {
+        args.extend(strings(&[
+            "-ss",
+            &format!("{:.3}", plan.poster_at.unwrap_or(0.0)),
+            "-frames:v",
+            "1",
+        ]));
     }
-    Ok(args)
+    args.extend(["-f".into(), target.muxer.to_string()]);
+    for (k, v) in &target.options {
+        let v = if k == "hls_segment_filename" {
+            layout.published_path(Path::new(v)).display().to_string()
+        } else {
+            v.clone()
+        };
+        args.extend([format!("-{k}"), v]);
+    }
+    args.push(layout.published_path(&target.path).display().to_string());
+    args
 }
 
 fn strings(s: &[&str]) -> Vec<String> {
     s.iter().map(|x| x.to_string()).collect()
+}
+
+fn audio_encoder_args(spec: &AudioEncoderSpec) -> Vec<String> {
+    let mut o = strings(&["-c:a", spec.codec.encoder()]);
+    for (k, v) in &spec.options {
+        o.extend([format!("-{k}:a"), v.clone()]);
+    }
+    if let Some(ch) = spec.channels {
+        o.extend(["-ac".into(), ch.min(spec.codec.max_channels()).to_string()]);
+    }
+    if let Some(sr) = spec.sample_rate {
+        o.extend(["-ar".into(), sr.to_string()]);
+    }
+    o
 }
 
 fn video_encoder_args(r: &RenditionPlan, fps: f64) -> Vec<String> {

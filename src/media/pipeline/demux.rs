@@ -21,6 +21,7 @@ pub(crate) enum Route {
     Copy(Vec<(Sender<MuxMsg>, usize)>),
 }
 
+/// Reads the input until its end, a stop, or every lane gone, routing each packet.
 pub(crate) fn run(
     shared: &Shared,
     mut input: Input,
@@ -35,11 +36,7 @@ pub(crate) fn run(
         .collect();
     let time_bases: Vec<ff::Rational> = input.ctx.streams().map(|s| s.time_base()).collect();
     if let Some(target) = seek_us {
-        let target = target + start_offset_us;
-        // Seek to the keyframe at or before the target; the decoder skips up to it.
-        if input.ctx.seek(target, ..target + 1).is_err() {
-            tracing::debug!("seek to {target} µs failed; decoding from the start");
-        }
+        seek(&mut input, target + start_offset_us);
     }
     let mut packet = ff::Packet::empty();
     loop {
@@ -70,35 +67,15 @@ pub(crate) fn run(
         if matches!(route, Route::Ignore) {
             continue;
         }
-        let offset = offsets[index];
-        if offset != 0 {
-            packet.set_pts(packet.pts().map(|t| t - offset));
-            packet.set_dts(packet.dts().map(|t| t - offset));
-        }
-        if let Some(t) = packet.pts().or(packet.dts()) {
-            let end = t.saturating_add(packet.duration().max(0));
-            shared
-                .limit
-                .check(&input.path, end as f64 * f64::from(time_bases[index]))?;
-        }
+        to_output_time(
+            shared,
+            &input,
+            &mut packet,
+            offsets[index],
+            time_bases[index],
+        )?;
         let taken = std::mem::replace(&mut packet, ff::Packet::empty());
-        let delivered = match route {
-            Route::Ignore => true,
-            Route::Decode(tx) => tx.send(taken).is_ok(),
-            Route::Copy(targets) => {
-                let mut ok = true;
-                for (tx, slot) in targets.iter() {
-                    let msg = MuxMsg::Packet {
-                        slot: *slot,
-                        packet: ffi::packet_ref(&taken),
-                        time_base: time_bases[index],
-                    };
-                    ok &= tx.send(msg).is_ok();
-                }
-                ok
-            }
-        };
-        if !delivered {
+        if !deliver(route, taken, time_bases[index]) {
             // A lane has gone (it failed or finished early): stop feeding it.
             routes[index] = Route::Ignore;
             if routes.iter().all(|r| matches!(r, Route::Ignore)) {
@@ -106,7 +83,62 @@ pub(crate) fn run(
             }
         }
     }
-    // Dropping the routes closes every lane's input: they flush and finish.
+    close(routes);
+    Ok(())
+}
+
+/// Seeks to the keyframe at or before `target` (µs); the decoder skips up to it.
+fn seek(input: &mut Input, target: i64) {
+    if input.ctx.seek(target, ..target + 1).is_err() {
+        tracing::debug!("seek to {target} µs failed; decoding from the start");
+    }
+}
+
+/// Shifts a packet by the stream's start `offset` and holds its end to the output limit.
+fn to_output_time(
+    shared: &Shared,
+    input: &Input,
+    packet: &mut ff::Packet,
+    offset: i64,
+    time_base: ff::Rational,
+) -> Result<(), MediaError> {
+    if offset != 0 {
+        packet.set_pts(packet.pts().map(|t| t - offset));
+        packet.set_dts(packet.dts().map(|t| t - offset));
+    }
+    if let Some(t) = packet.pts().or(packet.dts()) {
+        let end = t.saturating_add(packet.duration().max(0));
+        shared
+            .limit
+            .check(&input.path, end as f64 * f64::from(time_base))?;
+    }
+    Ok(())
+}
+
+/// Hands a packet to its decoder lane, or a reference to each muxer it is copied to; false
+/// when a receiver has gone.
+fn deliver(route: &Route, packet: ff::Packet, time_base: ff::Rational) -> bool {
+    match route {
+        Route::Ignore => true,
+        Route::Decode(tx) => tx.send(packet).is_ok(),
+        Route::Copy(targets) => {
+            let mut ok = true;
+            for (tx, slot) in targets.iter() {
+                let msg = MuxMsg::Packet {
+                    slot: *slot,
+                    packet: ffi::packet_ref(&packet),
+                    time_base,
+                };
+                ok &= tx.send(msg).is_ok();
+            }
+            ok
+        }
+    }
+}
+
+/// Dropping the routes closes every lane's input: they flush and finish. Copied streams'
+/// muxers are told each slot has ended.
+fn close(routes: Vec<Route>) {
     for route in routes {
         if let Route::Copy(targets) = route {
             for (tx, slot) in targets {
@@ -114,7 +146,6 @@ pub(crate) fn run(
             }
         }
     }
-    Ok(())
 }
 
 fn rescale(us: i64, tb: ff::Rational) -> i64 {

@@ -8,30 +8,34 @@ mod demux;
 mod grid;
 mod mux;
 mod video;
+mod wire;
 
 use std::panic::AssertUnwindSafe;
 use std::path::Path;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::{Scope, ScopedJoinHandle};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Sender, bounded};
+use crossbeam_channel::Receiver;
 use ffmpeg_next as ff;
 use serde::Serialize;
 
 use super::error::MediaError;
 use super::ffi;
 use super::hls;
-use super::input::{self, OutputLimit};
+use super::input::{self, Input, OutputLimit};
 use super::meter::Meter;
 use super::output::{Layout, OutputFile};
-use super::plan::{self, AudioWork, VideoWork};
+use super::plan::{self, Plan};
 use super::probe::{self, ProbeReport};
-use crate::preset::{Container, Preset};
+use crate::preset::Preset;
 use crate::progress::{Phase, Progress};
 use crate::stop::StopToken;
+use audio::AudioLane;
 use demux::Route;
-use mux::{MuxMsg, StreamSetup, StreamSummary};
+use mux::{MuxMsg, StreamSummary};
+use wire::{Fed, VideoLanes, Wiring};
 
 /// What a finished transcode produced.
 #[derive(Debug, Clone, Serialize)]
@@ -56,7 +60,18 @@ pub(crate) struct Shared<'a> {
     pub limit: OutputLimit,
 }
 
-impl Shared<'_> {
+impl<'a> Shared<'a> {
+    fn new(stop: &'a StopToken, plan: &Plan, input_size: u64) -> Shared<'a> {
+        Shared {
+            stop,
+            abort: AtomicBool::new(false),
+            enough: AtomicBool::new(false),
+            error: Mutex::new(None),
+            meter: Meter::new(plan.duration, input_size, plan.outputs.len()),
+            limit: plan.limit,
+        }
+    }
+
     pub fn aborted(&self) -> bool {
         self.abort.load(Ordering::Relaxed) || self.stop.is_stopped()
     }
@@ -102,7 +117,7 @@ impl Shared<'_> {
 /// Fails a run whose output ends well before the input says it should: the input was cut
 /// short (an incomplete upload, a truncated file) and FFmpeg's demuxer simply met its end.
 fn check_complete(
-    plan: &plan::Plan,
+    plan: &Plan,
     meter: &Meter,
     input: &Path,
     log_start: u64,
@@ -158,298 +173,16 @@ pub fn transcode(
     let input_path = input.path.clone();
     let probe = probe::report(&input);
     let plan = plan::plan(&input, &probe, preset)?;
-    let renditions: Vec<Option<String>> =
-        plan.outputs.iter().map(|o| o.rendition.clone()).collect();
-    let layout = Layout::new(output, preset, &renditions)?;
-    let shared = Shared {
-        stop,
-        abort: AtomicBool::new(false),
-        enough: AtomicBool::new(false),
-        error: Mutex::new(None),
-        meter: Meter::new(plan.duration, input.size, plan.outputs.len()),
-        limit: plan.limit,
-    };
-
-    // Channels: one into each muxer; one into each decoder lane; one per rendition.
-    let (mux_tx, mux_rx): (Vec<Sender<MuxMsg>>, Vec<_>) =
-        plan.outputs.iter().map(|_| bounded::<MuxMsg>(256)).unzip();
-    let mut routes: Vec<Route> = (0..input.ctx.nb_streams()).map(|_| Route::Ignore).collect();
-    let hvc1 = matches!(preset.container, Container::Mp4 | Container::Mov);
-
-    // Copied streams announce themselves now, from the input's parameters.
-    let mut copies: Vec<(usize, Vec<plan::Target>)> = plan
-        .subtitles
-        .iter()
-        .map(|c| (c.input, c.targets.clone()))
-        .collect();
-    if let Some(v) = &plan.video
-        && let VideoWork::Copy { targets } = &v.work
-    {
-        copies.push((v.input, targets.clone()));
-    }
-    for a in &plan.audio {
-        if let AudioWork::Copy { targets } = &a.work {
-            copies.push((a.input, targets.clone()));
-        }
-    }
-    for (index, targets) in copies {
-        let Some(stream) = input.ctx.stream(index) else {
-            continue;
-        };
-        let facts = ffi::stream_facts(&stream);
-        let mut params = stream.parameters().clone();
-        ffi::reset_codec_tag(&mut params);
-        let rate = stream.avg_frame_rate();
-        for t in &targets {
-            let setup = StreamSetup {
-                params: params.clone(),
-                time_base: stream.time_base(),
-                frame_rate: (facts.medium == Some("video") && rate.numerator() > 0).then_some(rate),
-                display_matrix: facts.display_matrix,
-                hvc1: hvc1 && facts.codec == "hevc",
-                summary: StreamSummary::default(),
-            };
-            let _ = mux_tx[t.output].send(MuxMsg::Stream {
-                slot: t.slot,
-                setup: Box::new(setup),
-            });
-        }
-        routes[index] = Route::Copy(
-            targets
-                .iter()
-                .map(|t| (mux_tx[t.output].clone(), t.slot))
-                .collect(),
-        );
-    }
-
-    // Decoders are opened here so a broken stream fails before any thread starts.
-    let mut video_lane = None;
-    let mut rendition_lanes = Vec::new();
-    if let Some(v) = &plan.video
-        && let VideoWork::Encode {
-            deinterlace,
-            rotation,
-            frame_rate,
-            renditions,
-        } = &v.work
-    {
-        let stream = input
-            .ctx
-            .stream(v.input)
-            .ok_or_else(|| MediaError::Internal("video stream vanished".into()))?;
-        let decoder =
-            decode::open(&input_path, &stream)?
-                .video()
-                .map_err(|e| MediaError::Decode {
-                    path: input_path.clone(),
-                    stream: v.input,
-                    codec: ffi::stream_facts(&stream).codec,
-                    reason: e.to_string(),
-                })?;
-        let (packet_tx, packet_rx) = bounded::<ff::Packet>(64);
-        routes[v.input] = Route::Decode(packet_tx);
-        let mut frame_txs = Vec::new();
-        for (i, r) in renditions.iter().enumerate() {
-            let (tx, rx) = bounded::<ff::frame::Video>(4);
-            frame_txs.push(tx);
-            rendition_lanes.push((
-                video::RenditionLane {
-                    plan: r,
-                    counts_frames: i == 0,
-                    time_base: stream.time_base(),
-                    frame_rate: *frame_rate,
-                    global_header: plan.global_header,
-                    hvc1,
-                    mux: mux_tx[r.target.output].clone(),
-                },
-                rx,
-            ));
-        }
-        video_lane = Some((
-            video::DecodeLane {
-                decoder,
-                health: decode::Health::new(&input_path, &stream),
-                time_base: stream.time_base(),
-                frame_rate: *frame_rate,
-                deinterlace: *deinterlace,
-                rotation: *rotation,
-                poster_at: plan.poster_at,
-            },
-            packet_rx,
-            frame_txs,
-        ));
-    }
-    let mut audio_lanes = Vec::new();
-    for a in &plan.audio {
-        let AudioWork::Encode { groups } = &a.work else {
-            continue;
-        };
-        let stream = input
-            .ctx
-            .stream(a.input)
-            .ok_or_else(|| MediaError::Internal("audio stream vanished".into()))?;
-        let decoder =
-            decode::open(&input_path, &stream)?
-                .audio()
-                .map_err(|e| MediaError::Decode {
-                    path: input_path.clone(),
-                    stream: a.input,
-                    codec: ffi::stream_facts(&stream).codec,
-                    reason: e.to_string(),
-                })?;
-        let (packet_tx, packet_rx) = bounded::<ff::Packet>(128);
-        routes[a.input] = Route::Decode(packet_tx);
-        let groups = groups
-            .iter()
-            .map(|(spec, targets)| {
-                let targets = targets
-                    .iter()
-                    .map(|t| (mux_tx[t.output].clone(), t.slot))
-                    .collect();
-                audio::Group::new(spec.clone(), targets)
-            })
-            .collect();
-        audio_lanes.push((
-            audio::AudioLane {
-                decoder,
-                health: decode::Health::new(&input_path, &stream),
-                time_base: stream.time_base(),
-                global_header: plan.global_header,
-                groups,
-            },
-            packet_rx,
-        ));
-    }
-    // The coordinator keeps no sender: each muxer ends when its last producer does.
-    drop(mux_tx);
-
-    let seek_us = plan.poster_at.map(|t| (t * 1e6) as i64);
-    let summaries: Vec<Option<Vec<StreamSummary>>> = std::thread::scope(|s| {
-        let shared = &shared;
-        let mut handles = Vec::new();
-        let mux_handles: Vec<_> = mux_rx
-            .into_iter()
-            .enumerate()
-            .map(|(i, rx)| {
-                let target = &layout.targets[i];
-                let slots = &plan.outputs[i].slots;
-                std::thread::Builder::new()
-                    .name(format!("ffarm-mux-{i}"))
-                    .spawn_scoped(s, move || {
-                        shared.guard("mux", || mux::run(shared, i, target, slots, rx))
-                    })
-                    .expect("spawning a pipeline thread")
-            })
-            .collect();
-        for (lane, rx) in rendition_lanes {
-            handles.push(
-                std::thread::Builder::new()
-                    .name("ffarm-encode".into())
-                    .spawn_scoped(s, move || {
-                        shared.guard("video encode", || video::run_rendition(shared, lane, rx));
-                    })
-                    .expect("spawning a pipeline thread"),
-            );
-        }
-        if let Some((lane, rx, txs)) = video_lane {
-            handles.push(
-                std::thread::Builder::new()
-                    .name("ffarm-vdec".into())
-                    .spawn_scoped(s, move || {
-                        shared.guard("video decode", || video::run_decoder(shared, lane, rx, txs));
-                    })
-                    .expect("spawning a pipeline thread"),
-            );
-        }
-        for (lane, rx) in audio_lanes {
-            handles.push(
-                std::thread::Builder::new()
-                    .name("ffarm-audio".into())
-                    .spawn_scoped(s, move || {
-                        shared.guard("audio", || audio::run(shared, lane, rx));
-                    })
-                    .expect("spawning a pipeline thread"),
-            );
-        }
-        let offset = plan.start_offset_us;
-        handles.push(
-            std::thread::Builder::new()
-                .name("ffarm-demux".into())
-                .spawn_scoped(s, move || {
-                    shared.guard("demux", || {
-                        demux::run(shared, input, routes, offset, seek_us)
-                    });
-                })
-                .expect("spawning a pipeline thread"),
-        );
-
-        let mut last_report = Instant::now();
-        while !(handles.iter().all(|h| h.is_finished())
-            && mux_handles.iter().all(|h| h.is_finished()))
-        {
-            std::thread::sleep(Duration::from_millis(20));
-            if last_report.elapsed() >= PROGRESS_EVERY && !shared.aborted() {
-                last_report = Instant::now();
-                on_progress(&shared.meter.snapshot(Phase::Transcoding));
-            }
-        }
-        for h in handles {
-            let _ = h.join();
-        }
-        mux_handles
-            .into_iter()
-            .map(|h| h.join().ok().flatten())
-            .collect()
-    });
-
-    if stop.is_stopped() {
-        layout.discard();
-        return Err(MediaError::Stopped);
-    }
-    if let Some(e) = shared
-        .error
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .take()
-    {
-        layout.discard();
-        return Err(e);
-    }
-    if let Err(e) = check_complete(&plan, &shared.meter, &input_path, log_start) {
+    let layout = Layout::new(output, preset, &plan.renditions())?;
+    let shared = Shared::new(stop, &plan, input.size);
+    let wiring = wire::wire(&input, &plan, preset)?;
+    let summaries = run(&shared, input, wiring, &plan, &layout, on_progress);
+    if let Err(e) = outcome(&shared, &plan, &input_path, log_start) {
         layout.discard();
         return Err(e);
     }
     on_progress(&shared.meter.snapshot(Phase::Finalizing));
-    // A ladder always gets a master playlist, even when a small source leaves one rung.
-    if let Some(master) = layout.staged_master() {
-        let variants: Vec<hls::Variant> = layout
-            .targets
-            .iter()
-            .zip(&summaries)
-            .map(|(target, summary)| {
-                let streams = summary.clone().unwrap_or_default();
-                let video = streams.iter().find(|s| s.width > 0);
-                hls::Variant {
-                    uri: target
-                        .path
-                        .file_name()
-                        .map(|n| n.to_string_lossy().into_owned())
-                        .unwrap_or_default(),
-                    resolution: video.map(|v| (v.width, v.height)),
-                    frame_rate: video.and_then(|v| v.frame_rate),
-                    codecs: streams
-                        .iter()
-                        .filter_map(|s| s.codec_string.clone())
-                        .collect(),
-                }
-            })
-            .collect();
-        if let Err(e) = hls::write_master(&master, &variants) {
-            layout.discard();
-            return Err(e);
-        }
-    }
-    let outputs = layout.commit(preset.container.picture())?;
+    let outputs = finalise_outputs(layout, &summaries, preset)?;
     let done = shared.meter.snapshot(Phase::Done);
     on_progress(&done);
     Ok(TranscodeReport {
@@ -459,4 +192,211 @@ pub fn transcode(
         out_time_seconds: done.out_time_seconds,
         elapsed_seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+/// What one muxer wrote: its streams' summaries, or None when it failed.
+type Written = Option<Vec<StreamSummary>>;
+
+/// Runs the wired pipeline, a thread per part, while this thread reports progress, until
+/// every part has finished; returns what each muxer wrote.
+fn run(
+    shared: &Shared,
+    input: Input,
+    wiring: Wiring,
+    plan: &Plan,
+    layout: &Layout,
+    on_progress: &mut dyn FnMut(&Progress),
+) -> Vec<Written> {
+    let Wiring {
+        routes,
+        muxers,
+        video,
+        audio,
+    } = wiring;
+    let seek_us = plan.poster_at.map(|t| (t * 1e6) as i64);
+    std::thread::scope(|s| {
+        let muxers = start_muxers(s, shared, muxers, layout, plan);
+        let mut lanes = start_video_lanes(s, shared, video);
+        lanes.extend(start_audio(s, shared, audio));
+        lanes.push(start_demux(
+            s,
+            shared,
+            input,
+            routes,
+            plan.start_offset_us,
+            seek_us,
+        ));
+        watch(shared, &lanes, &muxers, on_progress);
+        for h in lanes {
+            let _ = h.join();
+        }
+        muxers
+            .into_iter()
+            .map(|h| h.join().ok().flatten())
+            .collect()
+    })
+}
+
+/// Starts a named pipeline thread in `scope`.
+fn spawn<'scope, T: Send + 'scope>(
+    scope: &'scope Scope<'scope, '_>,
+    name: String,
+    body: impl FnOnce() -> T + Send + 'scope,
+) -> ScopedJoinHandle<'scope, T> {
+    std::thread::Builder::new()
+        .name(name)
+        .spawn_scoped(scope, body)
+        .expect("spawning a pipeline thread")
+}
+
+/// Starts one muxer thread per output file.
+fn start_muxers<'scope>(
+    s: &'scope Scope<'scope, '_>,
+    shared: &'scope Shared,
+    muxers: Vec<Receiver<MuxMsg>>,
+    layout: &'scope Layout,
+    plan: &'scope Plan,
+) -> Vec<ScopedJoinHandle<'scope, Written>> {
+    muxers
+        .into_iter()
+        .enumerate()
+        .map(|(i, rx)| {
+            let target = &layout.targets[i];
+            let slots = &plan.outputs[i].slots;
+            spawn(s, format!("ffarm-mux-{i}"), move || {
+                shared.guard("mux", || mux::run(shared, i, target, slots, rx))
+            })
+        })
+        .collect()
+}
+
+/// Starts a thread per video rendition, then the video decoder that feeds them.
+fn start_video_lanes<'scope>(
+    s: &'scope Scope<'scope, '_>,
+    shared: &'scope Shared,
+    video: Option<VideoLanes<'scope>>,
+) -> Vec<ScopedJoinHandle<'scope, ()>> {
+    let mut handles = Vec::new();
+    let Some(lanes) = video else {
+        return handles;
+    };
+    for (lane, rx) in lanes.renditions {
+        handles.push(spawn(s, "ffarm-encode".into(), move || {
+            shared.guard("video encode", || video::run_rendition(shared, lane, rx));
+        }));
+    }
+    let (lane, rx, txs) = (lanes.decoder, lanes.packets, lanes.frames);
+    handles.push(spawn(s, "ffarm-vdec".into(), move || {
+        shared.guard("video decode", || video::run_decoder(shared, lane, rx, txs));
+    }));
+    handles
+}
+
+/// Starts a thread per audio lane.
+fn start_audio<'scope>(
+    s: &'scope Scope<'scope, '_>,
+    shared: &'scope Shared,
+    audio: Vec<Fed<AudioLane, ff::Packet>>,
+) -> Vec<ScopedJoinHandle<'scope, ()>> {
+    audio
+        .into_iter()
+        .map(|(lane, rx)| {
+            spawn(s, "ffarm-audio".into(), move || {
+                shared.guard("audio", || audio::run(shared, lane, rx));
+            })
+        })
+        .collect()
+}
+
+/// Starts the demuxer, which feeds every other part.
+fn start_demux<'scope>(
+    s: &'scope Scope<'scope, '_>,
+    shared: &'scope Shared,
+    input: Input,
+    routes: Vec<Route>,
+    start_offset_us: i64,
+    seek_us: Option<i64>,
+) -> ScopedJoinHandle<'scope, ()> {
+    spawn(s, "ffarm-demux".into(), move || {
+        shared.guard("demux", || {
+            demux::run(shared, input, routes, start_offset_us, seek_us)
+        });
+    })
+}
+
+/// Reports progress every [`PROGRESS_EVERY`] until every thread has finished.
+fn watch(
+    shared: &Shared,
+    lanes: &[ScopedJoinHandle<()>],
+    muxers: &[ScopedJoinHandle<Written>],
+    on_progress: &mut dyn FnMut(&Progress),
+) {
+    let mut last_report = Instant::now();
+    while !(lanes.iter().all(|h| h.is_finished()) && muxers.iter().all(|h| h.is_finished())) {
+        std::thread::sleep(Duration::from_millis(20));
+        if last_report.elapsed() >= PROGRESS_EVERY && !shared.aborted() {
+            last_report = Instant::now();
+            on_progress(&shared.meter.snapshot(Phase::Transcoding));
+        }
+    }
+}
+
+/// How the run ended: stopped, failed (the first failure recorded), cut short by its input,
+/// or complete.
+fn outcome(shared: &Shared, plan: &Plan, input: &Path, log_start: u64) -> Result<(), MediaError> {
+    if shared.stop.is_stopped() {
+        return Err(MediaError::Stopped);
+    }
+    if let Some(e) = shared
+        .error
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .take()
+    {
+        return Err(e);
+    }
+    check_complete(plan, &shared.meter, input, log_start)
+}
+
+/// Writes a ladder's master playlist, then moves every output into place.
+fn finalise_outputs(
+    layout: Layout,
+    summaries: &[Written],
+    preset: &Preset,
+) -> Result<Vec<OutputFile>, MediaError> {
+    // A ladder always gets a master playlist, even when a small source leaves one rung.
+    if let Some(master) = layout.staged_master() {
+        let variants = hls_variants(&layout, summaries);
+        if let Err(e) = hls::write_master(&master, &variants) {
+            layout.discard();
+            return Err(e);
+        }
+    }
+    layout.commit(preset.container.picture())
+}
+
+/// What the master playlist says of each output file, from what its muxer wrote.
+fn hls_variants(layout: &Layout, summaries: &[Written]) -> Vec<hls::Variant> {
+    layout
+        .targets
+        .iter()
+        .zip(summaries)
+        .map(|(target, summary)| {
+            let streams = summary.clone().unwrap_or_default();
+            let video = streams.iter().find(|s| s.width > 0);
+            hls::Variant {
+                uri: target
+                    .path
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+                resolution: video.map(|v| (v.width, v.height)),
+                frame_rate: video.and_then(|v| v.frame_rate),
+                codecs: streams
+                    .iter()
+                    .filter_map(|s| s.codec_string.clone())
+                    .collect(),
+            }
+        })
+        .collect()
 }

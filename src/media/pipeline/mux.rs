@@ -65,103 +65,160 @@ pub(crate) fn run(
     infos: &[SlotInfo],
     rx: Receiver<MuxMsg>,
 ) -> Result<Vec<StreamSummary>, MediaError> {
-    let path = target.path.to_string_lossy().into_owned();
-    let mux_err = |e: ff::Error, mark: u64| MediaError::Mux {
-        path: target.path.clone(),
-        reason: with_detail(&e, ffi::errors_since(mark)),
-    };
-    // A muxer that will not take the streams is a mismatch of input and preset, not a
-    // passing fault.
-    let header_err = |e: ff::Error, mark: u64| {
-        MediaError::Unsupported(format!(
-            "the {} muxer refused the streams: {}",
-            target.muxer,
-            with_detail(&e, ffi::errors_since(mark))
-        ))
-    };
-    let mark = ffi::log_mark();
-    let mut octx = ffi::open_output(&path, target.muxer).map_err(|e| mux_err(e, mark))?;
-    let mut slots: Vec<Slot> = infos
-        .iter()
-        .map(|_| Slot {
-            setup: None,
-            ended: false,
-            pending: Vec::new(),
-            out_index: None,
-            out_time_base: ff::Rational::new(1, 1),
-            last_dts: None,
-        })
-        .collect();
-    let mut header_written = false;
-
+    let mut muxer = Muxer::open(shared, output, target, infos)?;
     loop {
         if shared.aborted() {
             return Ok(Vec::new());
         }
         let Ok(msg) = rx.recv() else { break };
-        match msg {
-            MuxMsg::Stream { slot, mut setup } => {
-                if setup.params.id() == ff::codec::Id::H264 {
-                    setup.summary.codec_string =
-                        hls::avc_codec_string(&ffi::extradata(&setup.params));
-                }
-                slots[slot].setup = Some(setup);
-            }
-            MuxMsg::End { slot } => slots[slot].ended = true,
-            MuxMsg::Packet {
-                slot,
-                packet,
-                time_base,
-            } => {
-                if header_written {
-                    write(
-                        shared,
-                        output,
-                        &mut octx,
-                        &mut slots[slot],
-                        packet,
-                        time_base,
-                    )
-                    .map_err(|(e, m)| mux_err(e, m))?;
-                } else {
-                    slots[slot].pending.push((packet, time_base));
-                }
-            }
+        muxer.receive(msg)?;
+        let ready = muxer.slots.iter().all(|s| s.setup.is_some() || s.ended);
+        if !muxer.header_written && ready {
+            muxer.start_writing()?;
         }
-        let ready = slots.iter().all(|s| s.setup.is_some() || s.ended);
-        if !header_written && ready {
-            write_header(&mut octx, &mut slots, infos, target)
-                .map_err(|(e, m)| header_err(e, m))?;
-            header_written = true;
-            for slot in &mut slots {
-                for (packet, tb) in std::mem::take(&mut slot.pending) {
-                    write(shared, output, &mut octx, slot, packet, tb)
-                        .map_err(|(e, m)| mux_err(e, m))?;
-                }
-            }
-        }
-        if slots.iter().all(|s| s.ended) {
+        if muxer.slots.iter().all(|s| s.ended) {
             break;
         }
     }
     if shared.aborted() {
         return Ok(Vec::new());
     }
-    if !header_written {
-        if slots.iter().all(|s| s.setup.is_none()) {
-            return Err(MediaError::Mux {
-                path: target.path.clone(),
-                reason: "no stream produced anything to write".into(),
-            });
-        }
-        write_header(&mut octx, &mut slots, infos, target).map_err(|(e, m)| header_err(e, m))?;
+    muxer.finish()
+}
+
+/// One output file being written: its slots, and whether its header is out.
+struct Muxer<'a> {
+    shared: &'a Shared<'a>,
+    output: usize,
+    target: &'a MuxTarget,
+    infos: &'a [SlotInfo],
+    octx: ff::format::context::Output,
+    slots: Vec<Slot>,
+    header_written: bool,
+}
+
+impl<'a> Muxer<'a> {
+    /// Opens the output file, every slot waiting for its stream.
+    fn open(
+        shared: &'a Shared<'a>,
+        output: usize,
+        target: &'a MuxTarget,
+        infos: &'a [SlotInfo],
+    ) -> Result<Self, MediaError> {
+        let path = target.path.to_string_lossy().into_owned();
+        let mark = ffi::log_mark();
+        let octx = ffi::open_output(&path, target.muxer).map_err(|e| mux_error(target, e, mark))?;
+        let slots: Vec<Slot> = infos
+            .iter()
+            .map(|_| Slot {
+                setup: None,
+                ended: false,
+                pending: Vec::new(),
+                out_index: None,
+                out_time_base: ff::Rational::new(1, 1),
+                last_dts: None,
+            })
+            .collect();
+        Ok(Muxer {
+            shared,
+            output,
+            target,
+            infos,
+            octx,
+            slots,
+            header_written: false,
+        })
     }
-    let mark = ffi::log_mark();
-    octx.write_trailer().map_err(|e| mux_err(e, mark))?;
-    Ok(slots
-        .into_iter()
-        .filter_map(|s| s.setup.map(|setup| setup.summary))
-        .collect())
+
+    /// Takes one message: a stream's description, the end of a slot, or a packet (written,
+    /// or held until the header is out).
+    fn receive(&mut self, msg: MuxMsg) -> Result<(), MediaError> {
+        match msg {
+            MuxMsg::Stream { slot, mut setup } => {
+                if setup.params.id() == ff::codec::Id::H264 {
+                    setup.summary.codec_string =
+                        hls::avc_codec_string(&ffi::extradata(&setup.params));
+                }
+                self.slots[slot].setup = Some(setup);
+            }
+            MuxMsg::End { slot } => self.slots[slot].ended = true,
+            MuxMsg::Packet {
+                slot,
+                packet,
+                time_base,
+            } => {
+                if self.header_written {
+                    write(
+                        self.shared,
+                        self.output,
+                        &mut self.octx,
+                        &mut self.slots[slot],
+                        packet,
+                        time_base,
+                    )
+                    .map_err(|(e, m)| mux_error(self.target, e, m))?;
+                } else {
+                    self.slots[slot].pending.push((packet, time_base));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes the header, then the packets held back until it was out.
+    fn start_writing(&mut self) -> Result<(), MediaError> {
+        write_header(&mut self.octx, &mut self.slots, self.infos, self.target)
+            .map_err(|(e, m)| header_error(self.target, e, m))?;
+        self.header_written = true;
+        for slot in &mut self.slots {
+            for (packet, tb) in std::mem::take(&mut slot.pending) {
+                write(self.shared, self.output, &mut self.octx, slot, packet, tb)
+                    .map_err(|(e, m)| mux_error(self.target, e, m))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Ends the file — the header first if the producers went before every slot was
+    /// described or ended, then the trailer — and returns the summaries of its streams.
+    fn finish(mut self) -> Result<Vec<StreamSummary>, MediaError> {
+        if !self.header_written {
+            if self.slots.iter().all(|s| s.setup.is_none()) {
+                return Err(MediaError::Mux {
+                    path: self.target.path.clone(),
+                    reason: "no stream produced anything to write".into(),
+                });
+            }
+            write_header(&mut self.octx, &mut self.slots, self.infos, self.target)
+                .map_err(|(e, m)| header_error(self.target, e, m))?;
+        }
+        let mark = ffi::log_mark();
+        self.octx
+            .write_trailer()
+            .map_err(|e| mux_error(self.target, e, mark))?;
+        Ok(self
+            .slots
+            .into_iter()
+            .filter_map(|s| s.setup.map(|setup| setup.summary))
+            .collect())
+    }
+}
+
+fn mux_error(target: &MuxTarget, e: ff::Error, mark: u64) -> MediaError {
+    MediaError::Mux {
+        path: target.path.clone(),
+        reason: with_detail(&e, ffi::errors_since(mark)),
+    }
+}
+
+/// A muxer that will not take the streams is a mismatch of input and preset, not a passing
+/// fault.
+fn header_error(target: &MuxTarget, e: ff::Error, mark: u64) -> MediaError {
+    MediaError::Unsupported(format!(
+        "the {} muxer refused the streams: {}",
+        target.muxer,
+        with_detail(&e, ffi::errors_since(mark))
+    ))
 }
 
 fn write_header(

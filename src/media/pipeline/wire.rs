@@ -1,0 +1,271 @@
+//! Wiring a plan before any thread starts: a channel into each muxer, the copied streams
+//! announced to their muxers, a decoder lane opened for each encoded stream (so a broken
+//! stream fails before anything runs) with a channel per video rendition, and the route each
+//! input stream's packets take from the demuxer.
+
+use crossbeam_channel::{Receiver, Sender, bounded};
+use ffmpeg_next as ff;
+
+use super::audio::{self, AudioLane};
+use super::decode;
+use super::demux::Route;
+use super::mux::{MuxMsg, StreamSetup, StreamSummary};
+use super::video::{self, DecodeLane, RenditionLane};
+use crate::media::error::MediaError;
+use crate::media::ffi;
+use crate::media::input::Input;
+use crate::media::plan::{self, AudioWork, Plan, RenditionPlan, VideoWork};
+use crate::preset::{Container, Preset};
+
+/// A lane with the channel its input comes in by.
+pub(super) type Fed<Lane, Item> = (Lane, Receiver<Item>);
+
+/// The pipeline's parts, connected and ready to run.
+pub(super) struct Wiring<'p> {
+    /// Per input stream: where the demuxer sends its packets.
+    pub routes: Vec<Route>,
+    /// Per output file: what its muxer receives.
+    pub muxers: Vec<Receiver<MuxMsg>>,
+    /// The video decoder and its renditions, when video is encoded.
+    pub video: Option<VideoLanes<'p>>,
+    /// One lane per encoded audio stream, with the packets it decodes.
+    pub audio: Vec<Fed<AudioLane, ff::Packet>>,
+}
+
+/// The video decoder lane (its packets in, one frame channel out per rendition) and the
+/// rendition lanes those frames go to.
+pub(super) struct VideoLanes<'p> {
+    pub decoder: DecodeLane,
+    pub packets: Receiver<ff::Packet>,
+    pub frames: Vec<Sender<ff::frame::Video>>,
+    pub renditions: Vec<Fed<RenditionLane<'p>, ff::frame::Video>>,
+}
+
+/// Connects `plan`'s parts for reading `input`: opens every decoder and announces every
+/// copied stream to its muxers.
+pub(super) fn wire<'p>(
+    input: &Input,
+    plan: &'p Plan,
+    preset: &Preset,
+) -> Result<Wiring<'p>, MediaError> {
+    // Channels: one into each muxer; one into each decoder lane; one per rendition.
+    let (mux_tx, muxers): (Vec<Sender<MuxMsg>>, Vec<_>) =
+        plan.outputs.iter().map(|_| bounded::<MuxMsg>(256)).unzip();
+    let mut routes: Vec<Route> = (0..input.ctx.nb_streams()).map(|_| Route::Ignore).collect();
+    let hvc1 = matches!(preset.container, Container::Mp4 | Container::Mov);
+    announce_copies(input, plan, hvc1, &mux_tx, &mut routes);
+    // Decoders are opened here so a broken stream fails before any thread starts.
+    let video = open_video_lanes(input, plan, hvc1, &mux_tx, &mut routes)?;
+    let audio = open_audio_lanes(input, plan, &mux_tx, &mut routes)?;
+    // The coordinator keeps no sender: each muxer ends when its last producer does.
+    drop(mux_tx);
+    Ok(Wiring {
+        routes,
+        muxers,
+        video,
+        audio,
+    })
+}
+
+/// The input streams that are copied, and where each goes.
+fn copied_streams(plan: &Plan) -> Vec<(usize, Vec<plan::Target>)> {
+    let mut copies: Vec<(usize, Vec<plan::Target>)> = plan
+        .subtitles
+        .iter()
+        .map(|c| (c.input, c.targets.clone()))
+        .collect();
+    if let Some(v) = &plan.video
+        && let VideoWork::Copy { targets } = &v.work
+    {
+        copies.push((v.input, targets.clone()));
+    }
+    for a in &plan.audio {
+        if let AudioWork::Copy { targets } = &a.work {
+            copies.push((a.input, targets.clone()));
+        }
+    }
+    copies
+}
+
+/// Copied streams announce themselves now, from the input's parameters, and their packets
+/// are routed straight to the muxers.
+fn announce_copies(
+    input: &Input,
+    plan: &Plan,
+    hvc1: bool,
+    mux_tx: &[Sender<MuxMsg>],
+    routes: &mut [Route],
+) {
+    for (index, targets) in copied_streams(plan) {
+        let Some(stream) = input.ctx.stream(index) else {
+            continue;
+        };
+        let facts = ffi::stream_facts(&stream);
+        let mut params = stream.parameters().clone();
+        ffi::reset_codec_tag(&mut params);
+        let rate = stream.avg_frame_rate();
+        for t in &targets {
+            let setup = StreamSetup {
+                params: params.clone(),
+                time_base: stream.time_base(),
+                frame_rate: (facts.medium == Some("video") && rate.numerator() > 0).then_some(rate),
+                display_matrix: facts.display_matrix,
+                hvc1: hvc1 && facts.codec == "hevc",
+                summary: StreamSummary::default(),
+            };
+            let _ = mux_tx[t.output].send(MuxMsg::Stream {
+                slot: t.slot,
+                setup: Box::new(setup),
+            });
+        }
+        routes[index] = Route::Copy(
+            targets
+                .iter()
+                .map(|t| (mux_tx[t.output].clone(), t.slot))
+                .collect(),
+        );
+    }
+}
+
+/// Opens the video decoder, when the plan encodes video, and a lane per rendition.
+fn open_video_lanes<'p>(
+    input: &Input,
+    plan: &'p Plan,
+    hvc1: bool,
+    mux_tx: &[Sender<MuxMsg>],
+    routes: &mut [Route],
+) -> Result<Option<VideoLanes<'p>>, MediaError> {
+    let Some(v) = &plan.video else {
+        return Ok(None);
+    };
+    let VideoWork::Encode {
+        deinterlace,
+        rotation,
+        frame_rate,
+        renditions,
+    } = &v.work
+    else {
+        return Ok(None);
+    };
+    let stream = input
+        .ctx
+        .stream(v.input)
+        .ok_or_else(|| MediaError::Internal("video stream vanished".into()))?;
+    let decoder = decode::open(&input.path, &stream)?
+        .video()
+        .map_err(|e| MediaError::Decode {
+            path: input.path.clone(),
+            stream: v.input,
+            codec: ffi::stream_facts(&stream).codec,
+            reason: e.to_string(),
+        })?;
+    let (packet_tx, packets) = bounded::<ff::Packet>(64);
+    routes[v.input] = Route::Decode(packet_tx);
+    let (frames, renditions) = rendition_lanes(
+        plan,
+        renditions,
+        stream.time_base(),
+        *frame_rate,
+        hvc1,
+        mux_tx,
+    );
+    Ok(Some(VideoLanes {
+        decoder: DecodeLane {
+            decoder,
+            health: decode::Health::new(&input.path, &stream),
+            time_base: stream.time_base(),
+            frame_rate: *frame_rate,
+            deinterlace: *deinterlace,
+            rotation: *rotation,
+            poster_at: plan.poster_at,
+        },
+        packets,
+        frames,
+        renditions,
+    }))
+}
+
+/// A lane per rendition, each with the channel its frames come in by; the first counts
+/// frames for progress.
+fn rendition_lanes<'p>(
+    plan: &Plan,
+    renditions: &'p [RenditionPlan],
+    time_base: ff::Rational,
+    frame_rate: Option<ff::Rational>,
+    hvc1: bool,
+    mux_tx: &[Sender<MuxMsg>],
+) -> (
+    Vec<Sender<ff::frame::Video>>,
+    Vec<Fed<RenditionLane<'p>, ff::frame::Video>>,
+) {
+    let mut frame_txs = Vec::new();
+    let mut lanes = Vec::new();
+    for (i, r) in renditions.iter().enumerate() {
+        let (tx, rx) = bounded::<ff::frame::Video>(4);
+        frame_txs.push(tx);
+        lanes.push((
+            video::RenditionLane {
+                plan: r,
+                counts_frames: i == 0,
+                time_base,
+                frame_rate,
+                global_header: plan.global_header,
+                hvc1,
+                mux: mux_tx[r.target.output].clone(),
+            },
+            rx,
+        ));
+    }
+    (frame_txs, lanes)
+}
+
+/// Opens a decoder lane per encoded audio stream, each feeding its encoder groups.
+fn open_audio_lanes(
+    input: &Input,
+    plan: &Plan,
+    mux_tx: &[Sender<MuxMsg>],
+    routes: &mut [Route],
+) -> Result<Vec<Fed<AudioLane, ff::Packet>>, MediaError> {
+    let mut audio_lanes = Vec::new();
+    for a in &plan.audio {
+        let AudioWork::Encode { groups } = &a.work else {
+            continue;
+        };
+        let stream = input
+            .ctx
+            .stream(a.input)
+            .ok_or_else(|| MediaError::Internal("audio stream vanished".into()))?;
+        let decoder =
+            decode::open(&input.path, &stream)?
+                .audio()
+                .map_err(|e| MediaError::Decode {
+                    path: input.path.clone(),
+                    stream: a.input,
+                    codec: ffi::stream_facts(&stream).codec,
+                    reason: e.to_string(),
+                })?;
+        let (packet_tx, packet_rx) = bounded::<ff::Packet>(128);
+        routes[a.input] = Route::Decode(packet_tx);
+        let groups = groups
+            .iter()
+            .map(|(spec, targets)| {
+                let targets = targets
+                    .iter()
+                    .map(|t| (mux_tx[t.output].clone(), t.slot))
+                    .collect();
+                audio::Group::new(spec.clone(), targets)
+            })
+            .collect();
+        audio_lanes.push((
+            AudioLane {
+                decoder,
+                health: decode::Health::new(&input.path, &stream),
+                time_base: stream.time_base(),
+                global_header: plan.global_header,
+                groups,
+            },
+            packet_rx,
+        ));
+    }
+    Ok(audio_lanes)
+}
