@@ -85,9 +85,9 @@ fn unsafe_code_and_process_spawns_stay_where_the_invariants_say() {
     for f in &files {
         let name = rel(f);
         let lines = code_lines(f);
-        let has_unsafe = lines
-            .iter()
-            .any(|l| l.contains("unsafe {") || l.contains("unsafe fn") || l.contains("unsafe impl"));
+        let has_unsafe = lines.iter().any(|l| {
+            l.contains("unsafe {") || l.contains("unsafe fn") || l.contains("unsafe impl")
+        });
         let unsafe_allowed = name.starts_with("media/ffi/")
             || name == "process.rs"
             || name == "store/sqlite/writer.rs";
