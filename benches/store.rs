@@ -50,6 +50,7 @@ fn spec(i: usize) -> JobSpec {
         on_failure: None,
         trigger: None,
         overwrite: false,
+        chunking: Default::default(),
     }
 }
 

@@ -43,6 +43,7 @@ fn spec(key: &str, preset: &str) -> JobSpec {
         on_failure: None,
         trigger: None,
         overwrite: false,
+        chunking: Default::default(),
     }
 }
 

@@ -98,6 +98,9 @@ pub struct JobSpec {
     /// attempt that would do so fails with `output-conflict` before uploading anything.
     #[serde(default)]
     pub overwrite: bool,
+    /// Whether the job's video may be encoded in parts by several workers.
+    #[serde(default)]
+    pub chunking: Chunking,
 }
 
 fn default_max_attempts() -> u32 {
@@ -121,6 +124,7 @@ impl JobSpec {
             && self.on_success == other.on_success
             && self.on_failure == other.on_failure
             && self.overwrite == other.overwrite
+            && self.chunking == other.chunking
     }
 }
 
@@ -197,6 +201,13 @@ pub struct Job {
     /// May replace outputs another input wrote (`JobSpec::overwrite`).
     #[serde(default)]
     pub overwrite: bool,
+    /// Whether the job may be split into parts (`JobSpec::chunking`).
+    #[serde(default)]
+    pub chunking: Chunking,
+    /// A split job's parts, video parts in order, then the audio and the assembly; empty
+    /// for a job that runs whole. Filled in when one job is read, not in lists.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub parts: Vec<PartInfo>,
 }
 
 impl Job {
@@ -212,6 +223,7 @@ impl Job {
             on_failure: self.on_failure.clone(),
             trigger: self.trigger.clone(),
             overwrite: self.overwrite,
+            chunking: self.chunking,
         }
     }
 }

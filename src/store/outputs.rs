@@ -121,6 +121,7 @@ mod tests {
             on_failure: None,
             trigger: None,
             overwrite,
+            chunking: Default::default(),
         };
         Job {
             id: format!("job-{input_key}"),
@@ -146,6 +147,8 @@ mod tests {
             on_success: None,
             on_failure: None,
             overwrite: spec.overwrite,
+            chunking: spec.chunking,
+            parts: Vec::new(),
         }
     }
 

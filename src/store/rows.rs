@@ -7,7 +7,7 @@ use sqlx::{ColumnIndex, Decode, Row, Type};
 
 use super::{AttemptInfo, AttemptStats, JobEvent, LogLine, Result, StoreError, WorkerInfo};
 use crate::job::{
-    Job, JobError, ObjectRef, OutputObject, OutputTarget, Status, Timestamp, Trigger,
+    Chunking, Job, JobError, ObjectRef, OutputObject, OutputTarget, Status, Timestamp, Trigger,
 };
 use crate::progress::Progress;
 
@@ -15,7 +15,7 @@ use crate::progress::Progress;
 pub(crate) const JOB_COLUMNS: &str = "id, status, input_bucket, input_key, preset, output_bucket, \
     output_prefix, priority, max_attempts, timeout_seconds, on_success, on_failure, trigger, \
     outputs, progress, error, attempt, retry_base, worker, created_at, updated_at, started_at, \
-    finished_at, run_after, lease_expires_at, overwrite";
+    finished_at, run_after, lease_expires_at, overwrite, chunking";
 
 fn bad(what: &str, e: impl std::fmt::Display) -> StoreError {
     StoreError::Backend(format!("stored {what} unreadable: {e}"))
@@ -192,6 +192,8 @@ pub(crate) fn job_from_row(row: &impl Columns) -> Result<Job> {
         on_success: f.text("on_success")?,
         on_failure: f.text("on_failure")?,
         overwrite: f.flag("overwrite")?,
+        chunking: f.json::<Chunking>("chunking")?.unwrap_or_default(),
+        parts: Vec::new(),
     })
 }
 

@@ -14,7 +14,7 @@ use object_store::ObjectStoreExt;
 use crate::buckets::{Access, BucketError, Buckets, storage_error, validate_key};
 use crate::config::Destinations;
 use crate::job::{
-    DEFAULT_MAX_ATTEMPTS, JobSpec, ObjectRef, OutputTarget, Status, Trigger as JobTrigger,
+    Chunking, DEFAULT_MAX_ATTEMPTS, JobSpec, ObjectRef, OutputTarget, Status, Trigger as JobTrigger,
 };
 use crate::store::{JobStore, StoreError};
 
@@ -200,6 +200,7 @@ impl Triggers {
                         payload: event.payload.clone(),
                     }),
                     overwrite: rule.overwrite,
+                    chunking: Chunking::Auto,
                 };
                 self.destinations.fill(&mut spec);
                 let id = rule::job_id(&bucket, &key, &event.version, preset, &spec.output);

@@ -62,6 +62,7 @@ pub fn spec(key: &str) -> JobSpec {
         on_failure: None,
         trigger: None,
         overwrite: false,
+        chunking: Default::default(),
     }
 }
 

@@ -36,6 +36,9 @@ async fn submit_get_and_history(s: &dyn JobStore) {
     let mut sp = spec("in/a b&c é.mp4");
     sp.on_success = Some("http://127.0.0.1:9/ok".into());
     sp.overwrite = true;
+    sp.chunking = ffarm::job::Chunking::Segments {
+        segment_seconds: 30,
+    };
     sp.trigger = Some(Trigger {
         source: "oss".into(),
         payload: serde_json::json!({"events": [{"eventName": "ObjectCreated:PutObject"}]}),
@@ -90,6 +93,11 @@ async fn idempotent_submit_and_conflicts(s: &dyn JobStore) {
     let mut replacing = spec("in/a.mp4");
     replacing.overwrite = true;
     let err = s.submit(Some("dup".into()), replacing).await.unwrap_err();
+    assert!(matches!(err, StoreError::IdConflict { .. }), "{err}");
+    // So is whether it may be split into parts.
+    let mut unsplit = spec("in/a.mp4");
+    unsplit.chunking = ffarm::job::Chunking::Off;
+    let err = s.submit(Some("dup".into()), unsplit).await.unwrap_err();
     assert!(matches!(err, StoreError::IdConflict { .. }), "{err}");
     for bad in ["", "has space", "../etc", &"x".repeat(129)] {
         let err = s

@@ -147,6 +147,7 @@ impl Farm {
             on_failure: None,
             trigger: None,
             overwrite: false,
+            chunking: Default::default(),
         };
         tweak(&mut spec);
         self.store.submit(None, spec).await.unwrap().job

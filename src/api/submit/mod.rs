@@ -15,7 +15,7 @@ use serde_json::Value;
 use self::shapes::{PresetChoice, Request, SubmitBody};
 use super::AppState;
 use super::error::{ApiResult, Json};
-use crate::job::{DEFAULT_MAX_ATTEMPTS, Job, JobSpec, Trigger};
+use crate::job::{Chunking, DEFAULT_MAX_ATTEMPTS, Job, JobSpec, Trigger};
 use crate::preset::Preset;
 use crate::store::{StoreError, Submitted};
 
@@ -87,6 +87,7 @@ fn spec(app: &AppState, request: Request, preset: String, body: Value) -> JobSpe
             payload: body,
         }),
         overwrite: request.overwrite,
+        chunking: Chunking::Auto,
     };
     app.config.destinations.fill(&mut spec);
     spec

@@ -20,6 +20,7 @@ const SPEC_COLUMNS: &[&str] = &[
     "trigger",
     "created_at",
     "overwrite",
+    "chunking",
 ];
 
 /// The job columns, each qualified by the table holding it, for a write to `job_states`
