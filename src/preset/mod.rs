@@ -13,6 +13,8 @@ use std::path::Path;
 use include_dir::{Dir, include_dir};
 use serde::Serialize;
 
+use crate::job::Chunking;
+
 pub use capabilities::Capabilities;
 pub use codecs::{AudioCodec, Container, QualityScale, SpeedScale, VideoCodec, X264_PRESETS};
 
@@ -36,8 +38,26 @@ pub struct Preset {
     pub hls: Option<HlsLadder>,
     pub poster: Option<PosterAt>,
     pub copy_subtitles: bool,
+    /// Whether jobs with this preset may be split, when the job does not say; `None`: the
+    /// file does not say (jobs get `auto`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub chunking: Option<Chunking>,
     /// Where the preset came from: "builtin" or a file path.
     pub origin: String,
+}
+
+impl Preset {
+    /// Whether its jobs can be split into parts: it encodes video into a moving picture
+    /// (a stream copy has nothing to encode in parts, a still picture is one frame).
+    pub fn can_split(&self) -> bool {
+        matches!(self.video, Some(VideoOutput::Encode(_))) && !self.container.picture()
+    }
+
+    /// A job's chunking, decided once when the job is made: what the job asks for (its
+    /// request or trigger rule) if anything, else what the preset says, else `auto`.
+    pub fn resolve_chunking(&self, asked: Option<Chunking>) -> Chunking {
+        asked.or(self.chunking).unwrap_or_default()
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
