@@ -47,16 +47,32 @@ pub struct Preset {
 }
 
 impl Preset {
-    /// Whether its jobs can be split into parts: it encodes video into a moving picture
-    /// (a stream copy has nothing to encode in parts, a still picture is one frame).
+    /// Whether its jobs can be split into parts (see [`unsplittable`]).
     pub fn can_split(&self) -> bool {
-        matches!(self.video, Some(VideoOutput::Encode(_))) && !self.container.picture()
+        self.why_unsplittable().is_none()
+    }
+
+    /// Why its jobs cannot be split, if they cannot: "copies the video stream", …
+    pub fn why_unsplittable(&self) -> Option<&'static str> {
+        unsplittable(self.container, &self.video)
     }
 
     /// A job's chunking, decided once when the job is made: what the job asks for (its
     /// request or trigger rule) if anything, else what the preset says, else `auto`.
     pub fn resolve_chunking(&self, asked: Option<Chunking>) -> Chunking {
         asked.or(self.chunking).unwrap_or_default()
+    }
+}
+
+/// Why jobs writing `container` with `video` cannot be split into parts, if they cannot: only
+/// video encoded into a moving picture can (a stream copy has nothing to encode in parts, a
+/// still picture is one frame).
+pub fn unsplittable(container: Container, video: &Option<VideoOutput>) -> Option<&'static str> {
+    match video {
+        _ if container.picture() => Some("makes a still picture"),
+        Some(VideoOutput::Copy) => Some("copies the video stream"),
+        None => Some("has no video"),
+        Some(VideoOutput::Encode(_)) => None,
     }
 }
 

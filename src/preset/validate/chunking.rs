@@ -4,7 +4,7 @@
 use super::check::Check;
 use crate::job::{Chunking, MIN_SEGMENT_SECONDS};
 use crate::preset::codecs::Container;
-use crate::preset::{PresetError, VideoOutput};
+use crate::preset::{PresetError, VideoOutput, unsplittable};
 
 /// The file's `chunking`, if it says one.
 pub(super) fn chunking(
@@ -62,14 +62,4 @@ fn segment_seconds(c: &Check, value: Option<&toml::Value>) -> Result<u32, Preset
         ));
     }
     u32::try_from(n).map_err(|_| c.err(field, format!("{n} is too long")))
-}
-
-/// Why jobs of a preset cannot be split, if they cannot.
-fn unsplittable(container: Container, video: &Option<VideoOutput>) -> Option<&'static str> {
-    match video {
-        _ if container.picture() => Some("makes a still picture"),
-        Some(VideoOutput::Copy) => Some("copies the video stream"),
-        None => Some("has no video"),
-        Some(VideoOutput::Encode(_)) => None,
-    }
 }
