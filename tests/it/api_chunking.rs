@@ -266,3 +266,39 @@ async fn a_rule_naming_a_part_length_for_a_copy_stops_the_start() {
          preset its own rule"
     );
 }
+
+#[tokio::test]
+async fn the_api_document_describes_chunking() {
+    let presets = presets_dir();
+    let api = api(Backend::Sqlite, &presets).await;
+    let (_, doc) = api.get("/v1/openapi.json").await;
+    let schemas = &doc["components"]["schemas"];
+    for shape in ["SubmitRequest", "ServerlessTranscodeRequest", "Job"] {
+        let property = &schemas[shape]["properties"]["chunking"];
+        assert!(
+            property
+                .to_string()
+                .contains("#/components/schemas/Chunking"),
+            "{shape}: {property}"
+        );
+    }
+    let choices = schemas["Chunking"]["oneOf"].to_string();
+    for word in ["auto", "off", "segment_seconds"] {
+        assert!(choices.contains(word), "{choices}");
+    }
+    // The presets say what they say, and only when they say it.
+    let (_, listed) = api.get("/v1/presets").await;
+    let said = |name: &str| {
+        listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == name)
+            .map(|p| p.get("chunking").cloned())
+            .unwrap()
+    };
+    assert_eq!(said("whole"), Some(json!("off")));
+    assert_eq!(said("parts-20"), Some(json!({"segment_seconds": 20})));
+    assert_eq!(said("h264-720p"), None);
+    api.shutdown().await;
+}

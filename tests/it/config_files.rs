@@ -170,6 +170,13 @@ fn the_chunking_section_has_defaults_and_takes_each_key() {
     );
     assert_eq!(c.chunking.scratch_bucket("media"), "scratch");
     assert_eq!(ChunkingConfig::default().scratch_bucket("media"), "media");
+    // The part length a job gets: its own, the farm's for auto, none when off.
+    let own = Chunking::Segments {
+        segment_seconds: 12,
+    };
+    assert_eq!(c.chunking.segment_seconds(own), Some(12));
+    assert_eq!(c.chunking.segment_seconds(Chunking::Auto), Some(30));
+    assert_eq!(c.chunking.segment_seconds(Chunking::Off), None);
 }
 
 #[test]
