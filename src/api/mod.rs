@@ -82,6 +82,7 @@ impl App {
             config.triggers.clone(),
             store.clone(),
             buckets.clone(),
+            presets.clone(),
             config
                 .worker
                 .job_timeout_seconds
@@ -110,6 +111,7 @@ impl App {
 fn check_trigger_rules(config: &Config, presets: &Presets) -> Result<(), AppError> {
     for (index, rule) in config.triggers.iter().enumerate() {
         rule.check(&|p| presets.get(p).is_ok())
+            .and_then(|()| rule.check_chunking(presets))
             .map_err(|error| AppError::TriggerRule { index, error })?;
     }
     Ok(())

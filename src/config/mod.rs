@@ -9,6 +9,8 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
+use crate::job::MIN_SEGMENT_SECONDS;
+
 mod sections;
 
 pub use sections::*;
@@ -41,6 +43,7 @@ pub struct Config {
     pub api: ApiSettings,
     pub watch: WatchSettings,
     pub exec: ExecSettings,
+    pub chunking: ChunkingConfig,
 }
 
 impl Default for Config {
@@ -60,12 +63,13 @@ impl Default for Config {
             api: ApiSettings::default(),
             watch: WatchSettings::default(),
             exec: ExecSettings::default(),
+            chunking: ChunkingConfig::default(),
         }
     }
 }
 
 /// The top-level keys, as environment variables name them (`FFARM_<KEY>`).
-const SECTIONS: [&str; 14] = [
+const SECTIONS: [&str; 15] = [
     "listen",
     "data_dir",
     "store",
@@ -80,6 +84,7 @@ const SECTIONS: [&str; 14] = [
     "api",
     "watch",
     "exec",
+    "chunking",
 ];
 
 /// Whether an environment variable (prefix removed, sections split with '.') names a
@@ -156,6 +161,7 @@ impl Config {
     fn check(&self) -> Result<(), ConfigError> {
         self.check_worker()?;
         self.check_tokens()?;
+        self.check_chunking()?;
         for (key, url) in [
             ("destinations.on_success", &self.destinations.on_success),
             ("destinations.on_failure", &self.destinations.on_failure),
@@ -202,6 +208,38 @@ impl Config {
         }
         if self.worker.poll_seconds == 0 {
             return Err(invalid("worker.poll_seconds", "must be at least 1"));
+        }
+        Ok(())
+    }
+
+    fn check_chunking(&self) -> Result<(), ConfigError> {
+        let chunking = &self.chunking;
+        if chunking.segment_seconds < MIN_SEGMENT_SECONDS {
+            return Err(invalid(
+                "chunking.segment_seconds",
+                format!(
+                    "must be at least {MIN_SEGMENT_SECONDS}, not {}",
+                    chunking.segment_seconds
+                ),
+            ));
+        }
+        if let Some(bucket) = &chunking.scratch_bucket
+            && !self.buckets.contains_key(bucket)
+        {
+            let configured: Vec<&str> = self.buckets.keys().map(String::as_str).collect();
+            return Err(invalid(
+                "chunking.scratch_bucket",
+                format!(
+                    "'{bucket}' is not a configured bucket (configured: {}); add \
+                     [buckets.{bucket}] or leave it out to keep scratch in each job's \
+                     output bucket",
+                    if configured.is_empty() {
+                        "none".to_string()
+                    } else {
+                        configured.join(", ")
+                    }
+                ),
+            ));
         }
         Ok(())
     }

@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use crate::job::Chunking;
+
 /// How a bucket is reached (`[buckets.NAME]`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -49,6 +51,10 @@ pub struct TriggerRule {
     /// The jobs it makes may replace outputs another input wrote (`JobSpec::overwrite`).
     #[serde(default)]
     pub overwrite: bool,
+    /// Whether the jobs it makes may be split (`"auto"`, `"off"`, `{ segment_seconds = N }`);
+    /// unset: what each preset says, else `auto`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chunking: Option<Chunking>,
 }
 
 fn default_output() -> String {
@@ -66,6 +72,53 @@ impl TriggerRule {
             output: default_output(),
             output_bucket: None,
             overwrite: false,
+            chunking: None,
+        }
+    }
+}
+
+/// Split jobs (`[chunking]`): how a job's video is cut into parts that several workers
+/// encode at once. Whether a job may split is its own `chunking`; these are the farm's
+/// defaults and limits, read by the workers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ChunkingConfig {
+    /// About how long a part is, in seconds, for jobs that say `auto` (at least
+    /// [`MIN_SEGMENT_SECONDS`](crate::job::MIN_SEGMENT_SECONDS)).
+    pub segment_seconds: u32,
+    /// `auto` splits only inputs lasting at least this many seconds.
+    pub min_seconds: u32,
+    /// How many of one job's parts may run at once (0: no limit).
+    pub max_parallel: u32,
+    /// The bucket parts' scratch objects live in (a `[buckets.NAME]`); default: each job's
+    /// output bucket.
+    pub scratch_bucket: Option<String>,
+}
+
+impl Default for ChunkingConfig {
+    fn default() -> Self {
+        ChunkingConfig {
+            segment_seconds: 60,
+            min_seconds: 240,
+            max_parallel: 0,
+            scratch_bucket: None,
+        }
+    }
+}
+
+impl ChunkingConfig {
+    /// Where the scratch objects of a job writing to `output_bucket` live.
+    pub fn scratch_bucket<'a>(&'a self, output_bucket: &'a str) -> &'a str {
+        self.scratch_bucket.as_deref().unwrap_or(output_bucket)
+    }
+
+    /// The part length a job's `chunking` asks for: its own, the farm's for `auto`, none
+    /// for `off`. Whether `auto` splits at all is the worker's call (input length, room).
+    pub fn segment_seconds(&self, chunking: Chunking) -> Option<u32> {
+        match chunking {
+            Chunking::Off => None,
+            Chunking::Auto => Some(self.segment_seconds),
+            Chunking::Segments { segment_seconds } => Some(segment_seconds),
         }
     }
 }

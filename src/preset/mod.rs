@@ -13,6 +13,8 @@ use std::path::Path;
 use include_dir::{Dir, include_dir};
 use serde::Serialize;
 
+use crate::job::Chunking;
+
 pub use capabilities::Capabilities;
 pub use codecs::{AudioCodec, Container, QualityScale, SpeedScale, VideoCodec, X264_PRESETS};
 
@@ -36,8 +38,42 @@ pub struct Preset {
     pub hls: Option<HlsLadder>,
     pub poster: Option<PosterAt>,
     pub copy_subtitles: bool,
+    /// Whether jobs with this preset may be split, when the job does not say; `None`: the
+    /// file does not say (jobs get `auto`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub chunking: Option<Chunking>,
     /// Where the preset came from: "builtin" or a file path.
     pub origin: String,
+}
+
+impl Preset {
+    /// Whether its jobs can be split into parts (see [`unsplittable`]).
+    pub fn can_split(&self) -> bool {
+        self.why_unsplittable().is_none()
+    }
+
+    /// Why its jobs cannot be split, if they cannot: "copies the video stream", …
+    pub fn why_unsplittable(&self) -> Option<&'static str> {
+        unsplittable(self.container, &self.video)
+    }
+
+    /// A job's chunking, decided once when the job is made: what the job asks for (its
+    /// request or trigger rule) if anything, else what the preset says, else `auto`.
+    pub fn resolve_chunking(&self, asked: Option<Chunking>) -> Chunking {
+        asked.or(self.chunking).unwrap_or_default()
+    }
+}
+
+/// Why jobs writing `container` with `video` cannot be split into parts, if they cannot: only
+/// video encoded into a moving picture can (a stream copy has nothing to encode in parts, a
+/// still picture is one frame).
+pub fn unsplittable(container: Container, video: &Option<VideoOutput>) -> Option<&'static str> {
+    match video {
+        _ if container.picture() => Some("makes a still picture"),
+        Some(VideoOutput::Copy) => Some("copies the video stream"),
+        None => Some("has no video"),
+        Some(VideoOutput::Encode(_)) => None,
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]

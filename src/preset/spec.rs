@@ -23,6 +23,9 @@ pub struct PresetSpec {
     pub hls: Option<HlsSpec>,
     pub poster: Option<PosterSpec>,
     pub subtitles: Option<SubtitleSpec>,
+    /// `"auto"`, `"off"` or `{ segment_seconds = N }`; read as a value so that a mistake is
+    /// reported against the field rather than as a parse error.
+    pub chunking: Option<toml::Value>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -16,6 +16,7 @@ use crate::config::Destinations;
 use crate::job::{
     Chunking, DEFAULT_MAX_ATTEMPTS, JobSpec, ObjectRef, OutputTarget, Status, Trigger as JobTrigger,
 };
+use crate::preset::Presets;
 use crate::store::{JobStore, StoreError};
 
 /// A job a trigger made or found.
@@ -42,16 +43,19 @@ pub struct Triggers {
     rules: Vec<TriggerRule>,
     store: Arc<dyn JobStore>,
     buckets: Arc<Buckets>,
+    presets: Arc<Presets>,
     timeout_seconds: u64,
     destinations: Destinations,
 }
 
 impl Triggers {
-    /// `timeout_seconds` and `destinations`: what the jobs it makes get (as from the API).
+    /// `timeout_seconds` and `destinations`: what the jobs it makes get (as from the API);
+    /// `presets`: what a rule's presets say about splitting.
     pub fn new(
         rules: Vec<TriggerRule>,
         store: Arc<dyn JobStore>,
         buckets: Arc<Buckets>,
+        presets: Arc<Presets>,
         timeout_seconds: u64,
         destinations: Destinations,
     ) -> Triggers {
@@ -59,6 +63,7 @@ impl Triggers {
             rules,
             store,
             buckets,
+            presets,
             timeout_seconds,
             destinations,
         }
@@ -200,7 +205,7 @@ impl Triggers {
                         payload: event.payload.clone(),
                     }),
                     overwrite: rule.overwrite,
-                    chunking: Chunking::Auto,
+                    chunking: self.chunking(rule, preset),
                 };
                 self.destinations.fill(&mut spec);
                 let id = rule::job_id(&bucket, &key, &event.version, preset, &spec.output);
@@ -222,6 +227,15 @@ impl Triggers {
             }
         }
         Ok(())
+    }
+
+    /// The chunking of a job `rule` makes with `preset`: the rule's, else the preset's, else
+    /// `auto`. The rules were checked against the presets at start, so the preset is known.
+    fn chunking(&self, rule: &TriggerRule, preset: &str) -> Chunking {
+        match self.presets.get(preset) {
+            Ok(p) => p.resolve_chunking(rule.chunking),
+            Err(_) => rule.chunking.unwrap_or_default(),
+        }
     }
 
     fn why_no_rule(&self, bucket: &str, key: &str) -> String {

@@ -7,7 +7,8 @@ use sha2::{Digest, Sha256};
 
 use crate::buckets::{BucketError, validate_bucket, validate_key, validate_prefix};
 pub use crate::config::{TriggerRule, VIDEO_SUFFIXES};
-use crate::job::OutputTarget;
+use crate::job::{Chunking, OutputTarget};
+use crate::preset::Presets;
 
 impl TriggerRule {
     pub fn output_bucket(&self) -> &str {
@@ -33,6 +34,26 @@ impl TriggerRule {
                 bucket: self.bucket.clone(),
                 problem,
             })
+    }
+
+    /// A part length only where every preset of the rule can be split (run after `check`,
+    /// which finds the presets known).
+    pub fn check_chunking(&self, presets: &Presets) -> Result<(), RuleError> {
+        let Some(Chunking::Segments { .. }) = self.chunking else {
+            return Ok(());
+        };
+        for name in &self.presets {
+            if let Some(why) = presets.get(name).ok().and_then(|p| p.why_unsplittable()) {
+                return Err(RuleError {
+                    bucket: self.bucket.clone(),
+                    problem: RuleProblem::Unsplittable {
+                        preset: name.clone(),
+                        why,
+                    },
+                });
+            }
+        }
+        Ok(())
     }
 
     /// The bucket, the output bucket and the prefix are names a bucket accepts.
@@ -187,6 +208,12 @@ pub enum RuleProblem {
          same bucket, or outputs would fire the rule again"
     )]
     OutputRefires(String),
+    /// The rule names a part length, and one of its presets cannot be split.
+    #[error(
+        "chunking: preset '{preset}' {why}, so its jobs cannot be split; leave \
+         segment_seconds out or give that preset its own rule"
+    )]
+    Unsplittable { preset: String, why: &'static str },
 }
 
 impl RuleProblem {
@@ -199,6 +226,7 @@ impl RuleProblem {
             RuleProblem::NoPresets | RuleProblem::UnknownPreset(_) => "presets",
             RuleProblem::Suffix(_) => "suffixes",
             RuleProblem::Output { .. } | RuleProblem::OutputRefires(_) => "output",
+            RuleProblem::Unsplittable { .. } => "chunking",
         }
     }
 }

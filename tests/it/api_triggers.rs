@@ -30,6 +30,7 @@ fn cloud_rule() -> TriggerRule {
         output: "out/{stem}/{preset}".into(),
         output_bucket: None,
         overwrite: false,
+        chunking: None,
     }
 }
 
@@ -276,6 +277,7 @@ async fn rules_decide_and_explain() {
             output: "done/".into(),
             output_bucket: None,
             overwrite: false,
+            chunking: None,
         }];
     })
     .await;
@@ -336,6 +338,7 @@ async fn one_preset_to_two_outputs_is_two_jobs() {
         output: output.into(),
         output_bucket: None,
         overwrite,
+        chunking: None,
     };
     let api = Api::start(Backend::Sqlite, move |c| {
         c.triggers = vec![rule("web/", false), rule("archive/", true)];

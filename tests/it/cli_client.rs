@@ -576,3 +576,33 @@ fn submit_leaves_another_inputs_output_alone_unless_told_to_overwrite() {
     assert_eq!(third["overwrite"], true);
     assert_eq!(third["outputs"][0]["key"], "out/clip.mp4");
 }
+
+/// `--chunking` sends how the job may split; the job shows what was decided.
+#[test]
+fn submit_says_whether_the_job_may_split() {
+    let s = Server::start(0, None);
+    let submit = |id: &str, preset: &str, chunking: &[&str]| {
+        let mut args = vec!["submit", "media/src/clip.mp4", "-p", preset, "--id", id];
+        args.extend_from_slice(chunking);
+        s.run(&args)
+    };
+    for (id, flag, shown) in [
+        ("plain", None, "\"auto\""),
+        ("off", Some("off"), "\"off\""),
+        ("parts", Some("30"), "{\"segment_seconds\":30}"),
+        ("parts-s", Some("45s"), "{\"segment_seconds\":45}"),
+    ] {
+        let mut args = vec!["--json"];
+        args.extend(flag.map(|f| ["--chunking", f]).into_iter().flatten());
+        let job = submit(id, "h264-720p", &args).expect(0).json();
+        assert_eq!(job["chunking"].to_string(), shown, "{id}");
+    }
+    let text = s.run(&["show", "parts"]).expect(0).stdout.clone();
+    assert!(text.contains("chunking") && text.contains("30s"), "{text}");
+    let out = submit("short", "h264-720p", &["--chunking", "1"]);
+    let stderr = &out.expect(2).stderr;
+    assert!(stderr.contains("at least 2, not 1"), "{out:#?}");
+    let out = submit("copy", "remux-mkv", &["--chunking", "30"]);
+    let stderr = &out.expect(2).stderr;
+    assert!(stderr.contains("cannot be split"), "{out:#?}");
+}

@@ -3,7 +3,8 @@
 
 use std::collections::BTreeSet;
 
-use ffarm::config::Config;
+use ffarm::config::{ChunkingConfig, Config};
+use ffarm::job::Chunking;
 
 #[test]
 fn the_example_file_loads_and_states_the_defaults() {
@@ -130,5 +131,126 @@ fn ffarm_config_shows_file_environment_and_flags_in_order() {
     assert_eq!(
         shown["buckets"]["cloud"]["options"]["aws_secret_access_key"].as_str(),
         Some("********")
+    );
+}
+
+/// Loads `text` as ffarm.toml: the configuration, or the error's key and message.
+fn load(text: &str) -> Result<Config, (String, String)> {
+    let dir = crate::helpers::tempdir();
+    let file = dir.path().join("ffarm.toml");
+    std::fs::write(&file, text).unwrap();
+    Config::load(Some(&file), serde_json::json!({})).map_err(|e| (e.key(), e.to_string()))
+}
+
+#[test]
+fn the_chunking_section_has_defaults_and_takes_each_key() {
+    let c = load("").unwrap();
+    assert_eq!(
+        c.chunking,
+        ChunkingConfig {
+            segment_seconds: 60,
+            min_seconds: 240,
+            max_parallel: 0,
+            scratch_bucket: None,
+        }
+    );
+    let c = load(
+        "[buckets.scratch]\nurl = \"file:///tmp/scratch\"\n[chunking]\nsegment_seconds = 30\n\
+         min_seconds = 120\nmax_parallel = 4\nscratch_bucket = \"scratch\"\n",
+    )
+    .unwrap();
+    assert_eq!(
+        c.chunking,
+        ChunkingConfig {
+            segment_seconds: 30,
+            min_seconds: 120,
+            max_parallel: 4,
+            scratch_bucket: Some("scratch".into()),
+        }
+    );
+    assert_eq!(c.chunking.scratch_bucket("media"), "scratch");
+    assert_eq!(ChunkingConfig::default().scratch_bucket("media"), "media");
+    // The part length a job gets: its own, the farm's for auto, none when off.
+    let own = Chunking::Segments {
+        segment_seconds: 12,
+    };
+    assert_eq!(c.chunking.segment_seconds(own), Some(12));
+    assert_eq!(c.chunking.segment_seconds(Chunking::Auto), Some(30));
+    assert_eq!(c.chunking.segment_seconds(Chunking::Off), None);
+}
+
+#[test]
+fn bad_chunking_values_name_their_key() {
+    for (text, key, says) in [
+        (
+            "[chunking]\nsegment_seconds = 1\n",
+            "chunking.segment_seconds",
+            "must be at least 2, not 1",
+        ),
+        (
+            "[chunking]\nscratch_bucket = \"nowhere\"\n",
+            "chunking.scratch_bucket",
+            "'nowhere' is not a configured bucket (configured: none)",
+        ),
+        (
+            "[chunking]\nmax_parallel = -1\n",
+            "chunking.max_parallel",
+            "invalid value",
+        ),
+        (
+            "[chunking]\nsegment_secs = 30\n",
+            "chunking.segment_secs",
+            "unknown field: found `segment_secs`",
+        ),
+        (
+            "[[triggers]]\nbucket = \"media\"\npresets = [\"mp4\"]\nchunking = \"sometimes\"\n",
+            "triggers.0.chunking",
+            "\"sometimes\"",
+        ),
+    ] {
+        let (got_key, message) = load(text).unwrap_err();
+        assert_eq!(got_key, key, "{message}");
+        assert!(message.contains(says), "{message}");
+    }
+}
+
+#[test]
+fn chunking_comes_from_the_environment_too() {
+    let out = std::process::Command::new(crate::helpers::ffarm_bin())
+        .args(["config"])
+        .current_dir(crate::helpers::tempdir().path())
+        .env("FFARM_CHUNKING__SEGMENT_SECONDS", "20")
+        .env("FFARM_CHUNKING__MAX_PARALLEL", "3")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let shown: toml::Value = toml::from_str(&String::from_utf8_lossy(&out.stdout)).unwrap();
+    assert_eq!(shown["chunking"]["segment_seconds"].as_integer(), Some(20));
+    assert_eq!(shown["chunking"]["max_parallel"].as_integer(), Some(3));
+    assert_eq!(shown["chunking"]["min_seconds"].as_integer(), Some(240));
+}
+
+#[test]
+fn a_rule_may_say_how_its_jobs_split() {
+    let c = load(
+        "[[triggers]]\nbucket = \"media\"\npresets = [\"mp4\"]\nchunking = { segment_seconds = 20 }\n\
+         [[triggers]]\nbucket = \"other\"\npresets = [\"mp4\"]\nchunking = \"off\"\n\
+         [[triggers]]\nbucket = \"third\"\npresets = [\"mp4\"]\n",
+    )
+    .unwrap();
+    let chunking: Vec<_> = c.triggers.iter().map(|r| r.chunking).collect();
+    assert_eq!(
+        chunking,
+        [
+            Some(Chunking::Segments {
+                segment_seconds: 20
+            }),
+            Some(Chunking::Off),
+            None
+        ]
     );
 }

@@ -3,6 +3,7 @@
 // A failing unwrap is a failing test, which is what a test wants.
 #![allow(clippy::unwrap_used)]
 
+mod api_chunking;
 mod api_events;
 mod api_fuzz;
 mod api_harness;

@@ -1,6 +1,7 @@
 //! Preset files are validated at load: every mistake names the file, the field and the
 //! problem, and the shipped set covers what users rely on.
 
+use ffarm::job::Chunking;
 use ffarm::media::caps::Ffmpeg;
 use ffarm::preset::{PresetError, Presets};
 
@@ -202,4 +203,125 @@ fn the_shipped_set_is_complete() {
             .unwrap_or_else(|| panic!("{} listed", p.name));
         assert!(line.contains(&p.description), "{line}");
     }
+}
+
+/// `GOOD` with `chunking = …` as its first line (a top-level key goes before the tables).
+fn with_chunking(text: &str, chunking: &str) -> String {
+    format!("chunking = {chunking}\n{text}")
+}
+
+#[test]
+fn a_preset_may_say_whether_its_jobs_split() {
+    for (value, expected) in [
+        ("\"off\"", Chunking::Off),
+        ("\"auto\"", Chunking::Auto),
+        (
+            "{ segment_seconds = 30 }",
+            Chunking::Segments {
+                segment_seconds: 30,
+            },
+        ),
+    ] {
+        let presets = load_one("mine", &with_chunking(GOOD, value)).unwrap();
+        let preset = presets.get("mine").unwrap();
+        assert_eq!(preset.chunking, Some(expected), "{value}");
+        assert!(preset.can_split());
+    }
+    let presets = load_one("mine", GOOD).unwrap();
+    assert_eq!(presets.get("mine").unwrap().chunking, None);
+}
+
+#[test]
+fn a_bad_chunking_is_named() {
+    let choices = "write \"auto\", \"off\" or { segment_seconds = N }";
+    rejects(
+        &with_chunking(GOOD, "\"sometimes\""),
+        "chunking",
+        &format!("\"sometimes\" is not a choice; {choices}"),
+    );
+    rejects(
+        &with_chunking(GOOD, "{ segment_seconds = 1 }"),
+        "chunking.segment_seconds",
+        "must be at least 2 (got 1)",
+    );
+    rejects(
+        &with_chunking(GOOD, "{ segment_seconds = \"45\" }"),
+        "chunking.segment_seconds",
+        "must be a whole number of seconds",
+    );
+    rejects(
+        &with_chunking(GOOD, "{ seconds = 30 }"),
+        "chunking",
+        &format!("unknown key 'seconds'; {choices}"),
+    );
+    rejects(
+        &with_chunking(GOOD, "30"),
+        "chunking",
+        &format!("{choices} (got integer)"),
+    );
+}
+
+const REMUX: &str = r#"
+description = "copy"
+container = "mkv"
+[video]
+codec = "copy"
+"#;
+
+const STILL: &str = r#"
+description = "a picture"
+container = "jpg"
+[video]
+codec = "mjpeg"
+quality = 3
+"#;
+
+const AUDIO: &str = r#"
+description = "sound"
+container = "m4a"
+[audio]
+codec = "aac"
+"#;
+
+#[test]
+fn a_preset_that_cannot_split_may_not_name_a_part_length() {
+    let seconds = "{ segment_seconds = 30 }";
+    rejects(
+        &with_chunking(REMUX, seconds),
+        "chunking",
+        "copies the video stream, so its jobs cannot be split",
+    );
+    rejects(
+        &with_chunking(STILL, seconds),
+        "chunking",
+        "makes a still picture, so its jobs cannot be split",
+    );
+    rejects(
+        &with_chunking(AUDIO, seconds),
+        "chunking",
+        "has no video, so its jobs cannot be split",
+    );
+    for text in [REMUX, STILL, AUDIO] {
+        let presets = load_one("mine", &with_chunking(text, "\"off\"")).unwrap();
+        let preset = presets.get("mine").unwrap();
+        assert_eq!(preset.chunking, Some(Chunking::Off));
+        assert!(!preset.can_split(), "{text}");
+    }
+}
+
+#[test]
+fn a_jobs_own_chunking_wins_over_its_presets() {
+    let presets = load_one("mine", &with_chunking(GOOD, "\"off\"")).unwrap();
+    let preset = presets.get("mine").unwrap();
+    let seconds = Chunking::Segments {
+        segment_seconds: 20,
+    };
+    assert_eq!(preset.resolve_chunking(None), Chunking::Off);
+    assert_eq!(preset.resolve_chunking(Some(seconds)), seconds);
+    assert_eq!(
+        preset.resolve_chunking(Some(Chunking::Auto)),
+        Chunking::Auto
+    );
+    let plain = presets.get("h264-720p").unwrap();
+    assert_eq!(plain.resolve_chunking(None), Chunking::Auto);
 }

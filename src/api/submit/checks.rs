@@ -8,7 +8,8 @@ use super::shapes::{Options, Request};
 use super::{MAX_ATTEMPTS, MAX_TIMEOUT_SECONDS};
 use crate::api::error::{ApiError, ApiResult};
 use crate::buckets::{validate_bucket, validate_key, validate_prefix};
-use crate::job::{validate_destination, validate_id};
+use crate::job::{Chunking, validate_destination, validate_id};
+use crate::preset::Preset;
 
 /// The id, the input's bucket and key, and the output's bucket and prefix are valid names.
 pub(super) fn names(request: &Request) -> ApiResult<()> {
@@ -67,6 +68,20 @@ pub(super) fn options(options: &Options) -> ApiResult<()> {
         validate_destination(url).map_err(|m| ApiError::bad_request("bad-destination", m))?;
     }
     Ok(())
+}
+
+/// A part length only for a preset whose jobs can be split.
+pub(super) fn chunking(chunking: Option<Chunking>, preset: &Preset) -> ApiResult<()> {
+    let Some(Chunking::Segments { .. }) = chunking else {
+        return Ok(());
+    };
+    match preset.why_unsplittable() {
+        None => Ok(()),
+        Some(why) => Err(invalid(format!(
+            "chunking: preset '{}' {why}, so its jobs cannot be split; use \"auto\" or \"off\"",
+            preset.name
+        ))),
+    }
 }
 
 fn invalid(message: String) -> ApiError {

@@ -52,8 +52,13 @@ fn read(app: &AppState, body: Value) -> ApiResult<(Option<String>, JobSpec)> {
     checks::names(&request)?;
     checks::output_keeps_input(&request, preset.container.extension())?;
     checks::options(&request.options)?;
+    checks::chunking(request.chunking, preset)?;
+    let chunking = preset.resolve_chunking(request.chunking);
     let preset = preset.name.clone();
-    Ok((request.id.clone(), spec(app, request, preset, body)))
+    Ok((
+        request.id.clone(),
+        spec(app, request, preset, chunking, body),
+    ))
 }
 
 /// The preset a request names, by name or by format.
@@ -65,8 +70,15 @@ fn preset<'a>(app: &'a AppState, choice: &PresetChoice) -> ApiResult<&'a Preset>
 }
 
 /// The job a checked request asks for: its options over the defaults, the configuration's
-/// destinations where it names none, and the body as the trigger's payload.
-fn spec(app: &AppState, request: Request, preset: String, body: Value) -> JobSpec {
+/// destinations where it names none, its resolved chunking, and the body as the trigger's
+/// payload.
+fn spec(
+    app: &AppState,
+    request: Request,
+    preset: String,
+    chunking: Chunking,
+    body: Value,
+) -> JobSpec {
     let options = request.options;
     let mut spec = JobSpec {
         input: request.input,
@@ -87,7 +99,7 @@ fn spec(app: &AppState, request: Request, preset: String, body: Value) -> JobSpe
             payload: body,
         }),
         overwrite: request.overwrite,
-        chunking: Chunking::Auto,
+        chunking,
     };
     app.config.destinations.fill(&mut spec);
     spec

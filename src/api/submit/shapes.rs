@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use super::DEFAULT_OUTPUT_PREFIX;
 use crate::api::error::{ApiError, ApiResult};
-use crate::job::{ObjectRef, OutputTarget};
+use crate::job::{Chunking, ObjectRef, OutputTarget};
 
 /// The native submit request.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -35,6 +35,11 @@ pub struct SubmitRequest {
     /// Replace outputs another input wrote under the same keys; default false (such a job
     /// fails with `output-conflict`, leaving them as they are).
     pub overwrite: Option<bool>,
+    /// Whether the job's video may be split into parts that several workers encode:
+    /// `"auto"` (when the input is long and the farm has room), `"off"`, or
+    /// `{"segment_seconds": N}` (N ≥ 2; only for presets that encode video). Default: what
+    /// the preset says, else `"auto"`.
+    pub chunking: Option<Chunking>,
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -59,6 +64,9 @@ pub struct ServerlessTranscodeRequest {
     pub dst_format: String,
     /// As in the native request.
     pub overwrite: Option<bool>,
+    /// As in the native request (the function's event has no such field; ffarm takes it so
+    /// a caller of this shape can turn splitting off or choose a part length too).
+    pub chunking: Option<Chunking>,
 }
 
 /// Either shape: the fields tell them apart.
@@ -81,6 +89,8 @@ pub(super) struct Request {
     pub options: Options,
     /// May replace other inputs' outputs (either shape may ask).
     pub overwrite: bool,
+    /// Whether the job may be split, if the request says (either shape may).
+    pub chunking: Option<Chunking>,
 }
 
 /// How a request names its preset.
@@ -134,14 +144,26 @@ fn shape(body: &Value) -> ApiResult<SubmitBody> {
 fn deserialize<T: serde::de::DeserializeOwned>(body: &Value) -> ApiResult<T> {
     serde_path_to_error::deserialize(body.clone()).map_err(|e| {
         let at = e.path().to_string();
-        let inner = e.into_inner();
-        let message = if at == "." || inner.to_string().starts_with("unknown field") {
-            inner.to_string()
-        } else {
-            format!("{at}: {inner}")
-        };
-        invalid(message)
+        invalid(at_field(&at, &e.into_inner().to_string()))
     })
+}
+
+/// `message` prefixed with the field it is about (`at`, a path such as `output.prefix`). An
+/// unknown field's path may end at that field, which the message names already: then only
+/// the part before it is added (`output: unknown field `prefx`…`).
+fn at_field(at: &str, message: &str) -> String {
+    let unknown = message
+        .strip_prefix("unknown field `")
+        .and_then(|rest| rest.split('`').next());
+    let at = match unknown.and_then(|field| at.strip_suffix(field)) {
+        Some(parent) if parent.is_empty() || parent.ends_with('.') => parent.trim_end_matches('.'),
+        _ => at,
+    };
+    if at.is_empty() || at == "." {
+        message.to_string()
+    } else {
+        format!("{at}: {message}")
+    }
 }
 
 impl SubmitRequest {
@@ -171,6 +193,7 @@ impl SubmitRequest {
             input: self.input,
             preset,
             overwrite: self.overwrite.unwrap_or(false),
+            chunking: self.chunking,
             options: Options {
                 priority: self.priority,
                 max_attempts: self.max_attempts,
@@ -198,6 +221,7 @@ impl ServerlessTranscodeRequest {
             preset: PresetChoice::Format(self.dst_format),
             options: Options::default(),
             overwrite: self.overwrite.unwrap_or(false),
+            chunking: self.chunking,
         }
     }
 }
@@ -226,6 +250,26 @@ mod tests {
         assert_eq!(as_prefix("a"), "a/");
         assert_eq!(as_prefix("/a/b/"), "a/b/");
         assert_eq!(as_prefix(""), "");
+    }
+
+    #[test]
+    fn errors_name_the_field_once() {
+        let unknown = |at: &str, field: &str| at_field(at, &format!("unknown field `{field}`"));
+        assert_eq!(unknown("presett", "presett"), "unknown field `presett`");
+        assert_eq!(
+            unknown("output.prefx", "prefx"),
+            "output: unknown field `prefx`"
+        );
+        assert_eq!(
+            unknown("chunking", "seconds"),
+            "chunking: unknown field `seconds`"
+        );
+        assert_eq!(unknown("xprefx", "prefx"), "xprefx: unknown field `prefx`");
+        assert_eq!(at_field(".", "expected a map"), "expected a map");
+        assert_eq!(
+            at_field("input.key", "invalid type"),
+            "input.key: invalid type"
+        );
     }
 
     #[test]

@@ -158,6 +158,7 @@ fn describe(job: &Job, history: &History, now: Timestamp) -> String {
         ("job", job.id.clone()),
         ("status", job.status.to_string()),
         ("preset", job.preset.clone()),
+        ("chunking", job.chunking.to_string()),
         ("input", object(&job.input.bucket, &job.input.key)),
         ("output", object(&job.output.bucket, &job.output.prefix)),
     ];

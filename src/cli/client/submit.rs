@@ -15,7 +15,7 @@ use super::format::{self, object};
 use super::http::{Client, ClientArgs};
 use super::{block_on, exit, print_json, status_code, until_interrupted};
 use crate::cli::exit::Failure;
-use crate::job::{Job, ObjectRef, Status};
+use crate::job::{Chunking, Job, ObjectRef, Status};
 use crate::progress::Progress;
 
 /// How long the event stream may stay silent before `--wait` polls instead.
@@ -45,6 +45,12 @@ pub struct SubmitArgs {
     /// with output-conflict and leaves them as they are).
     #[arg(long)]
     pub overwrite: bool,
+    /// Whether the job's video may be split into parts that several workers encode at once:
+    /// auto (when the input is long and the farm has free slots), off, or a part length in
+    /// seconds (at least 2; only for presets that encode video) [default: what the preset
+    /// says, else auto].
+    #[arg(long, value_name = "auto|off|SECONDS", value_parser = Chunking::parse)]
+    pub chunking: Option<Chunking>,
     /// Follow the job to the end; exit 0 if it succeeded, 1 if it failed, 5 if cancelled.
     #[arg(long)]
     pub wait: bool,
@@ -65,6 +71,8 @@ struct SubmitBody<'a> {
     priority: Option<i32>,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     overwrite: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    chunking: Option<Chunking>,
 }
 
 #[derive(Debug, Serialize)]
@@ -86,6 +94,7 @@ pub fn submit(args: &SubmitArgs) -> anyhow::Result<u8> {
                 .map(|prefix| OutputBody { prefix }),
             priority: args.priority,
             overwrite: args.overwrite,
+            chunking: args.chunking,
         };
         let (status, job): (_, Job) = client
             .post(client.url(&["v1", "jobs"]), Some(&body))

@@ -5,6 +5,7 @@
 
 mod audio;
 mod check;
+mod chunking;
 mod container;
 mod hls;
 mod rate;
@@ -39,6 +40,7 @@ pub(super) fn parse(
     let hls = container::hls_section(&c, container, spec.hls.as_ref(), &video)?;
     let poster = container::poster_section(&c, container, spec.poster.as_ref())?;
     let copy_subtitles = container::subtitles_section(&c, container, spec.subtitles.as_ref())?;
+    let chunking = chunking::chunking(&c, spec.chunking.as_ref(), container, &video)?;
     Ok(Preset {
         name: name.to_string(),
         description,
@@ -48,6 +50,7 @@ pub(super) fn parse(
         hls,
         poster,
         copy_subtitles,
+        chunking,
         origin: file.to_string(),
     })
 }
