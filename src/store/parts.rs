@@ -328,13 +328,13 @@ fn same(old: &PartRow, new: &PartPlan) -> bool {
 /// The checks before a split: the plan can run, and `attempt` holds the job (running under a
 /// lease, not split yet).
 pub(crate) fn check_split(id: &str, cur: &Current, attempt: u32, plan: &SplitPlan) -> Result<()> {
-    transitions::check_fence(id, cur, attempt)?;
     if cur.status != Status::Running {
         return Err(StoreError::IllegalTransition {
             id: id.to_string(),
             reason: format!("a {} job cannot be split", cur.status),
         });
     }
+    transitions::check_fence(id, cur, attempt)?;
     plan.check(id)
         .map_err(|e| StoreError::Invalid(format!("job '{id}': {e}")))
 }
