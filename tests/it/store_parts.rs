@@ -1,13 +1,10 @@
 //! Split jobs over both backends: a split queues the parts with the assembly waiting on the
-//! others; claims go by job then seq and keep to max_parallel, also from many tasks and
-//! stores at once; part reports are fenced by the part's attempt; part failures retry with
-//! backoff or fail the job and stop its other parts; a lost part is reaped alone; cancel and
-//! retry cover split jobs (a retry keeps the finished parts of an unchanged input); the job's
-//! progress is aggregated from its parts; capacity, scratch due and forgotten; bad input gets
-//! a clear error.
+//! others; claims go by job then seq and keep to max_parallel; part reports are fenced by the
+//! part's attempt; part failures retry with backoff or fail the job and stop its other parts;
+//! a lost part is reaped alone; cancel and retry cover split jobs (a retry keeps the finished
+//! parts of an unchanged input); the job's progress is aggregated from its parts and
+//! announced; bad input gets a clear error. The helpers serve `store_parts_farm` too.
 
-use std::collections::BTreeSet;
-use std::sync::Arc;
 use std::time::Duration;
 
 use ffarm::job::{
@@ -18,13 +15,13 @@ use ffarm::progress::Progress;
 use ffarm::store::{ClaimedPart, JobStore, Reservation, StoreError, WorkerInfo};
 
 use crate::helpers::spec;
-use crate::store_harness::{TestStore, conformance, with_test_store};
+use crate::store_harness::conformance;
 
-const LEASE: Duration = Duration::from_secs(30);
-const SECOND: i64 = 1_000_000;
+pub(crate) const LEASE: Duration = Duration::from_secs(30);
+pub(crate) const SECOND: i64 = 1_000_000;
 
 /// A job on `key` claimed by "planner", `tweak`ed first (ahead of anything backing off).
-async fn running(s: &dyn JobStore, key: &str, tweak: impl FnOnce(&mut JobSpec)) -> Job {
+pub(crate) async fn running(s: &dyn JobStore, key: &str, tweak: impl FnOnce(&mut JobSpec)) -> Job {
     let mut sp = spec(key);
     sp.priority = 10;
     tweak(&mut sp);
@@ -41,7 +38,7 @@ async fn running(s: &dyn JobStore, key: &str, tweak: impl FnOnce(&mut JobSpec)) 
 
 /// A plan of video parts over `ranges` (seconds), an audio part if asked, and the assembly
 /// after every other part.
-fn plan(job: &Job, ranges: &[(i64, i64)], audio: bool, max_parallel: u32) -> SplitPlan {
+pub(crate) fn plan(job: &Job, ranges: &[(i64, i64)], audio: bool, max_parallel: u32) -> SplitPlan {
     let end = ranges.last().map_or(0, |r| r.1) * SECOND;
     let mut parts: Vec<PartPlan> = ranges
         .iter()
@@ -74,24 +71,29 @@ fn part(seq: u32, kind: PartKind, start_us: i64, end_us: i64, after: Vec<u32>) -
 }
 
 /// `n` video parts of 10 s each (no audio).
-fn tens(n: i64) -> Vec<(i64, i64)> {
+pub(crate) fn tens(n: i64) -> Vec<(i64, i64)> {
     (0..n).map(|i| (i * 10, i * 10 + 10)).collect()
 }
 
 /// A running job split into `ranges` video parts and an assembly.
-async fn split_job(s: &dyn JobStore, key: &str, ranges: &[(i64, i64)], max: u32) -> Job {
+pub(crate) async fn split_job(s: &dyn JobStore, key: &str, ranges: &[(i64, i64)], max: u32) -> Job {
     let job = running(s, key, |_| {}).await;
     s.split(&job.id, job.attempt, &plan(&job, ranges, false, max))
         .await
         .unwrap()
 }
 
-async fn claim(s: &dyn JobStore, worker: &str) -> ClaimedPart {
+pub(crate) async fn claim(s: &dyn JobStore, worker: &str) -> ClaimedPart {
     claim_within(s, worker, LEASE, Duration::from_secs(5)).await
 }
 
 /// Claims a part, waiting out a backoff for up to `wait`.
-async fn claim_within(s: &dyn JobStore, w: &str, lease: Duration, wait: Duration) -> ClaimedPart {
+pub(crate) async fn claim_within(
+    s: &dyn JobStore,
+    w: &str,
+    lease: Duration,
+    wait: Duration,
+) -> ClaimedPart {
     let until = std::time::Instant::now() + wait;
     loop {
         if let Some(c) = s.claim_part(w, lease).await.unwrap() {
@@ -102,7 +104,7 @@ async fn claim_within(s: &dyn JobStore, w: &str, lease: Duration, wait: Duration
     }
 }
 
-async fn succeed(s: &dyn JobStore, c: &ClaimedPart, outputs: Vec<OutputObject>) -> Job {
+pub(crate) async fn succeed(s: &dyn JobStore, c: &ClaimedPart, outputs: Vec<OutputObject>) -> Job {
     let result = serde_json::json!({"made": format!("parts/{}/", c.part.seq)});
     let outcome = PartOutcome::Succeeded { result, outputs };
     s.finish_part(&c.job.id, c.part.seq, c.part.attempt, outcome)
@@ -110,7 +112,7 @@ async fn succeed(s: &dyn JobStore, c: &ClaimedPart, outputs: Vec<OutputObject>) 
         .unwrap()
 }
 
-async fn fail(s: &dyn JobStore, c: &ClaimedPart, retryable: bool) -> Job {
+pub(crate) async fn fail(s: &dyn JobStore, c: &ClaimedPart, retryable: bool) -> Job {
     let e = JobError::new("encode-failed", "the encoder gave up", retryable);
     s.finish_part(
         &c.job.id,
@@ -149,6 +151,8 @@ async fn split_queues_parts_with_the_assembly_waiting(s: &dyn JobStore) {
     assert_eq!(s.get(&job.id).await.unwrap().parts, split.parts);
     // The planning attempt no longer holds the job: its parts do.
     fenced(s.heartbeat(&job.id, job.attempt, LEASE, None).await);
+    let whole = ffarm::job::Outcome::Succeeded { outputs: vec![] };
+    fenced(s.finish(&job.id, job.attempt, whole).await);
     fenced(s.split(&job.id, job.attempt, &p).await);
     let claimed = [claim(s, "w1").await, claim(s, "w2").await];
     assert_eq!(
@@ -295,7 +299,7 @@ async fn the_assembly_runs_last_and_ends_the_job(s: &dyn JobStore) {
     assert_eq!(deliveries[0].job.status, Status::Succeeded);
 }
 
-async fn register(s: &dyn JobStore, id: &str, slots: u32, draining: bool) {
+pub(crate) async fn register(s: &dyn JobStore, id: &str, slots: u32, draining: bool) {
     let now = Timestamp::now();
     let w = WorkerInfo {
         id: id.into(),
@@ -456,7 +460,13 @@ async fn cancel_stops_the_parts(s: &dyn JobStore) {
 
 /// Fails split job `job` (split by `version`) through part `seq` after the others before it
 /// succeeded.
-async fn fail_at(s: &dyn JobStore, job: &Job, version: &str, ranges: usize, seq: u32) -> Job {
+pub(crate) async fn fail_at(
+    s: &dyn JobStore,
+    job: &Job,
+    version: &str,
+    ranges: usize,
+    seq: u32,
+) -> Job {
     let mut p = plan(job, &tens(ranges as i64), false, 0);
     p.input_version = version.into();
     s.split(&job.id, job.attempt, &p).await.unwrap();
@@ -537,61 +547,10 @@ async fn job_progress_is_aggregated_from_the_parts(s: &dyn JobStore) {
         }
     });
     seen.await.expect("the job's progress is announced");
-}
-
-async fn capacity_counts_slots_jobs_and_parts(s: &dyn JobStore) {
-    register(s, "w1", 2, false).await;
-    register(s, "w2", 3, false).await;
-    register(s, "w3", 4, true).await;
-    let job = split_job(s, "cap.mp4", &tens(3), 0).await;
-    s.submit(None, spec("waiting.mp4")).await.unwrap();
-    claim(s, "w1").await;
-    let c = s.capacity().await.unwrap();
-    assert_eq!((c.slots, c.busy, c.queued_jobs), (5, 1, 1), "{c:?}");
-    assert_eq!((c.queued_parts, c.running_parts), (2, 1), "{c:?}");
-    s.claim("w2", LEASE).await.unwrap().unwrap();
-    let c = s.capacity().await.unwrap();
-    assert_eq!((c.busy, c.queued_jobs), (2, 0), "{c:?} of {}", job.id);
-}
-
-async fn scratch_is_due_when_the_job_ends_and_forgotten_once(s: &dyn JobStore) {
-    let job = running(s, "s.mp4", |_| {}).await;
-    fail_at(s, &job, "v1", 2, 1).await;
-    let hour = Duration::from_secs(3600);
-    assert!(
-        s.scratch_due(hour, 10).await.unwrap().is_empty(),
-        "failed: kept"
-    );
-    let due = s.scratch_due(Duration::ZERO, 10).await.unwrap();
-    assert_eq!(due, [(job.id.clone(), Scratch::of("media", &job.id))]);
-    s.retry(&job.id).await.unwrap();
-    assert!(
-        !s.forget_scratch(&job.id).await.unwrap(),
-        "a retried job keeps its parts"
-    );
-    assert!(s.scratch_due(Duration::ZERO, 10).await.unwrap().is_empty());
-    let job = s.claim("planner", LEASE).await.unwrap().unwrap();
-    assert!(
-        !s.forget_scratch(&job.id).await.unwrap(),
-        "nor a running one"
-    );
-    s.finish(
-        &job.id,
-        job.attempt,
-        ffarm::job::Outcome::Succeeded { outputs: vec![] },
-    )
-    .await
-    .unwrap();
-    assert_eq!(
-        s.scratch_due(hour, 10).await.unwrap().len(),
-        1,
-        "succeeded: at once"
-    );
-    assert!(s.forget_scratch(&job.id).await.unwrap());
-    assert!(!s.forget_scratch(&job.id).await.unwrap(), "once");
-    assert!(s.parts(&job.id).await.unwrap().is_empty());
-    assert_eq!(s.split_plan(&job.id).await.unwrap(), None);
-    assert!(s.scratch_due(Duration::ZERO, 10).await.unwrap().is_empty());
+    let parts = tokio::time::timeout(Duration::from_secs(5), async {
+        while changes.recv().await != Ok(ffarm::store::Change::Parts { id: job.id.clone() }) {}
+    });
+    parts.await.expect("the part's end is announced");
 }
 
 async fn bad_input_gets_a_clear_error(s: &dyn JobStore) {
@@ -658,39 +617,5 @@ conformance!(
     cancel_stops_the_parts,
     a_retry_keeps_finished_parts_of_an_unchanged_input,
     job_progress_is_aggregated_from_the_parts,
-    capacity_counts_slots_jobs_and_parts,
-    scratch_is_due_when_the_job_ends_and_forgotten_once,
     bad_input_gets_a_clear_error,
 );
-
-mod concurrent {
-    use super::*;
-
-    /// Many tasks on two stores over the same data claim at once: every part goes out once,
-    /// and a job's max_parallel holds.
-    async fn concurrent_claims_never_hand_out_a_part_twice(t: TestStore) {
-        let stores: Vec<Arc<dyn JobStore>> = vec![t.store.clone(), t.another().await];
-        let wide = split_job(&*t.store, "wide.mp4", &tens(40), 0).await;
-        let narrow = split_job(&*t.store, "narrow.mp4", &tens(20), 5).await;
-        let claims = (0..24).map(|i| {
-            let s = stores[i % 2].clone();
-            tokio::spawn(async move {
-                let mut got = Vec::new();
-                while let Some(c) = s.claim_part(&format!("w{i}"), LEASE).await.unwrap() {
-                    got.push((c.job.id, c.part.seq));
-                }
-                got
-            })
-        });
-        let mut all = Vec::new();
-        for c in futures_util::future::join_all(claims).await {
-            all.extend(c.unwrap());
-        }
-        let distinct: BTreeSet<_> = all.iter().cloned().collect();
-        assert_eq!(distinct.len(), all.len(), "a part handed out twice");
-        let count = |id: &str| all.iter().filter(|(j, _)| j == id).count();
-        assert_eq!((count(&wide.id), count(&narrow.id)), (40, 5));
-    }
-
-    with_test_store!(concurrent_claims_never_hand_out_a_part_twice);
-}
