@@ -116,19 +116,29 @@ pub(crate) struct PartEnd {
     pub note: String,
 }
 
-/// Decides the end of attempt `attempt` of part `seq` of `job` (whose state is `job_cur`),
-/// among the job's `parts`.
-#[allow(clippy::too_many_arguments)]
+/// A worker's report that ends attempt `attempt` of part `seq`.
+#[derive(Debug, Clone)]
+pub(crate) struct Report {
+    pub seq: u32,
+    pub attempt: u32,
+    pub outcome: PartOutcome,
+}
+
+/// Decides the end `report` tells of, for a part of `job` (whose state is `job_cur`) among
+/// the job's `parts`.
 pub(crate) fn end(
     job: &Job,
     job_cur: &Current,
     parts: &[PartRow],
-    seq: u32,
-    attempt: u32,
-    outcome: PartOutcome,
+    report: Report,
     now: Timestamp,
     policy: &RetryPolicy,
 ) -> Result<PartEnd> {
+    let Report {
+        seq,
+        attempt,
+        outcome,
+    } = report;
     let row = find(parts, &job.id, seq)?;
     if row.part.attempt != attempt || !row.part.status.is_active() {
         return Err(fenced(row, attempt));
@@ -244,13 +254,18 @@ fn job_update(
     })
 }
 
-/// The error a lost part's attempt ends with (its lease expired).
-pub(crate) fn worker_lost() -> PartOutcome {
-    PartOutcome::Failed(JobError::new(
+/// The end of attempt `attempt` of part `seq` whose lease expired.
+pub(crate) fn worker_lost(seq: u32, attempt: u32) -> Report {
+    let error = JobError::new(
         "worker-lost",
         "the worker stopped renewing the part's lease (it crashed, was killed, or lost the store)",
         true,
-    ))
+    );
+    Report {
+        seq,
+        attempt,
+        outcome: PartOutcome::Failed(error),
+    }
 }
 
 /// A cancel: None when the job is already cancelling or cancelled; else the job's update. A

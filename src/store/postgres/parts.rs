@@ -8,9 +8,9 @@
 use sqlx::PgConnection;
 
 use super::ops::{apply_update, current};
-use crate::job::{Job, PartOutcome, RetryPolicy, SplitPlan, Status, Timestamp};
+use crate::job::{Job, RetryPolicy, SplitPlan, Status, Timestamp};
 use crate::progress::Progress;
-use crate::store::parts::{self, PartEnd, PartRow};
+use crate::store::parts::{self, PartEnd, PartRow, Report};
 use crate::store::rows::{PART_COLUMNS, SPLIT_COLUMNS, part_from_row, split_from_row, to_json};
 use crate::store::transitions::Current;
 use crate::store::{Change, ClaimedPart, Heartbeat, Result, StoreError};
@@ -401,27 +401,24 @@ async fn update_progress(
 
 /// Ends a part's attempt (`lost`: only if its lease expired before `now`, as the reaper
 /// asks). Returns the job, whether anything changed, and what to announce.
-#[allow(clippy::too_many_arguments)]
 pub(super) async fn finish_part(
     c: &mut PgConnection,
     id: &str,
-    seq: u32,
-    attempt: u32,
-    outcome: PartOutcome,
+    report: Report,
     policy: &RetryPolicy,
     now: Timestamp,
     lost: bool,
 ) -> Done<(Job, bool)> {
     let (job, cur) = lock_job(c, id).await?;
     let rows = job_parts(&mut *c, id).await?;
-    let row = parts::find(&rows, id, seq)?.clone();
+    let row = parts::find(&rows, id, report.seq)?.clone();
     let expired = row.part.status.is_active()
-        && row.part.attempt == attempt
+        && row.part.attempt == report.attempt
         && row.lease_expires_at.is_some_and(|t| t < now);
     if lost && !expired {
         return Ok(((job, false), Vec::new()));
     }
-    let end = parts::end(&job, &cur, &rows, seq, attempt, outcome, now, policy)?;
+    let end = parts::end(&job, &cur, &rows, report, now, policy)?;
     let changes = write_end(c, &job, &cur, &row, &end, now).await?;
     let (mut job, _) = current(&mut *c, id).await?;
     job.parts = job_parts(&mut *c, id)

@@ -7,9 +7,9 @@
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::ops::{Done, apply, current, status_change};
-use crate::job::{Job, PartOutcome, RetryPolicy, SplitPlan, Status, Timestamp};
+use crate::job::{Job, RetryPolicy, SplitPlan, Status, Timestamp};
 use crate::progress::Progress;
-use crate::store::parts::{self, PartEnd, PartRow};
+use crate::store::parts::{self, PartEnd, PartRow, Report, worker_lost};
 use crate::store::rows::{
     JOB_COLUMNS, PART_COLUMNS, SPLIT_COLUMNS, job_from_row, part_from_row, split_from_row, to_json,
 };
@@ -328,16 +328,14 @@ fn update_progress(
 pub(super) fn finish_part(
     conn: &Connection,
     id: String,
-    seq: u32,
-    attempt: u32,
-    outcome: PartOutcome,
+    report: Report,
     policy: RetryPolicy,
     now: Timestamp,
 ) -> Done<Job> {
     let (job, cur) = current(conn, &id)?;
     let rows = job_parts(conn, &id)?;
-    let end = parts::end(&job, &cur, &rows, seq, attempt, outcome, now, &policy)?;
-    let row = parts::find(&rows, &id, seq)?.clone();
+    let row = parts::find(&rows, &id, report.seq)?.clone();
+    let end = parts::end(&job, &cur, &rows, report, now, &policy)?;
     let changes = write_end(conn, &job, &cur, &row, &end, now)?;
     let (mut job, _) = current(conn, &id)?;
     job.parts = job_parts(conn, &id)?.iter().map(PartRow::info).collect();
@@ -443,17 +441,8 @@ pub(super) fn reap_parts(conn: &Connection, policy: RetryPolicy, now: Timestamp)
     for (id, seq, attempt) in lost {
         let (job, cur) = current(conn, &id)?;
         let rows = job_parts(conn, &id)?;
-        let end = parts::end(
-            &job,
-            &cur,
-            &rows,
-            seq,
-            attempt,
-            parts::worker_lost(),
-            now,
-            &policy,
-        )?;
         let row = parts::find(&rows, &id, seq)?.clone();
+        let end = parts::end(&job, &cur, &rows, worker_lost(seq, attempt), now, &policy)?;
         changes.extend(write_end(conn, &job, &cur, &row, &end, now)?);
         if end.job.is_some() {
             jobs.push(current(conn, &id)?.0);
