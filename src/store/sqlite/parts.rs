@@ -442,7 +442,15 @@ pub(super) fn reap_parts(conn: &Connection, policy: RetryPolicy, now: Timestamp)
         let (job, cur) = current(conn, &id)?;
         let rows = job_parts(conn, &id)?;
         let row = parts::find(&rows, &id, seq)?.clone();
-        let end = parts::end(&job, &cur, &rows, worker_lost(seq, attempt), now, &policy)?;
+        // A part whose end cannot be decided is left for an operator, not in the way of the
+        // others (nothing of it is written before the decision).
+        let end = match parts::end(&job, &cur, &rows, worker_lost(seq, attempt), now, &policy) {
+            Ok(end) => end,
+            Err(e) => {
+                tracing::warn!("reaping part {id}#{seq}: {e}");
+                continue;
+            }
+        };
         changes.extend(write_end(conn, &job, &cur, &row, &end, now)?);
         if end.job.is_some() {
             jobs.push(current(conn, &id)?.0);
