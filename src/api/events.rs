@@ -72,7 +72,7 @@ pub async fn job_events(
                 _ = poll.tick() => true,
                 c = changes.recv() => match c {
                     Ok(Change::Status { id: ref i, .. } | Change::Progress { id: ref i, .. }) => *i == id,
-                    Ok(Change::Worker { .. }) => false,
+                    Ok(Change::Worker { .. } | Change::Parts { .. }) => false,
                     Err(RecvError::Lagged(_)) => true,
                     Err(RecvError::Closed) => {
                         changes = app.store.subscribe();
@@ -157,6 +157,7 @@ pub async fn all_events(State(app): State<AppState>) -> EventStream {
                     Ok(c @ Change::Status { .. }) => event("status", &c),
                     Ok(c @ Change::Progress { .. }) => event("progress", &c),
                     Ok(c @ Change::Worker { .. }) => event("worker", &c),
+                    Ok(c @ Change::Parts { .. }) => event("parts", &c),
                     Err(RecvError::Lagged(n)) => event("resync", &serde_json::json!({ "missed": n })),
                     Err(RecvError::Closed) => {
                         changes = app.store.subscribe();

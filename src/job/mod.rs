@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 pub use names::{BUCKET_NAME_RULE, is_bucket_name, new_id, validate_destination, validate_id};
 pub use parts::{
     Chunking, MIN_SEGMENT_SECONDS, Part, PartInfo, PartKind, PartOutcome, PartPlan, SCRATCH_FOLDER,
-    Scratch, SplitPlan,
+    Scratch, SplitPlan, aggregate,
 };
 pub use status::{IllegalTransition, Status, Transition, reachable};
 pub use time::Timestamp;

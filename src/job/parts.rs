@@ -298,6 +298,144 @@ pub enum PartOutcome {
     },
     Failed(JobError),
     Cancelled,
+    /// Handed back by a draining worker: back to the queue, the attempt not counted.
+    Released,
+}
+
+impl SplitPlan {
+    /// Whether the plan can be run as `job_id`'s parts: at least one part, seqs unique,
+    /// every `after` naming another part of the plan (and no part waiting on itself through
+    /// others), ranges not empty, video ranges not overlapping, the scratch prefix the job's
+    /// own (so removing it removes nothing else). The error names what is wrong.
+    pub fn check(&self, job_id: &str) -> Result<(), String> {
+        if self.parts.is_empty() {
+            return Err("a split plan needs at least one part".into());
+        }
+        let own = Scratch::of(&self.scratch.bucket, job_id);
+        if self.scratch != own {
+            return Err(format!(
+                "scratch prefix '{}' is not the job's own ('{}')",
+                self.scratch.prefix, own.prefix
+            ));
+        }
+        let mut seqs = std::collections::BTreeSet::new();
+        for p in &self.parts {
+            if !seqs.insert(p.seq) {
+                return Err(format!("part {} appears twice", p.seq));
+            }
+            if p.start_us < 0 || p.end_us <= p.start_us {
+                return Err(format!(
+                    "part {}: range [{}, {}) µs is empty or negative",
+                    p.seq, p.start_us, p.end_us
+                ));
+            }
+        }
+        for p in &self.parts {
+            if let Some(missing) = p.after.iter().find(|s| !seqs.contains(s) || **s == p.seq) {
+                return Err(format!(
+                    "part {} waits on part {missing}, which is not another part of the plan",
+                    p.seq
+                ));
+            }
+        }
+        self.check_video_ranges()?;
+        self.check_no_cycle()
+    }
+
+    fn check_video_ranges(&self) -> Result<(), String> {
+        let mut video: Vec<&PartPlan> = self
+            .parts
+            .iter()
+            .filter(|p| p.kind == PartKind::Video)
+            .collect();
+        video.sort_by_key(|p| p.start_us);
+        match video.windows(2).find(|w| w[1].start_us < w[0].end_us) {
+            Some(w) => Err(format!("parts {} and {} overlap", w[0].seq, w[1].seq)),
+            None => Ok(()),
+        }
+    }
+
+    /// Parts that wait on each other in a ring would never run.
+    fn check_no_cycle(&self) -> Result<(), String> {
+        let mut done = std::collections::BTreeSet::new();
+        while done.len() < self.parts.len() {
+            let ready: Vec<u32> = self
+                .parts
+                .iter()
+                .filter(|p| !done.contains(&p.seq) && p.after.iter().all(|a| done.contains(a)))
+                .map(|p| p.seq)
+                .collect();
+            if ready.is_empty() {
+                return Err("some parts wait on each other in a ring and could never run".into());
+            }
+            done.extend(ready);
+        }
+        Ok(())
+    }
+
+    /// The video ranges by seq: a retry reuses finished parts only when these are unchanged.
+    pub fn video_ranges(&self) -> Vec<(u32, i64, i64)> {
+        let mut v: Vec<_> = self
+            .parts
+            .iter()
+            .filter(|p| p.kind == PartKind::Video)
+            .map(|p| (p.seq, p.start_us, p.end_us))
+            .collect();
+        v.sort_unstable();
+        v
+    }
+}
+
+/// A split job's progress from its parts': the video parts weighted by duration (a finished
+/// part counts 100 %), frames per second and speed summed over the running ones, the time
+/// left as the media seconds left over the summed speed. None for a job with no video parts.
+pub fn aggregate(parts: &[PartInfo]) -> Option<Progress> {
+    use crate::progress::Phase;
+    let video: Vec<&PartInfo> = parts.iter().filter(|p| p.kind == PartKind::Video).collect();
+    let total: f64 = video.iter().map(|p| p.end_seconds - p.start_seconds).sum();
+    if video.is_empty() || total <= 0.0 {
+        return None;
+    }
+    let (mut done, mut frames, mut fps, mut speed) = (0.0, 0u64, None, None);
+    for p in &video {
+        let length = p.end_seconds - p.start_seconds;
+        let running = p.status.is_active();
+        let fraction = match (&p.progress, p.status) {
+            (_, Status::Succeeded) => 1.0,
+            (Some(pr), _) if running => (pr.percent / 100.0).clamp(0.0, 1.0),
+            _ => 0.0,
+        };
+        done += length * fraction;
+        if let Some(pr) = &p.progress {
+            frames += pr.frames;
+            if running {
+                fps = sum(fps, pr.fps);
+                speed = sum(speed, pr.speed);
+            }
+        }
+    }
+    let all_done = video.iter().all(|p| p.status == Status::Succeeded);
+    let started = done > 0.0 || video.iter().any(|p| p.status.is_active());
+    let phase = match (all_done, started) {
+        (true, _) => Phase::Finalizing,
+        (false, true) => Phase::Transcoding,
+        (false, false) => Phase::Starting,
+    };
+    let left = (total - done).max(0.0);
+    Some(Progress {
+        phase,
+        percent: 100.0 * done / total,
+        fps,
+        speed,
+        eta_seconds: speed.filter(|s| *s > 0.0).map(|s| left / s),
+        frames,
+        out_time_seconds: done,
+        ..Progress::default()
+    })
+}
+
+fn sum(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+    a.map_or(b, |a| Some(a + b.unwrap_or(0.0)))
 }
 
 #[cfg(test)]
@@ -347,6 +485,108 @@ mod tests {
         assert_eq!(Chunking::parse("45s"), Chunking::parse("45"));
         assert!(Chunking::parse("1").is_err());
         assert!(Chunking::parse("often").unwrap_err().contains("auto, off"));
+    }
+
+    fn plan(parts: Vec<PartPlan>) -> SplitPlan {
+        SplitPlan {
+            parts,
+            scratch: Scratch::of("media", "job1"),
+            input_version: "v1".into(),
+            max_parallel: 0,
+            detail: serde_json::Value::Null,
+        }
+    }
+
+    fn part(seq: u32, kind: PartKind, range: (i64, i64), after: &[u32]) -> PartPlan {
+        PartPlan {
+            seq,
+            kind,
+            start_us: range.0,
+            end_us: range.1,
+            after: after.to_vec(),
+        }
+    }
+
+    #[test]
+    fn a_plan_is_checked_and_the_error_names_the_fault() {
+        let v = PartKind::Video;
+        let good = plan(vec![
+            part(0, v, (0, 10), &[]),
+            part(1, v, (10, 20), &[]),
+            part(2, PartKind::Assemble, (0, 20), &[0, 1]),
+        ]);
+        assert_eq!(good.check("job1"), Ok(()));
+        assert!(
+            good.check("job2")
+                .unwrap_err()
+                .contains("not the job's own")
+        );
+        for (bad, says) in [
+            (plan(vec![]), "at least one part"),
+            (
+                plan(vec![part(0, v, (0, 10), &[]), part(1, v, (5, 20), &[])]),
+                "overlap",
+            ),
+            (plan(vec![part(0, v, (0, 10), &[7])]), "part 7"),
+            (plan(vec![part(0, v, (10, 10), &[])]), "empty"),
+            (
+                plan(vec![part(0, v, (0, 10), &[]), part(0, v, (10, 20), &[])]),
+                "twice",
+            ),
+            (
+                plan(vec![part(0, v, (0, 10), &[1]), part(1, v, (10, 20), &[0])]),
+                "ring",
+            ),
+        ] {
+            let e = bad.check("job1").unwrap_err();
+            assert!(e.contains(says), "{e}");
+        }
+    }
+
+    fn info(seq: u32, range: (f64, f64), status: Status, progress: Option<Progress>) -> PartInfo {
+        PartInfo {
+            seq,
+            kind: PartKind::Video,
+            start_seconds: range.0,
+            end_seconds: range.1,
+            status,
+            attempt: 1,
+            worker: None,
+            progress,
+            error: None,
+            started_at: None,
+            finished_at: None,
+        }
+    }
+
+    #[test]
+    fn job_progress_weighs_parts_by_duration() {
+        let running = |percent, speed| Progress {
+            percent,
+            speed: Some(speed),
+            fps: Some(speed * 25.0),
+            ..Progress::default()
+        };
+        let parts = vec![
+            info(0, (0.0, 30.0), Status::Succeeded, None),
+            info(1, (30.0, 90.0), Status::Running, Some(running(50.0, 2.0))),
+            info(2, (90.0, 120.0), Status::Running, Some(running(0.0, 1.0))),
+            info(3, (120.0, 120.0 + 60.0), Status::Queued, None),
+        ];
+        let p = aggregate(&parts).unwrap();
+        // 30 s done + 30 s of the 60 s part, of 180 s.
+        assert!((p.percent - 100.0 * 60.0 / 180.0).abs() < 1e-9, "{p:?}");
+        assert_eq!(p.speed, Some(3.0));
+        assert_eq!(p.fps, Some(75.0));
+        assert_eq!(p.eta_seconds, Some(120.0 / 3.0));
+        assert_eq!(p.phase, crate::progress::Phase::Transcoding);
+        let all = vec![info(0, (0.0, 30.0), Status::Succeeded, None)];
+        let p = aggregate(&all).unwrap();
+        assert_eq!(
+            (p.percent, p.phase),
+            (100.0, crate::progress::Phase::Finalizing)
+        );
+        assert_eq!(aggregate(&[]), None);
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 mod filters;
 mod outputs;
+mod parts;
 pub mod postgres;
 mod query;
 mod rows;
@@ -17,7 +18,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
-use crate::job::{Job, JobSpec, Outcome, Status, Timestamp};
+use crate::job::{Job, JobSpec, Outcome, Part, PartOutcome, Scratch, SplitPlan, Status, Timestamp};
 use crate::progress::Progress;
 
 pub use outputs::{OutputConflict, Reservation};
@@ -225,6 +226,33 @@ pub enum Change {
     Progress { id: String, progress: Progress },
     /// A worker registered, changed or left.
     Worker { id: String },
+    /// A part of split job `id` changed status (or the job was split).
+    Parts { id: String },
+}
+
+/// A part a worker took (`JobStore::claim_part`): the part (its `attempt` fences every
+/// later report), its job, and the plan the job was split by.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClaimedPart {
+    pub part: Part,
+    pub job: Job,
+    pub plan: SplitPlan,
+}
+
+/// Free room in the farm (`JobStore::capacity`), for `auto` chunking and the metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Capacity {
+    /// The slots of the registered workers that are not draining.
+    pub slots: u64,
+    /// Jobs holding a lease, and parts running.
+    pub busy: u64,
+    /// Jobs a claim could take now (queued, run_after passed).
+    pub queued_jobs: u64,
+    /// Parts a claim could take now (queued, run_after passed, not waiting on another part,
+    /// their job running at the attempt that planned them; `max_parallel` not applied).
+    pub queued_parts: u64,
+    /// Parts running or stopping.
+    pub running_parts: u64,
 }
 
 /// A job's ending waiting in the delivery outbox for its destination. The store writes one
@@ -340,6 +368,63 @@ pub trait JobStore: Send + Sync + 'static {
     /// Gives back the keys an attempt reserved: it failed, was stopped or was handed back,
     /// and took back what it had uploaded.
     async fn release_outputs(&self, id: &str, attempt: u32) -> Result<()>;
+
+    /// Splits the job `attempt` holds (running, current attempt, not split yet) into `plan`'s
+    /// parts: the job stays running but gives up its worker and lease, its parts are queued.
+    /// After a retry, a plan with the same input version and video ranges keeps the parts
+    /// that had succeeded (their attempts unchanged); otherwise every part is queued afresh.
+    /// A stale attempt gets `Fenced`, a plan that cannot run `Invalid`. Returns the job with
+    /// its parts.
+    async fn split(&self, id: &str, attempt: u32, plan: &SplitPlan) -> Result<Job>;
+
+    /// Takes the next runnable part for `worker` under a lease of `lease`: queued, run_after
+    /// passed, every `after` part succeeded, its job running at the attempt that planned it,
+    /// fewer than the plan's max_parallel (0: no limit) of the job's parts running. Highest
+    /// job priority, then oldest job, then lowest seq.
+    async fn claim_part(&self, worker: &str, lease: Duration) -> Result<Option<ClaimedPart>>;
+
+    /// Renews a part's lease and records its progress (and its job's, aggregated); says
+    /// whether the part should stop. A stale part attempt gets `Fenced`.
+    async fn heartbeat_part(
+        &self,
+        id: &str,
+        seq: u32,
+        attempt: u32,
+        lease: Duration,
+        progress: Option<&Progress>,
+    ) -> Result<Heartbeat>;
+
+    /// Ends a part's attempt: retried with backoff, or failing the job (its other parts
+    /// stopped); the assembly's success ends the job succeeded with its outputs. A stale
+    /// attempt gets `Fenced`. Returns the job.
+    async fn finish_part(
+        &self,
+        id: &str,
+        seq: u32,
+        attempt: u32,
+        outcome: PartOutcome,
+    ) -> Result<Job>;
+
+    /// The job's parts with their results, by seq (empty for a job never split).
+    async fn parts(&self, id: &str) -> Result<Vec<Part>>;
+
+    /// The plan `split` stored, if the job is split.
+    async fn split_plan(&self, id: &str) -> Result<Option<SplitPlan>>;
+
+    /// Free room in the farm.
+    async fn capacity(&self) -> Result<Capacity>;
+
+    /// Ended split jobs whose scratch is due for removal (succeeded and cancelled ones at
+    /// once, failed ones `keep_failed` after they ended), up to `limit`.
+    async fn scratch_due(
+        &self,
+        keep_failed: Duration,
+        limit: u32,
+    ) -> Result<Vec<(String, Scratch)>>;
+
+    /// Forgets a job's parts and plan if the job is still ended and none of its parts is
+    /// still running; true when it did (the caller then deletes the scratch objects).
+    async fn forget_scratch(&self, id: &str) -> Result<bool>;
 
     /// Changes as they happen (jobs queued, status changes, stop requests, progress).
     fn subscribe(&self) -> broadcast::Receiver<Change>;

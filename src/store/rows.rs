@@ -5,9 +5,11 @@
 
 use sqlx::{ColumnIndex, Decode, Row, Type};
 
+use super::parts::PartRow;
 use super::{AttemptInfo, AttemptStats, JobEvent, LogLine, Result, StoreError, WorkerInfo};
 use crate::job::{
-    Chunking, Job, JobError, ObjectRef, OutputObject, OutputTarget, Status, Timestamp, Trigger,
+    Chunking, Job, JobError, ObjectRef, OutputObject, OutputTarget, Part, PartKind, Scratch,
+    SplitPlan, Status, Timestamp, Trigger,
 };
 use crate::progress::Progress;
 
@@ -200,6 +202,60 @@ pub(crate) fn job_from_row(row: &impl Columns) -> Result<Job> {
 /// The hidden `retry_base` column, read beside a job.
 pub(crate) fn retry_base(row: &impl Columns) -> Result<u32> {
     Fields::job(row).count("retry_base")
+}
+
+/// The columns a part query selects from `job_parts`, in `part_from_row`'s terms.
+pub(crate) const PART_COLUMNS: &str = "job_id, seq, kind, start_us, end_us, after, status, \
+    attempt, max_attempts, retry_base, job_attempt, worker, lease_expires_at, run_after, \
+    progress, result, error, started_at, finished_at";
+
+/// Reads one part from a row selected with [`PART_COLUMNS`].
+pub(crate) fn part_from_row(row: &impl Columns) -> Result<PartRow> {
+    let f = Fields::of("job_parts", row);
+    let kind = f.string("kind")?;
+    Ok(PartRow {
+        part: Part {
+            job_id: f.string("job_id")?,
+            seq: f.count("seq")?,
+            kind: PartKind::parse(&kind).ok_or_else(|| f.bad("kind", &kind))?,
+            start_us: f.int("start_us")?,
+            end_us: f.int("end_us")?,
+            status: f.required("status", f.status("status")?)?,
+            attempt: f.count("attempt")?,
+            max_attempts: f.count("max_attempts")?,
+            job_attempt: f.count("job_attempt")?,
+            worker: f.text("worker")?,
+            result: f.json("result")?,
+        },
+        after: f.json::<Vec<u32>>("after")?.unwrap_or_default(),
+        retry_base: f.count("retry_base")?,
+        lease_expires_at: f.maybe_time("lease_expires_at")?,
+        progress: f.json::<Progress>("progress")?,
+        error: f.json::<JobError>("error")?,
+        started_at: f.maybe_time("started_at")?,
+        finished_at: f.maybe_time("finished_at")?,
+    })
+}
+
+/// The columns a plan query selects from `job_splits`, in `split_from_row`'s terms.
+pub(crate) const SPLIT_COLUMNS: &str =
+    "job_id, scratch_bucket, scratch_prefix, input_version, max_parallel, detail, job_attempt";
+
+/// Reads a stored plan (without its parts, which `job_parts` holds) from a row selected with
+/// [`SPLIT_COLUMNS`], with the job attempt that made it.
+pub(crate) fn split_from_row(row: &impl Columns) -> Result<(SplitPlan, u32)> {
+    let f = Fields::of("job_splits", row);
+    let plan = SplitPlan {
+        parts: Vec::new(),
+        scratch: Scratch {
+            bucket: f.string("scratch_bucket")?,
+            prefix: f.string("scratch_prefix")?,
+        },
+        input_version: f.string("input_version")?,
+        max_parallel: f.count("max_parallel")?,
+        detail: f.json("detail")?.unwrap_or_default(),
+    };
+    Ok((plan, f.count("job_attempt")?))
 }
 
 /// The columns a history query selects from `job_events`, in `event_from_row`'s terms.

@@ -17,6 +17,9 @@ pub(crate) struct Current {
     /// The attempt count when the job was last explicitly retried (or handed back): automatic
     /// retries count from here.
     pub retry_base: u32,
+    /// The job is split into parts (running with no lease): its attempt's own reports are
+    /// refused, its parts report instead.
+    pub split: bool,
 }
 
 impl Current {
@@ -27,6 +30,7 @@ impl Current {
             attempt: job.attempt,
             max_attempts: job.max_attempts,
             retry_base,
+            split: job.status.is_active() && job.lease_expires_at.is_none(),
         }
     }
 }
@@ -55,17 +59,31 @@ fn illegal(id: &str, e: crate::job::IllegalTransition) -> StoreError {
     }
 }
 
-/// A worker reporting on an attempt must hold the job's current one.
+/// A worker reporting on an attempt must hold the job's current one (a split job's attempt
+/// no longer holds it: its parts do).
 pub(crate) fn check_fence(id: &str, cur: &Current, attempt: u32) -> Result<(), StoreError> {
+    if cur.split {
+        return Err(fenced(id, cur, attempt));
+    }
+    check_attempt(id, cur, attempt)
+}
+
+/// The attempt is the job's current one and the job is running, split or not (a split
+/// job's assembly reserves its outputs with the job's attempt).
+pub(crate) fn check_attempt(id: &str, cur: &Current, attempt: u32) -> Result<(), StoreError> {
     if cur.attempt != attempt || !cur.status.is_active() {
-        return Err(StoreError::Fenced {
-            id: id.to_string(),
-            attempt,
-            current: cur.attempt,
-            status: cur.status,
-        });
+        return Err(fenced(id, cur, attempt));
     }
     Ok(())
+}
+
+fn fenced(id: &str, cur: &Current, attempt: u32) -> StoreError {
+    StoreError::Fenced {
+        id: id.to_string(),
+        attempt,
+        current: cur.attempt,
+        status: cur.status,
+    }
 }
 
 /// A worker ends its attempt.
@@ -290,6 +308,7 @@ mod tests {
             attempt,
             max_attempts: 3,
             retry_base: 0,
+            split: false,
         }
     }
 

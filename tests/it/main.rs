@@ -36,6 +36,8 @@ mod store_instances;
 mod store_listing;
 mod store_outputs;
 mod store_pages;
+mod store_parts;
+mod store_parts_farm;
 mod store_statistics;
 mod store_unreadable;
 mod store_upgrade;

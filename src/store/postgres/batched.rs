@@ -194,6 +194,7 @@ async fn apply_updates(
         .iter()
         .map(|p| reqs[p.0].lease_before.map(|t| t.0))
         .collect();
+    let exp_split: Vec<bool> = planned.iter().map(|p| p.2.split).collect();
     let sql = format!(
         "UPDATE job_states SET status = u.status, last_reason = u.reason, error = u.error, \
          outputs = COALESCE(u.outputs, job_states.outputs), run_after = u.run_after, retry_base = u.retry_base, \
@@ -202,12 +203,14 @@ async fn apply_updates(
          progress = CASE WHEN u.reset THEN NULL ELSE job_states.progress END, updated_at = $1 \
          FROM job_specs s, UNNEST($2::TEXT[], $3::TEXT[], $4::TEXT[], $5::TEXT[], $6::TEXT[], $7::BIGINT[], \
                      $8::BIGINT[], $9::BOOL[], $10::BOOL[], $11::BOOL[], $12::TEXT[], $13::BIGINT[], \
-                     $14::BIGINT[]) \
+                     $14::BIGINT[], $15::BOOL[]) \
               AS u(id, status, reason, error, outputs, run_after, retry_base, finished, release, reset, \
-                   exp_status, exp_attempt, lease_before) \
+                   exp_status, exp_attempt, lease_before, exp_split) \
          WHERE job_states.id = u.id AND s.id = u.id AND job_states.status = u.exp_status \
          AND job_states.attempt = u.exp_attempt \
          AND (u.lease_before IS NULL OR job_states.lease_expires_at < u.lease_before) \
+         AND (job_states.status IN ('running', 'cancelling') \
+              AND job_states.lease_expires_at IS NULL) = u.exp_split \
          RETURNING {}",
         returned_columns("job_states")
     );
@@ -226,6 +229,7 @@ async fn apply_updates(
         .bind(&exp_status)
         .bind(&exp_attempt)
         .bind(&lease_before)
+        .bind(&exp_split)
         .fetch_all(pool)
         .await?;
     Ok(rows.iter().filter_map(|r| job_from_row(r).ok()).collect())
@@ -306,6 +310,7 @@ pub(super) async fn heartbeats(pool: &PgPool, reqs: Vec<HeartbeatReq>) -> Vec<Re
               AS h(id, attempt, lease, progress) \
          WHERE job_states.id = h.id AND job_states.attempt = h.attempt \
            AND job_states.status IN ('running', 'cancelling') \
+           AND job_states.lease_expires_at IS NOT NULL \
          RETURNING job_states.id, job_states.status",
     )
     .bind(now.0)

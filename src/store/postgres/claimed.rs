@@ -48,6 +48,7 @@ mod tests {
             attempt,
             max_attempts: 3,
             retry_base: 0,
+            split: false,
         }
     }
 

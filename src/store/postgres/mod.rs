@@ -17,7 +17,9 @@ mod deliveries;
 mod gather;
 mod ops;
 mod outputs;
+mod parts;
 mod reads;
+mod split;
 mod statistics;
 mod tables;
 
@@ -32,10 +34,13 @@ use tokio::sync::broadcast;
 
 use super::transitions::{self, Current};
 use super::{
-    AttemptInfo, AttemptStats, Change, Counts, Delivery, Heartbeat, JobEvent, JobStore, ListFilter,
-    LogLine, Page, Reservation, Result, StoreError, Submitted, WorkerInfo,
+    AttemptInfo, AttemptStats, Capacity, Change, ClaimedPart, Counts, Delivery, Heartbeat,
+    JobEvent, JobStore, ListFilter, LogLine, Page, Reservation, Result, StoreError, Submitted,
+    WorkerInfo,
 };
-use crate::job::{self, Job, JobSpec, Outcome, RetryPolicy, Timestamp};
+use crate::job::{
+    self, Job, JobSpec, Outcome, Part, PartOutcome, RetryPolicy, Scratch, SplitPlan, Timestamp,
+};
 use crate::progress::Progress;
 use announce::Announcer;
 use batched::{Decide, HeartbeatReq, SubmitReq, TransitionReq};
@@ -247,6 +252,11 @@ async fn forward(mut listener: PgListener, changes: broadcast::Sender<Change>) {
 }
 
 impl PostgresStore {
+    /// The job without its parts.
+    async fn get_bare(&self, id: &str) -> Result<Job> {
+        reads::get(&self.durable, id).await
+    }
+
     fn announce_worker(&self, id: &str) {
         self.announcer.post(Change::Worker { id: id.to_string() });
     }
@@ -282,7 +292,9 @@ impl JobStore for PostgresStore {
     }
 
     async fn get(&self, id: &str) -> Result<Job> {
-        reads::get(&self.durable, id).await
+        let mut job = self.get_bare(id).await?;
+        job.parts = self.part_infos(id).await?;
+        Ok(job)
     }
 
     async fn list(&self, filter: &ListFilter, limit: u32, cursor: Option<&str>) -> Result<Page> {
@@ -333,10 +345,8 @@ impl JobStore for PostgresStore {
     }
 
     async fn cancel(&self, id: &str, reason: &str) -> Result<Job> {
-        let (key, reason) = (id.to_string(), reason.to_string());
-        let decide: Decide =
-            Box::new(move |_, cur: &Current, _| transitions::cancel(&key, cur, &reason));
-        self.transition(id, None, decide).await
+        // One transaction with the job's row locked: a split job's parts stop with it.
+        self.cancel_now(id, reason).await
     }
 
     async fn retry(&self, id: &str) -> Result<Job> {
@@ -380,6 +390,7 @@ impl JobStore for PostgresStore {
                 Err(e) => tracing::warn!("reaping {id}: {e}"),
             }
         }
+        jobs.extend(self.reap_parts().await?);
         Ok(jobs)
     }
 
@@ -442,7 +453,8 @@ impl JobStore for PostgresStore {
     }
 
     async fn workers(&self) -> Result<Vec<WorkerInfo>> {
-        reads::workers(&self.durable).await
+        let held = self.held_parts().await?;
+        reads::workers(&self.durable, held).await
     }
 
     async fn reserve_outputs(
@@ -456,6 +468,60 @@ impl JobStore for PostgresStore {
 
     async fn release_outputs(&self, id: &str, attempt: u32) -> Result<()> {
         outputs::release(&self.durable, id, attempt).await
+    }
+
+    async fn split(&self, id: &str, attempt: u32, plan: &SplitPlan) -> Result<Job> {
+        self.split_now(id, attempt, plan).await
+    }
+
+    async fn claim_part(&self, worker: &str, lease: Duration) -> Result<Option<ClaimedPart>> {
+        self.claim_part_now(worker, lease).await
+    }
+
+    async fn heartbeat_part(
+        &self,
+        id: &str,
+        seq: u32,
+        attempt: u32,
+        lease: Duration,
+        progress: Option<&Progress>,
+    ) -> Result<Heartbeat> {
+        self.heartbeat_part_now(id, seq, attempt, lease, progress)
+            .await
+    }
+
+    async fn finish_part(
+        &self,
+        id: &str,
+        seq: u32,
+        attempt: u32,
+        outcome: PartOutcome,
+    ) -> Result<Job> {
+        self.finish_part_now(id, seq, attempt, outcome).await
+    }
+
+    async fn parts(&self, id: &str) -> Result<Vec<Part>> {
+        self.parts_now(id).await
+    }
+
+    async fn split_plan(&self, id: &str) -> Result<Option<SplitPlan>> {
+        self.split_plan_now(id).await
+    }
+
+    async fn capacity(&self) -> Result<Capacity> {
+        self.capacity_now().await
+    }
+
+    async fn scratch_due(
+        &self,
+        keep_failed: Duration,
+        limit: u32,
+    ) -> Result<Vec<(String, Scratch)>> {
+        self.scratch_due_now(keep_failed, limit).await
+    }
+
+    async fn forget_scratch(&self, id: &str) -> Result<bool> {
+        self.forget_scratch_now(id).await
     }
 
     fn subscribe(&self) -> broadcast::Receiver<Change> {

@@ -13,11 +13,14 @@ use crate::store::{
     WorkerInfo,
 };
 
-pub(super) async fn current(pool: &PgPool, id: &str) -> Result<(Job, Current)> {
+pub(super) async fn current<'e, E: sqlx::PgExecutor<'e>>(
+    exec: E,
+    id: &str,
+) -> Result<(Job, Current)> {
     let sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = $1");
     let row = sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(id)
-        .fetch_optional(pool)
+        .fetch_optional(exec)
         .await?
         .ok_or_else(|| StoreError::NotFound { id: id.to_string() })?;
     let job = job_from_row(&row)?;
@@ -43,45 +46,62 @@ where
         let Some(u) = decide(&job, &cur, now)? else {
             return Ok((job, false));
         };
-        let sql = format!(
-            "UPDATE job_states SET status = $1, last_reason = $2, error = $3, \
-             outputs = COALESCE($4, job_states.outputs), run_after = $5, retry_base = $6, \
-             finished_at = CASE WHEN $7 THEN $8 ELSE NULL END, \
-             lease_expires_at = CASE WHEN $9 THEN NULL ELSE job_states.lease_expires_at END, \
-             progress = CASE WHEN $10 THEN NULL ELSE job_states.progress END, \
-             updated_at = $8 \
-             FROM job_specs s \
-             WHERE job_states.id = $11 AND s.id = $11 AND job_states.status = $12 \
-             AND job_states.attempt = $13 \
-             AND ($14::BIGINT IS NULL OR job_states.lease_expires_at < $14) \
-             RETURNING {}",
-            returned_columns("job_states")
-        );
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(u.status.as_str())
-            .bind(&u.reason)
-            .bind(u.error.as_ref().map(to_json))
-            .bind(u.outputs.as_ref().map(to_json))
-            .bind(u.run_after.0)
-            .bind(i64::from(u.retry_base))
-            .bind(u.finished)
-            .bind(now.0)
-            .bind(u.release)
-            .bind(u.status == Status::Queued)
-            .bind(id)
-            .bind(cur.status.as_str())
-            .bind(i64::from(cur.attempt))
-            .bind(lease_before.map(|t| t.0))
-            .fetch_optional(pool)
-            .await?;
-        if let Some(row) = row {
-            return Ok((job_from_row(&row)?, true));
+        if let Some(job) = apply_update(pool, id, &cur, &u, now, lease_before).await? {
+            return Ok((job, true));
         }
         // The row moved between reading and writing: decide again from its new state.
     }
     Err(StoreError::Backend(format!(
         "job '{id}' kept changing; gave up after 5 tries"
     )))
+}
+
+/// Applies a decided update guarded by the state it was decided from (status, attempt,
+/// whether the job is split) and, for reaping, by the lease having expired before
+/// `lease_before`: the job, or None when the row moved meanwhile.
+pub(super) async fn apply_update<'e, E: sqlx::PgExecutor<'e>>(
+    exec: E,
+    id: &str,
+    cur: &Current,
+    u: &Update,
+    now: Timestamp,
+    lease_before: Option<Timestamp>,
+) -> Result<Option<Job>> {
+    let sql = format!(
+        "UPDATE job_states SET status = $1, last_reason = $2, error = $3, \
+         outputs = COALESCE($4, job_states.outputs), run_after = $5, retry_base = $6, \
+         finished_at = CASE WHEN $7 THEN $8 ELSE NULL END, \
+         lease_expires_at = CASE WHEN $9 THEN NULL ELSE job_states.lease_expires_at END, \
+         progress = CASE WHEN $10 THEN NULL ELSE job_states.progress END, \
+         updated_at = $8 \
+         FROM job_specs s \
+         WHERE job_states.id = $11 AND s.id = $11 AND job_states.status = $12 \
+         AND job_states.attempt = $13 \
+         AND ($14::BIGINT IS NULL OR job_states.lease_expires_at < $14) \
+         AND (job_states.status IN ('running', 'cancelling') \
+              AND job_states.lease_expires_at IS NULL) = $15 \
+         RETURNING {}",
+        returned_columns("job_states")
+    );
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(u.status.as_str())
+        .bind(&u.reason)
+        .bind(u.error.as_ref().map(to_json))
+        .bind(u.outputs.as_ref().map(to_json))
+        .bind(u.run_after.0)
+        .bind(i64::from(u.retry_base))
+        .bind(u.finished)
+        .bind(now.0)
+        .bind(u.release)
+        .bind(u.status == Status::Queued)
+        .bind(id)
+        .bind(cur.status.as_str())
+        .bind(i64::from(cur.attempt))
+        .bind(lease_before.map(|t| t.0))
+        .bind(cur.split)
+        .fetch_optional(exec)
+        .await?;
+    row.as_ref().map(job_from_row).transpose()
 }
 
 pub(super) async fn note(

@@ -12,7 +12,7 @@ use sqlx::{PgPool, Postgres, Row, Transaction};
 use crate::job::{Job, ObjectRef, Status, Timestamp};
 use crate::store::outputs::{self, Owner};
 use crate::store::rows::{JOB_COLUMNS, job_from_row, retry_base};
-use crate::store::transitions::{Current, check_fence};
+use crate::store::transitions::{Current, check_attempt};
 use crate::store::{Reservation, Result, StoreError};
 
 /// Times a reservation is decided again after losing a race, before it gives up.
@@ -66,7 +66,7 @@ async fn try_reserve(
     .fetch_optional(&mut **tx)
     .await?;
     let (job, cur) = job_in(tx, id).await?;
-    check_fence(id, &cur, attempt)?;
+    check_attempt(id, &cur, attempt)?;
     if held.is_none() {
         // It became current only after the first read: decide again.
         return Ok(None);

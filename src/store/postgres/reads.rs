@@ -118,15 +118,21 @@ pub(super) async fn attempts(pool: &PgPool, id: &str) -> Result<Vec<AttemptInfo>
     rows.iter().map(attempt_from_row).collect()
 }
 
-pub(super) async fn workers(pool: &PgPool) -> Result<Vec<WorkerInfo>> {
+/// The registered workers with the jobs they hold, and the parts `held_parts` says they hold
+/// (pairs of worker and "JOB#SEQ").
+pub(super) async fn workers(
+    pool: &PgPool,
+    held_parts: Vec<(String, String)>,
+) -> Result<Vec<WorkerInfo>> {
     let sql = format!("SELECT {WORKER_COLUMNS} FROM workers ORDER BY id");
     let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
         .fetch_all(pool)
         .await?;
-    let held: Vec<(String, String)> = sqlx::query_as(
+    let mut held: Vec<(String, String)> = sqlx::query_as(
         "SELECT worker, id FROM job_states WHERE status IN ('running', 'cancelling') AND worker IS NOT NULL ORDER BY id",
     )
     .fetch_all(pool)
     .await?;
+    held.extend(held_parts);
     workers_from_rows(&rows, &held)
 }

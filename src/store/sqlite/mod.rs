@@ -7,6 +7,8 @@
 mod deliveries;
 mod ops;
 mod outputs;
+mod parts;
+mod split;
 mod writer;
 
 use std::str::FromStr;
@@ -26,10 +28,14 @@ use super::rows::{
     encode_cursor, event_from_row, job_from_row, log_from_row, workers_from_rows,
 };
 use super::{
-    AttemptInfo, AttemptStats, Change, Counts, Delivery, Heartbeat, JobEvent, JobStore, ListFilter,
-    LogLine, Page, Reservation, Result, StoreError, Submitted, WorkerInfo, page_limit,
+    AttemptInfo, AttemptStats, Capacity, Change, ClaimedPart, Counts, Delivery, Heartbeat,
+    JobEvent, JobStore, ListFilter, LogLine, Page, Reservation, Result, StoreError, Submitted,
+    WorkerInfo, page_limit,
 };
-use crate::job::{self, Job, JobSpec, Outcome, RetryPolicy, Status, Timestamp};
+use crate::job::{
+    self, Job, JobSpec, Outcome, Part, PartOutcome, RetryPolicy, Scratch, SplitPlan, Status,
+    Timestamp,
+};
 use crate::progress::Progress;
 use writer::Writer;
 
@@ -159,7 +165,9 @@ impl JobStore for SqliteStore {
             .fetch_optional(&self.read)
             .await?
             .ok_or_else(|| StoreError::NotFound { id: id.to_string() })?;
-        job_from_row(&row)
+        let mut job = job_from_row(&row)?;
+        job.parts = self.part_infos(id).await?;
+        Ok(job)
     }
 
     async fn list(&self, filter: &ListFilter, limit: u32, cursor: Option<&str>) -> Result<Page> {
@@ -234,7 +242,14 @@ impl JobStore for SqliteStore {
     async fn cancel(&self, id: &str, reason: &str) -> Result<Job> {
         let (id, reason, now) = (id.to_string(), reason.to_string(), Timestamp::now());
         self.writer
-            .write_one(true, move |c| ops::cancel(c, id, reason, now))
+            .write(true, move |c| {
+                // A split job's parts stop with it.
+                let (job, cur) = ops::current(c, &id)?;
+                if cur.split {
+                    return parts::cancel_split(c, job, &cur, &reason, now);
+                }
+                ops::cancel(c, id, reason, now)
+            })
             .await
     }
 
@@ -248,7 +263,13 @@ impl JobStore for SqliteStore {
     async fn reap(&self) -> Result<Vec<Job>> {
         let (policy, now) = (self.policy, Timestamp::now());
         self.writer
-            .write(false, move |c| ops::reap(c, policy, now))
+            .write(false, move |c| {
+                let (mut jobs, mut changes) = ops::reap(c, policy, now)?;
+                let (more, more_changes) = parts::reap_parts(c, policy, now)?;
+                jobs.extend(more);
+                changes.extend(more_changes);
+                Ok((jobs, changes))
+            })
             .await
     }
 
@@ -357,11 +378,12 @@ impl JobStore for SqliteStore {
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .fetch_all(&self.read)
             .await?;
-        let held: Vec<(String, String)> = sqlx::query_as(
+        let mut held: Vec<(String, String)> = sqlx::query_as(
             "SELECT worker, id FROM jobs WHERE status IN ('running', 'cancelling') AND worker IS NOT NULL ORDER BY id",
         )
         .fetch_all(&self.read)
         .await?;
+        held.extend(self.held_parts().await?);
         workers_from_rows(&rows, &held)
     }
 
@@ -376,6 +398,60 @@ impl JobStore for SqliteStore {
 
     async fn release_outputs(&self, id: &str, attempt: u32) -> Result<()> {
         self.release_outputs_now(id, attempt).await
+    }
+
+    async fn split(&self, id: &str, attempt: u32, plan: &SplitPlan) -> Result<Job> {
+        self.split_now(id, attempt, plan).await
+    }
+
+    async fn claim_part(&self, worker: &str, lease: Duration) -> Result<Option<ClaimedPart>> {
+        self.claim_part_now(worker, lease).await
+    }
+
+    async fn heartbeat_part(
+        &self,
+        id: &str,
+        seq: u32,
+        attempt: u32,
+        lease: Duration,
+        progress: Option<&Progress>,
+    ) -> Result<Heartbeat> {
+        self.heartbeat_part_now(id, seq, attempt, lease, progress)
+            .await
+    }
+
+    async fn finish_part(
+        &self,
+        id: &str,
+        seq: u32,
+        attempt: u32,
+        outcome: PartOutcome,
+    ) -> Result<Job> {
+        self.finish_part_now(id, seq, attempt, outcome).await
+    }
+
+    async fn parts(&self, id: &str) -> Result<Vec<Part>> {
+        self.parts_now(id).await
+    }
+
+    async fn split_plan(&self, id: &str) -> Result<Option<SplitPlan>> {
+        self.split_plan_now(id).await
+    }
+
+    async fn capacity(&self) -> Result<Capacity> {
+        self.capacity_now().await
+    }
+
+    async fn scratch_due(
+        &self,
+        keep_failed: Duration,
+        limit: u32,
+    ) -> Result<Vec<(String, Scratch)>> {
+        self.scratch_due_now(keep_failed, limit).await
+    }
+
+    async fn forget_scratch(&self, id: &str) -> Result<bool> {
+        self.forget_scratch_now(id).await
     }
 
     fn subscribe(&self) -> broadcast::Receiver<Change> {

@@ -13,9 +13,9 @@ use crate::store::{
     StoreError, Submitted, WorkerInfo,
 };
 
-type Done<T> = Result<(T, Vec<Change>)>;
+pub(super) type Done<T> = Result<(T, Vec<Change>)>;
 
-fn status_change(job: &Job) -> Change {
+pub(super) fn status_change(job: &Job) -> Change {
     Change::Status {
         id: job.id.clone(),
         status: job.status,
@@ -99,7 +99,13 @@ pub(super) fn current(conn: &Connection, id: &str) -> Result<(Job, Current)> {
 }
 
 /// Applies a decided update, guarded by the state it was decided from.
-fn apply(conn: &Connection, id: &str, cur: &Current, u: &Update, now: Timestamp) -> Result<Job> {
+pub(super) fn apply(
+    conn: &Connection,
+    id: &str,
+    cur: &Current,
+    u: &Update,
+    now: Timestamp,
+) -> Result<Job> {
     let sql = format!(
         "UPDATE jobs SET status = ?1, last_reason = ?2, error = ?3, outputs = COALESCE(?4, outputs), \
          run_after = ?5, retry_base = ?6, \
@@ -166,7 +172,8 @@ pub(super) fn heartbeat(
     let status: Option<String> = conn
         .prepare_cached(
             "UPDATE jobs SET lease_expires_at = ?, progress = COALESCE(?, progress), updated_at = ? \
-             WHERE id = ? AND attempt = ? AND status IN ('running', 'cancelling') RETURNING status",
+             WHERE id = ? AND attempt = ? AND status IN ('running', 'cancelling') \
+             AND lease_expires_at IS NOT NULL RETURNING status",
         )?
         .query_row(
             params![

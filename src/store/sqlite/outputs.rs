@@ -11,7 +11,7 @@ use super::SqliteStore;
 use super::ops::current;
 use crate::job::{ObjectRef, Status, Timestamp};
 use crate::store::outputs::{self, Owner};
-use crate::store::transitions::check_fence;
+use crate::store::transitions::check_attempt;
 use crate::store::{Reservation, Result};
 
 impl SqliteStore {
@@ -50,7 +50,7 @@ fn reserve(
     now: Timestamp,
 ) -> Result<Reservation> {
     let (job, cur) = current(conn, id)?;
-    check_fence(id, &cur, attempt)?;
+    check_attempt(id, &cur, attempt)?;
     let bucket = &job.output.bucket;
     let mut owners = HashMap::new();
     let mut owner_of = conn.prepare_cached(

@@ -1,0 +1,56 @@
+-- Split jobs (issue 19): a job whose video is encoded in parts by several workers.
+--
+-- `job_splits` keeps the plan the job's planning attempt made (where the parts' scratch
+-- objects live, the input version finished parts may be reused for, how many parts may run
+-- at once, the engine's opaque detail). `job_parts` holds one row per part, keyed by the job
+-- and the part's seq, with a job's own state fields: status (the job Status values), its own
+-- attempt (the fencing token of its reports), lease, backoff, progress and result. A part is
+-- claimable when queued, its run_after passed, every part named in `after` (a JSON array of
+-- seqs) succeeded, and its job running at the attempt that planned it (`job_attempt`).
+--
+-- While split, the job stays `running` but holds no worker and no lease: a job running with
+-- a NULL lease is a split job, never reaped (its parts are). Every write goes through the
+-- single writer, so a claim and the count of a job's running parts it checks cannot race.
+
+CREATE TABLE job_splits (
+    job_id         TEXT PRIMARY KEY NOT NULL,
+    scratch_bucket TEXT NOT NULL,
+    scratch_prefix TEXT NOT NULL,
+    input_version  TEXT NOT NULL,
+    max_parallel   INTEGER NOT NULL,
+    detail         TEXT NOT NULL,
+    job_attempt    INTEGER NOT NULL,
+    created_at     INTEGER NOT NULL
+) WITHOUT ROWID;
+
+CREATE TABLE job_parts (
+    job_id           TEXT NOT NULL,
+    seq              INTEGER NOT NULL,
+    kind             TEXT NOT NULL,
+    start_us         INTEGER NOT NULL,
+    end_us           INTEGER NOT NULL,
+    after            TEXT NOT NULL DEFAULT '[]',
+    status           TEXT NOT NULL,
+    attempt          INTEGER NOT NULL DEFAULT 0,
+    max_attempts     INTEGER NOT NULL,
+    -- The attempt count when the part was last queued afresh (a retried job) or handed
+    -- back: its automatic retries count from here.
+    retry_base       INTEGER NOT NULL DEFAULT 0,
+    job_attempt      INTEGER NOT NULL,
+    worker           TEXT,
+    lease_expires_at INTEGER,
+    run_after        INTEGER NOT NULL DEFAULT 0,
+    progress         TEXT,
+    result           TEXT,
+    error            TEXT,
+    started_at       INTEGER,
+    finished_at      INTEGER,
+    updated_at       INTEGER NOT NULL,
+    PRIMARY KEY (job_id, seq)
+) WITHOUT ROWID;
+
+-- The part queue (few rows at any time): claims scan it, joined to the running jobs.
+CREATE INDEX job_parts_queued ON job_parts (job_id, seq) WHERE status = 'queued';
+-- Parts held by workers (few at any time): reaping scans them, the registry lists them per
+-- worker. Their leases are not indexed, so a heartbeat writes no index.
+CREATE INDEX job_parts_worker ON job_parts (worker) WHERE status IN ('running', 'cancelling');
