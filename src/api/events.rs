@@ -71,8 +71,12 @@ pub async fn job_events(
                 _ = tx.closed() => return,
                 _ = poll.tick() => true,
                 c = changes.recv() => match c {
-                    Ok(Change::Status { id: ref i, .. } | Change::Progress { id: ref i, .. }) => *i == id,
-                    Ok(Change::Worker { .. } | Change::Parts { .. }) => false,
+                    Ok(
+                        Change::Status { id: ref i, .. }
+                        | Change::Progress { id: ref i, .. }
+                        | Change::Parts { id: ref i },
+                    ) => *i == id,
+                    Ok(Change::Worker { .. }) => false,
                     Err(RecvError::Lagged(_)) => true,
                     Err(RecvError::Closed) => {
                         changes = app.store.subscribe();
@@ -136,8 +140,8 @@ fn difference(before: &Job, now: &Job) -> Vec<Event> {
 
 #[utoipa::path(get, path = "/v1/events", tag = "events",
     responses((status = 200, description = "text/event-stream of every change: `status` ({kind, id, \
-        status}), `progress` ({kind, id, progress}), `worker` ({kind, id}); `resync` when changes \
-        were missed (fetch the list again)", content_type = "text/event-stream", body = String)))]
+        status}), `progress` ({kind, id, progress}), `worker` ({kind, id}), `parts` ({kind, id}: a \
+        part of split job id changed status); `resync` when changes were missed (fetch the list again)", content_type = "text/event-stream", body = String)))]
 pub async fn all_events(State(app): State<AppState>) -> EventStream {
     let (tx, rx) = mpsc::channel(256);
     tokio::spawn(async move {
