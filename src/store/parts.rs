@@ -116,19 +116,29 @@ pub(crate) struct PartEnd {
     pub note: String,
 }
 
-/// Decides the end of attempt `attempt` of part `seq` of `job` (whose state is `job_cur`),
-/// among the job's `parts`.
-#[allow(clippy::too_many_arguments)]
+/// A worker's report that ends attempt `attempt` of part `seq`.
+#[derive(Debug, Clone)]
+pub(crate) struct Report {
+    pub seq: u32,
+    pub attempt: u32,
+    pub outcome: PartOutcome,
+}
+
+/// Decides the end `report` tells of, for a part of `job` (whose state is `job_cur`) among
+/// the job's `parts`.
 pub(crate) fn end(
     job: &Job,
     job_cur: &Current,
     parts: &[PartRow],
-    seq: u32,
-    attempt: u32,
-    outcome: PartOutcome,
+    report: Report,
     now: Timestamp,
     policy: &RetryPolicy,
 ) -> Result<PartEnd> {
+    let Report {
+        seq,
+        attempt,
+        outcome,
+    } = report;
     let row = find(parts, &job.id, seq)?;
     if row.part.attempt != attempt || !row.part.status.is_active() {
         return Err(fenced(row, attempt));
@@ -244,13 +254,18 @@ fn job_update(
     })
 }
 
-/// The error a lost part's attempt ends with (its lease expired).
-pub(crate) fn worker_lost() -> PartOutcome {
-    PartOutcome::Failed(JobError::new(
+/// The end of attempt `attempt` of part `seq` whose lease expired.
+pub(crate) fn worker_lost(seq: u32, attempt: u32) -> Report {
+    let error = JobError::new(
         "worker-lost",
         "the worker stopped renewing the part's lease (it crashed, was killed, or lost the store)",
         true,
-    ))
+    );
+    Report {
+        seq,
+        attempt,
+        outcome: PartOutcome::Failed(error),
+    }
 }
 
 /// A cancel: None when the job is already cancelling or cancelled; else the job's update. A
@@ -411,6 +426,171 @@ mod tests {
         assert_eq!(
             replan(Some(&plan_of(&old, "v1")), &old, &shorter).drop,
             [1, 2]
+        );
+    }
+
+    /// Job "j" at attempt 1, split (running or cancelling, no lease).
+    fn job(status: Status) -> (Job, Current) {
+        let job = Job {
+            id: "j".into(),
+            status,
+            input: crate::job::ObjectRef {
+                bucket: "b".into(),
+                key: "k".into(),
+            },
+            preset: "p".into(),
+            output: crate::job::OutputTarget {
+                bucket: "b".into(),
+                prefix: "out/".into(),
+            },
+            outputs: vec![],
+            progress: None,
+            attempt: 1,
+            max_attempts: 3,
+            priority: 0,
+            timeout_seconds: 60,
+            worker: None,
+            created_at: Timestamp(1),
+            updated_at: Timestamp(1),
+            started_at: None,
+            finished_at: None,
+            run_after: None,
+            lease_expires_at: None,
+            error: None,
+            trigger: None,
+            on_success: None,
+            on_failure: None,
+            overwrite: false,
+            chunking: Default::default(),
+            parts: vec![],
+        };
+        let cur = Current::of(&job, 0);
+        (job, cur)
+    }
+
+    #[test]
+    fn a_part_end_decides_the_part_and_its_job() {
+        use PartOutcome::*;
+        let (v, a) = (PartKind::Video, PartKind::Assemble);
+        let failed = |retryable| Failed(JobError::new("e", "broke", retryable));
+        let done = || Succeeded {
+            result: serde_json::Value::Null,
+            outputs: vec![],
+        };
+        // (job status, the part's kind and attempt, the other part's status, outcome) →
+        // (the part's status, the job's new status, whether the others stop).
+        let cases = [
+            (
+                Status::Running,
+                v,
+                1,
+                Status::Running,
+                failed(true),
+                (Status::Queued, None, false),
+            ),
+            (
+                Status::Running,
+                v,
+                3,
+                Status::Running,
+                failed(true),
+                (Status::Failed, Some(Status::Failed), true),
+            ),
+            (
+                Status::Running,
+                v,
+                1,
+                Status::Queued,
+                failed(false),
+                (Status::Failed, Some(Status::Failed), true),
+            ),
+            (
+                Status::Running,
+                v,
+                1,
+                Status::Running,
+                done(),
+                (Status::Succeeded, None, false),
+            ),
+            (
+                Status::Running,
+                a,
+                1,
+                Status::Succeeded,
+                done(),
+                (Status::Succeeded, Some(Status::Succeeded), false),
+            ),
+            (
+                Status::Running,
+                v,
+                1,
+                Status::Running,
+                Released,
+                (Status::Queued, None, false),
+            ),
+            (
+                Status::Cancelling,
+                v,
+                1,
+                Status::Cancelling,
+                Cancelled,
+                (Status::Cancelled, None, false),
+            ),
+            (
+                Status::Cancelling,
+                v,
+                1,
+                Status::Cancelled,
+                Cancelled,
+                (Status::Cancelled, Some(Status::Cancelled), false),
+            ),
+        ];
+        for (job_status, kind, attempt, other, outcome, want) in cases {
+            let (job, cur) = job(job_status);
+            let part_status = if job_status == Status::Cancelling {
+                Status::Cancelling
+            } else {
+                Status::Running
+            };
+            let parts = [row(0, kind, part_status, attempt), row(1, v, other, 1)];
+            let report = Report {
+                seq: 0,
+                attempt,
+                outcome: outcome.clone(),
+            };
+            let end = end(
+                &job,
+                &cur,
+                &parts,
+                report,
+                Timestamp(1),
+                &RetryPolicy::default(),
+            );
+            let end = end.unwrap();
+            let got = (end.part.status, end.job.map(|u| u.status), end.stop_others);
+            assert_eq!(
+                got, want,
+                "{job_status} {kind:?} attempt {attempt}, {outcome:?}"
+            );
+        }
+        let (job, cur) = job(Status::Running);
+        let parts = [row(0, v, Status::Running, 2)];
+        let stale = Report {
+            seq: 0,
+            attempt: 1,
+            outcome: Cancelled,
+        };
+        let e = end(
+            &job,
+            &cur,
+            &parts,
+            stale,
+            Timestamp(1),
+            &RetryPolicy::default(),
+        );
+        assert!(
+            matches!(e, Err(StoreError::Fenced { ref id, .. }) if id == "j#0"),
+            "{e:?}"
         );
     }
 }

@@ -8,9 +8,9 @@
 use sqlx::PgConnection;
 
 use super::ops::{apply_update, current};
-use crate::job::{Job, PartOutcome, RetryPolicy, SplitPlan, Status, Timestamp};
+use crate::job::{Job, RetryPolicy, SplitPlan, Status, Timestamp};
 use crate::progress::Progress;
-use crate::store::parts::{self, PartEnd, PartRow};
+use crate::store::parts::{self, PartEnd, PartRow, Report};
 use crate::store::rows::{PART_COLUMNS, SPLIT_COLUMNS, part_from_row, split_from_row, to_json};
 use crate::store::transitions::Current;
 use crate::store::{Change, ClaimedPart, Heartbeat, Result, StoreError};
@@ -106,6 +106,26 @@ pub(super) async fn split(
     let old = job_parts(&mut *c, id).await?;
     let old_plan = stored_plan(&mut *c, id).await?;
     let re = parts::replan(old_plan.as_ref(), &old, plan);
+    write_parts(c, id, plan, &re, &cur, now).await?;
+    save_plan(c, id, plan, attempt, now).await?;
+    let rows = job_parts(&mut *c, id).await?;
+    release_job(c, id, attempt, parts::job_progress(&rows), now).await?;
+    note(c, id, None, attempt, &parts::split_note(plan, &re)).await?;
+    let (mut job, _) = current(&mut *c, id).await?;
+    job.parts = rows.iter().map(PartRow::info).collect();
+    Ok((job, vec![parts_change(id)]))
+}
+
+/// Writes the plan's parts over the job's old ones: kept parts join the new attempt, the
+/// others are queued afresh, parts the plan no longer has are removed.
+async fn write_parts(
+    c: &mut PgConnection,
+    id: &str,
+    plan: &SplitPlan,
+    re: &parts::Replan,
+    cur: &Current,
+    now: Timestamp,
+) -> Result<()> {
     let drop: Vec<i64> = re.drop.iter().map(|s| i64::from(*s)).collect();
     sqlx::query("DELETE FROM job_parts WHERE job_id = $1 AND seq = ANY($2)")
         .bind(id)
@@ -118,7 +138,7 @@ pub(super) async fn split(
                 "UPDATE job_parts SET job_attempt = $1, after = $2, updated_at = $3 \
                  WHERE job_id = $4 AND seq = $5",
             )
-            .bind(i64::from(attempt))
+            .bind(i64::from(cur.attempt))
             .bind(to_json(&p.after))
             .bind(now.0)
             .bind(id)
@@ -128,8 +148,19 @@ pub(super) async fn split(
             continue;
         }
         let base = re.base.get(&p.seq).copied().unwrap_or(0);
-        queue_afresh(c, id, p, base, cur.max_attempts, attempt, now).await?;
+        queue_afresh(c, id, p, base, cur, now).await?;
     }
+    Ok(())
+}
+
+/// Stores the plan (without its parts) as made by `attempt`.
+async fn save_plan(
+    c: &mut PgConnection,
+    id: &str,
+    plan: &SplitPlan,
+    attempt: u32,
+    now: Timestamp,
+) -> Result<()> {
     sqlx::query(
         "INSERT INTO job_splits (job_id, scratch_bucket, scratch_prefix, input_version, \
          max_parallel, detail, job_attempt, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
@@ -148,8 +179,18 @@ pub(super) async fn split(
     .bind(now.0)
     .execute(&mut *c)
     .await?;
-    let rows = job_parts(&mut *c, id).await?;
-    let progress = parts::job_progress(&rows);
+    Ok(())
+}
+
+/// The job gives up its worker and lease (it is split from now on), guarded by its attempt
+/// still holding it.
+async fn release_job(
+    c: &mut PgConnection,
+    id: &str,
+    attempt: u32,
+    progress: Option<Progress>,
+    now: Timestamp,
+) -> Result<()> {
     let released = sqlx::query(
         "UPDATE job_states SET worker = NULL, lease_expires_at = NULL, progress = $1, \
          updated_at = $2 WHERE id = $3 AND status = 'running' AND attempt = $4 \
@@ -167,10 +208,7 @@ pub(super) async fn split(
             reason: "the job changed while it was being split".into(),
         });
     }
-    note(c, id, None, attempt, &parts::split_note(plan, &re)).await?;
-    let (mut job, _) = current(&mut *c, id).await?;
-    job.parts = rows.iter().map(PartRow::info).collect();
-    Ok((job, vec![parts_change(id)]))
+    Ok(())
 }
 
 /// Writes part `p` as queued for a new set of attempts counting on from `base`.
@@ -179,8 +217,7 @@ async fn queue_afresh(
     id: &str,
     p: &crate::job::PartPlan,
     base: u32,
-    max_attempts: u32,
-    job_attempt: u32,
+    cur: &Current,
     now: Timestamp,
 ) -> Result<()> {
     sqlx::query(
@@ -202,8 +239,8 @@ async fn queue_afresh(
     .bind(p.end_us)
     .bind(to_json(&p.after))
     .bind(i64::from(base))
-    .bind(i64::from(max_attempts))
-    .bind(i64::from(job_attempt))
+    .bind(i64::from(cur.max_attempts))
+    .bind(i64::from(cur.attempt))
     .bind(now.0)
     .execute(&mut *c)
     .await?;
@@ -364,27 +401,24 @@ async fn update_progress(
 
 /// Ends a part's attempt (`lost`: only if its lease expired before `now`, as the reaper
 /// asks). Returns the job, whether anything changed, and what to announce.
-#[allow(clippy::too_many_arguments)]
 pub(super) async fn finish_part(
     c: &mut PgConnection,
     id: &str,
-    seq: u32,
-    attempt: u32,
-    outcome: PartOutcome,
+    report: Report,
     policy: &RetryPolicy,
     now: Timestamp,
     lost: bool,
 ) -> Done<(Job, bool)> {
     let (job, cur) = lock_job(c, id).await?;
     let rows = job_parts(&mut *c, id).await?;
-    let row = parts::find(&rows, id, seq)?.clone();
+    let row = parts::find(&rows, id, report.seq)?.clone();
     let expired = row.part.status.is_active()
-        && row.part.attempt == attempt
+        && row.part.attempt == report.attempt
         && row.lease_expires_at.is_some_and(|t| t < now);
     if lost && !expired {
         return Ok(((job, false), Vec::new()));
     }
-    let end = parts::end(&job, &cur, &rows, seq, attempt, outcome, now, policy)?;
+    let end = parts::end(&job, &cur, &rows, report, now, policy)?;
     let changes = write_end(c, &job, &cur, &row, &end, now).await?;
     let (mut job, _) = current(&mut *c, id).await?;
     job.parts = job_parts(&mut *c, id)

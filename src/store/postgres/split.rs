@@ -10,7 +10,7 @@ use super::PostgresStore;
 use super::parts;
 use crate::job::{Job, Part, PartInfo, PartOutcome, Scratch, SplitPlan, Timestamp};
 use crate::progress::Progress;
-use crate::store::parts::{PartRow, worker_lost};
+use crate::store::parts::{PartRow, Report, worker_lost};
 use crate::store::{Capacity, Change, ClaimedPart, Heartbeat, Result};
 
 /// How many jobs a claim tries before it reports nothing to take (each tried job had its
@@ -94,9 +94,13 @@ impl PostgresStore {
         outcome: PartOutcome,
     ) -> Result<Job> {
         let (now, policy) = (Timestamp::now(), self.policy);
+        let report = Report {
+            seq,
+            attempt,
+            outcome,
+        };
         let mut tx = self.durable.begin().await?;
-        let done =
-            parts::finish_part(&mut tx, id, seq, attempt, outcome, &policy, now, false).await?;
+        let done = parts::finish_part(&mut tx, id, report, &policy, now, false).await?;
         Ok(self.commit(tx, done).await?.0)
     }
 
@@ -128,9 +132,9 @@ impl PostgresStore {
         attempt: u32,
         now: Timestamp,
     ) -> Result<(Job, bool)> {
-        let (lost, policy) = (worker_lost(), self.policy);
+        let (lost, policy) = (worker_lost(seq, attempt), self.policy);
         let mut tx = self.durable.begin().await?;
-        let done = parts::finish_part(&mut tx, id, seq, attempt, lost, &policy, now, true).await?;
+        let done = parts::finish_part(&mut tx, id, lost, &policy, now, true).await?;
         self.commit(tx, done).await
     }
 

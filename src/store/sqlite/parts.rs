@@ -7,10 +7,12 @@
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::ops::{Done, apply, current, status_change};
-use crate::job::{Job, PartOutcome, RetryPolicy, SplitPlan, Status, Timestamp};
+use crate::job::{Job, RetryPolicy, SplitPlan, Status, Timestamp};
 use crate::progress::Progress;
-use crate::store::parts::{self, PartEnd, PartRow};
-use crate::store::rows::{PART_COLUMNS, SPLIT_COLUMNS, part_from_row, split_from_row, to_json};
+use crate::store::parts::{self, PartEnd, PartRow, Report, worker_lost};
+use crate::store::rows::{
+    JOB_COLUMNS, PART_COLUMNS, SPLIT_COLUMNS, job_from_row, part_from_row, split_from_row, to_json,
+};
 use crate::store::transitions::Current;
 use crate::store::{Change, Heartbeat, Result, StoreError};
 
@@ -80,11 +82,30 @@ pub(super) fn split(
     let old = job_parts(conn, &id)?;
     let old_plan = stored_plan(conn, &id)?.map(|(p, _)| p);
     let re = parts::replan(old_plan.as_ref(), &old, &plan);
+    write_parts(conn, &id, &plan, &re, &cur, now)?;
+    save_plan(conn, &id, &plan, attempt, now)?;
+    let rows = job_parts(conn, &id)?;
+    let mut job = release_job(conn, &id, attempt, parts::job_progress(&rows), now)?;
+    note(conn, &id, None, attempt, &parts::split_note(&plan, &re))?;
+    job.parts = rows.iter().map(PartRow::info).collect();
+    Ok((job, vec![parts_change(&id)]))
+}
+
+/// Writes the plan's parts over the job's old ones: kept parts join the new attempt, the
+/// others are queued afresh, parts the plan no longer has are removed.
+fn write_parts(
+    conn: &Connection,
+    id: &str,
+    plan: &SplitPlan,
+    re: &parts::Replan,
+    cur: &Current,
+    now: Timestamp,
+) -> Result<()> {
     for seq in &re.drop {
         conn.prepare_cached("DELETE FROM job_parts WHERE job_id = ? AND seq = ?")?
             .execute(params![id, i64::from(*seq)])?;
     }
-    let (job_attempt, max) = (i64::from(attempt), i64::from(cur.max_attempts));
+    let (job_attempt, max) = (i64::from(cur.attempt), i64::from(cur.max_attempts));
     for p in &plan.parts {
         let after = to_json(&p.after);
         if re.keep.contains(&p.seq) {
@@ -121,6 +142,17 @@ pub(super) fn split(
             now.0,
         ])?;
     }
+    Ok(())
+}
+
+/// Stores the plan (without its parts) as made by `attempt`.
+fn save_plan(
+    conn: &Connection,
+    id: &str,
+    plan: &SplitPlan,
+    attempt: u32,
+    now: Timestamp,
+) -> Result<()> {
     conn.prepare_cached(
         "INSERT OR REPLACE INTO job_splits (job_id, scratch_bucket, scratch_prefix, \
          input_version, max_parallel, detail, job_attempt, created_at) \
@@ -133,31 +165,41 @@ pub(super) fn split(
         plan.input_version,
         i64::from(plan.max_parallel),
         to_json(&plan.detail),
-        job_attempt,
+        i64::from(attempt),
         now.0,
     ])?;
-    let rows = job_parts(conn, &id)?;
-    let progress = parts::job_progress(&rows);
+    Ok(())
+}
+
+/// The job gives up its worker and lease (it is split from now on), guarded by its attempt
+/// still holding it.
+fn release_job(
+    conn: &Connection,
+    id: &str,
+    attempt: u32,
+    progress: Option<Progress>,
+    now: Timestamp,
+) -> Result<Job> {
     let sql = format!(
         "UPDATE jobs SET worker = NULL, lease_expires_at = NULL, progress = ?, updated_at = ? \
          WHERE id = ? AND status = 'running' AND attempt = ? AND lease_expires_at IS NOT NULL \
-         RETURNING {}",
-        crate::store::rows::JOB_COLUMNS
+         RETURNING {JOB_COLUMNS}"
     );
-    let mut job = conn
-        .prepare_cached(&sql)?
+    conn.prepare_cached(&sql)?
         .query_row(
-            params![progress.as_ref().map(to_json), now.0, id, job_attempt],
-            |r| Ok(crate::store::rows::job_from_row(r)),
+            params![
+                progress.as_ref().map(to_json),
+                now.0,
+                id,
+                i64::from(attempt)
+            ],
+            |r| Ok(job_from_row(r)),
         )
         .optional()?
         .ok_or_else(|| StoreError::IllegalTransition {
-            id: id.clone(),
+            id: id.to_string(),
             reason: "the job changed while it was being split".into(),
-        })??;
-    note(conn, &id, None, attempt, &parts::split_note(&plan, &re))?;
-    job.parts = rows.iter().map(PartRow::info).collect();
-    Ok((job, vec![parts_change(&id)]))
+        })?
 }
 
 pub(super) fn claim_part(
@@ -241,13 +283,13 @@ pub(super) fn heartbeat_part(
             |r| r.get(0),
         )
         .optional()?;
-    let rows = job_parts(conn, &id)?;
     let Some(status) = status else {
-        let row = parts::find(&rows, &id, seq)?;
-        return Err(parts::fenced(row, attempt));
+        let rows = job_parts(conn, &id)?;
+        return Err(parts::fenced(parts::find(&rows, &id, seq)?, attempt));
     };
     let mut changes = Vec::new();
     if progress.is_some() {
+        let rows = job_parts(conn, &id)?;
         changes.extend(update_progress(conn, &id, &rows, now)?);
     }
     let beat = Heartbeat {
@@ -286,16 +328,14 @@ fn update_progress(
 pub(super) fn finish_part(
     conn: &Connection,
     id: String,
-    seq: u32,
-    attempt: u32,
-    outcome: PartOutcome,
+    report: Report,
     policy: RetryPolicy,
     now: Timestamp,
 ) -> Done<Job> {
     let (job, cur) = current(conn, &id)?;
     let rows = job_parts(conn, &id)?;
-    let end = parts::end(&job, &cur, &rows, seq, attempt, outcome, now, &policy)?;
-    let row = parts::find(&rows, &id, seq)?.clone();
+    let row = parts::find(&rows, &id, report.seq)?.clone();
+    let end = parts::end(&job, &cur, &rows, report, now, &policy)?;
     let changes = write_end(conn, &job, &cur, &row, &end, now)?;
     let (mut job, _) = current(conn, &id)?;
     job.parts = job_parts(conn, &id)?.iter().map(PartRow::info).collect();
@@ -401,17 +441,16 @@ pub(super) fn reap_parts(conn: &Connection, policy: RetryPolicy, now: Timestamp)
     for (id, seq, attempt) in lost {
         let (job, cur) = current(conn, &id)?;
         let rows = job_parts(conn, &id)?;
-        let end = parts::end(
-            &job,
-            &cur,
-            &rows,
-            seq,
-            attempt,
-            parts::worker_lost(),
-            now,
-            &policy,
-        )?;
         let row = parts::find(&rows, &id, seq)?.clone();
+        // A part whose end cannot be decided is left for an operator, not in the way of the
+        // others (nothing of it is written before the decision).
+        let end = match parts::end(&job, &cur, &rows, worker_lost(seq, attempt), now, &policy) {
+            Ok(end) => end,
+            Err(e) => {
+                tracing::warn!("reaping part {id}#{seq}: {e}");
+                continue;
+            }
+        };
         changes.extend(write_end(conn, &job, &cur, &row, &end, now)?);
         if end.job.is_some() {
             jobs.push(current(conn, &id)?.0);

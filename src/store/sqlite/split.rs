@@ -10,7 +10,7 @@ use super::SqliteStore;
 use super::parts;
 use crate::job::{Job, Part, PartInfo, PartOutcome, Scratch, SplitPlan, Timestamp};
 use crate::progress::Progress;
-use crate::store::parts::PartRow;
+use crate::store::parts::{PartRow, Report};
 use crate::store::rows::{PART_COLUMNS, SPLIT_COLUMNS, part_from_row, split_from_row};
 use crate::store::{Capacity, ClaimedPart, Heartbeat, JobStore, Result};
 
@@ -69,7 +69,12 @@ impl SqliteStore {
         let (id, policy, now) = (id.to_string(), self.policy, Timestamp::now());
         self.writer
             .write(true, move |c| {
-                parts::finish_part(c, id, seq, attempt, outcome, policy, now)
+                let report = Report {
+                    seq,
+                    attempt,
+                    outcome,
+                };
+                parts::finish_part(c, id, report, policy, now)
             })
             .await
     }
