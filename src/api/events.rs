@@ -1,6 +1,7 @@
-//! Server-Sent Events: one job's status and progress (`/v1/jobs/{id}/events`) and every job's
-//! changes (`/v1/events`). Changes come from the store's notifications; the per-job stream
-//! also polls once a second, so progress arrives within a second whatever the store.
+//! Server-Sent Events: one job's status, progress and parts (`/v1/jobs/{id}/events`) and every
+//! job's changes (`/v1/events`). Changes come from the store's notifications; the per-job
+//! stream also polls once a second, so progress arrives within a second whatever the store
+//! (and whichever process changed the job).
 
 use std::convert::Infallible;
 use std::time::Duration;
@@ -37,10 +38,18 @@ struct ProgressEvent<'a> {
     progress: &'a Option<crate::progress::Progress>,
 }
 
+/// A split job's parts as the job document shows them, whenever one of them changed.
+#[derive(Serialize)]
+struct PartsEvent<'a> {
+    id: &'a str,
+    parts: &'a [crate::job::PartInfo],
+}
+
 #[utoipa::path(get, path = "/v1/jobs/{id}/events", tag = "events",
     params(("id" = String, Path, description = "job id")),
     responses((status = 200, description = "text/event-stream: `job` (the whole job, first and on \
-        every status change), `progress` ({id, status, progress}); ends when the job ends",
+        every status change), `progress` ({id, status, progress}), `parts` ({id, parts}: a split \
+        job's parts, when one changes state, worker or progress); ends when the job ends",
         content_type = "text/event-stream", body = String),
         (status = 404, body = ErrorBody)))]
 pub async fn job_events(
@@ -62,8 +71,12 @@ pub async fn job_events(
                 _ = tx.closed() => return,
                 _ = poll.tick() => true,
                 c = changes.recv() => match c {
-                    Ok(Change::Status { id: ref i, .. } | Change::Progress { id: ref i, .. }) => *i == id,
-                    Ok(Change::Worker { .. } | Change::Parts { .. }) => false,
+                    Ok(
+                        Change::Status { id: ref i, .. }
+                        | Change::Progress { id: ref i, .. }
+                        | Change::Parts { id: ref i },
+                    ) => *i == id,
+                    Ok(Change::Worker { .. }) => false,
                     Err(RecvError::Lagged(_)) => true,
                     Err(RecvError::Closed) => {
                         changes = app.store.subscribe();
@@ -77,42 +90,58 @@ pub async fn job_events(
             let Ok(now) = app.store.get(&id).await else {
                 continue;
             };
-            if let Some(e) = difference(&last, &now) {
+            let events = difference(&last, &now);
+            if events.is_empty() {
+                continue;
+            }
+            for e in events {
                 if tx.send(Ok(e)).await.is_err() {
                     return;
                 }
-                last = now;
-                if last.status.is_terminal() {
-                    return;
-                }
+            }
+            last = now;
+            if last.status.is_terminal() {
+                return;
             }
         }
     });
     Ok(sse(rx))
 }
 
-/// The event telling a watcher of `before` what changed, if anything did.
-fn difference(before: &Job, now: &Job) -> Option<Event> {
+/// The events telling a watcher of `before` what changed: none when nothing did; the whole
+/// job when its status or attempt changed (it carries the parts too); otherwise its progress
+/// and its parts, each when it changed.
+fn difference(before: &Job, now: &Job) -> Vec<Event> {
     if now.status != before.status || now.attempt != before.attempt {
-        Some(event("job", now))
-    } else if now.progress != before.progress || now.updated_at != before.updated_at {
-        Some(event(
+        return vec![event("job", now)];
+    }
+    let mut events = Vec::new();
+    if now.progress != before.progress || now.updated_at != before.updated_at {
+        events.push(event(
             "progress",
             &ProgressEvent {
                 id: &now.id,
                 status: now.status,
                 progress: &now.progress,
             },
-        ))
-    } else {
-        None
+        ));
     }
+    if now.parts != before.parts {
+        events.push(event(
+            "parts",
+            &PartsEvent {
+                id: &now.id,
+                parts: &now.parts,
+            },
+        ));
+    }
+    events
 }
 
 #[utoipa::path(get, path = "/v1/events", tag = "events",
     responses((status = 200, description = "text/event-stream of every change: `status` ({kind, id, \
-        status}), `progress` ({kind, id, progress}), `worker` ({kind, id}); `resync` when changes \
-        were missed (fetch the list again)", content_type = "text/event-stream", body = String)))]
+        status}), `progress` ({kind, id, progress}), `worker` ({kind, id}), `parts` ({kind, id}: a \
+        part of split job id changed status); `resync` when changes were missed (fetch the list again)", content_type = "text/event-stream", body = String)))]
 pub async fn all_events(State(app): State<AppState>) -> EventStream {
     let (tx, rx) = mpsc::channel(256);
     tokio::spawn(async move {

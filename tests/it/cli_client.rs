@@ -16,15 +16,15 @@ use crate::helpers::{ffarm_bin, tempdir, valid};
 const TOKEN: &str = "cli-client-test-token-0123456789";
 
 /// A running `ffarm serve`, stopped when dropped.
-struct Server {
+pub(crate) struct Server {
     child: Child,
-    url: String,
-    _dir: tempfile::TempDir,
+    pub(crate) url: String,
+    dir: tempfile::TempDir,
 }
 
 impl Server {
     /// Serves a fresh data dir holding `media/src/clip.mp4` (and `media/src/long.mp4`).
-    fn start(workers: u32, token: Option<&str>) -> Server {
+    pub(crate) fn start(workers: u32, token: Option<&str>) -> Server {
         let dir = tempdir();
         let src = dir.path().join("buckets/media/src");
         std::fs::create_dir_all(&src).unwrap();
@@ -47,15 +47,16 @@ impl Server {
         }
         let mut child = cmd.spawn().unwrap();
         let url = crate::helpers::serve_url(&mut child);
-        Server {
-            child,
-            url,
-            _dir: dir,
-        }
+        Server { child, url, dir }
+    }
+
+    /// Its SQLite store's URL: a test may open the same store beside it.
+    pub(crate) fn store_url(&self) -> String {
+        format!("sqlite://{}", self.dir.path().join("ffarm.db").display())
     }
 
     /// `ffarm ARGS` against this server (FFARM_SERVER set, no token unless given).
-    fn run(&self, args: &[&str]) -> Out {
+    pub(crate) fn run(&self, args: &[&str]) -> Out {
         run(client(Some(&self.url), None).args(args))
     }
 }
@@ -97,20 +98,20 @@ fn client(server: Option<&str>, token: Option<&str>) -> Command {
 
 /// What a finished command did.
 #[derive(Debug)]
-struct Out {
+pub(crate) struct Out {
     code: Option<i32>,
-    stdout: String,
+    pub(crate) stdout: String,
     stderr: String,
 }
 
 impl Out {
-    fn json(&self) -> Value {
+    pub(crate) fn json(&self) -> Value {
         serde_json::from_str(&self.stdout)
             .unwrap_or_else(|e| panic!("{e}: stdout {:?}, stderr {:?}", self.stdout, self.stderr))
     }
 
     #[track_caller]
-    fn expect(&self, code: i32) -> &Out {
+    pub(crate) fn expect(&self, code: i32) -> &Out {
         assert_eq!(self.code, Some(code), "{self:#?}");
         self
     }
@@ -545,7 +546,7 @@ fn tokens_and_unreachable_servers() {
 #[test]
 fn submit_leaves_another_inputs_output_alone_unless_told_to_overwrite() {
     let s = Server::start(1, None);
-    let other = s._dir.path().join("buckets/media/other");
+    let other = s.dir.path().join("buckets/media/other");
     std::fs::create_dir_all(&other).unwrap();
     std::fs::copy(valid("video_only.mp4"), other.join("clip.mp4")).unwrap();
     let submit = |input: &str, id: &str, more: &[&str]| {
@@ -554,7 +555,7 @@ fn submit_leaves_another_inputs_output_alone_unless_told_to_overwrite() {
         s.run(&args)
     };
     submit("media/src/clip.mp4", "first", &[]).expect(0);
-    let output = s._dir.path().join("buckets/media/out/clip.mp4");
+    let output = s.dir.path().join("buckets/media/out/clip.mp4");
     let written = std::fs::read(&output).unwrap();
 
     let out = submit("media/other/clip.mp4", "second", &[]);

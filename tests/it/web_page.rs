@@ -21,15 +21,15 @@ use crate::helpers::{ffarm_bin, malformed_dir, slow_presets_dir, spec, tempdir, 
 const SCRIPT_LIMIT: Duration = Duration::from_secs(150);
 
 /// `ffarm serve` in a temp dir, with its log kept for failure reports.
-struct Served {
+pub(crate) struct Served {
     child: Child,
-    url: String,
+    pub(crate) url: String,
     dir: tempfile::TempDir,
 }
 
 impl Served {
     /// Serves `data/` of a fresh temp dir after `prepare(data)` filled it.
-    fn start(workers: u32, token: Option<&str>, prepare: impl FnOnce(&Path)) -> Served {
+    pub(crate) fn start(workers: u32, token: Option<&str>, prepare: impl FnOnce(&Path)) -> Served {
         Served::start_with(workers, token, &[], prepare)
     }
 
@@ -65,7 +65,7 @@ impl Served {
         Served { child, url, dir }
     }
 
-    fn data(&self) -> PathBuf {
+    pub(crate) fn data(&self) -> PathBuf {
         self.dir.path().join("data")
     }
 
@@ -119,7 +119,7 @@ impl Served {
     }
 
     /// Runs `tests/browser/SCRIPT URL SHOTS ARGS…` and fails with its output unless it exits 0.
-    fn browse(&self, script: &str, args: &[String]) {
+    pub(crate) fn browse(&self, script: &str, args: &[String]) {
         let root = Path::new(env!("CARGO_MANIFEST_DIR"));
         let dir = root.join("tests/browser");
         assert!(

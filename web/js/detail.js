@@ -1,11 +1,12 @@
 // detail.js — one job in a side panel (#/jobs/ID): its status and actions, live progress with
-// the encode-speed chart, the error (code and message), the outputs with download links, the
+// the encode-speed chart, a split job's parts (parts.js), the error (code and message), the outputs with download links, the
 // attempts (worker, phase timings, CPU seconds, peak memory), the event timeline, the log
 // (tailed every second while the job runs), and the spec and trigger payload as JSON. Live
-// from the job's own event stream, /v1/jobs/ID/events (`job`, then `progress`).
+// from the job's own event stream, /v1/jobs/ID/events (`job`, then `progress` and `parts`).
 
 import * as api from './api.js';
 import { createActions } from './actions.js';
+import { createParts } from './parts.js';
 import { speedChart } from './charts.js';
 import { createTerminal } from './terminal.js';
 import { progressText } from './jobs.js';
@@ -78,8 +79,9 @@ function build(id) {
   parts.chart = svg('svg', { class: 'speed-chart', role: 'img', 'aria-label': 'Encode speed' });
   parts.progress.append(parts.bar, parts.ptext, parts.chart);
   parts.actions = createActions((job) => {
-    // An action's answer: show it now; the stream brings what follows.
-    if (cur && job.id === cur.id) applyJob(job);
+    // An action's answer: show it now; the stream brings what follows (an answer may leave
+    // the parts out: they keep showing until the stream's next job document).
+    if (cur && job.id === cur.id) applyJob({ ...job, parts: job.parts ?? cur.job?.parts });
     onJob(job);
   });
   parts.terminal = createTerminal({
@@ -91,11 +93,14 @@ function build(id) {
   parts.terminalSection.hidden = true;
   parts.errorSection = section('Error', parts.error);
   parts.progressSection = section('Progress', parts.progress);
+  parts.split = createParts();
+  parts.splitSection = section('Parts', parts.split.el);
   parts.outputsSection = section('Outputs', parts.outputs);
   els.body.replaceChildren(
     parts.status,
     parts.actions.el,
     parts.progressSection,
+    parts.splitSection,
     parts.terminalSection,
     parts.errorSection,
     parts.outputsSection,
@@ -145,6 +150,7 @@ function applyJob(job) {
   p.actions.update(job);
   p.progressSection.hidden = !isActive(job.status);
   drawProgress();
+  drawParts();
   p.errorSection.hidden = !job.error;
   if (job.error) {
     p.error.replaceChildren(
@@ -216,6 +222,18 @@ const drawProgress = perFrame(() => {
   speedChart(parts.chart, cur.samples);
 });
 
+function drawParts() {
+  const parts = cur.job.parts ?? [];
+  cur.parts.splitSection.hidden = parts.length === 0;
+  cur.parts.split.update(parts);
+}
+
+function onPartsEvent(data) {
+  if (!cur?.job || data.id !== cur.id) return;
+  cur.job.parts = data.parts;
+  drawParts();
+}
+
 function onProgressEvent(data) {
   if (!cur?.job || data.id !== cur.id) return;
   cur.job.progress = data.progress;
@@ -249,6 +267,10 @@ function connect() {
   source.addEventListener('progress', (e) => {
     const data = parse(e);
     if (data && cur?.source === source) onProgressEvent(data);
+  });
+  source.addEventListener('parts', (e) => {
+    const data = parse(e);
+    if (data && cur?.source === source) onPartsEvent(data);
   });
   source.addEventListener('error', () => {
     // The stream ends with the job; the browser would reconnect by itself. Only a stream

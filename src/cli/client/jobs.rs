@@ -1,5 +1,5 @@
-//! `ffarm jobs` (the list, page by page), `ffarm show ID` (one job and its history),
-//! `ffarm cancel ID` and `ffarm retry ID`.
+//! `ffarm jobs` (the list, page by page), `ffarm show ID` (one job, its parts if it is split,
+//! and its history), `ffarm cancel ID` and `ffarm retry ID`.
 
 use clap::Args;
 use serde::{Deserialize, Serialize};
@@ -217,6 +217,7 @@ fn describe(job: &Job, history: &History, now: Timestamp) -> String {
     for (k, v) in rows {
         out.push_str(&format!("{k:<width$}  {v}\n"));
     }
+    out.push_str(&super::parts::describe(job));
     if !history.events.is_empty() {
         out.push_str("\nhistory\n");
     }

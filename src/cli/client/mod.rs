@@ -8,6 +8,7 @@ mod format;
 mod http;
 mod jobs;
 mod logs;
+mod parts;
 mod submit;
 
 use std::future::Future;
