@@ -77,6 +77,16 @@ pub fn set_threads_auto(ctx: &mut ff::codec::Context) {
     }
 }
 
+/// Sets a codec context to `count` threads (0: FFmpeg's automatic count), frame and slice
+/// threading both enabled.
+pub fn set_threads(ctx: &mut ff::codec::Context, count: u32) {
+    set_threads_auto(ctx);
+    // SAFETY: a plain field write on a context not yet opened.
+    unsafe {
+        (*ctx.as_mut_ptr()).thread_count = c_int::try_from(count).unwrap_or(0);
+    }
+}
+
 /// Caps the pixel count a decoder will allocate frames for.
 pub fn set_max_pixels(ctx: &mut ff::codec::Context, max: i64) {
     // SAFETY: plain field write on a context not yet opened.
