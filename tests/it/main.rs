@@ -23,6 +23,7 @@ mod media_hls;
 mod media_pictures;
 mod media_presets;
 mod media_probe;
+mod media_split;
 mod media_stop;
 mod preset_files;
 mod serve_e2e;

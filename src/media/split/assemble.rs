@@ -4,6 +4,7 @@
 //! other, packets copied (no re-encode), checked to join with strictly increasing timestamps,
 //! interleaved by time with the audio part's streams.
 
+use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::time::Instant;
@@ -11,7 +12,7 @@ use std::time::Instant;
 use crossbeam_channel::{Sender, bounded};
 use ffmpeg_next as ff;
 
-use super::{Layout, Stamp, audio_file, video_file};
+use super::{Layout, SOURCE_SHIFT_US, Stamp, audio_file, video_file};
 use crate::media::error::MediaError;
 use crate::media::ffi;
 use crate::media::input::{self, Input};
@@ -210,7 +211,7 @@ fn feed(
     tx: Sender<MuxMsg>,
 ) -> Result<(), MediaError> {
     let stop = shared.stop_token();
-    let mut video = PartChain::new(&src.video, stop)?;
+    let mut video = PartChain::new(&src.video, src.frame_rate, stop)?;
     announce_video(&video, src, &tx)?;
     let mut other = match &src.other {
         Some((path, slots)) => Some(Other::open(path, slots, stop, &tx)?),
@@ -310,32 +311,45 @@ fn announce_video(video: &PartChain, src: &Sources, tx: &Sender<MuxMsg>) -> Resu
     Ok(())
 }
 
-/// The parts' video files read one after the other, checked to join cleanly: each starts
-/// with a keyframe, after the previous one's last frame.
+/// The parts' video files read one after the other, timestamps back on the output's
+/// timeline, checked to join cleanly: each starts with a keyframe after the previous part's
+/// last frame, and decode timestamps rise strictly across the join.
 struct PartChain<'a> {
     files: &'a [PathBuf],
     stop: &'a StopToken,
+    frame_rate: Option<ff::Rational>,
     current: Input,
     index: usize,
-    /// Whether the current file has given a packet yet.
-    started: bool,
-    /// The latest presentation time given (seconds).
+    time_base: ff::Rational,
+    /// The packets read ahead at the start of a part, ready to go.
+    ahead: VecDeque<ff::Packet>,
+    /// The latest presentation and decode times given (seconds).
     last_pts: Option<f64>,
+    last_dts: Option<f64>,
 }
 
 impl<'a> PartChain<'a> {
-    fn new(files: &'a [PathBuf], stop: &'a StopToken) -> Result<Self, MediaError> {
+    fn new(
+        files: &'a [PathBuf],
+        frame_rate: Option<ff::Rational>,
+        stop: &'a StopToken,
+    ) -> Result<Self, MediaError> {
         let first = files
             .first()
             .ok_or_else(|| MediaError::Internal("no parts".into()))?;
-        Ok(PartChain {
+        let mut chain = PartChain {
             files,
             stop,
+            frame_rate,
             current: open_part(first, stop)?,
             index: 0,
-            started: false,
+            time_base: ff::Rational::new(1, 1),
+            ahead: VecDeque::new(),
             last_pts: None,
-        })
+            last_dts: None,
+        };
+        chain.start_part()?;
+        Ok(chain)
     }
 
     fn stream(&self) -> Result<ff::format::stream::Stream<'_>, MediaError> {
@@ -348,43 +362,101 @@ impl<'a> PartChain<'a> {
     /// The next packet of the parts, with its time base; None after the last part.
     fn next(&mut self) -> Result<Option<(ff::Packet, ff::Rational)>, MediaError> {
         loop {
-            let Some(packet) = read(&mut self.current)? else {
+            let packet = match self.ahead.pop_front() {
+                Some(p) => Some(p),
+                None => read(&mut self.current)?.map(|p| unshift(p, self.time_base)),
+            };
+            let Some(packet) = packet else {
                 self.index += 1;
                 let Some(path) = self.files.get(self.index) else {
                     return Ok(None);
                 };
                 self.current = open_part(path, self.stop)?;
-                self.started = false;
+                self.start_part()?;
                 continue;
             };
-            let tb = self.stream()?.time_base();
-            self.check_join(&packet, tb)?;
-            return Ok(Some((packet, tb)));
+            self.check_order(&packet)?;
+            return Ok(Some((packet, self.time_base)));
         }
     }
 
-    fn check_join(&mut self, packet: &ff::Packet, tb: ff::Rational) -> Result<(), MediaError> {
-        let pts = packet.pts().map(|p| p as f64 * f64::from(tb));
-        if !self.started {
-            self.started = true;
-            let after = match (pts, self.last_pts) {
-                (Some(p), Some(last)) => p > last,
-                _ => true,
+    /// Reads a new part's first packets: NUT records presentation times only, and its reader
+    /// derives decode times once it has seen the B-frame delay, so the first few come without
+    /// one. They get the encoder's own: a frame apart, ending before the first one derived.
+    fn start_part(&mut self) -> Result<(), MediaError> {
+        self.time_base = self.stream()?.time_base();
+        while self.ahead.len() < 64 {
+            let Some(p) = read(&mut self.current)? else {
+                break;
             };
-            if !packet.is_key() || !after {
-                return Err(MediaError::Part {
-                    path: self.current.path.clone(),
-                    reason: "it does not start with a keyframe after the previous part's last \
-                             frame"
-                        .into(),
-                });
+            let has_dts = p.dts().is_some();
+            self.ahead.push_back(unshift(p, self.time_base));
+            if has_dts {
+                break;
             }
         }
-        if let Some(p) = pts {
-            self.last_pts = Some(self.last_pts.map_or(p, |l| l.max(p)));
+        let Some(first) = self.ahead.front() else {
+            return Err(self.join_error("it holds no packet"));
+        };
+        let first_pts = first.pts().unwrap_or(0);
+        if !first.is_key() {
+            return Err(self.join_error("it does not start with a keyframe"));
+        }
+        let step = self.frame_ticks();
+        let missing = self.ahead.iter().take_while(|p| p.dts().is_none()).count() as i64;
+        for (k, p) in self.ahead.iter_mut().enumerate() {
+            if p.dts().is_none() {
+                let dts = first_pts - (missing - k as i64) * step;
+                p.set_dts(Some(dts.min(p.pts().unwrap_or(dts))));
+            }
+        }
+        let start = first_pts as f64 * f64::from(self.time_base);
+        if self.last_pts.is_some_and(|last| start <= last) {
+            return Err(self.join_error("it starts before the previous part's last frame"));
         }
         Ok(())
     }
+
+    /// One frame period in the current time base (at least one tick).
+    fn frame_ticks(&self) -> i64 {
+        use ff::Rescale;
+        self.frame_rate
+            .filter(|r| r.numerator() > 0 && r.denominator() > 0)
+            .map_or(1, |r| 1i64.rescale(r.invert(), self.time_base))
+            .max(1)
+    }
+
+    fn check_order(&mut self, packet: &ff::Packet) -> Result<(), MediaError> {
+        let tb = f64::from(self.time_base);
+        let dts = packet.dts().map(|d| d as f64 * tb);
+        if let (Some(d), Some(last)) = (dts, self.last_dts)
+            && d <= last
+        {
+            return Err(self.join_error("its decode times run back into the previous part's"));
+        }
+        if let Some(p) = packet.pts() {
+            let p = p as f64 * tb;
+            self.last_pts = Some(self.last_pts.map_or(p, |l| l.max(p)));
+        }
+        self.last_dts = dts.or(self.last_dts);
+        Ok(())
+    }
+
+    fn join_error(&self, what: &str) -> MediaError {
+        MediaError::Part {
+            path: self.current.path.clone(),
+            reason: format!("part {} cannot be joined: {what}", self.index),
+        }
+    }
+}
+
+/// A piece's packet back on the output's timeline (the pieces are written shifted later).
+fn unshift(mut packet: ff::Packet, tb: ff::Rational) -> ff::Packet {
+    use ff::Rescale;
+    let ticks = SOURCE_SHIFT_US.rescale(ff::Rational::new(1, 1_000_000), tb);
+    packet.set_pts(packet.pts().map(|t| t - ticks));
+    packet.set_dts(packet.dts().map(|t| t - ticks));
+    packet
 }
 
 fn open_part(path: &Path, stop: &StopToken) -> Result<Input, MediaError> {
@@ -471,6 +543,7 @@ impl Other {
             return Ok(None);
         };
         let i = packet.stream();
-        Ok(Some((self.slots[i], (packet, self.time_bases[i]))))
+        let tb = self.time_bases[i];
+        Ok(Some((self.slots[i], (unshift(packet, tb), tb))))
     }
 }

@@ -126,7 +126,13 @@ fn run(
         .map(|f| MuxTarget {
             path: staging(f),
             muxer: "nut",
-            options: Vec::new(),
+            // NUT cannot hold a negative timestamp and would shift a file that starts with
+            // one (B-frame delay, audio priming) on its own: everything moves later by the
+            // source shift instead, which the assembly takes off again.
+            options: vec![(
+                "output_ts_offset".into(),
+                format!("{}us", SOURCE_SHIFT_US),
+            )],
         })
         .collect();
     let ran = pipeline::run_plan(input, plan, preset, &targets, stop, progress);
