@@ -52,8 +52,17 @@ fn split_transcode(input: &Path, name: &str, work: &Path, output: &Path) -> Spli
         .collect();
     for (seq, dir) in part_dirs.iter().enumerate() {
         let src = split::source_path(work, seq);
-        split::encode_part(&src, p, &layout, seq as u32, dir, 2, &stop, &mut no_progress())
-            .unwrap();
+        split::encode_part(
+            &src,
+            p,
+            &layout,
+            seq as u32,
+            dir,
+            2,
+            &stop,
+            &mut no_progress(),
+        )
+        .unwrap();
     }
     let parts = t.elapsed().as_secs_f64();
     let t = Instant::now();
@@ -99,7 +108,12 @@ fn playable(report: &TranscodeReport) -> PathBuf {
 fn video_packets(path: &Path) -> Vec<(f64, f64)> {
     let out = Command::new("ffprobe")
         .args(["-v", "error", "-select_streams", "v:0"])
-        .args(["-show_entries", "packet=pts_time,dts_time", "-of", "csv=p=0"])
+        .args([
+            "-show_entries",
+            "packet=pts_time,dts_time",
+            "-of",
+            "csv=p=0",
+        ])
         .arg(path)
         .output()
         .expect("running ffprobe");
@@ -134,7 +148,12 @@ fn start_time(path: &Path, selector: &str) -> f64 {
         .output()
         .expect("running ffprobe");
     let text = String::from_utf8_lossy(&out.stdout);
-    let first = text.lines().next().unwrap_or("").trim().trim_end_matches(',');
+    let first = text
+        .lines()
+        .next()
+        .unwrap_or("")
+        .trim()
+        .trim_end_matches(',');
     first
         .parse()
         .unwrap_or_else(|_| panic!("{}: no start time in {text:?}", path.display()))
@@ -166,7 +185,11 @@ fn ssim(path: &Path, source: &Path, stats: &Path) -> Vec<f64> {
         .args(["-lavfi", &graph, "-f", "null", "-"])
         .output()
         .expect("running ffmpeg");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     std::fs::read_to_string(stats)
         .unwrap()
         .lines()
@@ -198,8 +221,12 @@ fn check_preset(name: &str) {
         _ => "mp4",
     };
     let t = Instant::now();
-    let whole = transcode(&input, &dir.path().join(format!("whole/out.{ext}")), preset(name))
-        .unwrap();
+    let whole = transcode(
+        &input,
+        &dir.path().join(format!("whole/out.{ext}")),
+        preset(name),
+    )
+    .unwrap();
     let unsplit = t.elapsed().as_secs_f64();
     let run = split_transcode(
         &input,
@@ -209,11 +236,18 @@ fn check_preset(name: &str) {
     );
     let (a, b) = (playable(&whole), playable(&run.report));
     let kinds = |r: &TranscodeReport| r.outputs.iter().map(|o| o.kind).collect::<Vec<_>>();
-    assert_eq!(kinds(&run.report), kinds(&whole), "the same files, in the same order");
+    assert_eq!(
+        kinds(&run.report),
+        kinds(&whole),
+        "the same files, in the same order"
+    );
 
     let frames = (count_frames(&a, "v:0"), count_frames(&b, "v:0"));
     assert_eq!(frames.0, frames.1, "{name}: video frames, unsplit vs split");
-    assert_eq!(run.report.frames, frames.1, "{name}: the report counts what was written");
+    assert_eq!(
+        run.report.frames, frames.1,
+        "{name}: the report counts what was written"
+    );
     let (pa, pb) = (video_packets(&a), video_packets(&b));
     let end = |p: &[(f64, f64)]| p.iter().map(|x| x.0).fold(f64::MIN, f64::max);
     assert!(
@@ -234,20 +268,33 @@ fn check_preset(name: &str) {
         audio.1
     );
     let video = (start_time(&a, "v:0"), start_time(&b, "v:0"));
-    assert!((video.0 - video.1).abs() <= 1.0 / FPS, "{name}: video starts {video:?}");
+    assert!(
+        (video.0 - video.1).abs() <= 1.0 / FPS,
+        "{name}: video starts {video:?}"
+    );
 
     let sa = ssim(&a, &input, &dir.path().join("whole.ssim"));
     let sb = ssim(&b, &input, &dir.path().join("split.ssim"));
     assert_eq!(sa.len(), sb.len(), "{name}: SSIM frame counts");
     let delta = mean(&sb) - mean(&sa);
-    assert!(delta.abs() <= 0.005, "{name}: mean SSIM {} vs {}", mean(&sb), mean(&sa));
+    assert!(
+        delta.abs() <= 0.005,
+        "{name}: mean SSIM {} vs {}",
+        mean(&sb),
+        mean(&sa)
+    );
     let mut worst = f64::MAX;
     for &(start, _) in &run.layout.ranges[1..] {
         let at = (start as f64 / 1e6 * FPS).round() as usize;
         for n in at.saturating_sub(2)..=(at + 2).min(sa.len() - 1) {
             let d = sb[n] - sa[n];
             worst = worst.min(d);
-            assert!(d >= -0.02, "{name}: frame {n} at a join: SSIM {} vs {}", sb[n], sa[n]);
+            assert!(
+                d >= -0.02,
+                "{name}: frame {n} at a join: SSIM {} vs {}",
+                sb[n],
+                sa[n]
+            );
         }
     }
     eprintln!(

@@ -254,14 +254,7 @@ fn run(
         let muxers = start_muxers(s, shared, muxers, targets, plan);
         let mut lanes = start_video_lanes(s, shared, video);
         lanes.extend(start_audio(s, shared, audio));
-        lanes.push(start_demux(
-            s,
-            shared,
-            input,
-            routes,
-            plan.start_offset_us,
-            seek_us,
-        ));
+        lanes.push(start_demux(s, shared, input, routes, plan, seek_us));
         watch(shared, &lanes, &muxers, on_progress);
         for h in lanes {
             let _ = h.join();
@@ -350,13 +343,11 @@ fn start_demux<'scope>(
     shared: &'scope Shared,
     input: Input,
     routes: Vec<Route>,
-    start_offset_us: i64,
+    plan: &'scope Plan,
     seek_us: Option<i64>,
 ) -> ScopedJoinHandle<'scope, ()> {
     spawn(s, "ffarm-demux".into(), move || {
-        shared.guard("demux", || {
-            demux::run(shared, input, routes, start_offset_us, seek_us)
-        });
+        shared.guard("demux", || demux::run(shared, input, routes, plan, seek_us));
     })
 }
 

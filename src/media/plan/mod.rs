@@ -64,6 +64,8 @@ pub(crate) struct Plan {
     /// Only the video frames whose output time (µs) lies in `[from, until)` are kept (one
     /// part of a split job); None keeps them all.
     pub keep_us: Option<(i64, i64)>,
+    /// Per input stream, samples its first packet's decoder drops (priming a copy lost).
+    pub first_packet_skip: Vec<(usize, u32)>,
 }
 
 impl Plan {
@@ -164,6 +166,7 @@ pub(crate) fn plan(
         poster_at,
         global_header: muxer_flags & ffi::AVFMT_GLOBALHEADER != 0,
         keep_us: None,
+        first_packet_skip: Vec::new(),
     })
 }
 

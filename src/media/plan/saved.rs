@@ -227,6 +227,7 @@ impl SavedPlan {
             poster_at: None,
             global_header: self.global_header,
             keep_us: None,
+            first_packet_skip: Vec::new(),
         })
     }
 }

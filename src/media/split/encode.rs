@@ -93,6 +93,10 @@ pub fn encode_audio(
         s.input = position(s.input).unwrap_or(usize::MAX);
     }
     plan.start_offset_us = SOURCE_SHIFT_US;
+    plan.first_packet_skip = (0..layout.rest_streams.len())
+        .zip(layout.rest_skip_samples.iter().copied())
+        .filter(|(_, skip)| *skip > 0)
+        .collect();
     let files: Vec<PathBuf> = (0..plan.outputs.len())
         .map(|o| audio_file(out_dir, o))
         .collect();
@@ -129,10 +133,7 @@ fn run(
             // NUT cannot hold a negative timestamp and would shift a file that starts with
             // one (B-frame delay, audio priming) on its own: everything moves later by the
             // source shift instead, which the assembly takes off again.
-            options: vec![(
-                "output_ts_offset".into(),
-                format!("{}us", SOURCE_SHIFT_US),
-            )],
+            options: vec![("output_ts_offset".into(), format!("{}us", SOURCE_SHIFT_US))],
         })
         .collect();
     let ran = pipeline::run_plan(input, plan, preset, &targets, stop, progress);

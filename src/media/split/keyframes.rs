@@ -43,7 +43,14 @@ pub fn layout(
     if duration_us < 2 * segment_us {
         return Ok(None);
     }
-    let keys = keyframe_times(&mut input, saved.video_input(), plan.start_offset_us)?;
+    let rest_streams = saved.other_inputs();
+    let scan = scan(
+        &mut input,
+        saved.video_input(),
+        &rest_streams,
+        plan.start_offset_us,
+    )?;
+    let keys = scan.keys;
     let hls_us = preset
         .hls
         .as_ref()
@@ -61,21 +68,32 @@ pub fn layout(
     Ok(Some(Layout {
         ranges: ranges(&cuts, duration_us),
         duration_us,
-        has_audio: !saved.other_inputs().is_empty(),
+        has_audio: !rest_streams.is_empty(),
         preset: preset.name.clone(),
         segment_us: hls_us,
-        rest_streams: saved.other_inputs(),
+        rest_skip_samples: scan.skips,
+        rest_streams,
         plan: saved,
         input: probe,
     }))
 }
 
-/// The output times (µs) of the video stream's keyframes, in file order.
-fn keyframe_times(
+/// What one pass over the packets finds.
+struct Scan {
+    /// The output times (µs) of the video stream's keyframes, in file order.
+    keys: Vec<i64>,
+    /// Per `rest` stream, the priming samples its first packet tells the decoder to drop.
+    skips: Vec<u32>,
+}
+
+/// Reads every packet (nothing decoded) for the video's keyframes and the other streams'
+/// priming.
+fn scan(
     input: &mut Input,
     video: usize,
+    rest: &[usize],
     start_offset_us: i64,
-) -> Result<Vec<i64>, MediaError> {
+) -> Result<Scan, MediaError> {
     let time_base = input
         .ctx
         .stream(video)
@@ -83,6 +101,7 @@ fn keyframe_times(
         .ok_or_else(|| MediaError::Internal("video stream vanished".into()))?;
     let offset = start_offset_us.rescale(MICROS, time_base);
     let mut keys = Vec::new();
+    let mut skips: Vec<Option<u32>> = vec![None; rest.len()];
     let mut packet = ff::Packet::empty();
     loop {
         let mark = ffi::log_mark();
@@ -97,6 +116,9 @@ fn keyframe_times(
                 });
             }
         }
+        if let Some(i) = rest.iter().position(|&r| r == packet.stream()) {
+            skips[i].get_or_insert_with(|| ffi::skip_samples(&packet));
+        }
         if packet.stream() != video || !packet.is_key() {
             continue;
         }
@@ -104,7 +126,10 @@ fn keyframe_times(
             keys.push((t - offset).rescale(time_base, MICROS));
         }
     }
-    Ok(keys)
+    Ok(Scan {
+        keys,
+        skips: skips.into_iter().map(Option::unwrap_or_default).collect(),
+    })
 }
 
 /// One frame's duration (µs) at the video's average rate (30 fps when it is unknown).

@@ -38,6 +38,9 @@ pub struct Layout {
     pub segment_us: Option<i64>,
     /// The input streams (by index) that go to `src/rest.nut`, in that file's order.
     pub rest_streams: Vec<usize>,
+    /// Per rest stream, the priming samples its decoder drops from the first packet: the
+    /// input's demuxer says so in a packet mark NUT cannot hold.
+    pub rest_skip_samples: Vec<u32>,
     /// The whole input's plan: every part sets up its filters and encoders from it.
     pub plan: SavedPlan,
     /// What the input holds (the assembly's report names it).
