@@ -326,3 +326,166 @@ fn vp9_split_matches_the_unsplit_encode() {
 fn hls_abr_split_matches_the_unsplit_encode() {
     check_preset("hls-abr");
 }
+
+#[test]
+fn no_layout_for_a_copy_a_still_picture_or_a_short_input() {
+    let input = valid(INPUT);
+    for name in ["remux-mkv", "poster-jpg", "audio-aac-128k"] {
+        let layout = split::layout(&input, preset(name), SEGMENT_SECONDS).unwrap();
+        assert!(layout.is_none(), "{name} makes no video to split");
+    }
+    // 2 seconds: shorter than two segments.
+    let short = split::layout(&valid("h264_aac.mp4"), preset("h264-720p"), 1).unwrap();
+    assert!(
+        short.is_none(),
+        "a 2-second input is shorter than two 1-second parts"
+    );
+    let long = split::layout(&input, preset("h264-720p"), 120).unwrap();
+    assert_eq!(
+        long.map(|l| l.ranges.len()),
+        Some(2),
+        "240 s in 120 s parts"
+    );
+    let none = split::layout(&input, preset("h264-720p"), 121).unwrap();
+    assert!(none.is_none(), "240 s is shorter than two 121 s parts");
+}
+
+#[test]
+fn layouts_cut_on_keyframes_and_hls_on_segment_boundaries() {
+    let input = valid(INPUT);
+    let plain = split::layout(&input, preset("h264-720p"), 29)
+        .unwrap()
+        .unwrap();
+    let hls = split::layout(&input, preset("hls-720p"), 29)
+        .unwrap()
+        .unwrap();
+    for layout in [&plain, &hls] {
+        assert_eq!(layout.ranges.first().map(|r| r.0), Some(0));
+        assert_eq!(layout.ranges.last().map(|r| r.1), Some(layout.duration_us));
+        for w in layout.ranges.windows(2) {
+            assert_eq!(w[0].1, w[1].0, "ranges meet");
+            // The fixture has a keyframe every 2 s.
+            assert_eq!(w[1].0 % 2_000_000, 0, "a cut on a keyframe: {:?}", w[1]);
+        }
+        assert!(layout.has_audio);
+        let json = serde_json::to_string(layout).unwrap();
+        let back: Layout = serde_json::from_str(&json).unwrap();
+        assert_eq!(&back, layout, "a layout travels as JSON");
+    }
+    assert_eq!(hls.segment_us, Some(6_000_000));
+    assert!(
+        hls.ranges[1..].iter().all(|r| r.0 % 6_000_000 == 0),
+        "{:?}",
+        hls.ranges
+    );
+    // 28 s is the keyframe nearest 29 s; HLS takes 30 s, its nearest segment boundary.
+    assert_eq!(plain.ranges[0].1, 28_000_000);
+    assert_eq!(hls.ranges[0].1, 30_000_000);
+}
+
+/// A layout with two parts of 120 s, cut, both parts and the audio encoded with a fast
+/// preset; returns the layout and the work directory's parts.
+fn two_parts(work: &Path) -> (Layout, Vec<PathBuf>) {
+    let p = preset("h264-480p");
+    let stop = StopToken::new();
+    let input = valid(INPUT);
+    let layout = split::layout(&input, p, 120).unwrap().unwrap();
+    split::cut(&input, &layout, work, &stop).unwrap();
+    let dirs: Vec<PathBuf> = (0..2).map(|s| work.join(format!("parts/{s}"))).collect();
+    for (seq, dir) in dirs.iter().enumerate() {
+        let src = split::source_path(work, seq);
+        split::encode_part(
+            &src,
+            p,
+            &layout,
+            seq as u32,
+            dir,
+            2,
+            &stop,
+            &mut no_progress(),
+        )
+        .unwrap();
+    }
+    (layout, dirs)
+}
+
+fn assemble_err(layout: &Layout, dirs: &[PathBuf], audio: Option<&Path>, out: &Path) -> MediaError {
+    split::assemble(
+        layout,
+        preset("h264-480p"),
+        dirs,
+        audio,
+        out,
+        &StopToken::new(),
+        &mut no_progress(),
+    )
+    .unwrap_err()
+}
+
+#[test]
+fn the_assembly_refuses_missing_or_foreign_pieces() {
+    let dir = tempdir();
+    let work = dir.path().join("scratch");
+    let (layout, dirs) = two_parts(&work);
+    let out = dir.path().join("out/result.mp4");
+    let audio = work.join("audio");
+    // The audio has not run.
+    let e = assemble_err(&layout, &dirs, Some(&audio), &out);
+    assert_eq!(e.code(), "split-part-unusable", "{e}");
+    assert!(e.to_string().contains("audio"), "{e}");
+    let stop = StopToken::new();
+    let rest = split::rest_path(&work);
+    split::encode_audio(
+        &rest,
+        preset("h264-480p"),
+        &layout,
+        &audio,
+        &stop,
+        &mut no_progress(),
+    )
+    .unwrap();
+    // A part's video file gone.
+    let video = dirs[1].join("video_0.nut");
+    let kept = dirs[1].join("kept.nut");
+    std::fs::rename(&video, &kept).unwrap();
+    let e = assemble_err(&layout, &dirs, Some(&audio), &out);
+    assert!(e.to_string().contains("video_0.nut"), "{e}");
+    std::fs::rename(&kept, &video).unwrap();
+    // Parts swapped: each is stamped with its own seq.
+    let swapped = vec![dirs[1].clone(), dirs[0].clone()];
+    let e = assemble_err(&layout, &swapped, Some(&audio), &out);
+    assert!(e.to_string().contains("not part 0"), "{e}");
+    // A part of another layout of the same input.
+    let mut other = layout.clone();
+    other.ranges[0].1 -= 2_000_000;
+    other.ranges[1].0 -= 2_000_000;
+    let e = assemble_err(&other, &dirs, Some(&audio), &out);
+    assert!(e.to_string().contains("another layout"), "{e}");
+    // A part encoded from another part's source.
+    let src1 = split::source_path(&work, 1);
+    let p = preset("h264-480p");
+    let e = split::encode_part(&src1, p, &layout, 5, &dirs[0], 2, &stop, &mut no_progress())
+        .unwrap_err();
+    assert!(
+        e.to_string().contains("part 5 is not in this layout"),
+        "{e}"
+    );
+    let e = split::encode_part(&rest, p, &layout, 0, &dirs[0], 2, &stop, &mut no_progress())
+        .unwrap_err();
+    assert!(e.to_string().contains("rest.nut"), "{e}");
+    // Nothing was published by the failed assemblies; the good one publishes one file.
+    assert!(!out.exists());
+    let report = split::assemble(
+        &layout,
+        p,
+        &dirs,
+        Some(&audio),
+        &out,
+        &stop,
+        &mut no_progress(),
+    )
+    .unwrap();
+    assert_eq!(report.outputs.len(), 1);
+    assert_eq!(count_frames(&out, "v:0"), 7200);
+    assert_eq!(decode_errors(&out), "");
+}

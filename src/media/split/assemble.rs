@@ -227,7 +227,7 @@ fn feed(
             return Ok(());
         }
         let take_video = match (&next_video, &next_other) {
-            (Some(v), Some(o)) => seconds(v) <= seconds(o),
+            (Some(v), Some((_, o))) => seconds(v) <= seconds(o),
             (Some(_), None) => true,
             (None, Some(_)) => false,
             (None, None) => break,
@@ -260,29 +260,12 @@ fn feed(
     Ok(())
 }
 
+/// A packet with the time base of its timestamps.
+type Timed = (ff::Packet, ff::Rational);
+
 /// A packet's decode time in seconds, for interleaving.
-fn seconds<T>(item: &T) -> f64
-where
-    T: AsPacket,
-{
-    let (packet, tb) = item.packet();
-    packet.dts().or(packet.pts()).unwrap_or(0) as f64 * f64::from(tb)
-}
-
-trait AsPacket {
-    fn packet(&self) -> (&ff::Packet, ff::Rational);
-}
-
-impl AsPacket for (ff::Packet, ff::Rational) {
-    fn packet(&self) -> (&ff::Packet, ff::Rational) {
-        (&self.0, self.1)
-    }
-}
-
-impl AsPacket for (usize, (ff::Packet, ff::Rational)) {
-    fn packet(&self) -> (&ff::Packet, ff::Rational) {
-        (&self.1.0, self.1.1)
-    }
+fn seconds((packet, tb): &Timed) -> f64 {
+    packet.dts().or(packet.pts()).unwrap_or(0) as f64 * f64::from(*tb)
 }
 
 /// Announces the video stream, from the first part's file.
@@ -360,7 +343,7 @@ impl<'a> PartChain<'a> {
     }
 
     /// The next packet of the parts, with its time base; None after the last part.
-    fn next(&mut self) -> Result<Option<(ff::Packet, ff::Rational)>, MediaError> {
+    fn next(&mut self) -> Result<Option<Timed>, MediaError> {
         loop {
             let packet = match self.ahead.pop_front() {
                 Some(p) => Some(p),
@@ -538,7 +521,7 @@ impl Other {
         })
     }
 
-    fn next(&mut self) -> Result<Option<(usize, (ff::Packet, ff::Rational))>, MediaError> {
+    fn next(&mut self) -> Result<Option<(usize, Timed)>, MediaError> {
         let Some(packet) = read(&mut self.input)? else {
             return Ok(None);
         };
