@@ -489,3 +489,18 @@ fn the_assembly_refuses_missing_or_foreign_pieces() {
     assert_eq!(count_frames(&out, "v:0"), 7200);
     assert_eq!(decode_errors(&out), "");
 }
+
+#[test]
+fn a_stopped_cut_leaves_no_partial_source() {
+    let dir = tempdir();
+    let input = valid(INPUT);
+    let layout = split::layout(&input, preset("h264-720p"), SEGMENT_SECONDS)
+        .unwrap()
+        .unwrap();
+    let stop = StopToken::new();
+    stop.stop();
+    let e = split::cut(&input, &layout, dir.path(), &stop).unwrap_err();
+    assert_eq!(e.code(), "stopped", "{e}");
+    let left: Vec<_> = std::fs::read_dir(dir.path().join("src")).unwrap().collect();
+    assert!(left.is_empty(), "{left:?}");
+}

@@ -27,6 +27,23 @@ pub fn cut(
     dir: &Path,
     stop: &StopToken,
 ) -> Result<Vec<PathBuf>, MediaError> {
+    let cut = cut_into(input, layout, dir, stop);
+    if cut.is_err() {
+        // A stop or failure leaves no partly written source behind.
+        for seq in 0..layout.ranges.len() {
+            let _ = std::fs::remove_file(staging(&source_path(dir, seq)));
+        }
+        let _ = std::fs::remove_file(staging(&rest_path(dir)));
+    }
+    cut
+}
+
+fn cut_into(
+    input: &Path,
+    layout: &Layout,
+    dir: &Path,
+    stop: &StopToken,
+) -> Result<Vec<PathBuf>, MediaError> {
     let src = dir.join("src");
     std::fs::create_dir_all(&src).map_err(|e| MediaError::io(&src, e))?;
     let mut input = input::open(input, stop)?;
