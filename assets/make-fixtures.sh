@@ -146,6 +146,13 @@ ff -f lavfi -i "$(video 1280x720 30 40)" -f lavfi -i "$(tone 440 40)" \
   -c:v libx264 -preset ultrafast -crf 32 -pix_fmt yuv420p -ac 2 "${aac[@]}" \
   -movflags +faststart "$v/long_720p.mp4"
 
+# Four minutes with 2-second GOPs, open (leading B-frames reach back across each keyframe):
+# the input split jobs cut into parts.
+ff -f lavfi -i "$(video 426x240 30 240)" -f lavfi -i "$(tone 440 240)" \
+  -c:v libx264 -preset veryfast -crf 30 -g 60 -keyint_min 60 -sc_threshold 0 \
+  -x264-params open-gop=1 -pix_fmt yuv420p -ac 2 "${aac[@]}" -movflags +faststart \
+  "$v/split_4min.mp4"
+
 # --- malformed inputs ------------------------------------------------------------------
 : >"$m/empty.mp4"
 printf 'This is a plain text file, not a video.\nIt only carries a video file name.\n' >"$m/text.mp4"

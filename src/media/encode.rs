@@ -19,6 +19,8 @@ pub(crate) struct VideoEncoderSpec {
     pub keyframe_seconds: f64,
     /// Force a keyframe at every multiple of this many seconds (HLS segment boundaries).
     pub force_keyframes_every: Option<f64>,
+    /// Encoder threads; 0 lets FFmpeg choose (as the command line's `-threads auto`).
+    pub threads: u32,
 }
 
 /// Everything needed to open one audio encoder.
@@ -85,6 +87,7 @@ pub(crate) fn video_spec(v: &VideoEncoding, rate: &RateControl) -> VideoEncoderS
         pixel_format: v.pixel_format.clone(),
         keyframe_seconds: v.keyframe_seconds,
         force_keyframes_every: None,
+        threads: 0,
     }
 }
 
@@ -142,7 +145,7 @@ pub(crate) fn open_video(
         reason: "this FFmpeg build has no such encoder".into(),
     })?;
     let mut ctx = ff::codec::Context::new_with_codec(codec);
-    ffi::set_threads_auto(&mut ctx);
+    ffi::set_threads(&mut ctx, spec.threads);
     if let Some(q) = spec.fixed_quality {
         ffi::set_fixed_quality(&mut ctx, q);
     }

@@ -68,6 +68,10 @@ pub enum MediaError {
         #[source]
         source: std::io::Error,
     },
+    /// A split job's piece (a part's source or result, the audio, the layout) is missing or
+    /// does not belong to the layout being assembled.
+    #[error("{path}: not a usable piece of this split job: {reason}")]
+    Part { path: PathBuf, reason: String },
     #[error("internal error: {0}")]
     Internal(String),
     #[error("stopped on request")]
@@ -92,6 +96,7 @@ impl MediaError {
             MediaError::Mux { .. } => "mux-failed",
             MediaError::Unsupported(_) => "unsupported",
             MediaError::Io { .. } => "io-error",
+            MediaError::Part { .. } => "split-part-unusable",
             MediaError::Internal(_) => "internal",
             MediaError::Stopped => "stopped",
         }
@@ -112,9 +117,10 @@ impl MediaError {
             MediaError::Unsupported(_) | MediaError::Encode { .. } | MediaError::Filter { .. } => {
                 ErrorClass::Unsupported
             }
-            MediaError::Mux { .. } | MediaError::Io { .. } | MediaError::Internal(_) => {
-                ErrorClass::Transient
-            }
+            MediaError::Mux { .. }
+            | MediaError::Io { .. }
+            | MediaError::Part { .. }
+            | MediaError::Internal(_) => ErrorClass::Transient,
             MediaError::Stopped => ErrorClass::Stopped,
         }
     }

@@ -4,7 +4,7 @@
 //! unit-tested.
 
 /// A quarter-turn rotation the display matrix asks for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub(crate) enum Rotation {
     None,
     Clockwise90,

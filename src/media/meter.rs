@@ -17,6 +17,8 @@ pub(crate) struct Meter {
     out_time_us: Vec<AtomicI64>,
     /// How far the demuxer has read, in bytes (used when the duration is unknown).
     pub input_pos: AtomicI64,
+    /// The media time (µs) the output starts at: a part of a split job starts part-way.
+    origin_us: i64,
 }
 
 impl Meter {
@@ -28,7 +30,14 @@ impl Meter {
             frames: AtomicU64::new(0),
             out_time_us: (0..outputs).map(|_| AtomicI64::new(0)).collect(),
             input_pos: AtomicI64::new(0),
+            origin_us: 0,
         }
+    }
+
+    /// The same meter, measuring from `origin_us` of media time.
+    pub fn from(mut self, origin_us: i64) -> Self {
+        self.origin_us = origin_us;
+        self
     }
 
     pub fn wrote_until(&self, output: usize, us: i64) {
@@ -45,7 +54,7 @@ impl Meter {
             .map(|t| t.load(Ordering::Relaxed))
             .min()
             .unwrap_or(0);
-        us.max(0) as f64 / 1e6
+        (us - self.origin_us).max(0) as f64 / 1e6
     }
 
     pub fn elapsed(&self) -> f64 {

@@ -15,6 +15,7 @@ mod output;
 mod pipeline;
 mod plan;
 mod probe;
+pub mod split;
 
 use std::path::Path;
 

@@ -25,6 +25,7 @@ mod media_hls;
 mod media_pictures;
 mod media_presets;
 mod media_probe;
+mod media_split;
 mod media_stop;
 mod parts_seed;
 mod preset_files;

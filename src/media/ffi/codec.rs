@@ -77,6 +77,48 @@ pub fn set_threads_auto(ctx: &mut ff::codec::Context) {
     }
 }
 
+/// Sets a codec context to `count` threads (0: FFmpeg's automatic count), frame and slice
+/// threading both enabled.
+pub fn set_threads(ctx: &mut ff::codec::Context, count: u32) {
+    set_threads_auto(ctx);
+    // SAFETY: a plain field write on a context not yet opened.
+    unsafe {
+        (*ctx.as_mut_ptr()).thread_count = c_int::try_from(count).unwrap_or(0);
+    }
+}
+
+/// Marks a packet's first `samples` decoded samples as to be dropped (encoder priming), as
+/// the demuxer of the file it was copied from did; NUT cannot carry the mark.
+pub fn set_skip_samples(packet: &mut ff::Packet, samples: u32) {
+    // SAFETY: FFmpeg allocates the side data on the packet we own and hands back a buffer of
+    // the asked size (or null), which is filled in bounds.
+    unsafe {
+        let data = sys::av_packet_new_side_data(
+            ff::packet::Mut::as_mut_ptr(packet),
+            sys::AVPacketSideDataType::AV_PKT_DATA_SKIP_SAMPLES,
+            10,
+        );
+        if !data.is_null() {
+            let bytes = std::slice::from_raw_parts_mut(data, 10);
+            bytes.fill(0);
+            bytes[..4].copy_from_slice(&samples.to_le_bytes());
+        }
+    }
+}
+
+/// The samples a packet marks as to be dropped from its start (encoder priming).
+pub fn skip_samples(packet: &ff::Packet) -> u32 {
+    packet
+        .side_data()
+        .find(|s| s.kind() == ff::packet::side_data::Type::SkipSamples)
+        .and_then(|s| {
+            s.data()
+                .get(..4)
+                .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        })
+        .unwrap_or(0)
+}
+
 /// Caps the pixel count a decoder will allocate frames for.
 pub fn set_max_pixels(ctx: &mut ff::codec::Context, max: i64) {
     // SAFETY: plain field write on a context not yet opened.

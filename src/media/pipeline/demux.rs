@@ -13,6 +13,7 @@ use super::mux::MuxMsg;
 use crate::media::error::{MediaError, with_detail};
 use crate::media::ffi;
 use crate::media::input::Input;
+use crate::media::plan::Plan;
 
 /// Where the packets of one input stream go.
 pub(crate) enum Route {
@@ -26,9 +27,11 @@ pub(crate) fn run(
     shared: &Shared,
     mut input: Input,
     mut routes: Vec<Route>,
-    start_offset_us: i64,
+    plan: &Plan,
     seek_us: Option<i64>,
 ) -> Result<(), MediaError> {
+    let start_offset_us = plan.start_offset_us;
+    let mut skips = plan.first_packet_skip.clone();
     let offsets: Vec<i64> = input
         .ctx
         .streams()
@@ -66,6 +69,9 @@ pub(crate) fn run(
         };
         if matches!(route, Route::Ignore) {
             continue;
+        }
+        if let Some(at) = skips.iter().position(|(i, _)| *i == index) {
+            ffi::set_skip_samples(&mut packet, skips.swap_remove(at).1);
         }
         to_output_time(
             shared,

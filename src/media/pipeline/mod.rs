@@ -6,7 +6,7 @@ mod audio;
 mod decode;
 mod demux;
 mod grid;
-mod mux;
+pub(crate) mod mux;
 mod video;
 mod wire;
 
@@ -26,7 +26,7 @@ use super::ffi;
 use super::hls;
 use super::input::{self, Input, OutputLimit};
 use super::meter::Meter;
-use super::output::{Layout, OutputFile};
+use super::output::{Layout, MuxTarget, OutputFile};
 use super::plan::{self, Plan};
 use super::probe::{self, ProbeReport};
 use crate::preset::Preset;
@@ -61,15 +61,20 @@ pub(crate) struct Shared<'a> {
 }
 
 impl<'a> Shared<'a> {
-    fn new(stop: &'a StopToken, plan: &Plan, input_size: u64) -> Shared<'a> {
+    pub(crate) fn new(stop: &'a StopToken, plan: &Plan, input_size: u64) -> Shared<'a> {
+        let origin_us = plan.keep_us.map_or(0, |(from, _)| from.max(0));
         Shared {
             stop,
             abort: AtomicBool::new(false),
             enough: AtomicBool::new(false),
             error: Mutex::new(None),
-            meter: Meter::new(plan.duration, input_size, plan.outputs.len()),
+            meter: Meter::new(plan.duration, input_size, plan.outputs.len()).from(origin_us),
             limit: plan.limit,
         }
+    }
+
+    pub fn stop_token(&self) -> &StopToken {
+        self.stop
     }
 
     pub fn aborted(&self) -> bool {
@@ -85,7 +90,7 @@ impl<'a> Shared<'a> {
     }
 
     /// Records the first failure and tells every thread to stop.
-    fn fail(&self, e: MediaError) {
+    pub(crate) fn fail(&self, e: MediaError) {
         let mut slot = self.error.lock().unwrap_or_else(|p| p.into_inner());
         if slot.is_none() {
             *slot = Some(e);
@@ -94,7 +99,11 @@ impl<'a> Shared<'a> {
     }
 
     /// Runs a thread body, turning its error or panic into a recorded failure.
-    fn guard<T>(&self, name: &str, body: impl FnOnce() -> Result<T, MediaError>) -> Option<T> {
+    pub(crate) fn guard<T>(
+        &self,
+        name: &str,
+        body: impl FnOnce() -> Result<T, MediaError>,
+    ) -> Option<T> {
         match std::panic::catch_unwind(AssertUnwindSafe(body)) {
             Ok(Ok(v)) => Some(v),
             Ok(Err(e)) => {
@@ -168,22 +177,20 @@ pub fn transcode(
         phase: Phase::Probing,
         ..Progress::default()
     });
-    let log_start = ffi::log_mark();
     let input = input::open(input, stop)?;
-    let input_path = input.path.clone();
     let probe = probe::report(&input);
     let plan = plan::plan(&input, &probe, preset)?;
     let layout = Layout::new(output, preset, &plan.renditions())?;
-    let shared = Shared::new(stop, &plan, input.size);
-    let wiring = wire::wire(&input, &plan, preset)?;
-    let summaries = run(&shared, input, wiring, &plan, &layout, on_progress);
-    if let Err(e) = outcome(&shared, &plan, &input_path, log_start) {
-        layout.discard();
-        return Err(e);
-    }
-    on_progress(&shared.meter.snapshot(Phase::Finalizing));
-    let outputs = finalise_outputs(layout, &summaries, preset)?;
-    let done = shared.meter.snapshot(Phase::Done);
+    let ran = match run_plan(input, &plan, preset, &layout.targets, stop, on_progress) {
+        Ok(ran) => ran,
+        Err(e) => {
+            layout.discard();
+            return Err(e);
+        }
+    };
+    on_progress(&ran.meter.snapshot(Phase::Finalizing));
+    let outputs = finalise_outputs(layout, &ran.summaries, preset)?;
+    let done = ran.meter.snapshot(Phase::Done);
     on_progress(&done);
     Ok(TranscodeReport {
         outputs,
@@ -195,7 +202,36 @@ pub fn transcode(
 }
 
 /// What one muxer wrote: its streams' summaries, or None when it failed.
-type Written = Option<Vec<StreamSummary>>;
+pub(crate) type Written = Option<Vec<StreamSummary>>;
+
+/// What a finished run of a plan leaves: what each muxer wrote, and the meter that watched.
+pub(crate) struct Ran {
+    pub summaries: Vec<Written>,
+    pub meter: Meter,
+}
+
+/// Runs `plan` on `input`, writing output file `i` of the plan to `targets[i]`, until it
+/// ends; the failure, stop or short input that ended it early is the error. The caller owns
+/// the targets' files (kept or removed).
+pub(crate) fn run_plan(
+    input: Input,
+    plan: &Plan,
+    preset: &Preset,
+    targets: &[MuxTarget],
+    stop: &StopToken,
+    on_progress: &mut dyn FnMut(&Progress),
+) -> Result<Ran, MediaError> {
+    let log_start = ffi::log_mark();
+    let input_path = input.path.clone();
+    let shared = Shared::new(stop, plan, input.size);
+    let wiring = wire::wire(&input, plan, preset)?;
+    let summaries = run(&shared, input, wiring, plan, targets, on_progress);
+    outcome(&shared, plan, &input_path, log_start)?;
+    Ok(Ran {
+        summaries,
+        meter: shared.meter,
+    })
+}
 
 /// Runs the wired pipeline, a thread per part, while this thread reports progress, until
 /// every part has finished; returns what each muxer wrote.
@@ -204,7 +240,7 @@ fn run(
     input: Input,
     wiring: Wiring,
     plan: &Plan,
-    layout: &Layout,
+    targets: &[MuxTarget],
     on_progress: &mut dyn FnMut(&Progress),
 ) -> Vec<Written> {
     let Wiring {
@@ -215,17 +251,10 @@ fn run(
     } = wiring;
     let seek_us = plan.poster_at.map(|t| (t * 1e6) as i64);
     std::thread::scope(|s| {
-        let muxers = start_muxers(s, shared, muxers, layout, plan);
+        let muxers = start_muxers(s, shared, muxers, targets, plan);
         let mut lanes = start_video_lanes(s, shared, video);
         lanes.extend(start_audio(s, shared, audio));
-        lanes.push(start_demux(
-            s,
-            shared,
-            input,
-            routes,
-            plan.start_offset_us,
-            seek_us,
-        ));
+        lanes.push(start_demux(s, shared, input, routes, plan, seek_us));
         watch(shared, &lanes, &muxers, on_progress);
         for h in lanes {
             let _ = h.join();
@@ -238,7 +267,7 @@ fn run(
 }
 
 /// Starts a named pipeline thread in `scope`.
-fn spawn<'scope, T: Send + 'scope>(
+pub(crate) fn spawn<'scope, T: Send + 'scope>(
     scope: &'scope Scope<'scope, '_>,
     name: String,
     body: impl FnOnce() -> T + Send + 'scope,
@@ -254,14 +283,14 @@ fn start_muxers<'scope>(
     s: &'scope Scope<'scope, '_>,
     shared: &'scope Shared,
     muxers: Vec<Receiver<MuxMsg>>,
-    layout: &'scope Layout,
+    targets: &'scope [MuxTarget],
     plan: &'scope Plan,
 ) -> Vec<ScopedJoinHandle<'scope, Written>> {
     muxers
         .into_iter()
         .enumerate()
         .map(|(i, rx)| {
-            let target = &layout.targets[i];
+            let target = &targets[i];
             let slots = &plan.outputs[i].slots;
             spawn(s, format!("ffarm-mux-{i}"), move || {
                 shared.guard("mux", || mux::run(shared, i, target, slots, rx))
@@ -314,18 +343,16 @@ fn start_demux<'scope>(
     shared: &'scope Shared,
     input: Input,
     routes: Vec<Route>,
-    start_offset_us: i64,
+    plan: &'scope Plan,
     seek_us: Option<i64>,
 ) -> ScopedJoinHandle<'scope, ()> {
     spawn(s, "ffarm-demux".into(), move || {
-        shared.guard("demux", || {
-            demux::run(shared, input, routes, start_offset_us, seek_us)
-        });
+        shared.guard("demux", || demux::run(shared, input, routes, plan, seek_us));
     })
 }
 
 /// Reports progress every [`PROGRESS_EVERY`] until every thread has finished.
-fn watch(
+pub(crate) fn watch(
     shared: &Shared,
     lanes: &[ScopedJoinHandle<()>],
     muxers: &[ScopedJoinHandle<Written>],
@@ -343,7 +370,12 @@ fn watch(
 
 /// How the run ended: stopped, failed (the first failure recorded), cut short by its input,
 /// or complete.
-fn outcome(shared: &Shared, plan: &Plan, input: &Path, log_start: u64) -> Result<(), MediaError> {
+pub(crate) fn outcome(
+    shared: &Shared,
+    plan: &Plan,
+    input: &Path,
+    log_start: u64,
+) -> Result<(), MediaError> {
     if shared.stop.is_stopped() {
         return Err(MediaError::Stopped);
     }
@@ -359,7 +391,7 @@ fn outcome(shared: &Shared, plan: &Plan, input: &Path, log_start: u64) -> Result
 }
 
 /// Writes a ladder's master playlist, then moves every output into place.
-fn finalise_outputs(
+pub(crate) fn finalise_outputs(
     layout: Layout,
     summaries: &[Written],
     preset: &Preset,

@@ -242,7 +242,8 @@ fn write_header(
         if let Some(matrix) = &setup.display_matrix {
             ffi::set_display_matrix(&mut ost, matrix);
         }
-        if setup.hvc1 {
+        // Only QuickTime-family files know the tag (a split job's NUT pieces would refuse it).
+        if setup.hvc1 && matches!(target.muxer, "mp4" | "mov") {
             ffi::set_codec_tag(&mut ost, *b"hvc1");
         }
         if let Some(lang) = &info.language {

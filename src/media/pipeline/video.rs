@@ -31,6 +31,8 @@ pub(crate) struct DecodeLane {
     pub rotation: Rotation,
     /// For a poster: the media time (seconds) of the one frame wanted.
     pub poster_at: Option<f64>,
+    /// Only frames whose time (µs) lies in `[from, until)` go on (a split job's part).
+    pub keep_us: Option<(i64, i64)>,
 }
 
 pub(crate) fn run_decoder(
@@ -207,6 +209,9 @@ fn drain(shared: &Shared, lane: &mut DecodeLane, state: &mut FanOut) -> Result<b
         lane.health.decoded += 1;
         let pts = frame.timestamp();
         frame.set_pts(pts);
+        if !in_range(lane, pts) {
+            continue;
+        }
         if let Some(at) = lane.poster_at {
             let t = frame
                 .pts()
@@ -226,6 +231,18 @@ fn drain(shared: &Shared, lane: &mut DecodeLane, state: &mut FanOut) -> Result<b
             return Ok(true);
         }
         state.emit(shared, lane, frame)?;
+    }
+}
+
+/// Whether a frame at `pts` (the stream's time base) is one this run keeps.
+fn in_range(lane: &DecodeLane, pts: Option<i64>) -> bool {
+    use ff::Rescale;
+    match (lane.keep_us, pts) {
+        (Some((from, until)), Some(pts)) => {
+            let us = pts.rescale(lane.time_base, ff::Rational::new(1, 1_000_000));
+            from <= us && us < until
+        }
+        _ => true,
     }
 }
 

@@ -57,6 +57,7 @@ pub(super) fn wire<'p>(
     // Decoders are opened here so a broken stream fails before any thread starts.
     let video = open_video_lanes(input, plan, hvc1, &mux_tx, &mut routes)?;
     let audio = open_audio_lanes(input, plan, &mux_tx, &mut routes)?;
+    end_idle_slots(plan, &mux_tx);
     // The coordinator keeps no sender: each muxer ends when its last producer does.
     drop(mux_tx);
     Ok(Wiring {
@@ -65,6 +66,32 @@ pub(super) fn wire<'p>(
         video,
         audio,
     })
+}
+
+/// Slots nothing in the plan produces (a split job's part writes only some of each output's
+/// streams) are ended at once, so their muxers do not wait for them.
+fn end_idle_slots(plan: &Plan, mux_tx: &[Sender<MuxMsg>]) {
+    let mut produced: Vec<plan::Target> = copied_streams(plan)
+        .into_iter()
+        .flat_map(|(_, targets)| targets)
+        .collect();
+    if let Some(v) = &plan.video
+        && let VideoWork::Encode { renditions, .. } = &v.work
+    {
+        produced.extend(renditions.iter().map(|r| r.target));
+    }
+    for a in &plan.audio {
+        if let AudioWork::Encode { groups } = &a.work {
+            produced.extend(groups.iter().flat_map(|(_, t)| t.iter().copied()));
+        }
+    }
+    for (output, o) in plan.outputs.iter().enumerate() {
+        for slot in 0..o.slots.len() {
+            if !produced.contains(&plan::Target { output, slot }) {
+                let _ = mux_tx[output].send(MuxMsg::End { slot });
+            }
+        }
+    }
 }
 
 /// The input streams that are copied, and where each goes.
@@ -178,6 +205,7 @@ fn open_video_lanes<'p>(
             deinterlace: *deinterlace,
             rotation: *rotation,
             poster_at: plan.poster_at,
+            keep_us: plan.keep_us,
         },
         packets,
         frames,

@@ -4,6 +4,7 @@
 
 mod ladder;
 mod rates;
+mod saved;
 
 use ffmpeg_next as ff;
 
@@ -19,16 +20,17 @@ use crate::preset::{
 };
 use ladder::Ladder;
 use rates::{SourceRates, f64_to_rational, frame_grid};
+pub use saved::SavedPlan;
 
 /// Where an encoded or copied stream goes: output file `output`, stream slot `slot`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub(crate) struct Target {
     pub output: usize,
     pub slot: usize,
 }
 
 /// Per output stream: what players should know about it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub(crate) struct SlotInfo {
     pub language: Option<String>,
     pub default: bool,
@@ -59,6 +61,11 @@ pub(crate) struct Plan {
     pub poster_at: Option<f64>,
     /// The muxer wants codec headers out of band.
     pub global_header: bool,
+    /// Only the video frames whose output time (µs) lies in `[from, until)` are kept (one
+    /// part of a split job); None keeps them all.
+    pub keep_us: Option<(i64, i64)>,
+    /// Per input stream, samples its first packet's decoder drops (priming a copy lost).
+    pub first_packet_skip: Vec<(usize, u32)>,
 }
 
 impl Plan {
@@ -158,6 +165,8 @@ pub(crate) fn plan(
         start_offset_us: ffi::input_start_time(&input.ctx).unwrap_or(0),
         poster_at,
         global_header: muxer_flags & ffi::AVFMT_GLOBALHEADER != 0,
+        keep_us: None,
+        first_packet_skip: Vec::new(),
     })
 }
 
