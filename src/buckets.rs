@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 mod cloud;
+mod listing;
 mod multipart;
 
 use futures_util::StreamExt;
