@@ -105,10 +105,11 @@ impl TriggerRule {
         Ok(())
     }
 
-    /// Whether an object fires this rule.
+    /// Whether an object fires this rule. Split jobs' scratch objects never do.
     pub fn matches(&self, bucket: &str, key: &str) -> bool {
         bucket == self.bucket
             && key.starts_with(&self.prefix)
+            && !key.starts_with(crate::job::SCRATCH_FOLDER)
             && (self.suffixes.is_empty() || {
                 let k = key.to_ascii_lowercase();
                 self.suffixes
@@ -315,6 +316,14 @@ mod tests {
         assert!(!r.matches("media", "in/notes.txt"));
         assert!(!r.matches("other", "in/clip.mp4"));
         assert!(!r.matches("media", "inbox/clip.mp4"));
+        // A rule watching a whole bucket never fires on split jobs' scratch.
+        let whole = TriggerRule {
+            prefix: String::new(),
+            suffixes: vec![".nut".into(), ".mp4".into()],
+            ..TriggerRule::default_rule()
+        };
+        assert!(whole.matches("media", "clip.mp4"));
+        assert!(!whole.matches("media", ".ffarm-scratch/J1/src/0.nut"));
         let rules = [TriggerRule::default_rule()];
         assert!(is_output(&rules, "media", "out/clip.mp4"));
         assert!(!is_output(&rules, "media", "in/clip.mp4"));
