@@ -54,6 +54,10 @@ fn describe() {
     metrics::describe_gauge!("ffarm_workers", "Workers seen in the last 20 s");
     metrics::describe_gauge!("ffarm_slots", "Task slots of the live workers");
     metrics::describe_gauge!("ffarm_busy_slots", "Task slots in use");
+    metrics::describe_gauge!(
+        "ffarm_parts",
+        "Parts of split jobs ready to run (queued) and running"
+    );
     metrics::describe_histogram!(
         "ffarm_job_duration_seconds",
         metrics::Unit::Seconds,

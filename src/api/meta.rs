@@ -157,6 +157,9 @@ pub async fn metrics(State(app): State<AppState>) -> ApiResult<impl IntoResponse
     metrics::gauge!("ffarm_workers").set(live as f64);
     metrics::gauge!("ffarm_slots").set(total as f64);
     metrics::gauge!("ffarm_busy_slots").set(busy as f64);
+    let capacity = app.store.capacity().await?;
+    metrics::gauge!("ffarm_parts", "status" => "queued").set(capacity.queued_parts as f64);
+    metrics::gauge!("ffarm_parts", "status" => "running").set(capacity.running_parts as f64);
     Ok((
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         crate::metrics::render(),

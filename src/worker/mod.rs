@@ -5,10 +5,15 @@
 //! (`exec::Tasks`), and drain on SIGTERM/SIGINT. `ffarm worker` runs this alone; `ffarm
 //! serve` runs it beside the API.
 
+mod part;
+mod plan;
 pub mod protocol;
 mod reserve;
+mod scratch;
+mod stopper;
 mod supervisor;
 pub mod task;
+mod unit;
 pub mod workspace;
 
 use std::collections::HashMap;
@@ -24,7 +29,7 @@ use crate::config::Config;
 use crate::destinations::Courier;
 use crate::job::{Status, Timestamp};
 use crate::store::{Change, JobStore, StoreError, WorkerInfo};
-pub use supervisor::StopReason;
+pub use stopper::StopReason;
 
 /// How often a worker marks itself seen in the registry.
 pub const REGISTRY_INTERVAL: Duration = Duration::from_secs(5);
@@ -81,14 +86,18 @@ pub struct WorkerCtx {
 }
 
 impl WorkerCtx {
+    /// Stops the job's task, or every task running one of its parts.
     fn stop(&self, job_id: &str, why: StopReason) {
-        if let Some(t) = self
+        let parts = format!("{job_id}#");
+        for (key, t) in self
             .running
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .get(job_id)
+            .iter()
         {
-            let _ = t.stop.send(why);
+            if key == job_id || key.starts_with(&parts) {
+                let _ = t.stop.send(why);
+            }
         }
     }
 
@@ -116,9 +125,17 @@ impl crate::exec::Tasks for WorkerCtx {
         &self.id
     }
 
-    fn running(&self, job: &crate::job::Job) -> Option<crate::exec::Target> {
+    fn running(
+        &self,
+        job: &crate::job::Job,
+        part: Option<&crate::job::PartInfo>,
+    ) -> Option<crate::exec::Target> {
+        let (key, attempt) = match part {
+            Some(p) => (unit::part_key(&job.id, p.seq), p.attempt),
+            None => (job.id.clone(), job.attempt),
+        };
         let running = self.running.lock().unwrap_or_else(|p| p.into_inner());
-        let t = running.get(&job.id).filter(|t| t.attempt == job.attempt)?;
+        let t = running.get(&key).filter(|t| t.attempt == attempt)?;
         Some(crate::exec::Target {
             workspace: t.workspace.clone(),
             env: t.env.clone(),
@@ -214,6 +231,7 @@ async fn reap_loop(store: Arc<dyn JobStore>, config: Config) {
             Err(e) => tracing::warn!("reaping expired leases: {e}"),
         }
         prune_lost(&*store, &config).await;
+        scratch::sweep(&*store, &config).await;
     }
 }
 
@@ -304,11 +322,11 @@ pub async fn run(ctx: Arc<WorkerCtx>, mut shutdown: Shutdown) -> Result<(), Stor
         while shutdown.level() == 0
             && let Ok(permit) = permits.clone().try_acquire_owned()
         {
-            match store.claim(&ctx.id, lease).await {
-                Ok(Some(job)) => {
+            match claim(&*store, &ctx.id, lease).await {
+                Ok(Some(unit)) => {
                     let (ctx, freed) = (ctx.clone(), freed.clone());
                     tasks.spawn(async move {
-                        supervisor::run(ctx, job).await;
+                        supervisor::run(ctx, unit).await;
                         drop(permit);
                         freed.notify_one();
                     });
@@ -328,6 +346,8 @@ pub async fn run(ctx: Arc<WorkerCtx>, mut shutdown: Shutdown) -> Result<(), Stor
             tokio::select! {
                 change = changes.recv() => match change {
                     Ok(Change::Status { status: Status::Queued, .. }) => break,
+                    // A part became claimable (a split, a part done that others waited on).
+                    Ok(Change::Parts { .. }) => break,
                     Ok(Change::Status { id, status: Status::Cancelling }) => ctx.stop(&id, StopReason::Cancel),
                     Ok(_) => {}
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => break,
@@ -401,6 +421,20 @@ pub async fn run(ctx: Arc<WorkerCtx>, mut shutdown: Shutdown) -> Result<(), Stor
     store.remove_worker(&ctx.id).await?;
     tracing::info!("worker {} stopped", ctx.id);
     Ok(())
+}
+
+/// Takes the next unit of work: a part of a split job first (its job has started and waits
+/// for it), else a job.
+async fn claim(
+    store: &dyn JobStore,
+    worker: &str,
+    lease: Duration,
+) -> Result<Option<unit::Unit>, StoreError> {
+    if let Some(part) = store.claim_part(worker, lease).await? {
+        return Ok(Some(unit::Unit::Part(Box::new(part))));
+    }
+    let job = store.claim(worker, lease).await?;
+    Ok(job.map(|job| unit::Unit::Job(Box::new(job))))
 }
 
 async fn keep_registered(

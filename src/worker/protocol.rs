@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use crate::buckets::BucketConfig;
-use crate::job::{Job, JobError, OutputObject};
+use crate::job::{Job, JobError, OutputObject, Part, SplitPlan};
 use crate::progress::Progress;
 
 /// Everything a task needs, written by the worker as `task.json` in the workspace.
@@ -26,6 +26,47 @@ pub struct TaskSpec {
     pub data_dir: PathBuf,
     pub buckets: BTreeMap<String, BucketConfig>,
     pub presets_dir: Option<PathBuf>,
+    /// The whole job, or one part of a split job.
+    #[serde(default)]
+    pub work: TaskWork,
+}
+
+/// What a task does.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum TaskWork {
+    /// The whole job, transcoded in one piece.
+    #[default]
+    Job,
+    /// The whole job: planned and cut into parts when its input is long enough (the task
+    /// then reports `Split`), transcoded in one piece otherwise.
+    Plan(SplitSettings),
+    /// One part of a split job.
+    Part(Box<PartTask>),
+}
+
+/// One part of a split job, as its task gets it. The assembly also gets the other parts
+/// (`others`), whose results name the files it joins.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PartTask {
+    pub part: Part,
+    pub plan: SplitPlan,
+    /// Threads for its encoder: the worker's cores over its slots.
+    pub threads: u32,
+    #[serde(default)]
+    pub others: Vec<Part>,
+}
+
+/// How the planning task splits a job.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SplitSettings {
+    pub segment_seconds: u32,
+    /// The shortest input it splits (0: any the engine can split).
+    pub min_seconds: u32,
+    /// The most of the job's parts that run at once (0: no limit).
+    pub max_parallel: u32,
+    /// The bucket the job's scratch objects go to.
+    pub scratch_bucket: String,
 }
 
 /// One line of a task's stdout.
@@ -49,6 +90,15 @@ pub enum TaskMessage {
     /// a [`ReserveAnswer`] on its stdin before uploading any.
     Reserve {
         keys: Vec<String>,
+    },
+    /// The input was cut into parts, now in the job's scratch: the worker hands the plan to
+    /// the store, and the farm's workers take the parts (the task then exits with code 0).
+    Split {
+        plan: SplitPlan,
+    },
+    /// A part is done: what it made (files under its scratch prefix), for the assembly.
+    PartDone {
+        result: serde_json::Value,
     },
 }
 

@@ -8,7 +8,6 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::ChildStdin;
@@ -16,9 +15,11 @@ use tokio::sync::mpsc;
 
 use super::protocol::{TaskMessage, TaskSpec, exit};
 use super::reserve::{self, Asked};
+use super::stopper::{StopReason, Stopper, time_limit};
+use super::unit::{Ending, Unit};
 use super::workspace;
 use super::{RunningTask, WorkerCtx};
-use crate::job::{Job, JobError, Outcome, OutputObject};
+use crate::job::{Job, JobError, Outcome, OutputObject, SplitPlan};
 use crate::process::{self, Exit};
 use crate::progress::Progress;
 use crate::store::{AttemptStats, StoreError};
@@ -26,30 +27,6 @@ use crate::store::{AttemptStats, StoreError};
 /// How long the supervise loop waits on one store call (a heartbeat, a log append): a stop
 /// request is acted on only once the call in progress ends.
 const STORE_CALL_LIMIT: Duration = Duration::from_secs(5);
-
-/// Why a worker stops a task.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StopReason {
-    /// A user cancelled the job.
-    Cancel,
-    /// The job ran past its time limit.
-    Timeout,
-    /// The worker is shutting down and hands the job back.
-    Drain,
-    /// The lease is gone (another worker may hold the job): stop without reporting.
-    Lost,
-}
-
-impl StopReason {
-    fn describe(self) -> &'static str {
-        match self {
-            StopReason::Cancel => "cancel requested",
-            StopReason::Timeout => "time limit reached",
-            StopReason::Drain => "worker draining",
-            StopReason::Lost => "lease lost",
-        }
-    }
-}
 
 /// What the task reported on stdout.
 #[derive(Default)]
@@ -65,6 +42,10 @@ struct Reported {
     usage: Option<(f64, u64)>,
     /// The store was asked to reserve the task's outputs (whatever it answered).
     reserve_asked: bool,
+    /// The job was cut into parts (a planning task's result).
+    split: Option<SplitPlan>,
+    /// What a part made.
+    part_result: Option<serde_json::Value>,
 }
 
 impl Reported {
@@ -81,6 +62,8 @@ impl Reported {
             TaskMessage::Outputs { outputs } => self.outputs = Some(outputs),
             TaskMessage::Stats { phases } => self.phases = phases,
             TaskMessage::Error(e) => self.error = Some(e),
+            TaskMessage::Split { plan } => self.split = Some(plan),
+            TaskMessage::PartDone { result } => self.part_result = Some(result),
             // Answered as it comes (`supervise`); one left in the pipe has no one waiting.
             TaskMessage::Stopped | TaskMessage::Reserve { .. } => {}
         }
@@ -123,24 +106,25 @@ fn lines<R: tokio::io::AsyncRead + Unpin + Send + 'static>(
     rx
 }
 
-/// Runs one claimed job to the end of its attempt.
-pub(crate) async fn run(ctx: Arc<WorkerCtx>, job: Job) {
+/// Runs one claimed job or part to the end of its attempt.
+pub(crate) async fn run(ctx: Arc<WorkerCtx>, unit: Unit) {
+    let job = unit.job().clone();
     let id = job.id.clone();
     let attempt = job.attempt;
     let mut log: Vec<String> = Vec::new();
     let started = Instant::now();
-    let (pid, stdin, stdout, stderr, stop_rx, dir) = match start(&ctx, &job, &mut log).await {
+    let (pid, stdin, stdout, stderr, stop_rx, dir) = match start(&ctx, &unit, &mut log).await {
         Ok(started) => started,
         Err(e) => {
-            let _ = ctx.store.append_logs(&id, attempt, &log).await;
-            conclude(&ctx, &job, Outcome::Failed(e)).await;
+            store_log(&ctx, &unit, &mut log).await;
+            conclude(&ctx, &unit, Ending::Done(Outcome::Failed(e), None)).await;
             return;
         }
     };
     let exit_handle = tokio::spawn(process::wait(pid));
     let (exit, reported, reason) = supervise(
         &ctx,
-        &job,
+        &unit,
         pid,
         stdin,
         stdout,
@@ -153,7 +137,7 @@ pub(crate) async fn run(ctx: Arc<WorkerCtx>, job: Job) {
     ctx.running
         .lock()
         .unwrap_or_else(|p| p.into_inner())
-        .remove(&id);
+        .remove(&unit.key());
     log.push(format!(
         "[worker] task {}: {} after {:.1} s (CPU {:.1} s, peak memory {} MiB)",
         pid,
@@ -163,11 +147,14 @@ pub(crate) async fn run(ctx: Arc<WorkerCtx>, job: Job) {
         exit.peak_memory_bytes >> 20
     ));
     if reason == Some(StopReason::Lost) {
-        tracing::warn!("job {id}: lease lost; another worker holds it now");
+        tracing::warn!(
+            "{}: lease lost; another worker holds it now",
+            unit.describe()
+        );
         workspace::remove(&dir);
         return;
     }
-    let _ = ctx.store.append_logs(&id, attempt, &log).await;
+    store_log(&ctx, &unit, &mut log).await;
     // The task's last word on progress (its final "done") reaches the store too.
     if let Some(p) = reported
         .progress
@@ -175,28 +162,24 @@ pub(crate) async fn run(ctx: Arc<WorkerCtx>, job: Job) {
         .filter(|_| reported.progress_dirty)
     {
         let lease = Duration::from_secs(ctx.config.worker.lease_seconds);
-        let _ = ctx.store.heartbeat(&id, attempt, lease, Some(p)).await;
+        let _ = unit.heartbeat(&*ctx.store, lease, Some(p)).await;
     }
-    let stats = AttemptStats {
-        phases: reported.phases.clone(),
-        cpu_seconds: Some(exit.cpu_seconds),
-        peak_memory_bytes: Some(exit.peak_memory_bytes),
-    };
-    if let Err(e) = ctx.store.record_attempt(&id, attempt, &stats).await {
-        tracing::warn!("job {id}: recording attempt stats: {e}");
-    }
+    record_stats(&ctx, &unit, &exit, &reported).await;
     let (fps, reserve_asked) = (reported.fps, reported.reserve_asked);
-    let outcome = outcome(&job, &exit, reported, reason, &ctx);
+    let ending = ending(&job, &exit, reported, reason, &ctx);
+    let succeeded = matches!(&ending, Ending::Done(Outcome::Succeeded { .. }, _));
     // An attempt that did not succeed took back what it uploaded: its keys are free again.
     if reserve_asked
-        && !matches!(outcome, Outcome::Succeeded { .. })
+        && !succeeded
         && let Err(e) = ctx.store.release_outputs(&id, attempt).await
     {
         tracing::warn!("job {id}: giving back attempt {attempt}'s outputs: {e}");
     }
-    crate::metrics::attempt_finished(&job.preset, &outcome, started.elapsed(), fps);
-    let failed = matches!(outcome, Outcome::Failed(_));
-    conclude(&ctx, &job, outcome).await;
+    if let (None, Ending::Done(outcome, _)) = (unit.part(), &ending) {
+        crate::metrics::attempt_finished(&job.preset, outcome, started.elapsed(), fps);
+    }
+    let failed = matches!(&ending, Ending::Done(Outcome::Failed(_), _));
+    conclude(&ctx, &unit, ending).await;
     if failed && ctx.config.worker.keep_failed_workspace_seconds > 0 {
         workspace::remove_later(
             dir,
@@ -204,6 +187,43 @@ pub(crate) async fn run(ctx: Arc<WorkerCtx>, job: Job) {
         );
     } else {
         workspace::remove(&dir);
+    }
+}
+
+/// Adds the task's log lines to the job's log (a part's prefixed with its number).
+async fn store_log(ctx: &WorkerCtx, unit: &Unit, log: &mut Vec<String>) {
+    if log.is_empty() {
+        return;
+    }
+    let mut lines = std::mem::take(log);
+    if let Some(prefix) = unit.log_prefix() {
+        for line in &mut lines {
+            line.insert_str(0, &prefix);
+        }
+    }
+    let job = unit.job();
+    let stored = tokio::time::timeout(
+        STORE_CALL_LIMIT,
+        ctx.store.append_logs(&job.id, job.attempt, &lines),
+    )
+    .await;
+    match stored {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::debug!("{}: storing log lines: {e}", unit.describe()),
+        Err(_) => tracing::warn!("{}: storing log lines timed out", unit.describe()),
+    }
+}
+
+/// Records a job attempt's phase timings and resource use (a part's are in its log).
+async fn record_stats(ctx: &WorkerCtx, unit: &Unit, exit: &Exit, reported: &Reported) {
+    let Unit::Job(job) = unit else { return };
+    let stats = AttemptStats {
+        phases: reported.phases.clone(),
+        cpu_seconds: Some(exit.cpu_seconds),
+        peak_memory_bytes: Some(exit.peak_memory_bytes),
+    };
+    if let Err(e) = ctx.store.record_attempt(&job.id, job.attempt, &stats).await {
+        tracing::warn!("job {}: recording attempt stats: {e}", job.id);
     }
 }
 
@@ -218,12 +238,13 @@ type Started = (
 
 async fn start(
     ctx: &Arc<WorkerCtx>,
-    job: &Job,
+    unit: &Unit,
     log: &mut Vec<String>,
 ) -> Result<Started, JobError> {
+    let job = unit.job();
     let io =
         |what: &str, e: std::io::Error| JobError::new("io-error", format!("{what}: {e}"), true);
-    let dir = workspace::create(&ctx.config.data_dir, &job.id, job.attempt)
+    let dir = workspace::create(&ctx.config.data_dir, &unit.workspace_name(), unit.attempt())
         .map_err(|e| io("creating the workspace", e))?;
     let spec = TaskSpec {
         job: job.clone(),
@@ -231,6 +252,7 @@ async fn start(
         data_dir: ctx.config.data_dir.clone(),
         buckets: ctx.config.buckets.clone(),
         presets_dir: ctx.config.presets_dir.clone(),
+        work: super::unit::task_work(ctx, unit).await,
     };
     let spec_path = dir.join("task.json");
     let json = serde_json::to_vec_pretty(&spec)
@@ -258,7 +280,7 @@ async fn start(
     })?;
     log.push(format!(
         "[worker] attempt {} on {}: task pid {} in {}",
-        job.attempt,
+        unit.attempt(),
         ctx.id,
         task.pid,
         dir.display()
@@ -268,10 +290,10 @@ async fn start(
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .insert(
-            job.id.clone(),
+            unit.key(),
             RunningTask {
                 stop: stop_tx.clone(),
-                attempt: job.attempt,
+                attempt: unit.attempt(),
                 pid: task.pid,
                 workspace: dir.clone(),
                 env,
@@ -294,7 +316,7 @@ async fn start(
 #[allow(clippy::too_many_arguments)] // the pieces of one running task, taken apart for select!
 async fn supervise(
     ctx: &Arc<WorkerCtx>,
-    job: &Job,
+    unit: &Unit,
     pid: Pid,
     mut stdin: ChildStdin,
     mut stdout: mpsc::UnboundedReceiver<String>,
@@ -303,6 +325,7 @@ async fn supervise(
     mut exit_handle: tokio::task::JoinHandle<Exit>,
     log: &mut Vec<String>,
 ) -> (Exit, Reported, Option<StopReason>) {
+    let job = unit.job();
     let settings = &ctx.config.worker;
     let lease = Duration::from_secs(settings.lease_seconds);
     let grace = Duration::from_secs(settings.stop_grace_seconds);
@@ -339,7 +362,7 @@ async fn supervise(
                 reported.progress_dirty = false;
                 let beat = tokio::time::timeout(
                     STORE_CALL_LIMIT,
-                    ctx.store.heartbeat(&job.id, job.attempt, lease, progress.as_ref()),
+                    unit.heartbeat(&*ctx.store, lease, progress.as_ref()),
                 )
                 .await;
                 match beat {
@@ -348,22 +371,10 @@ async fn supervise(
                     Ok(Err(StoreError::Fenced { .. } | StoreError::NotFound { .. })) => {
                         stopper.request(StopReason::Lost, log)
                     }
-                    Ok(Err(e)) => tracing::warn!("job {}: heartbeat failed: {e}", job.id),
-                    Err(_) => tracing::warn!("job {}: heartbeat timed out", job.id),
+                    Ok(Err(e)) => tracing::warn!("{}: heartbeat failed: {e}", unit.describe()),
+                    Err(_) => tracing::warn!("{}: heartbeat timed out", unit.describe()),
                 }
-                if !log.is_empty() {
-                    let lines = std::mem::take(log);
-                    let stored = tokio::time::timeout(
-                        STORE_CALL_LIMIT,
-                        ctx.store.append_logs(&job.id, job.attempt, &lines),
-                    )
-                    .await;
-                    match stored {
-                        Ok(Ok(())) => {}
-                        Ok(Err(e)) => tracing::debug!("job {}: storing log lines: {e}", job.id),
-                        Err(_) => tracing::warn!("job {}: storing log lines timed out", job.id),
-                    }
-                }
+                store_log(ctx, unit, log).await;
             },
             _ = tokio::time::sleep_until(deadline), if stopper.reason.is_none() => {
                 stopper.request(StopReason::Timeout, log);
@@ -391,83 +402,35 @@ async fn supervise(
     (exit, reported, stopper.reason)
 }
 
-/// Stops a task once: SIGTERM to its group now, SIGKILL if it outlives the grace period. A
-/// task whose lease is lost is killed at once: another worker may hold the job and be writing
-/// the same objects, so this attempt must not upload or delete anything more.
-struct Stopper {
-    pid: Pid,
-    grace: Duration,
+/// How the attempt ended: what the task made if it ended well, else why it did not.
+fn ending(
+    job: &Job,
+    exit: &Exit,
+    mut reported: Reported,
     reason: Option<StopReason>,
-    kill_at: Option<tokio::time::Instant>,
-    killed: bool,
+    ctx: &WorkerCtx,
+) -> Ending {
+    if exit.code == Some(exit::OK) {
+        // Whatever was asked meanwhile, the work is done and uploaded.
+        if let Some(plan) = reported.split.take() {
+            return Ending::Split(plan);
+        }
+        if reported.outputs.is_some() || reported.part_result.is_some() {
+            let outputs = reported.outputs.take().unwrap_or_default();
+            let succeeded = Outcome::Succeeded { outputs };
+            return Ending::Done(succeeded, reported.part_result.take());
+        }
+    }
+    Ending::Done(failure(job, exit, reported, reason, ctx), None)
 }
 
-impl Stopper {
-    fn request(&mut self, why: StopReason, log: &mut Vec<String>) {
-        if why == StopReason::Lost {
-            if self.reason != Some(StopReason::Lost) {
-                self.reason = Some(why);
-                log.push(format!("[worker] stopping the task: {}", why.describe()));
-                self.kill(log);
-            }
-            return;
-        }
-        if self.reason.is_some() {
-            return;
-        }
-        self.reason = Some(why);
-        log.push(format!(
-            "[worker] stopping the task: {} (SIGTERM)",
-            why.describe()
-        ));
-        process::signal(self.pid, Signal::SIGTERM);
-        self.kill_at = Some(tokio::time::Instant::now() + self.grace);
-    }
-
-    /// A SIGTERM was sent and SIGKILL is still to come.
-    fn kill_pending(&self) -> bool {
-        self.kill_at.is_some() && !self.killed
-    }
-
-    fn kill(&mut self, log: &mut Vec<String>) {
-        if self.killed {
-            return;
-        }
-        self.killed = true;
-        log.push(if self.reason == Some(StopReason::Lost) {
-            "[worker] the lease is gone: SIGKILL".into()
-        } else {
-            "[worker] the task did not stop in time: SIGKILL".into()
-        });
-        process::signal(self.pid, Signal::SIGKILL);
-    }
-}
-
-/// The time limit of an attempt, in seconds, and whether it is the worker's own cap: the
-/// job's `timeout_seconds`, but never more than `worker.job_timeout_seconds` (a job without a
-/// limit of its own, 0, gets the worker's).
-fn time_limit(job_seconds: u64, cap: u64) -> (u64, bool) {
-    match job_seconds {
-        0 => (cap, true),
-        t if t > cap => (cap, true),
-        t => (t, false),
-    }
-}
-
-fn outcome(
+fn failure(
     job: &Job,
     exit: &Exit,
     reported: Reported,
     reason: Option<StopReason>,
     ctx: &WorkerCtx,
 ) -> Outcome {
-    let succeeded = exit.code == Some(exit::OK) && reported.outputs.is_some();
-    if succeeded {
-        // Whatever was asked meanwhile, the work is done and uploaded.
-        return Outcome::Succeeded {
-            outputs: reported.outputs.unwrap_or_default(),
-        };
-    }
     match reason {
         Some(StopReason::Cancel) => Outcome::Cancelled,
         Some(StopReason::Drain) => Outcome::Released,
@@ -505,44 +468,31 @@ fn outcome(
 }
 
 /// Ends the attempt in the store. An ending is written into the delivery outbox by the
-/// same transaction, and the worker's courier delivers it from there.
-async fn conclude(ctx: &Arc<WorkerCtx>, job: &Job, outcome: Outcome) {
-    match ctx.store.finish(&job.id, job.attempt, outcome).await {
-        Ok(done) => {
-            tracing::info!("job {} attempt {}: {}", done.id, job.attempt, done.status);
+/// same transaction, and the worker's courier delivers it from there. A job whose task cut
+/// it into parts is split instead; if the store cannot take the plan, the attempt fails
+/// (retryably) so that another plans it again.
+async fn conclude(ctx: &Arc<WorkerCtx>, unit: &Unit, ending: Ending) {
+    let (what, attempt) = (unit.describe(), unit.attempt());
+    let splitting = matches!(ending, Ending::Split(_));
+    match unit.finish(&*ctx.store, ending).await {
+        Ok(done) if splitting => {
+            tracing::info!(
+                "{what} attempt {attempt}: split into {} part(s)",
+                done.parts.len()
+            );
         }
+        Ok(done) => tracing::info!("{what} attempt {attempt}: job {}", done.status),
         Err(StoreError::Fenced { .. }) => {
-            tracing::warn!(
-                "job {}: attempt {} was taken over; its result is discarded",
-                job.id,
-                job.attempt
-            )
+            tracing::warn!("{what}: attempt {attempt} was taken over; its result is discarded")
         }
-        Err(e) => tracing::error!("job {}: ending attempt {}: {e}", job.id, job.attempt),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::time_limit;
-
-    #[test]
-    fn the_worker_caps_every_jobs_time_limit() {
-        assert_eq!(
-            time_limit(60, 86_400),
-            (60, false),
-            "a shorter job limit applies"
-        );
-        assert_eq!(
-            time_limit(86_400, 3_600),
-            (3_600, true),
-            "the worker's cap applies"
-        );
-        assert_eq!(time_limit(3_600, 3_600), (3_600, false));
-        assert_eq!(
-            time_limit(0, 3_600),
-            (3_600, true),
-            "no job limit: the worker's"
-        );
+        Err(e) if splitting => {
+            tracing::error!("{what}: splitting attempt {attempt}: {e}");
+            let why = JobError::new("store-unavailable", format!("splitting the job: {e}"), true);
+            let failed = Ending::Done(Outcome::Failed(why), None);
+            if let Err(e) = unit.finish(&*ctx.store, failed).await {
+                tracing::error!("{what}: ending attempt {attempt}: {e}");
+            }
+        }
+        Err(e) => tracing::error!("{what}: ending attempt {attempt}: {e}"),
     }
 }

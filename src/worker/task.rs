@@ -10,23 +10,33 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use super::protocol::{ReserveAnswer, TaskMessage, TaskSpec, exit};
+use super::protocol::{ReserveAnswer, TaskMessage, TaskSpec, TaskWork, exit};
 use crate::buckets::{BucketError, Buckets};
-use crate::job::{Job, JobError, OutputObject};
+use crate::job::{Job, JobError, OutputObject, SplitPlan};
 use crate::media::{self, ErrorClass, MediaError, OutputKind};
 use crate::preset::Presets;
 use crate::progress::{Phase, Progress};
 use crate::stop::StopToken;
 
-fn say(msg: &TaskMessage) {
+pub(super) fn say(msg: &TaskMessage) {
     let mut out = std::io::stdout().lock();
     let _ = serde_json::to_writer(&mut out, msg);
     let _ = out.write_all(b"\n");
     let _ = out.flush();
 }
 
+/// What a task made.
+pub(super) enum Done {
+    /// The job's outputs, uploaded.
+    Outputs(Vec<OutputObject>),
+    /// The job was cut into parts instead.
+    Split(SplitPlan),
+    /// A part's result.
+    Part(serde_json::Value),
+}
+
 /// Why a task ended without outputs.
-enum Failure {
+pub(super) enum Failure {
     Error(JobError),
     Stopped,
 }
@@ -108,11 +118,18 @@ pub fn run(spec_path: &Path) -> i32 {
         }
     };
     let mut phases = BTreeMap::new();
-    let result = work(&spec, &stop, &runtime, &mut phases);
+    let result = match &spec.work {
+        TaskWork::Part(_) => super::part::work(&spec, &stop, &runtime, &mut phases),
+        TaskWork::Job | TaskWork::Plan(_) => work(&spec, &stop, &runtime, &mut phases),
+    };
     say(&TaskMessage::Stats { phases });
     match result {
-        Ok(outputs) => {
-            say(&TaskMessage::Outputs { outputs });
+        Ok(done) => {
+            say(&match done {
+                Done::Outputs(outputs) => TaskMessage::Outputs { outputs },
+                Done::Split(plan) => TaskMessage::Split { plan },
+                Done::Part(result) => TaskMessage::PartDone { result },
+            });
             exit::OK
         }
         Err(Failure::Stopped) => {
@@ -129,12 +146,18 @@ pub fn run(spec_path: &Path) -> i32 {
 }
 
 /// Reports transfer progress at most twice a second.
-struct Throttle {
+pub(super) struct Throttle {
     last: Instant,
 }
 
 impl Throttle {
-    fn due(&mut self) -> bool {
+    pub(super) fn new() -> Throttle {
+        Throttle {
+            last: Instant::now(),
+        }
+    }
+
+    pub(super) fn due(&mut self) -> bool {
         if self.last.elapsed() >= Duration::from_millis(500) {
             self.last = Instant::now();
             true
@@ -144,7 +167,7 @@ impl Throttle {
     }
 }
 
-fn transfer_progress(phase: Phase, done: u64, total: Option<u64>) -> Progress {
+pub(super) fn transfer_progress(phase: Phase, done: u64, total: Option<u64>) -> Progress {
     Progress {
         phase,
         percent: total
@@ -161,159 +184,244 @@ fn work(
     stop: &StopToken,
     runtime: &tokio::runtime::Runtime,
     phases: &mut BTreeMap<String, f64>,
-) -> Result<Vec<OutputObject>, Failure> {
+) -> Result<Done, Failure> {
     let job = &spec.job;
-    let presets = Presets::load(spec.presets_dir.as_deref(), &media::caps::Ffmpeg)
-        .map_err(|e| Failure::Error(JobError::new(e.code(), e.to_string(), false)))?;
-    let preset = presets
-        .get(&job.preset)
-        .map_err(|e| Failure::Error(JobError::new(e.code(), e.to_string(), false)))?
-        .clone();
-    let buckets = Buckets::new(&spec.data_dir, spec.buckets.clone())?;
-    let name = job
-        .input
-        .key
-        .rsplit('/')
-        .next()
-        .unwrap_or("input")
-        .to_string();
-    let stem = Path::new(&name)
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| "output".into());
-    let input_dir = spec.workspace.join("input");
-    let output_dir = spec.workspace.join("output");
-    for d in [&input_dir, &output_dir] {
-        std::fs::create_dir_all(d).map_err(|e| {
-            Failure::Error(JobError::new(
-                "io-error",
-                format!("{}: {e}", d.display()),
-                true,
-            ))
-        })?;
-    }
-    let input = input_dir.join(&name);
+    let preset = load_preset(spec)?;
+    let io = TaskIo::new(spec, stop, runtime)?;
+    let dirs = Dirs::create(&spec.workspace)?;
+    let input = dirs.input.join(input_name(job));
+    let t = Instant::now();
+    io.fetch(&job.input.bucket, &job.input.key, &input)?;
+    phases.insert("downloading".into(), t.elapsed().as_secs_f64());
 
-    eprintln!("[task] downloading {}/{}", job.input.bucket, job.input.key);
-    let started = Instant::now();
-    let mut throttle = Throttle {
-        last: Instant::now(),
-    };
-    let bytes = runtime.block_on(buckets.download(
-        &job.input.bucket,
-        &job.input.key,
-        &input,
-        stop,
-        &mut |done, total| {
-            if throttle.due() {
-                say(&TaskMessage::Progress(transfer_progress(
-                    Phase::Downloading,
-                    done,
-                    total,
-                )));
-            }
-        },
-    ))?;
-    phases.insert("downloading".into(), started.elapsed().as_secs_f64());
-    eprintln!(
-        "[task] downloaded {bytes} bytes in {:.2} s",
-        started.elapsed().as_secs_f64()
-    );
-
-    let started = Instant::now();
+    let t = Instant::now();
     let probe = media::probe(&input)?;
-    phases.insert("probing".into(), started.elapsed().as_secs_f64());
-    eprintln!(
-        "[task] input: {} {:.2} s, {} stream(s): {}",
-        probe.container,
-        probe.duration_seconds.unwrap_or(0.0),
-        probe.streams.len(),
-        probe
-            .streams
-            .iter()
-            .map(|s| match (s.width, s.sample_rate) {
-                (Some(w), _) => format!("{} {}x{}", s.codec, w, s.height.unwrap_or(0)),
-                (_, Some(r)) => format!("{} {r} Hz", s.codec),
-                _ => s.codec.clone(),
-            })
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
-
+    phases.insert("probing".into(), t.elapsed().as_secs_f64());
+    eprintln!("[task] input: {}", describe(&probe));
     if let Ok(key) = std::env::var(super::protocol::TEST_FAULT_ENV)
         && key == job.input.key
     {
         eprintln!("[task] test fault: aborting");
         std::process::abort();
     }
-
-    let started = Instant::now();
-    let output = output_dir.join(format!("{stem}.{}", preset.container.extension()));
-    eprintln!("[task] transcoding with preset {}", preset.name);
-    let mut last = Instant::now() - Duration::from_secs(1);
-    let report = media::transcode(&input, &output, &preset, stop, &mut |p: &Progress| {
-        if last.elapsed() >= Duration::from_millis(450) || p.phase != Phase::Transcoding {
-            last = Instant::now();
-            say(&TaskMessage::Progress(p.clone()));
+    if let TaskWork::Plan(settings) = &spec.work {
+        if let Some(plan) = super::plan::split(&io, settings, &preset, &probe, &input, phases)? {
+            return Ok(Done::Split(plan));
         }
-    })?;
-    phases.insert("transcoding".into(), started.elapsed().as_secs_f64());
+    }
+
+    let t = Instant::now();
+    let output = dirs.output.join(format!(
+        "{}.{}",
+        output_stem(job),
+        preset.container.extension()
+    ));
+    eprintln!("[task] transcoding with preset {}", preset.name);
+    let report = media::transcode(&input, &output, &preset, stop, &mut progress_reporter())?;
+    phases.insert("transcoding".into(), t.elapsed().as_secs_f64());
     eprintln!(
         "[task] transcoded {:.2} s of media in {:.2} s ({} frames)",
         report.out_time_seconds, report.elapsed_seconds, report.frames
     );
+    io.publish(&report, &dirs.output, phases).map(Done::Outputs)
+}
 
-    let keys = report
-        .outputs
-        .iter()
-        .map(|file| output_key(job, &output_dir, &file.path))
-        .collect();
-    reserve(keys, stop)?;
+/// What every step of a task reaches the outside world with.
+pub(super) struct TaskIo<'a> {
+    pub spec: &'a TaskSpec,
+    pub buckets: Buckets,
+    pub stop: &'a StopToken,
+    pub runtime: &'a tokio::runtime::Runtime,
+}
 
-    let started = Instant::now();
-    let mut uploaded = Vec::with_capacity(report.outputs.len());
-    let sent = upload_outputs(
-        spec,
-        &buckets,
-        &report.outputs,
-        &output_dir,
-        stop,
-        runtime,
-        &mut uploaded,
-    );
-    let sent = match sent {
-        Ok(sent) => sent,
-        Err(e) => {
-            remove_uploaded(&buckets, runtime, &uploaded);
-            return Err(e);
+/// The job's preset, from the farm's presets.
+pub(super) fn load_preset(spec: &TaskSpec) -> Result<crate::preset::Preset, Failure> {
+    let presets = Presets::load(spec.presets_dir.as_deref(), &media::caps::Ffmpeg)
+        .map_err(|e| Failure::Error(JobError::new(e.code(), e.to_string(), false)))?;
+    let preset = presets
+        .get(&spec.job.preset)
+        .map_err(|e| Failure::Error(JobError::new(e.code(), e.to_string(), false)))?;
+    Ok(preset.clone())
+}
+
+/// The workspace's folders: what is downloaded, and what the engine writes.
+pub(super) struct Dirs {
+    pub input: PathBuf,
+    pub output: PathBuf,
+}
+
+impl Dirs {
+    pub(super) fn create(workspace: &Path) -> Result<Dirs, Failure> {
+        let dirs = Dirs {
+            input: workspace.join("input"),
+            output: workspace.join("output"),
+        };
+        for d in [&dirs.input, &dirs.output] {
+            std::fs::create_dir_all(d).map_err(|e| io_failure(d, e))?;
         }
-    };
-    phases.insert("uploading".into(), started.elapsed().as_secs_f64());
-    say(&TaskMessage::Progress(Progress {
-        phase: Phase::Done,
-        percent: 100.0,
-        bytes_done: Some(sent),
-        bytes_total: Some(sent),
-        frames: report.frames,
-        out_time_seconds: report.out_time_seconds,
-        ..Progress::default()
-    }));
-    Ok(uploaded)
+        Ok(dirs)
+    }
+}
+
+pub(super) fn io_failure(path: &Path, e: std::io::Error) -> Failure {
+    Failure::Error(JobError::new(
+        "io-error",
+        format!("{}: {e}", path.display()),
+        true,
+    ))
+}
+
+/// The input's file name (its key's last segment).
+fn input_name(job: &Job) -> String {
+    job.input
+        .key
+        .rsplit('/')
+        .next()
+        .unwrap_or("input")
+        .to_string()
+}
+
+/// The outputs' file stem: the input's name without its extension.
+pub(super) fn output_stem(job: &Job) -> String {
+    Path::new(&input_name(job))
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "output".into())
+}
+
+/// The input as the log shows it: container, duration, streams.
+fn describe(probe: &media::ProbeReport) -> String {
+    let streams = probe
+        .streams
+        .iter()
+        .map(|s| match (s.width, s.sample_rate) {
+            (Some(w), _) => format!("{} {}x{}", s.codec, w, s.height.unwrap_or(0)),
+            (_, Some(r)) => format!("{} {r} Hz", s.codec),
+            _ => s.codec.clone(),
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "{} {:.2} s, {} stream(s): {streams}",
+        probe.container,
+        probe.duration_seconds.unwrap_or(0.0),
+        probe.streams.len(),
+    )
+}
+
+/// Passes the engine's progress on, at most about twice a second while transcoding.
+pub(super) fn progress_reporter() -> impl FnMut(&Progress) {
+    let mut last = Instant::now() - Duration::from_secs(1);
+    move |p: &Progress| {
+        if last.elapsed() >= Duration::from_millis(450) || p.phase != Phase::Transcoding {
+            last = Instant::now();
+            say(&TaskMessage::Progress(p.clone()));
+        }
+    }
+}
+
+impl<'a> TaskIo<'a> {
+    pub(super) fn new(
+        spec: &'a TaskSpec,
+        stop: &'a StopToken,
+        runtime: &'a tokio::runtime::Runtime,
+    ) -> Result<TaskIo<'a>, Failure> {
+        let buckets = Buckets::new(&spec.data_dir, spec.buckets.clone())?;
+        Ok(TaskIo {
+            spec,
+            buckets,
+            stop,
+            runtime,
+        })
+    }
+
+    /// Downloads an object into `dest`, reporting progress; returns its size.
+    pub(super) fn fetch(&self, bucket: &str, key: &str, dest: &Path) -> Result<u64, Failure> {
+        eprintln!("[task] downloading {bucket}/{key}");
+        let started = Instant::now();
+        let mut throttle = Throttle::new();
+        let mut report = |done, total| {
+            if throttle.due() {
+                let p = transfer_progress(Phase::Downloading, done, total);
+                say(&TaskMessage::Progress(p));
+            }
+        };
+        let download = self
+            .buckets
+            .download(bucket, key, dest, self.stop, &mut report);
+        let bytes = self.runtime.block_on(download)?;
+        eprintln!(
+            "[task] downloaded {bytes} bytes in {:.2} s",
+            started.elapsed().as_secs_f64()
+        );
+        Ok(bytes)
+    }
+
+    /// Uploads a file to `bucket/key` (no progress: scratch objects of a split job).
+    pub(super) fn put(&self, bucket: &str, key: &str, src: &Path) -> Result<u64, Failure> {
+        let mut quiet = |_, _| {};
+        let upload = self.buckets.upload(bucket, key, src, self.stop, &mut quiet);
+        Ok(self.runtime.block_on(upload)?)
+    }
+
+    /// Downloads `bucket/key` into `dest` (no progress: scratch objects of a split job).
+    pub(super) fn get(&self, bucket: &str, key: &str, dest: &Path) -> Result<u64, Failure> {
+        let mut quiet = |_, _| {};
+        let download = self
+            .buckets
+            .download(bucket, key, dest, self.stop, &mut quiet);
+        Ok(self.runtime.block_on(download)?)
+    }
+
+    /// Reserves the final keys of what the engine made and uploads it (playlists last); on a
+    /// failure takes back what was uploaded. Returns the outputs, in publication order.
+    pub(super) fn publish(
+        &self,
+        report: &media::TranscodeReport,
+        output_dir: &Path,
+        phases: &mut BTreeMap<String, f64>,
+    ) -> Result<Vec<OutputObject>, Failure> {
+        let job = &self.spec.job;
+        let keys = report
+            .outputs
+            .iter()
+            .map(|file| output_key(job, output_dir, &file.path))
+            .collect();
+        reserve(keys, self.stop)?;
+        let started = Instant::now();
+        let mut uploaded = Vec::with_capacity(report.outputs.len());
+        let sent = upload_outputs(self, &report.outputs, output_dir, &mut uploaded);
+        let sent = match sent {
+            Ok(sent) => sent,
+            Err(e) => {
+                remove_uploaded(&self.buckets, self.runtime, &uploaded);
+                return Err(e);
+            }
+        };
+        phases.insert("uploading".into(), started.elapsed().as_secs_f64());
+        say(&TaskMessage::Progress(Progress {
+            phase: Phase::Done,
+            percent: 100.0,
+            bytes_done: Some(sent),
+            bytes_total: Some(sent),
+            frames: report.frames,
+            out_time_seconds: report.out_time_seconds,
+            ..Progress::default()
+        }));
+        Ok(uploaded)
+    }
 }
 
 /// Uploads the engine's outputs in the order it published them (HLS playlists last),
 /// recording each object in `uploaded` as soon as it is in the bucket. Returns the bytes sent.
 fn upload_outputs(
-    spec: &TaskSpec,
-    buckets: &Buckets,
+    io: &TaskIo,
     outputs: &[media::OutputFile],
     output_dir: &Path,
-    stop: &StopToken,
-    runtime: &tokio::runtime::Runtime,
     uploaded: &mut Vec<OutputObject>,
 ) -> Result<u64, Failure> {
-    let job = &spec.job;
+    let (job, stop) = (&io.spec.job, io.stop);
     let slow =
         std::env::var(super::protocol::TEST_SLOW_UPLOAD_ENV).is_ok_and(|k| k == job.input.key);
     let total: u64 = outputs.iter().map(|o| o.bytes).sum();
@@ -331,10 +439,8 @@ fn upload_outputs(
         }
         let key = output_key(job, output_dir, &file.path);
         let before = sent;
-        let mut throttle = Throttle {
-            last: Instant::now(),
-        };
-        let bytes = runtime.block_on(buckets.upload(
+        let mut throttle = Throttle::new();
+        let bytes = io.runtime.block_on(io.buckets.upload(
             &job.output.bucket,
             &key,
             &file.path,

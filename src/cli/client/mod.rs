@@ -24,7 +24,7 @@ use super::exit;
 use crate::job::Status;
 
 /// Runs a command's future on a runtime of its own.
-fn block_on(f: impl Future<Output = anyhow::Result<u8>>) -> anyhow::Result<u8> {
+fn block_on<T>(f: impl Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?
