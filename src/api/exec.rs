@@ -49,6 +49,8 @@ pub fn is_exec_path(path: &str) -> bool {
         ("cols" = Option<u16>, Query, description = "terminal columns (default 80)"),
         ("rows" = Option<u16>, Query, description = "terminal rows (default 24)"),
         ("user" = Option<String>, Query, description = "who is connecting, for the job's history"),
+        ("part" = Option<u32>, Query, description = "for a job split into parts, which running \
+            part to enter (needed when several run)"),
     ),
     responses(
         (status = 101, description = "switching to the websocket"),
@@ -80,10 +82,17 @@ pub async fn exec(
     if let Some(e) = crate::exec::unavailable(&job) {
         return Err(e.into());
     }
-    let worker_id = job.worker.clone().unwrap_or_default();
+    let part = crate::exec::choose_part(&job, params.part)?;
+    // A split job's session goes to the worker running the part.
+    let worker_id = match &part {
+        Some(p) => p.worker.clone(),
+        None => job.worker.clone(),
+    }
+    .unwrap_or_default();
+    params.part = part.as_ref().map(|p| p.seq);
 
     if let Some(ctx) = app.local_worker.get().filter(|c| c.id == worker_id) {
-        let target = crate::exec::locate(ctx.as_ref(), &job)?;
+        let target = crate::exec::locate(ctx.as_ref(), &job, part.as_ref())?;
         let upgrade = upgrade.map_err(websocket_required)?;
         let slot = ctx
             .exec_sessions

@@ -107,7 +107,8 @@ async fn open(
         }
         .into());
     }
-    let target = crate::exec::locate(ctx.as_ref(), &job)?;
+    let part = crate::exec::choose_part(&job, params.part)?;
+    let target = crate::exec::locate(ctx.as_ref(), &job, part.as_ref())?;
     let upgrade = upgrade.map_err(websocket_required)?;
     let slot = ctx
         .exec_sessions

@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use axum::http::StatusCode;
 
 use crate::config::Config;
-use crate::job::{Job, Status};
+use crate::job::{Job, PartInfo, Status};
 
 /// Why a session cannot be opened.
 #[derive(Debug, thiserror::Error)]
@@ -161,20 +161,80 @@ pub fn unavailable(job: &Job) -> Option<ExecError> {
 pub trait Tasks {
     /// The worker's id, as jobs name it.
     fn worker_id(&self) -> &str;
-    /// Where the running task of `job`'s current attempt is, if this worker runs it.
-    fn running(&self, job: &Job) -> Option<Target>;
+    /// Where the running task of `job`'s current attempt (or of its running part `part`)
+    /// is, if this worker runs it.
+    fn running(&self, job: &Job, part: Option<&PartInfo>) -> Option<Target>;
     /// The workspace this worker kept of `job`'s failed current attempt, if it still exists.
     fn kept(&self, job: &Job) -> Option<Target>;
 }
 
-/// Where a session into `job` runs on this worker: its running task, or the kept workspace
-/// of its failed attempt.
-pub fn locate(tasks: &dyn Tasks, job: &Job) -> Result<Target, ExecError> {
+/// Which running part of a split job a session goes into: the one asked for, or the only
+/// one running. None for a job that runs whole.
+pub fn choose_part(job: &Job, wanted: Option<u32>) -> Result<Option<PartInfo>, ExecError> {
+    if job.parts.is_empty() {
+        return match wanted {
+            None => Ok(None),
+            Some(n) => Err(ExecError::unavailable(
+                job,
+                format!("it has no part {n}: it is not split into parts"),
+            )),
+        };
+    }
+    let running: Vec<&PartInfo> = job
+        .parts
+        .iter()
+        .filter(|p| p.status == Status::Running && p.worker.is_some())
+        .collect();
+    match (wanted, running.as_slice()) {
+        (Some(n), _) => match job.parts.iter().find(|p| p.seq == n) {
+            Some(p) if running.iter().any(|r| r.seq == n) => Ok(Some(p.clone())),
+            Some(p) => Err(ExecError::unavailable(
+                job,
+                format!("its part {n} is not running (it is {})", p.status),
+            )),
+            None => Err(ExecError::unavailable(
+                job,
+                format!("it has no part {n} (parts 0 to {})", job.parts.len() - 1),
+            )),
+        },
+        (None, [one]) => Ok(Some((*one).clone())),
+        (None, []) => Err(ExecError::unavailable(
+            job,
+            "it is split into parts and none is running now",
+        )),
+        (None, several) => Err(ExecError::unavailable(
+            job,
+            format!(
+                "{} of its parts are running ({}): choose one with part=N (`ffarm exec --part N`)",
+                several.len(),
+                several
+                    .iter()
+                    .map(|p| p.seq.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        )),
+    }
+}
+
+/// Where a session into `job` (or its running part `part`) runs on this worker: its running
+/// task, or the kept workspace of its failed attempt.
+pub fn locate(tasks: &dyn Tasks, job: &Job, part: Option<&PartInfo>) -> Result<Target, ExecError> {
     if let Some(e) = unavailable(job) {
         return Err(e);
     }
-    if let Some(target) = tasks.running(job) {
+    if let Some(target) = tasks.running(job, part) {
         return Ok(target);
+    }
+    if let Some(p) = part {
+        return Err(ExecError::unavailable(
+            job,
+            format!(
+                "its part {} is not running on worker {}",
+                p.seq,
+                tasks.worker_id()
+            ),
+        ));
     }
     if job.status != Status::Failed {
         return Err(ExecError::unavailable(

@@ -70,6 +70,8 @@ pub struct Params {
     /// `peer=`: the client's address as the API server saw it (set by the bridge; the API
     /// replaces any value a client sends).
     pub peer: Option<String>,
+    /// `part=`: which running part of a split job (needed when several run).
+    pub part: Option<u32>,
 }
 
 impl Default for Params {
@@ -81,6 +83,7 @@ impl Default for Params {
             rows: 24,
             user: None,
             peer: None,
+            part: None,
         }
     }
 }
@@ -116,10 +119,15 @@ impl Params {
                 "rows" => p.rows = side("rows", &v)?,
                 "user" => p.user = Some(printable(&v)).filter(|u| !u.is_empty()),
                 "peer" => p.peer = Some(printable(&v)).filter(|u| !u.is_empty()),
+                "part" => {
+                    p.part = Some(v.parse().map_err(|_| {
+                        format!("part: expected a part's number (0, 1, …), not '{v}'")
+                    })?)
+                }
                 "access_token" => {}
                 other => {
                     return Err(format!(
-                        "unknown parameter '{other}' (expected command, tty, cols, rows, user)"
+                        "unknown parameter '{other}' (expected command, tty, cols, rows, user, part)"
                     ));
                 }
             }
@@ -145,6 +153,9 @@ impl Params {
         }
         if let Some(p) = &self.peer {
             q.append_pair("peer", p);
+        }
+        if let Some(n) = self.part {
+            q.append_pair("part", &n.to_string());
         }
         q.finish()
     }

@@ -466,3 +466,93 @@ fn exec_into_a_failed_job_on_a_worker_process_while_its_workspace_is_kept() {
         "{events:#?}"
     );
 }
+
+#[test]
+fn exec_enters_a_running_part_of_a_split_job() {
+    let dirs = Dirs::new();
+    let s = Proc::serve(
+        &dirs,
+        2,
+        &[("FFARM_TOKEN", TOKEN), ("FFARM_EXEC__ENABLED", "true")],
+    );
+    let env = [("FFARM_TOKEN", TOKEN)];
+    let exec =
+        |args: &[&str], input: Option<&str>| run(&mut ffarm(&s.url, &env, &exec_args(args)), input);
+    // The 40-second clip in parts of 10 s at the slowest settings: two parts run at once.
+    let submit = [
+        "submit",
+        "media/src/long.mp4",
+        "-p",
+        "slow-test",
+        "--id",
+        "split",
+        "--chunking",
+        "10",
+    ];
+    run(&mut ffarm(&s.url, &env, &submit), None).expect(0);
+    let started = Instant::now();
+    let running = loop {
+        let (_, job) = http(&format!("{}/v1/jobs/split", s.url), Some(TOKEN));
+        let running: Vec<u64> = job["parts"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|p| p["status"] == "running" && p["kind"] == "video")
+            .map(|p| p["seq"].as_u64().unwrap())
+            .collect();
+        if running.len() >= 2 {
+            break running;
+        }
+        assert!(started.elapsed() < 60 * SECOND, "no two parts ran: {job}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    // The metrics count them.
+    let metrics = rt().block_on(async {
+        let req = reqwest::Client::new().get(format!("{}/metrics", s.url));
+        req.bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    });
+    let gauge = |status: &str| {
+        let name = format!("ffarm_parts{{status=\"{status}\"}} ");
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&name)?.parse::<f64>().ok())
+    };
+    assert!(gauge("running") >= Some(2.0), "{metrics}");
+    assert!(gauge("queued") >= Some(1.0), "{metrics}");
+    // Several parts run and no terminal to ask at: refused, naming them.
+    let out = exec(&["split", "--", "true"], None);
+    assert!(
+        out.expect(4).stderr.contains("parts are running") && out.stderr.contains("--part"),
+        "{out:#?}"
+    );
+    // --part N: that part's task, its workspace and the job's environment.
+    let n = running[1].to_string();
+    let out = exec(
+        &[
+            "--part",
+            &n,
+            "split",
+            "--",
+            "sh",
+            "-c",
+            "pwd; echo $FFARM_JOB_ID; ls input",
+        ],
+        None,
+    );
+    let lines: Vec<&str> = out.expect(0).stdout.lines().collect();
+    assert!(
+        lines[0].ends_with(&format!("/workspaces/split-p{n}-a1")),
+        "{out:#?}"
+    );
+    assert_eq!(lines[1], "split");
+    assert_eq!(lines[2], format!("{n}.nut"), "the part's own source");
+    // A part that does not exist, or is not running.
+    let out = exec(&["--part", "99", "split", "--", "true"], None);
+    assert!(out.expect(4).stderr.contains("no part 99"), "{out:#?}");
+}

@@ -29,11 +29,63 @@ pub struct ExecArgs {
     /// Pass standard input on to the remote command (the shell always gets it).
     #[arg(long, short = 'i')]
     pub stdin: bool,
+    /// For a split job, the part to enter (its number in `ffarm show`); when several run
+    /// and none is given, the command asks (or, without a terminal, names them).
+    #[arg(long, value_name = "N")]
+    pub part: Option<u32>,
     /// The job's id.
     pub id: String,
     /// The command to run and its arguments, after `--`; without one, an interactive shell.
     #[arg(last = true, value_name = "CMD")]
     pub command: Vec<String>,
+}
+
+/// For a split job with several parts running, which one to enter, asked at the terminal.
+/// None leaves it to the server: a job that runs whole, one part running, or no terminal to
+/// ask at (the server then refuses, naming the running parts).
+async fn choose_part(
+    client: &super::http::Client,
+    id: &str,
+    ask: bool,
+) -> anyhow::Result<Option<u32>> {
+    let job: crate::job::Job = client.get(client.url(&["v1", "jobs", id])).await?;
+    let running: Vec<_> = job
+        .parts
+        .iter()
+        .filter(|p| p.status == crate::job::Status::Running)
+        .collect();
+    if running.len() < 2 {
+        return Ok(None);
+    }
+    let listed = running
+        .iter()
+        .map(|p| {
+            let percent = p.progress.as_ref().map_or(0.0, |g| g.percent);
+            let worker = p.worker.as_deref().unwrap_or("?");
+            format!(
+                "  {:>3}  {}  on {worker}, {percent:.0} %",
+                p.seq,
+                p.kind.as_str()
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    if !ask {
+        // The server's refusal names the running parts.
+        return Ok(None);
+    }
+    eprintln!("job {id} has {} parts running:\n{listed}", running.len());
+    loop {
+        eprint!("which part? ");
+        let mut line = String::new();
+        if std::io::stdin().read_line(&mut line)? == 0 {
+            return Err(Failure::new(exit::FAILED, "no part chosen").into());
+        }
+        match line.trim().parse::<u32>() {
+            Ok(n) if running.iter().any(|p| p.seq == n) => return Ok(Some(n)),
+            _ => eprintln!("'{}' is not one of the running parts", line.trim()),
+        }
+    }
 }
 
 /// `ffarm exec`.
@@ -45,6 +97,10 @@ pub fn exec(args: &ExecArgs) -> anyhow::Result<u8> {
     }
     let tty = stdin_is_terminal && (args.command.is_empty() || args.tty);
     let (cols, rows) = if tty { window_size() } else { (80, 24) };
+    let part = match args.part {
+        Some(n) => Some(n),
+        None => block_on(choose_part(&client, &args.id, stdin_is_terminal))?,
+    };
     let params = Params {
         command: args.command.clone(),
         tty,
@@ -52,6 +108,7 @@ pub fn exec(args: &ExecArgs) -> anyhow::Result<u8> {
         rows,
         user: Some(user()),
         peer: None,
+        part,
     };
     let mut url = client.url(&["v1", "jobs", &args.id, "exec"]);
     let tls = url.scheme() == "https";
