@@ -53,6 +53,11 @@ if [ "$mode" = bench ]; then
   ff -f lavfi -i "$(video 1920x1080 30 10)" -f lavfi -i "$(tone 440 10)" \
     -c:v libx264 -preset medium -crf 20 -pix_fmt yuv420p -ac 2 "${aac[@]}" \
     -movflags +faststart "$out/bench_1080p.mp4"
+  # 1080p30, four minutes, 2-second GOPs + stereo AAC: the input the split-job benchmark
+  # cuts into parts.
+  ff -f lavfi -i "$(video 1920x1080 30 240)" -f lavfi -i "$(tone 440 240)" \
+    -c:v libx264 -preset veryfast -crf 23 -g 60 -pix_fmt yuv420p -ac 2 "${aac[@]}" \
+    -movflags +faststart "$out/split_1080p_4min.mp4"
   # One-second 640x360 clips: the per-job overhead benchmark.
   ff -f lavfi -i "$(video 640x360 30 1)" -f lavfi -i "$(tone 440 1)" \
     "${x264[@]}" -pix_fmt yuv420p -ac 2 "${aac[@]}" "$out/clip_1s.mp4"
