@@ -41,13 +41,8 @@ pub struct ExecArgs {
 }
 
 /// For a split job with several parts running, which one to enter, asked at the terminal.
-/// None leaves it to the server: a job that runs whole, one part running, or no terminal to
-/// ask at (the server then refuses, naming the running parts).
-async fn choose_part(
-    client: &super::http::Client,
-    id: &str,
-    ask: bool,
-) -> anyhow::Result<Option<u32>> {
+/// None leaves it to the server: a job that runs whole, or one part running.
+async fn choose_part(client: &super::http::Client, id: &str) -> anyhow::Result<Option<u32>> {
     let job: crate::job::Job = client.get(client.url(&["v1", "jobs", id])).await?;
     let running: Vec<_> = job
         .parts
@@ -70,10 +65,6 @@ async fn choose_part(
         })
         .collect::<Vec<_>>()
         .join("\n");
-    if !ask {
-        // The server's refusal names the running parts.
-        return Ok(None);
-    }
     eprintln!("job {id} has {} parts running:\n{listed}", running.len());
     loop {
         eprint!("which part? ");
@@ -97,9 +88,12 @@ pub fn exec(args: &ExecArgs) -> anyhow::Result<u8> {
     }
     let tty = stdin_is_terminal && (args.command.is_empty() || args.tty);
     let (cols, rows) = if tty { window_size() } else { (80, 24) };
+    // Asking needs a terminal; a failed look-up leaves the answer to the exec endpoint,
+    // whose refusals (exec off, no token, no such job) are the ones to show.
     let part = match args.part {
         Some(n) => Some(n),
-        None => block_on(choose_part(&client, &args.id, stdin_is_terminal))?,
+        None if stdin_is_terminal => block_on(choose_part(&client, &args.id)).unwrap_or(None),
+        None => None,
     };
     let params = Params {
         command: args.command.clone(),
