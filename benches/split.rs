@@ -1,6 +1,7 @@
 //! Split-job benchmark:
 //!
-//!     cargo bench --bench split     (BENCH_SPLIT_PRESETS=h264-720p,hls-abr BENCH_SPLIT_ROUNDS=1)
+//!     cargo bench --bench split     (BENCH_SPLIT_PRESETS=h264-720p,hls-abr BENCH_SPLIT_ROUNDS=1
+//!                                    BENCH_SPLIT_RESUME=0 skips the kill runs)
 //!
 //! Real `ffarm worker` processes, each pinned to a core of its own with `taskset` and one
 //! slot, on a SQLite store and a folder bucket; the input is the four-minute 1080p clip that
@@ -276,8 +277,10 @@ async fn speed_up(input: &Path, preset: &str, rounds: usize) {
                 whole.push(run(input, preset, Chunking::Off, &[0]).await.0);
             }
         }
-        killed_split.push(run_killed(input, preset, PARTS, &[0, 1]).await);
-        killed_whole.push(run_killed(input, preset, Chunking::Off, &[0]).await);
+        if env_or("BENCH_SPLIT_RESUME", "1") == "1" {
+            killed_split.push(run_killed(input, preset, PARTS, &[0, 1]).await);
+            killed_whole.push(run_killed(input, preset, Chunking::Off, &[0]).await);
+        }
     }
     let (w, s) = (median(whole.clone()), median(split.clone()));
     println!("| {preset}: whole on 1 worker | {w:.1} s | runs {whole:.1?} |");
@@ -299,6 +302,9 @@ async fn speed_up(input: &Path, preset: &str, rounds: usize) {
         println!(
             "| {preset}: projected speed-up at {n} workers (target ≥ 25 at 32) | {projected:.1}× | |"
         );
+    }
+    if killed_split.is_empty() {
+        return;
     }
     let (ks, kw) = (median(killed_split), median(killed_whole));
     println!(
@@ -383,5 +389,5 @@ async fn main() {
     for preset in env_or("BENCH_SPLIT_PRESETS", "h264-720p,hls-abr").split(',') {
         speed_up(&big, preset.trim(), rounds).await;
     }
-    no_penalty(&small, &big, rounds.max(2)).await;
+    no_penalty(&small, &big, rounds).await;
 }

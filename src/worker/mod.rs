@@ -13,6 +13,7 @@ mod scratch;
 mod stopper;
 mod supervisor;
 pub mod task;
+mod taskio;
 mod unit;
 pub mod workspace;
 

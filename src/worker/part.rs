@@ -11,7 +11,7 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 
 use super::protocol::{PartTask, TaskWork};
-use super::task::{Dirs, Done, Failure, TaskIo, io_failure, load_preset, output_stem};
+use super::taskio::{Dirs, Done, Failure, TaskIo, io_failure, load_preset, output_stem};
 use crate::job::{JobError, Part, PartKind, Scratch, SplitPlan};
 use crate::media::{self, split::Layout};
 use crate::preset::Preset;
@@ -110,7 +110,7 @@ impl Step<'_> {
         phases.insert("downloading".into(), t.elapsed().as_secs_f64());
         let t = Instant::now();
         let out = &self.dirs.output;
-        let mut progress = super::task::progress_reporter();
+        let mut progress = super::taskio::progress_reporter();
         media::split::encode_part(
             &src,
             self.preset,
@@ -135,7 +135,7 @@ impl Step<'_> {
         let rest = self.fetch_source("src/rest.nut")?;
         phases.insert("downloading".into(), t.elapsed().as_secs_f64());
         let t = Instant::now();
-        let mut progress = super::task::progress_reporter();
+        let mut progress = super::taskio::progress_reporter();
         media::split::encode_audio(
             &rest,
             self.preset,
@@ -191,7 +191,7 @@ impl Step<'_> {
             output_stem(job),
             self.preset.container.extension()
         ));
-        let mut progress = super::task::progress_reporter();
+        let mut progress = super::taskio::progress_reporter();
         let report = media::split::assemble(
             self.layout,
             self.preset,

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use super::protocol::SplitSettings;
-use super::task::{Failure, TaskIo};
+use super::taskio::{Failure, TaskIo};
 use crate::job::{JobError, PartKind, PartPlan, Scratch, SplitPlan};
 use crate::media::{self, split::Layout};
 use crate::preset::Preset;

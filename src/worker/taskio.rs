@@ -1,0 +1,399 @@
+//! The steps a task process takes with the outside world, shared by a whole job's task
+//! (`task`), a split job's planning (`plan`) and its parts (`part`): what it says on stdout
+//! (`say`), how it ends (`Done`, `Failure`), its workspace's folders, transfers with progress
+//! (`TaskIo::fetch`, `put`, `get`), and publishing outputs (`TaskIo::publish`: the worker
+//! reserves the final keys, uploads go in order with playlists last, and a failure takes back
+//! what was uploaded).
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use super::protocol::{ReserveAnswer, TaskMessage, TaskSpec};
+use crate::buckets::{BucketError, Buckets};
+use crate::job::{Job, JobError, OutputObject, SplitPlan};
+use crate::media::{self, ErrorClass, MediaError, OutputKind};
+use crate::preset::Presets;
+use crate::progress::{Phase, Progress};
+use crate::stop::StopToken;
+
+pub(super) fn say(msg: &TaskMessage) {
+    let mut out = std::io::stdout().lock();
+    let _ = serde_json::to_writer(&mut out, msg);
+    let _ = out.write_all(b"\n");
+    let _ = out.flush();
+}
+
+/// What a task made.
+pub(super) enum Done {
+    /// The job's outputs, uploaded.
+    Outputs(Vec<OutputObject>),
+    /// The job was cut into parts instead.
+    Split(SplitPlan),
+    /// A part's result.
+    Part(serde_json::Value),
+}
+
+/// Why a task ended without outputs.
+pub(super) enum Failure {
+    Error(JobError),
+    Stopped,
+}
+
+impl From<MediaError> for Failure {
+    fn from(e: MediaError) -> Self {
+        match e.class() {
+            ErrorClass::Stopped => Failure::Stopped,
+            class => Failure::Error(JobError::new(
+                e.code(),
+                e.to_string(),
+                class == ErrorClass::Transient,
+            )),
+        }
+    }
+}
+
+impl From<BucketError> for Failure {
+    fn from(e: BucketError) -> Self {
+        match e {
+            BucketError::Stopped => Failure::Stopped,
+            e => Failure::Error(JobError::new(e.code(), e.to_string(), e.retryable())),
+        }
+    }
+}
+
+/// Reports transfer progress at most twice a second.
+pub(super) struct Throttle {
+    last: Instant,
+}
+
+impl Throttle {
+    pub(super) fn new() -> Throttle {
+        Throttle {
+            last: Instant::now(),
+        }
+    }
+
+    pub(super) fn due(&mut self) -> bool {
+        if self.last.elapsed() >= Duration::from_millis(500) {
+            self.last = Instant::now();
+            true
+        } else {
+            false
+        }
+    }
+}
+
+pub(super) fn transfer_progress(phase: Phase, done: u64, total: Option<u64>) -> Progress {
+    Progress {
+        phase,
+        percent: total
+            .filter(|t| *t > 0)
+            .map_or(0.0, |t| (done as f64 / t as f64 * 1000.0).round() / 10.0),
+        bytes_done: Some(done),
+        bytes_total: total,
+        ..Progress::default()
+    }
+}
+
+/// What every step of a task reaches the outside world with.
+pub(super) struct TaskIo<'a> {
+    pub spec: &'a TaskSpec,
+    pub buckets: Buckets,
+    pub stop: &'a StopToken,
+    pub runtime: &'a tokio::runtime::Runtime,
+}
+
+/// The job's preset, from the farm's presets.
+pub(super) fn load_preset(spec: &TaskSpec) -> Result<crate::preset::Preset, Failure> {
+    let presets = Presets::load(spec.presets_dir.as_deref(), &media::caps::Ffmpeg)
+        .map_err(|e| Failure::Error(JobError::new(e.code(), e.to_string(), false)))?;
+    let preset = presets
+        .get(&spec.job.preset)
+        .map_err(|e| Failure::Error(JobError::new(e.code(), e.to_string(), false)))?;
+    Ok(preset.clone())
+}
+
+/// The workspace's folders: what is downloaded, and what the engine writes.
+pub(super) struct Dirs {
+    pub input: PathBuf,
+    pub output: PathBuf,
+}
+
+impl Dirs {
+    pub(super) fn create(workspace: &Path) -> Result<Dirs, Failure> {
+        let dirs = Dirs {
+            input: workspace.join("input"),
+            output: workspace.join("output"),
+        };
+        for d in [&dirs.input, &dirs.output] {
+            std::fs::create_dir_all(d).map_err(|e| io_failure(d, e))?;
+        }
+        Ok(dirs)
+    }
+}
+
+pub(super) fn io_failure(path: &Path, e: std::io::Error) -> Failure {
+    Failure::Error(JobError::new(
+        "io-error",
+        format!("{}: {e}", path.display()),
+        true,
+    ))
+}
+
+/// The input's file name (its key's last segment).
+pub(super) fn input_name(job: &Job) -> String {
+    job.input
+        .key
+        .rsplit('/')
+        .next()
+        .unwrap_or("input")
+        .to_string()
+}
+
+/// The outputs' file stem: the input's name without its extension.
+pub(super) fn output_stem(job: &Job) -> String {
+    Path::new(&input_name(job))
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "output".into())
+}
+
+/// Passes the engine's progress on, at most about twice a second while transcoding.
+pub(super) fn progress_reporter() -> impl FnMut(&Progress) {
+    let mut last = Instant::now() - Duration::from_secs(1);
+    move |p: &Progress| {
+        if last.elapsed() >= Duration::from_millis(450) || p.phase != Phase::Transcoding {
+            last = Instant::now();
+            say(&TaskMessage::Progress(p.clone()));
+        }
+    }
+}
+
+impl<'a> TaskIo<'a> {
+    pub(super) fn new(
+        spec: &'a TaskSpec,
+        stop: &'a StopToken,
+        runtime: &'a tokio::runtime::Runtime,
+    ) -> Result<TaskIo<'a>, Failure> {
+        let buckets = Buckets::new(&spec.data_dir, spec.buckets.clone())?;
+        Ok(TaskIo {
+            spec,
+            buckets,
+            stop,
+            runtime,
+        })
+    }
+
+    /// Downloads an object into `dest`, reporting progress; returns its size.
+    pub(super) fn fetch(&self, bucket: &str, key: &str, dest: &Path) -> Result<u64, Failure> {
+        eprintln!("[task] downloading {bucket}/{key}");
+        let started = Instant::now();
+        let mut throttle = Throttle::new();
+        let mut report = |done, total| {
+            if throttle.due() {
+                let p = transfer_progress(Phase::Downloading, done, total);
+                say(&TaskMessage::Progress(p));
+            }
+        };
+        let download = self
+            .buckets
+            .download(bucket, key, dest, self.stop, &mut report);
+        let bytes = self.runtime.block_on(download)?;
+        eprintln!(
+            "[task] downloaded {bytes} bytes in {:.2} s",
+            started.elapsed().as_secs_f64()
+        );
+        Ok(bytes)
+    }
+
+    /// Uploads a file to `bucket/key` (no progress: scratch objects of a split job).
+    pub(super) fn put(&self, bucket: &str, key: &str, src: &Path) -> Result<u64, Failure> {
+        let mut quiet = |_, _| {};
+        let upload = self.buckets.upload(bucket, key, src, self.stop, &mut quiet);
+        Ok(self.runtime.block_on(upload)?)
+    }
+
+    /// Downloads `bucket/key` into `dest` (no progress: scratch objects of a split job).
+    pub(super) fn get(&self, bucket: &str, key: &str, dest: &Path) -> Result<u64, Failure> {
+        let mut quiet = |_, _| {};
+        let download = self
+            .buckets
+            .download(bucket, key, dest, self.stop, &mut quiet);
+        Ok(self.runtime.block_on(download)?)
+    }
+
+    /// Reserves the final keys of what the engine made and uploads it (playlists last); on a
+    /// failure takes back what was uploaded. Returns the outputs, in publication order.
+    pub(super) fn publish(
+        &self,
+        report: &media::TranscodeReport,
+        output_dir: &Path,
+        phases: &mut BTreeMap<String, f64>,
+    ) -> Result<Vec<OutputObject>, Failure> {
+        let job = &self.spec.job;
+        let keys = report
+            .outputs
+            .iter()
+            .map(|file| output_key(job, output_dir, &file.path))
+            .collect();
+        reserve(keys, self.stop)?;
+        let started = Instant::now();
+        let mut uploaded = Vec::with_capacity(report.outputs.len());
+        let sent = upload_outputs(self, &report.outputs, output_dir, &mut uploaded);
+        let sent = match sent {
+            Ok(sent) => sent,
+            Err(e) => {
+                remove_uploaded(&self.buckets, self.runtime, &uploaded);
+                return Err(e);
+            }
+        };
+        phases.insert("uploading".into(), started.elapsed().as_secs_f64());
+        say(&TaskMessage::Progress(Progress {
+            phase: Phase::Done,
+            percent: 100.0,
+            bytes_done: Some(sent),
+            bytes_total: Some(sent),
+            frames: report.frames,
+            out_time_seconds: report.out_time_seconds,
+            ..Progress::default()
+        }));
+        Ok(uploaded)
+    }
+}
+
+/// Uploads the engine's outputs in the order it published them (HLS playlists last),
+/// recording each object in `uploaded` as soon as it is in the bucket. Returns the bytes sent.
+fn upload_outputs(
+    io: &TaskIo,
+    outputs: &[media::OutputFile],
+    output_dir: &Path,
+    uploaded: &mut Vec<OutputObject>,
+) -> Result<u64, Failure> {
+    let (job, stop) = (&io.spec.job, io.stop);
+    let slow =
+        std::env::var(super::protocol::TEST_SLOW_UPLOAD_ENV).is_ok_and(|k| k == job.input.key);
+    let total: u64 = outputs.iter().map(|o| o.bytes).sum();
+    let mut sent = 0u64;
+    for (n, file) in outputs.iter().enumerate() {
+        if slow && n > 0 {
+            eprintln!("[task] test switch: waiting 1 s before the next upload");
+            let until = Instant::now() + Duration::from_secs(1);
+            while Instant::now() < until && !stop.is_stopped() {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+        if stop.is_stopped() {
+            return Err(Failure::Stopped);
+        }
+        let key = output_key(job, output_dir, &file.path);
+        let before = sent;
+        let mut throttle = Throttle::new();
+        let bytes = io.runtime.block_on(io.buckets.upload(
+            &job.output.bucket,
+            &key,
+            &file.path,
+            stop,
+            &mut |done, _| {
+                if throttle.due() {
+                    say(&TaskMessage::Progress(transfer_progress(
+                        Phase::Uploading,
+                        before + done,
+                        Some(total),
+                    )));
+                }
+            },
+        ))?;
+        sent += bytes;
+        if !matches!(file.kind, OutputKind::Segment) {
+            eprintln!(
+                "[task] uploaded {}/{key} ({bytes} bytes)",
+                job.output.bucket
+            );
+        }
+        uploaded.push(OutputObject {
+            bucket: job.output.bucket.clone(),
+            key,
+            bytes,
+        });
+    }
+    Ok(sent)
+}
+
+/// The final key of an output file: the job's prefix, then the file's path in the output
+/// directory.
+fn output_key(job: &Job, output_dir: &Path, file: &Path) -> String {
+    let rel = file.strip_prefix(output_dir).unwrap_or(file);
+    format!("{}{}", job.output.prefix, rel.to_string_lossy())
+}
+
+/// Has the worker reserve the final keys for this attempt (the store knows which input wrote
+/// each) and waits for its answer on stdin, before anything is uploaded. A stop ends the
+/// wait at once.
+fn reserve(keys: Vec<String>, stop: &StopToken) -> Result<(), Failure> {
+    let n = keys.len();
+    say(&TaskMessage::Reserve { keys });
+    let (tx, answer) = std::sync::mpsc::channel();
+    // A thread of its own, as a read of stdin cannot be interrupted; if the task is stopped
+    // meanwhile, it ends with the process.
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let read = std::io::stdin().read_line(&mut line).map(|_| line);
+        let _ = tx.send(read);
+    });
+    let broken = |why: String| {
+        Failure::Error(JobError::new(
+            "internal",
+            format!("no answer from the worker to the reservation of the outputs: {why}"),
+            true,
+        ))
+    };
+    loop {
+        if stop.is_stopped() {
+            return Err(Failure::Stopped);
+        }
+        let line = match answer.recv_timeout(Duration::from_millis(20)) {
+            Ok(Ok(line)) => line,
+            Ok(Err(e)) => return Err(broken(e.to_string())),
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => continue,
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                return Err(broken("the reader ended".into()));
+            }
+        };
+        return match serde_json::from_str::<ReserveAnswer>(&line) {
+            Ok(ReserveAnswer::Reserved) => {
+                eprintln!("[task] {n} output key(s) reserved");
+                Ok(())
+            }
+            Ok(ReserveAnswer::Refused(e)) => Err(Failure::Error(e)),
+            Err(_) if line.is_empty() => Err(broken("its end of stdin closed".into())),
+            Err(e) => Err(broken(format!("{line:?}: {e}"))),
+        };
+    }
+}
+
+/// Deletes what this attempt uploaded before it was stopped or failed, newest first: without
+/// the playlist (always last) the segments are no output anyone can use, and a retry writes
+/// them again.
+fn remove_uploaded(
+    buckets: &Buckets,
+    runtime: &tokio::runtime::Runtime,
+    uploaded: &[OutputObject],
+) {
+    if uploaded.is_empty() {
+        return;
+    }
+    let mut removed = 0;
+    for o in uploaded.iter().rev() {
+        match runtime.block_on(buckets.delete(&o.bucket, &o.key)) {
+            Ok(()) => removed += 1,
+            Err(e) => eprintln!("[task] could not remove {}/{}: {e}", o.bucket, o.key),
+        }
+    }
+    eprintln!(
+        "[task] removed {removed} of the {} object(s) this attempt had uploaded",
+        uploaded.len()
+    );
+}
