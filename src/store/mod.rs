@@ -422,8 +422,9 @@ pub trait JobStore: Send + Sync + 'static {
         limit: u32,
     ) -> Result<Vec<(String, Scratch)>>;
 
-    /// Forgets a job's parts and plan if the job is still ended and none of its parts is
-    /// still running; true when it did (the caller then deletes the scratch objects).
+    /// Forgets a job's plan and scratch if the job is still ended and none of its parts is
+    /// still running; true when it did (the caller then deletes the scratch objects). The parts
+    /// stay as the job's history; a retry plans afresh and keeps none of them.
     async fn forget_scratch(&self, id: &str) -> Result<bool>;
 
     /// Changes as they happen (jobs queued, status changes, stop requests, progress).

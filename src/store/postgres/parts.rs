@@ -557,14 +557,17 @@ pub(super) async fn forget_scratch(c: &mut PgConnection, id: &str) -> Done<bool>
     if !planned || !job.status.is_terminal() || rows.iter().any(|r| r.part.status.is_active()) {
         return Ok((false, Vec::new()));
     }
-    sqlx::query("DELETE FROM job_parts WHERE job_id = $1")
-        .bind(id)
-        .execute(&mut *c)
-        .await?;
     sqlx::query("DELETE FROM job_splits WHERE job_id = $1")
         .bind(id)
         .execute(&mut *c)
         .await?;
-    note(c, id, None, job.attempt, "parts forgotten, scratch removed").await?;
+    note(
+        c,
+        id,
+        None,
+        job.attempt,
+        "scratch removed: a retry plans afresh",
+    )
+    .await?;
     Ok((true, vec![parts_change(id)]))
 }

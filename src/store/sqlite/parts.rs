@@ -459,7 +459,8 @@ pub(super) fn reap_parts(conn: &Connection, policy: RetryPolicy, now: Timestamp)
     Ok((jobs, changes))
 }
 
-/// Forgets an ended job's parts and plan (none of its parts still running).
+/// Forgets an ended job's plan and scratch (none of its parts still running). Its parts stay,
+/// as its history; a retry then plans afresh and keeps none of them.
 pub(super) fn forget_scratch(conn: &Connection, id: String) -> Done<bool> {
     let (job, _) = current(conn, &id)?;
     let rows = job_parts(conn, &id)?;
@@ -467,8 +468,6 @@ pub(super) fn forget_scratch(conn: &Connection, id: String) -> Done<bool> {
     if !planned || !job.status.is_terminal() || rows.iter().any(|r| r.part.status.is_active()) {
         return Ok((false, Vec::new()));
     }
-    conn.prepare_cached("DELETE FROM job_parts WHERE job_id = ?")?
-        .execute([&id])?;
     conn.prepare_cached("DELETE FROM job_splits WHERE job_id = ?")?
         .execute([&id])?;
     note(
@@ -476,7 +475,7 @@ pub(super) fn forget_scratch(conn: &Connection, id: String) -> Done<bool> {
         &id,
         None,
         job.attempt,
-        "parts forgotten, scratch removed",
+        "scratch removed: a retry plans afresh",
     )?;
     Ok((true, vec![parts_change(&id)]))
 }
