@@ -14,8 +14,8 @@
 //!    (their summed durations), and the speed-up they allow at n workers:
 //!    `whole ÷ (plan + max((encode + audio) ÷ n, audio, longest part) + assembly)` — the
 //!    parts and the audio spread over n slots, but no faster than the longest of them (the
-//!    audio is one piece); the planning and the assembly do not spread. Target ≥ 25 at n = 32
-//!    (for a long input, whose parts outnumber the workers).
+//!    audio is one piece); the planning and the assembly do not spread. Target ≥ 25 at n = 32.
+//!    Printed for this input (8 parts) and for a long one, whose parts outnumber the workers.
 //! 3. Resume: the worker holding a part killed (SIGKILL) at about 70 % and started again at
 //!    once, as a supervisor would: wall time ÷ an uninterrupted split run. Target ≤ 1.15.
 //!    Side by side, the same kill on the whole job (which starts over).
@@ -218,6 +218,18 @@ impl Overheads {
             .max(self.longest_part);
         self.plan + spread + self.assemble
     }
+
+    /// The speed-up on `n` workers of an input long enough that its parts far outnumber the
+    /// workers: the same fractions of the encode, no part longer than a slot's share, the
+    /// audio still one piece.
+    fn long_input(&self, n: f64) -> f64 {
+        let (s, a, m) = (
+            self.plan / self.encode,
+            self.audio / self.encode,
+            self.assemble / self.encode,
+        );
+        1.0 / (s + ((1.0 + a) / n).max(a) + m)
+    }
 }
 
 fn overheads(job: &Job) -> Overheads {
@@ -299,8 +311,10 @@ async fn speed_up(input: &Path, preset: &str, rounds: usize) {
     );
     for n in [2.0, 8.0, 32.0] {
         let projected = w / o.at(n);
+        let long = o.long_input(n);
         println!(
-            "| {preset}: projected speed-up at {n} workers (target ≥ 25 at 32) | {projected:.1}× | |"
+            "| {preset}: projected speed-up at {n} workers, this input / a long one \
+             (target ≥ 25 at 32) | {projected:.1}× / {long:.1}× | |"
         );
     }
     if killed_split.is_empty() {
