@@ -154,6 +154,8 @@ async fn split_queues_parts_with_the_assembly_waiting(s: &dyn JobStore) {
     let whole = ffarm::job::Outcome::Succeeded { outputs: vec![] };
     fenced(s.finish(&job.id, job.attempt, whole).await);
     fenced(s.split(&job.id, job.attempt, &p).await);
+    // The audio, one piece as long as the input, goes first; then the video parts in order.
+    assert_eq!(claim(s, "w0").await.part.kind, PartKind::Audio);
     let claimed = [claim(s, "w1").await, claim(s, "w2").await];
     assert_eq!(
         claimed.iter().map(|c| c.part.seq).collect::<Vec<_>>(),
@@ -168,7 +170,6 @@ async fn split_queues_parts_with_the_assembly_waiting(s: &dyn JobStore) {
         (1, job.attempt)
     );
     assert_eq!(claim(s, "w3").await.part.seq, 2);
-    assert_eq!(claim(s, "w4").await.part.kind, PartKind::Audio);
     assert!(
         s.claim_part("w5", LEASE).await.unwrap().is_none(),
         "assembly waits"
@@ -181,7 +182,7 @@ async fn split_queues_parts_with_the_assembly_waiting(s: &dyn JobStore) {
         .collect();
     assert!(notes[0].contains("split into 5 parts"), "{notes:?}");
     assert!(
-        notes[1].contains("part 0 (video): attempt 1 claimed by w1"),
+        notes[1].contains("part 3 (audio): attempt 1 claimed by w0"),
         "{notes:?}"
     );
 }

@@ -270,7 +270,7 @@ pub(super) async fn next_job(
 ) -> Result<Option<String>> {
     let sql = format!(
         "SELECT p.job_id {CLAIMABLE} AND p.job_id <> ALL($2) \
-         ORDER BY j.priority DESC, j.created_at, j.id, p.seq LIMIT 1"
+         ORDER BY j.priority DESC, j.created_at, j.id, p.kind <> 'audio', p.seq LIMIT 1"
     );
     Ok(sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
         .bind(now.0)
@@ -294,7 +294,7 @@ pub(super) async fn claim_part_of(
          lease_expires_at = $4, started_at = $1, finished_at = NULL, updated_at = $1, \
          progress = NULL, error = NULL \
          WHERE (job_id, seq) = (SELECT p.job_id, p.seq {CLAIMABLE} AND p.job_id = $2 \
-                                ORDER BY p.seq LIMIT 1) \
+                                ORDER BY p.kind <> 'audio', p.seq LIMIT 1) \
          RETURNING {PART_COLUMNS}"
     );
     let row = sqlx::query(sqlx::AssertSqlSafe(sql))

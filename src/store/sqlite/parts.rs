@@ -224,7 +224,7 @@ pub(super) fn claim_part(
               AND (sp.max_parallel = 0 OR sp.max_parallel > \
                    (SELECT count(*) FROM job_parts r WHERE r.job_id = p.job_id \
                     AND r.status IN ('running', 'cancelling'))) \
-            ORDER BY j.priority DESC, j.created_at, j.id, p.seq LIMIT 1) \
+            ORDER BY j.priority DESC, j.created_at, j.id, p.kind <> 'audio', p.seq LIMIT 1) \
          RETURNING {PART_COLUMNS}"
     );
     let row = conn
