@@ -94,7 +94,16 @@ fn cli_client_show_lists_a_split_jobs_parts() {
             ]),
             row(&["4", "video", "0:02:00-0:02:30", "queued", "-", "-", "-"]),
             row(&["5", "video", "0:02:30-0:02:45", "queued", "-", "-", "-"]),
-            row(&["6", "audio", "0:00:00-0:02:45", "queued", "-", "-", "-"]),
+            // Handed back by the worker that held it: queued again, its last worker shown.
+            row(&[
+                "6",
+                "audio",
+                "0:00:00-0:02:45",
+                "queued",
+                "1/3",
+                "w-d/1",
+                "-"
+            ]),
             row(&["7", "assemble", "0:00:00-0:02:45", "queued", "-", "-", "-"]),
         ],
         "{text}"

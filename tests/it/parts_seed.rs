@@ -132,13 +132,18 @@ pub async fn fail(store: &dyn JobStore, part: &Part, code: &str) -> Job {
 /// Returns `split-run`'s parts 2 and 3, for a test to move on.
 pub async fn seed(store: &dyn JobStore) -> (Part, Part) {
     split(store, "split-bad", 5, &[30.0, 30.0, 30.0]).await;
+    // The audio is claimed first; a worker holds it while the video parts are dealt out,
+    // then hands it back (queued again, the attempt not counted).
+    let audio = take(store, "w-d/1", "split-bad", 3).await;
     let first = take(store, "w-a/1", "split-bad", 0).await;
     succeed(store, &first).await;
     let second = take(store, "w-b/1", "split-bad", 1).await;
+    release(store, &audio).await;
     let failed = fail(store, &second, "encode-failed").await;
     assert_eq!(failed.status, ffarm::job::Status::Failed);
 
     split(store, "split-run", 0, &[30.0, 30.0, 30.0, 30.0, 30.0, 15.0]).await;
+    let audio = take(store, "w-d/1", "split-run", 6).await;
     for (seq, worker) in [(0, "w-a/1"), (1, "w-b/1")] {
         let part = take(store, worker, "split-run", seq).await;
         succeed(store, &part).await;
@@ -147,5 +152,14 @@ pub async fn seed(store: &dyn JobStore) -> (Part, Part) {
     advance(store, &running, 40.0).await;
     let later = take(store, "w-a/1", "split-run", 3).await;
     advance(store, &later, 75.0).await;
+    release(store, &audio).await;
     (running, later)
+}
+
+/// The worker hands the part back unfinished (as a draining worker does).
+async fn release(store: &dyn JobStore, part: &Part) {
+    store
+        .finish_part(&part.job_id, part.seq, part.attempt, PartOutcome::Released)
+        .await
+        .unwrap();
 }
