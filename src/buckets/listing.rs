@@ -1,6 +1,7 @@
 //! What split jobs ask of a bucket beyond single objects: an object's version (a retry
-//! reuses finished parts only when the input is unchanged), the keys under a prefix, and
-//! removing everything under one (a job's scratch).
+//! reuses finished parts only when the input is unchanged), the keys under a prefix,
+//! removing everything under one (a job's scratch), and copying an object (a part's HLS
+//! segment published from the scratch).
 
 use futures_util::StreamExt;
 use object_store::ObjectStoreExt;
@@ -53,5 +54,36 @@ impl Buckets {
             self.delete(bucket, key).await?;
         }
         Ok(keys.len())
+    }
+
+    /// Copies an object: within one bucket on the server (no bytes pass through this host,
+    /// and a folder bucket links the file), across buckets through this host's memory (for
+    /// objects the size of a media segment).
+    pub async fn copy(
+        &self,
+        (from_bucket, from_key): (&str, &str),
+        (to_bucket, to_key): (&str, &str),
+    ) -> Result<(), BucketError> {
+        let from = self.key_path(from_bucket, from_key)?;
+        let to = self.key_path(to_bucket, to_key)?;
+        let read_error = |e| storage_error(from_bucket, from_key, Access::Read, e);
+        let error = |e: object_store::Error| match e {
+            object_store::Error::NotFound { .. } => read_error(e),
+            e => storage_error(to_bucket, to_key, Access::Write, e),
+        };
+        if from_bucket == to_bucket {
+            return self.store(to_bucket)?.copy(&from, &to).await.map_err(error);
+        }
+        let got = self
+            .reader(from_bucket, from_key)?
+            .get(&from)
+            .await
+            .map_err(read_error)?;
+        let bytes = got.bytes().await.map_err(read_error)?;
+        self.store(to_bucket)?
+            .put(&to, bytes.into())
+            .await
+            .map(|_| ())
+            .map_err(error)
     }
 }

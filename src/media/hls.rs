@@ -38,12 +38,21 @@ fn measure(playlist_path: &Path) -> Result<(u64, u64), MediaError> {
     let text =
         std::fs::read_to_string(playlist_path).map_err(|e| MediaError::io(playlist_path, e))?;
     let dir = playlist_path.parent().unwrap_or(Path::new("."));
+    Ok(bit_rates(segments(&text).into_iter().map(
+        |(duration, name)| {
+            let size = std::fs::metadata(dir.join(&name))
+                .map(|m| m.len())
+                .unwrap_or(0);
+            (duration, size)
+        },
+    )))
+}
+
+/// Peak and average bits per second of segments given as (duration in seconds, bytes).
+pub(crate) fn bit_rates(segments: impl IntoIterator<Item = (f64, u64)>) -> (u64, u64) {
     let mut peak = 0f64;
     let (mut bytes, mut seconds) = (0u64, 0f64);
-    for (duration, name) in segments(&text) {
-        let size = std::fs::metadata(dir.join(&name))
-            .map(|m| m.len())
-            .unwrap_or(0);
+    for (duration, size) in segments {
         bytes += size;
         seconds += duration;
         if duration > 0.0 {
@@ -55,22 +64,63 @@ fn measure(playlist_path: &Path) -> Result<(u64, u64), MediaError> {
     } else {
         0.0
     };
-    Ok((peak.ceil() as u64, average.ceil() as u64))
+    (peak.ceil() as u64, average.ceil() as u64)
 }
+
+/// An audio rendition every variant of the master refers to (an `AUDIO` group).
+#[derive(Debug, Clone)]
+pub(crate) struct AudioRendition {
+    pub uri: String,
+    pub codecs: Vec<String>,
+    pub channels: Option<u32>,
+    pub language: Option<String>,
+}
+
+/// The group name of the audio rendition in a master playlist.
+const AUDIO_GROUP: &str = "audio";
 
 /// Writes the master playlist to `path`, measuring each variant's playlist beside it.
 pub(crate) fn write_master(path: &Path, variants: &[Variant]) -> Result<(), MediaError> {
     let dir = path.parent().unwrap_or(Path::new("."));
-    let mut text = String::from("#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-INDEPENDENT-SEGMENTS\n");
     let mut measured = Vec::with_capacity(variants.len());
     for v in variants {
-        measured.push((measure(&dir.join(&v.uri))?, v));
+        measured.push((v.clone(), measure(&dir.join(&v.uri))?));
     }
-    // Players try the first rendition first: list the highest bandwidth first.
-    measured.sort_by_key(|(bandwidth, _)| std::cmp::Reverse(bandwidth.0));
-    for ((peak, average), v) in measured {
+    write_master_of(path, &measured, None)
+}
+
+/// Writes the master playlist to `path` from each variant's (peak, average) bit rate and,
+/// when the variants' audio is a rendition of its own, that rendition and its bit rates
+/// (added to every variant's, as players need the whole).
+pub(crate) fn write_master_of(
+    path: &Path,
+    variants: &[(Variant, (u64, u64))],
+    audio: Option<&(AudioRendition, (u64, u64))>,
+) -> Result<(), MediaError> {
+    let mut text = String::from("#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-INDEPENDENT-SEGMENTS\n");
+    if let Some((a, _)) = audio {
         text.push_str(&format!(
-            "#EXT-X-STREAM-INF:BANDWIDTH={peak},AVERAGE-BANDWIDTH={average}"
+            "#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"{AUDIO_GROUP}\",NAME=\"{}\",DEFAULT=YES,\
+             AUTOSELECT=YES",
+            a.language.as_deref().unwrap_or("audio")
+        ));
+        if let Some(lang) = &a.language {
+            text.push_str(&format!(",LANGUAGE=\"{lang}\""));
+        }
+        if let Some(ch) = a.channels {
+            text.push_str(&format!(",CHANNELS=\"{ch}\""));
+        }
+        text.push_str(&format!(",URI=\"{}\"\n", a.uri));
+    }
+    let (audio_peak, audio_average) = audio.map_or((0, 0), |(_, rate)| *rate);
+    let mut measured: Vec<&(Variant, (u64, u64))> = variants.iter().collect();
+    // Players try the first rendition first: list the highest bandwidth first.
+    measured.sort_by_key(|(_, bandwidth)| std::cmp::Reverse(bandwidth.0));
+    for (v, (peak, average)) in measured {
+        text.push_str(&format!(
+            "#EXT-X-STREAM-INF:BANDWIDTH={},AVERAGE-BANDWIDTH={}",
+            peak + audio_peak,
+            average + audio_average
         ));
         if let Some((width, height)) = v.resolution {
             text.push_str(&format!(",RESOLUTION={width}x{height}"));
@@ -78,8 +128,17 @@ pub(crate) fn write_master(path: &Path, variants: &[Variant]) -> Result<(), Medi
         if let Some(fps) = v.frame_rate {
             text.push_str(&format!(",FRAME-RATE={fps:.3}"));
         }
-        if !v.codecs.is_empty() {
-            text.push_str(&format!(",CODECS=\"{}\"", v.codecs.join(",")));
+        let codecs: Vec<&String> = v
+            .codecs
+            .iter()
+            .chain(audio.iter().flat_map(|(a, _)| a.codecs.iter()))
+            .collect();
+        if !codecs.is_empty() {
+            let list: Vec<&str> = codecs.iter().map(|c| c.as_str()).collect();
+            text.push_str(&format!(",CODECS=\"{}\"", list.join(",")));
+        }
+        if audio.is_some() {
+            text.push_str(&format!(",AUDIO=\"{AUDIO_GROUP}\""));
         }
         text.push('\n');
         text.push_str(&v.uri);

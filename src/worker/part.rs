@@ -11,7 +11,9 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 
 use super::protocol::{PartTask, TaskWork};
-use super::taskio::{Dirs, Done, Failure, TaskIo, io_failure, load_preset, output_stem};
+use super::taskio::{
+    Dirs, Done, Failure, Publication, Source, TaskIo, io_failure, load_preset, output_stem,
+};
 use crate::job::{JobError, Part, PartKind, Scratch, SplitPlan};
 use crate::media::{self, split::Layout};
 use crate::preset::Preset;
@@ -191,6 +193,9 @@ impl Step<'_> {
             output_stem(job),
             self.preset.container.extension()
         ));
+        if self.layout.segment_us.is_some() {
+            return self.assemble_hls(others, &part_dirs, audio_dir.as_deref(), &output, phases);
+        }
         let mut progress = super::taskio::progress_reporter();
         let report = media::split::assemble(
             self.layout,
@@ -213,7 +218,81 @@ impl Step<'_> {
             .map(Done::Outputs)
     }
 
-    /// Downloads what `part` made into `dir`.
+    /// A split HLS job's assembly: the playlists, from the pieces' segment lists; the
+    /// segments the parts wrote are copied from the scratch to their final keys (within a
+    /// bucket, on the server), then the playlists go up, the master last.
+    fn assemble_hls(
+        &self,
+        others: &[Part],
+        part_dirs: &[PathBuf],
+        audio_dir: Option<&Path>,
+        output: &Path,
+        phases: &mut BTreeMap<String, f64>,
+    ) -> Result<Done, Failure> {
+        let t = Instant::now();
+        let made =
+            media::split::assemble_hls(self.layout, self.preset, part_dirs, audio_dir, output)?;
+        phases.insert("assembling".into(), t.elapsed().as_secs_f64());
+        let folder = |piece: Option<usize>| {
+            let kind = match piece {
+                Some(_) => PartKind::Video,
+                None => PartKind::Audio,
+            };
+            others
+                .iter()
+                .filter(|p| p.kind == kind)
+                .nth(piece.unwrap_or(0))
+                .map(made_folder)
+        };
+        let mut outputs = Vec::with_capacity(made.segments.len() + made.playlists.len());
+        for s in &made.segments {
+            let folder = folder(s.piece)
+                .ok_or_else(|| internal(format!("no part wrote segment {}", s.name)))?;
+            let object = self.scratch().key(&format!("{folder}{}", s.file));
+            outputs.push(Publication {
+                name: s.name.clone(),
+                from: Source::Object {
+                    bucket: object.bucket,
+                    key: object.key,
+                },
+                kind: media::OutputKind::Segment,
+                bytes: s.bytes,
+            });
+        }
+        let dir = output.parent().unwrap_or(&self.dirs.output);
+        for p in &made.playlists {
+            outputs.push(Publication {
+                name: p
+                    .path
+                    .strip_prefix(dir)
+                    .unwrap_or(&p.path)
+                    .to_string_lossy()
+                    .into_owned(),
+                from: Source::File(p.path.clone()),
+                kind: p.kind,
+                bytes: p.bytes,
+            });
+        }
+        eprintln!(
+            "[task] wrote the playlists of {} part(s): {} segment(s), {} playlist(s)",
+            part_dirs.len(),
+            made.segments.len(),
+            made.playlists.len()
+        );
+        let report = media::TranscodeReport {
+            outputs: Vec::new(),
+            input: self.layout.input.clone(),
+            frames: made.frames,
+            out_time_seconds: made.seconds,
+            elapsed_seconds: t.elapsed().as_secs_f64(),
+        };
+        self.io
+            .publish_all(outputs, &report, phases)
+            .map(Done::Outputs)
+    }
+
+    /// Downloads what `part` made into `dir` (of a split HLS job's parts, not the segments:
+    /// they go from the scratch to their final keys).
     fn gather(&self, part: &Part, dir: &Path) -> Result<(), Failure> {
         let result: PartResult = part
             .result
@@ -224,7 +303,8 @@ impl Step<'_> {
                     .map_err(|e| internal(format!("part {}'s result: {e}", part.seq)))
             })?;
         let folder = made_folder(part);
-        for rel in &result.files {
+        let hls = self.layout.segment_us.is_some();
+        for rel in result.files.iter().filter(|f| !(hls && f.ends_with(".ts"))) {
             let object = self.scratch().key(&format!("{folder}{rel}"));
             let dest = dir.join(rel);
             if let Some(parent) = dest.parent() {

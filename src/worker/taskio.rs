@@ -233,17 +233,36 @@ impl<'a> TaskIo<'a> {
         output_dir: &Path,
         phases: &mut BTreeMap<String, f64>,
     ) -> Result<Vec<OutputObject>, Failure> {
-        let job = &self.spec.job;
-        let keys = report
+        let outputs = report
             .outputs
             .iter()
-            .map(|file| output_key(job, output_dir, &file.path))
+            .map(|file| Publication {
+                name: relative_name(output_dir, &file.path),
+                from: Source::File(file.path.clone()),
+                kind: file.kind,
+                bytes: file.bytes,
+            })
+            .collect();
+        self.publish_all(outputs, report, phases)
+    }
+
+    /// [`TaskIo::publish`] for outputs that are files here or objects to copy (a split HLS
+    /// job's segments, which its parts wrote to the scratch).
+    pub(super) fn publish_all(
+        &self,
+        outputs: Vec<Publication>,
+        report: &media::TranscodeReport,
+        phases: &mut BTreeMap<String, f64>,
+    ) -> Result<Vec<OutputObject>, Failure> {
+        let job = &self.spec.job;
+        let keys = outputs
+            .iter()
+            .map(|o| format!("{}{}", job.output.prefix, o.name))
             .collect();
         reserve(keys, self.stop)?;
         let started = Instant::now();
-        let mut uploaded = Vec::with_capacity(report.outputs.len());
-        let sent = upload_outputs(self, &report.outputs, output_dir, &mut uploaded);
-        let sent = match sent {
+        let mut uploaded = Vec::with_capacity(outputs.len());
+        let sent = match upload_outputs(self, &outputs, &mut uploaded) {
             Ok(sent) => sent,
             Err(e) => {
                 remove_uploaded(&self.buckets, self.runtime, &uploaded);
@@ -264,20 +283,47 @@ impl<'a> TaskIo<'a> {
     }
 }
 
-/// Uploads the engine's outputs in the order it published them (HLS playlists last),
-/// recording each object in `uploaded` as soon as it is in the bucket. Returns the bytes sent.
+/// One output to publish: its name under the job's output prefix, where its bytes are, what
+/// it is and its size.
+pub(super) struct Publication {
+    pub name: String,
+    pub from: Source,
+    pub kind: OutputKind,
+    pub bytes: u64,
+}
+
+pub(super) enum Source {
+    /// A file here, uploaded.
+    File(PathBuf),
+    /// An object, copied (on the server when it is in the output bucket).
+    Object { bucket: String, key: String },
+}
+
+/// How many copies run at once: a long ladder has thousands of segments.
+const COPIES_AT_ONCE: usize = 16;
+
+/// Publishes the outputs in order (HLS playlists last): copies first, several at once (they
+/// are segments), then uploads one by one, recording each object in `uploaded` as soon as it
+/// is in the bucket. Returns the bytes published.
 fn upload_outputs(
     io: &TaskIo,
-    outputs: &[media::OutputFile],
-    output_dir: &Path,
+    outputs: &[Publication],
     uploaded: &mut Vec<OutputObject>,
 ) -> Result<u64, Failure> {
+    let copies: Vec<&Publication> = outputs
+        .iter()
+        .filter(|o| matches!(o.from, Source::Object { .. }))
+        .collect();
+    let mut sent = copy_outputs(io, &copies, uploaded)?;
+    let files: Vec<&Publication> = outputs
+        .iter()
+        .filter(|o| matches!(o.from, Source::File(_)))
+        .collect();
+    let total: u64 = outputs.iter().map(|o| o.bytes).sum();
     let (job, stop) = (&io.spec.job, io.stop);
     let slow =
         std::env::var(super::protocol::TEST_SLOW_UPLOAD_ENV).is_ok_and(|k| k == job.input.key);
-    let total: u64 = outputs.iter().map(|o| o.bytes).sum();
-    let mut sent = 0u64;
-    for (n, file) in outputs.iter().enumerate() {
+    for (n, file) in files.into_iter().enumerate() {
         if slow && n > 0 {
             eprintln!("[task] test switch: waiting 1 s before the next upload");
             let until = Instant::now() + Duration::from_secs(1);
@@ -288,13 +334,16 @@ fn upload_outputs(
         if stop.is_stopped() {
             return Err(Failure::Stopped);
         }
-        let key = output_key(job, output_dir, &file.path);
+        let Source::File(path) = &file.from else {
+            continue;
+        };
+        let key = format!("{}{}", job.output.prefix, file.name);
         let before = sent;
         let mut throttle = Throttle::new();
         let bytes = io.runtime.block_on(io.buckets.upload(
             &job.output.bucket,
             &key,
-            &file.path,
+            path,
             stop,
             &mut |done, _| {
                 if throttle.due() {
@@ -322,11 +371,69 @@ fn upload_outputs(
     Ok(sent)
 }
 
-/// The final key of an output file: the job's prefix, then the file's path in the output
-/// directory.
-fn output_key(job: &Job, output_dir: &Path, file: &Path) -> String {
-    let rel = file.strip_prefix(output_dir).unwrap_or(file);
-    format!("{}{}", job.output.prefix, rel.to_string_lossy())
+/// Copies the outputs that are objects, COPIES_AT_ONCE at a time, each recorded in
+/// `uploaded` once in place. Returns their bytes.
+fn copy_outputs(
+    io: &TaskIo,
+    copies: &[&Publication],
+    uploaded: &mut Vec<OutputObject>,
+) -> Result<u64, Failure> {
+    use futures_util::StreamExt;
+    if copies.is_empty() {
+        return Ok(0);
+    }
+    let job = &io.spec.job;
+    let started = Instant::now();
+    let to_bucket = job.output.bucket.as_str();
+    let each = copies.iter().map(|o| async move {
+        let Source::Object { bucket, key } = &o.from else {
+            unreachable!("only copies are given");
+        };
+        let to_key = format!("{}{}", job.output.prefix, o.name);
+        let copied = io.buckets.copy((bucket, key), (to_bucket, &to_key)).await;
+        (copied, to_key, o.bytes)
+    });
+    let results: Vec<_> = io.runtime.block_on(
+        futures_util::stream::iter(each)
+            .buffered(COPIES_AT_ONCE)
+            .collect(),
+    );
+    let mut sent = 0;
+    let mut failed = None;
+    for (copied, key, bytes) in results {
+        match copied {
+            Ok(()) => {
+                sent += bytes;
+                uploaded.push(OutputObject {
+                    bucket: to_bucket.to_string(),
+                    key,
+                    bytes,
+                });
+            }
+            Err(e) => failed = failed.or(Some(e)),
+        }
+    }
+    if let Some(e) = failed {
+        return Err(e.into());
+    }
+    eprintln!(
+        "[task] copied {} object(s) ({sent} bytes) into {to_bucket}/{} in {:.2} s",
+        copies.len(),
+        job.output.prefix,
+        started.elapsed().as_secs_f64()
+    );
+    if io.stop.is_stopped() {
+        return Err(Failure::Stopped);
+    }
+    Ok(sent)
+}
+
+/// An output file's name under the job's output prefix: its path in the output directory.
+fn relative_name(output_dir: &Path, file: &Path) -> String {
+    file.strip_prefix(output_dir)
+        .unwrap_or(file)
+        .to_string_lossy()
+        .into_owned()
 }
 
 /// Has the worker reserve the final keys for this attempt (the store knows which input wrote

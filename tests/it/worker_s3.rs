@@ -2,7 +2,7 @@
 //! from PyPI by `./dev.sh test` into target/test-tools): input downloaded from a bucket,
 //! outputs uploaded (multipart for a large one, in the parts it should have), keys checked,
 //! credentials from the environment, failed multipart uploads aborted, a stop while uploading
-//! leaving nothing behind.
+//! leaving nothing behind, objects copied within and across buckets.
 
 use std::collections::BTreeMap;
 use std::net::TcpListener;
@@ -400,4 +400,53 @@ async fn a_stop_while_uploading_leaves_nothing_in_s3() {
     .await;
     assert!(s3.open_uploads("cloud").await.is_empty());
     farm.cleanup().await;
+}
+
+/// A split HLS job's segments go from the scratch to their final keys by copy: on the server
+/// within a bucket, through this host across buckets; a missing source is named.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn objects_are_copied_within_and_across_buckets() {
+    let s3 = S3Server::start();
+    s3.create_bucket("cloud").await;
+    s3.create_bucket("other").await;
+    let dir = crate::helpers::tempdir();
+    let mut configured = BTreeMap::new();
+    configured.insert("cloud".to_string(), s3.bucket("cloud"));
+    configured.insert("other".to_string(), s3.bucket("other"));
+    let buckets = Buckets::new(dir.path(), configured).unwrap();
+    let src = dir.path().join("seg.ts");
+    std::fs::write(&src, b"a media segment").unwrap();
+    let stop = StopToken::new();
+    let mut quiet = |_, _| {};
+    buckets
+        .upload("cloud", ".ffarm-scratch/j/seg.ts", &src, &stop, &mut quiet)
+        .await
+        .unwrap();
+    let from = ("cloud", ".ffarm-scratch/j/seg.ts");
+    buckets
+        .copy(from, ("cloud", "out/a_00000.ts"))
+        .await
+        .unwrap();
+    buckets
+        .copy(from, ("other", "out/b_00000.ts"))
+        .await
+        .unwrap();
+    for (bucket, key) in [("cloud", "out/a_00000.ts"), ("other", "out/b_00000.ts")] {
+        let got = dir.path().join("got");
+        buckets
+            .download(bucket, key, &got, &stop, &mut quiet)
+            .await
+            .unwrap();
+        assert_eq!(
+            std::fs::read(&got).unwrap(),
+            b"a media segment",
+            "{bucket}/{key}"
+        );
+    }
+    let err = buckets
+        .copy(("cloud", "nothing/here.ts"), ("cloud", "out/c.ts"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), "object-not-found", "{err}");
+    assert!(err.to_string().contains("nothing/here.ts"), "{err}");
 }

@@ -1,5 +1,6 @@
 //! Split jobs through real workers and task processes, on SQLite and PostgreSQL: a job cut
-//! into 30-second parts comes out whole (every frame, decoding cleanly) and leaves no scratch;
+//! into 30-second parts comes out whole (every frame, decoding cleanly) and leaves no scratch,
+//! an HLS one with the parts' segments published as written;
 //! a worker killed with SIGKILL mid-part costs that part only; a cancel stops every part's
 //! process within a second and removes the scratch; a retry after a storage failure reuses the
 //! parts already finished; and `auto` splits only when the farm has room.
@@ -120,12 +121,52 @@ async fn a_split_job_comes_out_whole(backend: Backend) {
     farm.cleanup().await;
 }
 
-/// The first video part running on `worker` with at least `percent` done.
+/// A split HLS job: the parts' segments are published from the scratch as they were
+/// written, the assembly adds the playlists (the master last, with the audio rendition), and
+/// the whole plays back every frame cleanly.
+async fn a_split_hls_job_publishes_the_parts_segments(backend: Backend) {
+    let mut farm = farm(backend).await;
+    farm.start_in_process(config(&farm, 2));
+    let job = farm
+        .submit("in/long.mp4", "hls-abr", |s| s.chunking = PARTS_OF_30S)
+        .await;
+    let done = farm.wait_terminal(&job.id, LIMIT).await;
+    assert_eq!(done.status, Status::Succeeded, "{:?}", done.error);
+    let keys: Vec<&str> = done.outputs.iter().map(|o| o.key.as_str()).collect();
+    let master = keys.last().expect("outputs");
+    let text = std::fs::read_to_string(farm.bucket_dir().join(master)).unwrap();
+    assert!(
+        text.contains("#EXT-X-STREAM-INF") && text.contains("#EXT-X-MEDIA:TYPE=AUDIO"),
+        "the master goes last: {keys:?}\n{text}"
+    );
+    assert!(keys.iter().any(|k| k.ends_with("_audio.m3u8")), "{keys:?}");
+    let segments = keys.iter().filter(|k| k.ends_with(".ts")).count();
+    // 240 s in 6 s segments, for the video rendition and the audio.
+    assert!(segments >= 80, "{segments} segments: {keys:?}");
+    for o in &done.outputs {
+        let size = std::fs::metadata(farm.bucket_dir().join(&o.key)).map(|m| m.len());
+        assert_eq!(size.ok(), Some(o.bytes), "{} as recorded", o.key);
+    }
+    let top = farm.bucket_dir().join(master);
+    assert_eq!(count_frames(&top, "v:0"), count_frames(&long_input(), "v"));
+    assert_eq!(decode_errors(&top), "", "decodes without an error");
+    let log = farm.store.logs(&job.id, None, 0, 5000).await.unwrap();
+    assert!(
+        log.iter()
+            .any(|l| l.line.contains("copied ") && l.line.contains(" object(s)")),
+        "segments are copied, not re-uploaded"
+    );
+    wait_scratch_removed(&farm).await;
+    farm.cleanup().await;
+}
+
+/// The first part (video or the audio, which goes first) running on `worker` with at least
+/// `percent` done.
 fn running_part_on(job: &Job, worker: &str, percent: f64) -> Option<u32> {
     job.parts
         .iter()
         .find(|p| {
-            p.kind == PartKind::Video
+            p.kind != PartKind::Assemble
                 && p.status == Status::Running
                 && p.worker.as_deref() == Some(worker)
                 && p.progress.as_ref().is_some_and(|g| g.percent >= percent)
@@ -321,6 +362,7 @@ macro_rules! on_both_backends {
 
 on_both_backends!(
     a_split_job_comes_out_whole,
+    a_split_hls_job_publishes_the_parts_segments,
     a_worker_killed_mid_part_costs_that_part_only,
     a_cancel_stops_every_part_within_a_second,
     a_retry_reuses_the_finished_parts,

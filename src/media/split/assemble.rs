@@ -36,6 +36,9 @@ pub fn assemble(
     stop: &StopToken,
     progress: &mut dyn FnMut(&Progress),
 ) -> Result<TranscodeReport, MediaError> {
+    if layout.segment_us.is_some() {
+        return super::hls::assemble_here(layout, preset, part_dirs, audio_dir, output);
+    }
     let started = Instant::now();
     let frames = check_pieces(layout, preset, part_dirs, audio_dir)?;
     let plan = layout.plan.restore(preset)?;
@@ -62,7 +65,7 @@ pub fn assemble(
 
 /// Every part and the audio (when the input has any) finished for this layout; returns the
 /// frames the parts encoded.
-fn check_pieces(
+pub(super) fn check_pieces(
     layout: &Layout,
     preset: &Preset,
     part_dirs: &[PathBuf],

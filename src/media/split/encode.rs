@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{Layout, SOURCE_SHIFT_US, Stamp, audio_file, publish, staging, video_file};
+use super::{Layout, SOURCE_SHIFT_US, Stamp, audio_file, hls, publish, staging, video_file};
 use crate::media::error::MediaError;
 use crate::media::input::{self, Input};
 use crate::media::output::MuxTarget;
@@ -50,10 +50,17 @@ pub fn encode_part(
     plan.start_offset_us = SOURCE_SHIFT_US;
     plan.duration = Some((end - start) as f64 / 1e6);
     plan.duration_trusted = false;
-    let files: Vec<PathBuf> = (0..plan.outputs.len())
-        .map(|o| video_file(out_dir, o))
-        .collect();
-    let ran = run(input, &plan, preset, &files, stop, progress)?;
+    let ran = if layout.segment_us.is_some() {
+        let targets = hls::video_targets(layout, &plan, seq, out_dir);
+        let ran = run_segments(input, &plan, preset, &targets, out_dir, stop, progress)?;
+        hls::list_video(layout, seq, out_dir, &ran.summaries)?;
+        ran
+    } else {
+        let files: Vec<PathBuf> = (0..plan.outputs.len())
+            .map(|o| video_file(out_dir, o))
+            .collect();
+        run(input, &plan, preset, &files, stop, progress)?
+    };
     let frames = ran.meter.frames.load(std::sync::atomic::Ordering::Relaxed);
     Stamp {
         layout: layout.fingerprint(),
@@ -97,10 +104,19 @@ pub fn encode_audio(
         .zip(layout.rest_skip_samples.iter().copied())
         .filter(|(_, skip)| *skip > 0)
         .collect();
-    let files: Vec<PathBuf> = (0..plan.outputs.len())
-        .map(|o| audio_file(out_dir, o))
-        .collect();
-    let ran = run(input, &plan, preset, &files, stop, progress)?;
+    let ran = if layout.segment_us.is_some() {
+        // HLS: one audio rendition that every variant shares.
+        keep_first_output(&mut plan);
+        let targets = [hls::audio_target(layout, out_dir)];
+        let ran = run_segments(input, &plan, preset, &targets, out_dir, stop, progress)?;
+        hls::list_audio(out_dir, &ran.summaries)?;
+        ran
+    } else {
+        let files: Vec<PathBuf> = (0..plan.outputs.len())
+            .map(|o| audio_file(out_dir, o))
+            .collect();
+        run(input, &plan, preset, &files, stop, progress)?
+    };
     Stamp {
         layout: layout.fingerprint(),
         seq: None,
@@ -147,6 +163,46 @@ fn run(
         publish(&t.path, f)?;
     }
     Ok(ran)
+}
+
+/// Runs `plan` into segment muxers writing straight into `dir` (a piece's own folder: its
+/// stamp, written last, is what says it finished).
+#[allow(clippy::too_many_arguments)]
+fn run_segments(
+    input: Input,
+    plan: &Plan,
+    preset: &Preset,
+    targets: &[MuxTarget],
+    dir: &Path,
+    stop: &StopToken,
+    progress: &mut dyn FnMut(&Progress),
+) -> Result<Ran, MediaError> {
+    std::fs::create_dir_all(dir).map_err(|e| MediaError::io(dir, e))?;
+    let _ = std::fs::remove_file(dir.join(super::STAMP));
+    pipeline::run_plan(input, plan, preset, targets, stop, progress)
+}
+
+/// Keeps the plan's first output file alone, with what goes to it.
+fn keep_first_output(plan: &mut Plan) {
+    use crate::media::plan::AudioWork;
+    plan.outputs.truncate(1);
+    for a in &mut plan.audio {
+        match &mut a.work {
+            AudioWork::Encode { groups } => {
+                for (_, targets) in groups.iter_mut() {
+                    targets.retain(|t| t.output == 0);
+                }
+                groups.retain(|(_, targets)| !targets.is_empty());
+            }
+            AudioWork::Copy { targets } => targets.retain(|t| t.output == 0),
+        }
+    }
+    plan.audio.retain(|a| match &a.work {
+        AudioWork::Encode { groups } => !groups.is_empty(),
+        AudioWork::Copy { targets } => !targets.is_empty(),
+    });
+    // MPEG-TS segments carry no text subtitles.
+    plan.subtitles.clear();
 }
 
 fn check_preset(layout: &Layout, preset: &Preset) -> Result<(), MediaError> {

@@ -8,6 +8,7 @@
 mod assemble;
 mod cut;
 mod encode;
+mod hls;
 mod keyframes;
 
 use std::path::{Path, PathBuf};
@@ -20,6 +21,7 @@ use super::probe::ProbeReport;
 pub use assemble::assemble;
 pub use cut::cut;
 pub use encode::{encode_audio, encode_part};
+pub use hls::{HlsAssembly, Placed, assemble_hls};
 pub use keyframes::layout;
 
 /// How an input is split: serialisable, it is `SplitPlan::detail` and every part task gets it.
