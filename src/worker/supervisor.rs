@@ -252,7 +252,7 @@ async fn start(
         data_dir: ctx.config.data_dir.clone(),
         buckets: ctx.config.buckets.clone(),
         presets_dir: ctx.config.presets_dir.clone(),
-        work: super::unit::task_work(ctx, unit).await,
+        work: super::unit::task_work(ctx, unit).await?,
     };
     let spec_path = dir.join("task.json");
     let json = serde_json::to_vec_pretty(&spec)

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use super::WorkerCtx;
 use super::protocol::{PartTask, SplitSettings, TaskWork};
-use crate::job::{Chunking, Job, Outcome, Part, PartKind, PartOutcome, SplitPlan};
+use crate::job::{Chunking, Job, JobError, Outcome, Part, PartKind, PartOutcome, SplitPlan};
 use crate::progress::Progress;
 use crate::store::{ClaimedPart, Heartbeat, JobStore, Result};
 
@@ -121,7 +121,7 @@ fn part_outcome(ending: Ending) -> PartOutcome {
         Ending::Done(Outcome::Failed(e), _) => PartOutcome::Failed(e),
         Ending::Done(Outcome::Cancelled, _) => PartOutcome::Cancelled,
         Ending::Done(Outcome::Released, _) => PartOutcome::Released,
-        Ending::Split(_) => PartOutcome::Failed(crate::job::JobError::new(
+        Ending::Split(_) => PartOutcome::Failed(JobError::new(
             "internal",
             "a part's task asked to split it",
             false,
@@ -134,33 +134,42 @@ pub fn part_key(job_id: &str, seq: u32) -> String {
     format!("{job_id}#{seq}")
 }
 
-/// What the unit's task is to do.
-pub async fn task_work(ctx: &WorkerCtx, unit: &Unit) -> TaskWork {
-    match unit {
-        Unit::Job(job) => match split_settings(ctx, job).await {
-            Some(settings) => TaskWork::Plan(settings),
-            None => TaskWork::Job,
-        },
-        Unit::Part(claimed) => {
-            let others = if claimed.part.kind == PartKind::Assemble {
-                ctx.store
-                    .parts(&claimed.job.id)
-                    .await
-                    .unwrap_or_default()
-                    .into_iter()
-                    .filter(|p| p.seq != claimed.part.seq)
-                    .collect()
-            } else {
-                Vec::new()
-            };
-            TaskWork::Part(Box::new(PartTask {
-                part: claimed.part.clone(),
-                plan: claimed.plan.clone(),
-                threads: part_threads(ctx.config.slots()),
-                others,
-            }))
+/// What the unit's task is to do. The assembly is given the other parts (their results);
+/// when the store cannot list them, the attempt fails retryably rather than assembling
+/// from nothing.
+pub async fn task_work(ctx: &WorkerCtx, unit: &Unit) -> std::result::Result<TaskWork, JobError> {
+    let claimed = match unit {
+        Unit::Job(job) => {
+            return Ok(match split_settings(ctx, job).await {
+                Some(settings) => TaskWork::Plan(settings),
+                None => TaskWork::Job,
+            });
         }
-    }
+        Unit::Part(claimed) => claimed,
+    };
+    let others = if claimed.part.kind == PartKind::Assemble {
+        ctx.store
+            .parts(&claimed.job.id)
+            .await
+            .map_err(|e| {
+                JobError::new(
+                    "store-unavailable",
+                    format!("listing the job's parts for the assembly: {e}"),
+                    true,
+                )
+            })?
+            .into_iter()
+            .filter(|p| p.seq != claimed.part.seq)
+            .collect()
+    } else {
+        Vec::new()
+    };
+    Ok(TaskWork::Part(Box::new(PartTask {
+        part: claimed.part.clone(),
+        plan: claimed.plan.clone(),
+        threads: part_threads(ctx.config.slots()),
+        others,
+    })))
 }
 
 /// Threads for one part's encoder: the cores this process may use over its slots.

@@ -408,6 +408,7 @@ impl Made {
 }
 
 /// One line of a media playlist, and where its segment comes from.
+#[derive(Debug)]
 struct Entry {
     name: String,
     duration: f64,
@@ -502,4 +503,159 @@ fn audio_language(plan: &Plan) -> Option<String> {
         .get(target.slot)?
         .language
         .clone()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn listed(number: u64, start: f64, end: f64) -> Listed {
+        Listed {
+            file: format!("seg_0_{number:05}.ts"),
+            number,
+            start,
+            end,
+            bytes: 1000,
+        }
+    }
+
+    fn piece(segments: Vec<Listed>) -> Piece {
+        Piece {
+            segments,
+            ..Piece::default()
+        }
+    }
+
+    #[test]
+    fn lists_join_across_parts_with_durations_to_the_next_start() {
+        let parts = [
+            piece(vec![listed(0, 1.0, 7.0), listed(1, 7.0, 13.0)]),
+            piece(vec![listed(2, 13.033, 19.0), listed(3, 19.0, 21.5)]),
+        ];
+        let entries = join_lists(&parts, "x_720p", &[]).unwrap();
+        let got: Vec<(String, f64, usize)> = entries
+            .iter()
+            .map(|e| {
+                (
+                    e.name.clone(),
+                    (e.duration * 1000.0).round() / 1000.0,
+                    e.piece,
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("x_720p_00000.ts".to_string(), 6.0, 0),
+                ("x_720p_00001.ts".to_string(), 6.033, 0),
+                ("x_720p_00002.ts".to_string(), 5.967, 1),
+                ("x_720p_00003.ts".to_string(), 2.5, 1),
+            ]
+        );
+    }
+
+    #[test]
+    fn lists_that_run_back_or_are_empty_are_refused_by_name() {
+        let dirs = [PathBuf::from("parts/0"), PathBuf::from("parts/1")];
+        let back = [
+            piece(vec![listed(0, 1.0, 7.0), listed(1, 7.0, 13.0)]),
+            piece(vec![listed(1, 13.0, 19.0)]),
+        ];
+        let err = join_lists(&back, "x", &dirs).unwrap_err().to_string();
+        assert!(
+            err.contains("segment 1") && err.contains("does not follow"),
+            "{err}"
+        );
+        assert!(err.contains("parts/1"), "{err}");
+        let err = join_lists(&[piece(vec![])], "x", &dirs)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("no piece wrote a segment of x"), "{err}");
+    }
+
+    #[test]
+    fn a_missing_or_broken_list_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = read_json(&dir.path().join("hls_0.json"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("segment list is missing"), "{err}");
+        std::fs::write(dir.path().join("hls_0.json"), "{not json").unwrap();
+        let err = read_json(&dir.path().join("hls_0.json"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("segment list is unreadable"), "{err}");
+        std::fs::write(dir.path().join("seg_0.csv"), "seg_0_00003.ts,0.0\n").unwrap();
+        let err = read_csv(dir.path(), "seg_0", 0).unwrap_err().to_string();
+        assert!(err.contains("unreadable segment entry"), "{err}");
+    }
+
+    #[test]
+    fn the_csv_list_gets_sizes_and_the_first_start() {
+        let dir = tempfile::tempdir().unwrap();
+        for n in [4, 5] {
+            std::fs::write(
+                dir.path().join(format!("seg_0_{n:05}.ts")),
+                vec![0u8; 188 * n],
+            )
+            .unwrap();
+        }
+        std::fs::write(
+            dir.path().join("seg_0.csv"),
+            "seg_0_00004.ts,0.000000,31.000000\nseg_0_00005.ts,31.000000,37.000000\n",
+        )
+        .unwrap();
+        let piece = read_csv(dir.path(), "seg_0", 24_000_000).unwrap();
+        assert_eq!(
+            piece.segments,
+            vec![
+                Listed {
+                    file: "seg_0_00004.ts".into(),
+                    number: 4,
+                    start: 25.0,
+                    end: 31.0,
+                    bytes: 752,
+                },
+                Listed {
+                    file: "seg_0_00005.ts".into(),
+                    number: 5,
+                    start: 31.0,
+                    end: 37.0,
+                    bytes: 940,
+                },
+            ]
+        );
+        assert!(
+            !dir.path().join("seg_0.csv").exists(),
+            "the CSV gives way to the list"
+        );
+    }
+
+    #[test]
+    fn media_playlists_are_written_as_the_hls_muxer_writes_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.m3u8");
+        let entries = [
+            (6.006, "x_00000.ts"),
+            (6.4, "x_00001.ts"),
+            (1.5, "x_00002.ts"),
+        ]
+        .map(|(duration, name)| Entry {
+            name: name.into(),
+            duration,
+            piece: 0,
+            file: String::new(),
+            bytes: 0,
+        });
+        write_media_playlist(&path, &entries).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(
+            text,
+            "#EXTM3U\n#EXT-X-VERSION:6\n#EXT-X-TARGETDURATION:6\n#EXT-X-MEDIA-SEQUENCE:0\n\
+             #EXT-X-PLAYLIST-TYPE:VOD\n#EXT-X-INDEPENDENT-SEGMENTS\n#EXTINF:6.006000,\n\
+             x_00000.ts\n#EXTINF:6.400000,\nx_00001.ts\n#EXTINF:1.500000,\nx_00002.ts\n\
+             #EXT-X-ENDLIST\n"
+        );
+        assert_eq!(crate::media::hls::segments(&text).len(), 3);
+    }
 }
