@@ -12,7 +12,7 @@ use std::time::Instant;
 use crossbeam_channel::{Sender, bounded};
 use ffmpeg_next as ff;
 
-use super::{Layout, SOURCE_SHIFT_US, Stamp, audio_file, video_file};
+use super::{Layout, SOURCE_SHIFT_US, audio_file, video_file};
 use crate::media::error::MediaError;
 use crate::media::ffi;
 use crate::media::input::{self, Input};
@@ -40,7 +40,7 @@ pub fn assemble(
         return super::hls::assemble_here(layout, preset, part_dirs, audio_dir, output);
     }
     let started = Instant::now();
-    let frames = check_pieces(layout, preset, part_dirs, audio_dir)?;
+    let frames = super::check_pieces(layout, preset, part_dirs, audio_dir)?;
     let plan = layout.plan.restore(preset)?;
     let sources = sources(&plan, preset, part_dirs, audio_dir)?;
     let staged = output::Layout::new(output, preset, &plan.renditions())?;
@@ -61,49 +61,6 @@ pub fn assemble(
         out_time_seconds: done.out_time_seconds,
         elapsed_seconds: started.elapsed().as_secs_f64(),
     })
-}
-
-/// Every part and the audio (when the input has any) finished for this layout; returns the
-/// frames the parts encoded.
-pub(super) fn check_pieces(
-    layout: &Layout,
-    preset: &Preset,
-    part_dirs: &[PathBuf],
-    audio_dir: Option<&Path>,
-) -> Result<u64, MediaError> {
-    if layout.preset != preset.name {
-        return Err(MediaError::Unsupported(format!(
-            "this split layout was made for preset {}, not {}",
-            layout.preset, preset.name
-        )));
-    }
-    if part_dirs.len() != layout.ranges.len() {
-        return Err(MediaError::Part {
-            path: part_dirs.first().cloned().unwrap_or_default(),
-            reason: format!(
-                "{} part directories given for a layout of {} parts",
-                part_dirs.len(),
-                layout.ranges.len()
-            ),
-        });
-    }
-    let mut frames = 0;
-    for (seq, dir) in part_dirs.iter().enumerate() {
-        frames += Stamp::check(dir, layout, Some(seq))?.frames;
-    }
-    match (layout.has_audio, audio_dir) {
-        (true, Some(dir)) => {
-            Stamp::check(dir, layout, None)?;
-        }
-        (true, None) => {
-            return Err(MediaError::Part {
-                path: PathBuf::from("audio"),
-                reason: "the input has audio, but no audio directory was given".into(),
-            });
-        }
-        (false, _) => {}
-    }
-    Ok(frames)
 }
 
 /// What one output file is made of.

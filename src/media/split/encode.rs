@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{Layout, SOURCE_SHIFT_US, Stamp, audio_file, hls, publish, staging, video_file};
+use super::{Layout, SOURCE_SHIFT_US, Stamp, audio_file, publish, segments, staging, video_file};
 use crate::media::error::MediaError;
 use crate::media::input::{self, Input};
 use crate::media::output::MuxTarget;
@@ -51,9 +51,9 @@ pub fn encode_part(
     plan.duration = Some((end - start) as f64 / 1e6);
     plan.duration_trusted = false;
     let ran = if layout.segment_us.is_some() {
-        let targets = hls::video_targets(layout, &plan, seq, out_dir);
+        let targets = segments::video_targets(layout, &plan, seq, out_dir);
         let ran = run_segments(input, &plan, preset, &targets, out_dir, stop, progress)?;
-        hls::list_video(layout, seq, out_dir, &ran.summaries)?;
+        segments::list_video(layout, seq, out_dir, &ran.summaries)?;
         ran
     } else {
         let files: Vec<PathBuf> = (0..plan.outputs.len())
@@ -107,9 +107,9 @@ pub fn encode_audio(
     let ran = if layout.segment_us.is_some() {
         // HLS: one audio rendition that every variant shares.
         keep_first_output(&mut plan);
-        let targets = [hls::audio_target(layout, out_dir)];
+        let targets = [segments::audio_target(layout, out_dir)];
         let ran = run_segments(input, &plan, preset, &targets, out_dir, stop, progress)?;
-        hls::list_audio(out_dir, &ran.summaries)?;
+        segments::list_audio(out_dir, &ran.summaries)?;
         ran
     } else {
         let files: Vec<PathBuf> = (0..plan.outputs.len())

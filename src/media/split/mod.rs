@@ -10,6 +10,7 @@ mod cut;
 mod encode;
 mod hls;
 mod keyframes;
+mod segments;
 
 use std::path::{Path, PathBuf};
 
@@ -18,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use super::error::MediaError;
 pub use super::plan::SavedPlan;
 use super::probe::ProbeReport;
+use crate::preset::Preset;
 pub use assemble::assemble;
 pub use cut::cut;
 pub use encode::{encode_audio, encode_part};
@@ -149,6 +151,49 @@ impl Stamp {
         }
         Ok(stamp)
     }
+}
+
+/// Every part and the audio (when the input has any) finished for this layout; returns the
+/// frames the parts encoded.
+fn check_pieces(
+    layout: &Layout,
+    preset: &Preset,
+    part_dirs: &[PathBuf],
+    audio_dir: Option<&Path>,
+) -> Result<u64, MediaError> {
+    if layout.preset != preset.name {
+        return Err(MediaError::Unsupported(format!(
+            "this split layout was made for preset {}, not {}",
+            layout.preset, preset.name
+        )));
+    }
+    if part_dirs.len() != layout.ranges.len() {
+        return Err(MediaError::Part {
+            path: part_dirs.first().cloned().unwrap_or_default(),
+            reason: format!(
+                "{} part directories given for a layout of {} parts",
+                part_dirs.len(),
+                layout.ranges.len()
+            ),
+        });
+    }
+    let mut frames = 0;
+    for (seq, dir) in part_dirs.iter().enumerate() {
+        frames += Stamp::check(dir, layout, Some(seq))?.frames;
+    }
+    match (layout.has_audio, audio_dir) {
+        (true, Some(dir)) => {
+            Stamp::check(dir, layout, None)?;
+        }
+        (true, None) => {
+            return Err(MediaError::Part {
+                path: PathBuf::from("audio"),
+                reason: "the input has audio, but no audio directory was given".into(),
+            });
+        }
+        (false, _) => {}
+    }
+    Ok(frames)
 }
 
 /// Moves a finished file from its staging name to its own.
