@@ -12,6 +12,7 @@ pub mod metrics;
 pub mod preset;
 pub mod process;
 pub mod progress;
+pub mod sandbox;
 pub mod serve;
 pub mod stop;
 pub mod store;

@@ -71,6 +71,24 @@ enum Command {
     /// Run one task (started by a worker; not for direct use).
     #[command(hide = true)]
     Task { spec: PathBuf },
+    /// Try one thing from inside the engine's sandbox (the tests' probe; not for direct use).
+    #[command(hide = true)]
+    SandboxProbe {
+        /// The input the sandbox lets it read.
+        #[arg(long)]
+        input: PathBuf,
+        /// The staging directory the sandbox lets it write in.
+        #[arg(long)]
+        staging: PathBuf,
+        /// Without the sandbox, to show the check can succeed.
+        #[arg(long)]
+        off: bool,
+        /// The address-space limit, in bytes.
+        #[arg(long)]
+        memory: Option<u64>,
+        check: String,
+        arg: Option<String>,
+    },
     /// Submit a job to a server: BUCKET/KEY with a preset; --wait follows it to the end.
     Submit(cli::client::SubmitArgs),
     /// List a server's jobs, newest first.
@@ -133,6 +151,24 @@ fn main() -> ExitCode {
             cli::worker(&farm, metrics.as_deref(), cli.presets_dir.as_ref())
         }
         Command::Task { spec } => return ExitCode::from(cli::task(&spec)),
+        Command::SandboxProbe {
+            input,
+            staging,
+            off,
+            memory,
+            check,
+            arg,
+        } => {
+            let probe = ffarm::sandbox::probe::Probe {
+                sandbox: !off,
+                input,
+                staging,
+                memory_bytes: memory,
+                check,
+                arg,
+            };
+            return ExitCode::from(ffarm::sandbox::probe::run(&probe));
+        }
         Command::Submit(args) => cli::client::submit(&args),
         Command::Jobs(args) => cli::client::jobs(&args),
         Command::Show(args) => cli::client::show(&args),

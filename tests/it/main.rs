@@ -29,6 +29,7 @@ mod media_split;
 mod media_stop;
 mod parts_seed;
 mod preset_files;
+mod sandbox;
 mod serve_e2e;
 mod store_atomicity;
 mod store_conformance;

@@ -17,7 +17,7 @@ const LAYERS: &[&[&str]] = &[
     &["store", "buckets", "media"],
     &["config", "preset", "metrics"],
     &["job"],
-    &["progress", "stop", "process"],
+    &["progress", "stop", "process", "sandbox"],
 ];
 
 /// A module path (`["store", "postgres", "ops"]`) and the text of its file.
