@@ -198,18 +198,7 @@ impl Layout {
         renditions: &[Option<String>],
         dirs: &mut Dirs,
     ) -> Result<Layout, MediaError> {
-        let is_playlist = output
-            .extension()
-            .is_some_and(|e| e.eq_ignore_ascii_case("m3u8"));
-        let (final_dir, stem) = if is_playlist {
-            let stem = output
-                .file_stem()
-                .map(|s| s.to_string_lossy().into_owned())
-                .unwrap_or_else(|| "index".into());
-            (parent_dir(output), stem)
-        } else {
-            (output.to_path_buf(), "index".to_string())
-        };
+        let (final_dir, stem, is_playlist) = hls_names(output);
         dirs.make(&final_dir)?;
         let temp_dir = final_dir.join(format!(".{stem}.{}.partial", staging_suffix()));
         dirs.make(&temp_dir)?;
@@ -371,6 +360,23 @@ impl Drop for Layout {
             self.remove_staged();
         }
     }
+}
+
+/// Where an HLS output at `output` goes: its directory, the stem every file name starts
+/// with, and whether `output` names the top playlist (`x.m3u8`) rather than a directory
+/// (where a ladder's master is `master.m3u8` and the stem `index`).
+pub(crate) fn hls_names(output: &Path) -> (PathBuf, String, bool) {
+    let is_playlist = output
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("m3u8"));
+    if !is_playlist {
+        return (output.to_path_buf(), "index".into(), false);
+    }
+    let stem = output
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "index".into());
+    (parent_dir(output), stem, true)
 }
 
 fn parent_dir(path: &Path) -> PathBuf {

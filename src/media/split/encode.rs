@@ -138,8 +138,7 @@ fn run(
     progress: &mut dyn FnMut(&Progress),
 ) -> Result<Ran, MediaError> {
     if let Some(dir) = files.first().and_then(|f| f.parent()) {
-        std::fs::create_dir_all(dir).map_err(|e| MediaError::io(dir, e))?;
-        let _ = std::fs::remove_file(dir.join(super::STAMP));
+        fresh_piece_dir(dir)?;
     }
     let targets: Vec<MuxTarget> = files
         .iter()
@@ -177,9 +176,15 @@ fn run_segments(
     stop: &StopToken,
     progress: &mut dyn FnMut(&Progress),
 ) -> Result<Ran, MediaError> {
+    fresh_piece_dir(dir)?;
+    pipeline::run_plan(input, plan, preset, targets, stop, progress)
+}
+
+/// Makes a piece's folder, without a stale stamp: a piece never looks finished early.
+fn fresh_piece_dir(dir: &Path) -> Result<(), MediaError> {
     std::fs::create_dir_all(dir).map_err(|e| MediaError::io(dir, e))?;
     let _ = std::fs::remove_file(dir.join(super::STAMP));
-    pipeline::run_plan(input, plan, preset, targets, stop, progress)
+    Ok(())
 }
 
 /// Keeps the plan's first output file alone, with what goes to it.

@@ -10,7 +10,7 @@ use super::Layout;
 use super::segments::{AUDIO, Listed, Piece, audio_list, read_json, video_list};
 use crate::media::error::MediaError;
 use crate::media::hls::{self, AudioRendition, Variant};
-use crate::media::output::{MASTER_PLAYLIST, OutputFile, OutputKind};
+use crate::media::output::{MASTER_PLAYLIST, OutputFile, OutputKind, hls_names};
 use crate::media::pipeline::TranscodeReport;
 use crate::media::plan::Plan;
 use crate::preset::Preset;
@@ -35,24 +35,6 @@ pub struct HlsAssembly {
     pub seconds: f64,
     /// The video frames the parts encoded.
     pub frames: u64,
-}
-
-/// The names of an HLS output at `output`: its directory, the stem every file starts with,
-/// and whether the top playlist is named after the output (`x.m3u8`) or is `master.m3u8`.
-fn names(output: &Path) -> (PathBuf, String, Option<String>) {
-    let is_playlist = output
-        .extension()
-        .is_some_and(|e| e.eq_ignore_ascii_case("m3u8"));
-    if !is_playlist {
-        return (output.to_path_buf(), "index".into(), None);
-    }
-    let stem = output
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "index".into());
-    let dir = output.parent().map(Path::to_path_buf).unwrap_or_default();
-    let top = format!("{stem}.m3u8");
-    (dir, stem, Some(top))
 }
 
 /// Writes the playlists of a split HLS output at `output` from the pieces' lists (every
@@ -83,7 +65,7 @@ pub(super) fn assemble_here(
 ) -> Result<TranscodeReport, MediaError> {
     let started = std::time::Instant::now();
     let made = assemble_hls(layout, preset, part_dirs, audio_dir, output)?;
-    let (dir, ..) = names(output);
+    let (dir, ..) = hls_names(output);
     let mut outputs = Vec::with_capacity(made.segments.len() + made.playlists.len());
     for s in &made.segments {
         let from = match s.piece {
@@ -111,7 +93,7 @@ fn playlists(
     audio_dir: Option<&Path>,
     output: &Path,
 ) -> Result<HlsAssembly, MediaError> {
-    let (dir, stem, named_top) = names(output);
+    let (dir, stem, is_playlist) = hls_names(output);
     std::fs::create_dir_all(&dir).map_err(|e| MediaError::io(&dir, e))?;
     let renditions = plan.renditions();
     let ladder = renditions.iter().any(Option::is_some);
@@ -158,7 +140,11 @@ fn playlists(
         None => None,
     };
     if master {
-        let top = named_top.unwrap_or_else(|| MASTER_PLAYLIST.to_string());
+        let top = if is_playlist {
+            format!("{stem}.m3u8")
+        } else {
+            MASTER_PLAYLIST.to_string()
+        };
         let path = dir.join(top);
         hls::write_master_of(&path, &variants, audio.as_ref())?;
         made.playlists
