@@ -30,7 +30,7 @@ pub struct Policy {
 }
 
 /// Resource limits of the sandboxed process.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Limits {
     /// Address space (bytes): a decode that asks for more fails to allocate.
     pub memory_bytes: u64,
@@ -53,9 +53,13 @@ impl Default for Limits {
     }
 }
 
-/// What holds in a sandbox that was entered: each layer, or why not.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// What holds in a sandbox that was entered: each layer, or why not. A worker reports the
+/// level its engine processes get (`enabled` false when `worker.sandbox = false`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Level {
+    /// Whether engine processes enter the sandbox at all.
+    #[serde(default)]
+    pub enabled: bool,
     /// The kernel's Landlock ABI when the file rules are enforced.
     pub landlock_abi: Option<i32>,
     pub seccomp: bool,
@@ -80,7 +84,10 @@ fn setup(what: &'static str) -> impl Fn(String) -> SandboxError {
 /// Enters the sandbox for `policy`. Must run before the process starts a thread (a user
 /// namespace cannot be entered by a threaded process); returns what holds.
 pub fn enter(policy: &Policy) -> Result<Level, SandboxError> {
-    let mut level = Level::default();
+    let mut level = Level {
+        enabled: true,
+        ..Level::default()
+    };
     match private_network() {
         Ok(()) => level.network_namespace = true,
         Err(why) => level.missing.push(format!("network namespace: {why}")),
