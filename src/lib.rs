@@ -5,6 +5,7 @@ pub mod buckets;
 pub mod cli;
 pub mod config;
 pub mod destinations;
+pub mod engine;
 pub mod exec;
 pub mod job;
 pub mod media;

@@ -52,6 +52,11 @@ enum Command {
         /// Print the equivalent `ffmpeg` command line instead of transcoding.
         #[arg(long)]
         print_ffmpeg: bool,
+        /// Run without the sandbox the workers' engines run in (by default this command
+        /// enters it too: it reads only INPUT and writes only in OUTPUT's folder, with no
+        /// network and bounded memory).
+        #[arg(long)]
+        no_sandbox: bool,
     },
     /// Print the effective configuration (defaults, ffarm.toml, FFARM_* and flags), secrets
     /// masked.
@@ -71,6 +76,10 @@ enum Command {
     /// Run one task (started by a worker; not for direct use).
     #[command(hide = true)]
     Task { spec: PathBuf },
+    /// Run one step of a task's media work in the sandbox, its request on stdin (started by
+    /// a task; not for direct use).
+    #[command(hide = true)]
+    Engine,
     /// Try one thing from inside the engine's sandbox (the tests' probe; not for direct use).
     #[command(hide = true)]
     SandboxProbe {
@@ -134,13 +143,17 @@ fn main() -> ExitCode {
             preset,
             json,
             print_ffmpeg,
+            no_sandbox,
         } => cli::transcode(
             &input,
             &output,
             preset.as_deref(),
             presets_dir,
-            json,
-            print_ffmpeg,
+            cli::TranscodeOptions {
+                json,
+                print_ffmpeg,
+                sandbox: !no_sandbox,
+            },
         ),
         Command::Config { farm } => farm.load(cli.presets_dir.as_ref()).map(|c| {
             print!("{}", c.to_redacted_toml());
@@ -151,6 +164,7 @@ fn main() -> ExitCode {
             cli::worker(&farm, metrics.as_deref(), cli.presets_dir.as_ref())
         }
         Command::Task { spec } => return ExitCode::from(cli::task(&spec)),
+        Command::Engine => return ExitCode::from(cli::engine()),
         Command::SandboxProbe {
             input,
             staging,

@@ -1,5 +1,6 @@
-//! Child processes of the farm (task processes, exec sessions): spawned in a process group of
-//! their own (so a stop reaches everything they started), signalled through that group,
+//! Child processes of the farm (task processes, their engines, exec sessions): tasks and
+//! sessions spawned in a process group of their own (so a stop reaches everything they
+//! started), signalled through that group,
 //! watched through `/proc` for the CPU time and memory used so far, and reaped with `wait4`
 //! for their totals. FFmpeg-free and store-free, so the worker and exec share it; its one
 //! `unsafe` call (wait4) lives here.
@@ -73,6 +74,28 @@ pub fn spawn(
     })
 }
 
+/// Starts `program engine` with only `envs` in its environment and its three pipes, in its
+/// parent's process group (a stop of the task reaches its engine too). The caller reaps it
+/// with [`reap`].
+pub fn spawn_engine(
+    program: &Path,
+    envs: &[(String, String)],
+) -> std::io::Result<std::process::Child> {
+    let mut cmd = Command::new(program);
+    cmd.arg("engine")
+        .env_clear()
+        .envs(envs.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    cmd.spawn()
+}
+
+/// Waits, blocking, for a child to end and collects its resource use.
+pub fn reap(pid: Pid) -> Exit {
+    wait4(pid)
+}
+
 /// A process's `/proc/PID/stat` from field 3 on. Field 2 (the name) may hold spaces and
 /// parentheses, so the line is cut after its last ')'.
 pub fn stat_after_name(pid: i32) -> Option<String> {
@@ -80,18 +103,37 @@ pub fn stat_after_name(pid: i32) -> Option<String> {
     Some(stat[stat.rfind(')')? + 1..].to_string())
 }
 
-/// What a running task has used so far: CPU seconds (user + system, every thread) and its
-/// peak resident memory, from `/proc`. None once it is gone.
+/// What a running task has used so far, its engine processes included: CPU seconds (user +
+/// system, every thread, the children it has reaped and those still running) and the peak
+/// resident memory of the largest of them, from `/proc`. None once it is gone.
 pub fn usage_so_far(pid: Pid) -> Option<(f64, u64)> {
-    let rest = stat_after_name(pid.as_raw())?;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    // utime and stime are fields 14 and 15 of the line: 11 and 12 after the name.
-    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    let (ticks, peak) = own_usage(pid.as_raw(), true)?;
+    let (mut ticks, mut peak) = (ticks, peak);
+    for child in children(pid.as_raw()) {
+        if let Some((t, p)) = own_usage(child, false) {
+            ticks += t;
+            peak = peak.max(p);
+        }
+    }
     let per_second = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
         .ok()
         .flatten()
         .filter(|t| *t > 0)
         .unwrap_or(100);
+    Some((ticks as f64 / per_second as f64, peak))
+}
+
+/// A process's CPU ticks (with its reaped children's when `reaped`) and peak resident bytes.
+fn own_usage(pid: i32, reaped: bool) -> Option<(u64, u64)> {
+    let rest = stat_after_name(pid)?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime, stime, cutime and cstime are fields 14 to 17 of the line: 11 to 14 after the
+    // name.
+    let field = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok());
+    let mut ticks = field(11)? + field(12)?;
+    if reaped {
+        ticks += field(13).unwrap_or(0) + field(14).unwrap_or(0);
+    }
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let peak_kib: u64 = status
         .lines()
@@ -101,7 +143,23 @@ pub fn usage_so_far(pid: Pid) -> Option<(f64, u64)> {
         .trim()
         .parse()
         .ok()?;
-    Some((ticks as f64 / per_second as f64, peak_kib * 1024))
+    Some((ticks, peak_kib * 1024))
+}
+
+/// The live children of a process (of any of its threads).
+fn children(pid: i32) -> Vec<i32> {
+    let Ok(threads) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    threads
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("children")).ok())
+        .flat_map(|list| {
+            list.split_whitespace()
+                .filter_map(|c| c.parse().ok())
+                .collect::<Vec<i32>>()
+        })
+        .collect()
 }
 
 /// Sends `signal` to the task's whole process group.

@@ -10,6 +10,7 @@ use super::exit;
 use crate::media::{self, MediaError};
 use crate::preset::Presets;
 use crate::progress::{Phase, Progress};
+use crate::sandbox;
 use crate::stop::StopToken;
 
 /// `ffarm probe FILE`: the file's container and streams as JSON on stdout.
@@ -39,15 +40,30 @@ pub fn presets(presets_dir: Option<&Path>, json: bool) -> anyhow::Result<u8> {
     Ok(exit::OK)
 }
 
-/// `ffarm transcode IN OUT [--preset NAME]`: the workers' engine, run once in this process.
+/// How `ffarm transcode` runs.
+pub struct TranscodeOptions {
+    /// Print the report as JSON.
+    pub json: bool,
+    /// Print the equivalent command line instead.
+    pub print_ffmpeg: bool,
+    /// Enter the engine's sandbox first.
+    pub sandbox: bool,
+}
+
+/// `ffarm transcode IN OUT [--preset NAME]`: the workers' engine, run once in this process
+/// (inside the same sandbox as theirs unless `--no-sandbox`).
 pub fn transcode(
     input: &Path,
     output: &Path,
     preset: Option<&str>,
     presets_dir: Option<&Path>,
-    json: bool,
-    print_ffmpeg: bool,
+    options: TranscodeOptions,
 ) -> anyhow::Result<u8> {
+    let TranscodeOptions {
+        json,
+        print_ffmpeg,
+        sandbox,
+    } = options;
     let presets = Presets::load(presets_dir, &media::caps::Ffmpeg)?;
     let name = match preset {
         Some(p) => p.to_string(),
@@ -61,6 +77,9 @@ pub fn transcode(
             .collect();
         println!("{}", words.join(" "));
         return Ok(exit::OK);
+    }
+    if sandbox {
+        enter_sandbox(input, output)?;
     }
     let stop = StopToken::new();
     {
@@ -100,6 +119,25 @@ pub fn transcode(
         }
         Err(e) => Err(e.into()),
     }
+}
+
+/// Enters the engine's sandbox (before any thread starts): read the input, write in the
+/// output's folder, where its staging files go; says on stderr what a kernel lacks.
+fn enter_sandbox(input: &Path, output: &Path) -> anyhow::Result<()> {
+    let folder = match output.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => std::path::PathBuf::from("."),
+    };
+    let policy = sandbox::Policy {
+        read: vec![input.to_path_buf()],
+        write: Some(folder),
+        limits: sandbox::Limits::default(),
+    };
+    let level = sandbox::enter(&policy)?;
+    if !level.missing.is_empty() {
+        eprintln!("warning: sandbox without {}", level.missing.join("; "));
+    }
+    Ok(())
 }
 
 fn default_preset_for(output: &Path) -> anyhow::Result<String> {

@@ -7,8 +7,8 @@ pub mod options;
 pub mod serve;
 mod worker;
 
-pub use local::{presets, probe, transcode};
-pub use worker::{task, worker};
+pub use local::{TranscodeOptions, presets, probe, transcode};
+pub use worker::{engine, task, worker};
 
 /// Exit codes a script can rely on.
 ///

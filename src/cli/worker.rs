@@ -39,6 +39,11 @@ pub fn task(spec: &Path) -> u8 {
     worker::task::run(spec) as u8
 }
 
+/// `ffarm engine`: one step of a task's media work, in the sandbox (started by a task).
+pub fn engine() -> u8 {
+    crate::engine::inside::main() as u8
+}
+
 /// Serves `/metrics` (attempt durations and encode fps of this worker's tasks) on `addr`,
 /// under the same rule as the API: beyond loopback only with the token, which is then
 /// required as a bearer token.

@@ -238,6 +238,18 @@ pub struct WorkerSettings {
     pub advertise: Option<String>,
     /// The program run as each task (`ffarm task`); default: this executable.
     pub task_program: Option<PathBuf>,
+    /// Whether the engine processes that parse media enter the sandbox (no network, no
+    /// files but their own, no credentials, bounded memory). Off only for debugging: every
+    /// job's log then says so.
+    pub sandbox: bool,
+    /// The address space an engine process may use (bytes): a decode that needs more ends
+    /// the attempt as `memory-limit`.
+    pub memory_limit_bytes: u64,
+    /// The largest file an engine process may write (bytes): past it, `output-too-large`.
+    pub output_limit_bytes: u64,
+    /// A running attempt whose media time has not moved for this long (heartbeats still
+    /// arriving) is killed and fails as retryable `stalled` (0: never).
+    pub stall_seconds: u64,
 }
 
 impl Default for WorkerSettings {
@@ -253,6 +265,10 @@ impl Default for WorkerSettings {
             forget_lost_after_seconds: 24 * 3600,
             advertise: None,
             task_program: None,
+            sandbox: true,
+            memory_limit_bytes: crate::sandbox::Limits::default().memory_bytes,
+            output_limit_bytes: crate::sandbox::Limits::default().file_bytes,
+            stall_seconds: 120,
         }
     }
 }

@@ -52,6 +52,8 @@ pub(super) fn restrict(policy: &Policy) -> Result<Option<i32>, String> {
     };
     let system: Vec<&Path> = SYSTEM_READ.iter().map(Path::new).collect();
     let inputs: Vec<&Path> = policy.read.iter().map(|p| p.as_path()).collect();
+    // A path that does not exist gets no rule: opening it then fails as it would anyway.
+    let writes: Vec<&Path> = policy.write.iter().map(|p| p.as_path()).collect();
     let status = Ruleset::default()
         .set_compatibility(CompatLevel::BestEffort)
         .handle_access(all)
@@ -62,7 +64,7 @@ pub(super) fn restrict(policy: &Policy) -> Result<Option<i32>, String> {
         .map_err(|e| e.to_string())?
         .add_rules(path_beneath_rules(existing(&inputs), read))
         .map_err(|e| e.to_string())?
-        .add_rules(path_beneath_rules([&policy.write], all))
+        .add_rules(path_beneath_rules(existing(&writes), all))
         .map_err(|e| e.to_string())?
         .restrict_self()
         .map_err(|e| e.to_string())?;

@@ -9,6 +9,7 @@ mod part;
 mod plan;
 pub mod protocol;
 mod reserve;
+mod sandbox;
 mod scratch;
 mod stopper;
 mod supervisor;
@@ -283,6 +284,7 @@ pub async fn run(ctx: Arc<WorkerCtx>, mut shutdown: Shutdown) -> Result<(), Stor
     let settings = ctx.config.worker.clone();
     let slots = ctx.config.slots().max(1);
     sweep_workspaces(&ctx).await;
+    let _sandbox = sandbox::check(&ctx).await;
     let info = WorkerInfo {
         id: ctx.id.clone(),
         host: crate::config::hostname(),

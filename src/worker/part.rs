@@ -13,11 +13,15 @@ use serde::{Deserialize, Serialize};
 use super::protocol::{PartTask, TaskWork};
 use super::taskio::{
     Dirs, Done, Failure, Publication, Source, TaskIo, io_failure, load_preset, output_stem,
+    progress_reporter,
 };
+use crate::engine::{Access, Work};
 use crate::job::{JobError, Part, PartKind, Scratch, SplitPlan};
-use crate::media::{self, split::Layout};
+use crate::media::{
+    self,
+    split::{HlsAssembly, Layout},
+};
 use crate::preset::Preset;
-use crate::progress::Progress;
 
 /// What a video or audio part made: its files, relative to its folder in the scratch.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -112,17 +116,15 @@ impl Step<'_> {
         phases.insert("downloading".into(), t.elapsed().as_secs_f64());
         let t = Instant::now();
         let out = &self.dirs.output;
-        let mut progress = super::taskio::progress_reporter();
-        media::split::encode_part(
-            &src,
-            self.preset,
-            self.layout,
-            self.part.seq,
-            out,
+        let work = Work::EncodePart {
+            source: src.clone(),
+            layout: Box::new(self.layout.clone()),
+            seq: self.part.seq,
+            dir: out.clone(),
             threads,
-            self.io.stop,
-            &mut progress,
-        )?;
+        };
+        let access = Access::read(&src).writing(out);
+        let () = self.io.media(work, access, &mut progress_reporter())?;
         phases.insert("transcoding".into(), t.elapsed().as_secs_f64());
         eprintln!(
             "[task] encoded part {} with {threads} thread(s) in {:.2} s",
@@ -137,15 +139,13 @@ impl Step<'_> {
         let rest = self.fetch_source("src/rest.nut")?;
         phases.insert("downloading".into(), t.elapsed().as_secs_f64());
         let t = Instant::now();
-        let mut progress = super::taskio::progress_reporter();
-        media::split::encode_audio(
-            &rest,
-            self.preset,
-            self.layout,
-            &self.dirs.output,
-            self.io.stop,
-            &mut progress,
-        )?;
+        let work = Work::EncodeAudio {
+            source: rest.clone(),
+            layout: Box::new(self.layout.clone()),
+            dir: self.dirs.output.clone(),
+        };
+        let access = Access::read(&rest).writing(&self.dirs.output);
+        let () = self.io.media(work, access, &mut progress_reporter())?;
         phases.insert("transcoding".into(), t.elapsed().as_secs_f64());
         self.keep_made(phases)
     }
@@ -196,16 +196,15 @@ impl Step<'_> {
         if self.layout.segment_us.is_some() {
             return self.assemble_hls(others, &part_dirs, audio_dir.as_deref(), &output, phases);
         }
-        let mut progress = super::taskio::progress_reporter();
-        let report = media::split::assemble(
-            self.layout,
-            self.preset,
-            &part_dirs,
-            audio_dir.as_deref(),
-            &output,
-            self.io.stop,
-            &mut |p: &Progress| progress(p),
-        )?;
+        let work = Work::Assemble {
+            layout: Box::new(self.layout.clone()),
+            parts: part_dirs.clone(),
+            audio: audio_dir.clone(),
+            output: output.clone(),
+        };
+        let access = pieces(&part_dirs, audio_dir.as_deref()).writing(&self.dirs.output);
+        let report: media::TranscodeReport =
+            self.io.media(work, access, &mut progress_reporter())?;
         phases.insert("assembling".into(), t.elapsed().as_secs_f64());
         eprintln!(
             "[task] assembled {} part(s) in {:.2} s ({} frames)",
@@ -230,8 +229,14 @@ impl Step<'_> {
         phases: &mut BTreeMap<String, f64>,
     ) -> Result<Done, Failure> {
         let t = Instant::now();
-        let made =
-            media::split::assemble_hls(self.layout, self.preset, part_dirs, audio_dir, output)?;
+        let work = Work::AssembleHls {
+            layout: Box::new(self.layout.clone()),
+            parts: part_dirs.to_vec(),
+            audio: audio_dir.map(Path::to_path_buf),
+            output: output.to_path_buf(),
+        };
+        let access = pieces(part_dirs, audio_dir).writing(&self.dirs.output);
+        let made: HlsAssembly = self.io.media(work, access, &mut |_| {})?;
         phases.insert("assembling".into(), t.elapsed().as_secs_f64());
         let folder = |piece: Option<usize>| {
             let kind = match piece {
@@ -314,6 +319,13 @@ impl Step<'_> {
         }
         Ok(())
     }
+}
+
+/// What an assembly reads: the pieces' folders.
+fn pieces(part_dirs: &[PathBuf], audio_dir: Option<&Path>) -> Access {
+    let mut read = part_dirs.to_vec();
+    read.extend(audio_dir.map(Path::to_path_buf));
+    Access { read, write: None }
 }
 
 /// The files under `dir`, as paths relative to it, sorted.

@@ -5,11 +5,12 @@
 //! on to transcode the job in one piece.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use super::protocol::SplitSettings;
 use super::taskio::{Failure, TaskIo};
+use crate::engine::{Access, Work};
 use crate::job::{JobError, PartKind, PartPlan, Scratch, SplitPlan};
 use crate::media::{self, split::Layout};
 use crate::preset::Preset;
@@ -32,7 +33,15 @@ pub(super) fn split(
         return Ok(None);
     }
     let started = Instant::now();
-    let Some(layout) = media::split::layout(input, preset, settings.segment_seconds)? else {
+    let layout: Option<Layout> = io.media(
+        Work::Layout {
+            input: input.to_path_buf(),
+            segment_seconds: settings.segment_seconds,
+        },
+        Access::read(input),
+        &mut |_| {},
+    )?;
+    let Some(layout) = layout else {
         eprintln!(
             "[task] not split: preset {} does not encode video, or the input is shorter than \
              two parts of {} s",
@@ -45,7 +54,15 @@ pub(super) fn split(
         .runtime
         .block_on(io.buckets.version(&job.input.bucket, &job.input.key))?;
     let cut_dir = io.spec.workspace.join("split");
-    let files = media::split::cut(input, &layout, &cut_dir, io.stop)?;
+    let files: Vec<PathBuf> = io.media(
+        Work::Cut {
+            input: input.to_path_buf(),
+            layout: Box::new(layout.clone()),
+            dir: cut_dir.clone(),
+        },
+        Access::read(input).writing(&cut_dir),
+        &mut |_| {},
+    )?;
     phases.insert("splitting".into(), started.elapsed().as_secs_f64());
     let scratch = Scratch::of(&settings.scratch_bucket, &job.id);
     let started = Instant::now();
@@ -108,7 +125,7 @@ fn upload_sources(
     io: &TaskIo,
     scratch: &Scratch,
     dir: &Path,
-    files: &[std::path::PathBuf],
+    files: &[PathBuf],
 ) -> Result<(), Failure> {
     for file in files {
         let rel = file.strip_prefix(dir).unwrap_or(file).to_string_lossy();

@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use crate::buckets::BucketConfig;
 use crate::job::{Job, JobError, OutputObject, Part, SplitPlan};
 use crate::progress::Progress;
+use crate::sandbox::Limits;
 
 /// Everything a task needs, written by the worker as `task.json` in the workspace.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -29,6 +30,30 @@ pub struct TaskSpec {
     /// The whole job, or one part of a split job.
     #[serde(default)]
     pub work: TaskWork,
+    /// How its media work runs.
+    #[serde(default)]
+    pub engine: EngineSettings,
+}
+
+/// How a task runs its engine processes (`crate::engine`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EngineSettings {
+    /// Whether they enter the sandbox (`worker.sandbox`).
+    pub sandbox: bool,
+    pub limits: Limits,
+    /// `worker.stall_seconds` (0: off).
+    #[serde(default)]
+    pub stall_seconds: u64,
+}
+
+impl Default for EngineSettings {
+    fn default() -> Self {
+        EngineSettings {
+            sandbox: true,
+            limits: Limits::default(),
+            stall_seconds: 0,
+        }
+    }
 }
 
 /// What a task does.
@@ -126,6 +151,10 @@ pub const TEST_FAULT_ENV: &str = "FFARM_TEST_ABORT_KEY";
 /// Environment variable naming an input key whose task ignores SIGTERM: how the tests check
 /// that a stuck task is killed after the grace period. Has no effect unless set.
 pub const TEST_IGNORE_STOP_ENV: &str = "FFARM_TEST_IGNORE_STOP_KEY";
+
+/// Environment variable naming an input key whose engine stops making progress once it
+/// transcodes (it hangs): how the tests check the stall detector. Has no effect unless set.
+pub const TEST_HANG_ENV: &str = "FFARM_TEST_HANG_KEY";
 
 /// Environment variable naming an input key whose task waits a second before each upload
 /// after the first (a stop still reaches it at once): how the tests stop a task while it is

@@ -13,7 +13,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::ChildStdin;
 use tokio::sync::mpsc;
 
-use super::protocol::{TaskMessage, TaskSpec, exit};
+use super::protocol::{EngineSettings, TaskMessage, TaskSpec, exit};
 use super::reserve::{self, Asked};
 use super::stopper::{StopReason, Stopper, time_limit};
 use super::unit::{Ending, Unit};
@@ -22,6 +22,7 @@ use super::{RunningTask, WorkerCtx};
 use crate::job::{Job, JobError, Outcome, OutputObject, SplitPlan};
 use crate::process::{self, Exit};
 use crate::progress::Progress;
+use crate::sandbox::Limits;
 use crate::store::{AttemptStats, StoreError};
 
 /// How long the supervise loop waits on one store call (a heartbeat, a log append): a stop
@@ -253,6 +254,7 @@ async fn start(
         buckets: ctx.config.buckets.clone(),
         presets_dir: ctx.config.presets_dir.clone(),
         work: super::unit::task_work(ctx, unit).await?,
+        engine: engine_settings(&ctx.config.worker, job),
     };
     let spec_path = dir.join("task.json");
     let json = serde_json::to_vec_pretty(&spec)
@@ -311,6 +313,23 @@ async fn start(
         stop_rx,
         dir,
     ))
+}
+
+/// How the task's engines run: sandboxed unless the worker says not, under the worker's
+/// limits, with CPU time for the job's time limit on every core.
+fn engine_settings(settings: &crate::config::WorkerSettings, job: &Job) -> EngineSettings {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get() as u64);
+    let seconds = time_limit(job.timeout_seconds, settings.job_timeout_seconds).0;
+    EngineSettings {
+        sandbox: settings.sandbox,
+        limits: Limits {
+            memory_bytes: settings.memory_limit_bytes,
+            file_bytes: settings.output_limit_bytes,
+            cpu_seconds: Some(seconds.saturating_mul(cores).max(1)),
+            ..Limits::default()
+        },
+        stall_seconds: settings.stall_seconds,
+    }
 }
 
 #[allow(clippy::too_many_arguments)] // the pieces of one running task, taken apart for select!

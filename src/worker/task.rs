@@ -9,12 +9,15 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use super::protocol::{TaskMessage, TaskSpec, TaskWork, exit};
 use super::taskio::{
     Dirs, Done, Failure, TaskIo, input_name, load_preset, output_stem, progress_reporter, say,
 };
+use crate::engine::{Access, Work};
 use crate::job::JobError;
 use crate::media;
 use crate::stop::StopToken;
@@ -42,23 +45,7 @@ pub fn run(spec_path: &Path) -> i32 {
             return exit::FAILED;
         }
     };
-    let stop = StopToken::new();
-    {
-        let stop = stop.clone();
-        let stuck = std::env::var(super::protocol::TEST_IGNORE_STOP_ENV)
-            .is_ok_and(|k| k == spec.job.input.key);
-        if stuck {
-            eprintln!("[task] test switch: stop signals are ignored");
-        }
-        let handler = move || {
-            if !stuck {
-                stop.stop();
-            }
-        };
-        if let Err(e) = ctrlc::set_handler(handler) {
-            eprintln!("[task] cannot handle stop signals: {e}");
-        }
-    }
+    let (stop, ignored) = stop_token(&spec);
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -78,6 +65,13 @@ pub fn run(spec_path: &Path) -> i32 {
         TaskWork::Part(_) => super::part::work(&spec, &stop, &runtime, &mut phases),
         TaskWork::Job | TaskWork::Plan(_) => work(&spec, &stop, &runtime, &mut phases),
     };
+    if ignored.load(Ordering::Relaxed) {
+        // Its engine heard the stop and ended; the task itself stays, as a stuck one would.
+        eprintln!("[task] test switch: staying after the stop");
+        loop {
+            std::thread::sleep(std::time::Duration::from_secs(3600));
+        }
+    }
     say(&TaskMessage::Stats { phases });
     match result {
         Ok(done) => {
@@ -101,6 +95,30 @@ pub fn run(spec_path: &Path) -> i32 {
     }
 }
 
+/// The task's stop token, set by SIGTERM/SIGINT; with the test switch on, the signals are
+/// only noted (the flag), not obeyed.
+fn stop_token(spec: &TaskSpec) -> (StopToken, Arc<AtomicBool>) {
+    let stop = StopToken::new();
+    let ignored = Arc::new(AtomicBool::new(false));
+    let stuck =
+        std::env::var(super::protocol::TEST_IGNORE_STOP_ENV).is_ok_and(|k| k == spec.job.input.key);
+    if stuck {
+        eprintln!("[task] test switch: stop signals are ignored");
+    }
+    let (token, flag) = (stop.clone(), ignored.clone());
+    let handler = move || {
+        if stuck {
+            flag.store(true, Ordering::Relaxed);
+        } else {
+            token.stop();
+        }
+    };
+    if let Err(e) = ctrlc::set_handler(handler) {
+        eprintln!("[task] cannot handle stop signals: {e}");
+    }
+    (stop, ignored)
+}
+
 fn work(
     spec: &TaskSpec,
     stop: &StopToken,
@@ -117,7 +135,13 @@ fn work(
     phases.insert("downloading".into(), t.elapsed().as_secs_f64());
 
     let t = Instant::now();
-    let probe = media::probe(&input)?;
+    let probe: media::ProbeReport = io.media(
+        Work::Probe {
+            input: input.clone(),
+        },
+        Access::read(&input),
+        &mut |_| {},
+    )?;
     phases.insert("probing".into(), t.elapsed().as_secs_f64());
     eprintln!("[task] input: {}", describe(&probe));
     if let Ok(key) = std::env::var(super::protocol::TEST_FAULT_ENV)
@@ -139,7 +163,14 @@ fn work(
         preset.container.extension()
     ));
     eprintln!("[task] transcoding with preset {}", preset.name);
-    let report = media::transcode(&input, &output, &preset, stop, &mut progress_reporter())?;
+    let report: media::TranscodeReport = io.media(
+        Work::Transcode {
+            input: input.clone(),
+            output,
+        },
+        Access::read(&input).writing(&dirs.output),
+        &mut progress_reporter(),
+    )?;
     phases.insert("transcoding".into(), t.elapsed().as_secs_f64());
     eprintln!(
         "[task] transcoded {:.2} s of media in {:.2} s ({} frames)",

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use super::protocol::{ReserveAnswer, TaskMessage, TaskSpec};
 use crate::buckets::{BucketError, Buckets};
+use crate::engine::{Access, Engine, EngineError, Work};
 use crate::job::{Job, JobError, OutputObject, SplitPlan};
 use crate::media::{self, ErrorClass, MediaError, OutputKind};
 use crate::preset::Presets;
@@ -97,12 +98,52 @@ pub(super) fn transfer_progress(phase: Phase, done: u64, total: Option<u64>) -> 
     }
 }
 
-/// What every step of a task reaches the outside world with.
+impl From<EngineError> for Failure {
+    fn from(e: EngineError) -> Self {
+        match e {
+            EngineError::Stopped => Failure::Stopped,
+            EngineError::Failed(e) => Failure::Error(e),
+        }
+    }
+}
+
+/// What every step of a task reaches the outside world with, and the engine processes its
+/// media work runs in.
 pub(super) struct TaskIo<'a> {
     pub spec: &'a TaskSpec,
     pub buckets: Buckets,
     pub stop: &'a StopToken,
     pub runtime: &'a tokio::runtime::Runtime,
+    pub engine: Engine,
+}
+
+/// How this task starts its engine processes: this executable, the job's preset, and the
+/// sandbox unless the worker turned it off (said in the job's log every time).
+fn engine_for(spec: &TaskSpec) -> Result<Engine, Failure> {
+    let program = std::env::current_exe().map_err(|e| {
+        Failure::Error(JobError::new(
+            "internal",
+            format!("this executable: {e}"),
+            true,
+        ))
+    })?;
+    if !spec.engine.sandbox {
+        eprintln!(
+            "[task] warning: the sandbox is off (worker.sandbox = false): this job's media is \
+             parsed with the worker's rights"
+        );
+    }
+    let test_hang =
+        std::env::var(super::protocol::TEST_HANG_ENV).is_ok_and(|k| k == spec.job.input.key);
+    Ok(Engine {
+        program,
+        presets_dir: spec.presets_dir.clone(),
+        preset: Some(spec.job.preset.clone()),
+        sandbox: spec.engine.sandbox.then(|| spec.engine.limits.clone()),
+        stall: (spec.engine.stall_seconds > 0)
+            .then(|| Duration::from_secs(spec.engine.stall_seconds)),
+        test_hang,
+    })
 }
 
 /// The job's preset, from the farm's presets.
@@ -184,7 +225,18 @@ impl<'a> TaskIo<'a> {
             buckets,
             stop,
             runtime,
+            engine: engine_for(spec)?,
         })
+    }
+
+    /// Runs one step of media work in an engine process.
+    pub(super) fn media<T: serde::de::DeserializeOwned>(
+        &self,
+        work: Work,
+        access: Access,
+        progress: &mut dyn FnMut(&Progress),
+    ) -> Result<T, Failure> {
+        Ok(self.engine.run(work, access, self.stop, progress)?)
     }
 
     /// Downloads an object into `dest`, reporting progress; returns its size.

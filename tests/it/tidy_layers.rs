@@ -13,7 +13,7 @@ const LAYERS: &[&[&str]] = &[
     &["serve"],
     &["api"],
     &["triggers", "worker"],
-    &["exec", "destinations"],
+    &["exec", "destinations", "engine"],
     &["store", "buckets", "media"],
     &["config", "preset", "metrics"],
     &["job"],

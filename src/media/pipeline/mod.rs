@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::Receiver;
 use ffmpeg_next as ff;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::error::MediaError;
 use super::ffi;
@@ -38,7 +38,7 @@ use mux::{MuxMsg, StreamSummary};
 use wire::{Fed, VideoLanes, Wiring};
 
 /// What a finished transcode produced.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TranscodeReport {
     /// The files written, in the order they must be published (HLS playlists last).
     pub outputs: Vec<OutputFile>,

@@ -6,6 +6,8 @@
 
 use std::path::{Path, PathBuf};
 
+use serde::{Deserialize, Serialize};
+
 use super::Layout;
 use super::segments::{AUDIO, Listed, Piece, audio_list, read_json, video_list};
 use crate::media::error::MediaError;
@@ -17,7 +19,7 @@ use crate::preset::Preset;
 
 /// A segment of the output: which piece wrote it (a video part's index, None for the audio)
 /// and under which name, and the name it is published as.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Placed {
     pub piece: Option<usize>,
     pub file: String,
@@ -28,7 +30,7 @@ pub struct Placed {
 /// What the assembly of a split HLS output made: the segments to place (in the order they
 /// are published), the playlists it wrote in the output directory (variants and the audio's,
 /// then the top playlist, last), and the length it covers.
-#[derive(Debug)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct HlsAssembly {
     pub segments: Vec<Placed>,
     pub playlists: Vec<OutputFile>,

@@ -1,0 +1,217 @@
+//! `ffarm engine`: the engine process itself. It reads its [`Request`] from stdin, loads the
+//! preset, enters the sandbox before it opens any media or starts a thread, runs the one
+//! step and prints its progress and result as [`Message`] lines. It dies with the task that
+//! started it, and a SIGTERM stops it at the next packet.
+
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use super::{Message, Request, Work, exit};
+use crate::media::{self, ErrorClass, MediaError, split};
+use crate::preset::{Preset, Presets};
+use crate::progress::{Phase, Progress};
+use crate::sandbox::{self, Level, Policy};
+use crate::stop::StopToken;
+
+fn say(msg: &Message) {
+    let mut out = std::io::stdout().lock();
+    let _ = serde_json::to_writer(&mut out, msg);
+    let _ = out.write_all(b"\n");
+    let _ = out.flush();
+}
+
+fn fail(code: &str, message: String, retryable: bool) -> i32 {
+    say(&Message::Failed {
+        code: code.into(),
+        message,
+        retryable,
+        stopped: false,
+    });
+    exit::FAILED
+}
+
+/// Runs the engine process; returns its exit code.
+pub fn main() -> i32 {
+    // An engine never outlives its task: the task holds the lease and cleans up after it.
+    if nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL).is_err() {
+        return exit::FAILED;
+    }
+    let request: Request = match serde_json::from_reader(std::io::stdin().lock()) {
+        Ok(r) => r,
+        Err(e) => return fail("engine-request", format!("reading the request: {e}"), false),
+    };
+    let preset = match load_preset(&request) {
+        Ok(p) => p,
+        Err((code, message)) => return fail(code, message, false),
+    };
+    let started = Instant::now();
+    let level = match &request.sandbox {
+        Some(limits) => {
+            let policy = Policy {
+                read: request.read.clone(),
+                write: request.write.clone(),
+                limits: limits.clone(),
+            };
+            match sandbox::enter(&policy) {
+                Ok(level) => level,
+                Err(e) => return fail("sandbox-setup", e.to_string(), true),
+            }
+        }
+        None => Level::default(),
+    };
+    let setup_seconds = started.elapsed().as_secs_f64();
+    say(&Message::Sandbox {
+        level,
+        setup_seconds,
+    });
+    // Only now may threads start (the sandbox's namespaces need a single-threaded process).
+    let stop = StopToken::new();
+    {
+        let stop = stop.clone();
+        if let Err(e) = ctrlc::set_handler(move || stop.stop()) {
+            eprintln!("[engine] cannot handle stop signals: {e}");
+        }
+    }
+    let mut progress = reporter(request.test_hang);
+    match run(&request.work, preset.as_ref(), &stop, &mut progress) {
+        Ok(result) => {
+            say(&Message::Done { result });
+            exit::OK
+        }
+        Err(e) if e.class() == ErrorClass::Stopped => {
+            say(&Message::Failed {
+                code: e.code().into(),
+                message: e.to_string(),
+                retryable: true,
+                stopped: true,
+            });
+            exit::STOPPED
+        }
+        Err(e) => {
+            let (code, retryable) = classify(&e, request.sandbox.is_some());
+            fail(code, e.to_string(), retryable)
+        }
+    }
+}
+
+type Failed = (&'static str, String);
+
+fn load_preset(request: &Request) -> Result<Option<Preset>, Failed> {
+    if !request.work.needs_preset() {
+        return Ok(None);
+    }
+    let name = request
+        .preset
+        .as_deref()
+        .ok_or(("engine-request", "the request names no preset".to_string()))?;
+    let presets = Presets::load(request.presets_dir.as_deref(), &media::caps::Ffmpeg)
+        .map_err(|e| (e.code(), e.to_string()))?;
+    let preset = presets.get(name).map_err(|e| (e.code(), e.to_string()))?;
+    Ok(Some(preset.clone()))
+}
+
+/// Runs one step; its result as JSON.
+fn run(
+    work: &Work,
+    preset: Option<&Preset>,
+    stop: &StopToken,
+    progress: &mut dyn FnMut(&Progress),
+) -> Result<serde_json::Value, MediaError> {
+    let preset = || preset.ok_or_else(|| MediaError::Internal("no preset loaded".into()));
+    match work {
+        Work::Level => Ok(serde_json::Value::Null),
+        Work::Probe { input } => json(media::probe(input)?),
+        Work::Layout {
+            input,
+            segment_seconds,
+        } => json(split::layout(input, preset()?, *segment_seconds)?),
+        Work::Cut { input, layout, dir } => json(split::cut(input, layout, dir, stop)?),
+        Work::Transcode { input, output } => {
+            json(media::transcode(input, output, preset()?, stop, progress)?)
+        }
+        Work::EncodePart {
+            source,
+            layout,
+            seq,
+            dir,
+            threads,
+        } => {
+            let p = preset()?;
+            split::encode_part(source, p, layout, *seq, dir, *threads, stop, progress)?;
+            Ok(serde_json::Value::Null)
+        }
+        Work::EncodeAudio {
+            source,
+            layout,
+            dir,
+        } => {
+            split::encode_audio(source, preset()?, layout, dir, stop, progress)?;
+            Ok(serde_json::Value::Null)
+        }
+        Work::Assemble {
+            layout,
+            parts,
+            audio,
+            output,
+        } => json(split::assemble(
+            layout,
+            preset()?,
+            parts,
+            audio.as_deref(),
+            output,
+            stop,
+            progress,
+        )?),
+        Work::AssembleHls {
+            layout,
+            parts,
+            audio,
+            output,
+        } => json(split::assemble_hls(
+            layout,
+            preset()?,
+            parts,
+            audio.as_deref(),
+            output,
+        )?),
+    }
+}
+
+fn json<T: serde::Serialize>(value: T) -> Result<serde_json::Value, MediaError> {
+    serde_json::to_value(value).map_err(|e| MediaError::Internal(e.to_string()))
+}
+
+/// Prints progress about four times a second (every change of phase at once). With the
+/// test switch on, it stops for good once transcoding has begun: the engine hangs.
+fn reporter(hang: bool) -> impl FnMut(&Progress) {
+    let mut last: Option<(Instant, Phase)> = None;
+    move |p: &Progress| {
+        let due = last.is_none_or(|(at, phase)| {
+            phase != p.phase || at.elapsed() >= Duration::from_millis(250)
+        });
+        if due {
+            last = Some((Instant::now(), p.phase));
+            say(&Message::Progress(p.clone()));
+            if hang && p.phase == Phase::Transcoding {
+                eprintln!("[engine] test switch: hanging");
+                loop {
+                    std::thread::sleep(Duration::from_secs(3600));
+                }
+            }
+        }
+    }
+}
+
+/// A failure's code and whether another attempt may succeed. Inside the sandbox, an
+/// allocation the address-space limit refused is `memory-limit` and a write past the file
+/// size limit `output-too-large`: both final, as the same input would hit them again.
+fn classify(e: &MediaError, sandboxed: bool) -> (&'static str, bool) {
+    let text = e.to_string();
+    if sandboxed && text.contains("Cannot allocate memory") {
+        return ("memory-limit", false);
+    }
+    if sandboxed && text.contains("File too large") {
+        return ("output-too-large", false);
+    }
+    (e.code(), e.class() == ErrorClass::Transient)
+}

@@ -1,0 +1,149 @@
+//! The untrusted side of a task: every step that parses media — probe, transcode, a split
+//! job's layout, cut, parts, audio and assembly — runs in an engine process (`ffarm engine`)
+//! that the task process starts for it. The task keeps what is worth stealing (bucket
+//! credentials, the store's address, the token) and does every transfer; the engine gets a
+//! cleared environment, its request on stdin, reads only the files the request names and
+//! writes only its staging directory, inside the sandbox (`crate::sandbox`), and reports
+//! progress and its result as JSON lines on stdout ([`Message`]); its stderr is the job's
+//! log. How an engine ended becomes a named failure (`verdict`). Decision 0072.
+
+pub mod client;
+pub mod inside;
+mod verdict;
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::media::split::Layout;
+use crate::progress::Progress;
+use crate::sandbox::{Level, Limits};
+
+pub use client::{Access, Engine, EngineError};
+
+/// What an engine process is asked to do: one step, the preset it uses, and the sandbox it
+/// runs in.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Request {
+    pub work: Work,
+    /// The preset, by name, from the shipped ones and `presets_dir` (loaded before the
+    /// sandbox is entered).
+    #[serde(default)]
+    pub preset: Option<String>,
+    #[serde(default)]
+    pub presets_dir: Option<PathBuf>,
+    /// The sandbox's limits; None runs without the sandbox (`worker.sandbox = false`).
+    pub sandbox: Option<Limits>,
+    /// What the engine may read besides the system's files: its inputs.
+    pub read: Vec<PathBuf>,
+    /// The one directory it may write in.
+    pub write: Option<PathBuf>,
+    /// A test switch: the engine stops making progress once transcoding has begun (how the
+    /// tests check the stall detector).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub test_hang: bool,
+}
+
+/// One step of media work; each names its files (absolute or relative to the task's
+/// working directory).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Work {
+    /// Only enter the sandbox and say what holds (a worker asks this as it starts).
+    Level,
+    /// What the input holds (`media::ProbeReport`).
+    Probe { input: PathBuf },
+    /// How the input splits into parts (`Option<Layout>`).
+    Layout {
+        input: PathBuf,
+        segment_seconds: u32,
+    },
+    /// The parts' sources, cut into `dir` (the files written).
+    Cut {
+        input: PathBuf,
+        layout: Box<Layout>,
+        dir: PathBuf,
+    },
+    /// The whole job (`media::TranscodeReport`).
+    Transcode { input: PathBuf, output: PathBuf },
+    /// One video part of a split job, into `dir`.
+    EncodePart {
+        source: PathBuf,
+        layout: Box<Layout>,
+        seq: u32,
+        dir: PathBuf,
+        threads: u32,
+    },
+    /// A split job's audio, into `dir`.
+    EncodeAudio {
+        source: PathBuf,
+        layout: Box<Layout>,
+        dir: PathBuf,
+    },
+    /// A split job's output from its pieces (`media::TranscodeReport`).
+    Assemble {
+        layout: Box<Layout>,
+        parts: Vec<PathBuf>,
+        audio: Option<PathBuf>,
+        output: PathBuf,
+    },
+    /// A split HLS job's playlists (`media::split::HlsAssembly`).
+    AssembleHls {
+        layout: Box<Layout>,
+        parts: Vec<PathBuf>,
+        audio: Option<PathBuf>,
+        output: PathBuf,
+    },
+}
+
+impl Work {
+    /// Whether its progress reports media time (the stall detector watches those steps; the
+    /// others are bounded by the job's time limit).
+    fn reports_media_time(&self) -> bool {
+        matches!(
+            self,
+            Work::Transcode { .. }
+                | Work::EncodePart { .. }
+                | Work::EncodeAudio { .. }
+                | Work::Assemble { .. }
+        )
+    }
+
+    /// Whether it needs the job's preset.
+    fn needs_preset(&self) -> bool {
+        !matches!(self, Work::Level | Work::Probe { .. } | Work::Cut { .. })
+    }
+}
+
+/// One line of an engine's stdout.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Message {
+    /// The sandbox it entered (first, before any media is opened) and what setting it up
+    /// took.
+    Sandbox {
+        level: Level,
+        setup_seconds: f64,
+    },
+    Progress(Progress),
+    /// The step's result (JSON of the type [`Work`] names).
+    Done {
+        result: serde_json::Value,
+    },
+    /// The step failed; `stopped` when it was asked to stop.
+    Failed {
+        code: String,
+        message: String,
+        retryable: bool,
+        #[serde(default)]
+        stopped: bool,
+    },
+}
+
+/// Exit codes of `ffarm engine` (a trapped system call ends it with
+/// [`crate::sandbox::SANDBOX_EXIT`]).
+pub mod exit {
+    pub const OK: i32 = 0;
+    pub const FAILED: i32 = 1;
+    pub const STOPPED: i32 = 130;
+}
