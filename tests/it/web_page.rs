@@ -308,6 +308,7 @@ fn seed(data: &Path, bulk: usize, old: usize) {
                 last_seen: now,
                 draining: false,
                 running: vec![],
+                sandbox: None,
             };
             store.register_worker(&info).await.unwrap();
         }
