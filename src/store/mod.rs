@@ -211,6 +211,9 @@ pub struct WorkerInfo {
     /// Jobs it holds now (filled in when listing).
     #[serde(default)]
     pub running: Vec<String>,
+    /// What the sandbox of its engine processes holds; None when it reported none.
+    #[serde(default)]
+    pub sandbox: Option<crate::sandbox::Level>,
 }
 
 /// Counts of jobs by status.

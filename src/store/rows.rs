@@ -12,6 +12,7 @@ use crate::job::{
     SplitPlan, Status, Timestamp, Trigger,
 };
 use crate::progress::Progress;
+use crate::sandbox::Level;
 
 /// The columns every job query selects, in `job_from_row`'s terms.
 pub(crate) const JOB_COLUMNS: &str = "id, status, input_bucket, input_key, preset, output_bucket, \
@@ -315,7 +316,7 @@ pub(crate) fn attempt_from_row(row: &impl Columns) -> Result<AttemptInfo> {
 
 /// The columns a workers query selects from `workers`, in `workers_from_rows`' terms.
 pub(crate) const WORKER_COLUMNS: &str =
-    "id, host, address, slots, version, started_at, last_seen, draining";
+    "id, host, address, slots, version, started_at, last_seen, draining, sandbox";
 
 /// Reads the workers from rows selected with [`WORKER_COLUMNS`], each with the jobs `held`
 /// says it holds (pairs of worker and job id).
@@ -348,6 +349,7 @@ fn worker_from_row(row: &impl Columns) -> Result<WorkerInfo> {
         last_seen: f.time("last_seen")?,
         draining: f.flag("draining")?,
         running: Vec::new(),
+        sandbox: f.json::<Level>("sandbox")?,
     })
 }
 

@@ -295,6 +295,7 @@ pub async fn run(ctx: Arc<WorkerCtx>, mut shutdown: Shutdown) -> Result<(), Stor
         last_seen: Timestamp::now(),
         draining: false,
         running: vec![],
+        sandbox: None,
     };
     store.register_worker(&info).await?;
     tracing::info!(

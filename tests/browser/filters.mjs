@@ -3,9 +3,9 @@
 // ago). The tabs' counts match the API and the seeding for every time window; a status tab, a
 // window, a custom from/to and a search (by id, by part of a key) each narrow the list; pages
 // load 50 at a time and no request ever asks for everything; the charts show the hour's
-// throughput and the queue depth; the Workers view tells a draining worker from a lost one; a
-// burst of 100 cancels arrives through the live feed and patches the rows and counts without
-// long stalls.
+// throughput and the queue depth; the Workers view tells a draining worker from a lost one and
+// shows each one's sandbox level; a burst of 100 cancels arrives through the live feed and
+// patches the rows and counts without long stalls.
 //
 //   node filters.mjs URL SCREENSHOT_DIR EXPECTED_JSON
 
@@ -160,6 +160,23 @@ await scenario('filters', async ({ page, url, shot, args }) => {
     trs.map((tr) => `${tr.dataset.id}=${tr.dataset.state}:${tr.querySelector('.badge')?.textContent}`),
   );
   check(states.join() === 'edge/1=draining:draining,gone/1=lost:lost', `worker states: ${states}`);
+  // Each worker's sandbox: what holds in short, the whole level (limits, what is missing and
+  // why) in its tooltip and, opened, under it; "off" for a worker that runs without one.
+  const sandbox = (id) => page.locator(`#workers-body tr[data-id="${id}"] td[data-label="Sandbox"]`);
+  const edge = sandbox('edge/1');
+  const summary = (await edge.locator('summary').textContent()).trim();
+  check(summary === 'landlock 6, seccomp, 4 GiB', `edge/1's sandbox summary: ${summary}`);
+  const title = await edge.locator('details').getAttribute('title');
+  for (const part of ['Landlock: ABI 6', 'network namespace: none', 'memory 4 GiB', '256 open files', 'missing: network namespace: Operation not permitted (EPERM)']) {
+    check(title.includes(part), `edge/1's sandbox tooltip names "${part}": ${title}`);
+  }
+  await edge.locator('summary').click();
+  const missing = edge.locator('li.missing');
+  await until('the opened level shows what is missing', async () => await missing.isVisible());
+  const why = await missing.textContent();
+  check(why === 'missing: network namespace: Operation not permitted (EPERM)', `edge/1's missing layer: ${why}`);
+  const off = (await sandbox('gone/1').textContent()).trim();
+  check(off === 'off', `gone/1's sandbox: ${off}`);
   await shot('workers');
   await page.click('nav.views a[data-view="jobs"]');
   await until('50 rows again', async () => (await rows(page)).length === 50);

@@ -7,6 +7,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use ffarm::sandbox::{Level, Limits};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde_json::Value;
@@ -378,6 +379,7 @@ fn submit_wait_list_show_logs_and_the_error_exit_codes() {
         table.contains("LAST SEEN") && table.contains("active"),
         "{table}"
     );
+    workers_show_their_sandbox(&s);
 
     // With a server named, presets are the server's.
     let presets = s.run(&["presets", "--json"]).expect(0).json();
@@ -393,6 +395,89 @@ fn submit_wait_list_show_logs_and_the_error_exit_codes() {
         listing.lines().any(|l| l.starts_with("h264-720p ")),
         "{listing}"
     );
+}
+
+/// The SANDBOX column says what holds for each worker ("off" when turned off, "-" when not
+/// reported); `--json` has the whole level. Workers registered beside the server's own.
+fn workers_show_their_sandbox(s: &Server) {
+    let full = Level {
+        enabled: true,
+        landlock_abi: Some(6),
+        seccomp: true,
+        network_namespace: true,
+        limits: Some(Limits::default()),
+        missing: vec![],
+    };
+    let partial = Level {
+        landlock_abi: None,
+        network_namespace: false,
+        limits: Some(Limits {
+            memory_bytes: 1536 << 20,
+            ..Limits::default()
+        }),
+        missing: vec![
+            "network namespace: Operation not permitted (EPERM)".into(),
+            "landlock: not supported by this kernel".into(),
+        ],
+        ..full.clone()
+    };
+    let registered = [
+        ("sbx/full", Some(full)),
+        ("sbx/none", None),
+        ("sbx/off", Some(Level::default())),
+        ("sbx/partial", Some(partial)),
+    ];
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let store = ffarm::store::open(&s.store_url()).await.unwrap();
+        for (id, sandbox) in &registered {
+            let now = ffarm::job::Timestamp::now();
+            let worker = ffarm::store::WorkerInfo {
+                id: id.to_string(),
+                host: "sbx".into(),
+                address: None,
+                slots: 1,
+                version: "0.0.0".into(),
+                started_at: now,
+                last_seen: now,
+                draining: false,
+                running: vec![],
+                sandbox: sandbox.clone(),
+            };
+            store.register_worker(&worker).await.unwrap();
+        }
+    });
+
+    let table = s.run(&["workers"]).expect(0).stdout.clone();
+    let header = table.lines().next().unwrap_or_default();
+    assert!(header.ends_with("  SANDBOX"), "{table}");
+    for (id, shown) in [
+        ("sbx/full", "landlock 6, seccomp, netns, 4 GiB"),
+        ("sbx/none", "-"),
+        ("sbx/off", "off"),
+        ("sbx/partial", "seccomp, 1.5 GiB"),
+    ] {
+        let line = table.lines().find(|l| l.starts_with(&format!("{id} ")));
+        assert!(
+            line.is_some_and(|l| l.ends_with(&format!("  {shown}"))),
+            "{id}'s sandbox should read '{shown}':\n{table}"
+        );
+    }
+
+    let listed = s.run(&["workers", "--json"]).expect(0).json();
+    for (id, sandbox) in &registered {
+        let worker = listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|w| w["id"] == *id)
+            .unwrap_or_else(|| panic!("{id} not in {listed}"));
+        let level: Option<Level> = serde_json::from_value(worker["sandbox"].clone()).unwrap();
+        assert_eq!(&level, sandbox, "{id}");
+    }
 }
 
 /// Waits until `ffarm show ID --json` says the job exists and is transcoding.

@@ -1,10 +1,12 @@
 //! The job store conformance suite, continued: listing with filters and cursors, counts,
-//! logs bounded per attempt, attempt measurements, the workers registry.
+//! logs bounded per attempt, attempt measurements, the workers registry (with each worker's
+//! sandbox level).
 
 use std::collections::HashSet;
 use std::time::Duration;
 
 use ffarm::job::{JobError, Outcome, Status, Timestamp};
+use ffarm::sandbox::{Level, Limits};
 use ffarm::store::{
     AttemptStats, JobStore, ListFilter, MAX_LOG_BYTES_PER_ATTEMPT, MAX_LOG_LINE_BYTES,
     MAX_LOG_LINES_PER_ATTEMPT, StoreError, TimeField, WorkerInfo,
@@ -345,6 +347,17 @@ async fn workers_registry(s: &dyn JobStore) {
         last_seen: Timestamp::now(),
         draining: false,
         running: vec![],
+        sandbox: Some(Level {
+            enabled: true,
+            landlock_abi: Some(6),
+            seccomp: true,
+            network_namespace: false,
+            limits: Some(Limits {
+                cpu_seconds: Some(3600),
+                ..Limits::default()
+            }),
+            missing: vec!["network namespace: Operation not permitted (EPERM)".into()],
+        }),
     };
     s.register_worker(&w).await.unwrap();
     s.submit(Some("held".into()), spec("in/a.mp4"))
@@ -364,6 +377,24 @@ async fn workers_registry(s: &dyn JobStore) {
     assert!(got.draining);
     assert!(got.last_seen > before);
     assert_eq!(got.running, vec!["held".to_string()]);
+    assert_eq!(got.sandbox, w.sandbox, "the sandbox level as registered");
+    // A worker that reported no level lists none; registering again replaces the level.
+    let quiet = WorkerInfo {
+        id: "host-b/1".into(),
+        sandbox: None,
+        ..w.clone()
+    };
+    s.register_worker(&quiet).await.unwrap();
+    assert_eq!(s.workers().await.unwrap()[1].sandbox, None);
+    let off = Level::default();
+    s.register_worker(&WorkerInfo {
+        sandbox: Some(off.clone()),
+        ..quiet
+    })
+    .await
+    .unwrap();
+    assert_eq!(s.workers().await.unwrap()[1].sandbox, Some(off));
+    s.remove_worker("host-b/1").await.unwrap();
     assert!(matches!(
         s.touch_worker("ghost", false).await,
         Err(StoreError::NotFound { .. })

@@ -312,6 +312,7 @@ pub(crate) async fn register(s: &dyn JobStore, id: &str, slots: u32, draining: b
         last_seen: now,
         draining,
         running: vec![],
+        sandbox: None,
     };
     s.register_worker(&w).await.unwrap();
 }

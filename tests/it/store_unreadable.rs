@@ -153,6 +153,7 @@ fn worker(id: &str) -> WorkerInfo {
         last_seen: Timestamp::now(),
         draining: false,
         running: vec![],
+        sandbox: None,
     }
 }
 
@@ -187,7 +188,19 @@ async fn a_history_value_that_cannot_be_read_is_reported_with_its_column(ts: Tes
     assert_eq!(s.attempts(first).await.unwrap().len(), 1);
 }
 
+/// A worker's sandbox level is a JSON column: one that is not a level is unreadable, named,
+/// never listed as a worker that reported none.
+async fn a_workers_sandbox_level_that_cannot_be_read_is_reported_so(ts: TestStore) {
+    let s = &*ts.store;
+    s.register_worker(&worker("w/1")).await.unwrap();
+    assert_eq!(s.workers().await.unwrap()[0].sandbox, None);
+    ts.execute("UPDATE workers SET sandbox = '{\"enabled\": \"yes\"}'")
+        .await;
+    names_the_column("workers", "workers.sandbox", s.workers().await);
+}
+
 with_test_store!(
     a_job_whose_row_cannot_be_read_is_reported_so,
     a_history_value_that_cannot_be_read_is_reported_with_its_column,
+    a_workers_sandbox_level_that_cannot_be_read_is_reported_so,
 );

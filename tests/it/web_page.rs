@@ -213,7 +213,8 @@ fn put(data: &Path, key: &str, from: &Path) {
 /// Fills the store of `data` before the server starts: `done-1..3` succeeded (with an
 /// output), `bad-1` and `bad-2` failed (`bad-2` created two hours ago), `stop-1..4` cancelled,
 /// and `bulk` queued jobs of which the first `old` were created three days ago; a draining
-/// worker `edge/1` and a lost one `gone/1` in the registry.
+/// worker `edge/1` (sandboxed, but for its network) and a lost one `gone/1` (sandbox off) in
+/// the registry.
 fn seed(data: &Path, bulk: usize, old: usize) {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -295,8 +296,17 @@ fn seed(data: &Path, bulk: usize, old: usize) {
             .execute(&pool)
             .await
             .unwrap();
-        // Two workers in the registry: one draining, one that stopped reporting.
-        for id in ["edge/1", "gone/1"] {
+        // Two workers in the registry: one draining, its sandbox without a network namespace;
+        // one that stopped reporting, its sandbox turned off.
+        let edge = ffarm::sandbox::Level {
+            enabled: true,
+            landlock_abi: Some(6),
+            seccomp: true,
+            network_namespace: false,
+            limits: Some(ffarm::sandbox::Limits::default()),
+            missing: vec!["network namespace: Operation not permitted (EPERM)".into()],
+        };
+        for (id, sandbox) in [("edge/1", edge), ("gone/1", Default::default())] {
             let now = ffarm::job::Timestamp::now();
             let info = ffarm::store::WorkerInfo {
                 id: id.into(),
@@ -308,6 +318,7 @@ fn seed(data: &Path, bulk: usize, old: usize) {
                 last_seen: now,
                 draining: false,
                 running: vec![],
+                sandbox: Some(sandbox),
             };
             store.register_worker(&info).await.unwrap();
         }

@@ -90,6 +90,7 @@ pub fn workers(args: &WorkersArgs) -> anyhow::Result<u8> {
             "RUNNING",
             "VERSION",
             "LAST SEEN",
+            "SANDBOX",
         ]);
         for w in &list {
             let running = match w.info.running.as_slice() {
@@ -104,6 +105,7 @@ pub fn workers(args: &WorkersArgs) -> anyhow::Result<u8> {
                 running,
                 w.info.version.clone(),
                 format::ago(w.info.last_seen, now),
+                format::sandbox(w.info.sandbox.as_ref()),
             ]);
         }
         print_table(&t);

@@ -1,8 +1,9 @@
 //! Pure presentation helpers for the client commands: durations, ages, sizes, times,
-//! progress lines, and reading `BUCKET/KEY` arguments.
+//! progress lines, sandbox levels, and reading `BUCKET/KEY` arguments.
 
 use crate::job::{Job, ObjectRef, Status, Timestamp};
 use crate::progress::{Phase, Progress};
+use crate::sandbox::Level;
 
 /// Reads `BUCKET/KEY` (split on the first `/`; both parts needed). Used as a clap value parser,
 /// so a bad argument is a usage error (exit 2).
@@ -118,6 +119,36 @@ pub fn time_cell(job: &Job, now: Timestamp) -> String {
     }
 }
 
+/// What a worker's sandbox holds, short: "landlock 6, seccomp, netns, 4 GiB" (the Landlock
+/// ABI, the seccomp filter, the network namespace, the memory cap), "off" when the operator
+/// turned it off, "-" when the worker reported nothing. A missing layer is simply not listed.
+pub fn sandbox(level: Option<&Level>) -> String {
+    let Some(level) = level else {
+        return "-".into();
+    };
+    if !level.enabled {
+        return "off".into();
+    }
+    let mut held = Vec::new();
+    if let Some(abi) = level.landlock_abi {
+        held.push(format!("landlock {abi}"));
+    }
+    if level.seccomp {
+        held.push("seccomp".into());
+    }
+    if level.network_namespace {
+        held.push("netns".into());
+    }
+    if let Some(limits) = &level.limits {
+        held.push(bytes(limits.memory_bytes).replace(".0 ", " "));
+    }
+    if held.is_empty() {
+        "none".into()
+    } else {
+        held.join(", ")
+    }
+}
+
 /// "media/out/clip.mp4".
 pub fn object(bucket: &str, key: &str) -> String {
     format!("{bucket}/{key}")
@@ -160,6 +191,38 @@ mod tests {
         assert_eq!(bytes(219_760), "214.6 KiB");
         assert_eq!(bytes(3 << 30), "3.0 GiB");
         assert_eq!(bytes(u64::MAX), "16384.0 PiB");
+    }
+
+    #[test]
+    fn sandbox_levels() {
+        use crate::sandbox::Limits;
+        assert_eq!(sandbox(None), "-");
+        assert_eq!(sandbox(Some(&Level::default())), "off");
+        let full = Level {
+            enabled: true,
+            landlock_abi: Some(7),
+            seccomp: true,
+            network_namespace: true,
+            limits: Some(Limits::default()),
+            missing: vec![],
+        };
+        assert_eq!(sandbox(Some(&full)), "landlock 7, seccomp, netns, 4 GiB");
+        let partial = Level {
+            landlock_abi: None,
+            network_namespace: false,
+            limits: Some(Limits {
+                memory_bytes: 1536 << 20,
+                ..Limits::default()
+            }),
+            missing: vec!["landlock: not supported by this kernel".into()],
+            ..full
+        };
+        assert_eq!(sandbox(Some(&partial)), "seccomp, 1.5 GiB");
+        let bare = Level {
+            enabled: true,
+            ..Level::default()
+        };
+        assert_eq!(sandbox(Some(&bare)), "none");
     }
 
     #[test]

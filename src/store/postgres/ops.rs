@@ -222,10 +222,11 @@ pub(super) async fn record_attempt(
 
 pub(super) async fn register_worker(pool: &PgPool, w: &WorkerInfo, now: Timestamp) -> Result<()> {
     sqlx::query(
-        "INSERT INTO workers (id, host, address, slots, version, started_at, last_seen, draining) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO UPDATE SET host = excluded.host, \
-         address = excluded.address, slots = excluded.slots, version = excluded.version, \
-         started_at = excluded.started_at, last_seen = excluded.last_seen, draining = excluded.draining",
+        "INSERT INTO workers (id, host, address, slots, version, started_at, last_seen, draining, \
+         sandbox) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (id) DO UPDATE SET \
+         host = excluded.host, address = excluded.address, slots = excluded.slots, \
+         version = excluded.version, started_at = excluded.started_at, \
+         last_seen = excluded.last_seen, draining = excluded.draining, sandbox = excluded.sandbox",
     )
     .bind(&w.id)
     .bind(&w.host)
@@ -235,6 +236,7 @@ pub(super) async fn register_worker(pool: &PgPool, w: &WorkerInfo, now: Timestam
     .bind(w.started_at.0)
     .bind(now.0)
     .bind(w.draining)
+    .bind(w.sandbox.as_ref().map(to_json))
     .execute(pool)
     .await?;
     Ok(())

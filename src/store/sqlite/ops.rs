@@ -351,10 +351,11 @@ pub(super) fn record_attempt(
 
 pub(super) fn register_worker(conn: &Connection, w: WorkerInfo, now: Timestamp) -> Done<()> {
     conn.prepare_cached(
-        "INSERT INTO workers (id, host, address, slots, version, started_at, last_seen, draining) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET host = excluded.host, \
-         address = excluded.address, slots = excluded.slots, version = excluded.version, \
-         started_at = excluded.started_at, last_seen = excluded.last_seen, draining = excluded.draining",
+        "INSERT INTO workers (id, host, address, slots, version, started_at, last_seen, draining, \
+         sandbox) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET \
+         host = excluded.host, address = excluded.address, slots = excluded.slots, \
+         version = excluded.version, started_at = excluded.started_at, \
+         last_seen = excluded.last_seen, draining = excluded.draining, sandbox = excluded.sandbox",
     )?
     .execute(params![
         w.id,
@@ -365,6 +366,7 @@ pub(super) fn register_worker(conn: &Connection, w: WorkerInfo, now: Timestamp) 
         w.started_at.0,
         now.0,
         w.draining,
+        w.sandbox.as_ref().map(to_json),
     ])?;
     Ok(((), vec![Change::Worker { id: w.id }]))
 }
