@@ -13,7 +13,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde::de::DeserializeOwned;
 
-use super::{Message, Request, Work, verdict};
+use super::{Fault, Message, Request, Work, verdict};
 use crate::job::JobError;
 use crate::process::{self, Exit};
 use crate::progress::Progress;
@@ -36,8 +36,8 @@ pub struct Engine {
     /// A step that reports media time and has not advanced it for this long is killed
     /// (`stalled`); None: never.
     pub stall: Option<Duration>,
-    /// The test switch that makes the engine hang once it transcodes.
-    pub test_hang: bool,
+    /// The test switch: a fault the engine makes once it transcodes.
+    pub test_fault: Option<Fault>,
 }
 
 /// Why an engine step gave no result.
@@ -103,7 +103,7 @@ impl Engine {
             sandbox: self.sandbox.clone(),
             read: access.read,
             write: access.write,
-            test_hang: self.test_hang,
+            test_fault: self.test_fault,
         };
         let stall = self.stall.filter(|_| request.work.reports_media_time());
         let outcome = self.start(&request, stop, stall, progress)?;
@@ -170,7 +170,7 @@ impl Engine {
                 sandbox: self.sandbox.clone(),
                 read: vec![],
                 write: None,
-                test_hang: false,
+                test_fault: None,
             },
             &stop,
             None,

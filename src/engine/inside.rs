@@ -6,11 +6,11 @@
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-use super::{Message, Request, Work, exit};
+use super::{Fault, Message, Request, Work, exit};
 use crate::media::{self, ErrorClass, MediaError, split};
 use crate::preset::{Preset, Presets};
 use crate::progress::{Phase, Progress};
-use crate::sandbox::{self, Level, Policy};
+use crate::sandbox::{self, Level, Limits, Policy};
 use crate::stop::StopToken;
 
 fn say(msg: &Message) {
@@ -72,7 +72,7 @@ pub fn main() -> i32 {
             eprintln!("[engine] cannot handle stop signals: {e}");
         }
     }
-    let mut progress = reporter(request.test_hang);
+    let mut progress = reporter(request.test_fault);
     match run(&request.work, preset.as_ref(), &stop, &mut progress) {
         Ok(result) => {
             say(&Message::Done { result });
@@ -88,8 +88,8 @@ pub fn main() -> i32 {
             exit::STOPPED
         }
         Err(e) => {
-            let (code, retryable) = classify(&e, request.sandbox.is_some());
-            fail(code, e.to_string(), retryable)
+            let (code, message, retryable) = classify(&e, request.sandbox.as_ref());
+            fail(code, message, retryable)
         }
     }
 }
@@ -181,9 +181,9 @@ fn json<T: serde::Serialize>(value: T) -> Result<serde_json::Value, MediaError> 
     serde_json::to_value(value).map_err(|e| MediaError::Internal(e.to_string()))
 }
 
-/// Prints progress about four times a second (every change of phase at once). With the
-/// test switch on, it stops for good once transcoding has begun: the engine hangs.
-fn reporter(hang: bool) -> impl FnMut(&Progress) {
+/// Prints progress about four times a second (every change of phase at once). With a test
+/// fault, the engine commits it once transcoding has begun.
+fn reporter(fault: Option<Fault>) -> impl FnMut(&Progress) {
     let mut last: Option<(Instant, Phase)> = None;
     move |p: &Progress| {
         let due = last.is_none_or(|(at, phase)| {
@@ -192,26 +192,70 @@ fn reporter(hang: bool) -> impl FnMut(&Progress) {
         if due {
             last = Some((Instant::now(), p.phase));
             say(&Message::Progress(p.clone()));
-            if hang && p.phase == Phase::Transcoding {
-                eprintln!("[engine] test switch: hanging");
-                loop {
-                    std::thread::sleep(Duration::from_secs(3600));
-                }
+            if p.phase == Phase::Transcoding {
+                commit(fault);
             }
         }
     }
 }
 
-/// A failure's code and whether another attempt may succeed. Inside the sandbox, an
-/// allocation the address-space limit refused is `memory-limit` and a write past the file
-/// size limit `output-too-large`: both final, as the same input would hit them again.
-fn classify(e: &MediaError, sandboxed: bool) -> (&'static str, bool) {
+fn commit(fault: Option<Fault>) {
+    match fault {
+        Some(Fault::Hang) => {
+            eprintln!("[engine] test switch: hanging");
+            loop {
+                std::thread::sleep(Duration::from_secs(3600));
+            }
+        }
+        Some(Fault::Socket) => {
+            eprintln!("[engine] test switch: opening a socket");
+            let _ = std::net::UdpSocket::bind("127.0.0.1:0");
+        }
+        None => {}
+    }
+}
+
+/// A failure's code and whether another attempt may succeed. Inside the sandbox, a failure
+/// after the engine's address space came near its limit is `memory-limit` (a decoder that
+/// cannot get a frame buffer reports the stream as broken, so the words alone do not tell),
+/// as is an allocation the error names; a write past the file size limit is
+/// `output-too-large`. Both final: the same input would hit them again.
+fn classify(e: &MediaError, limits: Option<&Limits>) -> (&'static str, String, bool) {
     let text = e.to_string();
-    if sandboxed && text.contains("Cannot allocate memory") {
-        return ("memory-limit", false);
+    let gib = |b: u64| b as f64 / f64::from(1u32 << 30);
+    if let Some(limits) = limits {
+        let peak = peak_address_space().unwrap_or(0);
+        if text.contains("Cannot allocate memory") || peak >= limits.memory_bytes / 4 * 3 {
+            let why = format!(
+                "this input needs more memory than the sandbox's limit of {:.1} GiB \
+                 (worker.memory_limit_bytes; {:.1} GiB were in use): {text}",
+                gib(limits.memory_bytes),
+                gib(peak)
+            );
+            return ("memory-limit", why, false);
+        }
+        if text.contains("File too large") {
+            let why = format!(
+                "an output grew past the sandbox's limit of {:.1} GiB \
+                 (worker.output_limit_bytes): {text}",
+                gib(limits.file_bytes)
+            );
+            return ("output-too-large", why, false);
+        }
     }
-    if sandboxed && text.contains("File too large") {
-        return ("output-too-large", false);
-    }
-    (e.code(), e.class() == ErrorClass::Transient)
+    (e.code(), text, e.class() == ErrorClass::Transient)
+}
+
+/// The most address space this process has held (VmPeak), in bytes.
+fn peak_address_space() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmPeak:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kib * 1024)
 }

@@ -38,10 +38,30 @@ pub struct Request {
     pub read: Vec<PathBuf>,
     /// The one directory it may write in.
     pub write: Option<PathBuf>,
-    /// A test switch: the engine stops making progress once transcoding has begun (how the
-    /// tests check the stall detector).
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub test_hang: bool,
+    /// A test switch: a fault the engine makes once transcoding has begun.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test_fault: Option<Fault>,
+}
+
+/// A fault the tests make an engine commit, to check what the farm makes of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Fault {
+    /// It stops making progress (the stall detector's case).
+    Hang,
+    /// It opens a socket (the sandbox's filter's case).
+    Socket,
+}
+
+impl Fault {
+    /// The fault an environment variable's value names.
+    pub fn named(name: &str) -> Option<Fault> {
+        match name {
+            "hang" => Some(Fault::Hang),
+            "socket" => Some(Fault::Socket),
+            _ => None,
+        }
+    }
 }
 
 /// One step of media work; each names its files (absolute or relative to the task's

@@ -284,7 +284,7 @@ pub async fn run(ctx: Arc<WorkerCtx>, mut shutdown: Shutdown) -> Result<(), Stor
     let settings = ctx.config.worker.clone();
     let slots = ctx.config.slots().max(1);
     sweep_workspaces(&ctx).await;
-    let _sandbox = sandbox::check(&ctx).await;
+    let sandbox = sandbox::check(&ctx).await;
     let info = WorkerInfo {
         id: ctx.id.clone(),
         host: crate::config::hostname(),
@@ -295,7 +295,7 @@ pub async fn run(ctx: Arc<WorkerCtx>, mut shutdown: Shutdown) -> Result<(), Stor
         last_seen: Timestamp::now(),
         draining: false,
         running: vec![],
-        sandbox: None,
+        sandbox: Some(sandbox),
     };
     store.register_worker(&info).await?;
     tracing::info!(

@@ -152,9 +152,10 @@ pub const TEST_FAULT_ENV: &str = "FFARM_TEST_ABORT_KEY";
 /// that a stuck task is killed after the grace period. Has no effect unless set.
 pub const TEST_IGNORE_STOP_ENV: &str = "FFARM_TEST_IGNORE_STOP_KEY";
 
-/// Environment variable naming an input key whose engine stops making progress once it
-/// transcodes (it hangs): how the tests check the stall detector. Has no effect unless set.
-pub const TEST_HANG_ENV: &str = "FFARM_TEST_HANG_KEY";
+/// Environment variable `KEY=FAULT` making the engine of the job with input key KEY commit
+/// FAULT once it transcodes: `hang` (it stops making progress: the stall detector's case) or
+/// `socket` (it opens a socket: the sandbox's case). Has no effect unless set.
+pub const TEST_ENGINE_FAULT_ENV: &str = "FFARM_TEST_ENGINE_FAULT";
 
 /// Environment variable naming an input key whose task waits a second before each upload
 /// after the first (a stop still reaches it at once): how the tests stop a task while it is

@@ -28,7 +28,7 @@ pub(super) async fn check(ctx: &Arc<WorkerCtx>) -> Level {
             ..Limits::default()
         }),
         stall: None,
-        test_hang: false,
+        test_fault: None,
     };
     let found = tokio::task::spawn_blocking(move || engine.level()).await;
     match found {

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use super::protocol::{ReserveAnswer, TaskMessage, TaskSpec};
 use crate::buckets::{BucketError, Buckets};
-use crate::engine::{Access, Engine, EngineError, Work};
+use crate::engine::{Access, Engine, EngineError, Fault, Work};
 use crate::job::{Job, JobError, OutputObject, SplitPlan};
 use crate::media::{self, ErrorClass, MediaError, OutputKind};
 use crate::preset::Presets;
@@ -133,8 +133,13 @@ fn engine_for(spec: &TaskSpec) -> Result<Engine, Failure> {
              parsed with the worker's rights"
         );
     }
-    let test_hang =
-        std::env::var(super::protocol::TEST_HANG_ENV).is_ok_and(|k| k == spec.job.input.key);
+    // FFARM_TEST_ENGINE_FAULT=KEY=FAULT: the engine of that input's job commits FAULT.
+    let test_fault = std::env::var(super::protocol::TEST_ENGINE_FAULT_ENV)
+        .ok()
+        .and_then(|v| {
+            let (key, fault) = v.rsplit_once('=')?;
+            (key == spec.job.input.key).then(|| Fault::named(fault))?
+        });
     Ok(Engine {
         program,
         presets_dir: spec.presets_dir.clone(),
@@ -142,7 +147,7 @@ fn engine_for(spec: &TaskSpec) -> Result<Engine, Failure> {
         sandbox: spec.engine.sandbox.then(|| spec.engine.limits.clone()),
         stall: (spec.engine.stall_seconds > 0)
             .then(|| Duration::from_secs(spec.engine.stall_seconds)),
-        test_hang,
+        test_fault,
     })
 }
 
