@@ -60,6 +60,7 @@ mod worker_jobs;
 mod worker_outputs;
 mod worker_registry;
 mod worker_s3;
+mod worker_sandbox;
 mod worker_split;
 mod worker_uploads;
 mod worker_wakeups;
