@@ -53,8 +53,12 @@ fn main() {
         first_line(Command::new("ffmpeg").arg("-version"))
     );
     println!();
-    println!("| preset | ffarm (s) | ffmpeg CLI (s) | ratio |");
-    println!("|---|---:|---:|---:|");
+    sandbox_setup(&ffarm, work.path());
+    println!(
+        "| preset | ffarm (s) | ffarm --no-sandbox (s) | ffmpeg CLI (s) | ratio | ratio without \
+         sandbox | sandbox on / off |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|");
     let mut ratios = Vec::new();
     for name in names.split(',').map(str::trim).filter(|n| !n.is_empty()) {
         let preset = presets.get(name).expect("known preset");
@@ -67,11 +71,12 @@ fn main() {
             std::fs::create_dir_all(d.join("out")).expect("creating a run directory");
             d
         };
-        let ffarm_run = |i: usize| {
-            let d = run_dir("ffarm", i);
+        let ffarm_run = |i: usize, sandbox: bool| {
+            let d = run_dir(if sandbox { "ffarm" } else { "ffarm-open" }, i);
             let secs = timed(
                 Command::new(&ffarm)
                     .args(["transcode", "--preset", name])
+                    .args((!sandbox).then_some("--no-sandbox"))
                     .arg(&input)
                     .arg(d.join(&out_name)),
             );
@@ -96,25 +101,37 @@ fn main() {
                 "{name}, run {i}: ffarm's output (left) and ffmpeg's (right) differ"
             );
         };
-        let (warm_ours, warm_theirs) = (ffarm_run(1000), ffmpeg_run(1000));
+        let (warm_ours, warm_theirs) = (ffarm_run(1000, true), ffmpeg_run(1000));
         agree(1000, &warm_ours.1, &warm_theirs.1);
-        let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+        let (mut ours, mut open, mut theirs) = (Vec::new(), Vec::new(), Vec::new());
         for i in 0..runs {
-            let (a, b) = if i % 2 == 0 {
-                let a = ffarm_run(i);
-                (a, ffmpeg_run(i))
-            } else {
-                let b = ffmpeg_run(i);
-                (ffarm_run(i), b)
+            // The three in a different order each run.
+            let mut slots: [Option<(f64, PathBuf)>; 3] = [None, None, None];
+            for k in 0..3 {
+                let which = (i + k) % 3;
+                slots[which] = Some(match which {
+                    0 => ffarm_run(i, true),
+                    1 => ffarm_run(i, false),
+                    _ => ffmpeg_run(i),
+                });
+            }
+            let [Some(a), Some(o), Some(b)] = slots else {
+                unreachable!()
             };
             agree(i, &a.1, &b.1);
+            agree(i, &o.1, &b.1);
             ours.push(a.0);
+            open.push(o.0);
             theirs.push(b.0);
         }
-        let (a, b) = (median(&mut ours), median(&mut theirs));
+        let (a, o, b) = (median(&mut ours), median(&mut open), median(&mut theirs));
         let ratio = a / b;
         ratios.push(ratio);
-        println!("| {name} | {a:.2} | {b:.2} | {ratio:.3} |");
+        println!(
+            "| {name} | {a:.2} | {o:.2} | {b:.2} | {ratio:.3} | {:.3} | {:.3} |",
+            o / b,
+            a / o
+        );
     }
     let geomean = (ratios.iter().map(|r| r.ln()).sum::<f64>() / ratios.len() as f64).exp();
     let worst = ratios.iter().cloned().fold(0.0, f64::max);
@@ -122,6 +139,81 @@ fn main() {
     println!(
         "geometric mean ratio: {geomean:.3} (target <= 1.00); worst: {worst:.3} (target <= 1.05)"
     );
+}
+
+/// The sandbox's set-up cost per engine process: `ffarm engine` asked only to enter it (the
+/// set-up time it reports, and the whole process's wall time), against the same process
+/// without the sandbox, alternated.
+fn sandbox_setup(ffarm: &Path, work: &Path) {
+    use std::io::Write;
+    let runs: usize = std::env::var("BENCH_SETUP_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(50);
+    let limits = ffarm::sandbox::Limits::default();
+    let request = |sandbox: bool| {
+        serde_json::json!({
+            "work": {"kind": "level"},
+            "sandbox": sandbox.then_some(&limits),
+            "read": [work],
+            "write": work,
+        })
+        .to_string()
+    };
+    let engine = |body: &str| -> (f64, f64) {
+        let started = Instant::now();
+        let mut child = Command::new(ffarm)
+            .arg("engine")
+            .env_clear()
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("ffarm engine");
+        child
+            .stdin
+            .take()
+            .expect("the engine's stdin")
+            .write_all(body.as_bytes())
+            .expect("writing the request");
+        let out = child.wait_with_output().expect("ffarm engine");
+        let wall = started.elapsed().as_secs_f64();
+        let line = out.stdout.split(|b| *b == b'\n').next().unwrap_or_default();
+        let first: serde_json::Value = serde_json::from_slice(line).expect("a JSON line");
+        (
+            first["setup_seconds"].as_f64().expect("a sandbox line"),
+            wall,
+        )
+    };
+    let (on, off) = (request(true), request(false));
+    let (mut setup, mut wall_on, mut wall_off) = (vec![], vec![], vec![]);
+    for i in 0..runs {
+        let order = if i % 2 == 0 {
+            [true, false]
+        } else {
+            [false, true]
+        };
+        for sandbox in order {
+            let (s, w) = engine(if sandbox { &on } else { &off });
+            if sandbox {
+                setup.push(s * 1e3);
+                wall_on.push(w * 1e3);
+            } else {
+                wall_off.push(w * 1e3);
+            }
+        }
+    }
+    let (s, a, b) = (
+        median(&mut setup),
+        median(&mut wall_on),
+        median(&mut wall_off),
+    );
+    println!(
+        "sandbox set-up per engine process ({runs} runs each, medians): {s:.2} ms inside the \
+         engine (target < 5 ms); a whole `ffarm engine` that only enters it {a:.1} ms, without \
+         the sandbox {b:.1} ms (difference {:.1} ms)",
+        a - b
+    );
+    println!();
 }
 
 /// What one output holds, per media file (for HLS, per variant playlist, read through its
