@@ -73,7 +73,8 @@ fi
 
 v="$out/valid"
 m="$out/malformed"
-mkdir -p "$v" "$m"
+limits="$out/limits"
+mkdir -p "$v" "$m" "$limits"
 
 # --- valid inputs: varied codecs, containers and shapes --------------------------------
 ff -f lavfi -i "$(video 640x360 30 2)" -f lavfi -i "$(tone 440 2)" \
@@ -195,12 +196,13 @@ ff -f lavfi -i "$(video 320x240 25 2)" -f lavfi -i "$(tone 440 2)" \
 at=$(LC_ALL=C grep -obUaP '\x44\x89\x88' "$m/timestamp_jump.mkv" | head -1 | cut -d: -f1)
 printf '\x40\x9f\x40\x00\x00\x00\x00\x00' |
   dd of="$m/timestamp_jump.mkv" bs=1 seek=$((at + 3)) conv=notrunc status=none
+# --- inputs that test the sandbox's limits (well-formed, but costly) ------------------
 # A memory bomb inside the size limits: 8192x8192 (the most pixels a frame may have) in a
 # 200 KB file whose H.264 stream keeps 16 reference frames, so decoding it holds about 1.7 GB
 # of pictures: past a sandbox's memory limit of 1 GiB.
 ff -f lavfi -i "color=c=gray:size=8192x8192:rate=25:duration=0.56" \
   -c:v libx264 -preset ultrafast -x264-params ref=16:keyint=250 -pix_fmt yuv420p \
-  "$m/memory_bomb.mp4"
+  "$limits/memory_bomb.mp4"
 # A container holding only subtitles: nothing to transcode.
 printf '1\n00:00:00,000 --> 00:00:01,000\nhello\n' >"$out/.sub.srt"
 ff -i "$out/.sub.srt" -c:s srt "$m/subtitles_only.mkv"

@@ -130,7 +130,7 @@ fn enter_sandbox(input: &Path, output: &Path) -> anyhow::Result<()> {
     };
     let policy = sandbox::Policy {
         read: vec![input.to_path_buf()],
-        write: Some(folder),
+        write: vec![folder],
         limits: sandbox::Limits::default(),
     };
     let level = sandbox::enter(&policy)?;

@@ -16,7 +16,7 @@ use serde::de::DeserializeOwned;
 use super::{Fault, Message, Request, Work, verdict};
 use crate::job::JobError;
 use crate::process::{self, Exit};
-use crate::progress::Progress;
+use crate::progress::{Phase, Progress};
 use crate::sandbox::{self, Level, Limits};
 use crate::stop::StopToken;
 
@@ -33,8 +33,8 @@ pub struct Engine {
     pub preset: Option<String>,
     /// The sandbox's limits; None: the sandbox is off.
     pub sandbox: Option<Limits>,
-    /// A step that reports media time and has not advanced it for this long is killed
-    /// (`stalled`); None: never.
+    /// A step that is transcoding and has not advanced its media time for this long is
+    /// killed (`stalled`); None: never.
     pub stall: Option<Duration>,
     /// The test switch: a fault the engine makes once it transcodes.
     pub test_fault: Option<Fault>,
@@ -53,7 +53,7 @@ pub enum EngineError {
 pub struct Access {
     pub read: Vec<PathBuf>,
     /// Made before the engine starts.
-    pub write: Option<PathBuf>,
+    pub write: Vec<PathBuf>,
 }
 
 impl Access {
@@ -61,13 +61,13 @@ impl Access {
     pub fn read(path: &Path) -> Access {
         Access {
             read: vec![path.to_path_buf()],
-            write: None,
+            write: Vec::new(),
         }
     }
 
     /// Writing in `dir` too.
     pub fn writing(mut self, dir: &Path) -> Access {
-        self.write = Some(dir.to_path_buf());
+        self.write.push(dir.to_path_buf());
         self
     }
 }
@@ -92,7 +92,7 @@ impl Engine {
         stop: &StopToken,
         progress: &mut dyn FnMut(&Progress),
     ) -> Result<T, EngineError> {
-        if let Some(dir) = &access.write {
+        for dir in &access.write {
             std::fs::create_dir_all(dir)
                 .map_err(|e| failed("io-error", format!("{}: {e}", dir.display()), true))?;
         }
@@ -105,8 +105,7 @@ impl Engine {
             write: access.write,
             test_fault: self.test_fault,
         };
-        let stall = self.stall.filter(|_| request.work.reports_media_time());
-        let outcome = self.start(&request, stop, stall, progress)?;
+        let outcome = self.start(&request, stop, self.stall, progress)?;
         if let Some((level, secs)) = &outcome.level
             && level.enabled
             && !level.missing.is_empty()
@@ -125,7 +124,7 @@ impl Engine {
                 format!(
                     "the engine's media time stayed at {at:.2} s for {} s (worker.stall_seconds); \
                      it was killed",
-                    stall.unwrap_or_default().as_secs()
+                    self.stall.unwrap_or_default().as_secs()
                 ),
                 true,
             )),
@@ -169,7 +168,7 @@ impl Engine {
                 presets_dir: None,
                 sandbox: self.sandbox.clone(),
                 read: vec![],
-                write: None,
+                write: Vec::new(),
                 test_fault: None,
             },
             &stop,
@@ -221,7 +220,7 @@ impl Engine {
             stop: stop.clone(),
             stall,
             ended: AtomicBool::new(false),
-            advanced: Mutex::new((Instant::now(), 0.0, 0)),
+            advanced: Mutex::new(None),
             stalled: Mutex::new(None),
         });
         let watcher = watch.clone().start();
@@ -324,16 +323,22 @@ struct Watch {
     stop: StopToken,
     stall: Option<Duration>,
     ended: AtomicBool,
-    /// When the media time (or the frame count) last moved on, and to where.
-    advanced: Mutex<(Instant, f64, u64)>,
+    /// When the media time (or the frame count) last moved on, and to where; None until
+    /// the step transcodes (a probe or a cut reports no media time, and is bounded by the
+    /// job's time limit instead).
+    advanced: Mutex<Option<(Instant, f64, u64)>>,
     stalled: Mutex<Option<f64>>,
 }
 
 impl Watch {
     fn moved_to(&self, p: &Progress) {
         let mut advanced = self.advanced.lock().unwrap_or_else(|p| p.into_inner());
-        if p.out_time_seconds > advanced.1 || p.frames > advanced.2 {
-            *advanced = (Instant::now(), p.out_time_seconds, p.frames);
+        let moved = match *advanced {
+            None => p.phase == Phase::Transcoding,
+            Some((_, at, frames)) => p.out_time_seconds > at || p.frames > frames,
+        };
+        if moved {
+            *advanced = Some((Instant::now(), p.out_time_seconds, p.frames));
         }
     }
 
@@ -345,8 +350,10 @@ impl Watch {
                     stopping = true;
                     let _ = kill(self.pid, Signal::SIGTERM);
                 }
-                let (since, at, _) = *self.advanced.lock().unwrap_or_else(|p| p.into_inner());
-                if self.stall.is_some_and(|limit| since.elapsed() >= limit) {
+                let advanced = *self.advanced.lock().unwrap_or_else(|p| p.into_inner());
+                if let (Some(limit), Some((since, at, _))) = (self.stall, advanced)
+                    && since.elapsed() >= limit
+                {
                     *self.stalled.lock().unwrap_or_else(|p| p.into_inner()) = Some(at);
                     let _ = kill(self.pid, Signal::SIGKILL);
                     return;

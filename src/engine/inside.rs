@@ -3,10 +3,12 @@
 //! step and prints its progress and result as [`Message`] lines. It dies with the task that
 //! started it, and a SIGTERM stops it at the next packet.
 
+use std::collections::BTreeMap;
 use std::io::Write;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use super::{Fault, Message, Request, Work, exit};
+use super::{Fault, JobDone, Made, Message, Request, SplitAsked, Work, exit};
 use crate::media::{self, ErrorClass, MediaError, split};
 use crate::preset::{Preset, Presets};
 use crate::progress::{Phase, Progress};
@@ -120,15 +122,18 @@ fn run(
     let preset = || preset.ok_or_else(|| MediaError::Internal("no preset loaded".into()));
     match work {
         Work::Level => Ok(serde_json::Value::Null),
-        Work::Probe { input } => json(media::probe(input)?),
-        Work::Layout {
+        Work::Job {
             input,
-            segment_seconds,
-        } => json(split::layout(input, preset()?, *segment_seconds)?),
-        Work::Cut { input, layout, dir } => json(split::cut(input, layout, dir, stop)?),
-        Work::Transcode { input, output } => {
-            json(media::transcode(input, output, preset()?, stop, progress)?)
-        }
+            output,
+            split,
+        } => json(job(
+            input,
+            output,
+            split.as_ref(),
+            preset()?,
+            stop,
+            progress,
+        )?),
         Work::EncodePart {
             source,
             layout,
@@ -175,6 +180,96 @@ fn run(
             output,
         )?),
     }
+}
+
+/// A whole job: probe, then cut into parts if asked and the input allows, else transcode.
+fn job(
+    input: &Path,
+    output: &Path,
+    split: Option<&SplitAsked>,
+    preset: &Preset,
+    stop: &StopToken,
+    progress: &mut dyn FnMut(&Progress),
+) -> Result<JobDone, MediaError> {
+    let mut phases = BTreeMap::new();
+    let t = Instant::now();
+    let probe = media::probe(input)?;
+    phases.insert("probing".to_string(), t.elapsed().as_secs_f64());
+    eprintln!("[engine] input: {}", describe(&probe));
+    if let Some(asked) = split {
+        let t = Instant::now();
+        if let Some(layout) = layout(input, &probe, preset, asked)? {
+            let files = split::cut(input, &layout, &asked.dir, stop)?;
+            phases.insert("splitting".to_string(), t.elapsed().as_secs_f64());
+            let layout = Box::new(layout);
+            let made = Made::Split { layout, files };
+            return Ok(JobDone {
+                input: probe,
+                made,
+                phases,
+            });
+        }
+    }
+    let t = Instant::now();
+    eprintln!("[engine] transcoding with preset {}", preset.name);
+    let report = media::transcode(input, output, preset, stop, progress)?;
+    phases.insert("transcoding".to_string(), t.elapsed().as_secs_f64());
+    eprintln!(
+        "[engine] transcoded {:.2} s of media in {:.2} s ({} frames)",
+        report.out_time_seconds, report.elapsed_seconds, report.frames
+    );
+    let made = Made::Transcoded(Box::new(report));
+    Ok(JobDone {
+        input: probe,
+        made,
+        phases,
+    })
+}
+
+/// How the job splits, or None (said in the log) when it runs whole.
+fn layout(
+    input: &Path,
+    probe: &media::ProbeReport,
+    preset: &Preset,
+    asked: &SplitAsked,
+) -> Result<Option<split::Layout>, MediaError> {
+    let seconds = probe.duration_seconds.unwrap_or(0.0);
+    if asked.min_seconds > 0 && seconds < f64::from(asked.min_seconds) {
+        eprintln!(
+            "[engine] not split: the input lasts {seconds:.1} s, under chunking.min_seconds ({})",
+            asked.min_seconds
+        );
+        return Ok(None);
+    }
+    let layout = split::layout(input, preset, asked.segment_seconds)?;
+    if layout.is_none() {
+        eprintln!(
+            "[engine] not split: preset {} does not encode video, or the input is shorter than \
+             two parts of {} s",
+            preset.name, asked.segment_seconds
+        );
+    }
+    Ok(layout)
+}
+
+/// The input as the log shows it: container, duration, streams.
+fn describe(probe: &media::ProbeReport) -> String {
+    let streams = probe
+        .streams
+        .iter()
+        .map(|s| match (s.width, s.sample_rate) {
+            (Some(w), _) => format!("{} {}x{}", s.codec, w, s.height.unwrap_or(0)),
+            (_, Some(r)) => format!("{} {r} Hz", s.codec),
+            _ => s.codec.clone(),
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "{} {:.2} s, {} stream(s): {streams}",
+        probe.container,
+        probe.duration_seconds.unwrap_or(0.0),
+        probe.streams.len(),
+    )
 }
 
 fn json<T: serde::Serialize>(value: T) -> Result<serde_json::Value, MediaError> {

@@ -11,11 +11,13 @@ pub mod client;
 pub mod inside;
 mod verdict;
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
 use crate::media::split::Layout;
+use crate::media::{ProbeReport, TranscodeReport};
 use crate::progress::Progress;
 use crate::sandbox::{Level, Limits};
 
@@ -36,8 +38,8 @@ pub struct Request {
     pub sandbox: Option<Limits>,
     /// What the engine may read besides the system's files: its inputs.
     pub read: Vec<PathBuf>,
-    /// The one directory it may write in.
-    pub write: Option<PathBuf>,
+    /// The directories it may write in.
+    pub write: Vec<PathBuf>,
     /// A test switch: a fault the engine makes once transcoding has begun.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub test_fault: Option<Fault>,
@@ -71,21 +73,13 @@ impl Fault {
 pub enum Work {
     /// Only enter the sandbox and say what holds (a worker asks this as it starts).
     Level,
-    /// What the input holds (`media::ProbeReport`).
-    Probe { input: PathBuf },
-    /// How the input splits into parts (`Option<Layout>`).
-    Layout {
+    /// A whole job ([`JobDone`]): probe the input, then cut it into parts when `split`
+    /// says how and it is long enough, else transcode it into `output`.
+    Job {
         input: PathBuf,
-        segment_seconds: u32,
+        output: PathBuf,
+        split: Option<SplitAsked>,
     },
-    /// The parts' sources, cut into `dir` (the files written).
-    Cut {
-        input: PathBuf,
-        layout: Box<Layout>,
-        dir: PathBuf,
-    },
-    /// The whole job (`media::TranscodeReport`).
-    Transcode { input: PathBuf, output: PathBuf },
     /// One video part of a split job, into `dir`.
     EncodePart {
         source: PathBuf,
@@ -117,22 +111,39 @@ pub enum Work {
 }
 
 impl Work {
-    /// Whether its progress reports media time (the stall detector watches those steps; the
-    /// others are bounded by the job's time limit).
-    fn reports_media_time(&self) -> bool {
-        matches!(
-            self,
-            Work::Transcode { .. }
-                | Work::EncodePart { .. }
-                | Work::EncodeAudio { .. }
-                | Work::Assemble { .. }
-        )
-    }
-
     /// Whether it needs the job's preset.
     fn needs_preset(&self) -> bool {
-        !matches!(self, Work::Level | Work::Probe { .. } | Work::Cut { .. })
+        !matches!(self, Work::Level)
     }
+}
+
+/// How a job that may split is split.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SplitAsked {
+    pub segment_seconds: u32,
+    /// The shortest input split (0: any the engine can split).
+    pub min_seconds: u32,
+    /// Where the parts' sources are cut to.
+    pub dir: PathBuf,
+}
+
+/// What a whole job's engine did, and the seconds each of its phases took.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JobDone {
+    pub input: ProbeReport,
+    pub made: Made,
+    pub phases: BTreeMap<String, f64>,
+}
+
+/// A whole job's work: transcoded, or cut into parts.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Made {
+    Transcoded(Box<TranscodeReport>),
+    Split {
+        layout: Box<Layout>,
+        files: Vec<PathBuf>,
+    },
 }
 
 /// One line of an engine's stdout.

@@ -24,8 +24,8 @@ pub use landlock_rules::kernel_abi;
 pub struct Policy {
     /// Files and directories it reads (its input).
     pub read: Vec<PathBuf>,
-    /// The one directory it writes in (its staging directory), if any.
-    pub write: Option<PathBuf>,
+    /// The directories it writes in (its staging directories).
+    pub write: Vec<PathBuf>,
     pub limits: Limits,
 }
 

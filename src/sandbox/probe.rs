@@ -29,7 +29,7 @@ pub fn run(probe: &Probe) -> u8 {
         }
         let policy = Policy {
             read: vec![probe.input.clone()],
-            write: Some(probe.staging.clone()),
+            write: vec![probe.staging.clone()],
             limits,
         };
         match super::enter(&policy) {

@@ -325,7 +325,10 @@ impl Step<'_> {
 fn pieces(part_dirs: &[PathBuf], audio_dir: Option<&Path>) -> Access {
     let mut read = part_dirs.to_vec();
     read.extend(audio_dir.map(Path::to_path_buf));
-    Access { read, write: None }
+    Access {
+        read,
+        write: Vec::new(),
+    }
 }
 
 /// The files under `dir`, as paths relative to it, sorted.

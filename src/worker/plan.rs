@@ -1,8 +1,7 @@
-//! A split job's planning step, in its task process: when the input is long enough and the
-//! preset encodes video, choose the parts (`media::split::layout`), cut the input into one
-//! source per video part and one for the other streams (`media::split::cut`), put them in the
-//! job's scratch and describe the parts for the store (`SplitPlan`). Otherwise the task goes
-//! on to transcode the job in one piece.
+//! A split job's planning step, in its task process: once its engine has laid the input out
+//! in parts and cut one source per video part and one for the other streams (`Work::Job`
+//! with a split asked for), put the sources in the job's scratch and describe the parts for
+//! the store (`SplitPlan`). An input the engine did not split it transcoded whole instead.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -10,63 +9,26 @@ use std::time::Instant;
 
 use super::protocol::SplitSettings;
 use super::taskio::{Failure, TaskIo};
-use crate::engine::{Access, Work};
 use crate::job::{JobError, PartKind, PartPlan, Scratch, SplitPlan};
-use crate::media::{self, split::Layout};
-use crate::preset::Preset;
+use crate::media::split::Layout;
 
-/// Plans and cuts the job, or says why it runs whole (None).
+/// The plan of a job its engine cut into parts: the sources go up to the job's scratch, and
+/// the parts are described for the store.
 pub(super) fn split(
     io: &TaskIo,
     settings: &SplitSettings,
-    preset: &Preset,
-    probe: &media::ProbeReport,
-    input: &Path,
+    layout: Layout,
+    files: &[PathBuf],
     phases: &mut BTreeMap<String, f64>,
-) -> Result<Option<SplitPlan>, Failure> {
-    let seconds = probe.duration_seconds.unwrap_or(0.0);
-    if settings.min_seconds > 0 && seconds < f64::from(settings.min_seconds) {
-        eprintln!(
-            "[task] not split: the input lasts {seconds:.1} s, under chunking.min_seconds ({})",
-            settings.min_seconds
-        );
-        return Ok(None);
-    }
-    let started = Instant::now();
-    let layout: Option<Layout> = io.media(
-        Work::Layout {
-            input: input.to_path_buf(),
-            segment_seconds: settings.segment_seconds,
-        },
-        Access::read(input),
-        &mut |_| {},
-    )?;
-    let Some(layout) = layout else {
-        eprintln!(
-            "[task] not split: preset {} does not encode video, or the input is shorter than \
-             two parts of {} s",
-            preset.name, settings.segment_seconds
-        );
-        return Ok(None);
-    };
+) -> Result<SplitPlan, Failure> {
     let job = &io.spec.job;
     let version = io
         .runtime
         .block_on(io.buckets.version(&job.input.bucket, &job.input.key))?;
     let cut_dir = io.spec.workspace.join("split");
-    let files: Vec<PathBuf> = io.media(
-        Work::Cut {
-            input: input.to_path_buf(),
-            layout: Box::new(layout.clone()),
-            dir: cut_dir.clone(),
-        },
-        Access::read(input).writing(&cut_dir),
-        &mut |_| {},
-    )?;
-    phases.insert("splitting".into(), started.elapsed().as_secs_f64());
     let scratch = Scratch::of(&settings.scratch_bucket, &job.id);
     let started = Instant::now();
-    upload_sources(io, &scratch, &cut_dir, &files)?;
+    upload_sources(io, &scratch, &cut_dir, files)?;
     phases.insert("uploading".into(), started.elapsed().as_secs_f64());
     let plan = SplitPlan {
         parts: parts(&layout),
@@ -83,7 +45,7 @@ pub(super) fn split(
         plan.scratch.bucket,
         plan.scratch.prefix
     );
-    Ok(Some(plan))
+    Ok(plan)
 }
 
 /// The parts of a layout: one per video range, the audio (when there is any), then the

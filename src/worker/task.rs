@@ -17,9 +17,8 @@ use super::protocol::{TaskMessage, TaskSpec, TaskWork, exit};
 use super::taskio::{
     Dirs, Done, Failure, TaskIo, input_name, load_preset, output_stem, progress_reporter, say,
 };
-use crate::engine::{Access, Work};
+use crate::engine::{Access, JobDone, Made, SplitAsked, Work};
 use crate::job::JobError;
-use crate::media;
 use crate::stop::StopToken;
 
 /// Runs the task described by `spec_path`; returns the process exit code.
@@ -133,70 +132,49 @@ fn work(
     let t = Instant::now();
     io.fetch(&job.input.bucket, &job.input.key, &input)?;
     phases.insert("downloading".into(), t.elapsed().as_secs_f64());
-
-    let t = Instant::now();
-    let probe: media::ProbeReport = io.media(
-        Work::Probe {
-            input: input.clone(),
-        },
-        Access::read(&input),
-        &mut |_| {},
-    )?;
-    phases.insert("probing".into(), t.elapsed().as_secs_f64());
-    eprintln!("[task] input: {}", describe(&probe));
     if let Ok(key) = std::env::var(super::protocol::TEST_FAULT_ENV)
         && key == job.input.key
     {
         eprintln!("[task] test fault: aborting");
         std::process::abort();
     }
-    if let TaskWork::Plan(settings) = &spec.work {
-        if let Some(plan) = super::plan::split(&io, settings, &preset, &probe, &input, phases)? {
-            return Ok(Done::Split(plan));
-        }
-    }
-
-    let t = Instant::now();
     let output = dirs.output.join(format!(
         "{}.{}",
         output_stem(job),
         preset.container.extension()
     ));
-    eprintln!("[task] transcoding with preset {}", preset.name);
-    let report: media::TranscodeReport = io.media(
-        Work::Transcode {
-            input: input.clone(),
-            output,
-        },
-        Access::read(&input).writing(&dirs.output),
-        &mut progress_reporter(),
-    )?;
-    phases.insert("transcoding".into(), t.elapsed().as_secs_f64());
-    eprintln!(
-        "[task] transcoded {:.2} s of media in {:.2} s ({} frames)",
-        report.out_time_seconds, report.elapsed_seconds, report.frames
-    );
-    io.publish(&report, &dirs.output, phases).map(Done::Outputs)
-}
-
-/// The input as the log shows it: container, duration, streams.
-fn describe(probe: &media::ProbeReport) -> String {
-    let streams = probe
-        .streams
-        .iter()
-        .map(|s| match (s.width, s.sample_rate) {
-            (Some(w), _) => format!("{} {}x{}", s.codec, w, s.height.unwrap_or(0)),
-            (_, Some(r)) => format!("{} {r} Hz", s.codec),
-            _ => s.codec.clone(),
-        })
-        .collect::<Vec<_>>()
-        .join(", ");
-    format!(
-        "{} {:.2} s, {} stream(s): {streams}",
-        probe.container,
-        probe.duration_seconds.unwrap_or(0.0),
-        probe.streams.len(),
-    )
+    let split = match &spec.work {
+        TaskWork::Plan(settings) => Some(SplitAsked {
+            segment_seconds: settings.segment_seconds,
+            min_seconds: settings.min_seconds,
+            dir: spec.workspace.join("split"),
+        }),
+        _ => None,
+    };
+    let mut access = Access::read(&input).writing(&dirs.output);
+    if let Some(asked) = &split {
+        access = access.writing(&asked.dir);
+    }
+    let work = Work::Job {
+        input,
+        output,
+        split,
+    };
+    let done: JobDone = io.media(work, access, &mut progress_reporter())?;
+    phases.extend(done.phases);
+    match (done.made, &spec.work) {
+        (Made::Split { layout, files }, TaskWork::Plan(settings)) => {
+            super::plan::split(&io, settings, *layout, &files, phases).map(Done::Split)
+        }
+        (Made::Transcoded(report), _) => {
+            io.publish(&report, &dirs.output, phases).map(Done::Outputs)
+        }
+        (Made::Split { .. }, _) => Err(Failure::Error(JobError::new(
+            "internal",
+            "the engine split a job it was not asked to split",
+            false,
+        ))),
+    }
 }
 
 /// The workspace's input file path for a job (for exec's environment).

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use ffarm::job::{Job, Status};
 use ffarm::worker::protocol::TEST_ENGINE_FAULT_ENV;
 
-use crate::helpers::{malformed_dir, valid};
+use crate::helpers::{fixtures, valid};
 use crate::worker_harness::{Backend, Farm, alive, long_clip};
 
 const LIMIT: Duration = Duration::from_secs(120);
@@ -95,7 +95,7 @@ async fn a_trapped_system_call_fails_the_job_as_a_sandbox_violation() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_memory_bomb_ends_at_the_memory_limit() {
     let mut farm = Farm::new(Backend::Sqlite).await;
-    farm.put(&malformed_dir().join("memory_bomb.mp4"), "in/bomb.mp4");
+    farm.put(&fixtures().join("limits/memory_bomb.mp4"), "in/bomb.mp4");
     farm.put(&valid("h264_aac.mp4"), "in/fine.mp4");
     let worker = farm.start_process(
         &["--workers", "1"],
