@@ -6,7 +6,8 @@
 #                         `cargo nextest run`: `./dev.sh test store_conformance` runs only the
 #                         tests whose names contain store_conformance (and no doc tests)
 #   ./dev.sh setup        only install what is missing
-#   ./dev.sh bench        run the benchmarks (see BENCHMARKS.md)
+#   ./dev.sh bench [B…]   run the benchmarks B: engine (the default), worker, store, split,
+#                         fuzz (see BENCHMARKS.md)
 #
 # Installs only what is absent: Debian packages through apt-get (with sudo when not root)
 # and, if there is no Rust toolchain, rustup's stable toolchain. It first checks that the
@@ -336,6 +337,8 @@ case "$cmd" in
   bench)
     setup
     assets/make-fixtures.sh --bench
+    # The fuzzing run mutates the test fixtures.
+    case " $* " in *" fuzz "*) assets/make-fixtures.sh ;; esac
     for b in "${@:-engine}"; do
       log "cargo bench --bench $b"
       cargo bench --bench "$b"

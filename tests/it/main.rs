@@ -17,6 +17,9 @@ mod cli_parts;
 mod config_files;
 mod exec;
 mod exec_harness;
+mod fuzz_media;
+mod fuzz_mutate;
+mod fuzz_run;
 mod helpers;
 
 mod media_bad_input;

@@ -346,3 +346,47 @@ fn copying_a_codec_the_container_cannot_hold_is_refused() {
     assert!(err.to_string().contains("vp9"), "{err}");
     assert!(files_under(dir.path()).is_empty());
 }
+
+/// Streams the container declares but whose packets cannot be found (found by fuzzing: an
+/// MP4 whose chunk offsets box lost its type, a Matroska file whose first cluster's size
+/// says zero) leave every output without a stream: an input with nothing in it, not a
+/// muxer refusing the preset's streams.
+#[test]
+fn streams_without_packets_fail_as_an_input_with_nothing_to_transcode() {
+    use crate::fuzz_mutate::{CLUSTER, boxes, elements, size_field};
+    let dir = tempdir();
+    let mut mp4 = std::fs::read(valid("video_only.mp4")).unwrap();
+    let stco = boxes(&mp4)
+        .into_iter()
+        .find(|b| b.name() == "stco")
+        .unwrap();
+    mp4[stco.offset + 4..stco.offset + 8].copy_from_slice(b"meta");
+    let no_offsets = dir.path().join("no_offsets.mp4");
+    std::fs::write(&no_offsets, &mp4).unwrap();
+    let mut mkv = std::fs::read(valid("av1_opus.mkv")).unwrap();
+    let cluster = elements(&mkv)
+        .into_iter()
+        .find(|e| e.id == CLUSTER)
+        .unwrap();
+    let at = cluster.size_at;
+    mkv[at..at + cluster.size_len].copy_from_slice(&size_field(cluster.size_len, 0));
+    let empty_cluster = dir.path().join("empty_cluster.mkv");
+    std::fs::write(&empty_cluster, &mkv).unwrap();
+    for input in [&no_offsets, &empty_cluster] {
+        for (name, out) in [("h264-480p", "o.mp4"), ("hls-720p", "hls/o.m3u8")] {
+            let outputs = dir.path().join(format!("out-{name}"));
+            let err = transcode(input, &outputs.join(out), preset(name)).unwrap_err();
+            assert_eq!(
+                (err.code(), err.class()),
+                ("input-no-streams", ErrorClass::InvalidInput),
+                "{} with {name}: {err}",
+                input.display()
+            );
+            assert!(err.to_string().contains("no frame or sample"), "{err}");
+            assert!(
+                files_under(&outputs).is_empty(),
+                "{name} left output behind"
+            );
+        }
+    }
+}

@@ -226,7 +226,7 @@ pub(crate) fn run_plan(
     let shared = Shared::new(stop, plan, input.size);
     let wiring = wire::wire(&input, plan, preset)?;
     let summaries = run(&shared, input, wiring, plan, targets, on_progress);
-    outcome(&shared, plan, &input_path, log_start)?;
+    outcome(&shared, plan, &input_path, &summaries, log_start)?;
     Ok(Ran {
         summaries,
         meter: shared.meter,
@@ -368,12 +368,14 @@ pub(crate) fn watch(
     }
 }
 
-/// How the run ended: stopped, failed (the first failure recorded), cut short by its input,
-/// or complete.
+/// How the run ended: stopped, failed (the first failure recorded), with an output no
+/// stream reached (the input's streams held no packet: a damaged index, empty clusters), cut
+/// short by its input, or complete.
 pub(crate) fn outcome(
     shared: &Shared,
     plan: &Plan,
     input: &Path,
+    summaries: &[Written],
     log_start: u64,
 ) -> Result<(), MediaError> {
     if shared.stop.is_stopped() {
@@ -386,6 +388,20 @@ pub(crate) fn outcome(
         .take()
     {
         return Err(e);
+    }
+    if summaries
+        .iter()
+        .any(|w| w.as_ref().is_some_and(Vec::is_empty))
+    {
+        return Err(MediaError::NoStreams {
+            path: input.to_path_buf(),
+            why: with_detail_text(
+                "its streams gave no frame or sample to write (their packets are missing: a \
+                 damaged index or empty data)"
+                    .into(),
+                ffi::errors_since(log_start),
+            ),
+        });
     }
     check_complete(plan, &shared.meter, input, log_start)
 }

@@ -72,7 +72,10 @@ pub(crate) fn run(
         }
         let Ok(msg) = rx.recv() else { break };
         muxer.receive(msg)?;
-        let ready = muxer.slots.iter().all(|s| s.setup.is_some() || s.ended);
+        // The header waits for every slot, and for one stream at least: an output whose
+        // producers all ended without one has nothing to write (`finish` says so).
+        let ready = muxer.slots.iter().all(|s| s.setup.is_some() || s.ended)
+            && muxer.slots.iter().any(|s| s.setup.is_some());
         if !muxer.header_written && ready {
             muxer.start_writing()?;
         }
@@ -180,14 +183,13 @@ impl<'a> Muxer<'a> {
     }
 
     /// Ends the file — the header first if the producers went before every slot was
-    /// described or ended, then the trailer — and returns the summaries of its streams.
+    /// described or ended, then the trailer — and returns the summaries of its streams:
+    /// none when no stream reached it, and nothing is written (the run then fails as an
+    /// input with nothing in it: `pipeline::outcome`).
     fn finish(mut self) -> Result<Vec<StreamSummary>, MediaError> {
         if !self.header_written {
             if self.slots.iter().all(|s| s.setup.is_none()) {
-                return Err(MediaError::Mux {
-                    path: self.target.path.clone(),
-                    reason: "no stream produced anything to write".into(),
-                });
+                return Ok(Vec::new());
             }
             write_header(&mut self.octx, &mut self.slots, self.infos, self.target)
                 .map_err(|(e, m)| header_error(self.target, e, m))?;

@@ -46,7 +46,7 @@ pub fn assemble(
     let staged = output::Layout::new(output, preset, &plan.renditions())?;
     let shared = Shared::new(stop, &plan, 0);
     let summaries = join(&shared, &plan, &staged, &sources, progress);
-    if let Err(e) = pipeline::outcome(&shared, &plan, output, ffi::log_mark()) {
+    if let Err(e) = pipeline::outcome(&shared, &plan, output, &summaries, ffi::log_mark()) {
         staged.discard();
         return Err(e);
     }
