@@ -318,7 +318,7 @@ fn submit_wait_list_show_logs_and_the_error_exit_codes() {
 
     let logs = s.run(&["logs", "quick"]).expect(0).stdout.clone();
     assert!(
-        logs.contains("[task] transcoding with preset h264-720p\n"),
+        logs.contains("[engine] transcoding with preset h264-720p\n"),
         "{logs}"
     );
     assert!(
@@ -557,7 +557,7 @@ fn interrupt_cancel_and_retry_a_running_job() {
     out.expect(5);
     assert!(
         out.stdout
-            .contains("[task] transcoding with preset h264-720p"),
+            .contains("[engine] transcoding with preset h264-720p"),
         "{out:#?}"
     );
     assert!(out.stdout.contains("cancel requested"), "{out:#?}");

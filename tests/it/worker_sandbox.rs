@@ -226,3 +226,25 @@ async fn every_preset_and_fixture_transcodes_in_the_sandbox_sqlite() {
 async fn every_preset_and_fixture_transcodes_in_the_sandbox_postgres() {
     everything_transcodes_in_the_sandbox(Backend::Postgres).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_output_past_the_file_size_limit_ends_as_output_too_large() {
+    let mut farm = Farm::new(Backend::Sqlite).await;
+    farm.put(&valid("h264_aac.mp4"), "in/big.mp4");
+    farm.put(&valid("h264_aac.mp4"), "in/fine.mp4");
+    // The clip's MP4 output is about 220 KB; the limit is 64 KB. (The next job, the same
+    // clip, fails too: a worker with such a limit is only good for this check.)
+    let worker = farm.start_process(
+        &["--workers", "1"],
+        &[("FFARM_WORKER__OUTPUT_LIMIT_BYTES", "65536")],
+    );
+    let job = farm.submit("in/big.mp4", "h264-720p", |_| {}).await;
+    let done = farm.wait_terminal(&job.id, LIMIT).await;
+    assert_eq!(done.status, Status::Failed);
+    let err = done.error.clone().unwrap();
+    assert_eq!(err.code, "output-too-large", "{err:?}");
+    assert!(err.message.contains("worker.output_limit_bytes"), "{}", err.message);
+    assert!(!err.retryable);
+    assert!(alive(worker as i32), "the worker lives on");
+    farm.cleanup().await;
+}
