@@ -243,7 +243,11 @@ async fn an_output_past_the_file_size_limit_ends_as_output_too_large() {
     assert_eq!(done.status, Status::Failed);
     let err = done.error.clone().unwrap();
     assert_eq!(err.code, "output-too-large", "{err:?}");
-    assert!(err.message.contains("worker.output_limit_bytes"), "{}", err.message);
+    assert!(
+        err.message.contains("worker.output_limit_bytes"),
+        "{}",
+        err.message
+    );
     assert!(!err.retryable);
     assert!(alive(worker as i32), "the worker lives on");
     farm.cleanup().await;
