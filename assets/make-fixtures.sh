@@ -74,6 +74,9 @@ fi
 v="$out/valid"
 m="$out/malformed"
 limits="$out/limits"
+# A remade set starts empty: a file an earlier version of this script made and this one no
+# longer does would otherwise linger and be picked up by tests that read a whole folder.
+rm -rf "$v" "$m" "$limits"
 mkdir -p "$v" "$m" "$limits"
 
 # --- valid inputs: varied codecs, containers and shapes --------------------------------
