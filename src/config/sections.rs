@@ -55,6 +55,10 @@ pub struct TriggerRule {
     /// unset: what each preset says, else `auto`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub chunking: Option<Chunking>,
+    /// One job for all the rule's presets (one decode, an output per preset named
+    /// `STEM.PRESET.EXT`) instead of a job per preset. Such jobs run whole.
+    #[serde(default)]
+    pub group: bool,
 }
 
 fn default_output() -> String {
@@ -73,6 +77,7 @@ impl TriggerRule {
             output_bucket: None,
             overwrite: false,
             chunking: None,
+            group: false,
         }
     }
 }

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use super::{Fault, JobDone, Made, Message, Request, SplitAsked, Work, exit};
-use crate::media::{self, ErrorClass, MediaError, split};
+use crate::media::{self, ErrorClass, MediaError, OutputSpec, split};
 use crate::preset::{Preset, Presets};
 use crate::progress::{Phase, Progress};
 use crate::sandbox::{self, Level, Limits, Policy};
@@ -42,7 +42,7 @@ pub fn main() -> i32 {
         Ok(r) => r,
         Err(e) => return fail("engine-request", format!("reading the request: {e}"), false),
     };
-    let preset = match load_preset(&request) {
+    let presets = match load_presets(&request) {
         Ok(p) => p,
         Err((code, message)) => return fail(code, message, false),
     };
@@ -75,7 +75,7 @@ pub fn main() -> i32 {
         }
     }
     let mut progress = reporter(request.test_fault);
-    match run(&request.work, preset.as_ref(), &stop, &mut progress) {
+    match run(&request.work, &presets, &stop, &mut progress) {
         Ok(result) => {
             say(&Message::Done { result });
             exit::OK
@@ -98,39 +98,50 @@ pub fn main() -> i32 {
 
 type Failed = (&'static str, String);
 
-fn load_preset(request: &Request) -> Result<Option<Preset>, Failed> {
+/// The request's presets (none for a step without media).
+fn load_presets(request: &Request) -> Result<Vec<Preset>, Failed> {
     if !request.work.needs_preset() {
-        return Ok(None);
+        return Ok(Vec::new());
     }
-    let name = request
+    let names = request
         .preset
         .as_deref()
         .ok_or(("engine-request", "the request names no preset".to_string()))?;
     let presets = Presets::load(request.presets_dir.as_deref(), &media::caps::Ffmpeg)
         .map_err(|e| (e.code(), e.to_string()))?;
-    let preset = presets.get(name).map_err(|e| (e.code(), e.to_string()))?;
-    Ok(Some(preset.clone()))
+    crate::job::presets_of(names)
+        .iter()
+        .map(|name| {
+            presets
+                .get(name)
+                .cloned()
+                .map_err(|e| (e.code(), e.to_string()))
+        })
+        .collect()
 }
 
 /// Runs one step; its result as JSON.
 fn run(
     work: &Work,
-    preset: Option<&Preset>,
+    presets: &[Preset],
     stop: &StopToken,
     progress: &mut dyn FnMut(&Progress),
 ) -> Result<serde_json::Value, MediaError> {
-    let preset = || preset.ok_or_else(|| MediaError::Internal("no preset loaded".into()));
+    let preset = || {
+        presets
+            .first()
+            .ok_or_else(|| MediaError::Internal("no preset loaded".into()))
+    };
     match work {
         Work::Level => Ok(serde_json::Value::Null),
         Work::Job {
             input,
-            output,
+            outputs,
             split,
         } => json(job(
             input,
-            output,
+            &outputs_of(presets, outputs)?,
             split.as_ref(),
-            preset()?,
             stop,
             progress,
         )?),
@@ -182,12 +193,31 @@ fn run(
     }
 }
 
-/// A whole job: probe, then cut into parts if asked and the input allows, else transcode.
+/// Each preset with the output path the request gives it.
+fn outputs_of<'a>(
+    presets: &'a [Preset],
+    paths: &'a [std::path::PathBuf],
+) -> Result<Vec<OutputSpec<'a>>, MediaError> {
+    if presets.len() != paths.len() || presets.is_empty() {
+        return Err(MediaError::Internal(format!(
+            "the request names {} preset(s) and {} output(s)",
+            presets.len(),
+            paths.len()
+        )));
+    }
+    Ok(presets
+        .iter()
+        .zip(paths)
+        .map(|(preset, path)| OutputSpec { path, preset })
+        .collect())
+}
+
+/// A whole job: probe, then cut into parts if asked and the input allows (one preset),
+/// else transcode into every output.
 fn job(
     input: &Path,
-    output: &Path,
+    outputs: &[OutputSpec],
     split: Option<&SplitAsked>,
-    preset: &Preset,
     stop: &StopToken,
     progress: &mut dyn FnMut(&Progress),
 ) -> Result<JobDone, MediaError> {
@@ -196,9 +226,9 @@ fn job(
     let probe = media::probe(input)?;
     phases.insert("probing".to_string(), t.elapsed().as_secs_f64());
     eprintln!("[engine] input: {}", describe(&probe));
-    if let Some(asked) = split {
+    if let (Some(asked), [one]) = (split, outputs) {
         let t = Instant::now();
-        if let Some(layout) = layout(input, &probe, preset, asked)? {
+        if let Some(layout) = layout(input, &probe, one.preset, asked)? {
             let files = split::cut(input, &layout, &asked.dir, stop)?;
             phases.insert("splitting".to_string(), t.elapsed().as_secs_f64());
             let layout = Box::new(layout);
@@ -211,8 +241,15 @@ fn job(
         }
     }
     let t = Instant::now();
-    eprintln!("[engine] transcoding with preset {}", preset.name);
-    let report = media::transcode(input, output, preset, stop, progress)?;
+    let names: Vec<&str> = outputs.iter().map(|o| o.preset.name.as_str()).collect();
+    match names.as_slice() {
+        [one] => eprintln!("[engine] transcoding with preset {one}"),
+        many => eprintln!(
+            "[engine] transcoding with presets {} from one decode",
+            many.join(", ")
+        ),
+    }
+    let report = media::transcode_many(input, outputs, stop, progress)?;
     phases.insert("transcoding".to_string(), t.elapsed().as_secs_f64());
     eprintln!(
         "[engine] transcoded {:.2} s of media in {:.2} s ({} frames)",

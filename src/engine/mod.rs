@@ -29,7 +29,7 @@ pub use client::{Access, Engine, EngineError};
 pub struct Request {
     pub work: Work,
     /// The preset, by name, from the shipped ones and `presets_dir` (loaded before the
-    /// sandbox is entered).
+    /// sandbox is entered); a whole job's presets joined by `+` when it has several.
     #[serde(default)]
     pub preset: Option<String>,
     #[serde(default)]
@@ -74,10 +74,11 @@ pub enum Work {
     /// Only enter the sandbox and say what holds (a worker asks this as it starts).
     Level,
     /// A whole job ([`JobDone`]): probe the input, then cut it into parts when `split`
-    /// says how and it is long enough, else transcode it into `output`.
+    /// says how and it is long enough (a job of one preset), else transcode it into
+    /// `outputs`, one per preset in order, from one decode.
     Job {
         input: PathBuf,
-        output: PathBuf,
+        outputs: Vec<PathBuf>,
         split: Option<SplitAsked>,
     },
     /// One video part of a split job, into `dir`.

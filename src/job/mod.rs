@@ -76,10 +76,25 @@ pub struct Trigger {
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 3;
 pub const DEFAULT_TIMEOUT_SECONDS: u64 = 24 * 3600;
 
+/// Joins the presets of a job with several outputs (preset names never hold it).
+pub const PRESET_SEPARATOR: char = '+';
+
+/// A job's presets from its `preset` field: one name, or several joined by
+/// [`PRESET_SEPARATOR`] (a job with several outputs from one decode, decision 0073).
+pub fn presets_of(preset: &str) -> Vec<String> {
+    preset.split(PRESET_SEPARATOR).map(str::to_string).collect()
+}
+
+/// The `preset` field of a job with these presets.
+pub fn join_presets(presets: &[String]) -> String {
+    presets.join(&PRESET_SEPARATOR.to_string())
+}
+
 /// What a client submits.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct JobSpec {
     pub input: ObjectRef,
+    /// A preset name, or several joined by `+` (one output each, from one decode).
     pub preset: String,
     pub output: OutputTarget,
     #[serde(default)]
@@ -175,7 +190,11 @@ pub struct Job {
     pub id: String,
     pub status: Status,
     pub input: ObjectRef,
+    /// The preset, or the presets joined by `+` for a job with several outputs.
     pub preset: String,
+    /// The job's presets, one per output, in order (`preset` split at `+`).
+    #[serde(default)]
+    pub presets: Vec<String>,
     pub output: OutputTarget,
     pub outputs: Vec<OutputObject>,
     pub progress: Option<Progress>,

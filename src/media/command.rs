@@ -221,7 +221,7 @@ fn map_audio(plan: &Plan, per_output: &mut [Vec<String>]) {
 
 /// Maps each copied subtitle stream into its output.
 fn map_subtitles(plan: &Plan, per_output: &mut [Vec<String>]) {
-    for s in &plan.subtitles {
+    for s in &plan.copies {
         for t in &s.targets {
             per_output[t.output].extend(strings(&[
                 "-map",

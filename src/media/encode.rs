@@ -24,7 +24,7 @@ pub(crate) struct VideoEncoderSpec {
 }
 
 /// Everything needed to open one audio encoder.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub(crate) struct AudioEncoderSpec {
     pub codec: AudioCodec,
     pub options: Vec<(String, String)>,

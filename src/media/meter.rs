@@ -19,6 +19,9 @@ pub(crate) struct Meter {
     pub input_pos: AtomicI64,
     /// The media time (µs) the output starts at: a part of a split job starts part-way.
     origin_us: i64,
+    /// Outputs left out of the media time reached: a poster beside other outputs is
+    /// written at its picture's time, wherever the rest are.
+    untimed: Vec<usize>,
 }
 
 impl Meter {
@@ -31,7 +34,14 @@ impl Meter {
             out_time_us: (0..outputs).map(|_| AtomicI64::new(0)).collect(),
             input_pos: AtomicI64::new(0),
             origin_us: 0,
+            untimed: Vec::new(),
         }
+    }
+
+    /// The same meter, leaving `outputs` out of the media time reached.
+    pub fn untimed(mut self, outputs: Vec<usize>) -> Self {
+        self.untimed = outputs;
+        self
     }
 
     /// The same meter, measuring from `origin_us` of media time.
@@ -51,7 +61,9 @@ impl Meter {
         let us = self
             .out_time_us
             .iter()
-            .map(|t| t.load(Ordering::Relaxed))
+            .enumerate()
+            .filter(|(i, _)| !self.untimed.contains(i))
+            .map(|(_, t)| t.load(Ordering::Relaxed))
             .min()
             .unwrap_or(0);
         (us - self.origin_us).max(0) as f64 / 1e6

@@ -37,7 +37,7 @@ pub struct OutputFile {
 }
 
 /// One muxer's file: where it writes while staging, and with which options.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct MuxTarget {
     pub path: PathBuf,
     pub muxer: &'static str,

@@ -127,6 +127,7 @@ mod tests {
             id: format!("job-{input_key}"),
             status: Status::Running,
             input: spec.input,
+            presets: crate::job::presets_of(&spec.preset),
             preset: spec.preset,
             output: spec.output,
             outputs: vec![],

@@ -439,6 +439,7 @@ mod tests {
                 key: "k".into(),
             },
             preset: "p".into(),
+            presets: vec!["p".into()],
             output: crate::job::OutputTarget {
                 bucket: "b".into(),
                 prefix: "out/".into(),

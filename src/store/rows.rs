@@ -165,14 +165,16 @@ impl<'r, R: Columns> Fields<'r, R> {
 /// Reads one job from a row selected with [`JOB_COLUMNS`].
 pub(crate) fn job_from_row(row: &impl Columns) -> Result<Job> {
     let f = Fields::job(row);
+    let preset = f.string("preset")?;
     Ok(Job {
+        presets: crate::job::presets_of(&preset),
         id: f.string("id")?,
         status: f.required("status", f.status("status")?)?,
         input: ObjectRef {
             bucket: f.string("input_bucket")?,
             key: f.string("input_key")?,
         },
-        preset: f.string("preset")?,
+        preset,
         output: OutputTarget {
             bucket: f.string("output_bucket")?,
             prefix: f.string("output_prefix")?,

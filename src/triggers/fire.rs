@@ -177,7 +177,7 @@ impl Triggers {
             return Ok(());
         }
         for rule in matching {
-            for preset in &rule.presets {
+            for preset in &rule.job_presets() {
                 let prefix = match rule.render(&key, preset) {
                     Ok(p) => p,
                     Err(e) => {
@@ -232,6 +232,9 @@ impl Triggers {
     /// The chunking of a job `rule` makes with `preset`: the rule's, else the preset's, else
     /// `auto`. The rules were checked against the presets at start, so the preset is known.
     fn chunking(&self, rule: &TriggerRule, preset: &str) -> Chunking {
+        if rule.grouped() {
+            return Chunking::Off;
+        }
         match self.presets.get(preset) {
             Ok(p) => p.resolve_chunking(rule.chunking),
             Err(_) => rule.chunking.unwrap_or_default(),

@@ -42,6 +42,12 @@ impl TriggerRule {
         let Some(Chunking::Segments { .. }) = self.chunking else {
             return Ok(());
         };
+        if self.grouped() {
+            return Err(RuleError {
+                bucket: self.bucket.clone(),
+                problem: RuleProblem::GroupedSplit,
+            });
+        }
         for name in &self.presets {
             if let Some(why) = presets.get(name).ok().and_then(|p| p.why_unsplittable()) {
                 return Err(RuleError {
@@ -54,6 +60,21 @@ impl TriggerRule {
             }
         }
         Ok(())
+    }
+
+    /// Whether the rule makes one job of several presets.
+    pub fn grouped(&self) -> bool {
+        self.group && self.presets.len() > 1
+    }
+
+    /// The `preset` of each job an object makes: one per preset, or all of them joined
+    /// (`crate::job::join_presets`) for a grouped rule.
+    pub fn job_presets(&self) -> Vec<String> {
+        if self.grouped() {
+            vec![crate::job::join_presets(&self.presets)]
+        } else {
+            self.presets.clone()
+        }
     }
 
     /// The bucket, the output bucket and the prefix are names a bucket accepts.
@@ -71,6 +92,14 @@ impl TriggerRule {
     fn check_presets(&self, preset_exists: &dyn Fn(&str) -> bool) -> Result<(), RuleProblem> {
         if self.presets.is_empty() {
             return Err(RuleProblem::NoPresets);
+        }
+        if let Some((_, p)) = self
+            .presets
+            .iter()
+            .enumerate()
+            .find(|(i, p)| self.presets[..*i].contains(p))
+        {
+            return Err(RuleProblem::RepeatedPreset(p.clone()));
         }
         match self.presets.iter().find(|p| !preset_exists(p)) {
             Some(p) => Err(RuleProblem::UnknownPreset(p.clone())),
@@ -95,6 +124,13 @@ impl TriggerRule {
             output: self.output.clone(),
             message,
         };
+        if self.grouped() && self.output.contains("{preset}") {
+            return Err(bad_output(
+                "a grouped rule's outputs share one prefix and carry their preset in their \
+                 names (STEM.PRESET.EXT): leave {preset} out"
+                    .into(),
+            ));
+        }
         let sample = self
             .render("in/sample/clip.mp4", &self.presets[0])
             .map_err(bad_output)?;
@@ -198,6 +234,14 @@ pub enum RuleProblem {
     NoPresets,
     #[error("unknown preset '{0}' (see `ffarm presets`)")]
     UnknownPreset(String),
+    #[error("preset '{0}' is named twice")]
+    RepeatedPreset(String),
+    /// A grouped rule asks for parts: its jobs run whole.
+    #[error(
+        "chunking: a grouped rule's jobs (group = true) run whole and cannot be split; leave \
+         segment_seconds out or set group = false"
+    )]
+    GroupedSplit,
     #[error("suffix '{0}' must be a non-empty file ending")]
     Suffix(String),
     /// The output template does not render to a valid prefix.
@@ -224,10 +268,12 @@ impl RuleProblem {
             RuleProblem::Bucket(_) => "bucket",
             RuleProblem::OutputBucket(_) => "output_bucket",
             RuleProblem::Prefix(_) => "prefix",
-            RuleProblem::NoPresets | RuleProblem::UnknownPreset(_) => "presets",
+            RuleProblem::NoPresets
+            | RuleProblem::UnknownPreset(_)
+            | RuleProblem::RepeatedPreset(_) => "presets",
             RuleProblem::Suffix(_) => "suffixes",
             RuleProblem::Output { .. } | RuleProblem::OutputRefires(_) => "output",
-            RuleProblem::Unsplittable { .. } => "chunking",
+            RuleProblem::Unsplittable { .. } | RuleProblem::GroupedSplit => "chunking",
         }
     }
 }

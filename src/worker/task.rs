@@ -15,7 +15,7 @@ use std::time::Instant;
 
 use super::protocol::{TaskMessage, TaskSpec, TaskWork, exit};
 use super::taskio::{
-    Dirs, Done, Failure, TaskIo, input_name, load_preset, output_stem, progress_reporter, say,
+    Dirs, Done, Failure, TaskIo, input_name, load_presets, output_stem, progress_reporter, say,
 };
 use crate::engine::{Access, JobDone, Made, SplitAsked, Work};
 use crate::job::JobError;
@@ -125,7 +125,7 @@ fn work(
     phases: &mut BTreeMap<String, f64>,
 ) -> Result<Done, Failure> {
     let job = &spec.job;
-    let preset = load_preset(spec)?;
+    let presets = load_presets(spec)?;
     let io = TaskIo::new(spec, stop, runtime)?;
     let dirs = Dirs::create(&spec.workspace)?;
     let input = dirs.input.join(input_name(job));
@@ -138,11 +138,10 @@ fn work(
         eprintln!("[task] test fault: aborting");
         std::process::abort();
     }
-    let output = dirs.output.join(format!(
-        "{}.{}",
-        output_stem(job),
-        preset.container.extension()
-    ));
+    let outputs = output_names(job, &presets)
+        .into_iter()
+        .map(|name| dirs.output.join(name))
+        .collect();
     let split = match &spec.work {
         TaskWork::Plan(settings) => Some(SplitAsked {
             segment_seconds: settings.segment_seconds,
@@ -157,7 +156,7 @@ fn work(
     }
     let work = Work::Job {
         input,
-        output,
+        outputs,
         split,
     };
     let done: JobDone = io.media(work, access, &mut progress_reporter())?;
@@ -175,6 +174,19 @@ fn work(
             false,
         ))),
     }
+}
+
+/// The file name of each of the job's outputs: `STEM.EXT` for one preset, `STEM.PRESET.EXT`
+/// for each of several (decision 0073).
+fn output_names(job: &crate::job::Job, presets: &[crate::preset::Preset]) -> Vec<String> {
+    let stem = output_stem(job);
+    presets
+        .iter()
+        .map(|p| match presets.len() {
+            1 => format!("{stem}.{}", p.container.extension()),
+            _ => format!("{stem}.{}.{}", p.name, p.container.extension()),
+        })
+        .collect()
 }
 
 /// The workspace's input file path for a job (for exec's environment).

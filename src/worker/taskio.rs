@@ -151,14 +151,23 @@ fn engine_for(spec: &TaskSpec) -> Result<Engine, Failure> {
     })
 }
 
-/// The job's preset, from the farm's presets.
+/// The job's preset (the first, for a job with several), from the farm's presets.
 pub(super) fn load_preset(spec: &TaskSpec) -> Result<crate::preset::Preset, Failure> {
-    let presets = Presets::load(spec.presets_dir.as_deref(), &media::caps::Ffmpeg)
-        .map_err(|e| Failure::Error(JobError::new(e.code(), e.to_string(), false)))?;
-    let preset = presets
-        .get(&spec.job.preset)
-        .map_err(|e| Failure::Error(JobError::new(e.code(), e.to_string(), false)))?;
-    Ok(preset.clone())
+    let mut presets = load_presets(spec)?;
+    Ok(presets.remove(0))
+}
+
+/// The job's presets, one per output, from the farm's presets.
+pub(super) fn load_presets(spec: &TaskSpec) -> Result<Vec<crate::preset::Preset>, Failure> {
+    let failure = |e: crate::preset::PresetError| {
+        Failure::Error(JobError::new(e.code(), e.to_string(), false))
+    };
+    let presets =
+        Presets::load(spec.presets_dir.as_deref(), &media::caps::Ffmpeg).map_err(failure)?;
+    crate::job::presets_of(&spec.job.preset)
+        .iter()
+        .map(|name| presets.get(name).cloned().map_err(failure))
+        .collect()
 }
 
 /// The workspace's folders: what is downloaded, and what the engine writes.

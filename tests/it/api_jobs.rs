@@ -132,7 +132,7 @@ async fn submit_and_errors(backend: Backend) {
         case("both a preset and a format")
             .post("/v1/jobs", clip_with(json!({"dst_format": "mp4"})))
             .answers(400, "invalid-request")
-            .saying(&["not both"]),
+            .saying(&["not several"]),
         case("no preset")
             .post(
                 "/v1/jobs",

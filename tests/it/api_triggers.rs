@@ -31,6 +31,7 @@ fn cloud_rule() -> TriggerRule {
         output_bucket: None,
         overwrite: false,
         chunking: None,
+        group: false,
     }
 }
 
@@ -278,6 +279,7 @@ async fn rules_decide_and_explain() {
             output_bucket: None,
             overwrite: false,
             chunking: None,
+            group: false,
         }];
     })
     .await;
@@ -339,6 +341,7 @@ async fn one_preset_to_two_outputs_is_two_jobs() {
         output_bucket: None,
         overwrite,
         chunking: None,
+        group: false,
     };
     let api = Api::start(Backend::Sqlite, move |c| {
         c.triggers = vec![rule("web/", false), rule("archive/", true)];

@@ -70,6 +70,35 @@ pub(super) fn options(options: &Options) -> ApiResult<()> {
     Ok(())
 }
 
+/// A list of presets: 1 to `MAX_PRESETS` names, none twice.
+pub(super) fn preset_list(names: &[String]) -> ApiResult<()> {
+    if names.is_empty() || names.len() > super::MAX_PRESETS {
+        return Err(invalid(format!(
+            "presets: name 1 to {} presets, not {}",
+            super::MAX_PRESETS,
+            names.len()
+        )));
+    }
+    for (i, n) in names.iter().enumerate() {
+        if names[..i].contains(n) {
+            return Err(invalid(format!("presets: '{n}' is named twice")));
+        }
+    }
+    Ok(())
+}
+
+/// A job of several presets runs whole (chunking "off"); asking for parts is an error.
+pub(super) fn whole(chunking: Option<Chunking>) -> ApiResult<Chunking> {
+    match chunking {
+        Some(Chunking::Segments { .. }) => Err(invalid(
+            "chunking: a job of several presets runs whole, so it cannot be split into parts; \
+             use \"auto\" or \"off\", or submit one job per preset"
+                .to_string(),
+        )),
+        _ => Ok(Chunking::Off),
+    }
+}
+
 /// A part length only for a preset whose jobs can be split.
 pub(super) fn chunking(chunking: Option<Chunking>, preset: &Preset) -> ApiResult<()> {
     let Some(Chunking::Segments { .. }) = chunking else {

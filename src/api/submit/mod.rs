@@ -15,7 +15,7 @@ use serde_json::Value;
 use self::shapes::{PresetChoice, Request, SubmitBody};
 use super::AppState;
 use super::error::{ApiResult, Json};
-use crate::job::{Chunking, DEFAULT_MAX_ATTEMPTS, Job, JobSpec, Trigger};
+use crate::job::{Chunking, DEFAULT_MAX_ATTEMPTS, Job, JobSpec, Trigger, join_presets};
 use crate::preset::Preset;
 use crate::store::{StoreError, Submitted};
 
@@ -48,25 +48,53 @@ pub async fn submit(
 /// Reads and checks a request body of either shape: the id it names, and the job.
 fn read(app: &AppState, body: Value) -> ApiResult<(Option<String>, JobSpec)> {
     let request = shapes::parse(&body)?;
-    let preset = preset(app, &request.preset)?;
+    let presets = presets(app, &request.preset)?;
     checks::names(&request)?;
-    checks::output_keeps_input(&request, preset.container.extension())?;
+    for p in &presets {
+        checks::output_keeps_input(&request, &output_suffix(p, presets.len() > 1))?;
+    }
     checks::options(&request.options)?;
-    checks::chunking(request.chunking, preset)?;
-    let chunking = preset.resolve_chunking(request.chunking);
-    let preset = preset.name.clone();
+    let chunking = match presets.as_slice() {
+        [one] => {
+            checks::chunking(request.chunking, one)?;
+            one.resolve_chunking(request.chunking)
+        }
+        _ => checks::whole(request.chunking)?,
+    };
+    let names: Vec<String> = presets.iter().map(|p| p.name.clone()).collect();
     Ok((
         request.id.clone(),
-        spec(app, request, preset, chunking, body),
+        spec(app, request, join_presets(&names), chunking, body),
     ))
 }
 
-/// The preset a request names, by name or by format.
-fn preset<'a>(app: &'a AppState, choice: &PresetChoice) -> ApiResult<&'a Preset> {
+/// Most presets one job may name.
+pub const MAX_PRESETS: usize = 8;
+
+/// The presets a request names, by name or by format: one, or several without repeats.
+fn presets<'a>(app: &'a AppState, choice: &PresetChoice) -> ApiResult<Vec<&'a Preset>> {
     Ok(match choice {
-        PresetChoice::Name(name) => app.presets.get(name)?,
-        PresetChoice::Format(format) => app.presets.for_format(format)?,
+        PresetChoice::Name(name) => vec![app.presets.get(name)?],
+        PresetChoice::Format(format) => vec![app.presets.for_format(format)?],
+        PresetChoice::Names(names) => {
+            checks::preset_list(names)?;
+            names
+                .iter()
+                .map(|n| app.presets.get(n))
+                .collect::<Result<_, _>>()?
+        }
     })
+}
+
+/// What follows the input's stem in an output's name: `EXT`, or `PRESET.EXT` when the job
+/// has several presets (what workers name them).
+fn output_suffix(preset: &Preset, several: bool) -> String {
+    let ext = preset.container.extension();
+    if several {
+        format!("{}.{ext}", preset.name)
+    } else {
+        ext.to_string()
+    }
 }
 
 /// The job a checked request asks for: its options over the defaults, the configuration's

@@ -18,8 +18,13 @@ pub struct SubmitRequest {
     /// Names the job (`[A-Za-z0-9_-]{1,128}`); submitting an existing id returns that job.
     pub id: Option<String>,
     pub input: ObjectRef,
-    /// A preset name (see `GET /v1/presets`); or give `dst_format` instead.
+    /// A preset name (see `GET /v1/presets`); or give `presets` or `dst_format` instead.
     pub preset: Option<String>,
+    /// Several presets, one output each, made from one read and one decode of the input
+    /// (at most 8, no repeats). Their outputs are named `STEM.PRESET.EXT` under the prefix.
+    /// Such a job runs whole: its chunking is `"off"`.
+    #[schema(example = json!(["hls-abr", "h264-720p", "poster-jpg"]))]
+    pub presets: Option<Vec<String>>,
     /// A container (mp4, mov, mkv, webm, flv, avi, ts, m3u8, mp3, m4a, ogg, wav): its
     /// default preset.
     pub dst_format: Option<String>,
@@ -98,6 +103,8 @@ pub(super) struct Request {
 pub(super) enum PresetChoice {
     /// A preset by name.
     Name(String),
+    /// Several presets by name: one output each.
+    Names(Vec<String>),
     /// A container: its default preset.
     Format(String),
 }
@@ -168,15 +175,18 @@ fn at_field(at: &str, message: &str) -> String {
 
 impl SubmitRequest {
     fn into_request(self) -> ApiResult<Request> {
-        let preset = match (self.preset, self.dst_format) {
-            (Some(name), None) => PresetChoice::Name(name),
-            (None, Some(format)) => PresetChoice::Format(format),
-            (Some(_), Some(_)) => {
-                return Err(invalid("give either preset or dst_format, not both"));
-            }
-            (None, None) => {
+        let preset = match (self.preset, self.presets, self.dst_format) {
+            (Some(name), None, None) => PresetChoice::Name(name),
+            (None, Some(names), None) => PresetChoice::Names(names),
+            (None, None, Some(format)) => PresetChoice::Format(format),
+            (None, None, None) => {
                 return Err(invalid(
-                    "missing preset: name a preset (GET /v1/presets) or a dst_format",
+                    "missing preset: name a preset (GET /v1/presets), presets or a dst_format",
+                ));
+            }
+            _ => {
+                return Err(invalid(
+                    "give one of preset, presets and dst_format, not several",
                 ));
             }
         };
@@ -295,7 +305,10 @@ mod tests {
         let both = parse(&json!({"input": {"bucket": "b", "key": "k"}, "preset": "p",
             "dst_format": "mp4"}))
         .unwrap_err();
-        assert_eq!(both.message, "give either preset or dst_format, not both");
+        assert_eq!(
+            both.message,
+            "give one of preset, presets and dst_format, not several"
+        );
         let wrong = parse(&json!({"bucket": "b", "object": 5, "output_dir": "a",
             "dst_format": "mp4"}))
         .unwrap_err();

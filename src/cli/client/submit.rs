@@ -28,9 +28,10 @@ pub struct SubmitArgs {
     /// The input object, as BUCKET/KEY (split at the first '/').
     #[arg(value_name = "BUCKET/KEY", value_parser = format::split_object)]
     pub input: ObjectRef,
-    /// The preset (`ffarm presets` lists them).
-    #[arg(long, short)]
-    pub preset: String,
+    /// The preset (`ffarm presets` lists them). Give it several times (or comma-separated)
+    /// for one job with an output per preset, made from one decode, named STEM.PRESET.EXT.
+    #[arg(long, short, required = true, value_delimiter = ',')]
+    pub preset: Vec<String>,
     /// Name the job (1 to 128 of A-Z a-z 0-9 _ -); submitting an existing id with the same
     /// request returns that job.
     #[arg(long)]
@@ -64,7 +65,10 @@ struct SubmitBody<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     id: Option<&'a str>,
     input: &'a ObjectRef,
-    preset: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    preset: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    presets: Option<&'a [String]>,
     #[serde(skip_serializing_if = "Option::is_none")]
     output: Option<OutputBody<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -87,7 +91,11 @@ pub fn submit(args: &SubmitArgs) -> anyhow::Result<u8> {
         let body = SubmitBody {
             id: args.id.as_deref(),
             input: &args.input,
-            preset: &args.preset,
+            preset: match args.preset.as_slice() {
+                [one] => Some(one.as_str()),
+                _ => None,
+            },
+            presets: (args.preset.len() > 1).then_some(args.preset.as_slice()),
             output: args
                 .output_prefix
                 .as_deref()

@@ -22,7 +22,6 @@ pub(crate) struct AudioLane {
     pub decoder: ff::decoder::Audio,
     pub health: Health,
     pub time_base: ff::Rational,
-    pub global_header: bool,
     pub groups: Vec<Group>,
 }
 
@@ -30,16 +29,23 @@ pub(crate) struct AudioLane {
 pub(crate) struct Group {
     pub spec: AudioEncoderSpec,
     pub targets: Vec<(Sender<MuxMsg>, usize)>,
+    /// Its outputs' muxers want codec headers out of band.
+    global_header: bool,
     state: Option<Encoding>,
     /// Fallback timestamps for frames that carry none: the next expected pts.
     next_pts: Option<i64>,
 }
 
 impl Group {
-    pub fn new(spec: AudioEncoderSpec, targets: Vec<(Sender<MuxMsg>, usize)>) -> Self {
+    pub fn new(
+        spec: AudioEncoderSpec,
+        targets: Vec<(Sender<MuxMsg>, usize)>,
+        global_header: bool,
+    ) -> Self {
         Group {
             spec,
             targets,
+            global_header,
             state: None,
             next_pts: None,
         }
@@ -119,7 +125,7 @@ fn drain(shared: &Shared, lane: &mut AudioLane) -> Result<(), MediaError> {
                     None => continue,
                 }
             };
-            feed(&mut lane.groups[i], f, lane.time_base, lane.global_header)?;
+            feed(&mut lane.groups[i], f, lane.time_base)?;
         }
     }
 }
@@ -128,7 +134,6 @@ fn feed(
     group: &mut Group,
     mut frame: ff::frame::Audio,
     tb: ff::Rational,
-    global_header: bool,
 ) -> Result<(), MediaError> {
     let pts = frame.timestamp().or(group.next_pts);
     frame.set_pts(pts);
@@ -139,7 +144,7 @@ fn feed(
     }
     let shape = AudioShape::of(&frame);
     match group.state.as_mut() {
-        None => group.state = Some(start(group, &frame, &shape, tb, global_header)?),
+        None => group.state = Some(start(group, &frame, &shape, tb)?),
         Some(st) if !st.convert.accepts_audio(&shape) => {
             // The stream changed format: everything the old graph holds goes out first.
             st.convert.finish(None)?;
@@ -171,14 +176,13 @@ fn start(
     frame: &ff::frame::Audio,
     shape: &AudioShape,
     tb: ff::Rational,
-    global_header: bool,
 ) -> Result<Encoding, MediaError> {
     let opened = encode::open_audio(
         &group.spec,
         frame.rate(),
         ffi::frame_channels(frame),
         frame.format(),
-        global_header,
+        group.global_header,
     )?;
     let convert = Graph::audio(shape, tb, &convert_chain(&opened), None)?;
     let encoder_shape = AudioShape {

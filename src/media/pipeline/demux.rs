@@ -16,10 +16,18 @@ use crate::media::input::Input;
 use crate::media::plan::Plan;
 
 /// Where the packets of one input stream go.
-pub(crate) enum Route {
-    Ignore,
-    Decode(Sender<ff::Packet>),
-    Copy(Vec<(Sender<MuxMsg>, usize)>),
+/// Where one input stream's packets go: to its decoder lane, copied into muxers' slots, or
+/// both (one output copies the stream that another encodes); nowhere when both are empty.
+#[derive(Default)]
+pub(crate) struct Route {
+    pub decode: Option<Sender<ff::Packet>>,
+    pub copy: Vec<(Sender<MuxMsg>, usize)>,
+}
+
+impl Route {
+    fn ignored(&self) -> bool {
+        self.decode.is_none() && self.copy.is_empty()
+    }
 }
 
 /// Reads the input until its end, a stop, or every lane gone, routing each packet.
@@ -67,7 +75,7 @@ pub(crate) fn run(
         let Some(route) = routes.get(index) else {
             continue;
         };
-        if matches!(route, Route::Ignore) {
+        if route.ignored() {
             continue;
         }
         if let Some(at) = skips.iter().position(|(i, _)| *i == index) {
@@ -83,8 +91,8 @@ pub(crate) fn run(
         let taken = std::mem::replace(&mut packet, ff::Packet::empty());
         if !deliver(route, taken, time_bases[index]) {
             // A lane has gone (it failed or finished early): stop feeding it.
-            routes[index] = Route::Ignore;
-            if routes.iter().all(|r| matches!(r, Route::Ignore)) {
+            close_route(std::mem::take(&mut routes[index]));
+            if routes.iter().all(Route::ignored) {
                 break;
             }
         }
@@ -124,33 +132,30 @@ fn to_output_time(
 /// Hands a packet to its decoder lane, or a reference to each muxer it is copied to; false
 /// when a receiver has gone.
 fn deliver(route: &Route, packet: ff::Packet, time_base: ff::Rational) -> bool {
-    match route {
-        Route::Ignore => true,
-        Route::Decode(tx) => tx.send(packet).is_ok(),
-        Route::Copy(targets) => {
-            let mut ok = true;
-            for (tx, slot) in targets.iter() {
-                let msg = MuxMsg::Packet {
-                    slot: *slot,
-                    packet: ffi::packet_ref(&packet),
-                    time_base,
-                };
-                ok &= tx.send(msg).is_ok();
-            }
-            ok
-        }
+    let mut ok = true;
+    for (tx, slot) in route.copy.iter() {
+        let msg = MuxMsg::Packet {
+            slot: *slot,
+            packet: ffi::packet_ref(&packet),
+            time_base,
+        };
+        ok &= tx.send(msg).is_ok();
     }
+    if let Some(tx) = &route.decode {
+        ok &= tx.send(packet).is_ok();
+    }
+    ok
 }
 
 /// Dropping the routes closes every lane's input: they flush and finish. Copied streams'
 /// muxers are told each slot has ended.
 fn close(routes: Vec<Route>) {
-    for route in routes {
-        if let Route::Copy(targets) = route {
-            for (tx, slot) in targets {
-                let _ = tx.send(MuxMsg::End { slot });
-            }
-        }
+    routes.into_iter().for_each(close_route);
+}
+
+fn close_route(route: Route) {
+    for (tx, slot) in route.copy {
+        let _ = tx.send(MuxMsg::End { slot });
     }
 }
 

@@ -68,7 +68,9 @@ impl<'a> Shared<'a> {
             abort: AtomicBool::new(false),
             enough: AtomicBool::new(false),
             error: Mutex::new(None),
-            meter: Meter::new(plan.duration, input_size, plan.outputs.len()).from(origin_us),
+            meter: Meter::new(plan.duration, input_size, plan.outputs.len())
+                .from(origin_us)
+                .untimed(plan.picked_outputs()),
             limit: plan.limit,
         }
     }
@@ -162,6 +164,12 @@ fn with_detail_text(text: String, detail: Option<String>) -> String {
 /// How often progress is reported while transcoding.
 const PROGRESS_EVERY: Duration = Duration::from_millis(500);
 
+/// One output a transcode writes: where, with which preset.
+pub struct OutputSpec<'a> {
+    pub path: &'a Path,
+    pub preset: &'a Preset,
+}
+
 /// Transcodes `input` to `output` with `preset`. `on_progress` is called on this thread at
 /// least once a second; `stop` ends the run within a fraction of a second, removing partial
 /// output, with [`MediaError::Stopped`].
@@ -172,6 +180,26 @@ pub fn transcode(
     stop: &StopToken,
     on_progress: &mut dyn FnMut(&Progress),
 ) -> Result<TranscodeReport, MediaError> {
+    transcode_many(
+        input,
+        &[OutputSpec {
+            path: output,
+            preset,
+        }],
+        stop,
+        on_progress,
+    )
+}
+
+/// Transcodes `input` to every output in `outputs` from one read and one decode of each
+/// stream it uses (see `plan::merge`); every output is written, or none. Progress and stop
+/// as for [`transcode`].
+pub fn transcode_many(
+    input: &Path,
+    outputs: &[OutputSpec],
+    stop: &StopToken,
+    on_progress: &mut dyn FnMut(&Progress),
+) -> Result<TranscodeReport, MediaError> {
     let started = Instant::now();
     on_progress(&Progress {
         phase: Phase::Probing,
@@ -179,26 +207,83 @@ pub fn transcode(
     });
     let input = input::open(input, stop)?;
     let probe = probe::report(&input);
-    let plan = plan::plan(&input, &probe, preset)?;
-    let layout = Layout::new(output, preset, &plan.renditions())?;
-    let ran = match run_plan(input, &plan, preset, &layout.targets, stop, on_progress) {
+    let plans = outputs
+        .iter()
+        .map(|o| plan::plan(&input, &probe, o.preset))
+        .collect::<Result<Vec<_>, _>>()?;
+    let layouts = layouts(outputs, &plans)?;
+    let plan = plan::merge(plans)?;
+    let targets: Vec<MuxTarget> = layouts
+        .iter()
+        .flat_map(|l| l.targets.iter().cloned())
+        .collect();
+    let ran = match run_plan(input, &plan, &targets, stop, on_progress) {
         Ok(ran) => ran,
         Err(e) => {
-            layout.discard();
+            layouts.into_iter().for_each(Layout::discard);
             return Err(e);
         }
     };
     on_progress(&ran.meter.snapshot(Phase::Finalizing));
-    let outputs = finalise_outputs(layout, &ran.summaries, preset)?;
+    let files = finalise_all(layouts, &ran.summaries, outputs)?;
     let done = ran.meter.snapshot(Phase::Done);
     on_progress(&done);
     Ok(TranscodeReport {
-        outputs,
+        outputs: files,
         input: probe,
         frames: done.frames,
         out_time_seconds: done.out_time_seconds,
         elapsed_seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+/// The staging layout of each output (made before the plans merge, from each one's
+/// renditions); on a failure, the ones already made are taken away again.
+fn layouts(outputs: &[OutputSpec], plans: &[Plan]) -> Result<Vec<Layout>, MediaError> {
+    let mut layouts = Vec::new();
+    for (o, p) in outputs.iter().zip(plans) {
+        match Layout::new(o.path, o.preset, &p.renditions()) {
+            Ok(l) => layouts.push(l),
+            Err(e) => {
+                layouts.into_iter().for_each(Layout::discard);
+                return Err(e);
+            }
+        }
+    }
+    Ok(layouts)
+}
+
+/// Finishes every output's files (each with its own muxers' summaries), in order; the
+/// first failure takes every output away.
+fn finalise_all(
+    layouts: Vec<Layout>,
+    summaries: &[Written],
+    outputs: &[OutputSpec],
+) -> Result<Vec<OutputFile>, MediaError> {
+    let mut files = Vec::new();
+    let mut at = 0;
+    let mut layouts = layouts.into_iter();
+    for o in outputs {
+        let Some(layout) = layouts.next() else { break };
+        let n = layout.targets.len();
+        match finalise_outputs(layout, &summaries[at..at + n], o.preset) {
+            Ok(mut made) => files.append(&mut made),
+            Err(e) => {
+                layouts.for_each(Layout::discard);
+                remove_files(&files);
+                return Err(e);
+            }
+        }
+        at += n;
+    }
+    Ok(files)
+}
+
+/// Removes files an earlier output of the same run had moved into place.
+fn remove_files(files: &[OutputFile]) {
+    for f in files {
+        let _ = std::fs::remove_file(&f.path);
+    }
 }
 
 /// What one muxer wrote: its streams' summaries, or None when it failed.
@@ -216,7 +301,6 @@ pub(crate) struct Ran {
 pub(crate) fn run_plan(
     input: Input,
     plan: &Plan,
-    preset: &Preset,
     targets: &[MuxTarget],
     stop: &StopToken,
     on_progress: &mut dyn FnMut(&Progress),
@@ -224,7 +308,7 @@ pub(crate) fn run_plan(
     let log_start = ffi::log_mark();
     let input_path = input.path.clone();
     let shared = Shared::new(stop, plan, input.size);
-    let wiring = wire::wire(&input, plan, preset)?;
+    let wiring = wire::wire(&input, plan)?;
     let summaries = run(&shared, input, wiring, plan, targets, on_progress);
     outcome(&shared, plan, &input_path, &summaries, log_start)?;
     Ok(Ran {

@@ -287,9 +287,49 @@ pub(crate) fn run_rendition(
     lane: RenditionLane,
     frames: Receiver<ff::frame::Video>,
 ) -> Result<(), MediaError> {
+    match lane.plan.pick_at {
+        Some(at) => {
+            let picked = pick(shared, &frames, at, lane.time_base);
+            // The decoder's sends to a gone rendition are ignored.
+            drop(frames);
+            encode_frames(shared, &lane, picked)
+        }
+        None => encode_frames(shared, &lane, frames.iter()),
+    }
+}
+
+/// The one frame at media time `at` (seconds): the first at or after it, or the last one
+/// when the stream ends before it. None when the run is aborted or no frame came.
+fn pick(
+    shared: &Shared,
+    frames: &Receiver<ff::frame::Video>,
+    at: f64,
+    time_base: ff::Rational,
+) -> Option<ff::frame::Video> {
+    let mut last = None;
+    for frame in frames.iter() {
+        if shared.aborted() {
+            return None;
+        }
+        let t = frame.pts().map_or(0.0, |p| p as f64 * f64::from(time_base));
+        if t + 1e-3 >= at {
+            return Some(frame);
+        }
+        last = Some(frame);
+    }
+    last
+}
+
+/// Scales, places on the grid and encodes `frames`, then flushes the encoder and ends the
+/// rendition's slot.
+fn encode_frames(
+    shared: &Shared,
+    lane: &RenditionLane,
+    frames: impl IntoIterator<Item = ff::frame::Video>,
+) -> Result<(), MediaError> {
     let slot = lane.plan.target.slot;
     let mut enc: Option<Encoding> = None;
-    for frame in frames.iter() {
+    for frame in frames {
         if shared.aborted() {
             return Ok(());
         }
@@ -303,7 +343,7 @@ pub(crate) fn run_rendition(
                     lane.plan.max_height,
                 );
                 enc = Some(Encoding {
-                    graph: rendition_graph(&lane, &frame, size, size)?,
+                    graph: rendition_graph(lane, &frame, size, size)?,
                     frame: size,
                     end_pts: None,
                     grid: lane.plan.grid.map(Grid::new),
@@ -314,7 +354,7 @@ pub(crate) fn run_rendition(
             }
             Some(e) if !e.graph.accepts_video(&frame) => {
                 e.graph.finish(None)?;
-                pump(shared, &lane, e)?;
+                pump(shared, lane, e)?;
                 let size = geometry::fit_into(
                     frame.width(),
                     frame.height(),
@@ -332,28 +372,28 @@ pub(crate) fn run_rendition(
                     e.frame.0,
                     e.frame.1
                 );
-                e.graph = rendition_graph(&lane, &frame, size, e.frame)?;
+                e.graph = rendition_graph(lane, &frame, size, e.frame)?;
             }
             Some(_) => {}
         }
         let Some(e) = enc.as_mut() else { continue };
         e.end_pts = frame_end(&frame, lane.time_base, lane.frame_rate).max(e.end_pts);
         e.graph.push(&frame)?;
-        pump(shared, &lane, e)?;
+        pump(shared, lane, e)?;
     }
     if shared.aborted() {
         return Ok(());
     }
     if let Some(e) = enc.as_mut() {
         e.graph.finish(e.end_pts)?;
-        pump(shared, &lane, e)?;
+        pump(shared, lane, e)?;
         let end = e.end_pts;
         if let Some(last) = e.grid.as_mut().and_then(|g| g.finish(end, lane.time_base)) {
-            encode(shared, &lane, e, last)?;
+            encode(shared, lane, e, last)?;
         }
         if let Some(encoder) = e.encoder.as_mut() {
             let _ = encoder.send_eof();
-            receive_packets(&lane, encoder, e.time_base)?;
+            receive_packets(lane, encoder, e.time_base)?;
         }
     }
     let _ = lane.mux.send(MuxMsg::End { slot });

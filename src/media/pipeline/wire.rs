@@ -15,7 +15,6 @@ use crate::media::error::MediaError;
 use crate::media::ffi;
 use crate::media::input::Input;
 use crate::media::plan::{self, AudioWork, Plan, RenditionPlan, VideoWork};
-use crate::preset::{Container, Preset};
 
 /// A lane with the channel its input comes in by.
 pub(super) type Fed<Lane, Item> = (Lane, Receiver<Item>);
@@ -43,19 +42,16 @@ pub(super) struct VideoLanes<'p> {
 
 /// Connects `plan`'s parts for reading `input`: opens every decoder and announces every
 /// copied stream to its muxers.
-pub(super) fn wire<'p>(
-    input: &Input,
-    plan: &'p Plan,
-    preset: &Preset,
-) -> Result<Wiring<'p>, MediaError> {
+pub(super) fn wire<'p>(input: &Input, plan: &'p Plan) -> Result<Wiring<'p>, MediaError> {
     // Channels: one into each muxer; one into each decoder lane; one per rendition.
     let (mux_tx, muxers): (Vec<Sender<MuxMsg>>, Vec<_>) =
         plan.outputs.iter().map(|_| bounded::<MuxMsg>(256)).unzip();
-    let mut routes: Vec<Route> = (0..input.ctx.nb_streams()).map(|_| Route::Ignore).collect();
-    let hvc1 = matches!(preset.container, Container::Mp4 | Container::Mov);
-    announce_copies(input, plan, hvc1, &mux_tx, &mut routes);
+    let mut routes: Vec<Route> = (0..input.ctx.nb_streams())
+        .map(|_| Route::default())
+        .collect();
+    announce_copies(input, plan, &mux_tx, &mut routes);
     // Decoders are opened here so a broken stream fails before any thread starts.
-    let video = open_video_lanes(input, plan, hvc1, &mux_tx, &mut routes)?;
+    let video = open_video_lanes(input, plan, &mux_tx, &mut routes)?;
     let audio = open_audio_lanes(input, plan, &mux_tx, &mut routes)?;
     end_idle_slots(plan, &mux_tx);
     // The coordinator keeps no sender: each muxer ends when its last producer does.
@@ -97,7 +93,7 @@ fn end_idle_slots(plan: &Plan, mux_tx: &[Sender<MuxMsg>]) {
 /// The input streams that are copied, and where each goes.
 fn copied_streams(plan: &Plan) -> Vec<(usize, Vec<plan::Target>)> {
     let mut copies: Vec<(usize, Vec<plan::Target>)> = plan
-        .subtitles
+        .copies
         .iter()
         .map(|c| (c.input, c.targets.clone()))
         .collect();
@@ -116,13 +112,7 @@ fn copied_streams(plan: &Plan) -> Vec<(usize, Vec<plan::Target>)> {
 
 /// Copied streams announce themselves now, from the input's parameters, and their packets
 /// are routed straight to the muxers.
-fn announce_copies(
-    input: &Input,
-    plan: &Plan,
-    hvc1: bool,
-    mux_tx: &[Sender<MuxMsg>],
-    routes: &mut [Route],
-) {
+fn announce_copies(input: &Input, plan: &Plan, mux_tx: &[Sender<MuxMsg>], routes: &mut [Route]) {
     for (index, targets) in copied_streams(plan) {
         let Some(stream) = input.ctx.stream(index) else {
             continue;
@@ -137,7 +127,7 @@ fn announce_copies(
                 time_base: stream.time_base(),
                 frame_rate: (facts.medium == Some("video") && rate.numerator() > 0).then_some(rate),
                 display_matrix: facts.display_matrix,
-                hvc1: hvc1 && facts.codec == "hevc",
+                hvc1: plan.outputs[t.output].hvc1 && facts.codec == "hevc",
                 summary: StreamSummary::default(),
             };
             let _ = mux_tx[t.output].send(MuxMsg::Stream {
@@ -145,12 +135,9 @@ fn announce_copies(
                 setup: Box::new(setup),
             });
         }
-        routes[index] = Route::Copy(
-            targets
-                .iter()
-                .map(|t| (mux_tx[t.output].clone(), t.slot))
-                .collect(),
-        );
+        routes[index]
+            .copy
+            .extend(targets.iter().map(|t| (mux_tx[t.output].clone(), t.slot)));
     }
 }
 
@@ -158,7 +145,6 @@ fn announce_copies(
 fn open_video_lanes<'p>(
     input: &Input,
     plan: &'p Plan,
-    hvc1: bool,
     mux_tx: &[Sender<MuxMsg>],
     routes: &mut [Route],
 ) -> Result<Option<VideoLanes<'p>>, MediaError> {
@@ -187,15 +173,9 @@ fn open_video_lanes<'p>(
             reason: e.to_string(),
         })?;
     let (packet_tx, packets) = bounded::<ff::Packet>(64);
-    routes[v.input] = Route::Decode(packet_tx);
-    let (frames, renditions) = rendition_lanes(
-        plan,
-        renditions,
-        stream.time_base(),
-        *frame_rate,
-        hvc1,
-        mux_tx,
-    );
+    routes[v.input].decode = Some(packet_tx);
+    let (frames, renditions) =
+        rendition_lanes(plan, renditions, stream.time_base(), *frame_rate, mux_tx);
     Ok(Some(VideoLanes {
         decoder: DecodeLane {
             decoder,
@@ -220,7 +200,6 @@ fn rendition_lanes<'p>(
     renditions: &'p [RenditionPlan],
     time_base: ff::Rational,
     frame_rate: Option<ff::Rational>,
-    hvc1: bool,
     mux_tx: &[Sender<MuxMsg>],
 ) -> (
     Vec<Sender<ff::frame::Video>>,
@@ -228,17 +207,22 @@ fn rendition_lanes<'p>(
 ) {
     let mut frame_txs = Vec::new();
     let mut lanes = Vec::new();
+    // A poster's rendition sees one frame: another counts them, when there is one.
+    let counter = renditions
+        .iter()
+        .position(|r| r.pick_at.is_none())
+        .unwrap_or(0);
     for (i, r) in renditions.iter().enumerate() {
         let (tx, rx) = bounded::<ff::frame::Video>(4);
         frame_txs.push(tx);
         lanes.push((
             video::RenditionLane {
                 plan: r,
-                counts_frames: i == 0,
+                counts_frames: i == counter,
                 time_base,
                 frame_rate,
-                global_header: plan.global_header,
-                hvc1,
+                global_header: plan.outputs[r.target.output].global_header,
+                hvc1: plan.outputs[r.target.output].hvc1,
                 mux: mux_tx[r.target.output].clone(),
             },
             rx,
@@ -273,15 +257,19 @@ fn open_audio_lanes(
                     reason: e.to_string(),
                 })?;
         let (packet_tx, packet_rx) = bounded::<ff::Packet>(128);
-        routes[a.input] = Route::Decode(packet_tx);
+        routes[a.input].decode = Some(packet_tx);
         let groups = groups
             .iter()
             .map(|(spec, targets)| {
+                // Targets share an encoder only when their muxers agree on this.
+                let global_header = targets
+                    .first()
+                    .is_some_and(|t| plan.outputs[t.output].global_header);
                 let targets = targets
                     .iter()
                     .map(|t| (mux_tx[t.output].clone(), t.slot))
                     .collect();
-                audio::Group::new(spec.clone(), targets)
+                audio::Group::new(spec.clone(), targets, global_header)
             })
             .collect();
         audio_lanes.push((
@@ -289,7 +277,6 @@ fn open_audio_lanes(
                 decoder,
                 health: decode::Health::new(&input.path, &stream),
                 time_base: stream.time_base(),
-                global_header: plan.global_header,
                 groups,
             },
             packet_rx,

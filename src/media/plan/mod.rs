@@ -3,6 +3,7 @@
 //! each result goes to. Decided once, from the probe and the preset, before any work starts.
 
 mod ladder;
+mod merge;
 mod rates;
 mod saved;
 
@@ -19,6 +20,7 @@ use crate::preset::{
     VideoEncoding, VideoOutput,
 };
 use ladder::Ladder;
+pub(crate) use merge::merge;
 use rates::{SourceRates, f64_to_rational, frame_grid};
 pub use saved::SavedPlan;
 
@@ -41,6 +43,10 @@ pub(crate) struct OutputPlan {
     /// The HLS rendition this output carries, in an ABR ladder.
     pub rendition: Option<String>,
     pub slots: Vec<SlotInfo>,
+    /// Its muxer wants codec headers out of band.
+    pub global_header: bool,
+    /// Its container is MP4 or MOV (HEVC is tagged `hvc1` there).
+    pub hvc1: bool,
 }
 
 #[derive(Debug)]
@@ -48,7 +54,9 @@ pub(crate) struct Plan {
     pub outputs: Vec<OutputPlan>,
     pub video: Option<VideoPlan>,
     pub audio: Vec<AudioPlan>,
-    pub subtitles: Vec<CopyPlan>,
+    /// Streams copied as they are: subtitles; in a plan of several presets, also a video or
+    /// audio stream one preset copies while another encodes it.
+    pub copies: Vec<CopyPlan>,
     pub duration: Option<f64>,
     /// The duration comes from timestamps or headers, not a bit-rate estimate, so an output
     /// much shorter than it means the input is cut short.
@@ -57,9 +65,11 @@ pub(crate) struct Plan {
     pub limit: OutputLimit,
     /// Subtracted from every timestamp so the output starts at zero (microseconds).
     pub start_offset_us: i64,
-    /// For a poster: the media time of the wanted picture (seconds).
+    /// For a poster: the media time of the wanted picture (seconds). Set only when the
+    /// picture is all the plan makes, so reading can start there; a poster made beside
+    /// other outputs picks its frame in its rendition (`RenditionPlan::pick_at`).
     pub poster_at: Option<f64>,
-    /// The muxer wants codec headers out of band.
+    /// The muxer wants codec headers out of band (every output's, in a plan of one preset).
     pub global_header: bool,
     /// Only the video frames whose output time (µs) lies in `[from, until)` are kept (one
     /// part of a split job); None keeps them all.
@@ -72,6 +82,21 @@ impl Plan {
     /// Per output file, the HLS rendition it carries.
     pub fn renditions(&self) -> Vec<Option<String>> {
         self.outputs.iter().map(|o| o.rendition.clone()).collect()
+    }
+
+    /// The outputs that take one picked frame (posters beside other outputs).
+    pub fn picked_outputs(&self) -> Vec<usize> {
+        match &self.video {
+            Some(VideoPlan {
+                work: VideoWork::Encode { renditions, .. },
+                ..
+            }) => renditions
+                .iter()
+                .filter(|r| r.pick_at.is_some())
+                .map(|r| r.target.output)
+                .collect(),
+            _ => Vec::new(),
+        }
     }
 }
 
@@ -106,6 +131,9 @@ pub(crate) struct RenditionPlan {
     /// ever duplicated, so the frame count never grows. None: timestamps pass through.
     pub grid: Option<ff::Rational>,
     pub spec: VideoEncoderSpec,
+    /// Encode only the one frame at this media time (seconds): a poster made from the same
+    /// decode as other outputs.
+    pub pick_at: Option<f64>,
 }
 
 #[derive(Debug)]
@@ -139,12 +167,14 @@ pub(crate) fn plan(
 ) -> Result<Plan, MediaError> {
     let muxer_flags = ffi::muxer_flags(preset.container.muxer()).unwrap_or(0);
     let ladder = Ladder::for_input(input, probe, preset);
-    let mut outputs = output_plans(&ladder);
+    let global_header = muxer_flags & ffi::AVFMT_GLOBALHEADER != 0;
+    let hvc1 = matches!(preset.container, Container::Mp4 | Container::Mov);
+    let mut outputs = output_plans(&ladder, global_header, hvc1);
     // Each step adds its streams' slots to the outputs, so slots number video first, then
     // audio, then subtitles.
     let video = plan_video(input, probe, preset, &ladder, &mut outputs)?;
     let audio = plan_audio(input, probe, preset, &ladder, &mut outputs)?;
-    let subtitles = plan_subtitles(input, probe, preset, &mut outputs);
+    let copies = plan_subtitles(input, probe, preset, &mut outputs);
     if video.is_none() && audio.is_empty() {
         return Err(MediaError::NoStreams {
             path: input.path.clone(),
@@ -158,25 +188,27 @@ pub(crate) fn plan(
         outputs,
         video,
         audio,
-        subtitles,
+        copies,
         duration: duration.filter(|d| *d > 0.0),
         duration_trusted: duration_source != DurationSource::BitRate,
         limit: OutputLimit::new(duration, duration_source),
         start_offset_us: ffi::input_start_time(&input.ctx).unwrap_or(0),
         poster_at,
-        global_header: muxer_flags & ffi::AVFMT_GLOBALHEADER != 0,
+        global_header,
         keep_us: None,
         first_packet_skip: Vec::new(),
     })
 }
 
 /// One output file per rendition of the ladder (one in all without a ladder), no slots yet.
-fn output_plans(ladder: &Ladder) -> Vec<OutputPlan> {
+fn output_plans(ladder: &Ladder, global_header: bool, hvc1: bool) -> Vec<OutputPlan> {
     let output_count = ladder.names.len().max(1);
     (0..output_count)
         .map(|i| OutputPlan {
             rendition: ladder.names.get(i).cloned(),
             slots: Vec::new(),
+            global_header,
+            hvc1,
         })
         .collect()
 }
@@ -296,6 +328,7 @@ fn rendition_plans(
             max_height: v.max_height,
             grid,
             spec: make_spec(&v.rate),
+            pick_at: None,
         }]
     } else {
         ladder
@@ -308,6 +341,7 @@ fn rendition_plans(
                 max_height: r.max_height.or(v.max_height),
                 grid,
                 spec: make_spec(&r.rate),
+                pick_at: None,
             })
             .collect()
     }

@@ -132,7 +132,7 @@ impl SavedPlan {
             },
             audio: plan.audio.iter().map(save_audio).collect(),
             subtitles: plan
-                .subtitles
+                .copies
                 .iter()
                 .map(|c| SavedCopy {
                     input: c.input,
@@ -205,11 +205,16 @@ impl SavedPlan {
                 .map(|o| OutputPlan {
                     rendition: o.rendition.clone(),
                     slots: o.slots.clone(),
+                    global_header: self.global_header,
+                    hvc1: matches!(
+                        preset.container,
+                        crate::preset::Container::Mp4 | crate::preset::Container::Mov
+                    ),
                 })
                 .collect(),
             video: Some(video),
             audio,
-            subtitles: self
+            copies: self
                 .subtitles
                 .iter()
                 .map(|c| CopyPlan {
@@ -261,6 +266,7 @@ fn restore_rendition(r: &SavedRendition, codec: crate::preset::VideoCodec) -> Re
             force_keyframes_every: r.force_keyframes_every,
             threads: 0,
         },
+        pick_at: None,
     }
 }
 

@@ -44,7 +44,7 @@ pub fn encode_part(
     check_source(&input, &[ffmpeg_next::media::Type::Video])?;
     let mut plan = layout.plan.restore(preset)?;
     plan.audio.clear();
-    plan.subtitles.clear();
+    plan.copies.clear();
     set_video_input(&mut plan, threads);
     plan.keep_us = Some(layout.keep_us(seq));
     plan.start_offset_us = SOURCE_SHIFT_US;
@@ -52,14 +52,14 @@ pub fn encode_part(
     plan.duration_trusted = false;
     let ran = if layout.segment_us.is_some() {
         let targets = segments::video_targets(layout, &plan, seq, out_dir);
-        let ran = run_segments(input, &plan, preset, &targets, out_dir, stop, progress)?;
+        let ran = run_segments(input, &plan, &targets, out_dir, stop, progress)?;
         segments::list_video(layout, seq, out_dir, &ran.summaries)?;
         ran
     } else {
         let files: Vec<PathBuf> = (0..plan.outputs.len())
             .map(|o| video_file(out_dir, o))
             .collect();
-        run(input, &plan, preset, &files, stop, progress)?
+        run(input, &plan, &files, stop, progress)?
     };
     let frames = ran.meter.frames.load(std::sync::atomic::Ordering::Relaxed);
     Stamp {
@@ -96,7 +96,7 @@ pub fn encode_audio(
     for a in &mut plan.audio {
         a.input = position(a.input).unwrap_or(usize::MAX);
     }
-    for s in &mut plan.subtitles {
+    for s in &mut plan.copies {
         s.input = position(s.input).unwrap_or(usize::MAX);
     }
     plan.start_offset_us = SOURCE_SHIFT_US;
@@ -108,14 +108,14 @@ pub fn encode_audio(
         // HLS: one audio rendition that every variant shares.
         keep_first_output(&mut plan);
         let targets = [segments::audio_target(layout, out_dir)];
-        let ran = run_segments(input, &plan, preset, &targets, out_dir, stop, progress)?;
+        let ran = run_segments(input, &plan, &targets, out_dir, stop, progress)?;
         segments::list_audio(out_dir, &ran.summaries)?;
         ran
     } else {
         let files: Vec<PathBuf> = (0..plan.outputs.len())
             .map(|o| audio_file(out_dir, o))
             .collect();
-        run(input, &plan, preset, &files, stop, progress)?
+        run(input, &plan, &files, stop, progress)?
     };
     Stamp {
         layout: layout.fingerprint(),
@@ -132,7 +132,6 @@ pub fn encode_audio(
 fn run(
     input: Input,
     plan: &Plan,
-    preset: &Preset,
     files: &[PathBuf],
     stop: &StopToken,
     progress: &mut dyn FnMut(&Progress),
@@ -151,7 +150,7 @@ fn run(
             options: vec![("output_ts_offset".into(), format!("{}us", SOURCE_SHIFT_US))],
         })
         .collect();
-    let ran = pipeline::run_plan(input, plan, preset, &targets, stop, progress);
+    let ran = pipeline::run_plan(input, plan, &targets, stop, progress);
     if ran.is_err() {
         for t in &targets {
             let _ = std::fs::remove_file(&t.path);
@@ -166,18 +165,16 @@ fn run(
 
 /// Runs `plan` into segment muxers writing straight into `dir` (a piece's own folder: its
 /// stamp, written last, is what says it finished).
-#[allow(clippy::too_many_arguments)]
 fn run_segments(
     input: Input,
     plan: &Plan,
-    preset: &Preset,
     targets: &[MuxTarget],
     dir: &Path,
     stop: &StopToken,
     progress: &mut dyn FnMut(&Progress),
 ) -> Result<Ran, MediaError> {
     fresh_piece_dir(dir)?;
-    pipeline::run_plan(input, plan, preset, targets, stop, progress)
+    pipeline::run_plan(input, plan, targets, stop, progress)
 }
 
 /// Makes a piece's folder, without a stale stamp: a piece never looks finished early.
@@ -207,7 +204,7 @@ fn keep_first_output(plan: &mut Plan) {
         AudioWork::Copy { targets } => !targets.is_empty(),
     });
     // MPEG-TS segments carry no text subtitles.
-    plan.subtitles.clear();
+    plan.copies.clear();
 }
 
 fn check_preset(layout: &Layout, preset: &Preset) -> Result<(), MediaError> {
