@@ -691,4 +691,14 @@ fn submit_says_whether_the_job_may_split() {
     let out = submit("copy", "remux-mkv", &["--chunking", "30"]);
     let stderr = &out.expect(2).stderr;
     assert!(stderr.contains("cannot be split"), "{out:#?}");
+    // Several presets (repeated or comma-separated): one job that runs whole.
+    let args = ["-p", "poster-jpg", "--json"];
+    let job = submit("set", "h264-720p,mp4", &args).expect(0).json();
+    assert_eq!(
+        job["presets"],
+        serde_json::json!(["h264-720p", "mp4", "poster-jpg"])
+    );
+    assert_eq!(job["chunking"], "off");
+    let out = submit("set-parts", "h264-720p,mp4", &["--chunking", "30"]);
+    assert!(out.expect(2).stderr.contains("runs whole"), "{out:#?}");
 }
