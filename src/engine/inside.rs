@@ -75,7 +75,8 @@ pub fn main() -> i32 {
         }
     }
     let mut progress = reporter(request.test_fault);
-    match run(&request.work, &presets, &stop, &mut progress) {
+    let damage = request.test_fault == Some(Fault::Damage);
+    match run(&request.work, &presets, damage, &stop, &mut progress) {
         Ok(result) => {
             say(&Message::Done { result });
             exit::OK
@@ -124,6 +125,7 @@ fn load_presets(request: &Request) -> Result<Vec<Preset>, Failed> {
 fn run(
     work: &Work,
     presets: &[Preset],
+    damage: bool,
     stop: &StopToken,
     progress: &mut dyn FnMut(&Progress),
 ) -> Result<serde_json::Value, MediaError> {
@@ -142,6 +144,7 @@ fn run(
             input,
             &outputs_of(presets, outputs)?,
             split.as_ref(),
+            damage,
             stop,
             progress,
         )?),
@@ -218,6 +221,7 @@ fn job(
     input: &Path,
     outputs: &[OutputSpec],
     split: Option<&SplitAsked>,
+    damage: bool,
     stop: &StopToken,
     progress: &mut dyn FnMut(&Progress),
 ) -> Result<JobDone, MediaError> {
@@ -249,7 +253,11 @@ fn job(
             many.join(", ")
         ),
     }
-    let report = media::transcode_many(input, outputs, stop, progress)?;
+    let report = media::transcode_many_then(input, outputs, stop, progress, &mut |files| {
+        if damage {
+            damage_first(files);
+        }
+    })?;
     phases.insert("transcoding".to_string(), t.elapsed().as_secs_f64());
     eprintln!(
         "[engine] transcoded {:.2} s of media in {:.2} s ({} frames)",
@@ -261,6 +269,20 @@ fn job(
         made,
         phases,
     })
+}
+
+/// The test fault `damage`: the first media file cut to half its length.
+fn damage_first(files: &[media::OutputFile]) {
+    let Some(file) = files.iter().find(|f| f.kind == media::OutputKind::Media) else {
+        return;
+    };
+    eprintln!(
+        "[engine] test switch: cutting {} in half",
+        file.path.display()
+    );
+    if let Ok(f) = std::fs::OpenOptions::new().write(true).open(&file.path) {
+        let _ = f.set_len(file.bytes / 2);
+    }
 }
 
 /// How the job splits, or None (said in the log) when it runs whole.
@@ -343,7 +365,8 @@ fn commit(fault: Option<Fault>) {
             eprintln!("[engine] test switch: opening a socket");
             let _ = std::net::UdpSocket::bind("127.0.0.1:0");
         }
-        None => {}
+        // Committed once the outputs are written (`damage_first`).
+        Some(Fault::Damage) | None => {}
     }
 }
 

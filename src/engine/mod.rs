@@ -53,6 +53,8 @@ pub enum Fault {
     Hang,
     /// It opens a socket (the sandbox's filter's case).
     Socket,
+    /// It cuts its first output file in half once written, before the output check.
+    Damage,
 }
 
 impl Fault {
@@ -61,6 +63,7 @@ impl Fault {
         match name {
             "hang" => Some(Fault::Hang),
             "socket" => Some(Fault::Socket),
+            "damage" => Some(Fault::Damage),
             _ => None,
         }
     }

@@ -144,11 +144,28 @@ impl JobSpec {
 }
 
 /// A file a job produced.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct OutputObject {
     pub bucket: String,
     pub key: String,
     pub bytes: u64,
+    /// For the file that stands for an output (the media file, picture, top playlist or
+    /// storyboard cues): what the check before success found.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub check: Option<OutputChecked>,
+}
+
+/// What the farm found when it read an output back before the job succeeded.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct OutputChecked {
+    /// Its length in seconds (an HLS output's shortest variant; a storyboard's last cue).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_seconds: Option<f64>,
+    /// Its streams: `h264 1280x720`, `aac 48000 Hz 2ch`.
+    pub streams: Vec<String>,
+    /// The segments, variant playlists or sheets it names, every one present.
+    #[serde(default)]
+    pub files: usize,
 }
 
 /// Why an attempt failed.

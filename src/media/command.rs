@@ -150,7 +150,14 @@ fn map_rendition(
     per_output: &mut [Vec<String>],
 ) {
     let mut filters = pre.to_vec();
+    if let Some(t) = r.tiles {
+        // A thumbnail per interval, as the storyboard's picking does.
+        filters.push(format!("fps=1/{}:round=down", t.interval_seconds));
+    }
     filters.push(rendition_chain(r, picture));
+    if let Some(t) = r.tiles {
+        filters.push(format!("tile={}x{}", t.columns, t.rows));
+    }
     let o = &mut per_output[r.target.output];
     o.extend(strings(&[
         "-map",

@@ -72,6 +72,8 @@ pub enum MediaError {
     /// does not belong to the layout being assembled.
     #[error("{path}: not a usable piece of this split job: {reason}")]
     Part { path: PathBuf, reason: String },
+    #[error("{path}: the output is not whole: {what}")]
+    OutputInvalid { path: PathBuf, what: String },
     #[error("internal error: {0}")]
     Internal(String),
     #[error("stopped on request")]
@@ -97,6 +99,7 @@ impl MediaError {
             MediaError::Unsupported(_) => "unsupported",
             MediaError::Io { .. } => "io-error",
             MediaError::Part { .. } => "split-part-unusable",
+            MediaError::OutputInvalid { .. } => "output-invalid",
             MediaError::Internal(_) => "internal",
             MediaError::Stopped => "stopped",
         }
@@ -120,6 +123,7 @@ impl MediaError {
             MediaError::Mux { .. }
             | MediaError::Io { .. }
             | MediaError::Part { .. }
+            | MediaError::OutputInvalid { .. }
             | MediaError::Internal(_) => ErrorClass::Transient,
             MediaError::Stopped => ErrorClass::Stopped,
         }

@@ -15,6 +15,8 @@ pub(crate) struct Meter {
     pub frames: AtomicU64,
     /// Per output file: the furthest media time written, in microseconds.
     out_time_us: Vec<AtomicI64>,
+    /// Per output file: the pictures a storyboard tiled into it.
+    pictures: Vec<AtomicU64>,
     /// How far the demuxer has read, in bytes (used when the duration is unknown).
     pub input_pos: AtomicI64,
     /// The media time (µs) the output starts at: a part of a split job starts part-way.
@@ -32,15 +34,19 @@ impl Meter {
             input_size,
             frames: AtomicU64::new(0),
             out_time_us: (0..outputs).map(|_| AtomicI64::new(0)).collect(),
+            pictures: (0..outputs).map(|_| AtomicU64::new(0)).collect(),
             input_pos: AtomicI64::new(0),
             origin_us: 0,
             untimed: Vec::new(),
         }
     }
 
-    /// The same meter, leaving `outputs` out of the media time reached.
+    /// The same meter, leaving `outputs` out of the media time reached (unless that would
+    /// leave none: then their pictures' times are all there is to go by).
     pub fn untimed(mut self, outputs: Vec<usize>) -> Self {
-        self.untimed = outputs;
+        if outputs.len() < self.out_time_us.len() {
+            self.untimed = outputs;
+        }
         self
     }
 
@@ -54,6 +60,20 @@ impl Meter {
         if let Some(slot) = self.out_time_us.get(output) {
             slot.fetch_max(us, Ordering::Relaxed);
         }
+    }
+
+    /// Records that a storyboard tiled `count` pictures into output `output`.
+    pub fn tiled(&self, output: usize, count: u64) {
+        if let Some(slot) = self.pictures.get(output) {
+            slot.store(count, Ordering::Relaxed);
+        }
+    }
+
+    /// The pictures a storyboard tiled into output `output`.
+    pub fn pictures(&self, output: usize) -> u64 {
+        self.pictures
+            .get(output)
+            .map_or(0, |p| p.load(Ordering::Relaxed))
     }
 
     /// The media time every output has reached.

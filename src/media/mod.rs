@@ -16,6 +16,8 @@ mod pipeline;
 mod plan;
 mod probe;
 pub mod split;
+mod storyboard;
+mod verify;
 
 use std::path::Path;
 
@@ -23,9 +25,10 @@ pub use command::equivalent_command;
 pub use error::{ErrorClass, MediaError};
 pub use input::{ALLOWED_DEMUXERS, MAX_DIMENSION, MAX_DURATION_SECONDS, MAX_PIXELS};
 pub use output::{OutputFile, OutputKind};
-pub use pipeline::{OutputSpec, TranscodeReport, transcode, transcode_many};
+pub use pipeline::{OutputSpec, TranscodeReport, transcode, transcode_many, transcode_many_then};
 pub use plan::preset_for_extension;
 pub use probe::{ProbeReport, StreamReport, probe};
+pub use verify::OutputCheck;
 
 /// Initialises FFmpeg (idempotent). Every entry point calls it; callers may too.
 pub fn init() {

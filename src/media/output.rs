@@ -26,6 +26,8 @@ pub enum OutputKind {
     Playlist,
     /// The HLS master playlist naming every rendition.
     MasterPlaylist,
+    /// A storyboard's WebVTT file, whose cues point into its sheets (pictures).
+    Cues,
 }
 
 /// One file a transcode produced, in the order it must be published.
@@ -68,9 +70,11 @@ enum Staging {
     Dir {
         temp_dir: PathBuf,
         /// The playlist that names the others: the media playlist of a single rendition,
-        /// or the master of a ladder.
+        /// or the master of a ladder; a storyboard's WebVTT file.
         top: String,
         ladder: bool,
+        /// A storyboard's sheets and cues, rather than HLS.
+        storyboard: bool,
     },
 }
 
@@ -148,8 +152,12 @@ impl Layout {
             create,
             made: Vec::new(),
         };
-        if preset.container == Container::Hls {
-            let layout = Self::hls(output, preset, renditions, &mut dirs);
+        if matches!(preset.container, Container::Hls | Container::Storyboard) {
+            let layout = if preset.container == Container::Hls {
+                Self::hls(output, preset, renditions, &mut dirs)
+            } else {
+                Self::storyboard(output, &mut dirs)
+            };
             if layout.is_err() {
                 remove_dirs(&dirs.made);
             }
@@ -241,10 +249,61 @@ impl Layout {
                 temp_dir,
                 top,
                 ladder,
+                storyboard: false,
             },
             created: std::mem::take(&mut dirs.made),
             settled: false,
         })
+    }
+
+    /// A storyboard at `output` (`…/name.vtt`): sheets `name_001.jpg`, `name_002.jpg` … and
+    /// the WebVTT file beside them, written once the sheets are (`write_cues`).
+    fn storyboard(output: &Path, dirs: &mut Dirs) -> Result<Layout, MediaError> {
+        let (final_dir, stem) = named_or_in(output, "vtt");
+        dirs.make(&final_dir)?;
+        let temp_dir = final_dir.join(format!(".{stem}.{}.partial", staging_suffix()));
+        dirs.make(&temp_dir)?;
+        Ok(Layout {
+            final_dir,
+            targets: vec![MuxTarget {
+                path: temp_dir.join(format!("{stem}_%03d.jpg")),
+                muxer: "image2",
+                options: Vec::new(),
+            }],
+            staging: Staging::Dir {
+                temp_dir,
+                top: format!("{stem}.vtt"),
+                ladder: false,
+                storyboard: true,
+            },
+            created: std::mem::take(&mut dirs.made),
+            settled: false,
+        })
+    }
+
+    /// A storyboard's WebVTT file while staging, and the name its sheets are numbered from.
+    pub fn staged_cues(&self) -> Option<(PathBuf, String)> {
+        match &self.staging {
+            Staging::Dir {
+                temp_dir,
+                top,
+                storyboard: true,
+                ..
+            } => {
+                let stem = top.strip_suffix(".vtt").unwrap_or(top).to_string();
+                Some((temp_dir.join(top), stem))
+            }
+            _ => None,
+        }
+    }
+
+    /// The file that stands for the whole output once published: the media file, the top
+    /// playlist, or a storyboard's cues.
+    pub fn top_path(&self) -> PathBuf {
+        match &self.staging {
+            Staging::File { final_path, .. } => final_path.clone(),
+            Staging::Dir { top, .. } => self.final_dir.join(top),
+        }
     }
 
     /// Where a staged file will be published.
@@ -262,6 +321,7 @@ impl Layout {
                 temp_dir,
                 top,
                 ladder: true,
+                ..
             } => Some(temp_dir.join(top)),
             _ => None,
         }
@@ -289,15 +349,16 @@ impl Layout {
                 temp_dir,
                 top,
                 ladder,
+                storyboard,
             } => {
                 let mut entries: Vec<(u8, String)> = std::fs::read_dir(temp_dir)
                     .map_err(|e| MediaError::io(temp_dir, e))?
                     .filter_map(|e| e.ok())
                     .filter_map(|e| e.file_name().into_string().ok())
                     .map(|name| {
-                        let rank = if name.ends_with(".ts") {
+                        let rank = if name.ends_with(".ts") || name.ends_with(".jpg") {
                             0
-                        } else if *ladder && name == *top {
+                        } else if (*ladder || *storyboard) && name == *top {
                             2
                         } else {
                             1
@@ -314,9 +375,11 @@ impl Layout {
                     out.push(OutputFile {
                         bytes: file_size(&to),
                         path: to,
-                        kind: match rank {
-                            0 => OutputKind::Segment,
-                            2 => OutputKind::MasterPlaylist,
+                        kind: match (rank, *storyboard) {
+                            (0, true) => OutputKind::Picture,
+                            (0, false) => OutputKind::Segment,
+                            (2, true) => OutputKind::Cues,
+                            (2, false) => OutputKind::MasterPlaylist,
                             _ => OutputKind::Playlist,
                         },
                     });
@@ -377,6 +440,22 @@ pub(crate) fn hls_names(output: &Path) -> (PathBuf, String, bool) {
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_else(|| "index".into());
     (parent_dir(output), stem, true)
+}
+
+/// An output named by a path ending in `.EXT` (its folder and stem), or a folder (then the
+/// stem is `index`).
+fn named_or_in(output: &Path, ext: &str) -> (PathBuf, String) {
+    let named = output
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case(ext));
+    if !named {
+        return (output.to_path_buf(), "index".into());
+    }
+    let stem = output
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "index".into());
+    (parent_dir(output), stem)
 }
 
 fn parent_dir(path: &Path) -> PathBuf {

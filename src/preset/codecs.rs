@@ -22,10 +22,13 @@ pub enum Container {
     Hls,
     /// A single JPEG picture (poster frame).
     Jpg,
+    /// Thumbnails every few seconds tiled into JPEG sprite sheets, with a WebVTT file whose
+    /// cues point into them (`sheet.jpg#xywh=…`): a player's scrubbing previews.
+    Storyboard,
 }
 
 impl Container {
-    pub const ALL: [Container; 13] = [
+    pub const ALL: [Container; 14] = [
         Container::Mp4,
         Container::Mov,
         Container::Mkv,
@@ -39,6 +42,7 @@ impl Container {
         Container::Wav,
         Container::Hls,
         Container::Jpg,
+        Container::Storyboard,
     ];
 
     pub fn parse(name: &str) -> Option<Container> {
@@ -61,6 +65,7 @@ impl Container {
             Container::Wav => "wav",
             Container::Hls => "hls",
             Container::Jpg => "jpg",
+            Container::Storyboard => "storyboard",
         }
     }
 
@@ -79,7 +84,7 @@ impl Container {
             Container::Ogg => "ogg",
             Container::Wav => "wav",
             Container::Hls => "hls",
-            Container::Jpg => "image2",
+            Container::Jpg | Container::Storyboard => "image2",
         }
     }
 
@@ -87,6 +92,7 @@ impl Container {
     pub fn extension(self) -> &'static str {
         match self {
             Container::Hls => "m3u8",
+            Container::Storyboard => "vtt",
             other => other.name(),
         }
     }
@@ -99,9 +105,9 @@ impl Container {
         )
     }
 
-    /// Holds a single picture and no audio.
+    /// Holds pictures and no audio: one (jpg) or sheets of them (storyboard).
     pub fn picture(self) -> bool {
-        self == Container::Jpg
+        matches!(self, Container::Jpg | Container::Storyboard)
     }
 
     /// How many audio tracks the output carries: several where the container and its players
@@ -112,7 +118,7 @@ impl Container {
                 usize::MAX
             }
             Container::Avi => usize::MAX,
-            Container::Jpg => 0,
+            Container::Jpg | Container::Storyboard => 0,
             _ => 1,
         }
     }
@@ -130,7 +136,7 @@ impl Container {
             Container::Avi => matches!(codec, H264 | Mpeg4 | Mjpeg),
             Container::Ts => matches!(codec, H264 | Hevc),
             Container::Hls => matches!(codec, H264),
-            Container::Jpg => matches!(codec, Mjpeg),
+            Container::Jpg | Container::Storyboard => matches!(codec, Mjpeg),
             Container::M4a | Container::Mp3 | Container::Ogg | Container::Wav => false,
         }
     }
@@ -151,7 +157,7 @@ impl Container {
             Container::Mp3 => matches!(codec, Mp3),
             Container::Ogg => matches!(codec, Vorbis | Opus | Flac),
             Container::Wav => matches!(codec, PcmS16le),
-            Container::Jpg => false,
+            Container::Jpg | Container::Storyboard => false,
         }
     }
 

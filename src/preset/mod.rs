@@ -37,6 +37,7 @@ pub struct Preset {
     pub audio: Option<AudioOutput>,
     pub hls: Option<HlsLadder>,
     pub poster: Option<PosterAt>,
+    pub storyboard: Option<Storyboard>,
     pub copy_subtitles: bool,
     /// Whether jobs with this preset may be split, when the job does not say; `None`: the
     /// file does not say (jobs get `auto`).
@@ -144,6 +145,16 @@ pub struct Rendition {
 }
 
 /// Where a poster frame is taken.
+/// A storyboard's grid: a thumbnail every `interval_seconds`, `tile_width` wide, placed
+/// `columns` × `rows` to a sheet.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Storyboard {
+    pub interval_seconds: f64,
+    pub tile_width: u32,
+    pub columns: u32,
+    pub rows: u32,
+}
+
 #[derive(Debug, Clone, Copy, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum PosterAt {

@@ -22,6 +22,7 @@ pub struct PresetSpec {
     pub audio: Option<AudioSpec>,
     pub hls: Option<HlsSpec>,
     pub poster: Option<PosterSpec>,
+    pub storyboard: Option<StoryboardSpec>,
     pub subtitles: Option<SubtitleSpec>,
     /// `"auto"`, `"off"` or `{ segment_seconds = N }`; read as a value so that a mistake is
     /// reported against the field rather than as a parse error.
@@ -89,6 +90,19 @@ pub struct PosterSpec {
     pub at_percent: Option<f64>,
     /// Or at an absolute time in seconds.
     pub at_seconds: Option<f64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoryboardSpec {
+    /// Seconds between thumbnails (default 5).
+    pub interval_seconds: Option<f64>,
+    /// Each thumbnail's width in pixels; its height keeps the picture's shape (default 160).
+    pub tile_width: Option<i64>,
+    /// Thumbnails across one sheet (default 10).
+    pub columns: Option<i64>,
+    /// Thumbnails down one sheet (default 10).
+    pub rows: Option<i64>,
 }
 
 #[derive(Debug, Deserialize)]

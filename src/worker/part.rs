@@ -286,6 +286,7 @@ impl Step<'_> {
         );
         let report = media::TranscodeReport {
             outputs: Vec::new(),
+            checks: Vec::new(),
             input: self.layout.input.clone(),
             frames: made.frames,
             out_time_seconds: made.seconds,

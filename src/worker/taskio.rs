@@ -309,7 +309,14 @@ impl<'a> TaskIo<'a> {
                 bytes: file.bytes,
             })
             .collect();
-        self.publish_all(outputs, report, phases)
+        let mut published = self.publish_all(outputs, report, phases)?;
+        attach_checks(
+            &mut published,
+            report,
+            output_dir,
+            &self.spec.job.output.prefix,
+        );
+        Ok(published)
     }
 
     /// [`TaskIo::publish`] for outputs that are files here or objects to copy (a split HLS
@@ -346,6 +353,25 @@ impl<'a> TaskIo<'a> {
             ..Progress::default()
         }));
         Ok(uploaded)
+    }
+}
+
+/// Puts what the engine's check found of each output on the object that stands for it.
+fn attach_checks(
+    published: &mut [OutputObject],
+    report: &media::TranscodeReport,
+    output_dir: &Path,
+    prefix: &str,
+) {
+    for check in &report.checks {
+        let key = format!("{prefix}{}", relative_name(output_dir, &check.path));
+        if let Some(object) = published.iter_mut().find(|o| o.key == key) {
+            object.check = Some(crate::job::OutputChecked {
+                duration_seconds: check.duration_seconds,
+                streams: check.streams.clone(),
+                files: check.files,
+            });
+        }
     }
 }
 
@@ -432,6 +458,7 @@ fn upload_outputs(
             bucket: job.output.bucket.clone(),
             key,
             bytes,
+            check: None,
         });
     }
     Ok(sent)
@@ -474,6 +501,7 @@ fn copy_outputs(
                     bucket: to_bucket.to_string(),
                     key,
                     bytes,
+                    check: None,
                 });
             }
             Err(e) => failed = failed.or(Some(e)),

@@ -35,6 +35,9 @@ pub const MEDIA_CODES: &[&str] = &[
     "unsupported",
     "io-error",
     "split-part-unusable",
+    // An output shorter than the input says it is (the input cut short past the engine's
+    // own 2 % allowance): found by reading the output back.
+    "output-invalid",
 ];
 
 /// What the sandbox's limits and filter end an engine with.

@@ -177,3 +177,89 @@ fn a_failing_output_leaves_none_behind() {
         "the first output's folder is gone"
     );
 }
+
+/// A way to damage a run's outputs once written.
+type Damage = fn(&[media::OutputFile]);
+
+#[test]
+fn outputs_are_read_back_and_a_damaged_one_takes_every_output_away() {
+    let input = valid("h264_aac.mp4");
+    let damages: [(&str, Damage, &str); 3] = [
+        (
+            "cut in half",
+            |files| {
+                let f = files.iter().find(|f| f.kind == OutputKind::Media).unwrap();
+                let file = std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(&f.path)
+                    .unwrap();
+                file.set_len(f.bytes / 2).unwrap();
+            },
+            "",
+        ),
+        (
+            "a segment gone",
+            |files| {
+                let f = files
+                    .iter()
+                    .find(|f| f.kind == OutputKind::Segment)
+                    .unwrap();
+                std::fs::remove_file(&f.path).unwrap();
+            },
+            "is missing",
+        ),
+        (
+            "the audio track gone",
+            |files| {
+                let f = files.iter().find(|f| f.kind == OutputKind::Media).unwrap();
+                let tmp = f.path.with_extension("tmp.mp4");
+                let ok = Command::new("ffmpeg")
+                    .args(["-v", "error", "-y", "-i"])
+                    .arg(&f.path)
+                    .args(["-map", "0:v", "-c", "copy"])
+                    .arg(&tmp)
+                    .status()
+                    .unwrap();
+                assert!(ok.success());
+                std::fs::rename(&tmp, &f.path).unwrap();
+            },
+            "no audio stream",
+        ),
+    ];
+    for (what, damage, words) in damages {
+        let dir = tempdir();
+        let (mp4, hls) = (
+            dir.path().join("a.mp4"),
+            dir.path().join("h").join("a.m3u8"),
+        );
+        let outputs = [
+            OutputSpec {
+                path: &mp4,
+                preset: preset("h264-720p"),
+            },
+            OutputSpec {
+                path: &hls,
+                preset: preset("hls-720p"),
+            },
+        ];
+        let e = media::transcode_many_then(
+            &input,
+            &outputs,
+            &StopToken::new(),
+            &mut |_: &Progress| {},
+            &mut |files: &[media::OutputFile]| damage(files),
+        )
+        .unwrap_err();
+        assert_eq!(e.code(), "output-invalid", "{what}: {e}");
+        assert!(e.to_string().contains(words), "{what}: {e}");
+        let left = crate::helpers::files_under(dir.path());
+        assert!(left.is_empty(), "{what}: {left:?}");
+    }
+    // Undamaged, both pass and say what they hold.
+    let dir = tempdir();
+    let mp4 = dir.path().join("a.mp4");
+    let report = crate::helpers::transcode(&input, &mp4, preset("h264-720p")).unwrap();
+    let check = &report.checks[0];
+    assert_eq!(check.path, mp4);
+    assert!((check.duration_seconds.unwrap() - duration(&input)).abs() < 0.05);
+}

@@ -232,6 +232,7 @@ async fn success_records_outputs_attempt_and_history(s: &dyn JobStore) {
         bucket: "media".into(),
         key: "out/a.mp4".into(),
         bytes: 1234,
+        check: None,
     }];
     let done = s
         .finish(

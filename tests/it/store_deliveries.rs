@@ -43,6 +43,7 @@ async fn every_ending_and_only_an_ending_leaves_one_delivery(s: &dyn JobStore) {
         bucket: "media".into(),
         key: "out/a.mp4".into(),
         bytes: 42,
+        check: None,
     }];
     let ok = run_to(
         s,

@@ -65,6 +65,7 @@ async fn succeed(s: &dyn JobStore, job: &Job, names: &[&str]) {
             bucket: "media".into(),
             key,
             bytes: 1,
+            check: None,
         })
         .collect();
     s.finish(&job.id, job.attempt, Outcome::Succeeded { outputs })

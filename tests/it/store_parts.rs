@@ -288,6 +288,7 @@ async fn the_assembly_runs_last_and_ends_the_job(s: &dyn JobStore) {
         bucket: "media".into(),
         key: key[0].clone(),
         bytes: 42,
+        check: None,
     };
     let done = succeed(s, &assembly, vec![out.clone()]).await;
     assert_eq!(

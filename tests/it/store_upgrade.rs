@@ -43,6 +43,7 @@ async fn jobs_of_every_kind(s: &dyn JobStore) -> Vec<Job> {
         bucket: "media".into(),
         key: "out/rich.mp4".into(),
         bytes: 1234,
+        check: None,
     }];
     for job in [&a, &b, &c] {
         match job.id.as_str() {

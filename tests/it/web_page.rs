@@ -251,6 +251,7 @@ fn seed(data: &Path, bulk: usize, old: usize) {
                         bucket: "media".into(),
                         key: format!("out/{}.mp4", job.id),
                         bytes: 123_456,
+                        check: None,
                     }],
                 }
             } else {

@@ -163,10 +163,22 @@ fn describe(job: &Job, history: &History, now: Timestamp) -> String {
         ("output", object(&job.output.bucket, &job.output.prefix)),
     ];
     for o in &job.outputs {
+        let checked = o.check.as_ref().map_or(String::new(), |c| {
+            let mut seen: Vec<String> = c
+                .duration_seconds
+                .map(|d| format!("{d:.2} s"))
+                .into_iter()
+                .collect();
+            seen.extend(c.streams.iter().cloned());
+            if c.files > 0 {
+                seen.push(format!("{} files", c.files));
+            }
+            format!("; checked: {}", seen.join(", "))
+        });
         rows.push((
             "outputs",
             format!(
-                "{}  ({})",
+                "{}  ({}{checked})",
                 object(&o.bucket, &o.key),
                 format::bytes(o.bytes)
             ),

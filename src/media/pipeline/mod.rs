@@ -1,12 +1,15 @@
-//! `transcode`: runs a plan on threads — demux, one decoder lane per used stream, one encoder
-//! per video rendition, one muxer per output file — joined by bounded channels, while the
-//! calling thread watches the stop token and reports progress.
+//! The transcoding pipeline: runs a plan on threads — demux, one decoder lane per used
+//! stream, one encoder per video rendition, one muxer per output file — joined by bounded
+//! channels, while the calling thread watches the stop token and reports progress. A whole
+//! transcode's outputs (planned, staged, checked) are `many`'s.
 
 mod audio;
 mod decode;
 mod demux;
 mod grid;
+mod many;
 pub(crate) mod mux;
+mod thumbs;
 mod video;
 mod wire;
 
@@ -24,16 +27,18 @@ use serde::{Deserialize, Serialize};
 use super::error::MediaError;
 use super::ffi;
 use super::hls;
-use super::input::{self, Input, OutputLimit};
+use super::input::{Input, OutputLimit};
 use super::meter::Meter;
 use super::output::{Layout, MuxTarget, OutputFile};
-use super::plan::{self, Plan};
-use super::probe::{self, ProbeReport};
+use super::plan::Plan;
+use super::probe::ProbeReport;
+use super::verify::OutputCheck;
 use crate::preset::Preset;
 use crate::progress::{Phase, Progress};
 use crate::stop::StopToken;
 use audio::AudioLane;
 use demux::Route;
+pub use many::{OutputSpec, transcode, transcode_many, transcode_many_then};
 use mux::{MuxMsg, StreamSummary};
 use wire::{Fed, VideoLanes, Wiring};
 
@@ -42,6 +47,9 @@ use wire::{Fed, VideoLanes, Wiring};
 pub struct TranscodeReport {
     /// The files written, in the order they must be published (HLS playlists last).
     pub outputs: Vec<OutputFile>,
+    /// What the check of each output found (`verify`), in the order of the outputs asked for.
+    #[serde(default)]
+    pub checks: Vec<OutputCheck>,
     pub input: ProbeReport,
     pub frames: u64,
     pub out_time_seconds: f64,
@@ -137,6 +145,10 @@ fn check_complete(
     else {
         return Ok(());
     };
+    // Only picked pictures (a storyboard alone): their times do not measure the input.
+    if plan.picked_outputs().len() == plan.outputs.len() {
+        return Ok(());
+    }
     let produced = meter.out_time();
     let tolerance = (declared * 0.02).max(0.5);
     if declared - produced <= tolerance {
@@ -163,128 +175,6 @@ fn with_detail_text(text: String, detail: Option<String>) -> String {
 
 /// How often progress is reported while transcoding.
 const PROGRESS_EVERY: Duration = Duration::from_millis(500);
-
-/// One output a transcode writes: where, with which preset.
-pub struct OutputSpec<'a> {
-    pub path: &'a Path,
-    pub preset: &'a Preset,
-}
-
-/// Transcodes `input` to `output` with `preset`. `on_progress` is called on this thread at
-/// least once a second; `stop` ends the run within a fraction of a second, removing partial
-/// output, with [`MediaError::Stopped`].
-pub fn transcode(
-    input: &Path,
-    output: &Path,
-    preset: &Preset,
-    stop: &StopToken,
-    on_progress: &mut dyn FnMut(&Progress),
-) -> Result<TranscodeReport, MediaError> {
-    transcode_many(
-        input,
-        &[OutputSpec {
-            path: output,
-            preset,
-        }],
-        stop,
-        on_progress,
-    )
-}
-
-/// Transcodes `input` to every output in `outputs` from one read and one decode of each
-/// stream it uses (see `plan::merge`); every output is written, or none. Progress and stop
-/// as for [`transcode`].
-pub fn transcode_many(
-    input: &Path,
-    outputs: &[OutputSpec],
-    stop: &StopToken,
-    on_progress: &mut dyn FnMut(&Progress),
-) -> Result<TranscodeReport, MediaError> {
-    let started = Instant::now();
-    on_progress(&Progress {
-        phase: Phase::Probing,
-        ..Progress::default()
-    });
-    let input = input::open(input, stop)?;
-    let probe = probe::report(&input);
-    let plans = outputs
-        .iter()
-        .map(|o| plan::plan(&input, &probe, o.preset))
-        .collect::<Result<Vec<_>, _>>()?;
-    let layouts = layouts(outputs, &plans)?;
-    let plan = plan::merge(plans)?;
-    let targets: Vec<MuxTarget> = layouts
-        .iter()
-        .flat_map(|l| l.targets.iter().cloned())
-        .collect();
-    let ran = match run_plan(input, &plan, &targets, stop, on_progress) {
-        Ok(ran) => ran,
-        Err(e) => {
-            layouts.into_iter().for_each(Layout::discard);
-            return Err(e);
-        }
-    };
-    on_progress(&ran.meter.snapshot(Phase::Finalizing));
-    let files = finalise_all(layouts, &ran.summaries, outputs)?;
-    let done = ran.meter.snapshot(Phase::Done);
-    on_progress(&done);
-    Ok(TranscodeReport {
-        outputs: files,
-        input: probe,
-        frames: done.frames,
-        out_time_seconds: done.out_time_seconds,
-        elapsed_seconds: started.elapsed().as_secs_f64(),
-    })
-}
-
-/// The staging layout of each output (made before the plans merge, from each one's
-/// renditions); on a failure, the ones already made are taken away again.
-fn layouts(outputs: &[OutputSpec], plans: &[Plan]) -> Result<Vec<Layout>, MediaError> {
-    let mut layouts = Vec::new();
-    for (o, p) in outputs.iter().zip(plans) {
-        match Layout::new(o.path, o.preset, &p.renditions()) {
-            Ok(l) => layouts.push(l),
-            Err(e) => {
-                layouts.into_iter().for_each(Layout::discard);
-                return Err(e);
-            }
-        }
-    }
-    Ok(layouts)
-}
-
-/// Finishes every output's files (each with its own muxers' summaries), in order; the
-/// first failure takes every output away.
-fn finalise_all(
-    layouts: Vec<Layout>,
-    summaries: &[Written],
-    outputs: &[OutputSpec],
-) -> Result<Vec<OutputFile>, MediaError> {
-    let mut files = Vec::new();
-    let mut at = 0;
-    let mut layouts = layouts.into_iter();
-    for o in outputs {
-        let Some(layout) = layouts.next() else { break };
-        let n = layout.targets.len();
-        match finalise_outputs(layout, &summaries[at..at + n], o.preset) {
-            Ok(mut made) => files.append(&mut made),
-            Err(e) => {
-                layouts.for_each(Layout::discard);
-                remove_files(&files);
-                return Err(e);
-            }
-        }
-        at += n;
-    }
-    Ok(files)
-}
-
-/// Removes files an earlier output of the same run had moved into place.
-fn remove_files(files: &[OutputFile]) {
-    for f in files {
-        let _ = std::fs::remove_file(&f.path);
-    }
-}
 
 /// What one muxer wrote: its streams' summaries, or None when it failed.
 pub(crate) type Written = Option<Vec<StreamSummary>>;
@@ -442,7 +332,9 @@ pub(crate) fn watch(
     muxers: &[ScopedJoinHandle<Written>],
     on_progress: &mut dyn FnMut(&Progress),
 ) {
-    let mut last_report = Instant::now();
+    // The first report goes out at once: a short run still says it is transcoding (the
+    // task's stall detector arms on it).
+    let mut last_report = Instant::now() - PROGRESS_EVERY;
     while !(lanes.iter().all(|h| h.is_finished()) && muxers.iter().all(|h| h.is_finished())) {
         std::thread::sleep(Duration::from_millis(20));
         if last_report.elapsed() >= PROGRESS_EVERY && !shared.aborted() {

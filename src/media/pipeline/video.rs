@@ -13,6 +13,7 @@ use super::Shared;
 use super::decode::{self, Health};
 use super::grid::Grid;
 use super::mux::{MuxMsg, StreamSetup, StreamSummary};
+use super::thumbs::Thumbnails;
 use crate::media::encode::{self, VideoInputShape};
 use crate::media::error::MediaError;
 use crate::media::ffi;
@@ -268,6 +269,9 @@ struct Encoding {
     encoder: Option<ff::encoder::Video>,
     time_base: ff::Rational,
     next_keyframe: f64,
+    /// The latest timestamp encoded: a damaged input's frames that go back in time are
+    /// dropped (an encoder given them would write packets no muxer takes).
+    last_pts: Option<i64>,
 }
 
 /// The rendition's filters for pictures shaped like `frame`: scaled to `size` inside a
@@ -278,7 +282,10 @@ fn rendition_graph(
     size: (u32, u32),
     frame_size: (u32, u32),
 ) -> Result<Graph, MediaError> {
-    let chain = geometry::picture_chain(size, frame_size, &lane.plan.spec.pixel_format, None);
+    let mut chain = geometry::picture_chain(size, frame_size, &lane.plan.spec.pixel_format, None);
+    if let Some(t) = lane.plan.tiles {
+        chain.push_str(&format!(",tile={}x{}", t.columns, t.rows));
+    }
     Graph::video(frame, lane.time_base, lane.frame_rate, &chain)
 }
 
@@ -287,6 +294,20 @@ pub(crate) fn run_rendition(
     lane: RenditionLane,
     frames: Receiver<ff::frame::Video>,
 ) -> Result<(), MediaError> {
+    if let Some(tiles) = lane.plan.tiles {
+        let mut thumbs = Thumbnails::new(
+            shared,
+            &frames,
+            tiles.interval_seconds,
+            lane.time_base,
+            lane.frame_rate,
+        );
+        encode_frames(shared, &lane, &mut thumbs)?;
+        shared
+            .meter
+            .tiled(lane.plan.target.output, thumbs.handed_out());
+        return Ok(());
+    }
     match lane.plan.pick_at {
         Some(at) => {
             let picked = pick(shared, &frames, at, lane.time_base);
@@ -350,6 +371,7 @@ fn encode_frames(
                     encoder: None,
                     time_base: ff::Rational::new(1, 1),
                     next_keyframe: 0.0,
+                    last_pts: None,
                 });
             }
             Some(e) if !e.graph.accepts_video(&frame) => {
@@ -425,6 +447,13 @@ fn encode(
     e: &mut Encoding,
     mut frame: ff::frame::Video,
 ) -> Result<(), MediaError> {
+    if let (Some(pts), Some(last)) = (frame.pts(), e.last_pts)
+        && pts <= last
+    {
+        tracing::debug!("dropped a frame at {pts}, not after the previous one at {last}");
+        return Ok(());
+    }
+    e.last_pts = frame.pts().or(e.last_pts);
     if e.encoder.is_none() {
         open_encoder(lane, e, &frame)?;
     }

@@ -16,7 +16,7 @@ use super::geometry::Rotation;
 use super::input::{Input, OutputLimit};
 use super::probe::{ProbeReport, StreamReport};
 use crate::preset::{
-    AudioEncoding, AudioOutput, Container, PosterAt, Preset, RateControl, VideoCodec,
+    AudioEncoding, AudioOutput, Container, PosterAt, Preset, RateControl, Storyboard, VideoCodec,
     VideoEncoding, VideoOutput,
 };
 use ladder::Ladder;
@@ -84,7 +84,37 @@ impl Plan {
         self.outputs.iter().map(|o| o.rendition.clone()).collect()
     }
 
-    /// The outputs that take one picked frame (posters beside other outputs).
+    /// Whether output file `output` carries video, and audio (copied streams' kinds read
+    /// from `probe`).
+    pub fn carries(&self, output: usize, probe: &ProbeReport) -> (bool, bool) {
+        let to_it = |t: &Target| t.output == output;
+        let mut video = match &self.video {
+            Some(VideoPlan {
+                work: VideoWork::Encode { renditions, .. },
+                ..
+            }) => renditions.iter().any(|r| to_it(&r.target)),
+            Some(VideoPlan {
+                work: VideoWork::Copy { targets },
+                ..
+            }) => targets.iter().any(to_it),
+            None => false,
+        };
+        let mut audio = self.audio.iter().any(|a| match &a.work {
+            AudioWork::Copy { targets } => targets.iter().any(to_it),
+            AudioWork::Encode { groups } => groups.iter().any(|(_, t)| t.iter().any(to_it)),
+        });
+        for c in self.copies.iter().filter(|c| c.targets.iter().any(to_it)) {
+            match probe.streams.get(c.input).map(|s| s.kind.as_str()) {
+                Some("video") => video = true,
+                Some("audio") => audio = true,
+                _ => {}
+            }
+        }
+        (video, audio)
+    }
+
+    /// The outputs of picked frames (posters beside other outputs, storyboards), whose
+    /// pictures' times say nothing of how far the run has got.
     pub fn picked_outputs(&self) -> Vec<usize> {
         match &self.video {
             Some(VideoPlan {
@@ -92,7 +122,7 @@ impl Plan {
                 ..
             }) => renditions
                 .iter()
-                .filter(|r| r.pick_at.is_some())
+                .filter(|r| r.pick_at.is_some() || r.tiles.is_some())
                 .map(|r| r.target.output)
                 .collect(),
             _ => Vec::new(),
@@ -134,6 +164,8 @@ pub(crate) struct RenditionPlan {
     /// Encode only the one frame at this media time (seconds): a poster made from the same
     /// decode as other outputs.
     pub pick_at: Option<f64>,
+    /// A storyboard: a thumbnail every interval, tiled into sheets.
+    pub tiles: Option<Storyboard>,
 }
 
 #[derive(Debug)]
@@ -312,6 +344,7 @@ fn rendition_plans(
     outputs: &mut [OutputPlan],
 ) -> Vec<RenditionPlan> {
     let segment = preset.hls.as_ref().map(|h| h.segment_seconds);
+    let tile_width = preset.storyboard.map(|s| s.tile_width);
     let make_spec = |rate: &RateControl| {
         let mut spec = encode::video_spec(v, rate);
         if let Some(s) = segment {
@@ -324,11 +357,16 @@ fn rendition_plans(
         let target = add_slot(outputs, 0, slot_info(sv, true));
         vec![RenditionPlan {
             target,
-            max_width: v.max_width,
-            max_height: v.max_height,
+            max_width: tile_width.or(v.max_width),
+            max_height: if tile_width.is_some() {
+                None
+            } else {
+                v.max_height
+            },
             grid,
             spec: make_spec(&v.rate),
             pick_at: None,
+            tiles: preset.storyboard,
         }]
     } else {
         ladder
@@ -342,6 +380,7 @@ fn rendition_plans(
                 grid,
                 spec: make_spec(&r.rate),
                 pick_at: None,
+                tiles: None,
             })
             .collect()
     }
@@ -518,6 +557,7 @@ pub fn preset_for_extension(ext: &str) -> Option<&'static str> {
         .find(|f| *f == ext)
         .or(match ext.as_str() {
             "jpg" | "jpeg" => Some("poster-jpg"),
+            "vtt" => Some("storyboard"),
             _ => None,
         })
 }

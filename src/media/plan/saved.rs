@@ -267,6 +267,7 @@ fn restore_rendition(r: &SavedRendition, codec: crate::preset::VideoCodec) -> Re
             threads: 0,
         },
         pick_at: None,
+        tiles: None,
     }
 }
 

@@ -56,6 +56,7 @@ pub fn assemble(
     progress(&done);
     Ok(TranscodeReport {
         outputs,
+        checks: Vec::new(),
         input: layout.input.clone(),
         frames,
         out_time_seconds: done.out_time_seconds,

@@ -81,6 +81,7 @@ pub(super) fn assemble_here(
     outputs.extend(made.playlists);
     Ok(TranscodeReport {
         outputs,
+        checks: Vec::new(),
         input: layout.input.clone(),
         frames: made.frames,
         out_time_seconds: made.seconds,

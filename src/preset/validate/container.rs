@@ -1,5 +1,6 @@
 //! The container a preset writes and the sections it takes: video and audio only where it
-//! holds them, `[hls]` only for hls, `[poster]` only for jpg, subtitles only where they fit.
+//! holds them, `[hls]` only for hls, `[poster]` only for jpg, `[storyboard]` only for
+//! storyboard, subtitles only where they fit.
 
 use super::audio::audio;
 use super::check::Check;
@@ -7,7 +8,7 @@ use super::hls::hls;
 use super::video::video;
 use crate::preset::codecs::Container;
 use crate::preset::spec;
-use crate::preset::{AudioOutput, HlsLadder, PosterAt, PresetError, VideoOutput};
+use crate::preset::{AudioOutput, HlsLadder, PosterAt, PresetError, Storyboard, VideoOutput};
 
 /// The container the file names.
 pub(super) fn named(c: &Check, name: &str) -> Result<Container, PresetError> {
@@ -63,7 +64,7 @@ pub(super) fn has_a_stream(
     if container.picture() && !matches!(video, Some(VideoOutput::Encode(_))) {
         return Err(c.err(
             "video",
-            "a jpg preset needs a [video] section that encodes (mjpeg)",
+            format!("a {container} preset needs a [video] section that encodes (mjpeg)"),
         ));
     }
     Ok(())
@@ -128,6 +129,65 @@ fn poster(c: &Check, p: &spec::PosterSpec) -> Result<PosterAt, PresetError> {
         )),
         (None, None) => Ok(PosterAt::Percent(10.0)),
     }
+}
+
+/// `[storyboard]` for a storyboard container (defaults when left out); no other takes it.
+pub(super) fn storyboard_section(
+    c: &Check,
+    container: Container,
+    section: Option<&spec::StoryboardSpec>,
+) -> Result<Option<Storyboard>, PresetError> {
+    let spec = match (section, container) {
+        (Some(s), Container::Storyboard) => s,
+        (None, Container::Storyboard) => &spec::StoryboardSpec {
+            interval_seconds: None,
+            tile_width: None,
+            columns: None,
+            rows: None,
+        },
+        (Some(_), other) => {
+            return Err(c.err(
+                "storyboard",
+                format!("only a storyboard container takes [storyboard] (this is {other})"),
+            ));
+        }
+        (None, _) => return Ok(None),
+    };
+    let tile_width = c
+        .int_in("storyboard.tile_width", spec.tile_width, 16, 1920)?
+        .unwrap_or(160);
+    let columns = c
+        .int_in("storyboard.columns", spec.columns, 1, 50)?
+        .unwrap_or(10);
+    if tile_width * columns > 8192 {
+        return Err(c.err(
+            "storyboard",
+            format!(
+                "a sheet of {columns} thumbnails {tile_width} wide is {} pixels across; at \
+                 most 8192",
+                tile_width * columns
+            ),
+        ));
+    }
+    if tile_width % 2 != 0 {
+        return Err(c.err(
+            "storyboard.tile_width",
+            format!("must be even (got {tile_width})"),
+        ));
+    }
+    Ok(Some(Storyboard {
+        interval_seconds: c
+            .float_in(
+                "storyboard.interval_seconds",
+                spec.interval_seconds,
+                0.1,
+                3600.0,
+            )?
+            .unwrap_or(5.0),
+        tile_width,
+        columns,
+        rows: c.int_in("storyboard.rows", spec.rows, 1, 50)?.unwrap_or(10),
+    }))
 }
 
 /// `[subtitles]`: whether to copy subtitle streams, for containers that hold them.

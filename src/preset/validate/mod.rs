@@ -39,6 +39,7 @@ pub(super) fn parse(
     container::has_a_stream(&c, container, &video, &audio)?;
     let hls = container::hls_section(&c, container, spec.hls.as_ref(), &video)?;
     let poster = container::poster_section(&c, container, spec.poster.as_ref())?;
+    let storyboard = container::storyboard_section(&c, container, spec.storyboard.as_ref())?;
     let copy_subtitles = container::subtitles_section(&c, container, spec.subtitles.as_ref())?;
     let chunking = chunking::chunking(&c, spec.chunking.as_ref(), container, &video)?;
     Ok(Preset {
@@ -49,6 +50,7 @@ pub(super) fn parse(
         audio,
         hls,
         poster,
+        storyboard,
         copy_subtitles,
         chunking,
         origin: file.to_string(),

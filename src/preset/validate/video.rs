@@ -84,7 +84,7 @@ fn copy(c: &Check, container: Container, v: &spec::VideoSpec) -> Result<VideoOut
             "codec \"copy\" passes the stream through; it takes no encoding settings",
         ));
     }
-    if matches!(container, Container::Hls | Container::Jpg) {
+    if container == Container::Hls || container.picture() {
         return Err(c.err(
             "video.codec",
             format!("container {container} cannot copy video; it must encode"),

@@ -1,0 +1,226 @@
+//! A transcode's outputs as a whole: one or several presets' outputs planned, merged into
+//! one run (`plan::merge`), staged and moved into place together, then each read back and
+//! checked (`verify`) before the run counts as done; any failure takes every output away.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use super::{Ran, TranscodeReport, finalise_outputs, run_plan};
+use crate::media::error::MediaError;
+use crate::media::input;
+use crate::media::output::{Layout, MuxTarget, OutputFile};
+use crate::media::plan::{self, Plan};
+use crate::media::probe::{self, ProbeReport};
+use crate::media::verify::{self, Expect, OutputCheck};
+use crate::preset::{Container, Preset};
+use crate::progress::{Phase, Progress};
+use crate::stop::StopToken;
+
+/// One output a transcode writes: where, with which preset.
+pub struct OutputSpec<'a> {
+    pub path: &'a Path,
+    pub preset: &'a Preset,
+}
+
+/// Transcodes `input` to `output` with `preset`. `on_progress` is called on this thread at
+/// least once a second; `stop` ends the run within a fraction of a second, removing partial
+/// output, with [`MediaError::Stopped`].
+pub fn transcode(
+    input: &Path,
+    output: &Path,
+    preset: &Preset,
+    stop: &StopToken,
+    on_progress: &mut dyn FnMut(&Progress),
+) -> Result<TranscodeReport, MediaError> {
+    transcode_many(
+        input,
+        &[OutputSpec {
+            path: output,
+            preset,
+        }],
+        stop,
+        on_progress,
+    )
+}
+
+/// Transcodes `input` to every output in `outputs` from one read and one decode of each
+/// stream it uses (see `plan::merge`); every output is written, or none. Progress and stop
+/// as for [`transcode`].
+pub fn transcode_many(
+    input: &Path,
+    outputs: &[OutputSpec],
+    stop: &StopToken,
+    on_progress: &mut dyn FnMut(&Progress),
+) -> Result<TranscodeReport, MediaError> {
+    transcode_many_then(
+        input,
+        outputs,
+        stop,
+        on_progress,
+        &mut |_: &[OutputFile]| {},
+    )
+}
+
+/// [`transcode_many`], calling `before_check` once the outputs are in place and before they
+/// are read back (where a test fault damages one).
+pub fn transcode_many_then(
+    input: &Path,
+    outputs: &[OutputSpec],
+    stop: &StopToken,
+    on_progress: &mut dyn FnMut(&Progress),
+    before_check: &mut dyn FnMut(&[OutputFile]),
+) -> Result<TranscodeReport, MediaError> {
+    let started = Instant::now();
+    on_progress(&Progress {
+        phase: Phase::Probing,
+        ..Progress::default()
+    });
+    let input = input::open(input, stop)?;
+    let probe = probe::report(&input);
+    let plans = outputs
+        .iter()
+        .map(|o| plan::plan(&input, &probe, o.preset))
+        .collect::<Result<Vec<_>, _>>()?;
+    let layouts = layouts(outputs, &plans)?;
+    let plan = plan::merge(plans)?;
+    let expected = expectations(&layouts, outputs, &plan, &probe);
+    let targets: Vec<MuxTarget> = layouts
+        .iter()
+        .flat_map(|l| l.targets.iter().cloned())
+        .collect();
+    let ran = match run_plan(input, &plan, &targets, stop, on_progress) {
+        Ok(ran) => ran,
+        Err(e) => {
+            layouts.into_iter().for_each(Layout::discard);
+            return Err(e);
+        }
+    };
+    on_progress(&ran.meter.snapshot(Phase::Finalizing));
+    let files = finalise_all(layouts, &ran, outputs, plan.duration)?;
+    before_check(&files);
+    let checks = match check_all(&expected) {
+        Ok(checks) => checks,
+        Err(e) => {
+            remove_files(&files);
+            return Err(e);
+        }
+    };
+    let done = ran.meter.snapshot(Phase::Done);
+    on_progress(&done);
+    Ok(TranscodeReport {
+        outputs: files,
+        checks,
+        input: probe,
+        frames: done.frames,
+        out_time_seconds: done.out_time_seconds,
+        elapsed_seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// Each output's top file, container and what it must hold, from the merged plan (an
+/// output's first file stands for it: an HLS ladder's variants all carry the same streams).
+fn expectations(
+    layouts: &[Layout],
+    outputs: &[OutputSpec],
+    plan: &Plan,
+    probe: &ProbeReport,
+) -> Vec<(PathBuf, Container, Expect)> {
+    let mut at = 0;
+    let mut expected = Vec::new();
+    for (layout, o) in layouts.iter().zip(outputs) {
+        let (video, audio) = plan.carries(at, probe);
+        let expect = Expect::of(probe, video, audio, plan.duration_trusted);
+        expected.push((layout.top_path(), o.preset.container, expect));
+        at += layout.targets.len();
+    }
+    expected
+}
+
+/// Checks every output; the first that is not whole is the error.
+fn check_all(expected: &[(PathBuf, Container, Expect)]) -> Result<Vec<OutputCheck>, MediaError> {
+    expected
+        .iter()
+        .map(|(path, container, expect)| verify::check(*container, path, expect))
+        .collect()
+}
+
+/// The staging layout of each output (made before the plans merge, from each one's
+/// renditions); on a failure, the ones already made are taken away again.
+fn layouts(outputs: &[OutputSpec], plans: &[Plan]) -> Result<Vec<Layout>, MediaError> {
+    let mut layouts = Vec::new();
+    for (o, p) in outputs.iter().zip(plans) {
+        match Layout::new(o.path, o.preset, &p.renditions()) {
+            Ok(l) => layouts.push(l),
+            Err(e) => {
+                layouts.into_iter().for_each(Layout::discard);
+                return Err(e);
+            }
+        }
+    }
+    Ok(layouts)
+}
+
+/// Finishes every output's files (each with its own muxers' summaries), in order; the
+/// first failure takes every output away.
+fn finalise_all(
+    layouts: Vec<Layout>,
+    ran: &Ran,
+    outputs: &[OutputSpec],
+    duration: Option<f64>,
+) -> Result<Vec<OutputFile>, MediaError> {
+    let summaries = &ran.summaries;
+    let mut files = Vec::new();
+    let mut at = 0;
+    let mut layouts = layouts.into_iter();
+    for o in outputs {
+        let Some(layout) = layouts.next() else { break };
+        let n = layout.targets.len();
+        // A layout dropped unsettled (the cues failed) takes its staged files with it.
+        let cues = write_storyboard_cues(&layout, ran, at, o.preset, duration);
+        let finished =
+            cues.and_then(|()| finalise_outputs(layout, &summaries[at..at + n], o.preset));
+        match finished {
+            Ok(mut made) => files.append(&mut made),
+            Err(e) => {
+                layouts.for_each(Layout::discard);
+                remove_files(&files);
+                return Err(e);
+            }
+        }
+        at += n;
+    }
+    Ok(files)
+}
+
+/// A storyboard's WebVTT file, from what its rendition tiled (output `at` of the run).
+fn write_storyboard_cues(
+    layout: &Layout,
+    ran: &Ran,
+    at: usize,
+    preset: &Preset,
+    duration: Option<f64>,
+) -> Result<(), MediaError> {
+    let (Some((path, stem)), Some(grid)) = (layout.staged_cues(), preset.storyboard) else {
+        return Ok(());
+    };
+    let streams = ran.summaries.get(at).cloned().flatten().unwrap_or_default();
+    let sheet = streams
+        .iter()
+        .find(|s| s.width > 0)
+        .map_or((0, 0), |s| (s.width, s.height));
+    let sheets = crate::media::storyboard::Sheets {
+        stem: &stem,
+        count: ran.meter.pictures(at),
+        sheet,
+        grid,
+        duration,
+    };
+    crate::media::storyboard::write_cues(&path, &sheets)
+}
+
+/// Removes files an earlier output of the same run had moved into place.
+fn remove_files(files: &[OutputFile]) {
+    for f in files {
+        let _ = std::fs::remove_file(&f.path);
+    }
+}

@@ -1,0 +1,402 @@
+//! Every output checked before a transcode may succeed (`output-invalid` otherwise): it opens
+//! under the input rules and holds the streams its plan put in it; a media file lasts as long
+//! as the input streams it carries, within one video frame plus one audio frame; every
+//! segment an HLS playlist names and every sheet a storyboard's cues name is there, and each
+//! playlist adds up to the input's length; a poster is one picture.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::error::MediaError;
+use super::input;
+use super::probe::{self, ProbeReport, StreamReport};
+use crate::preset::Container;
+use crate::stop::StopToken;
+
+/// What the check found of one output.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct OutputCheck {
+    /// The file that stands for the output: the media file, the picture, the top playlist
+    /// or the storyboard's cues.
+    pub path: PathBuf,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_seconds: Option<f64>,
+    /// Its streams: `h264 1280x720`, `aac 48000 Hz 2ch` (an HLS output's first segment's).
+    pub streams: Vec<String>,
+    /// The files its playlists or cues name, every one present.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub files: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
+/// What one output must hold.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Expect {
+    pub video: bool,
+    pub audio: bool,
+    /// How long the input streams it carries last, when the input's timing is trusted.
+    pub duration: Option<f64>,
+    /// The input's video and audio frames, in seconds: the input's own lengths are only
+    /// as exact as those (a decoder may trim or keep a last frame's padding).
+    pub input_frames: (f64, f64),
+}
+
+impl Expect {
+    /// The expectation for an output carrying video and/or audio of `input`.
+    pub fn of(input: &ProbeReport, video: bool, audio: bool, trusted: bool) -> Expect {
+        let length = |s: Option<&StreamReport>| {
+            s.and_then(|s| s.duration_seconds)
+                .or(input.duration_seconds)
+        };
+        let mut carried = Vec::new();
+        if video {
+            carried.push(length(input.video()));
+        }
+        if audio {
+            carried.push(length(input.audio().next()));
+        }
+        let duration = carried
+            .into_iter()
+            .flatten()
+            .fold(None, |m: Option<f64>, d| Some(m.map_or(d, |m| m.max(d))));
+        let video_frame = input
+            .video()
+            .and_then(|v| v.frame_rate)
+            .filter(|r| *r > 0.0)
+            .map_or(0.0, |r| 1.0 / r);
+        let audio_frame = input.audio().next().map_or(0.0, audio_frame_seconds);
+        Expect {
+            video,
+            audio,
+            duration: duration.filter(|_| trusted),
+            input_frames: (
+                if video { video_frame } else { 0.0 },
+                if audio { audio_frame } else { 0.0 },
+            ),
+        }
+    }
+}
+
+/// Checks the output of `container` at `path` (its top file).
+pub(crate) fn check(
+    container: Container,
+    path: &Path,
+    expect: &Expect,
+) -> Result<OutputCheck, MediaError> {
+    match container {
+        Container::Hls => check_hls(path, expect),
+        Container::Storyboard => check_storyboard(path),
+        Container::Jpg => check_picture(path),
+        _ => check_file(path, expect),
+    }
+}
+
+fn invalid(path: &Path, what: impl Into<String>) -> MediaError {
+    MediaError::OutputInvalid {
+        path: path.to_path_buf(),
+        what: what.into(),
+    }
+}
+
+/// Probes an output under the input rules; any failure is the output's.
+fn open(path: &Path) -> Result<ProbeReport, MediaError> {
+    probe::probe(path).map_err(|e| invalid(path, format!("it cannot be read back: {e}")))
+}
+
+/// A media file: its streams, and its length as its packets (read to the end) measure it —
+/// a header can promise more than the file holds.
+fn check_file(path: &Path, expect: &Expect) -> Result<OutputCheck, MediaError> {
+    let report = open(path)?;
+    has_streams(path, &report, expect)?;
+    let duration = Some(packet_extent(path)?);
+    if let (Some(want), Some(got)) = (expect.duration, duration) {
+        within_a_frame(path, &report, expect, want, got)?;
+    }
+    Ok(OutputCheck {
+        path: path.to_path_buf(),
+        duration_seconds: duration,
+        streams: describe(&report),
+        files: 0,
+    })
+}
+
+/// How far the file's packets reach, in seconds from its start: every packet read, the
+/// first read error (a file cut short) an error of the output's.
+fn packet_extent(path: &Path) -> Result<f64, MediaError> {
+    use ffmpeg_next as ff;
+    let mut input = input::open(path, &StopToken::new())
+        .map_err(|e| invalid(path, format!("it cannot be read back: {e}")))?;
+    let bases: Vec<(f64, f64)> = input
+        .ctx
+        .streams()
+        .map(|s| {
+            let tb = f64::from(s.time_base());
+            (tb, s.start_time() as f64 * tb)
+        })
+        .collect();
+    let mut packet = ff::Packet::empty();
+    let mut end: f64 = 0.0;
+    loop {
+        match packet.read(&mut input.ctx) {
+            Ok(()) => {}
+            Err(ff::Error::Eof) => break,
+            Err(e) => {
+                return Err(invalid(path, format!("reading it back failed: {e}")));
+            }
+        }
+        let Some(&(tb, start)) = bases.get(packet.stream()) else {
+            continue;
+        };
+        if let Some(pts) = packet.pts() {
+            let at = pts as f64 * tb - start.max(0.0);
+            end = end.max(at + packet.duration().max(0) as f64 * tb);
+        }
+    }
+    Ok(end)
+}
+
+/// The streams the plan put in it are there.
+fn has_streams(path: &Path, report: &ProbeReport, expect: &Expect) -> Result<(), MediaError> {
+    if expect.video && report.video().is_none() {
+        return Err(invalid(path, "it has no video stream"));
+    }
+    if expect.audio && report.audio().next().is_none() {
+        return Err(invalid(path, "it has no audio stream"));
+    }
+    Ok(())
+}
+
+/// `got` seconds is within one video frame plus one audio frame of `want` (the larger of the
+/// input's and the output's frames).
+fn within_a_frame(
+    path: &Path,
+    report: &ProbeReport,
+    expect: &Expect,
+    want: f64,
+    got: f64,
+) -> Result<(), MediaError> {
+    let video_frame = report
+        .video()
+        .and_then(|v| v.frame_rate)
+        .filter(|r| *r > 0.0)
+        .map_or(0.0, |r| 1.0 / r)
+        .max(expect.input_frames.0);
+    // Two audio frames: the last one's padding, and the encoder's priming where the container
+    // has no edit list to hide it (MPEG-TS, so HLS).
+    let audio_frame = report
+        .audio()
+        .next()
+        .map_or(0.0, audio_frame_seconds)
+        .max(expect.input_frames.1);
+    let tolerance = video_frame + 2.0 * audio_frame + 0.002;
+    if (got - want).abs() <= tolerance {
+        return Ok(());
+    }
+    Err(invalid(
+        path,
+        format!(
+            "it lasts {got:.3} s where the input lasts {want:.3} s (more than one frame, \
+             {tolerance:.3} s, apart)"
+        ),
+    ))
+}
+
+/// One frame of an audio codec, in seconds (the largest a codec writes).
+fn audio_frame_seconds(a: &StreamReport) -> f64 {
+    let samples = match a.codec.as_str() {
+        "aac" => 1024.0,
+        "mp3" | "mp2" => 1152.0,
+        "opus" => 960.0,
+        "ac3" | "eac3" => 1536.0,
+        "vorbis" => 2048.0,
+        "flac" => 4608.0,
+        _ => 1.0,
+    };
+    samples / f64::from(a.sample_rate.unwrap_or(48_000).max(1))
+}
+
+/// A poster: one whole JPEG picture.
+fn check_picture(path: &Path) -> Result<OutputCheck, MediaError> {
+    let size = whole_jpeg(path)?;
+    Ok(OutputCheck {
+        path: path.to_path_buf(),
+        duration_seconds: None,
+        streams: vec![format!("mjpeg {}x{}", size.0, size.1)],
+        files: 0,
+    })
+}
+
+/// A JPEG file from its start-of-image marker to its end-of-image marker, and its size
+/// from its frame header. (The input rules refuse a file named `.jpg` as an image
+/// sequence, so pictures are read here rather than through a demuxer.)
+fn whole_jpeg(path: &Path) -> Result<(u32, u32), MediaError> {
+    let bytes =
+        std::fs::read(path).map_err(|e| invalid(path, format!("it cannot be read: {e}")))?;
+    if !bytes.starts_with(&[0xFF, 0xD8, 0xFF]) {
+        return Err(invalid(path, "it is not a JPEG picture"));
+    }
+    if !bytes.ends_with(&[0xFF, 0xD9]) {
+        return Err(invalid(
+            path,
+            "the JPEG picture is cut short (no end marker)",
+        ));
+    }
+    jpeg_size(&bytes).ok_or_else(|| invalid(path, "the JPEG picture has no frame header"))
+}
+
+/// Width and height from a JPEG's first start-of-frame segment.
+fn jpeg_size(bytes: &[u8]) -> Option<(u32, u32)> {
+    let mut at = 2;
+    while at + 9 < bytes.len() {
+        if bytes[at] != 0xFF {
+            return None;
+        }
+        let marker = bytes[at + 1];
+        let length = usize::from(u16::from_be_bytes([bytes[at + 2], bytes[at + 3]]));
+        if matches!(marker, 0xC0..=0xCF) && !matches!(marker, 0xC4 | 0xC8 | 0xCC) {
+            let h = u16::from_be_bytes([bytes[at + 5], bytes[at + 6]]);
+            let w = u16::from_be_bytes([bytes[at + 7], bytes[at + 8]]);
+            return Some((u32::from(w), u32::from(h)));
+        }
+        at += 2 + length;
+    }
+    None
+}
+
+/// An HLS output: the top playlist (a master naming variants, or one media playlist); each
+/// media playlist's segments there and adding up to the input's length.
+fn check_hls(top: &Path, expect: &Expect) -> Result<OutputCheck, MediaError> {
+    let dir = top.parent().unwrap_or(Path::new("."));
+    let text = read(top)?;
+    let variants: Vec<PathBuf> = if text.contains("#EXT-X-STREAM-INF") {
+        uris(&text).map(|u| dir.join(u)).collect()
+    } else {
+        vec![top.to_path_buf()]
+    };
+    if variants.is_empty() {
+        return Err(invalid(top, "the master playlist names no variant"));
+    }
+    let (mut files, mut shortest, mut streams) = (0, None, Vec::new());
+    for variant in &variants {
+        let text = read(variant)?;
+        let segments: Vec<PathBuf> = uris(&text).map(|u| dir.join(u)).collect();
+        let Some(first) = segments.first() else {
+            return Err(invalid(variant, "the playlist names no segment"));
+        };
+        if let Some(missing) = segments.iter().find(|s| !s.is_file()) {
+            return Err(invalid(
+                variant,
+                format!("its segment {} is missing", missing.display()),
+            ));
+        }
+        let report = open(first)?;
+        has_streams(first, &report, expect)?;
+        let length = playlist_length(&text);
+        if let Some(want) = expect.duration {
+            within_a_frame(variant, &report, expect, want, length)?;
+        }
+        shortest = Some(shortest.map_or(length, |s: f64| s.min(length)));
+        if streams.is_empty() {
+            streams = describe(&report);
+        }
+        files += segments.len() + usize::from(variants.len() > 1);
+    }
+    Ok(OutputCheck {
+        path: top.to_path_buf(),
+        duration_seconds: shortest,
+        streams,
+        files,
+    })
+}
+
+/// A storyboard: every sheet its cues name is there; the cues' end is its length.
+fn check_storyboard(cues: &Path) -> Result<OutputCheck, MediaError> {
+    let dir = cues.parent().unwrap_or(Path::new("."));
+    let text = read(cues)?;
+    if !text.starts_with("WEBVTT") {
+        return Err(invalid(cues, "it is not a WebVTT file"));
+    }
+    let mut sheets: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.split_once("#xywh=").map(|(file, _)| file))
+        .collect();
+    sheets.dedup();
+    let Some(first) = sheets.first() else {
+        return Err(invalid(cues, "it has no cue"));
+    };
+    if let Some(missing) = sheets.iter().find(|s| !dir.join(s).is_file()) {
+        return Err(invalid(cues, format!("its sheet {missing} is missing")));
+    }
+    let size = whole_jpeg(&dir.join(first))?;
+    let end = text
+        .lines()
+        .filter_map(|l| l.split_once(" --> ").map(|(_, end)| end))
+        .next_back()
+        .and_then(parse_timestamp);
+    Ok(OutputCheck {
+        path: cues.to_path_buf(),
+        duration_seconds: end,
+        streams: vec![format!("mjpeg {}x{}", size.0, size.1)],
+        files: sheets.len(),
+    })
+}
+
+fn read(path: &Path) -> Result<String, MediaError> {
+    std::fs::read_to_string(path).map_err(|e| invalid(path, format!("it cannot be read: {e}")))
+}
+
+/// The URI lines of a playlist.
+fn uris(text: &str) -> impl Iterator<Item = &str> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+}
+
+/// The sum of a media playlist's `#EXTINF` durations.
+fn playlist_length(text: &str) -> f64 {
+    text.lines()
+        .filter_map(|l| l.strip_prefix("#EXTINF:"))
+        .filter_map(|v| v.split(',').next()?.trim().parse::<f64>().ok())
+        .sum()
+}
+
+/// `HH:MM:SS.mmm` in seconds.
+fn parse_timestamp(t: &str) -> Option<f64> {
+    let mut seconds = 0.0;
+    for part in t.trim().split(':') {
+        seconds = seconds * 60.0 + part.parse::<f64>().ok()?;
+    }
+    Some(seconds)
+}
+
+/// A report's streams in a few words each.
+fn describe(report: &ProbeReport) -> Vec<String> {
+    report
+        .streams
+        .iter()
+        .map(|s| match (s.width, s.sample_rate) {
+            (Some(w), _) => format!("{} {w}x{}", s.codec, s.height.unwrap_or(0)),
+            (_, Some(r)) => format!("{} {r} Hz {}ch", s.codec, s.channels.unwrap_or(0)),
+            _ => s.codec.clone(),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn playlists_and_timestamps() {
+        let text = "#EXTM3U\n#EXTINF:6.000000,\na_00001.ts\n#EXTINF:2.5,\na_00002.ts\n\
+                    #EXT-X-ENDLIST\n";
+        assert_eq!(playlist_length(text), 8.5);
+        assert_eq!(uris(text).collect::<Vec<_>>(), ["a_00001.ts", "a_00002.ts"]);
+        assert_eq!(parse_timestamp("01:02:05.250"), Some(3725.25));
+        assert_eq!(parse_timestamp("x"), None);
+    }
+}
