@@ -7,7 +7,7 @@
 #                         tests whose names contain store_conformance (and no doc tests)
 #   ./dev.sh setup        only install what is missing
 #   ./dev.sh bench [B…]   run the benchmarks B: engine (the default), worker, store, split,
-#                         fuzz (see BENCHMARKS.md)
+#                         outputs, fuzz (see BENCHMARKS.md)
 #
 # Installs only what is absent: Debian packages through apt-get (with sudo when not root)
 # and, if there is no Rust toolchain, rustup's stable toolchain. It first checks that the
