@@ -263,6 +263,12 @@ fn job(
         "[engine] transcoded {:.2} s of media in {:.2} s ({} frames)",
         report.out_time_seconds, report.elapsed_seconds, report.frames
     );
+    if report.input_damage > 0 {
+        eprintln!(
+            "[engine] the input is damaged: {} packet(s) or frame(s) were refused or had              errors concealed by the decoder; the outputs are whole but show it",
+            report.input_damage
+        );
+    }
     let made = Made::Transcoded(Box::new(report));
     Ok(JobDone {
         input: probe,

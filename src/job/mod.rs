@@ -166,6 +166,10 @@ pub struct OutputChecked {
     /// The segments, variant playlists or sheets it names, every one present.
     #[serde(default)]
     pub files: usize,
+    /// Damage in the input the decoders concealed or skipped (refused packets, frames with
+    /// concealed errors); 0 for a clean input.
+    #[serde(default)]
+    pub input_damage: u64,
 }
 
 /// Why an attempt failed.

@@ -19,6 +19,9 @@ pub(crate) struct Meter {
     pictures: Vec<AtomicU64>,
     /// How far the demuxer has read, in bytes (used when the duration is unknown).
     pub input_pos: AtomicI64,
+    /// Damage in the input the decoders got past: packets they refused, and frames they
+    /// concealed errors in.
+    pub damaged: AtomicU64,
     /// The media time (µs) the output starts at: a part of a split job starts part-way.
     origin_us: i64,
     /// Outputs left out of the media time reached: a poster beside other outputs is
@@ -36,6 +39,7 @@ impl Meter {
             out_time_us: (0..outputs).map(|_| AtomicI64::new(0)).collect(),
             pictures: (0..outputs).map(|_| AtomicU64::new(0)).collect(),
             input_pos: AtomicI64::new(0),
+            damaged: AtomicU64::new(0),
             origin_us: 0,
             untimed: Vec::new(),
         }

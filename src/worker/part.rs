@@ -287,6 +287,7 @@ impl Step<'_> {
         let report = media::TranscodeReport {
             outputs: Vec::new(),
             checks: Vec::new(),
+            input_damage: 0,
             input: self.layout.input.clone(),
             frames: made.frames,
             out_time_seconds: made.seconds,

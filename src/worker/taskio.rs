@@ -370,6 +370,7 @@ fn attach_checks(
                 duration_seconds: check.duration_seconds,
                 streams: check.streams.clone(),
                 files: check.files,
+                input_damage: report.input_damage,
             });
         }
     }

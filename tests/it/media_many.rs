@@ -263,3 +263,35 @@ fn outputs_are_read_back_and_a_damaged_one_takes_every_output_away() {
     assert_eq!(check.path, mp4);
     assert!((check.duration_seconds.unwrap() - duration(&input)).abs() < 0.05);
 }
+
+/// A copy of `source` with 8 bytes inverted at 45, 55 and 65 % of its length: damage in the
+/// coded pictures that H.264's decoder conceals.
+pub fn concealable_copy(source: &Path, to: &Path) {
+    let mut data = std::fs::read(source).unwrap();
+    let n = data.len();
+    for share in [0.45, 0.55, 0.65] {
+        let at = (n as f64 * share) as usize;
+        for b in &mut data[at..at + 8] {
+            *b ^= 0xFF;
+        }
+    }
+    std::fs::write(to, data).unwrap();
+}
+
+#[test]
+fn damage_the_decoder_concealed_is_counted_not_hidden() {
+    let dir = tempdir();
+    let damaged = dir.path().join("damaged.mp4");
+    concealable_copy(&valid("h264_aac.mp4"), &damaged);
+    let report =
+        crate::helpers::transcode(&damaged, &dir.path().join("a.mp4"), preset("h264-480p"))
+            .unwrap();
+    assert!(report.input_damage > 0, "{}", report.input_damage);
+    let clean = crate::helpers::transcode(
+        &valid("h264_aac.mp4"),
+        &dir.path().join("b.mp4"),
+        preset("h264-480p"),
+    )
+    .unwrap();
+    assert_eq!(clean.input_damage, 0);
+}

@@ -72,6 +72,20 @@ async fn outputs_carry_their_check_and_a_damaged_one_fails_the_job() {
     let segments = done.outputs.iter().filter(|o| o.key.ends_with(".ts"));
     assert!(segments.clone().count() >= 1);
     assert!(segments.into_iter().all(|o| o.check.is_none()));
+    assert_eq!(mp4.input_damage, 0);
+
+    // Damage the decoder concealed: the job succeeds and its output says so.
+    let concealed = farm.bucket_dir().join("in/concealed.mp4");
+    crate::media_many::concealable_copy(&valid("h264_aac.mp4"), &concealed);
+    let job = farm
+        .submit("in/concealed.mp4", "h264-480p", |s| {
+            s.output.prefix = "out/".into()
+        })
+        .await;
+    let done = farm.wait_terminal(&job.id, LIMIT).await;
+    assert_eq!(done.status, Status::Succeeded, "{:?}", done.error);
+    let check = done.outputs[0].check.clone().unwrap();
+    assert!(check.input_damage > 0, "{check:?}");
 
     // A damaged output: the job fails, nothing is published, only the failure is told.
     let job = farm

@@ -173,6 +173,12 @@ fn describe(job: &Job, history: &History, now: Timestamp) -> String {
             if c.files > 0 {
                 seen.push(format!("{} files", c.files));
             }
+            if c.input_damage > 0 {
+                seen.push(format!(
+                    "{} damaged input packets or frames concealed",
+                    c.input_damage
+                ));
+            }
             format!("; checked: {}", seen.join(", "))
         });
         rows.push((

@@ -229,6 +229,16 @@ pub fn packet_ref(packet: &ff::Packet) -> ff::Packet {
     out
 }
 
+/// Whether the decoder says it concealed damage in a frame (`decode_error_flags`) or
+/// marked it corrupt.
+pub fn frame_damaged(frame: &ff::Frame) -> bool {
+    // SAFETY: plain field reads.
+    unsafe {
+        let f = frame.as_ptr();
+        (*f).decode_error_flags != 0 || (*f).flags & sys::AV_FRAME_FLAG_CORRUPT != 0
+    }
+}
+
 /// How long a decoded frame lasts, in its stream's time base (0 when unknown).
 pub fn frame_duration(frame: &ff::Frame) -> i64 {
     // SAFETY: plain field read.

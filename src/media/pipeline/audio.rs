@@ -6,6 +6,8 @@
 //! the new frames, while the re-framing graph after it carries on, so no samples are lost and
 //! no short frame reaches the encoder mid-stream.
 
+use std::sync::atomic::Ordering;
+
 use crossbeam_channel::{Receiver, Sender};
 use ffmpeg_next as ff;
 
@@ -72,6 +74,7 @@ pub(crate) fn run(
         let mark = ffi::log_mark();
         if let Err(e) = lane.decoder.send_packet(&packet) {
             lane.health.error(&e, mark);
+            shared.meter.damaged.fetch_add(1, Ordering::Relaxed);
         }
         drain(shared, &mut lane)?;
     }
@@ -108,6 +111,7 @@ fn drain(shared: &Shared, lane: &mut AudioLane) -> Result<(), MediaError> {
             Err(e) if decode::is_drained(&e) => return Ok(()),
             Err(e) => {
                 lane.health.error(&e, mark);
+                shared.meter.damaged.fetch_add(1, Ordering::Relaxed);
                 return Ok(());
             }
         }
@@ -115,6 +119,9 @@ fn drain(shared: &Shared, lane: &mut AudioLane) -> Result<(), MediaError> {
             return Ok(());
         }
         lane.health.decoded += 1;
+        if ffi::frame_damaged(&frame) {
+            shared.meter.damaged.fetch_add(1, Ordering::Relaxed);
+        }
         let n = lane.groups.len();
         for i in 0..n {
             let f = if i + 1 == n {

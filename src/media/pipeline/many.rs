@@ -107,9 +107,11 @@ pub fn transcode_many_then(
     };
     let done = ran.meter.snapshot(Phase::Done);
     on_progress(&done);
+    let input_damage = ran.meter.damaged.load(std::sync::atomic::Ordering::Relaxed);
     Ok(TranscodeReport {
         outputs: files,
         checks,
+        input_damage,
         input: probe,
         frames: done.frames,
         out_time_seconds: done.out_time_seconds,

@@ -50,6 +50,10 @@ pub struct TranscodeReport {
     /// What the check of each output found (`verify`), in the order of the outputs asked for.
     #[serde(default)]
     pub checks: Vec<OutputCheck>,
+    /// Damage in the input the decoders got past (refused packets, frames with concealed
+    /// errors): the outputs are whole, but show what the input lost.
+    #[serde(default)]
+    pub input_damage: u64,
     pub input: ProbeReport,
     pub frames: u64,
     pub out_time_seconds: f64,

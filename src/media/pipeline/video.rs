@@ -6,6 +6,8 @@
 //! from the first picture and scales later ones into it, keeping their aspect and padding
 //! the rest with black, so nothing is stretched and the encoder never sees a new size.
 
+use std::sync::atomic::Ordering;
+
 use crossbeam_channel::{Receiver, Sender};
 use ffmpeg_next as ff;
 
@@ -57,6 +59,7 @@ pub(crate) fn run_decoder(
         let mark = ffi::log_mark();
         if let Err(e) = lane.decoder.send_packet(&packet) {
             lane.health.error(&e, mark);
+            shared.meter.damaged.fetch_add(1, Ordering::Relaxed);
         }
         if drain(shared, &mut lane, &mut state)? {
             return Ok(());
@@ -204,10 +207,14 @@ fn drain(shared: &Shared, lane: &mut DecodeLane, state: &mut FanOut) -> Result<b
             Err(e) if decode::is_drained(&e) => return Ok(false),
             Err(e) => {
                 lane.health.error(&e, mark);
+                shared.meter.damaged.fetch_add(1, Ordering::Relaxed);
                 return Ok(false);
             }
         }
         lane.health.decoded += 1;
+        if ffi::frame_damaged(&frame) {
+            shared.meter.damaged.fetch_add(1, Ordering::Relaxed);
+        }
         let pts = frame.timestamp();
         frame.set_pts(pts);
         if !in_range(lane, pts) {

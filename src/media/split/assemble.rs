@@ -57,6 +57,7 @@ pub fn assemble(
     Ok(TranscodeReport {
         outputs,
         checks: Vec::new(),
+        input_damage: 0,
         input: layout.input.clone(),
         frames,
         out_time_seconds: done.out_time_seconds,

@@ -82,6 +82,7 @@ pub(super) fn assemble_here(
     Ok(TranscodeReport {
         outputs,
         checks: Vec::new(),
+        input_damage: 0,
         input: layout.input.clone(),
         frames: made.frames,
         out_time_seconds: made.seconds,
