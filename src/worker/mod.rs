@@ -5,6 +5,7 @@
 //! (`exec::Tasks`), and drain on SIGTERM/SIGINT. `ffarm worker` runs this alone; `ffarm
 //! serve` runs it beside the API.
 
+mod checks;
 mod part;
 mod plan;
 pub mod protocol;

@@ -310,12 +310,10 @@ impl<'a> TaskIo<'a> {
             })
             .collect();
         let mut published = self.publish_all(outputs, report, phases)?;
-        attach_checks(
-            &mut published,
-            report,
-            output_dir,
-            &self.spec.job.output.prefix,
-        );
+        let prefix = &self.spec.job.output.prefix;
+        super::checks::attach(&mut published, report, |path| {
+            format!("{prefix}{}", relative_name(output_dir, path))
+        });
         Ok(published)
     }
 
@@ -353,26 +351,6 @@ impl<'a> TaskIo<'a> {
             ..Progress::default()
         }));
         Ok(uploaded)
-    }
-}
-
-/// Puts what the engine's check found of each output on the object that stands for it.
-fn attach_checks(
-    published: &mut [OutputObject],
-    report: &media::TranscodeReport,
-    output_dir: &Path,
-    prefix: &str,
-) {
-    for check in &report.checks {
-        let key = format!("{prefix}{}", relative_name(output_dir, &check.path));
-        if let Some(object) = published.iter_mut().find(|o| o.key == key) {
-            object.check = Some(crate::job::OutputChecked {
-                duration_seconds: check.duration_seconds,
-                streams: check.streams.clone(),
-                files: check.files,
-                input_damage: report.input_damage,
-            });
-        }
     }
 }
 
