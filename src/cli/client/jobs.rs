@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use super::format::{self, object};
 use super::http::ClientArgs;
 use super::{block_on, exit, print_json, print_table, table};
-use crate::job::{Job, Status, Timestamp};
+use crate::job::{Job, OutputObject, Status, Timestamp};
 use crate::store::{AttemptInfo, JobEvent};
 
 #[derive(Debug, Args)]
@@ -152,6 +152,33 @@ pub fn show(args: &ShowArgs) -> anyhow::Result<u8> {
     })
 }
 
+/// One output: its object, its size and what the check before success found.
+fn output_row(o: &OutputObject) -> String {
+    let checked = o.check.as_ref().map_or(String::new(), |c| {
+        let mut seen: Vec<String> = c
+            .duration_seconds
+            .map(|d| format!("{d:.2} s"))
+            .into_iter()
+            .collect();
+        seen.extend(c.streams.iter().cloned());
+        if c.files > 0 {
+            seen.push(format!("{} files", c.files));
+        }
+        if c.input_damage > 0 {
+            seen.push(format!(
+                "{} damaged input packets or frames concealed",
+                c.input_damage
+            ));
+        }
+        format!("; checked: {}", seen.join(", "))
+    });
+    format!(
+        "{}  ({}{checked})",
+        object(&o.bucket, &o.key),
+        format::bytes(o.bytes)
+    )
+}
+
 /// The human summary of a job and its history.
 fn describe(job: &Job, history: &History, now: Timestamp) -> String {
     let mut rows: Vec<(&str, String)> = vec![
@@ -163,32 +190,7 @@ fn describe(job: &Job, history: &History, now: Timestamp) -> String {
         ("output", object(&job.output.bucket, &job.output.prefix)),
     ];
     for o in &job.outputs {
-        let checked = o.check.as_ref().map_or(String::new(), |c| {
-            let mut seen: Vec<String> = c
-                .duration_seconds
-                .map(|d| format!("{d:.2} s"))
-                .into_iter()
-                .collect();
-            seen.extend(c.streams.iter().cloned());
-            if c.files > 0 {
-                seen.push(format!("{} files", c.files));
-            }
-            if c.input_damage > 0 {
-                seen.push(format!(
-                    "{} damaged input packets or frames concealed",
-                    c.input_damage
-                ));
-            }
-            format!("; checked: {}", seen.join(", "))
-        });
-        rows.push((
-            "outputs",
-            format!(
-                "{}  ({}{checked})",
-                object(&o.bucket, &o.key),
-                format::bytes(o.bytes)
-            ),
-        ));
+        rows.push(("outputs", output_row(o)));
     }
     if let Some(p) = &job.progress
         && job.status.is_active()
