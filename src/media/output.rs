@@ -432,14 +432,8 @@ pub(crate) fn hls_names(output: &Path) -> (PathBuf, String, bool) {
     let is_playlist = output
         .extension()
         .is_some_and(|e| e.eq_ignore_ascii_case("m3u8"));
-    if !is_playlist {
-        return (output.to_path_buf(), "index".into(), false);
-    }
-    let stem = output
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "index".into());
-    (parent_dir(output), stem, true)
+    let (dir, stem) = named_or_in(output, "m3u8");
+    (dir, stem, is_playlist)
 }
 
 /// An output named by a path ending in `.EXT` (its folder and stem), or a folder (then the
