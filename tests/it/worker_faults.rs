@@ -92,14 +92,7 @@ async fn a_task_that_ignores_the_stop_is_killed_when_the_grace_period_ends() {
     let died = asked.elapsed();
     let done = farm.wait_terminal(&job.id, Duration::from_secs(10)).await;
     assert_eq!(done.status, Status::Cancelled);
-    let log: Vec<String> = farm
-        .store
-        .logs(&job.id, None, 0, 1000)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|l| l.line)
-        .collect();
+    let log = farm.log_lines(&job.id).await;
     assert!(
         died >= Duration::from_secs(2) && died < Duration::from_millis(2500),
         "killed {died:?} after the cancel, with a grace period of 2 s:\n{}",

@@ -225,6 +225,17 @@ impl Farm {
         }
     }
 
+    /// The lines of a job's log, every attempt's.
+    pub async fn log_lines(&self, id: &str) -> Vec<String> {
+        self.store
+            .logs(id, None, 0, 1000)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|l| l.line)
+            .collect()
+    }
+
     /// Files under the bucket's `out/` folder.
     pub fn outputs(&self) -> Vec<String> {
         crate::helpers::files_under(&self.bucket_dir().join("out"))

@@ -50,14 +50,7 @@ async fn job_succeeds_with_outputs_in_the_bucket(backend: Backend) {
     }
     assert!(attempt.stats.cpu_seconds.unwrap() > 0.1);
     assert!(attempt.stats.peak_memory_bytes.unwrap() > 10 << 20);
-    let log: Vec<String> = farm
-        .store
-        .logs(&job.id, None, 0, 1000)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|l| l.line)
-        .collect();
+    let log = farm.log_lines(&job.id).await;
     assert!(
         log.iter()
             .any(|l| l.contains("transcoding with preset h264-720p")),
@@ -183,14 +176,7 @@ async fn stop_mid_transcode_ends_cancelled_within_a_second(backend: Backend) {
         "no partial output: {:?}",
         farm.outputs()
     );
-    let log: Vec<String> = farm
-        .store
-        .logs(&job.id, None, 0, 1000)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|l| l.line)
-        .collect();
+    let log = farm.log_lines(&job.id).await;
     assert!(
         log.iter().any(|l| l.contains("cancel requested")),
         "{log:?}"

@@ -194,14 +194,7 @@ async fn every_output_from_one_engine(backend: Backend) {
     );
     let jpg = ffprobe(&bucket.join("out/clip.poster-jpg.jpg"));
     assert_eq!(ffprobe_streams(&jpg, "video")[0]["codec_name"], "mjpeg");
-    let log: Vec<String> = farm
-        .store
-        .logs(&job.id, None, 0, 1000)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|l| l.line)
-        .collect();
+    let log = farm.log_lines(&job.id).await;
     assert!(
         log.iter().any(|l| l
             .contains("transcoding with presets hls-abr, h264-720p, poster-jpg from one decode")),

@@ -95,14 +95,7 @@ pub async fn a_stop_while_uploading_leaves_nothing(
     assert_eq!(done.status, Status::Cancelled);
     let left = keys_under(buckets, bucket, "out/clip/").await;
     assert!(left.is_empty(), "left in the bucket: {left:?}");
-    let log: Vec<String> = farm
-        .store
-        .logs(&job.id, None, 0, 1000)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|l| l.line)
-        .collect();
+    let log = farm.log_lines(&job.id).await;
     assert!(
         log.iter()
             .any(|l| l.contains("object(s) this attempt had uploaded")),
