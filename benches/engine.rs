@@ -84,7 +84,7 @@ fn main() {
         };
         let ffmpeg_run = |i: usize| {
             let d = run_dir("ffmpeg", i);
-            let args = ffarm::media::equivalent_command(&input, &d.join(&out_name), preset)
+            let args = ffarm::media::equivalent_command(&input, &d.join(&out_name), preset, None)
                 .expect("equivalent command");
             let secs = timed(Command::new("ffmpeg").args(["-v", "error"]).args(&args));
             (secs, d.join(&out_name))

@@ -121,6 +121,7 @@ impl Farm {
             trigger: None,
             overwrite: false,
             chunking,
+            media: Default::default(),
         };
         self.store.submit(None, spec).await.expect("submit").job
     }

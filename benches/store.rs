@@ -51,6 +51,7 @@ fn spec(i: usize) -> JobSpec {
         trigger: None,
         overwrite: false,
         chunking: Default::default(),
+        media: Default::default(),
     }
 }
 

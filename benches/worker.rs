@@ -44,6 +44,7 @@ fn spec(key: &str, preset: &str) -> JobSpec {
         trigger: None,
         overwrite: false,
         chunking: Default::default(),
+        media: Default::default(),
     }
 }
 
@@ -286,6 +287,7 @@ fn main() {
                         &inputs.join(format!("clip{i:03}.mp4")),
                         &out.join(format!("clip{i:03}.mp4")),
                         preset,
+                        None,
                     )
                     .expect("equivalent command"),
                 );

@@ -52,6 +52,13 @@ enum Command {
         /// Print the equivalent `ffmpeg` command line instead of transcoding.
         #[arg(long)]
         print_ffmpeg: bool,
+        /// Transcode only from this time of the input (seconds; frame-accurate, the audio cut
+        /// to match).
+        #[arg(long, value_name = "SECONDS")]
+        start: Option<f64>,
+        /// Transcode only up to this time of the input (seconds).
+        #[arg(long, value_name = "SECONDS")]
+        end: Option<f64>,
         /// Run without the sandbox the workers' engines run in (by default this command
         /// enters it too: it reads only INPUT and writes only in OUTPUT's folder, with no
         /// network and bounded memory).
@@ -143,6 +150,8 @@ fn main() -> ExitCode {
             preset,
             json,
             print_ffmpeg,
+            start,
+            end,
             no_sandbox,
         } => cli::transcode(
             &input,
@@ -153,6 +162,10 @@ fn main() -> ExitCode {
                 json,
                 print_ffmpeg,
                 sandbox: !no_sandbox,
+                clip: (start.is_some() || end.is_some()).then(|| ffarm::job::Clip {
+                    start: start.unwrap_or(0.0),
+                    end,
+                }),
             },
         ),
         Command::Config { farm } => farm.load(cli.presets_dir.as_ref()).map(|c| {

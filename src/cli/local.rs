@@ -7,6 +7,7 @@ use std::time::Duration;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::exit;
+use crate::job::Clip;
 use crate::media::{self, MediaError};
 use crate::preset::Presets;
 use crate::progress::{Phase, Progress};
@@ -48,6 +49,8 @@ pub struct TranscodeOptions {
     pub print_ffmpeg: bool,
     /// Enter the engine's sandbox first.
     pub sandbox: bool,
+    /// Only this part of the input.
+    pub clip: Option<Clip>,
 }
 
 /// `ffarm transcode IN OUT [--preset NAME]`: the workers' engine, run once in this process
@@ -63,7 +66,11 @@ pub fn transcode(
         json,
         print_ffmpeg,
         sandbox,
+        clip,
     } = options;
+    if let Some(problem) = clip.as_ref().and_then(Clip::problem) {
+        anyhow::bail!("{problem}");
+    }
     let presets = Presets::load(presets_dir, &media::caps::Ffmpeg)?;
     let name = match preset {
         Some(p) => p.to_string(),
@@ -71,7 +78,7 @@ pub fn transcode(
     };
     let preset = presets.get(&name)?;
     if print_ffmpeg {
-        let args = media::equivalent_command(input, output, preset)?;
+        let args = media::equivalent_command(input, output, preset, clip.as_ref())?;
         let words: Vec<String> = std::iter::once("ffmpeg".to_string())
             .chain(args.iter().map(|a| shell_quote(a)))
             .collect();
@@ -87,11 +94,24 @@ pub fn transcode(
         ctrlc::set_handler(move || stop.stop())?;
     }
     let bar = progress_bar(&name);
-    let result = media::transcode(input, output, preset, &stop, &mut |p: &Progress| {
+    let outputs = [media::OutputSpec {
+        path: output,
+        preset,
+    }];
+    let edits = media::Edits { clip };
+    let mut on_progress = |p: &Progress| {
         if let Some(bar) = &bar {
             show(bar, p);
         }
-    });
+    };
+    let result = media::transcode_many_then(
+        input,
+        &outputs,
+        &edits,
+        &stop,
+        &mut on_progress,
+        &mut |_| {},
+    );
     if let Some(bar) = &bar {
         bar.finish_and_clear();
     }

@@ -140,10 +140,12 @@ fn run(
             input,
             outputs,
             split,
+            edits,
         } => json(job(
             input,
             &outputs_of(presets, outputs)?,
             split.as_ref(),
+            edits,
             damage,
             stop,
             progress,
@@ -221,6 +223,7 @@ fn job(
     input: &Path,
     outputs: &[OutputSpec],
     split: Option<&SplitAsked>,
+    edits: &media::Edits,
     damage: bool,
     stop: &StopToken,
     progress: &mut dyn FnMut(&Progress),
@@ -230,7 +233,7 @@ fn job(
     let probe = media::probe(input)?;
     phases.insert("probing".to_string(), t.elapsed().as_secs_f64());
     eprintln!("[engine] input: {}", describe(&probe));
-    if let (Some(asked), [one]) = (split, outputs) {
+    if let (Some(asked), [one], None) = (split, outputs, &edits.clip) {
         let t = Instant::now();
         if let Some(layout) = layout(input, &probe, one.preset, asked)? {
             let files = split::cut(input, &layout, &asked.dir, stop)?;
@@ -253,7 +256,7 @@ fn job(
             many.join(", ")
         ),
     }
-    let report = media::transcode_many_then(input, outputs, stop, progress, &mut |files| {
+    let report = media::transcode_many_then(input, outputs, edits, stop, progress, &mut |files| {
         if damage {
             damage_first(files);
         }

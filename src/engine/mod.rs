@@ -17,7 +17,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use crate::media::split::Layout;
-use crate::media::{ProbeReport, TranscodeReport};
+use crate::media::{Edits, ProbeReport, TranscodeReport};
 use crate::progress::Progress;
 use crate::sandbox::{Level, Limits};
 
@@ -83,6 +83,9 @@ pub enum Work {
         input: PathBuf,
         outputs: Vec<PathBuf>,
         split: Option<SplitAsked>,
+        /// What the job does to its media beyond its presets (a job with edits runs whole).
+        #[serde(default)]
+        edits: Edits,
     },
     /// One video part of a split job, into `dir`.
     EncodePart {

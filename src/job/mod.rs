@@ -3,6 +3,7 @@
 //! the syntax of ids and names (`names`) and split jobs' parts (`parts`) in files of their
 //! own.
 
+mod media;
 mod names;
 mod parts;
 mod status;
@@ -12,6 +13,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+pub use media::{Clip, MIN_CLIP_SECONDS, MediaOptions};
 pub use names::{BUCKET_NAME_RULE, is_bucket_name, new_id, validate_destination, validate_id};
 pub use parts::{
     Chunking, MIN_SEGMENT_SECONDS, Part, PartInfo, PartKind, PartOutcome, PartPlan, SCRATCH_FOLDER,
@@ -116,6 +118,9 @@ pub struct JobSpec {
     /// Whether the job's video may be encoded in parts by several workers.
     #[serde(default)]
     pub chunking: Chunking,
+    /// What the job asks of its media beyond its presets (a clip).
+    #[serde(default, flatten)]
+    pub media: MediaOptions,
 }
 
 fn default_max_attempts() -> u32 {
@@ -140,6 +145,7 @@ impl JobSpec {
             && self.on_failure == other.on_failure
             && self.overwrite == other.overwrite
             && self.chunking == other.chunking
+            && self.media == other.media
     }
 }
 
@@ -244,6 +250,9 @@ pub struct Job {
     /// Whether the job may be split into parts (`JobSpec::chunking`).
     #[serde(default)]
     pub chunking: Chunking,
+    /// What the job asks of its media beyond its presets (`JobSpec::media`).
+    #[serde(default, flatten)]
+    pub media: MediaOptions,
     /// A split job's parts, video parts in order, then the audio and the assembly; empty
     /// for a job that runs whole. Filled in when one job is read, not in lists.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -264,6 +273,7 @@ impl Job {
             trigger: self.trigger.clone(),
             overwrite: self.overwrite,
             chunking: self.chunking,
+            media: self.media.clone(),
         }
     }
 }

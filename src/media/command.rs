@@ -18,24 +18,33 @@ use super::input::{self, Input};
 use super::output::{Layout, MuxTarget};
 use super::plan::{self, AudioWork, Plan, RenditionPlan, VideoWork};
 use super::probe;
+use crate::job::Clip;
 use crate::preset::{Container, Preset, VideoCodec};
 use crate::stop::StopToken;
 
-/// The arguments after `ffmpeg` that make what `transcode(input, output, preset)` makes.
+/// The arguments after `ffmpeg` that make what `transcode(input, output, preset)` makes,
+/// of `clip` when one is given (an input seek, `-ss`, and an output length, `-t`).
 pub fn equivalent_command(
     input_path: &Path,
     output: &Path,
     preset: &Preset,
+    clip: Option<&Clip>,
 ) -> Result<Vec<String>, MediaError> {
     let input = input::open(input_path, &StopToken::new())?;
     let report = probe::report(&input);
-    let plan = plan::plan(&input, &report, preset)?;
+    let mut plan = plan::plan(&input, &report, preset)?;
+    if let Some(clip) = clip {
+        plan::clip(&mut plan, clip, preset, input_path)?;
+    }
     // The layout is only used for names: nothing is written.
     let layout = Layout::describe(output, preset, &plan.renditions())?;
-    let mut args: Vec<String> = ["-hide_banner", "-nostdin", "-y", "-i"]
+    let mut args: Vec<String> = ["-hide_banner", "-nostdin", "-y"]
         .map(String::from)
         .to_vec();
-    args.push(input_path.display().to_string());
+    if let Some(clip) = clip {
+        args.extend(["-ss".into(), format!("{:.6}", clip.start)]);
+    }
+    args.extend(["-i".into(), input_path.display().to_string()]);
     let mut per_output: Vec<Vec<String>> = vec![Vec::new(); plan.outputs.len()];
     let graph = map_video(&input, &plan, &mut per_output);
     map_audio(&plan, &mut per_output);
@@ -248,6 +257,9 @@ fn output_args(plan: &Plan, preset: &Preset, layout: &Layout, target: &MuxTarget
         && plan.video.as_ref().is_some_and(|v| matches!(&v.work, VideoWork::Encode { renditions, .. } if renditions[0].spec.codec == VideoCodec::Hevc))
     {
         args.extend(strings(&["-tag:v", "hvc1"]));
+    }
+    if let Some(length) = plan.clip_us.filter(|l| *l < i64::MAX) {
+        args.extend(["-t".into(), format!("{:.6}", length as f64 / 1e6)]);
     }
     if plan.poster_at.is_some() {
         args.extend(strings(&[

@@ -72,6 +72,9 @@ pub enum MediaError {
     /// does not belong to the layout being assembled.
     #[error("{path}: not a usable piece of this split job: {reason}")]
     Part { path: PathBuf, reason: String },
+    /// A job's clip does not fit inside the input.
+    #[error("{path}: the clip does not fit the input: {what}")]
+    Clip { path: PathBuf, what: String },
     #[error("{path}: the output is not whole: {what}")]
     OutputInvalid { path: PathBuf, what: String },
     #[error("internal error: {0}")]
@@ -97,6 +100,7 @@ impl MediaError {
             MediaError::Filter { .. } => "filter-failed",
             MediaError::Mux { .. } => "mux-failed",
             MediaError::Unsupported(_) => "unsupported",
+            MediaError::Clip { .. } => "clip-out-of-range",
             MediaError::Io { .. } => "io-error",
             MediaError::Part { .. } => "split-part-unusable",
             MediaError::OutputInvalid { .. } => "output-invalid",
@@ -117,9 +121,10 @@ impl MediaError {
             | MediaError::NoStreams { .. }
             | MediaError::Decode { .. }
             | MediaError::Demux { .. } => ErrorClass::InvalidInput,
-            MediaError::Unsupported(_) | MediaError::Encode { .. } | MediaError::Filter { .. } => {
-                ErrorClass::Unsupported
-            }
+            MediaError::Unsupported(_)
+            | MediaError::Clip { .. }
+            | MediaError::Encode { .. }
+            | MediaError::Filter { .. } => ErrorClass::Unsupported,
             MediaError::Mux { .. }
             | MediaError::Io { .. }
             | MediaError::Part { .. }

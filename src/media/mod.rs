@@ -25,7 +25,9 @@ pub use command::equivalent_command;
 pub use error::{ErrorClass, MediaError};
 pub use input::{ALLOWED_DEMUXERS, MAX_DIMENSION, MAX_DURATION_SECONDS, MAX_PIXELS};
 pub use output::{OutputFile, OutputKind};
-pub use pipeline::{OutputSpec, TranscodeReport, transcode, transcode_many, transcode_many_then};
+pub use pipeline::{
+    Edits, OutputSpec, TranscodeReport, transcode, transcode_many, transcode_many_then,
+};
 pub use plan::preset_for_extension;
 pub use probe::{ProbeReport, StreamReport, probe};
 pub use verify::OutputCheck;

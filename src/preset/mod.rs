@@ -58,6 +58,19 @@ impl Preset {
         unsplittable(self.container, &self.video)
     }
 
+    /// Which of the input's streams it copies as they are ("video", "audio", "video and
+    /// audio"), if any: a copied stream can only be cut at its own keyframes.
+    pub fn copies_streams(&self) -> Option<&'static str> {
+        let video = matches!(self.video, Some(VideoOutput::Copy));
+        let audio = matches!(self.audio, Some(AudioOutput::Copy));
+        match (video, audio) {
+            (true, true) => Some("video and audio"),
+            (true, false) => Some("video"),
+            (false, true) => Some("audio"),
+            (false, false) => None,
+        }
+    }
+
     /// A job's chunking, decided once when the job is made: what the job asks for (its
     /// request or trigger rule) if anything, else what the preset says, else `auto`.
     pub fn resolve_chunking(&self, asked: Option<Chunking>) -> Chunking {

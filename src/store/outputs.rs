@@ -122,6 +122,7 @@ mod tests {
             trigger: None,
             overwrite,
             chunking: Default::default(),
+            media: Default::default(),
         };
         Job {
             id: format!("job-{input_key}"),
@@ -149,6 +150,7 @@ mod tests {
             on_failure: None,
             overwrite: spec.overwrite,
             chunking: spec.chunking,
+            media: spec.media,
             parts: Vec::new(),
         }
     }

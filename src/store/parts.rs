@@ -463,6 +463,7 @@ mod tests {
             on_failure: None,
             overwrite: false,
             chunking: Default::default(),
+            media: Default::default(),
             parts: vec![],
         };
         let cur = Current::of(&job, 0);

@@ -8,8 +8,8 @@ use sqlx::{ColumnIndex, Decode, Row, Type};
 use super::parts::PartRow;
 use super::{AttemptInfo, AttemptStats, JobEvent, LogLine, Result, StoreError, WorkerInfo};
 use crate::job::{
-    Chunking, Job, JobError, ObjectRef, OutputObject, OutputTarget, Part, PartKind, Scratch,
-    SplitPlan, Status, Timestamp, Trigger,
+    Chunking, Job, JobError, MediaOptions, ObjectRef, OutputObject, OutputTarget, Part, PartKind,
+    Scratch, SplitPlan, Status, Timestamp, Trigger,
 };
 use crate::progress::Progress;
 use crate::sandbox::Level;
@@ -18,7 +18,7 @@ use crate::sandbox::Level;
 pub(crate) const JOB_COLUMNS: &str = "id, status, input_bucket, input_key, preset, output_bucket, \
     output_prefix, priority, max_attempts, timeout_seconds, on_success, on_failure, trigger, \
     outputs, progress, error, attempt, retry_base, worker, created_at, updated_at, started_at, \
-    finished_at, run_after, lease_expires_at, overwrite, chunking";
+    finished_at, run_after, lease_expires_at, overwrite, chunking, media";
 
 fn bad(what: &str, e: impl std::fmt::Display) -> StoreError {
     StoreError::Backend(format!("stored {what} unreadable: {e}"))
@@ -198,6 +198,7 @@ pub(crate) fn job_from_row(row: &impl Columns) -> Result<Job> {
         on_failure: f.text("on_failure")?,
         overwrite: f.flag("overwrite")?,
         chunking: f.json::<Chunking>("chunking")?.unwrap_or_default(),
+        media: f.json::<MediaOptions>("media")?.unwrap_or_default(),
         parts: Vec::new(),
     })
 }

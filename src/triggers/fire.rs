@@ -206,6 +206,7 @@ impl Triggers {
                     }),
                     overwrite: rule.overwrite,
                     chunking: self.chunking(rule, preset),
+                    media: Default::default(),
                 };
                 self.destinations.fill(&mut spec);
                 let id = rule::job_id(&bucket, &key, &event.version, preset, &spec.output);

@@ -158,6 +158,9 @@ fn work(
         input,
         outputs,
         split,
+        edits: crate::media::Edits {
+            clip: job.media.clip,
+        },
     };
     let done: JobDone = io.media(work, access, &mut progress_reporter())?;
     phases.extend(done.phases);

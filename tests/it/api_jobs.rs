@@ -80,6 +80,20 @@ async fn submit_and_errors(backend: Backend) {
     assert_eq!(status, StatusCode::CREATED, "{seeded}");
     assert_eq!(seeded["overwrite"], true);
 
+    // A clip: stored, shown, and the job runs whole.
+    let (status, clipped) = api
+        .post(
+            "/v1/jobs",
+            &clip_with(json!({"clip": {"start": 0.5, "end": 1.5}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{clipped}");
+    assert_eq!(clipped["clip"], json!({"start": 0.5, "end": 1.5}));
+    assert_eq!(clipped["chunking"], "off");
+    let id = clipped["id"].as_str().unwrap();
+    let (_, read) = api.get(&format!("/v1/jobs/{id}")).await;
+    assert_eq!(read["clip"], clipped["clip"]);
+
     // Without an id: a fresh job each time.
     let (s1, a) = api.post("/v1/jobs", &native("src/clip.mp4")).await;
     let (s2, b) = api.post("/v1/jobs", &native("src/clip.mp4")).await;
@@ -171,6 +185,35 @@ async fn submit_and_errors(backend: Backend) {
             )
             .answers(400, "output-overwrites-input")
             .saying(&["src/clip.mp4"]),
+        case("clip starting before 0")
+            .post("/v1/jobs", clip_with(json!({"clip": {"start": -1}})))
+            .answers(400, "invalid-request")
+            .saying(&["clip.start", "-1"]),
+        case("clip ending before it starts")
+            .post(
+                "/v1/jobs",
+                clip_with(json!({"clip": {"start": 5, "end": 2}})),
+            )
+            .answers(400, "invalid-request")
+            .saying(&["clip.end", "after clip.start"]),
+        case("clip with an unknown field")
+            .post("/v1/jobs", clip_with(json!({"clip": {"from": 1}})))
+            .answers(400, "invalid-request")
+            .saying(&["from"]),
+        case("clip of a copying preset")
+            .post(
+                "/v1/jobs",
+                clip_with(json!({"preset": "remux-mkv", "clip": {"end": 1}})),
+            )
+            .answers(400, "invalid-request")
+            .saying(&["remux-mkv", "copies the input's video"]),
+        case("clip split into parts")
+            .post(
+                "/v1/jobs",
+                clip_with(json!({"clip": {"end": 1}, "chunking": {"segment_seconds": 4}})),
+            )
+            .answers(400, "invalid-request")
+            .saying(&["a clip runs whole"]),
         case("unknown format")
             .post(
                 "/v1/jobs",

@@ -701,4 +701,16 @@ fn submit_says_whether_the_job_may_split() {
     assert_eq!(job["chunking"], "off");
     let out = submit("set-parts", "h264-720p,mp4", &["--chunking", "30"]);
     assert!(out.expect(2).stderr.contains("runs whole"), "{out:#?}");
+    // A clip: sent, shown, and it runs whole too.
+    let args = ["--start", "0.5", "--end", "1.25", "--json"];
+    let job = submit("cut", "h264-720p", &args).expect(0).json();
+    assert_eq!(job["clip"], serde_json::json!({"start": 0.5, "end": 1.25}));
+    assert_eq!(job["chunking"], "off");
+    let text = s.run(&["show", "cut"]).expect(0).stdout.clone();
+    assert!(text.contains("clip      0.5 s to 1.25 s"), "{text}");
+    let out = submit("cut-copy", "remux-mkv", &["--end", "1"]);
+    assert!(
+        out.expect(2).stderr.contains("copies the input's"),
+        "{out:#?}"
+    );
 }

@@ -284,6 +284,7 @@ fn spec(key: &str, index: usize, settings: &Settings) -> JobSpec {
         trigger: None,
         overwrite: false,
         chunking: chunking_for(index),
+        media: Default::default(),
     }
 }
 

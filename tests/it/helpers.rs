@@ -63,6 +63,7 @@ pub fn spec(key: &str) -> JobSpec {
         trigger: None,
         overwrite: false,
         chunking: Default::default(),
+        media: Default::default(),
     }
 }
 

@@ -24,6 +24,7 @@ mod helpers;
 
 mod media_bad_input;
 mod media_cli;
+mod media_clip;
 mod media_hls;
 mod media_many;
 mod media_pictures;
@@ -59,6 +60,7 @@ mod web_page;
 mod web_parts;
 mod worker_deliveries;
 mod worker_drain;
+mod worker_edits;
 mod worker_faults;
 mod worker_harness;
 mod worker_jobs;

@@ -245,6 +245,7 @@ fn outputs_are_read_back_and_a_damaged_one_takes_every_output_away() {
         let e = media::transcode_many_then(
             &input,
             &outputs,
+            &media::Edits::default(),
             &StopToken::new(),
             &mut |_: &Progress| {},
             &mut |files: &[media::OutputFile]| damage(files),

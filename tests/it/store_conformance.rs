@@ -39,6 +39,10 @@ async fn submit_get_and_history(s: &dyn JobStore) {
     sp.chunking = ffarm::job::Chunking::Segments {
         segment_seconds: 30,
     };
+    sp.media.clip = Some(ffarm::job::Clip {
+        start: 1.5,
+        end: Some(4.25),
+    });
     sp.trigger = Some(Trigger {
         source: "oss".into(),
         payload: serde_json::json!({"events": [{"eventName": "ObjectCreated:PutObject"}]}),
@@ -98,6 +102,14 @@ async fn idempotent_submit_and_conflicts(s: &dyn JobStore) {
     let mut unsplit = spec("in/a.mp4");
     unsplit.chunking = ffarm::job::Chunking::Off;
     let err = s.submit(Some("dup".into()), unsplit).await.unwrap_err();
+    assert!(matches!(err, StoreError::IdConflict { .. }), "{err}");
+    // And which part of the input it transcodes.
+    let mut clipped = spec("in/a.mp4");
+    clipped.media.clip = Some(ffarm::job::Clip {
+        start: 0.0,
+        end: Some(2.0),
+    });
+    let err = s.submit(Some("dup".into()), clipped).await.unwrap_err();
     assert!(matches!(err, StoreError::IdConflict { .. }), "{err}");
     for bad in ["", "has space", "../etc", &"x".repeat(129)] {
         let err = s

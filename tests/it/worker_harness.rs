@@ -148,6 +148,7 @@ impl Farm {
             trigger: None,
             overwrite: false,
             chunking: Default::default(),
+            media: Default::default(),
         };
         tweak(&mut spec);
         self.store.submit(None, spec).await.unwrap().job

@@ -87,14 +87,34 @@ pub(super) fn preset_list(names: &[String]) -> ApiResult<()> {
     Ok(())
 }
 
-/// A job of several presets runs whole (chunking "off"); asking for parts is an error.
-pub(super) fn whole(chunking: Option<Chunking>) -> ApiResult<Chunking> {
+/// A clip that makes sense on its own, asked of presets that re-encode what they keep (a
+/// copied stream can only be cut at its keyframes, which is not the clip asked for).
+pub(super) fn clip(options: &Options, presets: &[&Preset]) -> ApiResult<()> {
+    let Some(clip) = &options.clip else {
+        return Ok(());
+    };
+    if let Some(problem) = clip.problem() {
+        return Err(invalid(problem));
+    }
+    match presets
+        .iter()
+        .find_map(|p| p.copies_streams().map(|what| (p, what)))
+    {
+        Some((p, what)) => Err(invalid(format!(
+            "clip: preset '{}' copies the input's {what} as it is, which cannot be cut at any              frame; use a preset that re-encodes",
+            p.name
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// A job of several presets, or a clip, runs whole (chunking "off"); asking for parts is an error.
+pub(super) fn whole(chunking: Option<Chunking>, why: &str) -> ApiResult<Chunking> {
     match chunking {
-        Some(Chunking::Segments { .. }) => Err(invalid(
-            "chunking: a job of several presets runs whole, so it cannot be split into parts; \
-             use \"auto\" or \"off\", or submit one job per preset"
-                .to_string(),
-        )),
+        Some(Chunking::Segments { .. }) => Err(invalid(format!(
+            "chunking: a job of {why} runs whole, so it cannot be split into parts; use \
+             \"auto\" or \"off\""
+        ))),
         _ => Ok(Chunking::Off),
     }
 }

@@ -15,7 +15,9 @@ use serde_json::Value;
 use self::shapes::{PresetChoice, Request, SubmitBody};
 use super::AppState;
 use super::error::{ApiResult, Json};
-use crate::job::{Chunking, DEFAULT_MAX_ATTEMPTS, Job, JobSpec, Trigger, join_presets};
+use crate::job::{
+    Chunking, DEFAULT_MAX_ATTEMPTS, Job, JobSpec, MediaOptions, Trigger, join_presets,
+};
 use crate::preset::Preset;
 use crate::store::{StoreError, Submitted};
 
@@ -54,12 +56,14 @@ fn read(app: &AppState, body: Value) -> ApiResult<(Option<String>, JobSpec)> {
         checks::output_keeps_input(&request, &output_suffix(p, presets.len() > 1))?;
     }
     checks::options(&request.options)?;
+    checks::clip(&request.options, &presets)?;
     let chunking = match presets.as_slice() {
+        _ if request.options.clip.is_some() => checks::whole(request.chunking, "a clip")?,
         [one] => {
             checks::chunking(request.chunking, one)?;
             one.resolve_chunking(request.chunking)
         }
-        _ => checks::whole(request.chunking)?,
+        _ => checks::whole(request.chunking, "several presets")?,
     };
     let names: Vec<String> = presets.iter().map(|p| p.name.clone()).collect();
     Ok((
@@ -128,6 +132,7 @@ fn spec(
         }),
         overwrite: request.overwrite,
         chunking,
+        media: MediaOptions { clip: options.clip },
     };
     app.config.destinations.fill(&mut spec);
     spec

@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use super::DEFAULT_OUTPUT_PREFIX;
 use crate::api::error::{ApiError, ApiResult};
-use crate::job::{Chunking, ObjectRef, OutputTarget};
+use crate::job::{Chunking, Clip, ObjectRef, OutputTarget};
 
 /// The native submit request.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -45,6 +45,12 @@ pub struct SubmitRequest {
     /// `{"segment_seconds": N}` (N ≥ 2; only for presets that encode video). Default: what
     /// the preset says, else `"auto"`.
     pub chunking: Option<Chunking>,
+    /// Transcode only this part of the input: `{"start": s, "end": s}` in seconds of the
+    /// input's timeline (either may be left out: from 0, to the end). Frame-accurate; the
+    /// audio is cut to match. Only for presets that encode (not copy) their streams; such
+    /// a job runs whole. A clip past the input's end fails the job `clip-out-of-range`.
+    #[schema(example = json!({"start": 30.0, "end": 45.5}))]
+    pub clip: Option<Clip>,
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -117,6 +123,7 @@ pub(super) struct Options {
     pub timeout_seconds: Option<u64>,
     pub on_success: Option<String>,
     pub on_failure: Option<String>,
+    pub clip: Option<Clip>,
 }
 
 /// Reads a body of either shape into a [`Request`].
@@ -210,6 +217,7 @@ impl SubmitRequest {
                 timeout_seconds: self.timeout_seconds,
                 on_success: self.on_success,
                 on_failure: self.on_failure,
+                clip: self.clip,
             },
         })
     }

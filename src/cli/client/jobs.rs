@@ -189,6 +189,10 @@ fn describe(job: &Job, history: &History, now: Timestamp) -> String {
         ("input", object(&job.input.bucket, &job.input.key)),
         ("output", object(&job.output.bucket, &job.output.prefix)),
     ];
+    if let Some(clip) = &job.media.clip {
+        let end = clip.end.map_or("the end".to_string(), |e| format!("{e} s"));
+        rows.push(("clip", format!("{} s to {end}", clip.start)));
+    }
     for o in &job.outputs {
         rows.push(("outputs", output_row(o)));
     }

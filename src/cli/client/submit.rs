@@ -15,7 +15,7 @@ use super::format::{self, object};
 use super::http::{Client, ClientArgs};
 use super::{block_on, exit, print_json, status_code, until_interrupted};
 use crate::cli::exit::Failure;
-use crate::job::{Chunking, Job, ObjectRef, Status};
+use crate::job::{Chunking, Clip, Job, ObjectRef, Status};
 use crate::progress::Progress;
 
 /// How long the event stream may stay silent before `--wait` polls instead.
@@ -52,6 +52,13 @@ pub struct SubmitArgs {
     /// says, else auto].
     #[arg(long, value_name = "auto|off|SECONDS", value_parser = Chunking::parse)]
     pub chunking: Option<Chunking>,
+    /// Transcode only from this time of the input (seconds; frame-accurate, the audio cut to
+    /// match; only presets that re-encode; such a job runs whole).
+    #[arg(long, value_name = "SECONDS")]
+    pub start: Option<f64>,
+    /// Transcode only up to this time of the input (seconds).
+    #[arg(long, value_name = "SECONDS")]
+    pub end: Option<f64>,
     /// Follow the job to the end; exit 0 if it succeeded, 1 if it failed, 5 if cancelled.
     #[arg(long)]
     pub wait: bool,
@@ -77,6 +84,8 @@ struct SubmitBody<'a> {
     overwrite: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     chunking: Option<Chunking>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    clip: Option<Clip>,
 }
 
 #[derive(Debug, Serialize)]
@@ -103,6 +112,10 @@ pub fn submit(args: &SubmitArgs) -> anyhow::Result<u8> {
             priority: args.priority,
             overwrite: args.overwrite,
             chunking: args.chunking,
+            clip: (args.start.is_some() || args.end.is_some()).then(|| Clip {
+                start: args.start.unwrap_or(0.0),
+                end: args.end,
+            }),
         };
         let (status, job): (_, Job) = client
             .post(client.url(&["v1", "jobs"]), Some(&body))

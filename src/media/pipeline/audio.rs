@@ -33,6 +33,8 @@ pub(crate) struct Group {
     pub targets: Vec<(Sender<MuxMsg>, usize)>,
     /// Its outputs' muxers want codec headers out of band.
     global_header: bool,
+    /// Filters that cut the samples to a clip, before any conversion.
+    trim: Option<String>,
     state: Option<Encoding>,
     /// Fallback timestamps for frames that carry none: the next expected pts.
     next_pts: Option<i64>,
@@ -43,11 +45,13 @@ impl Group {
         spec: AudioEncoderSpec,
         targets: Vec<(Sender<MuxMsg>, usize)>,
         global_header: bool,
+        trim: Option<String>,
     ) -> Self {
         Group {
             spec,
             targets,
             global_header,
+            trim,
             state: None,
             next_pts: None,
         }
@@ -165,7 +169,8 @@ fn feed(
                 st.opened.sample_rate,
                 st.opened.channels
             );
-            st.convert = Graph::audio(&shape, tb, &convert_chain(&st.opened), None)?;
+            let chain = convert_chain(&st.opened, group.trim.as_deref());
+            st.convert = Graph::audio(&shape, tb, &chain, None)?;
         }
         Some(_) => {}
     }
@@ -191,7 +196,8 @@ fn start(
         frame.format(),
         group.global_header,
     )?;
-    let convert = Graph::audio(shape, tb, &convert_chain(&opened), None)?;
+    let chain = convert_chain(&opened, group.trim.as_deref());
+    let convert = Graph::audio(shape, tb, &chain, None)?;
     let encoder_shape = AudioShape {
         rate: opened.sample_rate,
         format: opened.sample_format,
@@ -232,13 +238,18 @@ fn start(
 }
 
 /// Resampling and remixing into the encoder's rate, sample format and channel layout.
-fn convert_chain(opened: &OpenedAudio) -> String {
-    format!(
+/// (A clip's trim first: it cuts on the source's own samples.)
+fn convert_chain(opened: &OpenedAudio, trim: Option<&str>) -> String {
+    let convert = format!(
         "aresample={rate},aformat=sample_fmts={fmt}:sample_rates={rate}:channel_layouts={layout}",
         rate = opened.sample_rate,
         fmt = opened.sample_format.name(),
         layout = ffi::default_layout_name(opened.channels),
-    )
+    );
+    match trim {
+        Some(t) => format!("{t},{convert}"),
+        None => convert,
+    }
 }
 
 fn encode_error(opened: &OpenedAudio, e: &ff::Error, mark: u64) -> MediaError {

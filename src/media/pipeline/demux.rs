@@ -13,7 +13,7 @@ use super::mux::MuxMsg;
 use crate::media::error::{MediaError, with_detail};
 use crate::media::ffi;
 use crate::media::input::Input;
-use crate::media::plan::Plan;
+use crate::media::plan::{Plan, READ_PAST_US};
 
 /// Where the packets of one input stream go.
 /// Where one input stream's packets go: to its decoder lane, copied into muxers' slots, or
@@ -88,8 +88,14 @@ pub(crate) fn run(
             offsets[index],
             time_bases[index],
         )?;
+        let place = plan
+            .clip_us
+            .map_or(InClip::Inside, |c| in_clip(&packet, time_bases[index], c));
+        if place == InClip::WellPast {
+            break;
+        }
         let taken = std::mem::replace(&mut packet, ff::Packet::empty());
-        if !deliver(route, taken, time_bases[index]) {
+        if !deliver(route, taken, time_bases[index], place == InClip::Inside) {
             // A lane has gone (it failed or finished early): stop feeding it.
             close_route(std::mem::take(&mut routes[index]));
             if routes.iter().all(Route::ignored) {
@@ -129,11 +135,36 @@ fn to_output_time(
     Ok(())
 }
 
-/// Hands a packet to its decoder lane, or a reference to each muxer it is copied to; false
-/// when a receiver has gone.
-fn deliver(route: &Route, packet: ff::Packet, time_base: ff::Rational) -> bool {
+/// Where a packet lies against a clip of `clip_us` (output time).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum InClip {
+    Inside,
+    /// Before or after it: decoded (the frames around a cut are needed to make its first
+    /// ones), not copied.
+    Outside,
+    /// So far past its end that nothing after it can matter: reading ends.
+    WellPast,
+}
+
+fn in_clip(packet: &ff::Packet, time_base: ff::Rational, clip_us: i64) -> InClip {
+    let Some(t) = packet.pts().or(packet.dts()) else {
+        return InClip::Inside;
+    };
+    let us = rescale_to_us(t, time_base);
+    if us > clip_us.saturating_add(READ_PAST_US) {
+        InClip::WellPast
+    } else if us < 0 || us >= clip_us {
+        InClip::Outside
+    } else {
+        InClip::Inside
+    }
+}
+
+/// Hands a packet to its decoder lane, and a reference to each muxer it is copied to when
+/// `copy` (it lies inside the run's clip); false when a receiver has gone.
+fn deliver(route: &Route, packet: ff::Packet, time_base: ff::Rational, copy: bool) -> bool {
     let mut ok = true;
-    for (tx, slot) in route.copy.iter() {
+    for (tx, slot) in route.copy.iter().filter(|_| copy) {
         let msg = MuxMsg::Packet {
             slot: *slot,
             packet: ffi::packet_ref(&packet),
@@ -157,6 +188,11 @@ fn close_route(route: Route) {
     for (tx, slot) in route.copy {
         let _ = tx.send(MuxMsg::End { slot });
     }
+}
+
+fn rescale_to_us(t: i64, tb: ff::Rational) -> i64 {
+    use ff::Rescale;
+    t.rescale(tb, ff::Rational::new(1, 1_000_000))
 }
 
 fn rescale(us: i64, tb: ff::Rational) -> i64 {

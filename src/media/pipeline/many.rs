@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use super::{Ran, TranscodeReport, finalise_outputs, run_plan};
+use crate::job::Clip;
 use crate::media::error::MediaError;
 use crate::media::input;
 use crate::media::output::{Layout, MuxTarget, OutputFile};
@@ -15,11 +16,20 @@ use crate::media::verify::{self, Expect, OutputCheck};
 use crate::preset::{Container, Preset};
 use crate::progress::{Phase, Progress};
 use crate::stop::StopToken;
+use serde::{Deserialize, Serialize};
 
 /// One output a transcode writes: where, with which preset.
 pub struct OutputSpec<'a> {
     pub path: &'a Path,
     pub preset: &'a Preset,
+}
+
+/// What a transcode does to its media beyond its presets, for every output alike.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Edits {
+    /// Only this part of the input (`plan::clip`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clip: Option<Clip>,
 }
 
 /// Transcodes `input` to `output` with `preset`. `on_progress` is called on this thread at
@@ -55,17 +65,19 @@ pub fn transcode_many(
     transcode_many_then(
         input,
         outputs,
+        &Edits::default(),
         stop,
         on_progress,
         &mut |_: &[OutputFile]| {},
     )
 }
 
-/// [`transcode_many`], calling `before_check` once the outputs are in place and before they
-/// are read back (where a test fault damages one).
+/// [`transcode_many`] with `edits`, calling `before_check` once the outputs are in place and
+/// before they are read back (where a test fault damages one).
 pub fn transcode_many_then(
     input: &Path,
     outputs: &[OutputSpec],
+    edits: &Edits,
     stop: &StopToken,
     on_progress: &mut dyn FnMut(&Progress),
     before_check: &mut dyn FnMut(&[OutputFile]),
@@ -79,7 +91,7 @@ pub fn transcode_many_then(
     let probe = probe::report(&input);
     let plans = outputs
         .iter()
-        .map(|o| plan::plan(&input, &probe, o.preset))
+        .map(|o| edited_plan(&input, &probe, o.preset, edits))
         .collect::<Result<Vec<_>, _>>()?;
     let layouts = layouts(outputs, &plans)?;
     let plan = plan::merge(plans)?;
@@ -119,8 +131,23 @@ pub fn transcode_many_then(
     })
 }
 
+/// The plan for one output's preset, with the edits applied.
+fn edited_plan(
+    input: &input::Input,
+    probe: &ProbeReport,
+    preset: &Preset,
+    edits: &Edits,
+) -> Result<Plan, MediaError> {
+    let mut plan = plan::plan(input, probe, preset)?;
+    if let Some(clip) = &edits.clip {
+        plan::clip(&mut plan, clip, preset, &input.path)?;
+    }
+    Ok(plan)
+}
+
 /// Each output's top file, container and what it must hold, from the merged plan (an
-/// output's first file stands for it: an HLS ladder's variants all carry the same streams).
+/// output's first file stands for it: an HLS ladder's variants all carry the same streams;
+/// a clip's length is the one to match).
 fn expectations(
     layouts: &[Layout],
     outputs: &[OutputSpec],
@@ -131,7 +158,10 @@ fn expectations(
     let mut expected = Vec::new();
     for (layout, o) in layouts.iter().zip(outputs) {
         let (video, audio) = plan.carries(at, probe);
-        let expect = Expect::of(probe, video, audio, plan.duration_trusted);
+        let mut expect = Expect::of(probe, video, audio, plan.duration_trusted);
+        if plan.clip_us.is_some() {
+            expect.duration = plan.duration.filter(|_| plan.duration_trusted);
+        }
         expected.push((layout.top_path(), o.preset.container, expect));
         at += layout.targets.len();
     }

@@ -38,7 +38,7 @@ use crate::progress::{Phase, Progress};
 use crate::stop::StopToken;
 use audio::AudioLane;
 use demux::Route;
-pub use many::{OutputSpec, transcode, transcode_many, transcode_many_then};
+pub use many::{Edits, OutputSpec, transcode, transcode_many, transcode_many_then};
 use mux::{MuxMsg, StreamSummary};
 use wire::{Fed, VideoLanes, Wiring};
 
@@ -227,7 +227,11 @@ fn run(
         video,
         audio,
     } = wiring;
-    let seek_us = plan.poster_at.map(|t| (t * 1e6) as i64);
+    // A poster reads from its picture's keyframe on; a clip from its start's.
+    let seek_us = plan
+        .poster_at
+        .map(|t| (t * 1e6) as i64)
+        .or(plan.clip_us.map(|_| 0));
     std::thread::scope(|s| {
         let muxers = start_muxers(s, shared, muxers, targets, plan);
         let mut lanes = start_video_lanes(s, shared, video);

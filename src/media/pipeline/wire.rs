@@ -239,6 +239,7 @@ fn open_audio_lanes(
     routes: &mut [Route],
 ) -> Result<Vec<Fed<AudioLane, ff::Packet>>, MediaError> {
     let mut audio_lanes = Vec::new();
+    let trim = plan.clip_us.map(plan::audio_trim);
     for a in &plan.audio {
         let AudioWork::Encode { groups } = &a.work else {
             continue;
@@ -269,7 +270,7 @@ fn open_audio_lanes(
                     .iter()
                     .map(|t| (mux_tx[t.output].clone(), t.slot))
                     .collect();
-                audio::Group::new(spec.clone(), targets, global_header)
+                audio::Group::new(spec.clone(), targets, global_header, trim.clone())
             })
             .collect();
         audio_lanes.push((

@@ -2,6 +2,7 @@
 //! or decoded, filtered and encoded per rendition), and which output file and stream slot
 //! each result goes to. Decided once, from the probe and the preset, before any work starts.
 
+mod clip;
 mod ladder;
 mod merge;
 mod rates;
@@ -19,6 +20,7 @@ use crate::preset::{
     AudioEncoding, AudioOutput, Container, PosterAt, Preset, RateControl, Storyboard, VideoCodec,
     VideoEncoding, VideoOutput,
 };
+pub(crate) use clip::{READ_PAST_US, audio_trim, clip};
 use ladder::Ladder;
 pub(crate) use merge::merge;
 use rates::{SourceRates, f64_to_rational, frame_grid};
@@ -76,6 +78,10 @@ pub(crate) struct Plan {
     pub keep_us: Option<(i64, i64)>,
     /// Per input stream, samples its first packet's decoder drops (priming a copy lost).
     pub first_packet_skip: Vec<(usize, u32)>,
+    /// A job's clip: the output runs from 0 (the clip's start, folded into
+    /// `start_offset_us`) for this long (µs; `i64::MAX` to the input's end); reading starts
+    /// at the keyframe before it, audio is trimmed to it (see `clip`).
+    pub clip_us: Option<i64>,
 }
 
 impl Plan {
@@ -229,6 +235,7 @@ pub(crate) fn plan(
         global_header,
         keep_us: None,
         first_packet_skip: Vec::new(),
+        clip_us: None,
     })
 }
 

@@ -233,6 +233,7 @@ impl SavedPlan {
             global_header: self.global_header,
             keep_us: None,
             first_packet_skip: Vec::new(),
+            clip_us: None,
         })
     }
 }

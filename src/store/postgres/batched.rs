@@ -368,14 +368,14 @@ pub(super) async fn submits(pool: &PgPool, reqs: Vec<SubmitReq>) -> Vec<Result<S
     let sql = format!(
         "WITH s AS (INSERT INTO job_specs (id, input_bucket, input_key, preset, output_bucket, \
                     output_prefix, priority, max_attempts, timeout_seconds, on_success, on_failure, \
-                    trigger, created_at, overwrite, chunking) \
+                    trigger, created_at, overwrite, chunking, media) \
               SELECT t.id, t.ib, t.ik, t.preset, t.ob, t.op, t.priority, t.max_attempts, t.timeout, \
-                     t.on_success, t.on_failure, t.trigger, $1, t.overwrite, t.chunking \
+                     t.on_success, t.on_failure, t.trigger, $1, t.overwrite, t.chunking, t.media \
               FROM UNNEST($2::TEXT[], $3::TEXT[], $4::TEXT[], $5::TEXT[], $6::TEXT[], $7::TEXT[], \
                           $8::INT[], $9::BIGINT[], $10::BIGINT[], $11::TEXT[], $12::TEXT[], $13::TEXT[], \
-                          $14::BOOL[], $15::TEXT[]) \
+                          $14::BOOL[], $15::TEXT[], $16::TEXT[]) \
                    AS t(id, ib, ik, preset, ob, op, priority, max_attempts, timeout, on_success, \
-                        on_failure, trigger, overwrite, chunking) \
+                        on_failure, trigger, overwrite, chunking, media) \
               ON CONFLICT (id) DO NOTHING RETURNING *), \
               st AS (INSERT INTO job_states (id, status, priority, created_at, on_success, \
                     on_failure, outputs, last_reason, updated_at, run_after) \
@@ -408,6 +408,9 @@ pub(super) async fn submits(pool: &PgPool, reqs: Vec<SubmitReq>) -> Vec<Result<S
         .bind(opt(&|r| r.spec.trigger.as_ref().map(to_json)))
         .bind(reqs.iter().map(|r| r.spec.overwrite).collect::<Vec<bool>>())
         .bind(text(&|r| to_json(&r.spec.chunking)))
+        .bind(opt(&|r| {
+            (!r.spec.media.is_empty()).then(|| to_json(&r.spec.media))
+        }))
         .fetch_all(pool)
         .await;
     let rows = match rows {

@@ -21,6 +21,7 @@ const SPEC_COLUMNS: &[&str] = &[
     "created_at",
     "overwrite",
     "chunking",
+    "media",
 ];
 
 /// The job columns, each qualified by the table holding it, for a write to `job_states`

@@ -42,8 +42,8 @@ pub(super) fn submit(
     let sql = format!(
         "INSERT INTO jobs (id, status, input_bucket, input_key, preset, output_bucket, output_prefix, \
          priority, max_attempts, timeout_seconds, on_success, on_failure, trigger, outputs, last_reason, \
-         created_at, updated_at, run_after, overwrite, chunking) \
-         VALUES (?1, 'queued', ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, '[]', 'submitted', ?13, ?13, ?13, ?14, ?15) \
+         created_at, updated_at, run_after, overwrite, chunking, media) \
+         VALUES (?1, 'queued', ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, '[]', 'submitted', ?13, ?13, ?13, ?14, ?15, ?16) \
          ON CONFLICT (id) DO NOTHING RETURNING {JOB_COLUMNS}"
     );
     let inserted = job_returned(
@@ -65,6 +65,7 @@ pub(super) fn submit(
             now.0,
             spec.overwrite,
             to_json(&spec.chunking),
+            (!spec.media.is_empty()).then(|| to_json(&spec.media)),
         ],
     )?;
     if let Some(job) = inserted {

@@ -1,0 +1,144 @@
+//! What a job asks of its media beyond its presets (`MediaOptions`): a clip of the input,
+//! for now. Stored with the job as one JSON column (`media`), shown flattened into the job,
+//! and handed to the engine as it is.
+
+use serde::{Deserialize, Serialize};
+
+/// A job's media options, flattened into the job's JSON (`"clip": {...}`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct MediaOptions {
+    /// Only this part of the input is transcoded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clip: Option<Clip>,
+}
+
+impl MediaOptions {
+    pub fn is_empty(&self) -> bool {
+        self.clip.is_none()
+    }
+
+    /// What is wrong with these options, naming the field.
+    pub fn problem(&self) -> Option<String> {
+        self.clip.as_ref().and_then(Clip::problem)
+    }
+}
+
+/// The part of the input a job transcodes, in seconds of the input's timeline (its first
+/// frame is 0): from `start` (default 0) to `end` (default: the input's end). Frame-accurate
+/// when re-encoding; the audio is cut to the same times.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Clip {
+    #[serde(default)]
+    pub start: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end: Option<f64>,
+}
+
+/// The shortest clip, in seconds: less than a frame at the slowest rates players accept
+/// would make an output of no picture.
+pub const MIN_CLIP_SECONDS: f64 = 0.1;
+
+/// The latest start or end a clip may name: the engine's limit on any run (a day).
+const MAX_CLIP_SECONDS: f64 = 86_400.0;
+
+impl Clip {
+    /// What is wrong with this clip, naming the field.
+    pub fn problem(&self) -> Option<String> {
+        let bad = |v: f64| !v.is_finite() || !(0.0..=MAX_CLIP_SECONDS).contains(&v);
+        if bad(self.start) {
+            return Some(format!(
+                "clip.start: {} is not a time in seconds from 0 to {MAX_CLIP_SECONDS}",
+                self.start
+            ));
+        }
+        match self.end {
+            Some(end) if bad(end) => Some(format!(
+                "clip.end: {end} is not a time in seconds from 0 to {MAX_CLIP_SECONDS}"
+            )),
+            Some(end) if end - self.start < MIN_CLIP_SECONDS => Some(format!(
+                "clip.end: {end} must come at least {MIN_CLIP_SECONDS} s after clip.start ({})",
+                self.start
+            )),
+            _ => None,
+        }
+    }
+
+    /// The clip inside an input of `duration` seconds (None: unknown): its start and
+    /// length, or why it does not fit.
+    pub fn within(&self, duration: Option<f64>) -> Result<(f64, Option<f64>), String> {
+        if let Some(p) = self.problem() {
+            return Err(p);
+        }
+        let Some(d) = duration else {
+            return Ok((self.start, self.end.map(|e| e - self.start)));
+        };
+        if self.start + MIN_CLIP_SECONDS > d {
+            return Err(format!(
+                "clip.start: {} s is at or past the input's end ({d:.3} s)",
+                self.start
+            ));
+        }
+        match self.end {
+            // A clip may end a little past the input's declared end (what a player shows as
+            // the length is rounded): up to its last frame, not beyond.
+            Some(end) if end > d + 0.5 => Err(format!(
+                "clip.end: {end} s is past the input's end ({d:.3} s)"
+            )),
+            Some(end) => Ok((self.start, Some(end.min(d) - self.start))),
+            None => Ok((self.start, Some(d - self.start))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn clip(start: f64, end: Option<f64>) -> Clip {
+        Clip { start, end }
+    }
+
+    #[test]
+    fn a_clip_names_the_field_that_is_wrong() {
+        assert!(clip(0.0, None).problem().is_none());
+        assert!(clip(1.5, Some(3.0)).problem().is_none());
+        let p = |c: Clip| c.problem().unwrap();
+        assert!(p(clip(-1.0, None)).starts_with("clip.start"));
+        assert!(p(clip(f64::NAN, None)).starts_with("clip.start"));
+        assert!(p(clip(0.0, Some(f64::INFINITY))).starts_with("clip.end"));
+        assert!(p(clip(5.0, Some(4.0))).contains("after clip.start"));
+        assert!(p(clip(5.0, Some(5.05))).contains("after clip.start"));
+    }
+
+    #[test]
+    fn a_clip_fits_the_input_or_says_why_not() {
+        assert_eq!(
+            clip(2.0, Some(5.0)).within(Some(10.0)),
+            Ok((2.0, Some(3.0)))
+        );
+        assert_eq!(clip(2.0, None).within(Some(10.0)), Ok((2.0, Some(8.0))));
+        assert_eq!(
+            clip(2.0, Some(10.2)).within(Some(10.0)),
+            Ok((2.0, Some(8.0)))
+        );
+        assert_eq!(clip(2.0, None).within(None), Ok((2.0, None)));
+        let e = clip(10.0, None).within(Some(10.0)).unwrap_err();
+        assert!(e.contains("clip.start") && e.contains("10.000"), "{e}");
+        let e = clip(0.0, Some(12.0)).within(Some(10.0)).unwrap_err();
+        assert!(
+            e.contains("clip.end") && e.contains("past the input's end"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn options_without_a_clip_are_empty_and_read_from_nothing() {
+        let o: MediaOptions = serde_json::from_str("{}").unwrap();
+        assert!(o.is_empty());
+        assert_eq!(serde_json::to_string(&o).unwrap(), "{}");
+        let o: MediaOptions = serde_json::from_str(r#"{"clip":{"start":1,"end":2}}"#).unwrap();
+        assert_eq!(o.clip, Some(clip(1.0, Some(2.0))));
+        assert!(serde_json::from_str::<Clip>(r#"{"from":1}"#).is_err());
+    }
+}

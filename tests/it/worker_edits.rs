@@ -1,0 +1,61 @@
+//! A job's media options through a real `ffarm worker`: a clipped job's output is the clip
+//! (its check says the clip's length); a clip past the input's end fails the job
+//! `clip-out-of-range` at once, without a retry.
+
+use std::time::Duration;
+
+use ffarm::job::{Clip, Status};
+
+use crate::helpers::{ffprobe, num, valid};
+use crate::worker_harness::{Backend, Farm};
+
+const LIMIT: Duration = Duration::from_secs(120);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clipped_job_makes_the_clip_and_one_past_the_end_fails_by_name() {
+    let mut farm = Farm::new(Backend::Sqlite).await;
+    farm.start_process(&["--workers", "1"], &[]);
+    farm.put(&valid("long_720p.mp4"), "in/long.mp4");
+
+    let job = farm
+        .submit("in/long.mp4", "h264-480p", |s| {
+            s.media.clip = Some(Clip {
+                start: 12.0,
+                end: Some(15.5),
+            });
+            s.chunking = ffarm::job::Chunking::Off;
+        })
+        .await;
+    let done = farm.wait_terminal(&job.id, LIMIT).await;
+    assert_eq!(done.status, Status::Succeeded, "{:?}", done.error);
+    let check = done.outputs[0].check.clone().unwrap();
+    assert!(
+        (check.duration_seconds.unwrap() - 3.5).abs() < 0.05,
+        "{check:?}"
+    );
+    let file = farm.bucket_dir().join(&done.outputs[0].key);
+    let d = num(&ffprobe(&file)["format"]["duration"]);
+    assert!((d - 3.5).abs() < 0.05, "{d}");
+
+    let job = farm
+        .submit("in/long.mp4", "h264-480p", |s| {
+            s.output.prefix = "past/".into();
+            s.media.clip = Some(Clip {
+                start: 30.0,
+                end: Some(90.0),
+            });
+            s.chunking = ffarm::job::Chunking::Off;
+        })
+        .await;
+    let done = farm.wait_terminal(&job.id, LIMIT).await;
+    assert_eq!(done.status, Status::Failed);
+    let err = done.error.clone().unwrap();
+    assert_eq!(err.code, "clip-out-of-range", "{err:?}");
+    assert!(
+        err.message.contains("clip.end") && err.message.contains("90"),
+        "{err:?}"
+    );
+    assert!(!err.retryable);
+    assert_eq!(done.attempt, 1, "no second attempt");
+    farm.cleanup().await;
+}
