@@ -211,4 +211,19 @@ printf '1\n00:00:00,000 --> 00:00:01,000\nhello\n' >"$out/.sub.srt"
 ff -i "$out/.sub.srt" -c:s srt "$m/subtitles_only.mkv"
 rm -f "$out/.sub.srt"
 
+# --- images: watermarks -----------------------------------------------------------------
+images="$out/images"
+rm -rf "$images"
+mkdir -p "$images"
+# An opaque magenta card (easy to find in a picture) and one with a transparent half.
+ff -f lavfi -i "color=c=magenta:size=160x80:duration=1" -frames:v 1 "$images/logo.png"
+ff -f lavfi -i "color=c=magenta:size=160x80:duration=1,format=rgba,geq=r='255':g='0':b='255':a='if(lt(X,80),255,0)'" \
+  -frames:v 1 "$images/logo_half_clear.png"
+ff -f lavfi -i "color=c=magenta:size=160x80:duration=1" -frames:v 1 "$images/logo.jpg"
+# Wider than a watermark may be (4096).
+ff -f lavfi -i "color=c=gray:size=5000x64:duration=1" -frames:v 1 "$images/too_wide.png"
+# Text with an image's name; a short video is not a still image either.
+printf 'not a picture\n' >"$images/not_an_image.png"
+ff -f lavfi -i "$(video 160x80 10 1)" -c:v libx264 -preset ultrafast "$images/video.mp4"
+
 echo "$want" >"$stamp"

@@ -59,6 +59,10 @@ enum Command {
         /// Transcode only up to this time of the input (seconds).
         #[arg(long, value_name = "SECONDS")]
         end: Option<f64>,
+        /// Composite this PNG or JPEG on the video (placed as the preset's watermark says,
+        /// else bottom right, a tenth of the picture's height).
+        #[arg(long, value_name = "IMAGE")]
+        watermark: Option<PathBuf>,
         /// Run without the sandbox the workers' engines run in (by default this command
         /// enters it too: it reads only INPUT and writes only in OUTPUT's folder, with no
         /// network and bounded memory).
@@ -152,6 +156,7 @@ fn main() -> ExitCode {
             print_ffmpeg,
             start,
             end,
+            watermark,
             no_sandbox,
         } => cli::transcode(
             &input,
@@ -166,6 +171,7 @@ fn main() -> ExitCode {
                     start: start.unwrap_or(0.0),
                     end,
                 }),
+                watermark,
             },
         ),
         Command::Config { farm } => farm.load(cli.presets_dir.as_ref()).map(|c| {

@@ -7,7 +7,7 @@ use std::time::Duration;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::exit;
-use crate::job::Clip;
+use crate::job::{Clip, Watermark};
 use crate::media::{self, MediaError};
 use crate::preset::Presets;
 use crate::progress::{Phase, Progress};
@@ -51,6 +51,9 @@ pub struct TranscodeOptions {
     pub sandbox: bool,
     /// Only this part of the input.
     pub clip: Option<Clip>,
+    /// An image composited on the video, where the preset's watermark would go (or at the
+    /// default place).
+    pub watermark: Option<std::path::PathBuf>,
 }
 
 /// `ffarm transcode IN OUT [--preset NAME]`: the workers' engine, run once in this process
@@ -67,6 +70,7 @@ pub fn transcode(
         print_ffmpeg,
         sandbox,
         clip,
+        watermark,
     } = options;
     if let Some(problem) = clip.as_ref().and_then(Clip::problem) {
         anyhow::bail!("{problem}");
@@ -78,6 +82,12 @@ pub fn transcode(
     };
     let preset = presets.get(&name)?;
     if print_ffmpeg {
+        if watermark.is_some() {
+            anyhow::bail!(
+                "--print-ffmpeg does not spell a watermark's overlay; leave out --watermark to \
+                 see the rest of the command"
+            );
+        }
         let args = media::equivalent_command(input, output, preset, clip.as_ref())?;
         let words: Vec<String> = std::iter::once("ffmpeg".to_string())
             .chain(args.iter().map(|a| shell_quote(a)))
@@ -86,7 +96,7 @@ pub fn transcode(
         return Ok(exit::OK);
     }
     if sandbox {
-        enter_sandbox(input, output)?;
+        enter_sandbox(input, watermark.as_deref(), output)?;
     }
     let stop = StopToken::new();
     {
@@ -98,7 +108,21 @@ pub fn transcode(
         path: output,
         preset,
     }];
-    let edits = media::Edits { clip };
+    let overlay = watermark.map(|image| media::Overlay {
+        image,
+        placement: preset.watermark.clone().unwrap_or_else(|| Watermark {
+            bucket: None,
+            key: String::new(),
+            position: Default::default(),
+            margin: 0.03,
+            opacity: 1.0,
+            height_ratio: 0.1,
+        }),
+    });
+    let edits = media::Edits {
+        clip,
+        overlays: vec![overlay],
+    };
     let mut on_progress = |p: &Progress| {
         if let Some(bar) = &bar {
             show(bar, p);
@@ -143,13 +167,16 @@ pub fn transcode(
 
 /// Enters the engine's sandbox (before any thread starts): read the input, write in the
 /// output's folder, where its staging files go; says on stderr what a kernel lacks.
-fn enter_sandbox(input: &Path, output: &Path) -> anyhow::Result<()> {
+fn enter_sandbox(input: &Path, watermark: Option<&Path>, output: &Path) -> anyhow::Result<()> {
     let folder = match output.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => std::path::PathBuf::from("."),
     };
     let policy = sandbox::Policy {
-        read: vec![input.to_path_buf()],
+        read: std::iter::once(input)
+            .chain(watermark)
+            .map(Path::to_path_buf)
+            .collect(),
         write: vec![folder],
         limits: sandbox::Limits::default(),
     };

@@ -65,6 +65,12 @@ impl Access {
         }
     }
 
+    /// Reading `path` too.
+    pub fn reading(mut self, path: &Path) -> Access {
+        self.read.push(path.to_path_buf());
+        self
+    }
+
     /// Writing in `dir` too.
     pub fn writing(mut self, dir: &Path) -> Access {
         self.write.push(dir.to_path_buf());

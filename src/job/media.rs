@@ -1,6 +1,6 @@
-//! What a job asks of its media beyond its presets (`MediaOptions`): a clip of the input,
-//! for now. Stored with the job as one JSON column (`media`), shown flattened into the job,
-//! and handed to the engine as it is.
+//! What a job asks of its media beyond its presets (`MediaOptions`): a clip of the input and
+//! a watermark. Stored with the job as one JSON column (`media`), shown flattened into the
+//! job, and handed to the engine.
 
 use serde::{Deserialize, Serialize};
 
@@ -10,16 +10,93 @@ pub struct MediaOptions {
     /// Only this part of the input is transcoded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub clip: Option<Clip>,
+    /// An image composited on every video output (over a preset's own watermark).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub watermark: Option<Watermark>,
 }
 
 impl MediaOptions {
     pub fn is_empty(&self) -> bool {
-        self.clip.is_none()
+        self.clip.is_none() && self.watermark.is_none()
     }
 
     /// What is wrong with these options, naming the field.
     pub fn problem(&self) -> Option<String> {
-        self.clip.as_ref().and_then(Clip::problem)
+        self.clip
+            .as_ref()
+            .and_then(Clip::problem)
+            .or_else(|| self.watermark.as_ref().and_then(|w| w.problem("watermark")))
+    }
+}
+
+/// An image (PNG or JPEG, from a bucket) composited on a video output, scaled to a share of
+/// the output's height and placed in a corner or the centre. The image is untrusted input:
+/// the engine opens it in its sandbox like any media.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Watermark {
+    /// The image's bucket; default: the input's (a preset's watermark: required).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bucket: Option<String>,
+    pub key: String,
+    #[serde(default)]
+    pub position: Position,
+    /// The gap to the picture's edges, as a share of the output's height (0 to 0.5).
+    #[serde(default = "default_margin")]
+    pub margin: f64,
+    /// 0 (invisible) to 1 (as the image is, its own transparency kept).
+    #[serde(default = "default_opacity")]
+    pub opacity: f64,
+    /// The image's height as a share of the output's height (0.01 to 1).
+    #[serde(default = "default_height_ratio")]
+    pub height_ratio: f64,
+}
+
+fn default_margin() -> f64 {
+    0.03
+}
+
+fn default_opacity() -> f64 {
+    1.0
+}
+
+fn default_height_ratio() -> f64 {
+    0.1
+}
+
+/// Where a watermark sits.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum Position {
+    TopLeft,
+    TopRight,
+    BottomLeft,
+    #[default]
+    BottomRight,
+    Center,
+}
+
+impl Watermark {
+    /// What is wrong with it, naming the field under `at` (`watermark`, a preset's
+    /// `[watermark]`).
+    pub fn problem(&self, at: &str) -> Option<String> {
+        let outside = |v: f64, lo: f64, hi: f64| !v.is_finite() || v < lo || v > hi;
+        if self.key.trim().is_empty() {
+            return Some(format!("{at}.key: name the image's object key"));
+        }
+        if outside(self.margin, 0.0, 0.5) {
+            return Some(format!("{at}.margin: {} is not 0 to 0.5", self.margin));
+        }
+        if outside(self.opacity, 0.0, 1.0) {
+            return Some(format!("{at}.opacity: {} is not 0 to 1", self.opacity));
+        }
+        if outside(self.height_ratio, 0.01, 1.0) {
+            return Some(format!(
+                "{at}.height_ratio: {} is not 0.01 to 1",
+                self.height_ratio
+            ));
+        }
+        None
     }
 }
 

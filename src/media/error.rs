@@ -75,6 +75,9 @@ pub enum MediaError {
     /// A job's clip does not fit inside the input.
     #[error("{path}: the clip does not fit the input: {what}")]
     Clip { path: PathBuf, what: String },
+    /// A watermark's image cannot be used (not there, not a picture, too big).
+    #[error("{path}: unusable watermark: {what}")]
+    Watermark { path: PathBuf, what: String },
     #[error("{path}: the output is not whole: {what}")]
     OutputInvalid { path: PathBuf, what: String },
     #[error("internal error: {0}")]
@@ -101,6 +104,7 @@ impl MediaError {
             MediaError::Mux { .. } => "mux-failed",
             MediaError::Unsupported(_) => "unsupported",
             MediaError::Clip { .. } => "clip-out-of-range",
+            MediaError::Watermark { .. } => "watermark-invalid",
             MediaError::Io { .. } => "io-error",
             MediaError::Part { .. } => "split-part-unusable",
             MediaError::OutputInvalid { .. } => "output-invalid",
@@ -120,7 +124,8 @@ impl MediaError {
             | MediaError::Overrun { .. }
             | MediaError::NoStreams { .. }
             | MediaError::Decode { .. }
-            | MediaError::Demux { .. } => ErrorClass::InvalidInput,
+            | MediaError::Demux { .. }
+            | MediaError::Watermark { .. } => ErrorClass::InvalidInput,
             MediaError::Unsupported(_)
             | MediaError::Clip { .. }
             | MediaError::Encode { .. }

@@ -65,6 +65,24 @@ impl AudioShape {
     }
 }
 
+/// A `buffer` source's arguments for frames of `shape`.
+fn video_args(shape: &VideoShape, time_base: ff::Rational, rate: Option<ff::Rational>) -> String {
+    let pix: ff::ffi::AVPixelFormat = shape.format.into();
+    let mut args = format!(
+        "video_size={}x{}:pix_fmt={}:time_base={}:pixel_aspect={}/{}",
+        shape.width,
+        shape.height,
+        pix as i32,
+        rational(time_base),
+        shape.sar.0,
+        shape.sar.1,
+    );
+    if let Some(fr) = rate.filter(|r| r.numerator() > 0 && r.denominator() > 0) {
+        args.push_str(&format!(":frame_rate={}", rational(fr)));
+    }
+    args
+}
+
 fn rational(r: ff::Rational) -> String {
     format!("{}/{}", r.numerator(), r.denominator().max(1))
 }
@@ -78,20 +96,58 @@ impl Graph {
         chain: &str,
     ) -> Result<Graph, MediaError> {
         let shape = VideoShape::of(first);
-        let pix: ff::ffi::AVPixelFormat = shape.format.into();
-        let mut args = format!(
-            "video_size={}x{}:pix_fmt={}:time_base={}:pixel_aspect={}/{}",
-            shape.width,
-            shape.height,
-            pix as i32,
-            rational(time_base),
-            shape.sar.0,
-            shape.sar.1,
-        );
-        if let Some(fr) = frame_rate.filter(|r| r.numerator() > 0 && r.denominator() > 0) {
-            args.push_str(&format!(":frame_rate={}", rational(fr)));
-        }
+        let args = video_args(&shape, time_base, frame_rate);
         Self::build("buffer", &args, "buffersink", chain, Shape::Video(shape))
+    }
+
+    /// A video graph like [`Graph::video`] with a second source holding one still
+    /// `picture` (a watermark): `chain` reads the frames as `[in]`, the picture as `[pic]`,
+    /// and ends in `[out]`. The picture goes in at once, stamped with `first`'s time, and
+    /// its source is closed: filters such as `overlay` keep showing it.
+    pub fn video_with_picture(
+        first: &ff::frame::Video,
+        time_base: ff::Rational,
+        frame_rate: Option<ff::Rational>,
+        chain: &str,
+        picture: &ff::frame::Video,
+    ) -> Result<Graph, MediaError> {
+        let shape = VideoShape::of(first);
+        let mark = ffi::log_mark();
+        let fail = |e: ff::Error| MediaError::Filter {
+            graph: chain.to_string(),
+            reason: with_detail(&e, ffi::errors_since(mark)),
+        };
+        let (buffer, sink) = match (ff::filter::find("buffer"), ff::filter::find("buffersink")) {
+            (Some(b), Some(s)) => (b, s),
+            _ => return Err(fail(ff::Error::FilterNotFound)),
+        };
+        let mut graph = ff::filter::Graph::new();
+        let main_args = video_args(&shape, time_base, frame_rate);
+        graph.add(&buffer, "in", &main_args).map_err(fail)?;
+        let picture_args = video_args(&VideoShape::of(picture), time_base, None);
+        graph.add(&buffer, "pic", &picture_args).map_err(fail)?;
+        graph.add(&sink, "out", "").map_err(fail)?;
+        graph
+            .output("in", 0)
+            .and_then(|p| p.output("pic", 0))
+            .and_then(|p| p.input("out", 0))
+            .and_then(|p| p.parse(chain))
+            .and_then(|()| graph.validate())
+            .map_err(fail)?;
+        let mut still = picture.clone();
+        still.set_pts(first.pts());
+        if let Some(mut src) = graph.get("pic") {
+            let mut source = src.source();
+            source
+                .add(&still)
+                .and_then(|()| source.flush())
+                .map_err(fail)?;
+        }
+        Ok(Graph {
+            graph,
+            description: chain.to_string(),
+            input: Shape::Video(shape),
+        })
     }
 
     /// An audio graph for frames of `shape` whose timestamps are in `time_base`;

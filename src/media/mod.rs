@@ -18,6 +18,7 @@ mod probe;
 pub mod split;
 mod storyboard;
 mod verify;
+mod watermark;
 
 use std::path::Path;
 
@@ -31,6 +32,7 @@ pub use pipeline::{
 pub use plan::preset_for_extension;
 pub use probe::{ProbeReport, StreamReport, probe};
 pub use verify::OutputCheck;
+pub use watermark::Overlay;
 
 /// Initialises FFmpeg (idempotent). Every entry point calls it; callers may too.
 pub fn init() {

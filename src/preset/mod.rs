@@ -13,7 +13,7 @@ use std::path::Path;
 use include_dir::{Dir, include_dir};
 use serde::Serialize;
 
-use crate::job::Chunking;
+use crate::job::{Chunking, Watermark};
 
 pub use capabilities::Capabilities;
 pub use codecs::{AudioCodec, Container, QualityScale, SpeedScale, VideoCodec, X264_PRESETS};
@@ -39,6 +39,9 @@ pub struct Preset {
     pub poster: Option<PosterAt>,
     pub storyboard: Option<Storyboard>,
     pub copy_subtitles: bool,
+    /// An image composited on every video rendition (a job's own watermark replaces it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub watermark: Option<Watermark>,
     /// Whether jobs with this preset may be split, when the job does not say; `None`: the
     /// file does not say (jobs get `auto`).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -55,7 +58,10 @@ impl Preset {
 
     /// Why its jobs cannot be split, if they cannot: "copies the video stream", …
     pub fn why_unsplittable(&self) -> Option<&'static str> {
-        unsplittable(self.container, &self.video)
+        unsplittable(self.container, &self.video).or(self
+            .watermark
+            .as_ref()
+            .map(|_| "composites a watermark (such jobs run whole)"))
     }
 
     /// Which of the input's streams it copies as they are ("video", "audio", "video and

@@ -24,6 +24,8 @@ pub struct PresetSpec {
     pub poster: Option<PosterSpec>,
     pub storyboard: Option<StoryboardSpec>,
     pub subtitles: Option<SubtitleSpec>,
+    /// An image composited on the video (`job::Watermark`'s fields; `bucket` required).
+    pub watermark: Option<crate::job::Watermark>,
     /// `"auto"`, `"off"` or `{ segment_seconds = N }`; read as a value so that a mistake is
     /// reported against the field rather than as a parse error.
     pub chunking: Option<toml::Value>,

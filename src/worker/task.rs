@@ -154,12 +154,17 @@ fn work(
     if let Some(asked) = &split {
         access = access.writing(&asked.dir);
     }
+    let overlays = fetch_watermarks(&io, job, &presets, &dirs.input)?;
+    for image in overlays.iter().flatten().map(|o| &o.image) {
+        access = access.reading(image);
+    }
     let work = Work::Job {
         input,
         outputs,
         split,
         edits: crate::media::Edits {
             clip: job.media.clip,
+            overlays,
         },
     };
     let done: JobDone = io.media(work, access, &mut progress_reporter())?;
@@ -176,6 +181,58 @@ fn work(
             "the engine split a job it was not asked to split",
             false,
         ))),
+    }
+}
+
+/// Each output's watermark (the job's, else its preset's), its image fetched into `dir`
+/// once per object.
+fn fetch_watermarks(
+    io: &TaskIo,
+    job: &crate::job::Job,
+    presets: &[crate::preset::Preset],
+    dir: &std::path::Path,
+) -> Result<Vec<Option<crate::media::Overlay>>, Failure> {
+    let mut fetched: Vec<(String, String, std::path::PathBuf)> = Vec::new();
+    let mut overlays = Vec::new();
+    for preset in presets {
+        let Some(w) = job.media.watermark.as_ref().or(preset.watermark.as_ref()) else {
+            overlays.push(None);
+            continue;
+        };
+        let bucket = w.bucket.clone().unwrap_or_else(|| job.input.bucket.clone());
+        let known = fetched.iter().find(|(b, k, _)| *b == bucket && *k == w.key);
+        let image = match known {
+            Some((_, _, path)) => path.clone(),
+            None => {
+                let path = dir.join(format!("watermark-{}", fetched.len()));
+                io.get(&bucket, &w.key, &path)
+                    .map_err(|f| watermark_failure(f, &bucket, &w.key))?;
+                fetched.push((bucket, w.key.clone(), path.clone()));
+                path
+            }
+        };
+        overlays.push(Some(crate::media::Overlay {
+            image,
+            placement: w.clone(),
+        }));
+    }
+    Ok(overlays)
+}
+
+/// A watermark's download failure, saying it was the watermark's (a missing image is
+/// `watermark-not-found`, not to be taken for a missing input).
+fn watermark_failure(failure: Failure, bucket: &str, key: &str) -> Failure {
+    match failure {
+        Failure::Error(e) => {
+            let code = if e.code == "object-not-found" {
+                "watermark-not-found"
+            } else {
+                e.code.as_str()
+            };
+            let message = format!("watermark {bucket}/{key}: {}", e.message);
+            Failure::Error(JobError::new(code, message, e.retryable))
+        }
+        stopped => stopped,
     }
 }
 

@@ -214,6 +214,35 @@ async fn submit_and_errors(backend: Backend) {
             )
             .answers(400, "invalid-request")
             .saying(&["a clip runs whole"]),
+        case("watermark too opaque")
+            .post(
+                "/v1/jobs",
+                clip_with(json!({"watermark": {"key": "src/clip.mp4", "opacity": 2}})),
+            )
+            .answers(400, "invalid-request")
+            .saying(&["watermark.opacity", "0 to 1"]),
+        case("watermark in an unknown place")
+            .post(
+                "/v1/jobs",
+                clip_with(json!({"watermark": {"key": "a.png", "position": "middle"}})),
+            )
+            .answers(400, "invalid-request")
+            .saying(&["middle", "bottom-right"]),
+        case("watermark not in the bucket")
+            .post(
+                "/v1/jobs",
+                clip_with(json!({"watermark": {"key": "logos/none.png"}})),
+            )
+            .answers(400, "watermark-not-found")
+            .saying(&["logos/none.png"]),
+        case("watermark split into parts")
+            .post(
+                "/v1/jobs",
+                clip_with(json!({"watermark": {"key": "src/clip.mp4"},
+                                 "chunking": {"segment_seconds": 4}})),
+            )
+            .answers(400, "invalid-request")
+            .saying(&["a watermark runs whole"]),
         case("unknown format")
             .post(
                 "/v1/jobs",

@@ -37,6 +37,11 @@ pub fn malformed_dir() -> PathBuf {
     fixtures().join("malformed")
 }
 
+/// A still image the fixture script made (watermarks).
+pub fn image(name: &str) -> PathBuf {
+    fixtures().join("images").join(name)
+}
+
 pub fn valid_dir() -> PathBuf {
     fixtures().join("valid")
 }

@@ -33,6 +33,7 @@ mod media_probe;
 mod media_split;
 mod media_stop;
 mod media_storyboard;
+mod media_watermark;
 mod parts_seed;
 mod preset_files;
 mod sandbox;

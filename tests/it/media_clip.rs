@@ -36,6 +36,7 @@ fn clipped(
 ) -> Result<media::TranscodeReport, media::MediaError> {
     let edits = Edits {
         clip: Some(Clip { start, end }),
+        ..Edits::default()
     };
     media::transcode_many_then(
         input,

@@ -325,3 +325,48 @@ fn a_jobs_own_chunking_wins_over_its_presets() {
     let plain = presets.get("h264-720p").unwrap();
     assert_eq!(plain.resolve_chunking(None), Chunking::Auto);
 }
+
+#[test]
+fn a_preset_may_carry_a_watermark_and_its_mistakes_are_named() {
+    let marked = format!(
+        "{GOOD}[watermark]\nbucket = \"brand\"\nkey = \"logos/acme.png\"\n\
+         position = \"top-right\"\nopacity = 0.6\n"
+    );
+    let presets = load_one("branded", &marked).unwrap();
+    let p = presets.get("branded").unwrap();
+    let w = p.watermark.as_ref().unwrap();
+    assert_eq!(
+        (w.bucket.as_deref(), w.key.as_str()),
+        (Some("brand"), "logos/acme.png")
+    );
+    assert_eq!((w.opacity, w.height_ratio, w.margin), (0.6, 0.1, 0.03));
+    assert!(p.why_unsplittable().unwrap().contains("watermark"));
+    rejects(
+        &marked.replace("bucket = \"brand\"\n", ""),
+        "watermark.bucket",
+        "name the bucket",
+    );
+    rejects(
+        &marked.replace("0.6", "1.5"),
+        "watermark.opacity",
+        "not 0 to 1",
+    );
+    rejects(
+        &marked.replace("top-right", "top"),
+        "position",
+        "unknown variant `top`",
+    );
+    rejects(
+        &marked.replace("opacity", "alpha"),
+        "alpha",
+        "unknown field `alpha`",
+    );
+    rejects(
+        &format!("{}chunking = {{ segment_seconds = 10 }}\n{marked}", ""),
+        "chunking",
+        "watermark runs whole",
+    );
+    let poster = "description = \"p\"\ncontainer = \"jpg\"\n[video]\ncodec = \"mjpeg\"\n\
+                  quality = 3\n[watermark]\nbucket = \"b\"\nkey = \"k.png\"\n";
+    rejects(poster, "watermark", "moving video");
+}

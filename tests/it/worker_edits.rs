@@ -1,12 +1,14 @@
 //! A job's media options through a real `ffarm worker`: a clipped job's output is the clip
 //! (its check says the clip's length); a clip past the input's end fails the job
-//! `clip-out-of-range` at once, without a retry.
+//! `clip-out-of-range` at once, without a retry; a watermark from the bucket shows in the
+//! output, and a missing one fails the job `watermark-not-found`.
 
 use std::time::Duration;
 
-use ffarm::job::{Clip, Status};
+use ffarm::job::{Clip, Position, Status, Watermark};
 
-use crate::helpers::{ffprobe, num, valid};
+use crate::helpers::{ffprobe, image, num, valid};
+use crate::media_watermark::{MAGENTA, mean, near, picture};
 use crate::worker_harness::{Backend, Farm};
 
 const LIMIT: Duration = Duration::from_secs(120);
@@ -57,5 +59,46 @@ async fn a_clipped_job_makes_the_clip_and_one_past_the_end_fails_by_name() {
     );
     assert!(!err.retryable);
     assert_eq!(done.attempt, 1, "no second attempt");
+    farm.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watermark_from_the_bucket_marks_the_output() {
+    let mut farm = Farm::new(Backend::Sqlite).await;
+    farm.start_process(&["--workers", "1"], &[]);
+    farm.put(&valid("h264_aac.mp4"), "in/clip.mp4");
+    farm.put(&image("logo.png"), "logos/acme.png");
+    let mark = |key: &str| Watermark {
+        bucket: None,
+        key: key.into(),
+        position: Position::TopLeft,
+        margin: 0.05,
+        opacity: 1.0,
+        height_ratio: 0.2,
+    };
+    let job = farm
+        .submit("in/clip.mp4", "h264-480p", |s| {
+            s.media.watermark = Some(mark("logos/acme.png"));
+            s.chunking = ffarm::job::Chunking::Off;
+        })
+        .await;
+    let done = farm.wait_terminal(&job.id, LIMIT).await;
+    assert_eq!(done.status, Status::Succeeded, "{:?}", done.error);
+    let file = farm.bucket_dir().join(&done.outputs[0].key);
+    let marked = picture(&file, 10);
+    assert!(near(mean(&marked, (18, 18, 144, 72)), MAGENTA, 20.0));
+
+    let job = farm
+        .submit("in/clip.mp4", "h264-480p", |s| {
+            s.output.prefix = "nomark/".into();
+            s.media.watermark = Some(mark("logos/gone.png"));
+            s.chunking = ffarm::job::Chunking::Off;
+        })
+        .await;
+    let done = farm.wait_terminal(&job.id, LIMIT).await;
+    assert_eq!(done.status, Status::Failed);
+    let err = done.error.clone().unwrap();
+    assert_eq!(err.code, "watermark-not-found", "{err:?}");
+    assert!(err.message.contains("logos/gone.png"), "{err:?}");
     farm.cleanup().await;
 }

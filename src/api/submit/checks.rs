@@ -108,7 +108,21 @@ pub(super) fn clip(options: &Options, presets: &[&Preset]) -> ApiResult<()> {
     }
 }
 
-/// A job of several presets, or a clip, runs whole (chunking "off"); asking for parts is an error.
+/// A watermark that makes sense, in a valid bucket (the input's when it names none).
+pub(super) fn watermark(options: &mut Options, input_bucket: &str) -> ApiResult<()> {
+    let Some(w) = options.watermark.as_mut() else {
+        return Ok(());
+    };
+    if let Some(problem) = w.problem("watermark") {
+        return Err(invalid(problem));
+    }
+    let bucket = w.bucket.get_or_insert_with(|| input_bucket.to_string());
+    validate_bucket(bucket)?;
+    validate_key(&w.key)?;
+    Ok(())
+}
+
+/// A job of several presets, or with media options, runs whole (chunking "off"); asking for parts is an error.
 pub(super) fn whole(chunking: Option<Chunking>, why: &str) -> ApiResult<Chunking> {
     match chunking {
         Some(Chunking::Segments { .. }) => Err(invalid(format!(

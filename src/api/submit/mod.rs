@@ -14,7 +14,7 @@ use serde_json::Value;
 
 use self::shapes::{PresetChoice, Request, SubmitBody};
 use super::AppState;
-use super::error::{ApiResult, Json};
+use super::error::{ApiError, ApiResult, Json};
 use crate::job::{
     Chunking, DEFAULT_MAX_ATTEMPTS, Job, JobSpec, MediaOptions, Trigger, join_presets,
 };
@@ -49,7 +49,7 @@ pub async fn submit(
 
 /// Reads and checks a request body of either shape: the id it names, and the job.
 fn read(app: &AppState, body: Value) -> ApiResult<(Option<String>, JobSpec)> {
-    let request = shapes::parse(&body)?;
+    let mut request = shapes::parse(&body)?;
     let presets = presets(app, &request.preset)?;
     checks::names(&request)?;
     for p in &presets {
@@ -57,8 +57,14 @@ fn read(app: &AppState, body: Value) -> ApiResult<(Option<String>, JobSpec)> {
     }
     checks::options(&request.options)?;
     checks::clip(&request.options, &presets)?;
+    checks::watermark(&mut request.options, &request.input.bucket)?;
     let chunking = match presets.as_slice() {
         _ if request.options.clip.is_some() => checks::whole(request.chunking, "a clip")?,
+        _ if request.options.watermark.is_some()
+            || presets.iter().any(|p| p.watermark.is_some()) =>
+        {
+            checks::whole(request.chunking, "a watermark")?
+        }
         [one] => {
             checks::chunking(request.chunking, one)?;
             one.resolve_chunking(request.chunking)
@@ -132,7 +138,10 @@ fn spec(
         }),
         overwrite: request.overwrite,
         chunking,
-        media: MediaOptions { clip: options.clip },
+        media: MediaOptions {
+            clip: options.clip,
+            watermark: options.watermark,
+        },
     };
     app.config.destinations.fill(&mut spec);
     spec
@@ -145,6 +154,12 @@ async fn store(app: &AppState, id: Option<String>, spec: JobSpec) -> ApiResult<S
         app.buckets
             .size(&spec.input.bucket, &spec.input.key)
             .await?;
+        if let Some(w) = &spec.media.watermark {
+            let bucket = w.bucket.as_deref().unwrap_or(&spec.input.bucket);
+            app.buckets.size(bucket, &w.key).await.map_err(|e| {
+                ApiError::bad_request("watermark-not-found", format!("watermark: {e}"))
+            })?;
+        }
     }
     Ok(app.store.submit(id, spec).await?)
 }

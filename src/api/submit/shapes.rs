@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use super::DEFAULT_OUTPUT_PREFIX;
 use crate::api::error::{ApiError, ApiResult};
-use crate::job::{Chunking, Clip, ObjectRef, OutputTarget};
+use crate::job::{Chunking, Clip, ObjectRef, OutputTarget, Watermark};
 
 /// The native submit request.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -51,6 +51,13 @@ pub struct SubmitRequest {
     /// a job runs whole. A clip past the input's end fails the job `clip-out-of-range`.
     #[schema(example = json!({"start": 30.0, "end": 45.5}))]
     pub clip: Option<Clip>,
+    /// An image (PNG or JPEG) composited on every video output, over the preset's own:
+    /// `{"key": ..., "bucket": ..., "position": "bottom-right", "margin": 0.03,
+    /// "opacity": 1.0, "height_ratio": 0.1}` (only `key` required; the bucket defaults to
+    /// the input's; margin and height are shares of the output's height). Such a job runs
+    /// whole.
+    #[schema(example = json!({"key": "logos/acme.png", "position": "top-right", "opacity": 0.7}))]
+    pub watermark: Option<Watermark>,
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -86,7 +93,7 @@ pub struct ServerlessTranscodeRequest {
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(untagged)]
 pub enum SubmitBody {
-    Native(SubmitRequest),
+    Native(Box<SubmitRequest>),
     ServerlessTranscode(ServerlessTranscodeRequest),
 }
 
@@ -124,6 +131,7 @@ pub(super) struct Options {
     pub on_success: Option<String>,
     pub on_failure: Option<String>,
     pub clip: Option<Clip>,
+    pub watermark: Option<Watermark>,
 }
 
 /// Reads a body of either shape into a [`Request`].
@@ -218,6 +226,7 @@ impl SubmitRequest {
                 on_success: self.on_success,
                 on_failure: self.on_failure,
                 clip: self.clip,
+                watermark: self.watermark,
             },
         })
     }

@@ -13,10 +13,12 @@ use crate::media::output::{Layout, MuxTarget, OutputFile};
 use crate::media::plan::{self, Plan};
 use crate::media::probe::{self, ProbeReport};
 use crate::media::verify::{self, Expect, OutputCheck};
+use crate::media::watermark::{self, Logo, Overlay};
 use crate::preset::{Container, Preset};
 use crate::progress::{Phase, Progress};
 use crate::stop::StopToken;
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 
 /// One output a transcode writes: where, with which preset.
 pub struct OutputSpec<'a> {
@@ -30,6 +32,10 @@ pub struct Edits {
     /// Only this part of the input (`plan::clip`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub clip: Option<Clip>,
+    /// Per output (in the order of the outputs asked for), the watermark composited on its
+    /// video, if any.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub overlays: Vec<Option<Overlay>>,
 }
 
 /// Transcodes `input` to `output` with `preset`. `on_progress` is called on this thread at
@@ -89,9 +95,11 @@ pub fn transcode_many_then(
     });
     let input = input::open(input, stop)?;
     let probe = probe::report(&input);
+    let logos = load_logos(edits, stop)?;
     let plans = outputs
         .iter()
-        .map(|o| edited_plan(&input, &probe, o.preset, edits))
+        .enumerate()
+        .map(|(i, o)| edited_plan(&input, &probe, o.preset, edits, logos.get(i)))
         .collect::<Result<Vec<_>, _>>()?;
     let layouts = layouts(outputs, &plans)?;
     let plan = plan::merge(plans)?;
@@ -131,16 +139,45 @@ pub fn transcode_many_then(
     })
 }
 
+/// Each output's watermark, decoded (one decode per image: outputs often share one).
+fn load_logos(edits: &Edits, stop: &StopToken) -> Result<Vec<Option<Arc<Logo>>>, MediaError> {
+    let mut loaded: Vec<(&Path, Arc<Logo>)> = Vec::new();
+    let mut logos = Vec::new();
+    for overlay in &edits.overlays {
+        let Some(o) = overlay else {
+            logos.push(None);
+            continue;
+        };
+        let logo = match loaded
+            .iter()
+            .find(|(p, l)| *p == o.image && l.placement == o.placement)
+        {
+            Some((_, l)) => l.clone(),
+            None => {
+                let l = watermark::load(o, stop)?;
+                loaded.push((&o.image, l.clone()));
+                l
+            }
+        };
+        logos.push(Some(logo));
+    }
+    Ok(logos)
+}
+
 /// The plan for one output's preset, with the edits applied.
 fn edited_plan(
     input: &input::Input,
     probe: &ProbeReport,
     preset: &Preset,
     edits: &Edits,
+    logo: Option<&Option<Arc<Logo>>>,
 ) -> Result<Plan, MediaError> {
     let mut plan = plan::plan(input, probe, preset)?;
     if let Some(clip) = &edits.clip {
         plan::clip(&mut plan, clip, preset, &input.path)?;
+    }
+    if let Some(Some(logo)) = logo {
+        plan.watermark(logo);
     }
     Ok(plan)
 }

@@ -4,7 +4,7 @@
 //! transcode's outputs (planned, staged, checked) are `many`'s.
 
 mod audio;
-mod decode;
+pub(crate) mod decode;
 mod demux;
 mod grid;
 mod many;

@@ -22,6 +22,7 @@ use crate::media::ffi;
 use crate::media::geometry::{self, DEINTERLACE, Rotation};
 use crate::media::graph::{Graph, VideoShape};
 use crate::media::plan::RenditionPlan;
+use crate::media::watermark;
 use crate::preset::VideoCodec;
 
 /// What the decoder thread needs to know.
@@ -289,11 +290,24 @@ fn rendition_graph(
     size: (u32, u32),
     frame_size: (u32, u32),
 ) -> Result<Graph, MediaError> {
-    let mut chain = geometry::picture_chain(size, frame_size, &lane.plan.spec.pixel_format, None);
+    let pixel_format = &lane.plan.spec.pixel_format;
+    let mut chain = geometry::picture_chain(size, frame_size, pixel_format, None);
     if let Some(t) = lane.plan.tiles {
         chain.push_str(&format!(",tile={}x{}", t.columns, t.rows));
     }
-    Graph::video(frame, lane.time_base, lane.frame_rate, &chain)
+    match &lane.plan.logo {
+        Some(logo) => {
+            let chain = watermark::overlay_chain(&chain, frame_size, pixel_format, &logo.placement);
+            Graph::video_with_picture(
+                frame,
+                lane.time_base,
+                lane.frame_rate,
+                &chain,
+                &logo.picture,
+            )
+        }
+        None => Graph::video(frame, lane.time_base, lane.frame_rate, &chain),
+    }
 }
 
 pub(crate) fn run_rendition(

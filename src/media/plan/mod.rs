@@ -8,6 +8,8 @@ mod merge;
 mod rates;
 mod saved;
 
+use std::sync::Arc;
+
 use ffmpeg_next as ff;
 
 use super::encode::{self, AudioEncoderSpec, VideoEncoderSpec};
@@ -16,6 +18,7 @@ use super::ffi::{self, DurationSource};
 use super::geometry::Rotation;
 use super::input::{Input, OutputLimit};
 use super::probe::{ProbeReport, StreamReport};
+use super::watermark::Logo;
 use crate::preset::{
     AudioEncoding, AudioOutput, Container, PosterAt, Preset, RateControl, Storyboard, VideoCodec,
     VideoEncoding, VideoOutput,
@@ -85,6 +88,20 @@ pub(crate) struct Plan {
 }
 
 impl Plan {
+    /// Composites `logo` on every moving-picture rendition (not posters or storyboards: a
+    /// watermark marks the video).
+    pub fn watermark(&mut self, logo: &Arc<Logo>) {
+        if let Some(VideoPlan {
+            work: VideoWork::Encode { renditions, .. },
+            ..
+        }) = &mut self.video
+        {
+            for r in renditions.iter_mut().filter(|r| r.tiles.is_none()) {
+                r.logo = Some(logo.clone());
+            }
+        }
+    }
+
     /// Per output file, the HLS rendition it carries.
     pub fn renditions(&self) -> Vec<Option<String>> {
         self.outputs.iter().map(|o| o.rendition.clone()).collect()
@@ -172,6 +189,8 @@ pub(crate) struct RenditionPlan {
     pub pick_at: Option<f64>,
     /// A storyboard: a thumbnail every interval, tiled into sheets.
     pub tiles: Option<Storyboard>,
+    /// A watermark composited on every picture.
+    pub logo: Option<Arc<Logo>>,
 }
 
 #[derive(Debug)]
@@ -374,6 +393,7 @@ fn rendition_plans(
             spec: make_spec(&v.rate),
             pick_at: None,
             tiles: preset.storyboard,
+            logo: None,
         }]
     } else {
         ladder
@@ -388,6 +408,7 @@ fn rendition_plans(
                 spec: make_spec(&r.rate),
                 pick_at: None,
                 tiles: None,
+                logo: None,
             })
             .collect()
     }

@@ -269,6 +269,7 @@ fn restore_rendition(r: &SavedRendition, codec: crate::preset::VideoCodec) -> Re
         },
         pick_at: None,
         tiles: None,
+        logo: None,
     }
 }
 

@@ -12,7 +12,8 @@ mod rate;
 mod video;
 
 use super::spec::PresetSpec;
-use super::{Capabilities, Preset, PresetError};
+use super::{Capabilities, Container, Preset, PresetError, VideoOutput};
+use crate::job::{Chunking, Watermark};
 use check::Check;
 
 /// Largest width/height a preset may ask for.
@@ -41,7 +42,14 @@ pub(super) fn parse(
     let poster = container::poster_section(&c, container, spec.poster.as_ref())?;
     let storyboard = container::storyboard_section(&c, container, spec.storyboard.as_ref())?;
     let copy_subtitles = container::subtitles_section(&c, container, spec.subtitles.as_ref())?;
+    let watermark = watermark_section(&c, container, &video, spec.watermark)?;
     let chunking = chunking::chunking(&c, spec.chunking.as_ref(), container, &video)?;
+    if let (Some(Chunking::Segments { .. }), Some(_)) = (chunking, &watermark) {
+        return Err(c.err(
+            "chunking",
+            "a preset with a watermark runs whole: its jobs cannot be split into parts",
+        ));
+    }
     Ok(Preset {
         name: name.to_string(),
         description,
@@ -52,9 +60,39 @@ pub(super) fn parse(
         poster,
         storyboard,
         copy_subtitles,
+        watermark,
         chunking,
         origin: file.to_string(),
     })
+}
+
+/// A watermark for a preset that encodes moving video, naming its bucket.
+fn watermark_section(
+    c: &Check,
+    container: Container,
+    video: &Option<VideoOutput>,
+    watermark: Option<Watermark>,
+) -> Result<Option<Watermark>, PresetError> {
+    let Some(w) = watermark else {
+        return Ok(None);
+    };
+    if container.picture() || !matches!(video, Some(VideoOutput::Encode(_))) {
+        return Err(c.err(
+            "watermark",
+            "only a preset that encodes moving video can composite a watermark",
+        ));
+    }
+    if let Some(problem) = w.problem("watermark") {
+        let (field, what) = problem.split_once(": ").unwrap_or(("watermark", &problem));
+        return Err(c.err(field, what));
+    }
+    if w.bucket.is_none() {
+        return Err(c.err(
+            "watermark.bucket",
+            "name the bucket the image is in (a preset has no input bucket to default to)",
+        ));
+    }
+    Ok(Some(w))
 }
 
 /// Preset names appear in URLs and job records: a short lower-case word.
