@@ -11,7 +11,6 @@ use serde::{Deserialize, Serialize};
 use super::error::MediaError;
 use super::ffi;
 use super::input;
-use super::pipeline::decode;
 use crate::job::{Position, Watermark};
 use crate::stop::StopToken;
 
@@ -98,9 +97,9 @@ fn first_picture(image: &mut input::Input, index: usize) -> Result<ff::frame::Vi
         .ctx
         .stream(index)
         .ok_or_else(|| invalid(&path, "its picture stream vanished"))?;
-    let mut decoder = decode::open(&path, &stream)
-        .and_then(|d| d.video().map_err(|e| invalid(&path, e.to_string())))
-        .map_err(|e| invalid(&path, e.to_string()))?;
+    let mut decoder = ff::codec::context::Context::from_parameters(stream.parameters())
+        .and_then(|c| c.decoder().video())
+        .map_err(|e| invalid(&path, format!("its picture cannot be decoded ({e})")))?;
     let mut frame = ff::frame::Video::empty();
     for (s, packet) in image.ctx.packets() {
         if s.index() != index {

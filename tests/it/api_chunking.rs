@@ -274,7 +274,13 @@ async fn the_api_document_describes_chunking() {
     let (_, doc) = api.get("/v1/openapi.json").await;
     let schemas = &doc["components"]["schemas"];
     for shape in ["SubmitRequest", "ServerlessTranscodeRequest", "Job"] {
-        let property = &schemas[shape]["properties"]["chunking"];
+        // A job's media options are flattened into it: its own fields sit beside them in
+        // an `allOf`.
+        let own = schemas[shape]["allOf"]
+            .as_array()
+            .and_then(|parts| parts.iter().find(|p| p["properties"].is_object()))
+            .unwrap_or(&schemas[shape]);
+        let property = &own["properties"]["chunking"];
         assert!(
             property
                 .to_string()

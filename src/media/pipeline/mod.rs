@@ -4,7 +4,7 @@
 //! transcode's outputs (planned, staged, checked) are `many`'s.
 
 mod audio;
-pub(crate) mod decode;
+mod decode;
 mod demux;
 mod grid;
 mod many;
