@@ -63,6 +63,10 @@ enum Command {
         /// else bottom right, a tenth of the picture's height).
         #[arg(long, value_name = "IMAGE")]
         watermark: Option<PathBuf>,
+        /// Measure the video's SSIM and PSNR against the input afterwards (one more decode
+        /// of both; shown on stderr and in --json's checks).
+        #[arg(long)]
+        quality: bool,
         /// Run without the sandbox the workers' engines run in (by default this command
         /// enters it too: it reads only INPUT and writes only in OUTPUT's folder, with no
         /// network and bounded memory).
@@ -157,6 +161,7 @@ fn main() -> ExitCode {
             start,
             end,
             watermark,
+            quality,
             no_sandbox,
         } => cli::transcode(
             &input,
@@ -172,6 +177,7 @@ fn main() -> ExitCode {
                     end,
                 }),
                 watermark,
+                quality,
             },
         ),
         Command::Config { farm } => farm.load(cli.presets_dir.as_ref()).map(|c| {

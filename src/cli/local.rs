@@ -54,6 +54,8 @@ pub struct TranscodeOptions {
     /// An image composited on the video, where the preset's watermark would go (or at the
     /// default place).
     pub watermark: Option<std::path::PathBuf>,
+    /// Measure SSIM and PSNR of the video against the input.
+    pub quality: bool,
 }
 
 /// `ffarm transcode IN OUT [--preset NAME]`: the workers' engine, run once in this process
@@ -71,6 +73,7 @@ pub fn transcode(
         sandbox,
         clip,
         watermark,
+        quality,
     } = options;
     if let Some(problem) = clip.as_ref().and_then(Clip::problem) {
         anyhow::bail!("{problem}");
@@ -122,6 +125,7 @@ pub fn transcode(
     let edits = media::Edits {
         clip,
         overlays: vec![overlay],
+        quality,
     };
     let mut on_progress = |p: &Progress| {
         if let Some(bar) = &bar {
@@ -146,6 +150,17 @@ pub fn transcode(
             } else {
                 for out in &report.outputs {
                     println!("{}", out.path.display());
+                }
+                for q in report.checks.iter().flat_map(|c| &c.quality) {
+                    let name = q
+                        .rendition
+                        .as_deref()
+                        .map(|r| format!(" {r}"))
+                        .unwrap_or_default();
+                    eprintln!(
+                        "quality{name}: SSIM {:.4}, PSNR {:.2} dB over {} frames",
+                        q.ssim, q.psnr_db, q.frames
+                    );
                 }
                 eprintln!(
                     "done: {} file(s), {:.1} s of media in {:.1} s ({:.2}x)",

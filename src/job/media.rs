@@ -13,11 +13,15 @@ pub struct MediaOptions {
     /// An image composited on every video output (over a preset's own watermark).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub watermark: Option<Watermark>,
+    /// Measure each video output's SSIM and PSNR against the source (after the run: one
+    /// more decode of the source and the output).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub quality: bool,
 }
 
 impl MediaOptions {
     pub fn is_empty(&self) -> bool {
-        self.clip.is_none() && self.watermark.is_none()
+        self.clip.is_none() && self.watermark.is_none() && !self.quality
     }
 
     /// What is wrong with these options, naming the field.

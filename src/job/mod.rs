@@ -176,6 +176,24 @@ pub struct OutputChecked {
     /// concealed errors); 0 for a clean input.
     #[serde(default)]
     pub input_damage: u64,
+    /// SSIM and PSNR against the source, per video rendition, when the job or preset asked
+    /// (`quality = true`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub quality: Vec<Quality>,
+}
+
+/// How close a video rendition's pictures are to the source's, scaled to its size.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Quality {
+    /// The HLS rendition it is of (None: the output's one video).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rendition: Option<String>,
+    /// Mean SSIM over its frames (1: identical).
+    pub ssim: f64,
+    /// PSNR from the mean squared error over its frames, in dB (at most 100: identical).
+    pub psnr_db: f64,
+    /// Frames compared.
+    pub frames: u64,
 }
 
 /// Why an attempt failed.

@@ -100,6 +100,60 @@ impl Graph {
         Self::build("buffer", &args, "buffersink", chain, Shape::Video(shape))
     }
 
+    /// A graph over two video streams, both timed in `time_base`: `chain` reads the frames
+    /// of the first (shaped like `main`) as `[main]`, of the second (like `reference`) as
+    /// `[ref]`, and ends in `[out]` (a comparison such as `ssim`). Feed each with
+    /// [`Graph::push_to`]; pull the results from the sink as usual.
+    pub fn video_pair(
+        main: &ff::frame::Video,
+        reference: &ff::frame::Video,
+        time_base: ff::Rational,
+        chain: &str,
+    ) -> Result<Graph, MediaError> {
+        let shape = VideoShape::of(main);
+        let mark = ffi::log_mark();
+        let fail = |e: ff::Error| MediaError::Filter {
+            graph: chain.to_string(),
+            reason: with_detail(&e, ffi::errors_since(mark)),
+        };
+        let (buffer, sink) = match (ff::filter::find("buffer"), ff::filter::find("buffersink")) {
+            (Some(b), Some(s)) => (b, s),
+            _ => return Err(fail(ff::Error::FilterNotFound)),
+        };
+        let mut graph = ff::filter::Graph::new();
+        let main_args = video_args(&shape, time_base, None);
+        graph.add(&buffer, "main", &main_args).map_err(fail)?;
+        let ref_args = video_args(&VideoShape::of(reference), time_base, None);
+        graph.add(&buffer, "ref", &ref_args).map_err(fail)?;
+        graph.add(&sink, "out", "").map_err(fail)?;
+        graph
+            .output("main", 0)
+            .and_then(|p| p.output("ref", 0))
+            .and_then(|p| p.input("out", 0))
+            .and_then(|p| p.parse(chain))
+            .and_then(|()| graph.validate())
+            .map_err(fail)?;
+        Ok(Graph {
+            graph,
+            description: chain.to_string(),
+            input: Shape::Video(shape),
+        })
+    }
+
+    /// Feeds a frame to the named source (None: ends that source's input).
+    pub fn push_to(&mut self, source: &str, frame: Option<&ff::Frame>) -> Result<(), MediaError> {
+        let mark = ffi::log_mark();
+        let Some(mut src) = self.graph.get(source) else {
+            return Ok(());
+        };
+        let mut src = src.source();
+        match frame {
+            Some(f) => src.add(f),
+            None => src.flush(),
+        }
+        .map_err(|e| self.error(e, mark))
+    }
+
     /// A video graph like [`Graph::video`] with a second source holding one still
     /// `picture` (a watermark): `chain` reads the frames as `[in]`, the picture as `[pic]`,
     /// and ends in `[out]`. The picture goes in at once, stamped with `first`'s time, and

@@ -15,6 +15,7 @@ mod output;
 mod pipeline;
 mod plan;
 mod probe;
+mod quality;
 pub mod split;
 mod storyboard;
 mod verify;

@@ -27,6 +27,9 @@ pub struct OutputCheck {
     /// The files its playlists or cues name, every one present.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub files: usize,
+    /// SSIM and PSNR per video rendition, when asked (`quality`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub quality: Vec<crate::job::Quality>,
 }
 
 fn is_zero(n: &usize) -> bool {
@@ -121,6 +124,7 @@ fn check_file(path: &Path, expect: &Expect) -> Result<OutputCheck, MediaError> {
         duration_seconds: duration,
         streams: describe(&report),
         files: 0,
+        quality: Vec::new(),
     })
 }
 
@@ -227,6 +231,7 @@ fn check_picture(path: &Path) -> Result<OutputCheck, MediaError> {
         duration_seconds: None,
         streams: vec![format!("mjpeg {}x{}", size.0, size.1)],
         files: 0,
+        quality: Vec::new(),
     })
 }
 
@@ -269,21 +274,32 @@ fn jpeg_size(bytes: &[u8]) -> Option<(u32, u32)> {
 
 /// An HLS output: the top playlist (a master naming variants, or one media playlist); each
 /// media playlist's segments there and adding up to the input's length.
-fn check_hls(top: &Path, expect: &Expect) -> Result<OutputCheck, MediaError> {
+/// An HLS output's media playlists: the master's variants, or the top playlist itself.
+pub(crate) fn hls_variants(top: &Path) -> Result<Vec<PathBuf>, MediaError> {
     let dir = top.parent().unwrap_or(Path::new("."));
     let text = read(top)?;
-    let variants: Vec<PathBuf> = if text.contains("#EXT-X-STREAM-INF") {
+    Ok(if text.contains("#EXT-X-STREAM-INF") {
         uris(&text).map(|u| dir.join(u)).collect()
     } else {
         vec![top.to_path_buf()]
-    };
+    })
+}
+
+/// The segments a media playlist names, in order, and its text.
+pub(crate) fn hls_segments(variant: &Path) -> Result<(Vec<PathBuf>, String), MediaError> {
+    let dir = variant.parent().unwrap_or(Path::new("."));
+    let text = read(variant)?;
+    Ok((uris(&text).map(|u| dir.join(u)).collect(), text))
+}
+
+fn check_hls(top: &Path, expect: &Expect) -> Result<OutputCheck, MediaError> {
+    let variants = hls_variants(top)?;
     if variants.is_empty() {
         return Err(invalid(top, "the master playlist names no variant"));
     }
     let (mut files, mut shortest, mut streams) = (0, None, Vec::new());
     for variant in &variants {
-        let text = read(variant)?;
-        let segments: Vec<PathBuf> = uris(&text).map(|u| dir.join(u)).collect();
+        let (segments, text) = hls_segments(variant)?;
         let Some(first) = segments.first() else {
             return Err(invalid(variant, "the playlist names no segment"));
         };
@@ -310,6 +326,7 @@ fn check_hls(top: &Path, expect: &Expect) -> Result<OutputCheck, MediaError> {
         duration_seconds: shortest,
         streams,
         files,
+        quality: Vec::new(),
     })
 }
 
@@ -342,6 +359,7 @@ fn check_storyboard(cues: &Path) -> Result<OutputCheck, MediaError> {
         duration_seconds: end,
         streams: vec![format!("mjpeg {}x{}", size.0, size.1)],
         files: sheets.len(),
+        quality: Vec::new(),
     })
 }
 

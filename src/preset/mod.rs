@@ -42,6 +42,9 @@ pub struct Preset {
     /// An image composited on every video rendition (a job's own watermark replaces it).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub watermark: Option<Watermark>,
+    /// Its jobs measure SSIM and PSNR of their video against the source.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub quality: bool,
     /// Whether jobs with this preset may be split, when the job does not say; `None`: the
     /// file does not say (jobs get `auto`).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -58,10 +61,14 @@ impl Preset {
 
     /// Why its jobs cannot be split, if they cannot: "copies the video stream", …
     pub fn why_unsplittable(&self) -> Option<&'static str> {
-        unsplittable(self.container, &self.video).or(self
-            .watermark
-            .as_ref()
-            .map(|_| "composites a watermark (such jobs run whole)"))
+        unsplittable(self.container, &self.video)
+            .or(self
+                .watermark
+                .as_ref()
+                .map(|_| "composites a watermark (such jobs run whole)"))
+            .or(self
+                .quality
+                .then_some("measures quality figures (such jobs run whole)"))
     }
 
     /// Which of the input's streams it copies as they are ("video", "audio", "video and

@@ -26,6 +26,8 @@ pub struct PresetSpec {
     pub subtitles: Option<SubtitleSpec>,
     /// An image composited on the video (`job::Watermark`'s fields; `bucket` required).
     pub watermark: Option<crate::job::Watermark>,
+    /// Measure SSIM and PSNR of its video outputs against the source.
+    pub quality: Option<bool>,
     /// `"auto"`, `"off"` or `{ segment_seconds = N }`; read as a value so that a mistake is
     /// reported against the field rather than as a parse error.
     pub chunking: Option<toml::Value>,

@@ -165,6 +165,7 @@ fn work(
         edits: crate::media::Edits {
             clip: job.media.clip,
             overlays,
+            quality: job.media.quality,
         },
     };
     let done: JobDone = io.media(work, access, &mut progress_reporter())?;

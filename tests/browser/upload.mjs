@@ -134,6 +134,8 @@ await scenario('upload', async ({ page, url, shot, args }) => {
   check(timeline.includes('queued') && timeline.includes('running') && timeline.includes('succeeded'), `timeline: ${timeline}`);
   const trigger = await page.textContent('#detail');
   check(trigger.includes('source: upload'), 'the trigger source is shown');
+  const checked = await page.textContent('#detail .outputs .check');
+  check(/checked: \d+\.\d\d s, h264 \d+x\d+/.test(checked), `the output's check is shown: ${checked}`);
   await shot('detail');
 
   const link = page.locator('#detail .outputs a.download').first();

@@ -30,6 +30,7 @@ mod media_many;
 mod media_pictures;
 mod media_presets;
 mod media_probe;
+mod media_quality;
 mod media_split;
 mod media_stop;
 mod media_storyboard;

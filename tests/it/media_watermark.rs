@@ -229,9 +229,17 @@ fn transcode_takes_a_watermark_file() {
         .arg(image("logo.png"))
         .output()
         .unwrap();
-    assert!(ran.status.success(), "{}", String::from_utf8_lossy(&ran.stderr));
+    assert!(
+        ran.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ran.stderr)
+    );
     // The default place: bottom right, a tenth of the height (36 px: 72 x 36), 3 % margins.
     let p = picture(&out, 10);
     let (w, h) = (p.0, p.1);
-    assert!(near(mean(&p, (w - 72 - 11, h - 36 - 11, 72, 36)), MAGENTA, 25.0));
+    assert!(near(
+        mean(&p, (w - 72 - 11, h - 36 - 11, 72, 36)),
+        MAGENTA,
+        25.0
+    ));
 }

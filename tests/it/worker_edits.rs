@@ -1,7 +1,8 @@
 //! A job's media options through a real `ffarm worker`: a clipped job's output is the clip
 //! (its check says the clip's length); a clip past the input's end fails the job
 //! `clip-out-of-range` at once, without a retry; a watermark from the bucket shows in the
-//! output, and a missing one fails the job `watermark-not-found`.
+//! output, and a missing one fails the job `watermark-not-found`; quality figures land on
+//! the output's check.
 
 use std::time::Duration;
 
@@ -87,6 +88,23 @@ async fn a_watermark_from_the_bucket_marks_the_output() {
     let file = farm.bucket_dir().join(&done.outputs[0].key);
     let marked = picture(&file, 10);
     assert!(near(mean(&marked, (18, 18, 144, 72)), MAGENTA, 20.0));
+
+    // Quality figures land on the output's check.
+    let job = farm
+        .submit("in/clip.mp4", "h264-480p", |s| {
+            s.output.prefix = "measured/".into();
+            s.media.quality = true;
+            s.chunking = ffarm::job::Chunking::Off;
+        })
+        .await;
+    let done = farm.wait_terminal(&job.id, LIMIT).await;
+    assert_eq!(done.status, Status::Succeeded, "{:?}", done.error);
+    let q = &done.outputs[0].check.as_ref().unwrap().quality;
+    assert_eq!(q.len(), 1, "{q:?}");
+    assert!(
+        q[0].ssim > 0.9 && q[0].psnr_db > 30.0 && q[0].frames == 60,
+        "{q:?}"
+    );
 
     let job = farm
         .submit("in/clip.mp4", "h264-480p", |s| {

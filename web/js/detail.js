@@ -132,7 +132,23 @@ function summaryRows(job) {
   if (job.on_success) rows.push(['On success', job.on_success]);
   if (job.on_failure) rows.push(['On failure', job.on_failure]);
   if (job.overwrite) rows.push(['Overwrite', "may replace other inputs' outputs"]);
+  if (job.clip) rows.push(['Clip', `${job.clip.start ?? 0} s to ${job.clip.end != null ? `${job.clip.end} s` : 'the end'}`]);
+  if (job.watermark) rows.push(['Watermark', `${job.watermark.bucket ?? job.input.bucket}/${job.watermark.key}`]);
+  if (job.quality) rows.push(['Quality', 'SSIM and PSNR measured']);
   return rows.flatMap(([k, v]) => [h('dt', { text: k }), h('dd', { text: v })]);
+}
+
+/** What the check before success found of an output: length, streams, quality figures. */
+function checkText(c) {
+  const seen = [];
+  if (c.duration_seconds != null) seen.push(`${c.duration_seconds.toFixed(2)} s`);
+  seen.push(...c.streams);
+  if (c.files) seen.push(`${c.files} files`);
+  if (c.input_damage) seen.push(`${c.input_damage} damaged input packets or frames concealed`);
+  for (const q of c.quality ?? []) {
+    seen.push(`${q.rendition ? `${q.rendition} ` : ''}SSIM ${q.ssim.toFixed(4)} PSNR ${q.psnr_db.toFixed(2)} dB`);
+  }
+  return `checked: ${seen.join(', ')}`;
 }
 
 /** Everything that depends on the job row itself. */
@@ -177,6 +193,7 @@ function applyJob(job) {
           text: `${o.bucket}/${o.key}`,
         }),
         h('span', { class: 'hint', text: ` ${bytes(o.bytes)}` }),
+        o.check ? h('span', { class: 'hint check', text: ` · ${checkText(o.check)}` }) : null,
       ),
     ),
   );

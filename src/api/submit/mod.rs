@@ -65,6 +65,9 @@ fn read(app: &AppState, body: Value) -> ApiResult<(Option<String>, JobSpec)> {
         {
             checks::whole(request.chunking, "a watermark")?
         }
+        _ if request.options.quality || presets.iter().any(|p| p.quality) => {
+            checks::whole(request.chunking, "quality figures")?
+        }
         [one] => {
             checks::chunking(request.chunking, one)?;
             one.resolve_chunking(request.chunking)
@@ -141,6 +144,7 @@ fn spec(
         media: MediaOptions {
             clip: options.clip,
             watermark: options.watermark,
+            quality: options.quality,
         },
     };
     app.config.destinations.fill(&mut spec);

@@ -58,6 +58,10 @@ pub struct SubmitRequest {
     /// whole.
     #[schema(example = json!({"key": "logos/acme.png", "position": "top-right", "opacity": 0.7}))]
     pub watermark: Option<Watermark>,
+    /// Measure each video output's SSIM and PSNR against the source before the job
+    /// succeeds (shown in its outputs' `check.quality`); default false, or the preset's
+    /// `quality`. Such a job runs whole.
+    pub quality: Option<bool>,
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -132,6 +136,7 @@ pub(super) struct Options {
     pub on_failure: Option<String>,
     pub clip: Option<Clip>,
     pub watermark: Option<Watermark>,
+    pub quality: bool,
 }
 
 /// Reads a body of either shape into a [`Request`].
@@ -227,6 +232,7 @@ impl SubmitRequest {
                 on_failure: self.on_failure,
                 clip: self.clip,
                 watermark: self.watermark,
+                quality: self.quality.unwrap_or(false),
             },
         })
     }

@@ -170,6 +170,14 @@ fn output_row(o: &OutputObject) -> String {
                 c.input_damage
             ));
         }
+        for q in &c.quality {
+            let name = q
+                .rendition
+                .as_deref()
+                .map(|r| format!("{r} "))
+                .unwrap_or_default();
+            seen.push(format!("{name}SSIM {:.4} PSNR {:.2} dB", q.ssim, q.psnr_db));
+        }
         format!("; checked: {}", seen.join(", "))
     });
     format!(
@@ -192,6 +200,13 @@ fn describe(job: &Job, history: &History, now: Timestamp) -> String {
     if let Some(clip) = &job.media.clip {
         let end = clip.end.map_or("the end".to_string(), |e| format!("{e} s"));
         rows.push(("clip", format!("{} s to {end}", clip.start)));
+    }
+    if let Some(w) = &job.media.watermark {
+        let bucket = w.bucket.as_deref().unwrap_or(&job.input.bucket);
+        rows.push(("watermark", object(bucket, &w.key)));
+    }
+    if job.media.quality {
+        rows.push(("quality", "SSIM and PSNR measured".to_string()));
     }
     for o in &job.outputs {
         rows.push(("outputs", output_row(o)));

@@ -12,6 +12,7 @@ use crate::media::input;
 use crate::media::output::{Layout, MuxTarget, OutputFile};
 use crate::media::plan::{self, Plan};
 use crate::media::probe::{self, ProbeReport};
+use crate::media::quality;
 use crate::media::verify::{self, Expect, OutputCheck};
 use crate::media::watermark::{self, Logo, Overlay};
 use crate::preset::{Container, Preset};
@@ -36,6 +37,9 @@ pub struct Edits {
     /// video, if any.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub overlays: Vec<Option<Overlay>>,
+    /// Measure every video output's SSIM and PSNR (besides those whose preset asks).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub quality: bool,
 }
 
 /// Transcodes `input` to `output` with `preset`. `on_progress` is called on this thread at
@@ -93,6 +97,7 @@ pub fn transcode_many_then(
         phase: Phase::Probing,
         ..Progress::default()
     });
+    let source = input;
     let input = input::open(input, stop)?;
     let probe = probe::report(&input);
     let logos = load_logos(edits, stop)?;
@@ -102,6 +107,7 @@ pub fn transcode_many_then(
         .map(|(i, o)| edited_plan(&input, &probe, o.preset, edits, logos.get(i)))
         .collect::<Result<Vec<_>, _>>()?;
     let layouts = layouts(outputs, &plans)?;
+    let renditions: Vec<Vec<Option<String>>> = plans.iter().map(Plan::renditions).collect();
     let plan = plan::merge(plans)?;
     let expected = expectations(&layouts, outputs, &plan, &probe);
     let targets: Vec<MuxTarget> = layouts
@@ -118,7 +124,28 @@ pub fn transcode_many_then(
     on_progress(&ran.meter.snapshot(Phase::Finalizing));
     let files = finalise_all(layouts, &ran, outputs, plan.duration)?;
     before_check(&files);
-    let checks = match check_all(&expected) {
+    let measured = check_all(&expected).and_then(|mut checks| {
+        let wanted = |i: usize| edits.quality || outputs[i].preset.quality;
+        if let Some(reference) = quality::Reference::of(&plan, source) {
+            for (i, (check, (top, container, _))) in checks.iter_mut().zip(&expected).enumerate() {
+                if wanted(i) {
+                    // Frames compared count as progress: a long comparison is not a stall.
+                    let base = ran.meter.snapshot(Phase::Finalizing);
+                    let mut compared = |n: u64| {
+                        on_progress(&Progress {
+                            frames: base.frames + n,
+                            ..base.clone()
+                        })
+                    };
+                    let (r, c) = (&renditions[i], *container);
+                    check.quality =
+                        quality::measure_output(&reference, top, c, r, stop, &mut compared)?;
+                }
+            }
+        }
+        Ok(checks)
+    });
+    let checks = match measured {
         Ok(checks) => checks,
         Err(e) => {
             remove_files(&files);

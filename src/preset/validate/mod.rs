@@ -44,10 +44,13 @@ pub(super) fn parse(
     let copy_subtitles = container::subtitles_section(&c, container, spec.subtitles.as_ref())?;
     let watermark = watermark_section(&c, container, &video, spec.watermark)?;
     let chunking = chunking::chunking(&c, spec.chunking.as_ref(), container, &video)?;
-    if let (Some(Chunking::Segments { .. }), Some(_)) = (chunking, &watermark) {
+    if let (Some(Chunking::Segments { .. }), true) =
+        (chunking, watermark.is_some() || spec.quality == Some(true))
+    {
         return Err(c.err(
             "chunking",
-            "a preset with a watermark runs whole: its jobs cannot be split into parts",
+            "a preset with a watermark or quality figures runs whole: its jobs cannot be \
+             split into parts",
         ));
     }
     Ok(Preset {
@@ -61,6 +64,7 @@ pub(super) fn parse(
         storyboard,
         copy_subtitles,
         watermark,
+        quality: spec.quality.unwrap_or(false),
         chunking,
         origin: file.to_string(),
     })
