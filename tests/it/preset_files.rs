@@ -364,7 +364,7 @@ fn a_preset_may_carry_a_watermark_and_its_mistakes_are_named() {
     rejects(
         &format!("{}chunking = {{ segment_seconds = 10 }}\n{marked}", ""),
         "chunking",
-        "watermark runs whole",
+        "quality figures runs whole",
     );
     let poster = "description = \"p\"\ncontainer = \"jpg\"\n[video]\ncodec = \"mjpeg\"\n\
                   quality = 3\n[watermark]\nbucket = \"b\"\nkey = \"k.png\"\n";
