@@ -11,7 +11,7 @@ use super::input::{self, Input};
 use crate::stop::StopToken;
 
 /// A media file's container and streams.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct ProbeReport {
     /// FFmpeg's demuxer name (ffprobe's `format_name`), e.g. "mov,mp4,m4a,3gp,3g2,mj2".
     pub container: String,

@@ -293,24 +293,48 @@ pub(crate) fn hls_segments(variant: &Path) -> Result<(Vec<PathBuf>, String), Med
 }
 
 fn check_hls(top: &Path, expect: &Expect) -> Result<OutputCheck, MediaError> {
+    check_hls_placed(top, expect, &|segment: &Path| Some(segment.to_path_buf()), true)
+}
+
+/// An HLS output whose segments may lie elsewhere than beside its playlists (a split job's
+/// pieces): `locate` says where the file a playlist names (as a path beside it) is, if
+/// anywhere. Checked as [`check`] checks one written in place; segments that are not files
+/// here (objects a worker's parts left in the scratch bucket, copied when published) only
+/// need to be known to `locate`, and the first one's streams are read when it is here.
+pub(crate) fn check_hls_placed(
+    top: &Path,
+    expect: &Expect,
+    locate: &dyn Fn(&Path) -> Option<PathBuf>,
+    local: bool,
+) -> Result<OutputCheck, MediaError> {
     let variants = hls_variants(top)?;
     if variants.is_empty() {
         return Err(invalid(top, "the master playlist names no variant"));
     }
     let (mut files, mut shortest, mut streams) = (0, None, Vec::new());
     for variant in &variants {
-        let (segments, text) = hls_segments(variant)?;
+        let (named, text) = hls_segments(variant)?;
+        let mut segments = Vec::with_capacity(named.len());
+        for s in &named {
+            let found = locate(s).filter(|p| !local || p.is_file());
+            let Some(path) = found else {
+                return Err(invalid(
+                    variant,
+                    format!("its segment {} is missing", s.display()),
+                ));
+            };
+            segments.push(path);
+        }
         let Some(first) = segments.first() else {
             return Err(invalid(variant, "the playlist names no segment"));
         };
-        if let Some(missing) = segments.iter().find(|s| !s.is_file()) {
-            return Err(invalid(
-                variant,
-                format!("its segment {} is missing", missing.display()),
-            ));
-        }
-        let report = open(first)?;
-        has_streams(first, &report, expect)?;
+        let report = if first.is_file() {
+            let report = open(first)?;
+            has_streams(first, &report, expect)?;
+            report
+        } else {
+            ProbeReport::default()
+        };
         let length = playlist_length(&text);
         if let Some(want) = expect.duration {
             within_a_frame(variant, &report, expect, want, length)?;

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use super::protocol::{PartTask, TaskWork};
 use super::taskio::{
     Dirs, Done, Failure, Publication, Source, TaskIo, io_failure, load_preset, output_stem,
-    progress_reporter,
+    progress_reporter, relative_name,
 };
 use crate::engine::{Access, Work};
 use crate::job::{JobError, Part, PartKind, Scratch, SplitPlan};
@@ -286,16 +286,19 @@ impl Step<'_> {
         );
         let report = media::TranscodeReport {
             outputs: Vec::new(),
-            checks: Vec::new(),
+            checks: made.check.into_iter().collect(),
             input_damage: 0,
             input: self.layout.input.clone(),
             frames: made.frames,
             out_time_seconds: made.seconds,
             elapsed_seconds: t.elapsed().as_secs_f64(),
         };
-        self.io
-            .publish_all(outputs, &report, phases)
-            .map(Done::Outputs)
+        let mut published = self.io.publish_all(outputs, &report, phases)?;
+        let prefix = &self.io.spec.job.output.prefix;
+        super::checks::attach(&mut published, &report, |path| {
+            format!("{prefix}{}", relative_name(dir, path))
+        });
+        Ok(Done::Outputs(published))
     }
 
     /// Downloads what `part` made into `dir` (of a split HLS job's parts, not the segments:

@@ -502,7 +502,7 @@ fn copy_outputs(
 }
 
 /// An output file's name under the job's output prefix: its path in the output directory.
-fn relative_name(output_dir: &Path, file: &Path) -> String {
+pub(super) fn relative_name(output_dir: &Path, file: &Path) -> String {
     file.strip_prefix(output_dir)
         .unwrap_or(file)
         .to_string_lossy()

@@ -20,6 +20,7 @@ use crate::media::output;
 use crate::media::pipeline::mux::{self, MuxMsg, StreamSetup, StreamSummary};
 use crate::media::pipeline::{self, Shared, TranscodeReport, Written};
 use crate::media::plan::{Plan, VideoWork};
+use crate::media::verify::{self, Expect};
 use crate::preset::{Container, Preset};
 use crate::progress::{Phase, Progress};
 use crate::stop::StopToken;
@@ -44,6 +45,7 @@ pub fn assemble(
     let plan = layout.plan.restore(preset)?;
     let sources = sources(&plan, preset, part_dirs, audio_dir)?;
     let staged = output::Layout::new(output, preset, &plan.renditions())?;
+    let top = staged.top_path();
     let shared = Shared::new(stop, &plan, 0);
     let summaries = join(&shared, &plan, &staged, &sources, progress);
     if let Err(e) = pipeline::outcome(&shared, &plan, output, &summaries, ffi::log_mark()) {
@@ -52,11 +54,20 @@ pub fn assemble(
     }
     progress(&shared.meter.snapshot(Phase::Finalizing));
     let outputs = pipeline::finalise_outputs(staged, &summaries, preset)?;
+    // The joined output is read back as a whole transcode's is: the parts' joins are where a
+    // lost frame or a gap would show.
+    let (video, audio) = plan.carries(0, &layout.input);
+    let expect = Expect::of(&layout.input, video, audio, plan.duration_trusted);
+    let check = verify::check(preset.container, &top, &expect).inspect_err(|_| {
+        for f in &outputs {
+            let _ = std::fs::remove_file(&f.path);
+        }
+    })?;
     let done = shared.meter.snapshot(Phase::Done);
     progress(&done);
     Ok(TranscodeReport {
         outputs,
-        checks: Vec::new(),
+        checks: vec![check],
         input_damage: 0,
         input: layout.input.clone(),
         frames,

@@ -15,6 +15,7 @@ use crate::media::hls::{self, AudioRendition, Variant};
 use crate::media::output::{MASTER_PLAYLIST, OutputFile, OutputKind, hls_names};
 use crate::media::pipeline::TranscodeReport;
 use crate::media::plan::Plan;
+use crate::media::verify::{self, Expect, OutputCheck};
 use crate::preset::Preset;
 
 /// A segment of the output: which piece wrote it (a video part's index, None for the audio)
@@ -37,6 +38,10 @@ pub struct HlsAssembly {
     pub seconds: f64,
     /// The video frames the parts encoded.
     pub frames: u64,
+    /// What reading the playlists back found (every segment they name among the pieces,
+    /// each variant as long as the input).
+    #[serde(default)]
+    pub check: Option<OutputCheck>,
 }
 
 /// Writes the playlists of a split HLS output at `output` from the pieces' lists (every
@@ -53,7 +58,45 @@ pub fn assemble_hls(
     let plan = layout.plan.restore(preset)?;
     let mut made = playlists(layout, &plan, part_dirs, audio_dir, output)?;
     made.frames = frames;
+    made.check = Some(check_assembly(layout, &plan, &made, part_dirs, audio_dir)?);
     Ok(made)
+}
+
+/// Reads the written playlists back as a whole transcode's are checked: every segment a
+/// variant names is one the pieces wrote, and each variant lasts as long as the input.
+/// (The variants carry the video; the audio is a rendition of its own.)
+fn check_assembly(
+    layout: &Layout,
+    plan: &Plan,
+    made: &HlsAssembly,
+    part_dirs: &[PathBuf],
+    audio_dir: Option<&Path>,
+) -> Result<OutputCheck, MediaError> {
+    let top = made
+        .playlists
+        .last()
+        .map(|p| p.path.clone())
+        .ok_or_else(|| MediaError::Internal("the assembly wrote no playlist".into()))?;
+    let locate = |named: &Path| -> Option<PathBuf> {
+        let name = named.file_name()?;
+        let placed = made
+            .segments
+            .iter()
+            .find(|s| Path::new(&s.name).file_name() == Some(name))?;
+        Some(match placed.piece {
+            Some(i) => part_dirs.get(i)?.join(&placed.file),
+            None => audio_dir?.join(&placed.file),
+        })
+    };
+    let (video, _) = plan.carries(0, &layout.input);
+    let expect = Expect::of(&layout.input, video, false, plan.duration_trusted);
+    // The parts' segments are files here when the pieces were gathered whole (`ffarm`
+    // locally); a worker gathers only their lists and copies the segments on publishing.
+    let local = made.segments.iter().all(|s| match s.piece {
+        Some(i) => part_dirs.get(i).is_some_and(|d| d.join(&s.file).is_file()),
+        None => audio_dir.is_some_and(|d| d.join(&s.file).is_file()),
+    });
+    verify::check_hls_placed(&top, &expect, &locate, local)
 }
 
 /// [`assemble_hls`], then copies every segment from its piece's folder beside the playlists:
@@ -81,7 +124,7 @@ pub(super) fn assemble_here(
     outputs.extend(made.playlists);
     Ok(TranscodeReport {
         outputs,
-        checks: Vec::new(),
+        checks: made.check.into_iter().collect(),
         input_damage: 0,
         input: layout.input.clone(),
         frames: made.frames,
@@ -159,6 +202,7 @@ fn playlists(
         playlists: made.playlists,
         seconds: made.seconds,
         frames: 0,
+        check: None,
     })
 }
 
