@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::error::MediaError;
 use super::ffi;
+use super::hdr::HdrTransfer;
 use super::input::{self, Input};
 use crate::stop::StopToken;
 
@@ -97,6 +98,16 @@ pub struct StreamReport {
 
 fn is_false(b: &bool) -> bool {
     !*b
+}
+
+impl StreamReport {
+    /// The HDR transfer the stream says it uses, if any (frames may still say one the
+    /// stream does not: the engine looks at them too).
+    pub fn hdr(&self) -> Option<HdrTransfer> {
+        self.color_transfer
+            .as_deref()
+            .and_then(HdrTransfer::from_name)
+    }
 }
 
 impl ProbeReport {

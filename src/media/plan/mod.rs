@@ -13,11 +13,12 @@ use super::encode::{self, AudioEncoderSpec, VideoEncoderSpec};
 use super::error::MediaError;
 use super::ffi::{self, DurationSource};
 use super::geometry::Rotation;
+use super::hdr::{HdrColour, Tags};
 use super::input::{Input, OutputLimit};
 use super::probe::{ProbeReport, StreamReport};
 use crate::preset::{
-    AudioEncoding, AudioOutput, Container, PosterAt, Preset, RateControl, Storyboard, VideoCodec,
-    VideoEncoding, VideoOutput,
+    AudioEncoding, AudioOutput, Container, HdrMode, PosterAt, Preset, RateControl, Storyboard,
+    VideoCodec, VideoEncoding, VideoOutput,
 };
 use ladder::Ladder;
 pub(crate) use merge::merge;
@@ -146,6 +147,9 @@ pub(crate) enum VideoWork {
         rotation: Rotation,
         /// The source's real (average) frame rate, when known: what encoders are told.
         frame_rate: Option<ff::Rational>,
+        /// The stream's HDR colour, when its parameters say it is HDR: what pictures that
+        /// do not say are taken to be.
+        hdr: Option<HdrColour>,
         renditions: Vec<RenditionPlan>,
     },
 }
@@ -166,6 +170,8 @@ pub(crate) struct RenditionPlan {
     pub pick_at: Option<f64>,
     /// A storyboard: a thumbnail every interval, tiled into sheets.
     pub tiles: Option<Storyboard>,
+    /// What becomes of HDR pictures: tone-mapped to SDR, or kept.
+    pub hdr: HdrMode,
 }
 
 #[derive(Debug)]
@@ -329,9 +335,21 @@ fn plan_video_encode(
             deinterlace: matches!(sv.field_order.as_deref(), Some("tt" | "bb" | "tb" | "bt")),
             rotation: Rotation::from_display_degrees(facts.rotation),
             frame_rate: rates.average.or(rates.base),
+            hdr: stream_hdr(sv),
             renditions,
         },
     }
+}
+
+/// The stream's HDR colour, as its parameters (the container's or the codec headers' tags)
+/// say it.
+fn stream_hdr(sv: &StreamReport) -> Option<HdrColour> {
+    HdrColour::from_tags(&Tags {
+        transfer: sv.color_transfer.as_deref(),
+        primaries: sv.color_primaries.as_deref(),
+        matrix: sv.color_space.as_deref(),
+        range: sv.color_range.as_deref(),
+    })
 }
 
 /// The encodings of the video: one per rung of the ladder, or the preset's own without one.
@@ -367,6 +385,7 @@ fn rendition_plans(
             spec: make_spec(&v.rate),
             pick_at: None,
             tiles: preset.storyboard,
+            hdr: v.hdr,
         }]
     } else {
         ladder
@@ -381,6 +400,7 @@ fn rendition_plans(
                 spec: make_spec(&r.rate),
                 pick_at: None,
                 tiles: None,
+                hdr: v.hdr,
             })
             .collect()
     }
