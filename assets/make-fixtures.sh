@@ -168,6 +168,26 @@ ff -f lavfi -i "$(video 426x240 30 240)" -f lavfi -i "$(tone 440 240)" \
   -x264-params open-gop=1 -pix_fmt yuv420p -ac 2 "${aac[@]}" -movflags +faststart \
   "$v/split_4min.mp4"
 
+# HDR made from the test card: zscale turns it into BT.2020 10-bit with SDR white at
+# 100 cd/m², so a tone map back to SDR can be judged against the card itself. HEVC with
+# 1-second GOPs (a split job cuts them into parts).
+hdr() { echo "zscale=tin=bt709:min=bt709:pin=bt709:rin=tv:t=$1:m=bt2020nc:p=bt2020:r=tv:npl=100,format=yuv420p10le"; }
+x265hdr=(-c:v libx265 -preset ultrafast -color_primaries bt2020 -colorspace bt2020nc)
+gop="keyint=30:min-keyint=30"
+# HDR10: PQ, with the mastering display (P3 in D65, 1000 cd/m²) and light level in SEI.
+ff -f lavfi -i "$(video 320x180 30 2)" -f lavfi -i "$(tone 440 2)" -vf "$(hdr smpte2084)" \
+  "${x265hdr[@]}" -color_trc smpte2084 -x265-params "log-level=error:$gop:hdr10=1:\
+master-display=G(13250,34500)B(7500,3000)R(34000,16000)WP(15635,16450)L(10000000,1):max-cll=1000,400" \
+  -tag:v hvc1 -ac 2 "${aac[@]}" -movflags +faststart "$v/hdr10_pq.mp4"
+# HLG, said in the stream's headers.
+ff -f lavfi -i "$(video 320x180 30 2)" -vf "$(hdr arib-std-b67)" \
+  "${x265hdr[@]}" -color_trc arib-std-b67 -x265-params "log-level=error:$gop" "$v/hlg.mkv"
+# HLG as broadcasters send it: the headers say BT.2020 SDR (bt2020-10) for older sets and an
+# alternative-transfer SEI says HLG, so only the decoded frames tell.
+ff -f lavfi -i "$(video 320x180 30 2)" -vf "$(hdr arib-std-b67)" \
+  "${x265hdr[@]}" -color_trc arib-std-b67 -x265-params "log-level=error:$gop:transfer=bt2020-10" \
+  "$v/hlg_compat.mkv"
+
 # --- malformed inputs ------------------------------------------------------------------
 : >"$m/empty.mp4"
 printf 'This is a plain text file, not a video.\nIt only carries a video file name.\n' >"$m/text.mp4"

@@ -320,13 +320,17 @@ fn layout(
     Ok(layout)
 }
 
-/// The input as the log shows it: container, duration, streams.
+/// The input as the log shows it: container, duration, streams (HDR ones said so).
 fn describe(probe: &media::ProbeReport) -> String {
     let streams = probe
         .streams
         .iter()
         .map(|s| match (s.width, s.sample_rate) {
-            (Some(w), _) => format!("{} {}x{}", s.codec, w, s.height.unwrap_or(0)),
+            (Some(w), _) => {
+                let hdr = s.hdr().map(|t| format!(" HDR ({})", t.label()));
+                let (h, hdr) = (s.height.unwrap_or(0), hdr.unwrap_or_default());
+                format!("{} {w}x{h}{hdr}", s.codec)
+            }
             (_, Some(r)) => format!("{} {r} Hz", s.codec),
             _ => s.codec.clone(),
         })

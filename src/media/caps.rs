@@ -38,4 +38,9 @@ impl Capabilities for Ffmpeg {
         super::init();
         ffi::pixel_format_exists(name)
     }
+
+    fn pixel_format_bits(&self, name: &str) -> Option<u32> {
+        super::init();
+        ffi::pixel_format_bits(name)
+    }
 }

@@ -3,10 +3,13 @@
 //! `ffarm transcode --print-ffmpeg` and used by the engine benchmark, so "equivalent
 //! settings" are derived from one place rather than written twice.
 //!
-//! Two things the command line cannot say exactly: a rate grid is spelled as the `fps`
-//! filter, which picks the same frames but also repeats frames to fill the ticks a
-//! variable-rate source leaves empty (ffarm leaves them empty); and a source that changes
-//! picture size mid-stream is stretched by the command line, letterboxed by ffarm.
+//! What the command line cannot say exactly: a rate grid is spelled as the `fps` filter,
+//! which picks the same frames but also repeats frames to fill the ticks a variable-rate
+//! source leaves empty (ffarm leaves them empty); a source that changes picture size
+//! mid-stream is stretched by the command line, letterboxed by ffarm; HDR is decided here
+//! from the stream's tags, while ffarm also tone-maps pictures only the frames call HDR (HLG
+//! signalled in an SEI); and the mastering-display and light-level metadata ffarm passes on
+//! from kept HDR frames (into x265's SEI and the container) is not spelled out.
 
 use std::path::Path;
 
@@ -14,6 +17,7 @@ use super::encode::AudioEncoderSpec;
 use super::error::MediaError;
 use super::ffi::{self, StreamFacts};
 use super::geometry::{self, DEINTERLACE, Rotation};
+use super::hdr::{self, HdrColour};
 use super::input::{self, Input};
 use super::output::{Layout, MuxTarget};
 use super::plan::{self, AudioWork, Plan, RenditionPlan, VideoWork};
@@ -81,6 +85,7 @@ fn map_video(input: &Input, plan: &Plan, per_output: &mut [Vec<String>]) -> Vec<
             deinterlace,
             rotation,
             frame_rate,
+            hdr,
             renditions,
         } => {
             let facts = input
@@ -89,13 +94,23 @@ fn map_video(input: &Input, plan: &Plan, per_output: &mut [Vec<String>]) -> Vec<
                 .map(|s| ffi::stream_facts(&s))
                 .unwrap_or_default();
             let picture = upright_picture(&facts, *rotation);
-            let pre = pre_filters(*deinterlace, *rotation);
+            let mut pre = pre_filters(*deinterlace, *rotation);
+            // Tone-mapped once before the renditions when all of them tone-map.
+            let once = hdr::tonemap_once(renditions.iter().map(|r| r.hdr));
+            let own_hdr = match hdr {
+                Some(c) if once => {
+                    pre.push(c.tonemap_chain());
+                    None
+                }
+                _ => hdr.as_ref(),
+            };
             let fps = frame_rate.map_or(25.0, f64::from);
+            let p = (picture, own_hdr);
             if renditions.len() == 1 {
-                map_rendition(v.input, &renditions[0], &pre, picture, fps, per_output);
+                map_rendition(v.input, &renditions[0], &pre, p, fps, per_output);
                 Vec::new()
             } else {
-                map_ladder(v.input, renditions, &pre, picture, fps, per_output)
+                map_ladder(v.input, renditions, &pre, p, fps, per_output)
             }
         }
     }
@@ -138,15 +153,22 @@ fn pre_filters(deinterlace: bool, rotation: Rotation) -> Vec<String> {
     pre
 }
 
-/// A rendition's own filters: scaling, pixel format and the rate grid.
-fn rendition_chain(r: &RenditionPlan, p: Picture) -> String {
+/// The source picture, and its HDR colour when the renditions deal with it themselves.
+type Source<'a> = (Picture, Option<&'a HdrColour>);
+
+/// A rendition's own filters: tone map or HDR tag, scaling, pixel format and the rate grid.
+fn rendition_chain(r: &RenditionPlan, (p, hdr): Source) -> String {
     let size = geometry::fit(p.width, p.height, p.sar, r.max_width, r.max_height);
-    geometry::picture_chain(
+    let picture = geometry::picture_chain(
         size,
         size,
         &r.spec.pixel_format,
         r.grid.map(|g| (g.numerator(), g.denominator())),
-    )
+    );
+    match hdr::planned_filters(r.hdr, hdr) {
+        Some(hdr) => format!("{hdr},{picture}"),
+        None => picture,
+    }
 }
 
 /// One rendition: its filters as `-vf`, then its encoder.
@@ -154,7 +176,7 @@ fn map_rendition(
     input_index: usize,
     r: &RenditionPlan,
     pre: &[String],
-    picture: Picture,
+    picture: Source,
     fps: f64,
     per_output: &mut [Vec<String>],
 ) {
@@ -182,7 +204,7 @@ fn map_ladder(
     input_index: usize,
     renditions: &[RenditionPlan],
     pre: &[String],
-    picture: Picture,
+    picture: Source,
     fps: f64,
     per_output: &mut [Vec<String>],
 ) -> Vec<String> {

@@ -5,6 +5,7 @@ use ffmpeg_next as ff;
 
 use super::error::{MediaError, with_detail};
 use super::ffi;
+use super::hdr::HdrMetadata;
 use crate::preset::{AudioCodec, AudioEncoding, RateControl, VideoCodec, VideoEncoding};
 
 /// Everything needed to open one video encoder.
@@ -132,11 +133,13 @@ pub(crate) struct VideoInputShape {
     pub frame_rate: Option<ff::Rational>,
 }
 
-/// Opens a video encoder for frames of `shape`, taking colour properties from `first`.
+/// Opens a video encoder for frames of `shape`, taking colour properties from `first` and,
+/// for kept HDR, its mastering-display and light-level metadata `hdr`.
 pub(crate) fn open_video(
     spec: &VideoEncoderSpec,
     shape: &VideoInputShape,
     first: &ff::frame::Video,
+    hdr: &HdrMetadata,
     global_header: bool,
 ) -> Result<ff::encoder::Video, MediaError> {
     let name = spec.codec.encoder();
@@ -170,8 +173,25 @@ pub(crate) fn open_video(
     enc.set_gop(gop);
     ffi::copy_color_properties(first, &mut enc);
     let mark = ffi::log_mark();
-    enc.open_as_with(codec, dictionary(&spec.options))
+    enc.open_as_with(codec, dictionary(&with_hdr_metadata(spec, hdr)))
         .map_err(|e| encode_error(name, &e, mark))
+}
+
+/// The encoder options with kept HDR's metadata added where the encoder takes it from its
+/// options: x265's SEI (libx265 here does not read the frames' side data).
+fn with_hdr_metadata(spec: &VideoEncoderSpec, hdr: &HdrMetadata) -> Vec<(String, String)> {
+    let mut options = spec.options.clone();
+    if spec.codec != VideoCodec::Hevc {
+        return options;
+    }
+    let Some(extra) = hdr.x265_params() else {
+        return options;
+    };
+    match options.iter_mut().find(|(k, _)| k == "x265-params") {
+        Some((_, v)) => *v = format!("{v}:{extra}"),
+        None => options.push(("x265-params".into(), extra)),
+    }
+    options
 }
 
 /// An opened audio encoder and the frame shape it wants.

@@ -8,6 +8,7 @@ mod error;
 mod ffi;
 mod geometry;
 mod graph;
+mod hdr;
 mod hls;
 mod input;
 mod meter;
@@ -25,6 +26,7 @@ use std::path::Path;
 
 pub use command::equivalent_command;
 pub use error::{ErrorClass, MediaError};
+pub use hdr::HdrTransfer;
 pub use input::{ALLOWED_DEMUXERS, MAX_DIMENSION, MAX_DURATION_SECONDS, MAX_PIXELS};
 pub use output::{OutputFile, OutputKind};
 pub use pipeline::{

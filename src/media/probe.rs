@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::error::MediaError;
 use super::ffi;
+use super::hdr::HdrTransfer;
 use super::input::{self, Input};
 use crate::stop::StopToken;
 
@@ -70,6 +71,17 @@ pub struct StreamReport {
     pub field_order: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sample_aspect_ratio: Option<String>,
+    /// The colour description in ffprobe's names, each absent when the stream does not say:
+    /// range "tv" or "pc"; space (matrix) e.g. "bt709", "bt2020nc"; transfer e.g. "bt709",
+    /// "smpte2084" (PQ: HDR10) or "arib-std-b67" (HLG); primaries e.g. "bt709", "bt2020".
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub color_range: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub color_space: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub color_transfer: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub color_primaries: Option<String>,
     /// Cover art and similar single pictures stored as a "video" stream.
     #[serde(skip_serializing_if = "is_false", default)]
     pub attached_picture: bool,
@@ -86,6 +98,16 @@ pub struct StreamReport {
 
 fn is_false(b: &bool) -> bool {
     !*b
+}
+
+impl StreamReport {
+    /// The HDR transfer the stream says it uses, if any (frames may still say one the
+    /// stream does not: the engine looks at them too).
+    pub fn hdr(&self) -> Option<HdrTransfer> {
+        self.color_transfer
+            .as_deref()
+            .and_then(HdrTransfer::from_name)
+    }
 }
 
 impl ProbeReport {
@@ -167,6 +189,10 @@ fn stream_report(stream: &ff::format::stream::Stream) -> StreamReport {
             r.rotation = f.rotation.map(|d| d as i32).filter(|d| *d != 0);
             r.field_order = f.field_order.map(str::to_string);
             r.sample_aspect_ratio = f.sample_aspect_ratio.map(|(n, d)| format!("{n}:{d}"));
+            r.color_range = f.color_range;
+            r.color_space = f.color_space;
+            r.color_transfer = f.color_transfer;
+            r.color_primaries = f.color_primaries;
         }
         "audio" => {
             r.sample_rate = Some(f.sample_rate);

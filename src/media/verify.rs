@@ -293,7 +293,12 @@ pub(crate) fn hls_segments(variant: &Path) -> Result<(Vec<PathBuf>, String), Med
 }
 
 fn check_hls(top: &Path, expect: &Expect) -> Result<OutputCheck, MediaError> {
-    check_hls_placed(top, expect, &|segment: &Path| Some(segment.to_path_buf()), true)
+    check_hls_placed(
+        top,
+        expect,
+        &|segment: &Path| Some(segment.to_path_buf()),
+        true,
+    )
 }
 
 /// An HLS output whose segments may lie elsewhere than beside its playlists (a split job's

@@ -17,4 +17,7 @@ pub trait Capabilities {
 
     /// Whether the engine knows the pixel format.
     fn pixel_format_exists(&self, name: &str) -> bool;
+
+    /// The bits per sample of a pixel format the engine knows (its first component's depth).
+    fn pixel_format_bits(&self, name: &str) -> Option<u32>;
 }

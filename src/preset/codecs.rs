@@ -291,6 +291,12 @@ impl VideoCodec {
             _ => "yuv420p",
         }
     }
+
+    /// Whether players take HDR (PQ or HLG) in this codec: the 10-bit profiles of HEVC, VP9
+    /// and AV1 are what HDR is delivered in.
+    pub fn carries_hdr(self) -> bool {
+        matches!(self, VideoCodec::Hevc | VideoCodec::Vp9 | VideoCodec::Av1)
+    }
 }
 
 /// An audio codec a preset may ask for.

@@ -122,8 +122,30 @@ pub struct VideoEncoding {
     pub max_fps: Option<f64>,
     pub pixel_format: String,
     pub keyframe_seconds: f64,
+    /// What becomes of an HDR input.
+    pub hdr: HdrMode,
     /// Further encoder options, as `-key value` on the command line.
     pub options: BTreeMap<String, String>,
+}
+
+/// What an encoding does with an HDR input (PQ or HLG transfer): the preset's `hdr`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HdrMode {
+    /// Tone-mapped to BT.709 SDR, so that SDR screens show it as it was meant to look rather
+    /// than grey and flat.
+    #[default]
+    Tonemap,
+    /// Kept HDR: the input's transfer, primaries and matrix, and its mastering-display and
+    /// light-level metadata. Needs a codec and a pixel format that carry it.
+    Keep,
+}
+
+impl HdrMode {
+    /// The default, which a written-down plan leaves out.
+    pub fn is_tonemap(&self) -> bool {
+        *self == HdrMode::Tonemap
+    }
 }
 
 /// Rate control: constant quality (`crf` or `quality`), a target `bitrate`, and an optional

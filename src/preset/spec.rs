@@ -51,6 +51,8 @@ pub struct VideoSpec {
     pub max_fps: Option<f64>,
     pub pixel_format: Option<String>,
     pub keyframe_seconds: Option<f64>,
+    /// What becomes of an HDR (PQ or HLG) input: "tonemap" (the default) or "keep".
+    pub hdr: Option<String>,
     #[serde(default)]
     pub options: BTreeMap<String, toml::Value>,
 }

@@ -1,4 +1,4 @@
-//! `ffarm probe` agrees with FFmpeg's own `ffprobe` on every fixture.
+//! `ffarm probe` agrees with FFmpeg's own `ffprobe` on every fixture, colour tags included.
 
 use serde_json::Value;
 
@@ -85,6 +85,14 @@ fn probe_matches_ffprobe_on_every_valid_fixture() {
                         opt_str(&t["field_order"]),
                         "{what}: field order"
                     );
+                    for (value, key) in [
+                        (&o.color_range, "color_range"),
+                        (&o.color_space, "color_space"),
+                        (&o.color_transfer, "color_transfer"),
+                        (&o.color_primaries, "color_primaries"),
+                    ] {
+                        assert_eq!(*value, opt_str(&t[key]), "{what}: {key}");
+                    }
                     let rotation = t["side_data_list"]
                         .as_array()
                         .and_then(|l| l.iter().find_map(|sd| sd["rotation"].as_i64()))

@@ -168,6 +168,7 @@ fn the_shipped_set_is_complete() {
         "h264-720p",
         "h264-480p",
         "hevc-1080p",
+        "hevc-1080p-hdr",
         "vp9-720p",
         "av1-720p",
         "hls-720p",

@@ -91,8 +91,14 @@ fn assert_whole(farm: &Farm, job: &Job) {
     assert!(job.parts.iter().all(|p| p.status == Status::Succeeded));
     // The joined output was read back before the job succeeded.
     let check = job.outputs[0].check.clone().expect("the assembly's check");
-    assert!((check.duration_seconds.unwrap() - 240.0).abs() < 0.1, "{check:?}");
-    assert!(check.streams.iter().any(|s| s.starts_with("aac")), "{check:?}");
+    assert!(
+        (check.duration_seconds.unwrap() - 240.0).abs() < 0.1,
+        "{check:?}"
+    );
+    assert!(
+        check.streams.iter().any(|s| s.starts_with("aac")),
+        "{check:?}"
+    );
 }
 
 async fn a_split_job_comes_out_whole(backend: Backend) {
@@ -152,9 +158,18 @@ async fn a_split_hls_job_publishes_the_parts_segments(backend: Backend) {
         assert_eq!(size.ok(), Some(o.bytes), "{} as recorded", o.key);
     }
     // The playlists were read back before the job succeeded: every segment there.
-    let check = done.outputs.last().unwrap().check.clone().expect("the master's check");
+    let check = done
+        .outputs
+        .last()
+        .unwrap()
+        .check
+        .clone()
+        .expect("the master's check");
     assert!(check.files >= 40, "{check:?}");
-    assert!((check.duration_seconds.unwrap() - 240.0).abs() < 0.1, "{check:?}");
+    assert!(
+        (check.duration_seconds.unwrap() - 240.0).abs() < 0.1,
+        "{check:?}"
+    );
     let top = farm.bucket_dir().join(master);
     assert_eq!(count_frames(&top, "v:0"), count_frames(&long_input(), "v"));
     assert_eq!(decode_errors(&top), "", "decodes without an error");

@@ -66,6 +66,24 @@ pub fn pixel_format_exists(name: &str) -> bool {
     unsafe { sys::av_get_pix_fmt(n.as_ptr()) != sys::AVPixelFormat::AV_PIX_FMT_NONE }
 }
 
+/// The depth in bits of a known pixel format's first component (8 for yuv420p, 10 for
+/// yuv420p10le).
+pub fn pixel_format_bits(name: &str) -> Option<u32> {
+    let n = CString::new(name).ok()?;
+    // SAFETY: a lookup, then a read of the static descriptor FFmpeg returns for the format.
+    unsafe {
+        let fmt = sys::av_get_pix_fmt(n.as_ptr());
+        if fmt == sys::AVPixelFormat::AV_PIX_FMT_NONE {
+            return None;
+        }
+        let desc = sys::av_pix_fmt_desc_get(fmt);
+        if desc.is_null() || (*desc).nb_components == 0 {
+            return None;
+        }
+        u32::try_from((*desc).comp[0].depth).ok()
+    }
+}
+
 /// Sets a codec context to FFmpeg's automatic thread count (as the command line's default
 /// `-threads auto`), keeping both frame and slice threading enabled.
 pub fn set_threads_auto(ctx: &mut ff::codec::Context) {

@@ -4,6 +4,7 @@
 
 mod codec;
 mod format;
+mod hdr;
 mod log;
 mod streams;
 
@@ -15,6 +16,7 @@ use ffmpeg_next as ff;
 
 pub use codec::*;
 pub use format::*;
+pub use hdr::*;
 pub use log::{errors_since, log_mark};
 pub use streams::*;
 

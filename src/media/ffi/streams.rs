@@ -23,6 +23,12 @@ pub struct StreamFacts {
     pub bits_per_raw_sample: Option<i32>,
     pub sample_aspect_ratio: Option<(i32, i32)>,
     pub field_order: Option<&'static str>,
+    /// The colour description in ffprobe's names ("tv", "bt2020nc", "smpte2084", "bt2020"),
+    /// each None when the stream leaves it unspecified.
+    pub color_range: Option<String>,
+    pub color_space: Option<String>,
+    pub color_transfer: Option<String>,
+    pub color_primaries: Option<String>,
     pub sample_rate: u32,
     pub channels: u32,
     pub channel_layout: Option<String>,
@@ -80,6 +86,7 @@ pub fn stream_facts(stream: &ff::format::stream::Stream) -> StreamFacts {
                     sys::AVFieldOrder::AV_FIELD_BT => Some("bt"),
                     _ => None,
                 };
+                colour(p, &mut f);
                 let sd = sys::av_stream_get_side_data(
                     st,
                     sys::AVPacketSideDataType::AV_PKT_DATA_DISPLAYMATRIX,
@@ -105,6 +112,31 @@ pub fn stream_facts(stream: &ff::format::stream::Stream) -> StreamFacts {
             _ => {}
         }
         f
+    }
+}
+
+/// A video stream's colour description, in the names ffprobe prints (it leaves out what is
+/// unspecified).
+fn colour(p: &sys::AVCodecParameters, f: &mut StreamFacts) {
+    use sys::{
+        AVColorPrimaries::AVCOL_PRI_UNSPECIFIED, AVColorRange::AVCOL_RANGE_UNSPECIFIED,
+        AVColorSpace::AVCOL_SPC_UNSPECIFIED, AVColorTransferCharacteristic::AVCOL_TRC_UNSPECIFIED,
+    };
+    // SAFETY: FFmpeg's name lookups return static strings, or null for values it does not
+    // know.
+    unsafe {
+        f.color_range = (p.color_range != AVCOL_RANGE_UNSPECIFIED)
+            .then(|| cstr(sys::av_color_range_name(p.color_range)))
+            .flatten();
+        f.color_space = (p.color_space != AVCOL_SPC_UNSPECIFIED)
+            .then(|| cstr(sys::av_color_space_name(p.color_space)))
+            .flatten();
+        f.color_transfer = (p.color_trc != AVCOL_TRC_UNSPECIFIED)
+            .then(|| cstr(sys::av_color_transfer_name(p.color_trc)))
+            .flatten();
+        f.color_primaries = (p.color_primaries != AVCOL_PRI_UNSPECIFIED)
+            .then(|| cstr(sys::av_color_primaries_name(p.color_primaries)))
+            .flatten();
     }
 }
 

@@ -18,6 +18,7 @@ use crate::media::encode::{self, AudioEncoderSpec, OpenedAudio};
 use crate::media::error::{MediaError, with_detail};
 use crate::media::ffi;
 use crate::media::graph::{AudioShape, Graph};
+use crate::media::hdr::HdrMetadata;
 use crate::preset::AudioCodec;
 
 pub(crate) struct AudioLane {
@@ -219,6 +220,7 @@ fn start(
             time_base: opened.time_base(),
             frame_rate: None,
             display_matrix: None,
+            hdr: HdrMetadata::default(),
             hvc1: false,
             summary: StreamSummary {
                 codec_string: codec_string.clone(),

@@ -9,6 +9,7 @@ use ffmpeg_next as ff;
 use super::Shared;
 use crate::media::error::{MediaError, with_detail};
 use crate::media::ffi;
+use crate::media::hdr::HdrMetadata;
 use crate::media::hls;
 use crate::media::output::MuxTarget;
 use crate::media::plan::SlotInfo;
@@ -19,6 +20,8 @@ pub(crate) struct StreamSetup {
     pub time_base: ff::Rational,
     pub frame_rate: Option<ff::Rational>,
     pub display_matrix: Option<[i32; 9]>,
+    /// Mastering-display and light-level metadata of kept HDR, written into the container.
+    pub hdr: HdrMetadata,
     /// Tag HEVC as `hvc1` (what Apple players require in MP4/MOV).
     pub hvc1: bool,
     pub summary: StreamSummary,
@@ -244,6 +247,8 @@ fn write_header(
         if let Some(matrix) = &setup.display_matrix {
             ffi::set_display_matrix(&mut ost, matrix);
         }
+        let hdr = &setup.hdr;
+        ffi::set_stream_hdr_metadata(&mut ost, hdr.mastering.as_ref(), hdr.light.as_ref());
         // Only QuickTime-family files know the tag (a split job's NUT pieces would refuse it).
         if setup.hvc1 && matches!(target.muxer, "mp4" | "mov") {
             ffi::set_codec_tag(&mut ost, *b"hvc1");

@@ -1,4 +1,5 @@
-//! A storyboard's thumbnails: from a rendition's decoded frames, the frame on screen at the
+//! Picked frames: a poster's one picture beside other outputs (`pick`), and a storyboard's
+//! thumbnails: from a rendition's decoded frames, the frame on screen at the
 //! start of each interval (0, N, 2N … seconds) while the video lasts, stamped with that
 //! start. A frame that stays on screen across several starts stands for each of them, so
 //! thumbnail `k` is always at `k × N` and the storyboard's cues can be written from the
@@ -121,4 +122,26 @@ impl Iterator for Thumbnails<'_> {
             }
         }
     }
+}
+
+/// The one frame at media time `at` (seconds): the first at or after it, or the last one
+/// when the stream ends before it. None when the run is aborted or no frame came.
+pub(super) fn pick(
+    shared: &Shared,
+    frames: &Receiver<ff::frame::Video>,
+    at: f64,
+    time_base: ff::Rational,
+) -> Option<ff::frame::Video> {
+    let mut last = None;
+    for frame in frames.iter() {
+        if shared.aborted() {
+            return None;
+        }
+        let t = frame.pts().map_or(0.0, |p| p as f64 * f64::from(time_base));
+        if t + 1e-3 >= at {
+            return Some(frame);
+        }
+        last = Some(frame);
+    }
+    last
 }

@@ -15,12 +15,13 @@ use super::Shared;
 use super::decode::{self, Health};
 use super::grid::Grid;
 use super::mux::{MuxMsg, StreamSetup, StreamSummary};
-use super::thumbs::Thumbnails;
+use super::thumbs::{self, Thumbnails};
 use crate::media::encode::{self, VideoInputShape};
 use crate::media::error::MediaError;
 use crate::media::ffi;
 use crate::media::geometry::{self, DEINTERLACE, Rotation};
 use crate::media::graph::{Graph, VideoShape};
+use crate::media::hdr::{self, HdrColour, HdrMetadata};
 use crate::media::plan::RenditionPlan;
 use crate::media::watermark;
 use crate::preset::VideoCodec;
@@ -33,6 +34,10 @@ pub(crate) struct DecodeLane {
     pub frame_rate: Option<ff::Rational>,
     pub deinterlace: bool,
     pub rotation: Rotation,
+    /// The stream's HDR colour, when its parameters say it is HDR.
+    pub hdr: Option<HdrColour>,
+    /// Every rendition tone-maps HDR pictures: done once here, before the fan-out.
+    pub tonemap_once: bool,
     /// For a poster: the media time (seconds) of the one frame wanted.
     pub poster_at: Option<f64>,
     /// Only frames whose time (µs) lies in `[from, until)` go on (a split job's part).
@@ -88,6 +93,23 @@ pub(crate) fn run_decoder(
     Ok(())
 }
 
+/// The filters every rendition shares, decided on the first picture: deinterlacing, rotation
+/// and, when every rendition tone-maps and the picture is HDR, the tone map; None when the
+/// source needs none of them.
+fn pre_chain(lane: &DecodeLane, frame: &ff::frame::Video) -> Option<String> {
+    let mut chain: Vec<String> = Vec::new();
+    if lane.deinterlace || frame.is_interlaced() {
+        chain.push(DEINTERLACE.into());
+    }
+    chain.extend(lane.rotation.filters().iter().map(|f| f.to_string()));
+    if lane.tonemap_once
+        && let Some(colour) = HdrColour::of_frame(frame, lane.hdr.as_ref())
+    {
+        chain.push(colour.tonemap_chain());
+    }
+    (!chain.is_empty()).then(|| chain.join(","))
+}
+
 /// Where a frame ends, in `time_base`: its pts plus its duration (or one frame period).
 fn frame_end(
     frame: &ff::frame::Video,
@@ -126,12 +148,7 @@ impl FanOut {
     ) -> Result<(), MediaError> {
         if !self.pre_decided {
             self.pre_decided = true;
-            let mut chain: Vec<&str> = Vec::new();
-            if lane.deinterlace || frame.is_interlaced() {
-                chain.push(DEINTERLACE);
-            }
-            chain.extend(lane.rotation.filters());
-            self.pre_chain = (!chain.is_empty()).then(|| chain.join(","));
+            self.pre_chain = pre_chain(lane, &frame);
         }
         if self.pre_chain.is_some() {
             let stale = self.pre.as_ref().is_some_and(|g| !g.accepts_video(&frame));
@@ -262,6 +279,8 @@ pub(crate) struct RenditionLane<'p> {
     pub counts_frames: bool,
     pub time_base: ff::Rational,
     pub frame_rate: Option<ff::Rational>,
+    /// The stream's HDR colour, when its parameters say it is HDR.
+    pub hdr: Option<&'p HdrColour>,
     pub global_header: bool,
     pub hvc1: bool,
     pub mux: Sender<MuxMsg>,
@@ -282,8 +301,8 @@ struct Encoding {
     last_pts: Option<i64>,
 }
 
-/// The rendition's filters for pictures shaped like `frame`: scaled to `size` inside a
-/// picture of `frame_size`.
+/// The rendition's filters for pictures shaped like `frame`: tone-mapped or tagged when HDR
+/// (unless done before the fan-out), scaled to `size` inside a picture of `frame_size`.
 fn rendition_graph(
     lane: &RenditionLane,
     frame: &ff::frame::Video,
@@ -291,7 +310,11 @@ fn rendition_graph(
     frame_size: (u32, u32),
 ) -> Result<Graph, MediaError> {
     let pixel_format = &lane.plan.spec.pixel_format;
-    let mut chain = geometry::picture_chain(size, frame_size, pixel_format, None);
+    let picture = geometry::picture_chain(size, frame_size, pixel_format, None);
+    let mut chain = match hdr::rendition_filters(lane.plan.hdr, frame, lane.hdr) {
+        Some(hdr) => format!("{hdr},{picture}"),
+        None => picture,
+    };
     if let Some(t) = lane.plan.tiles {
         chain.push_str(&format!(",tile={}x{}", t.columns, t.rows));
     }
@@ -331,35 +354,13 @@ pub(crate) fn run_rendition(
     }
     match lane.plan.pick_at {
         Some(at) => {
-            let picked = pick(shared, &frames, at, lane.time_base);
+            let picked = thumbs::pick(shared, &frames, at, lane.time_base);
             // The decoder's sends to a gone rendition are ignored.
             drop(frames);
             encode_frames(shared, &lane, picked)
         }
         None => encode_frames(shared, &lane, frames.iter()),
     }
-}
-
-/// The one frame at media time `at` (seconds): the first at or after it, or the last one
-/// when the stream ends before it. None when the run is aborted or no frame came.
-fn pick(
-    shared: &Shared,
-    frames: &Receiver<ff::frame::Video>,
-    at: f64,
-    time_base: ff::Rational,
-) -> Option<ff::frame::Video> {
-    let mut last = None;
-    for frame in frames.iter() {
-        if shared.aborted() {
-            return None;
-        }
-        let t = frame.pts().map_or(0.0, |p| p as f64 * f64::from(time_base));
-        if t + 1e-3 >= at {
-            return Some(frame);
-        }
-        last = Some(frame);
-    }
-    last
 }
 
 /// Scales, places on the grid and encodes `frames`, then flushes the encoder and ends the
@@ -528,13 +529,15 @@ fn open_encoder(
         time_base,
         frame_rate,
     };
-    let encoder = encode::open_video(&lane.plan.spec, &shape, first, lane.global_header)?;
+    let hdr = HdrMetadata::of_frame(first);
+    let encoder = encode::open_video(&lane.plan.spec, &shape, first, &hdr, lane.global_header)?;
     let params = ff::codec::Parameters::from(&encoder);
     let setup = StreamSetup {
         params,
         time_base,
         frame_rate,
         display_matrix: None,
+        hdr,
         hvc1: lane.hvc1 && lane.plan.spec.codec == VideoCodec::Hevc,
         summary: StreamSummary {
             // Read from the first keyframe's SPS by the muxer thread.

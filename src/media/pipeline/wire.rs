@@ -13,6 +13,7 @@ use super::mux::{MuxMsg, StreamSetup, StreamSummary};
 use super::video::{self, DecodeLane, RenditionLane};
 use crate::media::error::MediaError;
 use crate::media::ffi;
+use crate::media::hdr::{self, HdrColour, HdrMetadata};
 use crate::media::input::Input;
 use crate::media::plan::{self, AudioWork, Plan, RenditionPlan, VideoWork};
 
@@ -127,6 +128,7 @@ fn announce_copies(input: &Input, plan: &Plan, mux_tx: &[Sender<MuxMsg>], routes
                 time_base: stream.time_base(),
                 frame_rate: (facts.medium == Some("video") && rate.numerator() > 0).then_some(rate),
                 display_matrix: facts.display_matrix,
+                hdr: HdrMetadata::default(),
                 hvc1: plan.outputs[t.output].hvc1 && facts.codec == "hevc",
                 summary: StreamSummary::default(),
             };
@@ -155,6 +157,7 @@ fn open_video_lanes<'p>(
         deinterlace,
         rotation,
         frame_rate,
+        hdr,
         renditions,
     } = &v.work
     else {
@@ -174,8 +177,14 @@ fn open_video_lanes<'p>(
         })?;
     let (packet_tx, packets) = bounded::<ff::Packet>(64);
     routes[v.input].decode = Some(packet_tx);
-    let (frames, renditions) =
-        rendition_lanes(plan, renditions, stream.time_base(), *frame_rate, mux_tx);
+    let tonemap_once = hdr::tonemap_once(renditions.iter().map(|r| r.hdr));
+    let (frames, renditions) = rendition_lanes(
+        plan,
+        renditions,
+        (stream.time_base(), *frame_rate),
+        hdr.as_ref(),
+        mux_tx,
+    );
     Ok(Some(VideoLanes {
         decoder: DecodeLane {
             decoder,
@@ -184,6 +193,8 @@ fn open_video_lanes<'p>(
             frame_rate: *frame_rate,
             deinterlace: *deinterlace,
             rotation: *rotation,
+            hdr: hdr.clone(),
+            tonemap_once,
             poster_at: plan.poster_at,
             keep_us: plan.keep_us,
         },
@@ -198,8 +209,8 @@ fn open_video_lanes<'p>(
 fn rendition_lanes<'p>(
     plan: &Plan,
     renditions: &'p [RenditionPlan],
-    time_base: ff::Rational,
-    frame_rate: Option<ff::Rational>,
+    (time_base, frame_rate): (ff::Rational, Option<ff::Rational>),
+    hdr: Option<&'p HdrColour>,
     mux_tx: &[Sender<MuxMsg>],
 ) -> (
     Vec<Sender<ff::frame::Video>>,
@@ -221,6 +232,7 @@ fn rendition_lanes<'p>(
                 counts_frames: i == counter,
                 time_base,
                 frame_rate,
+                hdr,
                 global_header: plan.outputs[r.target.output].global_header,
                 hvc1: plan.outputs[r.target.output].hvc1,
                 mux: mux_tx[r.target.output].clone(),

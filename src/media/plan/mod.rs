@@ -5,6 +5,7 @@
 mod clip;
 mod ladder;
 mod merge;
+mod queries;
 mod rates;
 mod saved;
 
@@ -16,12 +17,13 @@ use super::encode::{self, AudioEncoderSpec, VideoEncoderSpec};
 use super::error::MediaError;
 use super::ffi::{self, DurationSource};
 use super::geometry::Rotation;
+use super::hdr::{HdrColour, Tags};
 use super::input::{Input, OutputLimit};
 use super::probe::{ProbeReport, StreamReport};
 use super::watermark::Logo;
 use crate::preset::{
-    AudioEncoding, AudioOutput, Container, PosterAt, Preset, RateControl, Storyboard, VideoCodec,
-    VideoEncoding, VideoOutput,
+    AudioEncoding, AudioOutput, Container, HdrMode, PosterAt, Preset, RateControl, Storyboard,
+    VideoCodec, VideoEncoding, VideoOutput,
 };
 pub(crate) use clip::{READ_PAST_US, audio_trim, clip};
 use ladder::Ladder;
@@ -87,72 +89,6 @@ pub(crate) struct Plan {
     pub clip_us: Option<i64>,
 }
 
-impl Plan {
-    /// Composites `logo` on every moving-picture rendition (not posters or storyboards: a
-    /// watermark marks the video).
-    pub fn watermark(&mut self, logo: &Arc<Logo>) {
-        if let Some(VideoPlan {
-            work: VideoWork::Encode { renditions, .. },
-            ..
-        }) = &mut self.video
-        {
-            for r in renditions.iter_mut().filter(|r| r.tiles.is_none()) {
-                r.logo = Some(logo.clone());
-            }
-        }
-    }
-
-    /// Per output file, the HLS rendition it carries.
-    pub fn renditions(&self) -> Vec<Option<String>> {
-        self.outputs.iter().map(|o| o.rendition.clone()).collect()
-    }
-
-    /// Whether output file `output` carries video, and audio (copied streams' kinds read
-    /// from `probe`).
-    pub fn carries(&self, output: usize, probe: &ProbeReport) -> (bool, bool) {
-        let to_it = |t: &Target| t.output == output;
-        let mut video = match &self.video {
-            Some(VideoPlan {
-                work: VideoWork::Encode { renditions, .. },
-                ..
-            }) => renditions.iter().any(|r| to_it(&r.target)),
-            Some(VideoPlan {
-                work: VideoWork::Copy { targets },
-                ..
-            }) => targets.iter().any(to_it),
-            None => false,
-        };
-        let mut audio = self.audio.iter().any(|a| match &a.work {
-            AudioWork::Copy { targets } => targets.iter().any(to_it),
-            AudioWork::Encode { groups } => groups.iter().any(|(_, t)| t.iter().any(to_it)),
-        });
-        for c in self.copies.iter().filter(|c| c.targets.iter().any(to_it)) {
-            match probe.streams.get(c.input).map(|s| s.kind.as_str()) {
-                Some("video") => video = true,
-                Some("audio") => audio = true,
-                _ => {}
-            }
-        }
-        (video, audio)
-    }
-
-    /// The outputs of picked frames (posters beside other outputs, storyboards), whose
-    /// pictures' times say nothing of how far the run has got.
-    pub fn picked_outputs(&self) -> Vec<usize> {
-        match &self.video {
-            Some(VideoPlan {
-                work: VideoWork::Encode { renditions, .. },
-                ..
-            }) => renditions
-                .iter()
-                .filter(|r| r.pick_at.is_some() || r.tiles.is_some())
-                .map(|r| r.target.output)
-                .collect(),
-            _ => Vec::new(),
-        }
-    }
-}
-
 #[derive(Debug)]
 pub(crate) struct VideoPlan {
     pub input: usize,
@@ -169,6 +105,9 @@ pub(crate) enum VideoWork {
         rotation: Rotation,
         /// The source's real (average) frame rate, when known: what encoders are told.
         frame_rate: Option<ff::Rational>,
+        /// The stream's HDR colour, when its parameters say it is HDR: what pictures that
+        /// do not say are taken to be.
+        hdr: Option<HdrColour>,
         renditions: Vec<RenditionPlan>,
     },
 }
@@ -191,6 +130,8 @@ pub(crate) struct RenditionPlan {
     pub tiles: Option<Storyboard>,
     /// A watermark composited on every picture.
     pub logo: Option<Arc<Logo>>,
+    /// What becomes of HDR pictures: tone-mapped to SDR, or kept.
+    pub hdr: HdrMode,
 }
 
 #[derive(Debug)]
@@ -355,9 +296,21 @@ fn plan_video_encode(
             deinterlace: matches!(sv.field_order.as_deref(), Some("tt" | "bb" | "tb" | "bt")),
             rotation: Rotation::from_display_degrees(facts.rotation),
             frame_rate: rates.average.or(rates.base),
+            hdr: stream_hdr(sv),
             renditions,
         },
     }
+}
+
+/// The stream's HDR colour, as its parameters (the container's or the codec headers' tags)
+/// say it.
+fn stream_hdr(sv: &StreamReport) -> Option<HdrColour> {
+    HdrColour::from_tags(&Tags {
+        transfer: sv.color_transfer.as_deref(),
+        primaries: sv.color_primaries.as_deref(),
+        matrix: sv.color_space.as_deref(),
+        range: sv.color_range.as_deref(),
+    })
 }
 
 /// The encodings of the video: one per rung of the ladder, or the preset's own without one.
@@ -394,6 +347,7 @@ fn rendition_plans(
             pick_at: None,
             tiles: preset.storyboard,
             logo: None,
+            hdr: v.hdr,
         }]
     } else {
         ladder
@@ -409,6 +363,7 @@ fn rendition_plans(
                 pick_at: None,
                 tiles: None,
                 logo: None,
+                hdr: v.hdr,
             })
             .collect()
     }

@@ -14,8 +14,9 @@ use super::{
 use crate::media::encode::{AudioEncoderSpec, VideoEncoderSpec};
 use crate::media::error::MediaError;
 use crate::media::geometry::Rotation;
+use crate::media::hdr::HdrColour;
 use crate::media::input::OutputLimit;
-use crate::preset::{AudioOutput, Preset, VideoOutput};
+use crate::preset::{AudioOutput, HdrMode, Preset, VideoOutput};
 
 /// A rational number as `(numerator, denominator)`.
 type Ratio = (i32, i32);
@@ -47,6 +48,9 @@ struct SavedVideo {
     deinterlace: bool,
     rotation: Rotation,
     frame_rate: Option<Ratio>,
+    /// Left out when the stream is not HDR, so an SDR input's layout reads as before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    hdr: Option<HdrColour>,
     renditions: Vec<SavedRendition>,
 }
 
@@ -61,6 +65,8 @@ struct SavedRendition {
     pixel_format: String,
     keyframe_seconds: f64,
     force_keyframes_every: Option<f64>,
+    #[serde(default, skip_serializing_if = "HdrMode::is_tonemap")]
+    hdr: HdrMode,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -109,6 +115,7 @@ impl SavedPlan {
             deinterlace,
             rotation,
             frame_rate,
+            hdr,
             renditions,
         } = &video.work
         else {
@@ -128,6 +135,7 @@ impl SavedPlan {
                 deinterlace: *deinterlace,
                 rotation: *rotation,
                 frame_rate: frame_rate.map(ratio),
+                hdr: hdr.clone(),
                 renditions: renditions.iter().map(save_rendition).collect(),
             },
             audio: plan.audio.iter().map(save_audio).collect(),
@@ -185,6 +193,7 @@ impl SavedPlan {
                 deinterlace: self.video.deinterlace,
                 rotation: self.video.rotation,
                 frame_rate: self.video.frame_rate.map(rational),
+                hdr: self.video.hdr.clone(),
                 renditions: self
                     .video
                     .renditions
@@ -249,6 +258,7 @@ fn save_rendition(r: &RenditionPlan) -> SavedRendition {
         pixel_format: r.spec.pixel_format.clone(),
         keyframe_seconds: r.spec.keyframe_seconds,
         force_keyframes_every: r.spec.force_keyframes_every,
+        hdr: r.hdr,
     }
 }
 
@@ -270,6 +280,7 @@ fn restore_rendition(r: &SavedRendition, codec: crate::preset::VideoCodec) -> Re
         pick_at: None,
         tiles: None,
         logo: None,
+        hdr: r.hdr,
     }
 }
 

@@ -15,6 +15,7 @@ use ffmpeg_next as ff;
 use super::{Layout, SOURCE_SHIFT_US, audio_file, video_file};
 use crate::media::error::MediaError;
 use crate::media::ffi;
+use crate::media::hdr::HdrMetadata;
 use crate::media::input::{self, Input};
 use crate::media::output;
 use crate::media::pipeline::mux::{self, MuxMsg, StreamSetup, StreamSummary};
@@ -252,6 +253,7 @@ fn announce_video(video: &PartChain, src: &Sources, tx: &Sender<MuxMsg>) -> Resu
         time_base: stream.time_base(),
         frame_rate: src.frame_rate,
         display_matrix: None,
+        hdr: HdrMetadata::default(),
         hvc1: src.hvc1,
         summary: StreamSummary {
             codec_string: None,
@@ -478,6 +480,7 @@ impl Other {
                 time_base: stream.time_base(),
                 frame_rate: None,
                 display_matrix: None,
+                hdr: HdrMetadata::default(),
                 hvc1: false,
                 summary: StreamSummary::default(),
             };

@@ -6,7 +6,7 @@ use super::check::Check;
 use super::rate::{RateFields, rate};
 use crate::preset::codecs::{Container, SpeedScale, VideoCodec, X264_PRESETS};
 use crate::preset::spec;
-use crate::preset::{PresetError, VideoEncoding, VideoOutput};
+use crate::preset::{HdrMode, PresetError, VideoEncoding, VideoOutput};
 
 /// Profiles each encoder takes; a codec not listed takes none.
 const H264_PROFILES: &[&str] = &["baseline", "main", "high", "high10", "high422", "high444"];
@@ -51,6 +51,7 @@ pub(super) fn video(
         .float_in("video.keyframe_seconds", v.keyframe_seconds, 0.1, 60.0)?
         .unwrap_or(2.0);
     let pixel_format = pixel_format(c, codec, v.pixel_format.as_deref())?;
+    let hdr = hdr(c, codec, &pixel_format, v.hdr.as_deref())?;
     let options = c.options("video.options", codec.encoder(), &v.options)?;
     Ok(VideoOutput::Encode(VideoEncoding {
         codec,
@@ -62,6 +63,7 @@ pub(super) fn video(
         max_fps,
         pixel_format,
         keyframe_seconds,
+        hdr,
         options,
     }))
 }
@@ -77,6 +79,7 @@ fn copy(c: &Check, container: Container, v: &spec::VideoSpec) -> Result<VideoOut
         || v.max_height.is_some()
         || v.max_fps.is_some()
         || v.pixel_format.is_some()
+        || v.hdr.is_some()
         || !v.options.is_empty();
     if extra {
         return Err(c.err(
@@ -220,4 +223,45 @@ fn pixel_format(
         ));
     }
     Ok(pixel_format)
+}
+
+/// `hdr`: "tonemap" (the default) or "keep". Keeping HDR needs a codec players take HDR in
+/// and a pixel format deep enough for it: PQ and HLG in 8 bits band visibly.
+fn hdr(
+    c: &Check,
+    codec: VideoCodec,
+    pixel_format: &str,
+    value: Option<&str>,
+) -> Result<HdrMode, PresetError> {
+    const FIELD: &str = "video.hdr";
+    match value {
+        None | Some("tonemap") => return Ok(HdrMode::Tonemap),
+        Some("keep") => {}
+        Some(other) => {
+            return Err(c.err(
+                FIELD,
+                format!("unknown value '{other}'; one of: tonemap, keep"),
+            ));
+        }
+    }
+    if !codec.carries_hdr() {
+        return Err(c.err(
+            FIELD,
+            format!(
+                "\"keep\" needs a codec that carries HDR (hevc, vp9, av1), not {}",
+                codec.name()
+            ),
+        ));
+    }
+    let bits = c.caps.pixel_format_bits(pixel_format).unwrap_or(8);
+    if bits < 10 {
+        return Err(c.err(
+            FIELD,
+            format!(
+                "\"keep\" needs a pixel_format of 10 bits or more (e.g. \"yuv420p10le\"), \
+                 not {pixel_format} ({bits} bits)"
+            ),
+        ));
+    }
+    Ok(HdrMode::Keep)
 }

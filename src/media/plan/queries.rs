@@ -1,0 +1,75 @@
+//! What a plan says of itself once made (the renditions and streams each output carries,
+//! which outputs are picked pictures) and the one change made to it after planning: a
+//! watermark on its moving-picture renditions.
+
+use std::sync::Arc;
+
+use super::{AudioWork, Plan, Target, VideoPlan, VideoWork};
+use crate::media::probe::ProbeReport;
+use crate::media::watermark::Logo;
+
+impl Plan {
+    /// Composites `logo` on every moving-picture rendition (not posters or storyboards: a
+    /// watermark marks the video).
+    pub fn watermark(&mut self, logo: &Arc<Logo>) {
+        if let Some(VideoPlan {
+            work: VideoWork::Encode { renditions, .. },
+            ..
+        }) = &mut self.video
+        {
+            for r in renditions.iter_mut().filter(|r| r.tiles.is_none()) {
+                r.logo = Some(logo.clone());
+            }
+        }
+    }
+
+    /// Per output file, the HLS rendition it carries.
+    pub fn renditions(&self) -> Vec<Option<String>> {
+        self.outputs.iter().map(|o| o.rendition.clone()).collect()
+    }
+
+    /// Whether output file `output` carries video, and audio (copied streams' kinds read
+    /// from `probe`).
+    pub fn carries(&self, output: usize, probe: &ProbeReport) -> (bool, bool) {
+        let to_it = |t: &Target| t.output == output;
+        let mut video = match &self.video {
+            Some(VideoPlan {
+                work: VideoWork::Encode { renditions, .. },
+                ..
+            }) => renditions.iter().any(|r| to_it(&r.target)),
+            Some(VideoPlan {
+                work: VideoWork::Copy { targets },
+                ..
+            }) => targets.iter().any(to_it),
+            None => false,
+        };
+        let mut audio = self.audio.iter().any(|a| match &a.work {
+            AudioWork::Copy { targets } => targets.iter().any(to_it),
+            AudioWork::Encode { groups } => groups.iter().any(|(_, t)| t.iter().any(to_it)),
+        });
+        for c in self.copies.iter().filter(|c| c.targets.iter().any(to_it)) {
+            match probe.streams.get(c.input).map(|s| s.kind.as_str()) {
+                Some("video") => video = true,
+                Some("audio") => audio = true,
+                _ => {}
+            }
+        }
+        (video, audio)
+    }
+
+    /// The outputs of picked frames (posters beside other outputs, storyboards), whose
+    /// pictures' times say nothing of how far the run has got.
+    pub fn picked_outputs(&self) -> Vec<usize> {
+        match &self.video {
+            Some(VideoPlan {
+                work: VideoWork::Encode { renditions, .. },
+                ..
+            }) => renditions
+                .iter()
+                .filter(|r| r.pick_at.is_some() || r.tiles.is_some())
+                .map(|r| r.target.output)
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+}
