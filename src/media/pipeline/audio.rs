@@ -165,7 +165,7 @@ fn feed(
                 st.opened.sample_rate,
                 st.opened.channels
             );
-            st.convert = Graph::audio(&shape, tb, &convert_chain(&st.opened), None)?;
+            st.convert = Graph::audio(&shape, tb, &st.opened.format().conversion(), None)?;
         }
         Some(_) => {}
     }
@@ -191,12 +191,8 @@ fn start(
         frame.format(),
         group.global_header,
     )?;
-    let convert = Graph::audio(shape, tb, &convert_chain(&opened), None)?;
-    let encoder_shape = AudioShape {
-        rate: opened.sample_rate,
-        format: opened.sample_format,
-        layout: ffi::default_layout_name(opened.channels),
-    };
+    let convert = Graph::audio(shape, tb, &opened.format().conversion(), None)?;
+    let encoder_shape = opened.format().shape();
     let reframe = opened
         .frame_size
         .map(|n| Graph::audio(&encoder_shape, opened.time_base(), "anull", Some(n)))
@@ -229,16 +225,6 @@ fn start(
         reframe,
         opened,
     })
-}
-
-/// Resampling and remixing into the encoder's rate, sample format and channel layout.
-fn convert_chain(opened: &OpenedAudio) -> String {
-    format!(
-        "aresample={rate},aformat=sample_fmts={fmt}:sample_rates={rate}:channel_layouts={layout}",
-        rate = opened.sample_rate,
-        fmt = opened.sample_format.name(),
-        layout = ffi::default_layout_name(opened.channels),
-    )
 }
 
 fn encode_error(opened: &OpenedAudio, e: &ff::Error, mark: u64) -> MediaError {
