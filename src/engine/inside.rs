@@ -253,12 +253,24 @@ fn job(
             many.join(", ")
         ),
     }
-    let report = media::transcode_many_then(input, outputs, stop, progress, &mut |files| {
+    let mut measuring = MeasureClock::default();
+    let mut watched = |p: &Progress| {
+        measuring.saw(p.phase);
+        progress(p)
+    };
+    let report = media::transcode_many_then(input, outputs, stop, &mut watched, &mut |files| {
         if damage {
             damage_first(files);
         }
     })?;
-    phases.insert("transcoding".to_string(), t.elapsed().as_secs_f64());
+    let measured = measuring.seconds();
+    if measured > 0.0 {
+        phases.insert("measuring".to_string(), measured);
+    }
+    phases.insert(
+        "transcoding".to_string(),
+        t.elapsed().as_secs_f64() - measured,
+    );
     eprintln!(
         "[engine] transcoded {:.2} s of media in {:.2} s ({} frames)",
         report.out_time_seconds, report.elapsed_seconds, report.frames
@@ -275,6 +287,30 @@ fn job(
         made,
         phases,
     })
+}
+
+/// How long a transcode's loudness measure took: from its first `Measuring` report to the
+/// first report after it.
+#[derive(Default)]
+struct MeasureClock {
+    started: Option<Instant>,
+    took: Option<f64>,
+}
+
+impl MeasureClock {
+    fn saw(&mut self, phase: Phase) {
+        match (self.started, phase) {
+            (None, Phase::Measuring) => self.started = Some(Instant::now()),
+            (Some(at), p) if p != Phase::Measuring && self.took.is_none() => {
+                self.took = Some(at.elapsed().as_secs_f64());
+            }
+            _ => {}
+        }
+    }
+
+    fn seconds(&self) -> f64 {
+        self.took.unwrap_or(0.0)
+    }
 }
 
 /// The test fault `damage`: the first media file cut to half its length.

@@ -25,7 +25,7 @@ import {
 } from './util.js';
 
 const LOG_PAGE = 1000;
-const PHASES = ['downloading', 'probing', 'transcoding', 'finalizing', 'uploading'];
+const PHASES = ['downloading', 'probing', 'measuring', 'transcoding', 'finalizing', 'uploading'];
 
 let els = null;
 /** The open job: {id, job, source, logNext, logTimer, samples, parts, …}, or null. */
