@@ -164,7 +164,9 @@ fn run(
             layout,
             dir,
         } => {
-            split::encode_audio(source, preset()?, layout, dir, stop, progress)?;
+            for l in split::encode_audio(source, preset()?, layout, dir, stop, progress)? {
+                eprintln!("[engine] loudness of {l}");
+            }
             Ok(serde_json::Value::Null)
         }
         Work::Assemble {
@@ -280,6 +282,14 @@ fn job(
             "[engine] the input is damaged: {} packet(s) or frame(s) were refused or had              errors concealed by the decoder; the outputs are whole but show it",
             report.input_damage
         );
+    }
+    for check in &report.checks {
+        for l in &check.loudness {
+            eprintln!(
+                "[engine] {}: loudness of {l}",
+                check.path.file_name().unwrap_or_default().to_string_lossy()
+            );
+        }
     }
     let made = Made::Transcoded(Box::new(report));
     Ok(JobDone {

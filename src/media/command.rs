@@ -3,10 +3,15 @@
 //! `ffarm transcode --print-ffmpeg` and used by the engine benchmark, so "equivalent
 //! settings" are derived from one place rather than written twice.
 //!
-//! Two things the command line cannot say exactly: a rate grid is spelled as the `fps`
+//! Loudness normalisation is two passes: the first, measuring, is run here too, so the
+//! command's `loudnorm` carries the values ffarm measured (and runs as ffarm's second pass).
+//!
+//! Three things the command line cannot say exactly: a rate grid is spelled as the `fps`
 //! filter, which picks the same frames but also repeats frames to fill the ticks a
-//! variable-rate source leaves empty (ffarm leaves them empty); and a source that changes
-//! picture size mid-stream is stretched by the command line, letterboxed by ffarm.
+//! variable-rate source leaves empty (ffarm leaves them empty); a source that changes
+//! picture size mid-stream is stretched by the command line, letterboxed by ffarm; and
+//! `loudnorm` starts its output's timestamps at zero, which ffarm puts back where the audio
+//! began (the same for audio that starts with the video).
 
 use std::path::Path;
 
@@ -15,7 +20,9 @@ use super::error::MediaError;
 use super::ffi::{self, StreamFacts};
 use super::geometry::{self, DEINTERLACE, Rotation};
 use super::input::{self, Input};
+use super::loudness;
 use super::output::{Layout, MuxTarget};
+use super::pipeline::measure::{self, GroupMeasure, Measures};
 use super::plan::{self, AudioWork, Plan, RenditionPlan, VideoWork};
 use super::probe;
 use crate::preset::{Container, Preset, VideoCodec};
@@ -30,6 +37,7 @@ pub fn equivalent_command(
     let input = input::open(input_path, &StopToken::new())?;
     let report = probe::report(&input);
     let plan = plan::plan(&input, &report, preset)?;
+    let measures = measure::measure(input_path, &plan, &StopToken::new(), &mut |_| {})?;
     // The layout is only used for names: nothing is written.
     let layout = Layout::describe(output, preset, &plan.renditions())?;
     let mut args: Vec<String> = ["-hide_banner", "-nostdin", "-y", "-i"]
@@ -38,7 +46,7 @@ pub fn equivalent_command(
     args.push(input_path.display().to_string());
     let mut per_output: Vec<Vec<String>> = vec![Vec::new(); plan.outputs.len()];
     let graph = map_video(&input, &plan, &mut per_output);
-    map_audio(&plan, &mut per_output);
+    map_audio(&plan, &measures, &mut per_output);
     map_subtitles(&plan, &mut per_output);
     if !graph.is_empty() {
         args.extend(["-filter_complex".into(), graph.join(";")]);
@@ -199,9 +207,10 @@ fn map_ladder(
     graph
 }
 
-/// Maps each audio stream into its outputs, copied or encoded.
-fn map_audio(plan: &Plan, per_output: &mut [Vec<String>]) {
-    for a in &plan.audio {
+/// Maps each audio stream into its outputs, copied or encoded (and normalised as the first
+/// pass's `measures` say).
+fn map_audio(plan: &Plan, measures: &Measures, per_output: &mut [Vec<String>]) {
+    for (i, a) in plan.audio.iter().enumerate() {
         match &a.work {
             AudioWork::Copy { targets } => {
                 for t in targets {
@@ -214,16 +223,30 @@ fn map_audio(plan: &Plan, per_output: &mut [Vec<String>]) {
                 }
             }
             AudioWork::Encode { groups } => {
-                for (spec, targets) in groups {
+                for (g, (spec, targets)) in groups.iter().enumerate() {
+                    let measured = measures.get(i).and_then(|m| m.get(g)).copied().flatten();
+                    let filter = measured.and_then(|m| normalise_filter(spec, &m));
                     for t in targets {
                         let o = &mut per_output[t.output];
                         o.extend(strings(&["-map", &format!("0:{}", a.input)]));
+                        if let Some(f) = &filter {
+                            o.extend(["-af".to_string(), f.clone()]);
+                        }
                         o.extend(audio_encoder_args(spec));
                     }
                 }
             }
         }
     }
+}
+
+/// ffarm's second pass as one filter chain: into the encoder's format (as the first pass
+/// measured it), `loudnorm`, and back into that format; None when there is nothing to
+/// normalise.
+fn normalise_filter(spec: &AudioEncoderSpec, m: &GroupMeasure) -> Option<String> {
+    let (loudnorm, _) = loudness::normalisation(spec.loudness.as_ref()?, &m.measured)?;
+    let convert = m.format.conversion();
+    Some(format!("{convert},{loudnorm},{convert}"))
 }
 
 /// Maps each copied subtitle stream into its output.

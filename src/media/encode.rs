@@ -6,7 +6,7 @@ use ffmpeg_next as ff;
 use super::error::{MediaError, with_detail};
 use super::ffi;
 use super::graph::AudioShape;
-use crate::preset::{AudioCodec, AudioEncoding, RateControl, VideoCodec, VideoEncoding};
+use crate::preset::{AudioCodec, AudioEncoding, Loudness, RateControl, VideoCodec, VideoEncoding};
 
 /// Everything needed to open one video encoder.
 #[derive(Debug, Clone)]
@@ -31,6 +31,8 @@ pub(crate) struct AudioEncoderSpec {
     pub options: Vec<(String, String)>,
     pub sample_rate: Option<u32>,
     pub channels: Option<u32>,
+    /// Normalise to this loudness (two passes: `media::loudness`).
+    pub loudness: Option<Loudness>,
 }
 
 /// The video encoder options for a preset's encoding, with `rate` replacing its rate control
@@ -106,6 +108,7 @@ pub(crate) fn audio_spec(a: &AudioEncoding, bitrate: Option<u64>) -> AudioEncode
         options,
         sample_rate: a.sample_rate,
         channels: a.channels,
+        loudness: a.loudness,
     }
 }
 
@@ -217,6 +220,11 @@ impl AudioFormat {
             format: self.sample_format,
             layout: ffi::default_layout_name(self.channels),
         }
+    }
+
+    /// One tick per sample.
+    pub fn time_base(&self) -> ff::Rational {
+        ff::Rational::new(1, self.sample_rate as i32)
     }
 
     /// The filters that resample and remix any audio into this format.

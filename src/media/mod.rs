@@ -10,6 +10,7 @@ mod geometry;
 mod graph;
 mod hls;
 mod input;
+mod loudness;
 mod meter;
 mod output;
 mod pipeline;

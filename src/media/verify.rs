@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use super::error::MediaError;
 use super::input;
 use super::probe::{self, ProbeReport, StreamReport};
+use crate::job::LoudnessChecked;
 use crate::preset::Container;
 use crate::stop::StopToken;
 
@@ -27,6 +28,10 @@ pub struct OutputCheck {
     /// The files its playlists or cues name, every one present.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub files: usize,
+    /// What loudness normalisation did to each audio stream it carries (measured in the
+    /// run, not read back from the file).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub loudness: Vec<LoudnessChecked>,
 }
 
 fn is_zero(n: &usize) -> bool {
@@ -121,6 +126,7 @@ fn check_file(path: &Path, expect: &Expect) -> Result<OutputCheck, MediaError> {
         duration_seconds: duration,
         streams: describe(&report),
         files: 0,
+        loudness: Vec::new(),
     })
 }
 
@@ -227,6 +233,7 @@ fn check_picture(path: &Path) -> Result<OutputCheck, MediaError> {
         duration_seconds: None,
         streams: vec![format!("mjpeg {}x{}", size.0, size.1)],
         files: 0,
+        loudness: Vec::new(),
     })
 }
 
@@ -310,6 +317,7 @@ fn check_hls(top: &Path, expect: &Expect) -> Result<OutputCheck, MediaError> {
         duration_seconds: shortest,
         streams,
         files,
+        loudness: Vec::new(),
     })
 }
 
@@ -342,6 +350,7 @@ fn check_storyboard(cues: &Path) -> Result<OutputCheck, MediaError> {
         duration_seconds: end,
         streams: vec![format!("mjpeg {}x{}", size.0, size.1)],
         files: sheets.len(),
+        loudness: Vec::new(),
     })
 }
 

@@ -20,6 +20,7 @@ pub(super) fn attach(
                 streams: check.streams.clone(),
                 files: check.files,
                 input_damage: report.input_damage,
+                loudness: check.loudness.clone(),
             });
         }
     }

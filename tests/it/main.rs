@@ -25,6 +25,7 @@ mod helpers;
 mod media_bad_input;
 mod media_cli;
 mod media_hls;
+mod media_loudness;
 mod media_many;
 mod media_pictures;
 mod media_presets;

@@ -176,7 +176,7 @@ function applyJob(job) {
           class: 'download',
           text: `${o.bucket}/${o.key}`,
         }),
-        h('span', { class: 'hint', text: ` ${bytes(o.bytes)}` }),
+        h('span', { class: 'hint', text: ` ${bytes(o.bytes)}${loudnessText(o.check)}` }),
       ),
     ),
   );
@@ -221,6 +221,17 @@ const drawProgress = perFrame(() => {
   }${usage}`;
   speedChart(parts.chart, cur.samples);
 });
+
+/** " · loudness -31.2 → -16.0 LUFS, -1.6 dBTP (linear)" per normalised audio stream. */
+function loudnessText(check) {
+  return (check?.loudness ?? [])
+    .map(
+      (l) =>
+        ` · loudness ${l.input.integrated_lufs.toFixed(1)} → ${l.output.integrated_lufs.toFixed(1)} LUFS, ` +
+        `${l.output.true_peak_dbtp.toFixed(1)} dBTP (${l.mode})`,
+    )
+    .join('');
+}
 
 function drawParts() {
   const parts = cur.job.parts ?? [];

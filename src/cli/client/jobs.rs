@@ -170,6 +170,7 @@ fn output_row(o: &OutputObject) -> String {
                 c.input_damage
             ));
         }
+        seen.extend(c.loudness.iter().map(|l| format!("loudness of {l}")));
         format!("; checked: {}", seen.join(", "))
     });
     format!(
