@@ -167,6 +167,14 @@ ff -f lavfi -i "$(video 426x240 30 240)" -f lavfi -i "$(tone 440 240)" \
   -c:v libx264 -preset veryfast -crf 30 -g 60 -keyint_min 60 -sc_threshold 0 \
   -x264-params open-gop=1 -pix_fmt yuv420p -ac 2 "${aac[@]}" -movflags +faststart \
   "$v/split_4min.mp4"
+# Loudness: broadband audio whose level swings a little (as speech does), far below and far
+# above the usual -16 LUFS target: about -32 LUFS with -25 dBTP peaks alone in M4A, and about
+# -10 LUFS with -4 dBTP peaks under a small picture in MP4.
+ff -f lavfi -i "$(broadband 10),volume='0.5+0.4*sin(2*PI*0.4*t)':eval=frame" \
+  -ac 2 "${aac[@]}" "$v/loudness_quiet.m4a"
+ff -f lavfi -i "$(video 320x180 25 10)" \
+  -f lavfi -i "$(broadband 10),volume='8+2*sin(2*PI*0.3*t)':eval=frame" \
+  "${x264[@]}" -pix_fmt yuv420p -ac 2 -c:a aac -b:a 128k "$v/loudness_loud.mp4"
 
 # HDR made from the test card: zscale turns it into BT.2020 10-bit with SDR white at
 # 100 cd/m², so a tone map back to SDR can be judged against the card itself. HEVC with

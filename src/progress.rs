@@ -3,7 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
-/// The phase of a task. The engine reports `Probing` through `Done`; a worker adds the
+/// The phase of a task. The engine reports `Probing` through `Done` (`Measuring` only for a
+/// preset that normalises loudness: the first pass over the audio); a worker adds the
 /// transfer phases around it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -12,6 +13,7 @@ pub enum Phase {
     Starting,
     Downloading,
     Probing,
+    Measuring,
     Transcoding,
     Finalizing,
     Uploading,
@@ -24,6 +26,7 @@ impl Phase {
             Phase::Starting => "starting",
             Phase::Downloading => "downloading",
             Phase::Probing => "probing",
+            Phase::Measuring => "measuring",
             Phase::Transcoding => "transcoding",
             Phase::Finalizing => "finalizing",
             Phase::Uploading => "uploading",
@@ -36,7 +39,8 @@ impl Phase {
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Progress {
     pub phase: Phase,
-    /// 0 to 100 within the transcode (output time over input duration).
+    /// 0 to 100 within the transcode (output time over input duration), or within the
+    /// loudness measure while `Measuring`.
     pub percent: f64,
     /// Video frames encoded per second (wall clock).
     #[serde(default, skip_serializing_if = "Option::is_none")]

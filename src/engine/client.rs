@@ -33,8 +33,8 @@ pub struct Engine {
     pub preset: Option<String>,
     /// The sandbox's limits; None: the sandbox is off.
     pub sandbox: Option<Limits>,
-    /// A step that is transcoding and has not advanced its media time for this long is
-    /// killed (`stalled`); None: never.
+    /// A step that is measuring loudness or transcoding and has not advanced its media
+    /// time for this long is killed (`stalled`); None: never.
     pub stall: Option<Duration>,
     /// The test switch: a fault the engine makes once it transcodes.
     pub test_fault: Option<Fault>,
@@ -329,10 +329,11 @@ struct Watch {
     stop: StopToken,
     stall: Option<Duration>,
     ended: AtomicBool,
-    /// When the media time (or the frame count) last moved on, and to where; None until
-    /// the step transcodes (a probe or a cut reports no media time, and is bounded by the
-    /// job's time limit instead).
-    advanced: Mutex<Option<(Instant, f64, u64)>>,
+    /// When the media time (or the frame count) last moved on, to where, and in which
+    /// phase; None until the step measures or transcodes (a probe or a cut reports no media
+    /// time, and is bounded by the job's time limit instead). A loudness measure's media
+    /// time and the transcode's after it are watched each from its own start.
+    advanced: Mutex<Option<(Instant, f64, u64, Phase)>>,
     stalled: Mutex<Option<f64>>,
 }
 
@@ -340,11 +341,12 @@ impl Watch {
     fn moved_to(&self, p: &Progress) {
         let mut advanced = self.advanced.lock().unwrap_or_else(|p| p.into_inner());
         let moved = match *advanced {
-            None => p.phase == Phase::Transcoding,
-            Some((_, at, frames)) => p.out_time_seconds > at || p.frames > frames,
+            None => matches!(p.phase, Phase::Measuring | Phase::Transcoding),
+            Some((_, _, _, Phase::Measuring)) if p.phase == Phase::Transcoding => true,
+            Some((_, at, frames, _)) => p.out_time_seconds > at || p.frames > frames,
         };
         if moved {
-            *advanced = Some((Instant::now(), p.out_time_seconds, p.frames));
+            *advanced = Some((Instant::now(), p.out_time_seconds, p.frames, p.phase));
         }
     }
 
@@ -357,7 +359,7 @@ impl Watch {
                     let _ = kill(self.pid, Signal::SIGTERM);
                 }
                 let advanced = *self.advanced.lock().unwrap_or_else(|p| p.into_inner());
-                if let (Some(limit), Some((since, at, _))) = (self.stall, advanced)
+                if let (Some(limit), Some((since, at, ..))) = (self.stall, advanced)
                     && since.elapsed() >= limit
                 {
                     *self.stalled.lock().unwrap_or_else(|p| p.into_inner()) = Some(at);

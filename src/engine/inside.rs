@@ -166,7 +166,9 @@ fn run(
             layout,
             dir,
         } => {
-            split::encode_audio(source, preset()?, layout, dir, stop, progress)?;
+            for l in split::encode_audio(source, preset()?, layout, dir, stop, progress)? {
+                eprintln!("[engine] loudness of {l}");
+            }
             Ok(serde_json::Value::Null)
         }
         Work::Assemble {
@@ -256,12 +258,25 @@ fn job(
             many.join(", ")
         ),
     }
-    let report = media::transcode_many_then(input, outputs, edits, stop, progress, &mut |files| {
-        if damage {
-            damage_first(files);
-        }
-    })?;
-    phases.insert("transcoding".to_string(), t.elapsed().as_secs_f64());
+    let mut measuring = MeasureClock::default();
+    let mut watched = |p: &Progress| {
+        measuring.saw(p.phase);
+        progress(p)
+    };
+    let report =
+        media::transcode_many_then(input, outputs, edits, stop, &mut watched, &mut |files| {
+            if damage {
+                damage_first(files);
+            }
+        })?;
+    let measured = measuring.seconds();
+    if measured > 0.0 {
+        phases.insert("measuring".to_string(), measured);
+    }
+    phases.insert(
+        "transcoding".to_string(),
+        t.elapsed().as_secs_f64() - measured,
+    );
     eprintln!(
         "[engine] transcoded {:.2} s of media in {:.2} s ({} frames)",
         report.out_time_seconds, report.elapsed_seconds, report.frames
@@ -272,12 +287,44 @@ fn job(
             report.input_damage
         );
     }
+    for check in &report.checks {
+        for l in &check.loudness {
+            eprintln!(
+                "[engine] {}: loudness of {l}",
+                check.path.file_name().unwrap_or_default().to_string_lossy()
+            );
+        }
+    }
     let made = Made::Transcoded(Box::new(report));
     Ok(JobDone {
         input: probe,
         made,
         phases,
     })
+}
+
+/// How long a transcode's loudness measure took: from its first `Measuring` report to the
+/// first report after it.
+#[derive(Default)]
+struct MeasureClock {
+    started: Option<Instant>,
+    took: Option<f64>,
+}
+
+impl MeasureClock {
+    fn saw(&mut self, phase: Phase) {
+        match (self.started, phase) {
+            (None, Phase::Measuring) => self.started = Some(Instant::now()),
+            (Some(at), p) if p != Phase::Measuring && self.took.is_none() => {
+                self.took = Some(at.elapsed().as_secs_f64());
+            }
+            _ => {}
+        }
+    }
+
+    fn seconds(&self) -> f64 {
+        self.took.unwrap_or(0.0)
+    }
 }
 
 /// The test fault `damage`: the first media file cut to half its length.

@@ -180,6 +180,10 @@ pub struct OutputChecked {
     /// (`quality = true`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub quality: Vec<Quality>,
+    /// Per audio stream its preset normalised (`[audio] loudness`): the loudness measured
+    /// before and after.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub loudness: Vec<LoudnessChecked>,
 }
 
 /// How close a video rendition's pictures are to the source's, scaled to its size.
@@ -194,6 +198,76 @@ pub struct Quality {
     pub psnr_db: f64,
     /// Frames compared.
     pub frames: u64,
+}
+
+/// One audio stream's EBU R128 normalisation: what the engine measured of the input stream
+/// (its first pass) and of the audio it encoded, and how the gain was applied.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct LoudnessChecked {
+    /// The input stream's index.
+    pub stream: usize,
+    pub input: LoudnessMeasure,
+    pub output: LoudnessMeasure,
+    pub mode: LoudnessMode,
+}
+
+/// Loudness as EBU R128 measures it.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct LoudnessMeasure {
+    /// Integrated loudness, LUFS (-70 for audio the gate leaves nothing of).
+    pub integrated_lufs: f64,
+    /// True peak, dBTP (the peak of the audio upsampled to 192 kHz; -99 for digital silence).
+    pub true_peak_dbtp: f64,
+    /// Loudness range, LU.
+    pub range_lu: f64,
+}
+
+/// How normalisation changed the audio.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum LoudnessMode {
+    /// One gain for the whole stream: its true peak and range allowed it.
+    Linear,
+    /// Gain that follows the short-term loudness, with a true-peak limiter: one gain would
+    /// have pushed the peaks past the limit, or the range is wider than the preset allows.
+    Dynamic,
+    /// Left as it was: nothing in it is loud enough to measure (silence).
+    Unchanged,
+}
+
+/// "stream #1: -31.2 LUFS, -24.9 dBTP, 1.6 LU → -16.0 LUFS, -8.9 dBTP, 1.6 LU (linear)".
+impl std::fmt::Display for LoudnessChecked {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "stream #{}: {} → {} ({})",
+            self.stream,
+            self.input,
+            self.output,
+            self.mode.as_str()
+        )
+    }
+}
+
+/// "-31.2 LUFS, -24.9 dBTP, 1.6 LU".
+impl std::fmt::Display for LoudnessMeasure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{:.1} LUFS, {:.1} dBTP, {:.1} LU",
+            self.integrated_lufs, self.true_peak_dbtp, self.range_lu
+        )
+    }
+}
+
+impl LoudnessMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LoudnessMode::Linear => "linear",
+            LoudnessMode::Dynamic => "dynamic",
+            LoudnessMode::Unchanged => "unchanged",
+        }
+    }
 }
 
 /// Why an attempt failed.

@@ -3,13 +3,17 @@
 //! `ffarm transcode --print-ffmpeg` and used by the engine benchmark, so "equivalent
 //! settings" are derived from one place rather than written twice.
 //!
+//! Loudness normalisation is two passes: the first, measuring, is run here too, so the
+//! command's `loudnorm` carries the values ffarm measured (and runs as ffarm's second pass).
+//!
 //! What the command line cannot say exactly: a rate grid is spelled as the `fps` filter,
 //! which picks the same frames but also repeats frames to fill the ticks a variable-rate
 //! source leaves empty (ffarm leaves them empty); a source that changes picture size
-//! mid-stream is stretched by the command line, letterboxed by ffarm; HDR is decided here
-//! from the stream's tags, while ffarm also tone-maps pictures only the frames call HDR (HLG
-//! signalled in an SEI); and the mastering-display and light-level metadata ffarm passes on
-//! from kept HDR frames (into x265's SEI and the container) is not spelled out.
+//! mid-stream is stretched by the command line, letterboxed by ffarm; `loudnorm` starts its
+//! output's timestamps at zero, which ffarm puts back where the audio began; HDR is decided
+//! here from the stream's tags, while ffarm also tone-maps pictures only the frames call HDR
+//! (HLG signalled in an SEI); and the mastering-display and light-level metadata ffarm passes
+//! on from kept HDR frames (into x265's SEI and the container) is not spelled out.
 
 use std::path::Path;
 
@@ -19,7 +23,9 @@ use super::ffi::{self, StreamFacts};
 use super::geometry::{self, DEINTERLACE, Rotation};
 use super::hdr::{self, HdrColour};
 use super::input::{self, Input};
+use super::loudness;
 use super::output::{Layout, MuxTarget};
+use super::pipeline::measure::{self, GroupMeasure, Measures};
 use super::plan::{self, AudioWork, Plan, RenditionPlan, VideoWork};
 use super::probe;
 use crate::job::Clip;
@@ -40,6 +46,7 @@ pub fn equivalent_command(
     if let Some(clip) = clip {
         plan::clip(&mut plan, clip, preset, input_path)?;
     }
+    let measures = measure::measure(input_path, &plan, &StopToken::new(), &mut |_| {})?;
     // The layout is only used for names: nothing is written.
     let layout = Layout::describe(output, preset, &plan.renditions())?;
     let mut args: Vec<String> = ["-hide_banner", "-nostdin", "-y"]
@@ -51,7 +58,7 @@ pub fn equivalent_command(
     args.extend(["-i".into(), input_path.display().to_string()]);
     let mut per_output: Vec<Vec<String>> = vec![Vec::new(); plan.outputs.len()];
     let graph = map_video(&input, &plan, &mut per_output);
-    map_audio(&plan, &mut per_output);
+    map_audio(&plan, &measures, &mut per_output);
     map_subtitles(&plan, &mut per_output);
     if !graph.is_empty() {
         args.extend(["-filter_complex".into(), graph.join(";")]);
@@ -230,9 +237,10 @@ fn map_ladder(
     graph
 }
 
-/// Maps each audio stream into its outputs, copied or encoded.
-fn map_audio(plan: &Plan, per_output: &mut [Vec<String>]) {
-    for a in &plan.audio {
+/// Maps each audio stream into its outputs, copied or encoded (and normalised as the first
+/// pass's `measures` say).
+fn map_audio(plan: &Plan, measures: &Measures, per_output: &mut [Vec<String>]) {
+    for (i, a) in plan.audio.iter().enumerate() {
         match &a.work {
             AudioWork::Copy { targets } => {
                 for t in targets {
@@ -245,16 +253,30 @@ fn map_audio(plan: &Plan, per_output: &mut [Vec<String>]) {
                 }
             }
             AudioWork::Encode { groups } => {
-                for (spec, targets) in groups {
+                for (g, (spec, targets)) in groups.iter().enumerate() {
+                    let measured = measures.get(i).and_then(|m| m.get(g)).copied().flatten();
+                    let filter = measured.and_then(|m| normalise_filter(spec, &m));
                     for t in targets {
                         let o = &mut per_output[t.output];
                         o.extend(strings(&["-map", &format!("0:{}", a.input)]));
+                        if let Some(f) = &filter {
+                            o.extend(["-af".to_string(), f.clone()]);
+                        }
                         o.extend(audio_encoder_args(spec));
                     }
                 }
             }
         }
     }
+}
+
+/// ffarm's second pass as one filter chain: into the encoder's format (as the first pass
+/// measured it), `loudnorm`, and back into that format; None when there is nothing to
+/// normalise.
+fn normalise_filter(spec: &AudioEncoderSpec, m: &GroupMeasure) -> Option<String> {
+    let (loudnorm, _) = loudness::normalisation(spec.loudness.as_ref()?, &m.measured)?;
+    let convert = m.format.conversion();
+    Some(format!("{convert},{loudnorm},{convert}"))
 }
 
 /// Maps each copied subtitle stream into its output.

@@ -5,8 +5,9 @@ use ffmpeg_next as ff;
 
 use super::error::{MediaError, with_detail};
 use super::ffi;
+use super::graph::AudioShape;
 use super::hdr::HdrMetadata;
-use crate::preset::{AudioCodec, AudioEncoding, RateControl, VideoCodec, VideoEncoding};
+use crate::preset::{AudioCodec, AudioEncoding, Loudness, RateControl, VideoCodec, VideoEncoding};
 
 /// Everything needed to open one video encoder.
 #[derive(Debug, Clone)]
@@ -31,6 +32,8 @@ pub(crate) struct AudioEncoderSpec {
     pub options: Vec<(String, String)>,
     pub sample_rate: Option<u32>,
     pub channels: Option<u32>,
+    /// Normalise to this loudness (two passes: `media::loudness`).
+    pub loudness: Option<Loudness>,
 }
 
 /// The video encoder options for a preset's encoding, with `rate` replacing its rate control
@@ -106,6 +109,7 @@ pub(crate) fn audio_spec(a: &AudioEncoding, bitrate: Option<u64>) -> AudioEncode
         options,
         sample_rate: a.sample_rate,
         channels: a.channels,
+        loudness: a.loudness,
     }
 }
 
@@ -209,23 +213,71 @@ impl OpenedAudio {
     pub fn time_base(&self) -> ff::Rational {
         ff::Rational::new(1, self.sample_rate as i32)
     }
+
+    /// The samples it takes.
+    pub fn format(&self) -> AudioFormat {
+        AudioFormat {
+            sample_rate: self.sample_rate,
+            sample_format: self.sample_format,
+            channels: self.channels,
+        }
+    }
 }
 
-/// Opens an audio encoder for a source with `source_rate` Hz, `source_channels` channels and
-/// samples in `source_format`.
-pub(crate) fn open_audio(
+/// The samples an audio encoder takes: rate, sample format and channel count.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct AudioFormat {
+    pub sample_rate: u32,
+    pub sample_format: ff::format::Sample,
+    pub channels: u32,
+}
+
+impl AudioFormat {
+    /// Frames of this format, as a filter graph's source takes them.
+    pub fn shape(&self) -> AudioShape {
+        AudioShape {
+            rate: self.sample_rate,
+            format: self.sample_format,
+            layout: ffi::default_layout_name(self.channels),
+        }
+    }
+
+    /// One tick per sample.
+    pub fn time_base(&self) -> ff::Rational {
+        ff::Rational::new(1, self.sample_rate as i32)
+    }
+
+    /// The filters that resample and remix any audio into this format.
+    pub fn conversion(&self) -> String {
+        format!(
+            "aresample={rate},aformat=sample_fmts={fmt}:sample_rates={rate}:channel_layouts={layout}",
+            rate = self.sample_rate,
+            fmt = self.sample_format.name(),
+            layout = ffi::default_layout_name(self.channels),
+        )
+    }
+}
+
+fn find_audio_encoder(spec: &AudioEncoderSpec) -> Result<ff::Codec, MediaError> {
+    let name = spec.codec.encoder();
+    ff::encoder::find_by_name(name).ok_or_else(|| MediaError::Encode {
+        codec: name.into(),
+        reason: "this FFmpeg build has no such encoder".into(),
+    })
+}
+
+/// The format an encoder of `spec` takes for a source with `source_rate` Hz,
+/// `source_channels` channels and samples in `source_format`: the source's sample format
+/// and rate where the encoder takes them, else its first format and nearest rate; the
+/// preset's rate and channels where it names them.
+pub(crate) fn audio_format(
     spec: &AudioEncoderSpec,
     source_rate: u32,
     source_channels: u32,
     source_format: ff::format::Sample,
-    global_header: bool,
-) -> Result<OpenedAudio, MediaError> {
+) -> Result<AudioFormat, MediaError> {
     let name = spec.codec.encoder();
-    let codec = ff::encoder::find_by_name(name).ok_or_else(|| MediaError::Encode {
-        codec: name.into(),
-        reason: "this FFmpeg build has no such encoder".into(),
-    })?;
-    let audio_codec = codec
+    let audio_codec = find_audio_encoder(spec)?
         .audio()
         .map_err(|e| encode_error(name, &e, ffi::log_mark()))?;
     let sample_format = audio_codec
@@ -255,7 +307,29 @@ pub(crate) fn open_audio(
         .channels
         .unwrap_or(source_channels)
         .clamp(1, spec.codec.max_channels());
+    Ok(AudioFormat {
+        sample_rate,
+        sample_format,
+        channels,
+    })
+}
 
+/// Opens an audio encoder for a source with `source_rate` Hz, `source_channels` channels and
+/// samples in `source_format`.
+pub(crate) fn open_audio(
+    spec: &AudioEncoderSpec,
+    source_rate: u32,
+    source_channels: u32,
+    source_format: ff::format::Sample,
+    global_header: bool,
+) -> Result<OpenedAudio, MediaError> {
+    let name = spec.codec.encoder();
+    let codec = find_audio_encoder(spec)?;
+    let AudioFormat {
+        sample_rate,
+        sample_format,
+        channels,
+    } = audio_format(spec, source_rate, source_channels, source_format)?;
     let mut ctx = ff::codec::Context::new_with_codec(codec);
     ffi::set_threads_auto(&mut ctx);
     if global_header {

@@ -11,6 +11,7 @@ mod graph;
 mod hdr;
 mod hls;
 mod input;
+mod loudness;
 mod meter;
 mod output;
 mod pipeline;

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use super::error::MediaError;
 use super::input;
 use super::probe::{self, ProbeReport, StreamReport};
+use crate::job::LoudnessChecked;
 use crate::preset::Container;
 use crate::stop::StopToken;
 
@@ -30,6 +31,10 @@ pub struct OutputCheck {
     /// SSIM and PSNR per video rendition, when asked (`quality`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub quality: Vec<crate::job::Quality>,
+    /// What loudness normalisation did to each audio stream it carries (measured in the
+    /// run, not read back from the file).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub loudness: Vec<LoudnessChecked>,
 }
 
 fn is_zero(n: &usize) -> bool {
@@ -125,6 +130,7 @@ fn check_file(path: &Path, expect: &Expect) -> Result<OutputCheck, MediaError> {
         streams: describe(&report),
         files: 0,
         quality: Vec::new(),
+        loudness: Vec::new(),
     })
 }
 
@@ -232,6 +238,7 @@ fn check_picture(path: &Path) -> Result<OutputCheck, MediaError> {
         streams: vec![format!("mjpeg {}x{}", size.0, size.1)],
         files: 0,
         quality: Vec::new(),
+        loudness: Vec::new(),
     })
 }
 
@@ -356,6 +363,7 @@ pub(crate) fn check_hls_placed(
         streams,
         files,
         quality: Vec::new(),
+        loudness: Vec::new(),
     })
 }
 
@@ -389,6 +397,7 @@ fn check_storyboard(cues: &Path) -> Result<OutputCheck, MediaError> {
         streams: vec![format!("mjpeg {}x{}", size.0, size.1)],
         files: sheets.len(),
         quality: Vec::new(),
+        loudness: Vec::new(),
     })
 }
 

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use include_dir::{Dir, include_dir};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::job::{Chunking, Watermark};
 
@@ -172,7 +172,29 @@ pub struct AudioEncoding {
     pub bitrate: Option<u64>,
     pub channels: Option<u32>,
     pub sample_rate: Option<u32>,
+    /// EBU R128 loudness normalisation, when the preset asks for it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub loudness: Option<Loudness>,
     pub options: BTreeMap<String, String>,
+}
+
+/// Where EBU R128 normalisation brings the audio: integrated loudness `target` (LUFS), at
+/// most `true_peak` (dBTP), and a loudness range of at most `range` (LU) before the gain may
+/// no longer be one linear step.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Loudness {
+    pub target: f64,
+    pub true_peak: f64,
+    pub range: f64,
+}
+
+impl Loudness {
+    /// -16 LUFS, -1.5 dBTP, 11 LU: the level streaming and podcast platforms play at.
+    pub const DEFAULT: Loudness = Loudness {
+        target: -16.0,
+        true_peak: -1.5,
+        range: 11.0,
+    };
 }
 
 /// HLS output: segment length and the renditions. No renditions means one rendition

@@ -64,6 +64,9 @@ pub struct AudioSpec {
     pub bitrate: Option<Bitrate>,
     pub channels: Option<i64>,
     pub sample_rate: Option<i64>,
+    /// `{ target, true_peak, range }` (LUFS, dBTP, LU), each optional; read as a value so
+    /// that a mistake is reported against the field rather than as a parse error.
+    pub loudness: Option<toml::Value>,
     #[serde(default)]
     pub options: BTreeMap<String, toml::Value>,
 }

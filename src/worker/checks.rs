@@ -21,6 +21,7 @@ pub(super) fn attach(
                 files: check.files,
                 input_damage: report.input_damage,
                 quality: check.quality.clone(),
+                loudness: check.loudness.clone(),
             });
         }
     }

@@ -24,6 +24,8 @@ const SKIPPED: &[&str] = &[
     "split_4min",
     "h264_aac_1080p",
     "hls_source_1080p",
+    "loudness_quiet",
+    "loudness_loud",
 ];
 const LARGEST_SEED_BYTES: u64 = 1_500_000;
 

@@ -27,6 +27,7 @@ mod media_cli;
 mod media_clip;
 mod media_hdr;
 mod media_hls;
+mod media_loudness;
 mod media_many;
 mod media_pictures;
 mod media_presets;

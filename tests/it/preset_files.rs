@@ -175,6 +175,7 @@ fn the_shipped_set_is_complete() {
         "hls-abr",
         "audio-aac-128k",
         "audio-mp3-192k",
+        "podcast-mp3",
         "remux-mkv",
         "remux-mov",
         "poster-jpg",

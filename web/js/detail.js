@@ -25,7 +25,7 @@ import {
 } from './util.js';
 
 const LOG_PAGE = 1000;
-const PHASES = ['downloading', 'probing', 'transcoding', 'finalizing', 'uploading'];
+const PHASES = ['downloading', 'probing', 'measuring', 'transcoding', 'finalizing', 'uploading'];
 
 let els = null;
 /** The open job: {id, job, source, logNext, logTimer, samples, parts, …}, or null. */
@@ -192,7 +192,7 @@ function applyJob(job) {
           class: 'download',
           text: `${o.bucket}/${o.key}`,
         }),
-        h('span', { class: 'hint', text: ` ${bytes(o.bytes)}` }),
+        h('span', { class: 'hint', text: ` ${bytes(o.bytes)}${loudnessText(o.check)}` }),
         o.check ? h('span', { class: 'hint check', text: ` · ${checkText(o.check)}` }) : null,
       ),
     ),
@@ -238,6 +238,17 @@ const drawProgress = perFrame(() => {
   }${usage}`;
   speedChart(parts.chart, cur.samples);
 });
+
+/** " · loudness -31.2 → -16.0 LUFS, -1.6 dBTP (linear)" per normalised audio stream. */
+function loudnessText(check) {
+  return (check?.loudness ?? [])
+    .map(
+      (l) =>
+        ` · loudness ${l.input.integrated_lufs.toFixed(1)} → ${l.output.integrated_lufs.toFixed(1)} LUFS, ` +
+        `${l.output.true_peak_dbtp.toFixed(1)} dBTP (${l.mode})`,
+    )
+    .join('');
+}
 
 function drawParts() {
   const parts = cur.job.parts ?? [];

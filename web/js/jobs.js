@@ -302,9 +302,11 @@ function outcomeText(job) {
   }
 }
 
-/** "42.1 % · 96 fps · 3.2× · ETA 1:01", or the phase before the transcode starts. */
+/** "42.1 % · 96 fps · 3.2× · ETA 1:01", "measuring 40.0 %" (a loudness measure), or the phase
+ * before the transcode starts. */
 export function progressText(p) {
   if (!p) return 'starting';
+  if (p.phase === 'measuring') return `measuring ${p.percent.toFixed(1)} %`;
   if (p.phase !== 'transcoding' && p.phase !== 'finalizing') {
     if (p.bytes_total) return `${p.phase} ${Math.floor((100 * (p.bytes_done ?? 0)) / p.bytes_total)} %`;
     return p.phase;

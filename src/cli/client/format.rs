@@ -74,7 +74,9 @@ pub fn time(t: Timestamp) -> String {
 pub fn progress(p: &Progress) -> String {
     let mut s = p.phase.as_str().to_string();
     match p.phase {
-        Phase::Transcoding | Phase::Finalizing => s.push_str(&format!(" {:.0}%", p.percent)),
+        Phase::Measuring | Phase::Transcoding | Phase::Finalizing => {
+            s.push_str(&format!(" {:.0}%", p.percent))
+        }
         Phase::Downloading | Phase::Uploading => {
             if let (Some(done), Some(total)) = (p.bytes_done, p.bytes_total) {
                 s.push_str(&format!(" {} of {}", bytes(done), bytes(total)));

@@ -178,6 +178,7 @@ fn output_row(o: &OutputObject) -> String {
                 .unwrap_or_default();
             seen.push(format!("{name}SSIM {:.4} PSNR {:.2} dB", q.ssim, q.psnr_db));
         }
+        seen.extend(c.loudness.iter().map(|l| format!("loudness of {l}")));
         format!("; checked: {}", seen.join(", "))
     });
     format!(

@@ -1,10 +1,11 @@
 //! Audio lanes: one thread per input audio stream decodes, then per encoder group resamples,
-//! remixes (downmix to the preset's channels) and re-frames to the encoder's frame size,
-//! encodes, and sends each packet to every output of the group. The encoder's format is
-//! fixed by the first frame; a stream whose sample rate, sample format or channel layout
-//! changes mid-stream (concatenated or broadcast captures) gets a new converting graph for
-//! the new frames, while the re-framing graph after it carries on, so no samples are lost and
-//! no short frame reaches the encoder mid-stream.
+//! remixes (downmix to the preset's channels), normalises loudness when the preset asks
+//! (`loudness::Normaliser`, from the first pass's measure) and re-frames to the encoder's
+//! frame size, encodes, and sends each packet to every output of the group. The encoder's
+//! format is fixed by the first frame; a stream whose sample rate, sample format or channel
+//! layout changes mid-stream (concatenated or broadcast captures) gets a new converting graph
+//! for the new frames, while the normaliser and the re-framing graph after it carry on, so no
+//! samples are lost and no short frame reaches the encoder mid-stream.
 
 use std::sync::atomic::Ordering;
 
@@ -19,6 +20,7 @@ use crate::media::error::{MediaError, with_detail};
 use crate::media::ffi;
 use crate::media::graph::{AudioShape, Graph};
 use crate::media::hdr::HdrMetadata;
+use crate::media::loudness::{self, Measured, Normaliser};
 use crate::preset::AudioCodec;
 
 pub(crate) struct AudioLane {
@@ -36,6 +38,9 @@ pub(crate) struct Group {
     global_header: bool,
     /// Filters that cut the samples to a clip, before any conversion.
     trim: Option<String>,
+    /// Where it normalises loudness: the input stream's index, what the first pass measured
+    /// of it, and the output files it goes to (whose records say what was done).
+    loudness: Option<(usize, Measured, Vec<usize>)>,
     state: Option<Encoding>,
     /// Fallback timestamps for frames that carry none: the next expected pts.
     next_pts: Option<i64>,
@@ -53,15 +58,25 @@ impl Group {
             targets,
             global_header,
             trim,
+            loudness: None,
             state: None,
             next_pts: None,
         }
+    }
+
+    /// The same group, normalising input stream `stream` as measured (`measured`) on its
+    /// way to output files `outputs`.
+    pub fn normalising(mut self, stream: usize, measured: Measured, outputs: Vec<usize>) -> Self {
+        self.loudness = Some((stream, measured, outputs));
+        self
     }
 }
 
 struct Encoding {
     /// Resamples and remixes frames of one input shape into the encoder's format.
     convert: Graph,
+    /// Brings the converted audio to the preset's loudness.
+    normalise: Option<Normaliser>,
     /// Cuts the converted samples into frames of the encoder's size, when it has one.
     reframe: Option<Graph>,
     opened: OpenedAudio,
@@ -93,17 +108,37 @@ pub(crate) fn run(
         if let Some(st) = group.state.as_mut() {
             st.convert.finish(None)?;
             pump(st, &group.targets)?;
+            if let Some(normalise) = st.normalise.as_mut() {
+                normalise.finish()?;
+            }
+            drain_normalised(st, &group.targets)?;
             if let Some(reframe) = st.reframe.as_mut() {
                 reframe.finish(None)?;
             }
             drain_reframe(st, &group.targets)?;
             let _ = st.opened.encoder.send_eof();
-            receive_packets(&mut st.opened, &group.targets)?;
+            receive_packets(&mut st.opened, st.normalise.as_mut(), &group.targets)?;
         }
         for (tx, slot) in &group.targets {
             let _ = tx.send(MuxMsg::End { slot: *slot });
         }
+        record_loudness(shared, group)?;
     }
+    Ok(())
+}
+
+/// Records what normalisation did to a group's audio, for its outputs' checks.
+fn record_loudness(shared: &Shared, group: &mut Group) -> Result<(), MediaError> {
+    let Some((stream, measured, outputs)) = group.loudness.take() else {
+        return Ok(());
+    };
+    let normaliser = group.state.as_mut().and_then(|st| st.normalise.take());
+    let checked = match normaliser {
+        Some(n) => n.report(stream)?,
+        None => loudness::unchanged(stream, &measured),
+    };
+    tracing::info!("loudness of {checked}");
+    shared.normalised(&outputs, checked);
     Ok(())
 }
 
@@ -199,15 +234,20 @@ fn start(
     )?;
     let chain = convert_chain(&opened, group.trim.as_deref());
     let convert = Graph::audio(shape, tb, &chain, None)?;
-    let encoder_shape = AudioShape {
-        rate: opened.sample_rate,
-        format: opened.sample_format,
-        layout: ffi::default_layout_name(opened.channels),
-    };
+    let encoder_shape = opened.format().shape();
     let reframe = opened
         .frame_size
         .map(|n| Graph::audio(&encoder_shape, opened.time_base(), "anull", Some(n)))
         .transpose()?;
+    let normalise = match (&group.spec.loudness, &group.loudness) {
+        (Some(target), Some((_, measured, _))) => Normaliser::new(target, *measured, &opened)?,
+        (Some(_), None) => {
+            return Err(MediaError::Internal(
+                "the loudness measure found no audio in a stream the run decodes".into(),
+            ));
+        }
+        (None, _) => None,
+    };
     let params = ff::codec::Parameters::from(&opened.encoder);
     let codec_string = match group.spec.codec {
         AudioCodec::Aac => Some("mp4a.40.2".to_string()),
@@ -234,20 +274,16 @@ fn start(
     }
     Ok(Encoding {
         convert,
+        normalise,
         reframe,
         opened,
     })
 }
 
-/// Resampling and remixing into the encoder's rate, sample format and channel layout.
-/// (A clip's trim first: it cuts on the source's own samples.)
+/// Resampling and remixing into the encoder's rate, sample format and channel layout, a
+/// clip's trim first (it cuts on the source's own samples).
 fn convert_chain(opened: &OpenedAudio, trim: Option<&str>) -> String {
-    let convert = format!(
-        "aresample={rate},aformat=sample_fmts={fmt}:sample_rates={rate}:channel_layouts={layout}",
-        rate = opened.sample_rate,
-        fmt = opened.sample_format.name(),
-        layout = ffi::default_layout_name(opened.channels),
-    );
+    let convert = opened.format().conversion();
     match trim {
         Some(t) => format!("{t},{convert}"),
         None => convert,
@@ -274,8 +310,8 @@ fn retime(frame: &mut ff::frame::Audio, from: ff::Rational, to: ff::Rational) {
     }
 }
 
-/// Moves converted frames on: through the re-framing graph when there is one, else straight
-/// into the encoder.
+/// Moves converted frames on: through the normaliser when there is one, then through the
+/// re-framing graph when there is one, else straight into the encoder.
 fn pump(st: &mut Encoding, targets: &[(Sender<MuxMsg>, usize)]) -> Result<(), MediaError> {
     let (from, tb) = (st.convert.output_time_base(), st.opened.time_base());
     loop {
@@ -284,13 +320,45 @@ fn pump(st: &mut Encoding, targets: &[(Sender<MuxMsg>, usize)]) -> Result<(), Me
             return Ok(());
         }
         retime(&mut converted, from, tb);
-        match st.reframe.as_mut() {
-            Some(reframe) => {
-                reframe.push(&converted)?;
-                drain_reframe(st, targets)?;
+        match st.normalise.as_mut() {
+            Some(normalise) => {
+                normalise.push(&converted)?;
+                drain_normalised(st, targets)?;
             }
-            None => send(&mut st.opened, &converted, targets)?,
+            None => reframe_or_send(st, &converted, targets)?,
         }
+    }
+}
+
+/// Moves every frame the normaliser has ready on (already in the encoder's time base).
+fn drain_normalised(
+    st: &mut Encoding,
+    targets: &[(Sender<MuxMsg>, usize)],
+) -> Result<(), MediaError> {
+    loop {
+        let mut normalised = ff::frame::Audio::empty();
+        let Some(normalise) = st.normalise.as_mut() else {
+            return Ok(());
+        };
+        if !normalise.pull(&mut normalised)? {
+            return Ok(());
+        }
+        reframe_or_send(st, &normalised, targets)?;
+    }
+}
+
+/// Into the re-framing graph when there is one, else straight into the encoder.
+fn reframe_or_send(
+    st: &mut Encoding,
+    frame: &ff::frame::Audio,
+    targets: &[(Sender<MuxMsg>, usize)],
+) -> Result<(), MediaError> {
+    match st.reframe.as_mut() {
+        Some(reframe) => {
+            reframe.push(frame)?;
+            drain_reframe(st, targets)
+        }
+        None => send(&mut st.opened, st.normalise.as_mut(), frame, targets),
     }
 }
 
@@ -308,12 +376,14 @@ fn drain_reframe(st: &mut Encoding, targets: &[(Sender<MuxMsg>, usize)]) -> Resu
             return Ok(());
         }
         retime(&mut framed, from, tb);
-        send(&mut st.opened, &framed, targets)?;
+        send(&mut st.opened, st.normalise.as_mut(), &framed, targets)?;
     }
 }
 
+/// Encodes a frame and sends its packets on (a normaliser measures them).
 fn send(
     opened: &mut OpenedAudio,
+    normalise: Option<&mut Normaliser>,
     frame: &ff::frame::Audio,
     targets: &[(Sender<MuxMsg>, usize)],
 ) -> Result<(), MediaError> {
@@ -322,11 +392,12 @@ fn send(
         .encoder
         .send_frame(frame)
         .map_err(|e| encode_error(opened, &e, mark))?;
-    receive_packets(opened, targets)
+    receive_packets(opened, normalise, targets)
 }
 
 fn receive_packets(
     opened: &mut OpenedAudio,
+    mut normalise: Option<&mut Normaliser>,
     targets: &[(Sender<MuxMsg>, usize)],
 ) -> Result<(), MediaError> {
     let time_base = opened.time_base();
@@ -335,6 +406,9 @@ fn receive_packets(
         let mark = ffi::log_mark();
         match opened.encoder.receive_packet(&mut packet) {
             Ok(()) => {
+                if let Some(n) = normalise.as_deref_mut() {
+                    n.encoded(&packet)?;
+                }
                 for (tx, slot) in targets {
                     let _ = tx.send(MuxMsg::Packet {
                         slot: *slot,

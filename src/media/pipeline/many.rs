@@ -110,6 +110,7 @@ pub fn transcode_many_then(
     let renditions: Vec<Vec<Option<String>>> = plans.iter().map(Plan::renditions).collect();
     let plan = plan::merge(plans)?;
     let expected = expectations(&layouts, outputs, &plan, &probe);
+    let sizes: Vec<usize> = layouts.iter().map(|l| l.targets.len()).collect();
     let targets: Vec<MuxTarget> = layouts
         .iter()
         .flat_map(|l| l.targets.iter().cloned())
@@ -124,7 +125,8 @@ pub fn transcode_many_then(
     on_progress(&ran.meter.snapshot(Phase::Finalizing));
     let files = finalise_all(layouts, &ran, outputs, plan.duration)?;
     before_check(&files);
-    let measured = check_all(&expected).and_then(|mut checks| {
+    let measured = check_all(&expected).and_then(|checks| {
+        let mut checks = with_loudness(checks, &sizes, &ran);
         let wanted = |i: usize| edits.quality || outputs[i].preset.quality;
         if let Some(reference) = quality::Reference::of(&plan, source) {
             for (i, (check, (top, container, _))) in checks.iter_mut().zip(&expected).enumerate() {
@@ -238,6 +240,24 @@ fn check_all(expected: &[(PathBuf, Container, Expect)]) -> Result<Vec<OutputChec
         .iter()
         .map(|(path, container, expect)| verify::check(*container, path, expect))
         .collect()
+}
+
+/// Puts on each output's check what loudness normalisation did to the audio it carries
+/// (output `i` being the run's files `sizes[..i].sum()..` on, `sizes[i]` of them), once per
+/// input stream: an HLS ladder's variants each have their encoder, measured alike.
+fn with_loudness(mut checks: Vec<OutputCheck>, sizes: &[usize], ran: &Ran) -> Vec<OutputCheck> {
+    let mut at = 0;
+    for (check, n) in checks.iter_mut().zip(sizes) {
+        let files = at..at + n;
+        for (outputs, checked) in &ran.loudness {
+            let here = outputs.iter().any(|o| files.contains(o));
+            if here && !check.loudness.iter().any(|c| c.stream == checked.stream) {
+                check.loudness.push(checked.clone());
+            }
+        }
+        at += n;
+    }
+    checks
 }
 
 /// The staging layout of each output (made before the plans merge, from each one's

@@ -8,6 +8,7 @@ mod decode;
 mod demux;
 mod grid;
 mod many;
+pub(crate) mod measure;
 pub(crate) mod mux;
 mod thumbs;
 mod video;
@@ -33,6 +34,7 @@ use super::output::{Layout, MuxTarget, OutputFile};
 use super::plan::Plan;
 use super::probe::ProbeReport;
 use super::verify::OutputCheck;
+use crate::job::LoudnessChecked;
 use crate::preset::Preset;
 use crate::progress::{Phase, Progress};
 use crate::stop::StopToken;
@@ -70,6 +72,8 @@ pub(crate) struct Shared<'a> {
     pub meter: Meter,
     /// How far the output may run (checked on every packet read).
     pub limit: OutputLimit,
+    /// What loudness normalisation did, with the output files each went to.
+    loudness: Mutex<Vec<(Vec<usize>, LoudnessChecked)>>,
 }
 
 impl<'a> Shared<'a> {
@@ -84,7 +88,14 @@ impl<'a> Shared<'a> {
                 .from(origin_us)
                 .untimed(plan.picked_outputs()),
             limit: plan.limit,
+            loudness: Mutex::new(Vec::new()),
         }
+    }
+
+    /// Records what normalisation did to audio that went to output files `outputs`.
+    pub fn normalised(&self, outputs: &[usize], checked: LoudnessChecked) {
+        let mut all = self.loudness.lock().unwrap_or_else(|p| p.into_inner());
+        all.push((outputs.to_vec(), checked));
     }
 
     pub fn stop_token(&self) -> &StopToken {
@@ -183,15 +194,18 @@ const PROGRESS_EVERY: Duration = Duration::from_millis(500);
 /// What one muxer wrote: its streams' summaries, or None when it failed.
 pub(crate) type Written = Option<Vec<StreamSummary>>;
 
-/// What a finished run of a plan leaves: what each muxer wrote, and the meter that watched.
+/// What a finished run of a plan leaves: what each muxer wrote, the meter that watched, and
+/// what loudness normalisation did (with the output files each went to).
 pub(crate) struct Ran {
     pub summaries: Vec<Written>,
     pub meter: Meter,
+    pub loudness: Vec<(Vec<usize>, LoudnessChecked)>,
 }
 
 /// Runs `plan` on `input`, writing output file `i` of the plan to `targets[i]`, until it
 /// ends; the failure, stop or short input that ended it early is the error. The caller owns
-/// the targets' files (kept or removed).
+/// the targets' files (kept or removed). Audio the plan normalises is measured first, in a
+/// pass of its own over the file.
 pub(crate) fn run_plan(
     input: Input,
     plan: &Plan,
@@ -201,13 +215,19 @@ pub(crate) fn run_plan(
 ) -> Result<Ran, MediaError> {
     let log_start = ffi::log_mark();
     let input_path = input.path.clone();
+    let measures = measure::measure(&input_path, plan, stop, on_progress)?;
     let shared = Shared::new(stop, plan, input.size);
-    let wiring = wire::wire(&input, plan)?;
+    let wiring = wire::wire(&input, plan, &measures)?;
     let summaries = run(&shared, input, wiring, plan, targets, on_progress);
     outcome(&shared, plan, &input_path, &summaries, log_start)?;
+    let loudness = shared
+        .loudness
+        .into_inner()
+        .unwrap_or_else(|p| p.into_inner());
     Ok(Ran {
         summaries,
         meter: shared.meter,
+        loudness,
     })
 }
 

@@ -9,6 +9,7 @@ use ffmpeg_next as ff;
 use super::audio::{self, AudioLane};
 use super::decode;
 use super::demux::Route;
+use super::measure::Measures;
 use super::mux::{MuxMsg, StreamSetup, StreamSummary};
 use super::video::{self, DecodeLane, RenditionLane};
 use crate::media::error::MediaError;
@@ -43,7 +44,11 @@ pub(super) struct VideoLanes<'p> {
 
 /// Connects `plan`'s parts for reading `input`: opens every decoder and announces every
 /// copied stream to its muxers.
-pub(super) fn wire<'p>(input: &Input, plan: &'p Plan) -> Result<Wiring<'p>, MediaError> {
+pub(super) fn wire<'p>(
+    input: &Input,
+    plan: &'p Plan,
+    measures: &Measures,
+) -> Result<Wiring<'p>, MediaError> {
     // Channels: one into each muxer; one into each decoder lane; one per rendition.
     let (mux_tx, muxers): (Vec<Sender<MuxMsg>>, Vec<_>) =
         plan.outputs.iter().map(|_| bounded::<MuxMsg>(256)).unzip();
@@ -53,7 +58,7 @@ pub(super) fn wire<'p>(input: &Input, plan: &'p Plan) -> Result<Wiring<'p>, Medi
     announce_copies(input, plan, &mux_tx, &mut routes);
     // Decoders are opened here so a broken stream fails before any thread starts.
     let video = open_video_lanes(input, plan, &mux_tx, &mut routes)?;
-    let audio = open_audio_lanes(input, plan, &mux_tx, &mut routes)?;
+    let audio = open_audio_lanes(input, plan, measures, &mux_tx, &mut routes)?;
     end_idle_slots(plan, &mux_tx);
     // The coordinator keeps no sender: each muxer ends when its last producer does.
     drop(mux_tx);
@@ -243,16 +248,18 @@ fn rendition_lanes<'p>(
     (frame_txs, lanes)
 }
 
-/// Opens a decoder lane per encoded audio stream, each feeding its encoder groups.
+/// Opens a decoder lane per encoded audio stream, each feeding its encoder groups (those
+/// that normalise loudness given what the first pass measured).
 fn open_audio_lanes(
     input: &Input,
     plan: &Plan,
+    measures: &Measures,
     mux_tx: &[Sender<MuxMsg>],
     routes: &mut [Route],
 ) -> Result<Vec<Fed<AudioLane, ff::Packet>>, MediaError> {
     let mut audio_lanes = Vec::new();
     let trim = plan.clip_us.map(plan::audio_trim);
-    for a in &plan.audio {
+    for (i, a) in plan.audio.iter().enumerate() {
         let AudioWork::Encode { groups } = &a.work else {
             continue;
         };
@@ -273,16 +280,22 @@ fn open_audio_lanes(
         routes[a.input].decode = Some(packet_tx);
         let groups = groups
             .iter()
-            .map(|(spec, targets)| {
+            .enumerate()
+            .map(|(g, (spec, targets))| {
                 // Targets share an encoder only when their muxers agree on this.
                 let global_header = targets
                     .first()
                     .is_some_and(|t| plan.outputs[t.output].global_header);
-                let targets = targets
+                let outputs = targets.iter().map(|t| t.output).collect();
+                let senders = targets
                     .iter()
                     .map(|t| (mux_tx[t.output].clone(), t.slot))
                     .collect();
-                audio::Group::new(spec.clone(), targets, global_header, trim.clone())
+                let group = audio::Group::new(spec.clone(), senders, global_header, trim.clone());
+                match measures.get(i).and_then(|m| m.get(g)).copied().flatten() {
+                    Some(m) => group.normalising(a.input, m.measured, outputs),
+                    None => group,
+                }
             })
             .collect();
         audio_lanes.push((

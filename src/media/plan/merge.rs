@@ -112,8 +112,8 @@ fn merge_video(merged: &mut Plan, video: Option<VideoPlan>) -> Result<(), MediaE
     Ok(())
 }
 
-/// Adds one audio stream's plan: encoder groups with the same settings (and the same header
-/// placement) share their encoder; copies join the stream's other copies.
+/// Adds one audio stream's plan: encoder groups with the same settings (loudness included)
+/// and the same header placement share their encoder; copies join the stream's other copies.
 fn merge_audio(merged: &mut Plan, audio: AudioPlan) {
     let outputs = &merged.outputs;
     let Some(into) = merged.audio.iter_mut().find(|a| a.input == audio.input) else {

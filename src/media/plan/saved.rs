@@ -16,7 +16,7 @@ use crate::media::error::MediaError;
 use crate::media::geometry::Rotation;
 use crate::media::hdr::HdrColour;
 use crate::media::input::OutputLimit;
-use crate::preset::{AudioOutput, HdrMode, Preset, VideoOutput};
+use crate::preset::{AudioOutput, HdrMode, Loudness, Preset, VideoOutput};
 
 /// A rational number as `(numerator, denominator)`.
 type Ratio = (i32, i32);
@@ -91,6 +91,9 @@ struct SavedAudioSpec {
     options: Vec<(String, String)>,
     sample_rate: Option<u32>,
     channels: Option<u32>,
+    /// Absent from layouts written before loudness normalisation existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    loudness: Option<Loudness>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -297,6 +300,7 @@ fn save_audio(a: &AudioPlan) -> SavedAudio {
                         options: spec.options.clone(),
                         sample_rate: spec.sample_rate,
                         channels: spec.channels,
+                        loudness: spec.loudness,
                     };
                     (saved, targets.clone())
                 })
@@ -330,6 +334,7 @@ fn restore_audio(a: &SavedAudio, preset: &Preset) -> Result<AudioPlan, MediaErro
                             options: s.options.clone(),
                             sample_rate: s.sample_rate,
                             channels: s.channels,
+                            loudness: s.loudness,
                         };
                         (spec, targets.clone())
                     })

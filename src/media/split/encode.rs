@@ -6,6 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use super::{Layout, SOURCE_SHIFT_US, Stamp, audio_file, publish, segments, staging, video_file};
+use crate::job::LoudnessChecked;
 use crate::media::error::MediaError;
 use crate::media::input::{self, Input};
 use crate::media::output::MuxTarget;
@@ -73,7 +74,8 @@ pub fn encode_part(
 }
 
 /// Encodes the whole input's audio (from src/rest.nut) once into out_dir, and copies its
-/// subtitles, as `audio_{output}.nut` per output file of the plan.
+/// subtitles, as `audio_{output}.nut` per output file of the plan; normalises its loudness
+/// where the preset says (measuring it first), and returns what that did.
 pub fn encode_audio(
     rest: &Path,
     preset: &Preset,
@@ -81,7 +83,7 @@ pub fn encode_audio(
     out_dir: &Path,
     stop: &StopToken,
     progress: &mut dyn FnMut(&Progress),
-) -> Result<(), MediaError> {
+) -> Result<Vec<LoudnessChecked>, MediaError> {
     check_preset(layout, preset)?;
     let input = input::open(rest, stop)?;
     let kinds: Vec<_> = layout
@@ -124,7 +126,7 @@ pub fn encode_audio(
     }
     .write(out_dir)?;
     progress(&ran.meter.snapshot(Phase::Done));
-    Ok(())
+    Ok(ran.loudness.into_iter().map(|(_, l)| l).collect())
 }
 
 /// Runs `plan` into NUT files at `files` (one per output), each staged and moved into place
