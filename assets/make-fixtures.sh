@@ -175,6 +175,10 @@ ff -f lavfi -i "$(broadband 10),volume='0.5+0.4*sin(2*PI*0.4*t)':eval=frame" \
 ff -f lavfi -i "$(video 320x180 25 10)" \
   -f lavfi -i "$(broadband 10),volume='8+2*sin(2*PI*0.3*t)':eval=frame" \
   "${x264[@]}" -pix_fmt yuv420p -ac 2 -c:a aac -b:a 128k "$v/loudness_loud.mp4"
+# Five quiet seconds, then five 32 dB louder: a clip of the quiet part measures nothing like
+# the whole (whose gate keeps only the loud part).
+ff -f lavfi -i "$(broadband 10),volume='if(lt(t,5),0.05,2)':eval=frame" \
+  -ac 2 "${aac[@]}" "$v/loudness_steps.m4a"
 
 # HDR made from the test card: zscale turns it into BT.2020 10-bit with SDR white at
 # 100 cd/m², so a tone map back to SDR can be judged against the card itself. HEVC with

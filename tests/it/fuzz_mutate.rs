@@ -26,6 +26,7 @@ const SKIPPED: &[&str] = &[
     "hls_source_1080p",
     "loudness_quiet",
     "loudness_loud",
+    "loudness_steps",
 ];
 const LARGEST_SEED_BYTES: u64 = 1_500_000;
 

@@ -469,3 +469,43 @@ fn a_jobs_output_carries_the_loudness_and_show_prints_it() {
     let logs = s.run(&["logs", "episode"]).expect(0).stdout.clone();
     assert!(logs.contains(": loudness of stream #1: "), "{logs}");
 }
+
+#[test]
+fn a_clip_is_measured_and_normalised_alone() {
+    let set = presets(&[("to-16", &audio_preset(Some("{ target = -16.0 }")))]);
+    let dir = tempdir();
+    let input = valid("loudness_steps.m4a");
+    let output = dir.path().join("quiet-part.m4a");
+    let edits = media::Edits {
+        clip: Some(ffarm::job::Clip {
+            start: 1.0,
+            end: Some(4.0),
+        }),
+        ..media::Edits::default()
+    };
+    let report = media::transcode_many_then(
+        &input,
+        &[media::OutputSpec {
+            path: &output,
+            preset: set.get("to-16").unwrap(),
+        }],
+        &edits,
+        &StopToken::new(),
+        &mut |_| {},
+        &mut |_| {},
+    )
+    .unwrap();
+    // Measured over the whole file, the quiet part would have been given the loud part's
+    // gain and come out some 30 LU under the target.
+    let after = ebur128(&output);
+    assert!(
+        (after.integrated + 16.0).abs() <= 1.0,
+        "{} LUFS, wanted -16",
+        after.integrated
+    );
+    let rec = record(&report);
+    assert!(
+        rec.input.integrated_lufs < -30.0,
+        "the clip's own loudness: {rec:?}"
+    );
+}

@@ -3,6 +3,8 @@
 //! read past, never decoded — converted as each encoder will take them (rate, sample format,
 //! downmix), and measured (`loudness::LoudnessMeter`). It ends on the stop token and holds
 //! the input to the run's output limit, as the run does; it reports progress as `Measuring`.
+//! A clipped run's audio is measured over the clip alone: read from its start's keyframe,
+//! trimmed as the run trims it, and left soon after its end.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -16,7 +18,7 @@ use crate::media::ffi;
 use crate::media::graph::{AudioShape, Graph};
 use crate::media::input::{self, Input};
 use crate::media::loudness::{LoudnessMeter, Measured};
-use crate::media::plan::{AudioWork, Plan};
+use crate::media::plan::{self, AudioWork, Plan, READ_PAST_US};
 use crate::progress::{Phase, Progress};
 use crate::stop::StopToken;
 
@@ -92,6 +94,8 @@ struct GroupMeter {
     /// Set up on the first frame: the conversion into the encoder's format (rebuilt when the
     /// stream changes shape) and the meter after it.
     state: Option<(AudioFormat, Graph, LoudnessMeter)>,
+    /// A clip's trim, before the conversion (as the run's audio lanes have it).
+    trim: Option<String>,
 }
 
 fn open_lanes(input: &Input, plan: &Plan) -> Result<Vec<Lane>, MediaError> {
@@ -115,6 +119,7 @@ fn open_lanes(input: &Input, plan: &Plan) -> Result<Vec<Lane>, MediaError> {
                     groups: vec![group],
                     spec: spec.clone(),
                     state: None,
+                    trim: plan.clip_us.map(plan::audio_trim),
                 }),
             }
         }
@@ -156,6 +161,12 @@ fn read(
     let mut report = Reporter::new(plan.duration);
     let mut skips = plan.first_packet_skip.clone();
     let offset = plan.start_offset_us as f64 / 1e6;
+    if plan.clip_us.is_some() {
+        let at = plan.start_offset_us;
+        if input.ctx.seek(at, ..at + 1).is_err() {
+            tracing::debug!("seek to {at} µs failed; measuring from the start");
+        }
+    }
     let mut packet = ff::Packet::empty();
     loop {
         if stop.is_stopped() {
@@ -185,6 +196,12 @@ fn read(
             let seconds = end as f64 * f64::from(lane.time_base) - offset;
             plan.limit.check(&input.path, seconds)?;
             report.reached(seconds, on_progress);
+            if let Some(clip) = plan.clip_us {
+                if seconds * 1e6 > clip.saturating_add(READ_PAST_US) as f64 {
+                    break;
+                }
+                to_clip_time(&mut packet, plan.start_offset_us, lane.time_base);
+            }
         }
         lane.decode(Some(&packet))?;
     }
@@ -194,6 +211,15 @@ fn read(
     lanes.iter_mut().try_for_each(|l| l.decode(None))?;
     report.send(on_progress);
     Ok(())
+}
+
+/// Shifts a packet so a clip's start is time 0, as the run's demuxer does (the trim keeps
+/// the samples in `[0, length)`).
+fn to_clip_time(packet: &mut ff::Packet, start_offset_us: i64, time_base: ff::Rational) {
+    use ff::Rescale;
+    let shift = start_offset_us.rescale(ff::Rational::new(1, 1_000_000), time_base);
+    packet.set_pts(packet.pts().map(|t| t - shift));
+    packet.set_dts(packet.dts().map(|t| t - shift));
 }
 
 impl Lane {
@@ -251,7 +277,7 @@ impl GroupMeter {
             // The stream changed format: what the old conversion holds goes first.
             convert.finish(None)?;
             pump(convert, meter)?;
-            *convert = Graph::audio(&shape, tb, &format.conversion(), None)?;
+            *convert = Graph::audio(&shape, tb, &chain(self.trim.as_deref(), format), None)?;
         }
         convert.push(&frame)?;
         pump(convert, meter)
@@ -271,7 +297,7 @@ impl GroupMeter {
             ffi::frame_channels(frame),
             frame.format(),
         )?;
-        let convert = Graph::audio(shape, tb, &format.conversion(), None)?;
+        let convert = Graph::audio(shape, tb, &chain(self.trim.as_deref(), &format), None)?;
         let meter = LoudnessMeter::new(&format.shape(), format.time_base())?;
         Ok((format, convert, meter))
     }
@@ -289,6 +315,14 @@ impl GroupMeter {
 }
 
 /// Moves converted frames into the meter.
+/// The conversion into the encoder's format, after a clip's trim.
+fn chain(trim: Option<&str>, format: &AudioFormat) -> String {
+    match trim {
+        Some(t) => format!("{t},{}", format.conversion()),
+        None => format.conversion(),
+    }
+}
+
 fn pump(convert: &mut Graph, meter: &mut LoudnessMeter) -> Result<(), MediaError> {
     loop {
         let mut converted = ff::frame::Audio::empty();
