@@ -65,6 +65,36 @@ impl AudioShape {
     }
 }
 
+/// A graph of two `buffer` sources, each `(label, arguments)`, and a `buffersink` labelled
+/// `out`, joined by `chain` (which names the sources' labels and `[out]`).
+fn two_sources(
+    sources: &[(&str, String); 2],
+    chain: &str,
+) -> Result<ff::filter::Graph, MediaError> {
+    let mark = ffi::log_mark();
+    let fail = |e: ff::Error| MediaError::Filter {
+        graph: chain.to_string(),
+        reason: with_detail(&e, ffi::errors_since(mark)),
+    };
+    let (buffer, sink) = match (ff::filter::find("buffer"), ff::filter::find("buffersink")) {
+        (Some(b), Some(s)) => (b, s),
+        _ => return Err(fail(ff::Error::FilterNotFound)),
+    };
+    let mut graph = ff::filter::Graph::new();
+    for (label, args) in sources {
+        graph.add(&buffer, label, args).map_err(fail)?;
+    }
+    graph.add(&sink, "out", "").map_err(fail)?;
+    graph
+        .output(sources[0].0, 0)
+        .and_then(|p| p.output(sources[1].0, 0))
+        .and_then(|p| p.input("out", 0))
+        .and_then(|p| p.parse(chain))
+        .and_then(|()| graph.validate())
+        .map_err(fail)?;
+    Ok(graph)
+}
+
 /// A `buffer` source's arguments for frames of `shape`.
 fn video_args(shape: &VideoShape, time_base: ff::Rational, rate: Option<ff::Rational>) -> String {
     let pix: ff::ffi::AVPixelFormat = shape.format.into();
@@ -111,28 +141,14 @@ impl Graph {
         chain: &str,
     ) -> Result<Graph, MediaError> {
         let shape = VideoShape::of(main);
-        let mark = ffi::log_mark();
-        let fail = |e: ff::Error| MediaError::Filter {
-            graph: chain.to_string(),
-            reason: with_detail(&e, ffi::errors_since(mark)),
-        };
-        let (buffer, sink) = match (ff::filter::find("buffer"), ff::filter::find("buffersink")) {
-            (Some(b), Some(s)) => (b, s),
-            _ => return Err(fail(ff::Error::FilterNotFound)),
-        };
-        let mut graph = ff::filter::Graph::new();
-        let main_args = video_args(&shape, time_base, None);
-        graph.add(&buffer, "main", &main_args).map_err(fail)?;
-        let ref_args = video_args(&VideoShape::of(reference), time_base, None);
-        graph.add(&buffer, "ref", &ref_args).map_err(fail)?;
-        graph.add(&sink, "out", "").map_err(fail)?;
-        graph
-            .output("main", 0)
-            .and_then(|p| p.output("ref", 0))
-            .and_then(|p| p.input("out", 0))
-            .and_then(|p| p.parse(chain))
-            .and_then(|()| graph.validate())
-            .map_err(fail)?;
+        let sources = [
+            ("main", video_args(&shape, time_base, None)),
+            (
+                "ref",
+                video_args(&VideoShape::of(reference), time_base, None),
+            ),
+        ];
+        let graph = two_sources(&sources, chain)?;
         Ok(Graph {
             graph,
             description: chain.to_string(),
@@ -166,42 +182,20 @@ impl Graph {
         picture: &ff::frame::Video,
     ) -> Result<Graph, MediaError> {
         let shape = VideoShape::of(first);
-        let mark = ffi::log_mark();
-        let fail = |e: ff::Error| MediaError::Filter {
-            graph: chain.to_string(),
-            reason: with_detail(&e, ffi::errors_since(mark)),
-        };
-        let (buffer, sink) = match (ff::filter::find("buffer"), ff::filter::find("buffersink")) {
-            (Some(b), Some(s)) => (b, s),
-            _ => return Err(fail(ff::Error::FilterNotFound)),
-        };
-        let mut graph = ff::filter::Graph::new();
-        let main_args = video_args(&shape, time_base, frame_rate);
-        graph.add(&buffer, "in", &main_args).map_err(fail)?;
-        let picture_args = video_args(&VideoShape::of(picture), time_base, None);
-        graph.add(&buffer, "pic", &picture_args).map_err(fail)?;
-        graph.add(&sink, "out", "").map_err(fail)?;
-        graph
-            .output("in", 0)
-            .and_then(|p| p.output("pic", 0))
-            .and_then(|p| p.input("out", 0))
-            .and_then(|p| p.parse(chain))
-            .and_then(|()| graph.validate())
-            .map_err(fail)?;
-        let mut still = picture.clone();
-        still.set_pts(first.pts());
-        if let Some(mut src) = graph.get("pic") {
-            let mut source = src.source();
-            source
-                .add(&still)
-                .and_then(|()| source.flush())
-                .map_err(fail)?;
-        }
-        Ok(Graph {
-            graph,
+        let sources = [
+            ("in", video_args(&shape, time_base, frame_rate)),
+            ("pic", video_args(&VideoShape::of(picture), time_base, None)),
+        ];
+        let mut g = Graph {
+            graph: two_sources(&sources, chain)?,
             description: chain.to_string(),
             input: Shape::Video(shape),
-        })
+        };
+        let mut still = picture.clone();
+        still.set_pts(first.pts());
+        g.push_to("pic", Some(&still))?;
+        g.push_to("pic", None)?;
+        Ok(g)
     }
 
     /// An audio graph for frames of `shape` whose timestamps are in `time_base`;
