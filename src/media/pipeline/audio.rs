@@ -162,18 +162,8 @@ fn drain(shared: &Shared, lane: &mut AudioLane) -> Result<(), MediaError> {
         if ffi::frame_damaged(&frame) {
             shared.meter.damaged.fetch_add(1, Ordering::Relaxed);
         }
-        let n = lane.groups.len();
-        for i in 0..n {
-            let f = if i + 1 == n {
-                std::mem::replace(&mut frame, ff::frame::Audio::empty())
-            } else {
-                match ffi::frame_ref(&frame) {
-                    Some(r) => ff::frame::Audio::from(r),
-                    None => continue,
-                }
-            };
-            feed(&mut lane.groups[i], f, lane.time_base)?;
-        }
+        let (groups, tb) = (&mut lane.groups, lane.time_base);
+        decode::fan_out(frame, groups.len(), |i, f| feed(&mut groups[i], f, tb))?;
     }
 }
 

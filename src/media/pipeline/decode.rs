@@ -38,6 +38,58 @@ pub(crate) fn open(
     decoder.open_as(codec).map_err(|e| fail(e, mark))
 }
 
+/// An input audio stream's opened decoder, its packets' time base and its health record.
+pub(crate) struct AudioDecoder {
+    pub decoder: ff::decoder::Audio,
+    pub time_base: ff::Rational,
+    pub health: Health,
+}
+
+/// Opens the audio decoder for input stream `index` of `input`.
+pub(crate) fn open_audio(
+    input: &crate::media::input::Input,
+    index: usize,
+) -> Result<AudioDecoder, MediaError> {
+    let stream = input
+        .ctx
+        .stream(index)
+        .ok_or_else(|| MediaError::Internal("audio stream vanished".into()))?;
+    let decoder = open(&input.path, &stream)?
+        .audio()
+        .map_err(|e| MediaError::Decode {
+            path: input.path.clone(),
+            stream: index,
+            codec: ffi::stream_facts(&stream).codec,
+            reason: e.to_string(),
+        })?;
+    Ok(AudioDecoder {
+        decoder,
+        time_base: stream.time_base(),
+        health: Health::new(&input.path, &stream),
+    })
+}
+
+/// Hands `frame` to each of `n` consumers: references to all but the last, which takes the
+/// frame itself (no copy of the samples). A reference that cannot be made skips that one.
+pub(crate) fn fan_out(
+    mut frame: ff::frame::Audio,
+    n: usize,
+    mut each: impl FnMut(usize, ff::frame::Audio) -> Result<(), MediaError>,
+) -> Result<(), MediaError> {
+    for i in 0..n {
+        let f = if i + 1 == n {
+            std::mem::replace(&mut frame, ff::frame::Audio::empty())
+        } else {
+            match ffi::frame_ref(&frame) {
+                Some(r) => ff::frame::Audio::from(r),
+                None => continue,
+            }
+        };
+        each(i, f)?;
+    }
+    Ok(())
+}
+
 /// Counts what a decoder produced and what it refused.
 pub(crate) struct Health {
     path: PathBuf,

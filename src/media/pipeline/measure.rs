@@ -126,24 +126,14 @@ fn open_lanes(input: &Input, plan: &Plan) -> Result<Vec<Lane>, MediaError> {
         if meters.is_empty() {
             continue;
         }
-        let stream = input
-            .ctx
-            .stream(a.input)
-            .ok_or_else(|| MediaError::Internal("audio stream vanished".into()))?;
-        let decoder =
-            decode::open(&input.path, &stream)?
-                .audio()
-                .map_err(|e| MediaError::Decode {
-                    path: input.path.clone(),
-                    stream: a.input,
-                    codec: ffi::stream_facts(&stream).codec,
-                    reason: e.to_string(),
-                })?;
+        let decode::AudioDecoder {
+            decoder, time_base, ..
+        } = decode::open_audio(input, a.input)?;
         lanes.push(Lane {
             audio,
             stream: a.input,
             decoder,
-            time_base: stream.time_base(),
+            time_base,
             meters,
         });
     }
@@ -237,18 +227,8 @@ impl Lane {
                 Err(e) if decode::is_drained(&e) => return Ok(()),
                 Err(_) => return Ok(()),
             }
-            let n = self.meters.len();
-            for i in 0..n {
-                let f = if i + 1 == n {
-                    std::mem::replace(&mut frame, ff::frame::Audio::empty())
-                } else {
-                    match ffi::frame_ref(&frame) {
-                        Some(r) => ff::frame::Audio::from(r),
-                        None => continue,
-                    }
-                };
-                self.meters[i].feed(f, self.time_base)?;
-            }
+            let (meters, tb) = (&mut self.meters, self.time_base);
+            decode::fan_out(frame, meters.len(), |i, f| meters[i].feed(f, tb))?;
         }
     }
 

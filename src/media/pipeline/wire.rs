@@ -263,19 +263,7 @@ fn open_audio_lanes(
         let AudioWork::Encode { groups } = &a.work else {
             continue;
         };
-        let stream = input
-            .ctx
-            .stream(a.input)
-            .ok_or_else(|| MediaError::Internal("audio stream vanished".into()))?;
-        let decoder =
-            decode::open(&input.path, &stream)?
-                .audio()
-                .map_err(|e| MediaError::Decode {
-                    path: input.path.clone(),
-                    stream: a.input,
-                    codec: ffi::stream_facts(&stream).codec,
-                    reason: e.to_string(),
-                })?;
+        let opened = decode::open_audio(input, a.input)?;
         let (packet_tx, packet_rx) = bounded::<ff::Packet>(128);
         routes[a.input].decode = Some(packet_tx);
         let groups = groups
@@ -300,9 +288,9 @@ fn open_audio_lanes(
             .collect();
         audio_lanes.push((
             AudioLane {
-                decoder,
-                health: decode::Health::new(&input.path, &stream),
-                time_base: stream.time_base(),
+                decoder: opened.decoder,
+                health: opened.health,
+                time_base: opened.time_base,
                 groups,
             },
             packet_rx,
