@@ -85,18 +85,7 @@ pub fn transcode(
     };
     let preset = presets.get(&name)?;
     if print_ffmpeg {
-        if watermark.is_some() {
-            anyhow::bail!(
-                "--print-ffmpeg does not spell a watermark's overlay; leave out --watermark to \
-                 see the rest of the command"
-            );
-        }
-        let args = media::equivalent_command(input, output, preset, clip.as_ref())?;
-        let words: Vec<String> = std::iter::once("ffmpeg".to_string())
-            .chain(args.iter().map(|a| shell_quote(a)))
-            .collect();
-        println!("{}", words.join(" "));
-        return Ok(exit::OK);
+        return print_command(input, output, preset, clip.as_ref(), watermark.is_some());
     }
     if sandbox {
         enter_sandbox(input, watermark.as_deref(), output)?;
@@ -112,15 +101,11 @@ pub fn transcode(
         preset,
     }];
     let overlay = watermark.map(|image| media::Overlay {
+        placement: preset
+            .watermark
+            .clone()
+            .unwrap_or_else(|| Watermark::at_defaults(&image.to_string_lossy())),
         image,
-        placement: preset.watermark.clone().unwrap_or_else(|| Watermark {
-            bucket: None,
-            key: String::new(),
-            position: Default::default(),
-            margin: 0.03,
-            opacity: 1.0,
-            height_ratio: 0.1,
-        }),
     });
     let edits = media::Edits {
         clip,
@@ -145,31 +130,7 @@ pub fn transcode(
     }
     match result {
         Ok(report) => {
-            if json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
-            } else {
-                for out in &report.outputs {
-                    println!("{}", out.path.display());
-                }
-                for q in report.checks.iter().flat_map(|c| &c.quality) {
-                    let name = q
-                        .rendition
-                        .as_deref()
-                        .map(|r| format!(" {r}"))
-                        .unwrap_or_default();
-                    eprintln!(
-                        "quality{name}: SSIM {:.4}, PSNR {:.2} dB over {} frames",
-                        q.ssim, q.psnr_db, q.frames
-                    );
-                }
-                eprintln!(
-                    "done: {} file(s), {:.1} s of media in {:.1} s ({:.2}x)",
-                    report.outputs.len(),
-                    report.out_time_seconds,
-                    report.elapsed_seconds,
-                    report.out_time_seconds / report.elapsed_seconds.max(1e-3)
-                );
-            }
+            say_done(&report, json)?;
             Ok(exit::OK)
         }
         Err(MediaError::Stopped) => {
@@ -178,6 +139,59 @@ pub fn transcode(
         }
         Err(e) => Err(e.into()),
     }
+}
+
+/// `--print-ffmpeg`: the equivalent command line, one shell-quoted line.
+fn print_command(
+    input: &Path,
+    output: &Path,
+    preset: &crate::preset::Preset,
+    clip: Option<&Clip>,
+    watermark: bool,
+) -> anyhow::Result<u8> {
+    if watermark {
+        anyhow::bail!(
+            "--print-ffmpeg does not spell a watermark's overlay; leave out --watermark to \
+             see the rest of the command"
+        );
+    }
+    let args = media::equivalent_command(input, output, preset, clip)?;
+    let words: Vec<String> = std::iter::once("ffmpeg".to_string())
+        .chain(args.iter().map(|a| shell_quote(a)))
+        .collect();
+    println!("{}", words.join(" "));
+    Ok(exit::OK)
+}
+
+/// What a finished transcode made: the report as JSON, or the files on stdout and the
+/// quality figures and speed on stderr.
+fn say_done(report: &media::TranscodeReport, json: bool) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(report)?);
+        return Ok(());
+    }
+    for out in &report.outputs {
+        println!("{}", out.path.display());
+    }
+    for q in report.checks.iter().flat_map(|c| &c.quality) {
+        let name = q
+            .rendition
+            .as_deref()
+            .map(|r| format!(" {r}"))
+            .unwrap_or_default();
+        eprintln!(
+            "quality{name}: SSIM {:.4}, PSNR {:.2} dB over {} frames",
+            q.ssim, q.psnr_db, q.frames
+        );
+    }
+    eprintln!(
+        "done: {} file(s), {:.1} s of media in {:.1} s ({:.2}x)",
+        report.outputs.len(),
+        report.out_time_seconds,
+        report.elapsed_seconds,
+        report.out_time_seconds / report.elapsed_seconds.max(1e-3)
+    );
+    Ok(())
 }
 
 /// Enters the engine's sandbox (before any thread starts): read the input, write in the

@@ -81,6 +81,18 @@ pub enum Position {
 }
 
 impl Watermark {
+    /// The image `key` at the default place: bottom right, a tenth of the height, 3 % in.
+    pub fn at_defaults(key: &str) -> Watermark {
+        Watermark {
+            bucket: None,
+            key: key.to_string(),
+            position: Position::default(),
+            margin: default_margin(),
+            opacity: default_opacity(),
+            height_ratio: default_height_ratio(),
+        }
+    }
+
     /// What is wrong with it, naming the field under `at` (`watermark`, a preset's
     /// `[watermark]`).
     pub fn problem(&self, at: &str) -> Option<String> {
