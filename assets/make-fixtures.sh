@@ -136,6 +136,13 @@ ff -f lavfi -i "$(video 640x360 30 2)" -f lavfi -i "$(tone 440 2)" \
 ff -f lavfi -i "$(video 640x360 30 2)" -f lavfi -i "$(tone 440 2)" -f lavfi -i "$(tone 880 2)" \
   -map 0:v -map 1:a -map 2:a "${x264[@]}" -pix_fmt yuv420p -ac 2 "${aac[@]}" \
   -metadata:s:a:0 language=eng -metadata:s:a:1 language=fra "$v/two_audio.mkv"
+# Three audio tracks for choosing by language: English (440 Hz), French (880 Hz, the default
+# track) and one that names no language (660 Hz, titled).
+ff -f lavfi -i "$(video 320x180 30 2)" -f lavfi -i "$(tone 440 2)" -f lavfi -i "$(tone 880 2)" \
+  -f lavfi -i "$(tone 660 2)" -map 0:v -map 1:a -map 2:a -map 3:a "${x264[@]}" -pix_fmt yuv420p \
+  -ac 2 "${aac[@]}" -metadata:s:a:0 language=eng -metadata:s:a:1 language=fre \
+  -metadata:s:a:2 title="Commentary" -disposition:a:0 0 -disposition:a:1 default \
+  "$v/three_audio.mkv"
 ff -f lavfi -i "$(video 640x360 30 2)" -vf scale=641:361 \
   -c:v libx264 -preset ultrafast -pix_fmt yuv444p "$v/odd_641x361.mkv"
 # Anamorphic NTSC: 720x480 storage, 16:9 display.

@@ -67,6 +67,11 @@ enum Command {
         /// of both; shown on stderr and in --json's checks).
         #[arg(long)]
         quality: bool,
+        /// Keep the audio tracks in these languages, in this order (ISO 639 codes, `und` for
+        /// tracks that name none; over the preset's `[audio] languages`). Several kept go
+        /// into containers that hold several, and become alternate audio renditions in HLS.
+        #[arg(long, value_name = "LANG,…", value_delimiter = ',')]
+        audio_languages: Option<Vec<String>>,
         /// Run without the sandbox the workers' engines run in (by default this command
         /// enters it too: it reads only INPUT and writes only in OUTPUT's folder, with no
         /// network and bounded memory).
@@ -162,6 +167,7 @@ fn main() -> ExitCode {
             end,
             watermark,
             quality,
+            audio_languages,
             no_sandbox,
         } => cli::transcode(
             &input,
@@ -178,6 +184,7 @@ fn main() -> ExitCode {
                 }),
                 watermark,
                 quality,
+                audio_languages,
             },
         ),
         Command::Config { farm } => farm.load(cli.presets_dir.as_ref()).map(|c| {

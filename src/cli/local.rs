@@ -54,6 +54,8 @@ pub struct TranscodeOptions {
     /// An image composited on the video, where the preset's watermark would go (or at the
     /// default place).
     pub watermark: Option<std::path::PathBuf>,
+    /// Keep the audio tracks in these languages (as given: checked here).
+    pub audio_languages: Option<Vec<String>>,
     /// Measure SSIM and PSNR of the video against the input.
     pub quality: bool,
 }
@@ -74,6 +76,7 @@ pub fn transcode(
         clip,
         watermark,
         quality,
+        audio_languages,
     } = options;
     if let Some(problem) = clip.as_ref().and_then(Clip::problem) {
         anyhow::bail!("{problem}");
@@ -83,7 +86,12 @@ pub fn transcode(
         Some(p) => p.to_string(),
         None => default_preset_for(output)?,
     };
-    let preset = presets.get(&name)?;
+    let mut preset = presets.get(&name)?.clone();
+    if let Some(codes) = &audio_languages {
+        preset.audio_languages =
+            crate::job::language::choice("--audio-languages", codes).map_err(anyhow::Error::msg)?;
+    }
+    let preset = &preset;
     if print_ffmpeg {
         return print_command(input, output, preset, clip.as_ref(), watermark.is_some());
     }
@@ -111,6 +119,7 @@ pub fn transcode(
         clip,
         overlays: vec![overlay],
         quality,
+        audio_languages: None,
     };
     let mut on_progress = |p: &Progress| {
         if let Some(bar) = &bar {

@@ -1,5 +1,5 @@
-//! What a job asks of its media beyond its presets (`MediaOptions`): a clip of the input and
-//! a watermark. Stored with the job as one JSON column (`media`), shown flattened into the
+//! What a job asks of its media beyond its presets (`MediaOptions`): a clip of the input, a
+//! watermark, quality figures and which audio tracks to keep. Stored with the job as one JSON column (`media`), shown flattened into the
 //! job, and handed to the engine.
 
 use serde::{Deserialize, Serialize};
@@ -17,11 +17,25 @@ pub struct MediaOptions {
     /// more decode of the source and the output).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub quality: bool,
+    /// Which audio tracks to keep (over the presets' `[audio] languages`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audio: Option<AudioChoice>,
+}
+
+/// Which of the input's audio tracks a job keeps: those in `languages`, in that order (the
+/// first kept is the default track). `"und"` stands for tracks that name no language.
+/// Several kept tracks go into containers that hold several, and become alternate audio
+/// renditions in HLS.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AudioChoice {
+    /// ISO 639 codes (`eng`, `fra`, `en`, `fre`), or `und`.
+    pub languages: Vec<String>,
 }
 
 impl MediaOptions {
     pub fn is_empty(&self) -> bool {
-        self.clip.is_none() && self.watermark.is_none() && !self.quality
+        self.clip.is_none() && self.watermark.is_none() && !self.quality && self.audio.is_none()
     }
 
     /// What is wrong with these options, naming the field.
@@ -30,6 +44,22 @@ impl MediaOptions {
             .as_ref()
             .and_then(Clip::problem)
             .or_else(|| self.watermark.as_ref().and_then(|w| w.problem("watermark")))
+            .or_else(|| {
+                self.audio
+                    .as_ref()
+                    .and_then(|a| super::language::choice("audio.languages", &a.languages).err())
+            })
+    }
+
+    /// The audio languages asked for, as canonical codes (None: the presets decide). Call
+    /// after `problem` found nothing; a code that names no language is left out here.
+    pub fn audio_languages(&self) -> Option<Vec<String>> {
+        self.audio.as_ref().map(|a| {
+            a.languages
+                .iter()
+                .filter_map(|c| super::language::canonical(c).map(str::to_string))
+                .collect()
+        })
     }
 }
 

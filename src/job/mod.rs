@@ -3,6 +3,7 @@
 //! the syntax of ids and names (`names`) and split jobs' parts (`parts`) in files of their
 //! own.
 
+pub mod language;
 mod media;
 mod names;
 mod parts;
@@ -13,7 +14,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-pub use media::{Clip, MIN_CLIP_SECONDS, MediaOptions, Position, Watermark};
+pub use media::{AudioChoice, Clip, MIN_CLIP_SECONDS, MediaOptions, Position, Watermark};
 pub use names::{BUCKET_NAME_RULE, is_bucket_name, new_id, validate_destination, validate_id};
 pub use parts::{
     Chunking, MIN_SEGMENT_SECONDS, Part, PartInfo, PartKind, PartOutcome, PartPlan, SCRATCH_FOLDER,

@@ -67,52 +67,61 @@ pub(crate) fn bit_rates(segments: impl IntoIterator<Item = (f64, u64)>) -> (u64,
     (peak.ceil() as u64, average.ceil() as u64)
 }
 
-/// An audio rendition every variant of the master refers to (an `AUDIO` group).
+/// An alternate audio rendition the master's variants refer to (an `AUDIO` group).
 #[derive(Debug, Clone)]
 pub(crate) struct AudioRendition {
     pub uri: String,
     pub codecs: Vec<String>,
     pub channels: Option<u32>,
     pub language: Option<String>,
+    /// What players show for it.
+    pub name: String,
+    /// Played when none of the group matches the viewer's language.
+    pub default: bool,
 }
 
-/// The group name of the audio rendition in a master playlist.
+/// The group name of the audio renditions in a master playlist.
 const AUDIO_GROUP: &str = "audio";
 
-/// Writes the master playlist to `path`, measuring each variant's playlist beside it.
-pub(crate) fn write_master(path: &Path, variants: &[Variant]) -> Result<(), MediaError> {
+/// Writes the master playlist to `path`, measuring each variant's and audio rendition's
+/// playlist beside it.
+pub(crate) fn write_master(
+    path: &Path,
+    variants: &[Variant],
+    audio: &[AudioRendition],
+) -> Result<(), MediaError> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let mut measured = Vec::with_capacity(variants.len());
     for v in variants {
         measured.push((v.clone(), measure(&dir.join(&v.uri))?));
     }
-    write_master_of(path, &measured, None)
+    let mut renditions = Vec::with_capacity(audio.len());
+    for a in audio {
+        renditions.push((a.clone(), measure(&dir.join(&a.uri))?));
+    }
+    write_master_of(path, &measured, &renditions)
 }
 
 /// Writes the master playlist to `path` from each variant's (peak, average) bit rate and,
-/// when the variants' audio is a rendition of its own, that rendition and its bit rates
-/// (added to every variant's, as players need the whole).
+/// when the variants' audio is in renditions of its own, those renditions and their bit
+/// rates (the largest added to every variant's, as players need the whole).
 pub(crate) fn write_master_of(
     path: &Path,
     variants: &[(Variant, (u64, u64))],
-    audio: Option<&(AudioRendition, (u64, u64))>,
+    audio: &[(AudioRendition, (u64, u64))],
 ) -> Result<(), MediaError> {
     let mut text = String::from("#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-INDEPENDENT-SEGMENTS\n");
-    if let Some((a, _)) = audio {
-        text.push_str(&format!(
-            "#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"{AUDIO_GROUP}\",NAME=\"{}\",DEFAULT=YES,\
-             AUTOSELECT=YES",
-            a.language.as_deref().unwrap_or("audio")
-        ));
-        if let Some(lang) = &a.language {
-            text.push_str(&format!(",LANGUAGE=\"{lang}\""));
-        }
-        if let Some(ch) = a.channels {
-            text.push_str(&format!(",CHANNELS=\"{ch}\""));
-        }
-        text.push_str(&format!(",URI=\"{}\"\n", a.uri));
+    for (a, _) in audio {
+        text.push_str(&audio_media(a));
     }
-    let (audio_peak, audio_average) = audio.map_or((0, 0), |(_, rate)| *rate);
+    let audio_peak = audio.iter().map(|(_, r)| r.0).max().unwrap_or(0);
+    let audio_average = audio.iter().map(|(_, r)| r.1).max().unwrap_or(0);
+    let mut audio_codecs: Vec<&String> = Vec::new();
+    for c in audio.iter().flat_map(|(a, _)| a.codecs.iter()) {
+        if !audio_codecs.contains(&c) {
+            audio_codecs.push(c);
+        }
+    }
     let mut measured: Vec<&(Variant, (u64, u64))> = variants.iter().collect();
     // Players try the first rendition first: list the highest bandwidth first.
     measured.sort_by_key(|(_, bandwidth)| std::cmp::Reverse(bandwidth.0));
@@ -128,16 +137,16 @@ pub(crate) fn write_master_of(
         if let Some(fps) = v.frame_rate {
             text.push_str(&format!(",FRAME-RATE={fps:.3}"));
         }
-        let codecs: Vec<&String> = v
+        let codecs: Vec<&str> = v
             .codecs
             .iter()
-            .chain(audio.iter().flat_map(|(a, _)| a.codecs.iter()))
+            .chain(audio_codecs.iter().copied())
+            .map(String::as_str)
             .collect();
         if !codecs.is_empty() {
-            let list: Vec<&str> = codecs.iter().map(|c| c.as_str()).collect();
-            text.push_str(&format!(",CODECS=\"{}\"", list.join(",")));
+            text.push_str(&format!(",CODECS=\"{}\"", codecs.join(",")));
         }
-        if audio.is_some() {
+        if !audio.is_empty() {
             text.push_str(&format!(",AUDIO=\"{AUDIO_GROUP}\""));
         }
         text.push('\n');
@@ -145,6 +154,25 @@ pub(crate) fn write_master_of(
         text.push('\n');
     }
     std::fs::write(path, text).map_err(|e| MediaError::io(path, e))
+}
+
+/// The `#EXT-X-MEDIA` line of an audio rendition.
+fn audio_media(a: &AudioRendition) -> String {
+    let yes_no = |b: bool| if b { "YES" } else { "NO" };
+    let mut line = format!(
+        "#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"{AUDIO_GROUP}\",NAME=\"{}\",DEFAULT={},\
+         AUTOSELECT=YES",
+        a.name.replace('"', "'"),
+        yes_no(a.default)
+    );
+    if let Some(lang) = &a.language {
+        line.push_str(&format!(",LANGUAGE=\"{lang}\""));
+    }
+    if let Some(ch) = a.channels {
+        line.push_str(&format!(",CHANNELS=\"{ch}\""));
+    }
+    line.push_str(&format!(",URI=\"{}\"\n", a.uri));
+    line
 }
 
 /// The RFC 6381 string for H.264 ("avc1.PPCCLL"), read from the sequence parameter set in
@@ -219,7 +247,7 @@ mod tests {
                 codecs: vec!["avc1.64001f".into(), "mp4a.40.2".into()],
             },
         ];
-        write_master(&master, &variants).unwrap();
+        write_master(&master, &variants, &[]).unwrap();
         let text = std::fs::read_to_string(&master).unwrap();
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(

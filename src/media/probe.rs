@@ -44,6 +44,9 @@ pub struct StreamReport {
     pub duration_seconds: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub language: Option<String>,
+    /// Its `title` tag ("Director's commentary").
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub title: Option<String>,
     #[serde(skip_serializing_if = "is_false", default)]
     pub default: bool,
 
@@ -167,6 +170,7 @@ fn stream_report(stream: &ff::format::stream::Stream) -> StreamReport {
         bit_rate: f.bit_rate,
         duration_seconds: duration,
         language: metadata.get("language").map(str::to_string),
+        title: metadata.get("title").map(str::to_string),
         default: stream
             .disposition()
             .contains(ff::format::stream::Disposition::DEFAULT),

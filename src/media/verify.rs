@@ -323,39 +323,30 @@ pub(crate) fn check_hls_placed(
     if variants.is_empty() {
         return Err(invalid(top, "the master playlist names no variant"));
     }
+    // Alternate audio renditions carry the audio; the variants then carry none of it.
+    let audio = hls_audio_renditions(top)?;
+    let variant_expect = Expect {
+        audio: expect.audio && audio.is_empty(),
+        ..*expect
+    };
+    let audio_expect = Expect {
+        video: false,
+        audio: true,
+        ..*expect
+    };
     let (mut files, mut shortest, mut streams) = (0, None, Vec::new());
-    for variant in &variants {
-        let (named, text) = hls_segments(variant)?;
-        let mut segments = Vec::with_capacity(named.len());
-        for s in &named {
-            let found = locate(s).filter(|p| !local || p.is_file());
-            let Some(path) = found else {
-                return Err(invalid(
-                    variant,
-                    format!("its segment {} is missing", s.display()),
-                ));
-            };
-            segments.push(path);
-        }
-        let Some(first) = segments.first() else {
-            return Err(invalid(variant, "the playlist names no segment"));
-        };
-        let report = if first.is_file() {
-            let report = open(first)?;
-            has_streams(first, &report, expect)?;
-            report
-        } else {
-            ProbeReport::default()
-        };
-        let length = playlist_length(&text);
-        if let Some(want) = expect.duration {
-            within_a_frame(variant, &report, expect, want, length)?;
-        }
+    let several = variants.len() + audio.len() > 1;
+    let playlists = variants
+        .iter()
+        .map(|v| (v, &variant_expect))
+        .chain(audio.iter().map(|a| (a, &audio_expect)));
+    for (playlist, want) in playlists {
+        let (count, length, report) = check_playlist(playlist, want, locate, local)?;
         shortest = Some(shortest.map_or(length, |s: f64| s.min(length)));
         if streams.is_empty() {
             streams = describe(&report);
         }
-        files += segments.len() + usize::from(variants.len() > 1);
+        files += count + usize::from(several);
     }
     Ok(OutputCheck {
         path: top.to_path_buf(),
@@ -365,6 +356,58 @@ pub(crate) fn check_hls_placed(
         quality: Vec::new(),
         loudness: Vec::new(),
     })
+}
+
+/// One media playlist: every segment it names found, the first holding the streams
+/// expected, its length within a frame of the input's. Its segment count, its length and
+/// what the first segment holds (nothing, when the segments are not here).
+fn check_playlist(
+    playlist: &Path,
+    expect: &Expect,
+    locate: &dyn Fn(&Path) -> Option<PathBuf>,
+    local: bool,
+) -> Result<(usize, f64, ProbeReport), MediaError> {
+    let (named, text) = hls_segments(playlist)?;
+    let mut segments = Vec::with_capacity(named.len());
+    for s in &named {
+        let found = locate(s).filter(|p| !local || p.is_file());
+        let Some(path) = found else {
+            return Err(invalid(
+                playlist,
+                format!("its segment {} is missing", s.display()),
+            ));
+        };
+        segments.push(path);
+    }
+    let Some(first) = segments.first() else {
+        return Err(invalid(playlist, "the playlist names no segment"));
+    };
+    let report = if first.is_file() {
+        let report = open(first)?;
+        has_streams(first, &report, expect)?;
+        report
+    } else {
+        ProbeReport::default()
+    };
+    let length = playlist_length(&text);
+    if let Some(want) = expect.duration {
+        within_a_frame(playlist, &report, expect, want, length)?;
+    }
+    Ok((segments.len(), length, report))
+}
+
+/// The media playlists of a master's alternate audio renditions (`#EXT-X-MEDIA` of type
+/// `AUDIO` with a `URI`).
+pub(crate) fn hls_audio_renditions(top: &Path) -> Result<Vec<PathBuf>, MediaError> {
+    let dir = top.parent().unwrap_or(Path::new("."));
+    let text = read(top)?;
+    Ok(text
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("#EXT-X-MEDIA:"))
+        .filter(|attrs| attrs.split(',').any(|a| a == "TYPE=AUDIO"))
+        .filter_map(|attrs| attrs.split_once("URI=\"")?.1.split('"').next())
+        .map(|uri| dir.join(uri))
+        .collect())
 }
 
 /// A storyboard: every sheet its cues name is there; the cues' end is its length.

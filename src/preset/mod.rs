@@ -39,6 +39,10 @@ pub struct Preset {
     pub poster: Option<PosterAt>,
     pub storyboard: Option<Storyboard>,
     pub copy_subtitles: bool,
+    /// The audio tracks kept, by language (canonical ISO 639 codes, `und` for tracks that
+    /// name none), in order; empty: the container's rule (every track, or the main one).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub audio_languages: Vec<String>,
     /// An image composited on every video rendition (a job's own watermark replaces it).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub watermark: Option<Watermark>,
@@ -69,6 +73,11 @@ impl Preset {
             .or(self
                 .quality
                 .then_some("measures quality figures (such jobs run whole)"))
+            .or(
+                (self.container == Container::Hls && self.audio_languages.len() > 1).then_some(
+                    "keeps audio in several languages as HLS renditions (such jobs run whole)",
+                ),
+            )
     }
 
     /// Which of the input's streams it copies as they are ("video", "audio", "video and

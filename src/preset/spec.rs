@@ -67,6 +67,8 @@ pub struct AudioSpec {
     /// `{ target, true_peak, range }` (LUFS, dBTP, LU), each optional; read as a value so
     /// that a mistake is reported against the field rather than as a parse error.
     pub loudness: Option<toml::Value>,
+    /// Which tracks to keep, by language (`["eng", "und"]`).
+    pub languages: Option<Vec<String>>,
     #[serde(default)]
     pub options: BTreeMap<String, toml::Value>,
 }

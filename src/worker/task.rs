@@ -166,6 +166,7 @@ fn work(
             clip: job.media.clip,
             overlays,
             quality: job.media.quality,
+            audio_languages: job.media.audio_languages(),
         },
     };
     let done: JobDone = io.media(work, access, &mut progress_reporter())?;

@@ -243,6 +243,21 @@ async fn submit_and_errors(backend: Backend) {
             )
             .answers(400, "invalid-request")
             .saying(&["a watermark runs whole"]),
+        case("audio in an unknown language")
+            .post(
+                "/v1/jobs",
+                clip_with(json!({"audio": {"languages": ["eng", "xx"]}})),
+            )
+            .answers(400, "invalid-request")
+            .saying(&["audio.languages[1]", "'xx' is not an ISO 639 language code"]),
+        case("audio languages split into parts")
+            .post(
+                "/v1/jobs",
+                clip_with(json!({"audio": {"languages": ["eng"]},
+                                 "chunking": {"segment_seconds": 4}})),
+            )
+            .answers(400, "invalid-request")
+            .saying(&["a choice of audio languages runs whole"]),
         case("unknown format")
             .post(
                 "/v1/jobs",

@@ -22,6 +22,7 @@ mod fuzz_mutate;
 mod fuzz_run;
 mod helpers;
 
+mod media_audio_languages;
 mod media_bad_input;
 mod media_cli;
 mod media_clip;

@@ -2,13 +2,15 @@
 //! (its check says the clip's length); a clip past the input's end fails the job
 //! `clip-out-of-range` at once, without a retry; a watermark from the bucket shows in the
 //! output, and a missing one fails the job `watermark-not-found`; quality figures land on
-//! the output's check.
+//! the output's check; audio languages pick the tracks (an HLS job's become its `AUDIO`
+//! group) and a language the input lacks fails the job `audio-language-missing`.
 
 use std::time::Duration;
 
-use ffarm::job::{Clip, Position, Status, Watermark};
+use ffarm::job::{AudioChoice, Clip, Position, Status, Watermark};
 
 use crate::helpers::{ffprobe, image, num, valid};
+use crate::media_audio_languages::{near_hz, pitch};
 use crate::media_watermark::{MAGENTA, mean, near, picture};
 use crate::worker_harness::{Backend, Farm};
 
@@ -118,5 +120,67 @@ async fn a_watermark_from_the_bucket_marks_the_output() {
     let err = done.error.clone().unwrap();
     assert_eq!(err.code, "watermark-not-found", "{err:?}");
     assert!(err.message.contains("logos/gone.png"), "{err:?}");
+    farm.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_jobs_audio_languages_pick_its_tracks() {
+    let mut farm = Farm::new(Backend::Sqlite).await;
+    farm.start_process(&["--workers", "1"], &[]);
+    farm.put(&valid("three_audio.mkv"), "in/talk.mkv");
+    let languages = |codes: &[&str]| {
+        Some(AudioChoice {
+            languages: codes.iter().map(|c| c.to_string()).collect(),
+        })
+    };
+    // Two languages into HLS: an AUDIO group, every rendition published.
+    let job = farm
+        .submit("in/talk.mkv", "hls-720p", |s| {
+            s.media.audio = languages(&["fre", "eng"]);
+            s.chunking = ffarm::job::Chunking::Off;
+        })
+        .await;
+    let done = farm.wait_terminal(&job.id, LIMIT).await;
+    assert_eq!(done.status, Status::Succeeded, "{:?}", done.error);
+    let top = done.outputs.iter().find(|o| o.check.is_some()).unwrap();
+    let check = top.check.clone().unwrap();
+    assert_eq!(
+        check.files,
+        3 * 2,
+        "three playlists, a segment each: {check:?}"
+    );
+    let top = farm.bucket_dir().join(&top.key);
+    let master = std::fs::read_to_string(&top).unwrap();
+    let renditions: Vec<&str> = master
+        .lines()
+        .filter(|l| l.starts_with("#EXT-X-MEDIA:TYPE=AUDIO"))
+        .collect();
+    assert_eq!(renditions.len(), 2, "{master}");
+    assert!(renditions[0].contains("LANGUAGE=\"fra\"") && renditions[0].contains("DEFAULT=YES"));
+    assert!(renditions[1].contains("LANGUAGE=\"eng\""), "{master}");
+    for (line, hz) in renditions.iter().zip([880.0, 440.0]) {
+        let uri = line.split("URI=\"").nth(1).unwrap().trim_end_matches('"');
+        let playlist = top.parent().unwrap().join(uri);
+        let text = std::fs::read_to_string(&playlist).unwrap();
+        let segment = text.lines().find(|l| !l.starts_with('#')).unwrap();
+        let got = pitch(&top.parent().unwrap().join(segment), 0);
+        assert!(near_hz(got, hz), "{uri}: {got} Hz");
+    }
+
+    // A language the input lacks fails the job by name, at once.
+    let job = farm
+        .submit("in/talk.mkv", "h264-480p", |s| {
+            s.output.prefix = "none/".into();
+            s.media.audio = languages(&["deu"]);
+            s.chunking = ffarm::job::Chunking::Off;
+        })
+        .await;
+    let done = farm.wait_terminal(&job.id, LIMIT).await;
+    assert_eq!(done.status, Status::Failed);
+    let err = done.error.clone().unwrap();
+    assert_eq!(err.code, "audio-language-missing", "{err:?}");
+    assert!(err.message.contains("deu"), "{err:?}");
+    assert!(!err.retryable);
+    assert_eq!(done.attempt, 1, "no second attempt");
     farm.cleanup().await;
 }

@@ -135,6 +135,7 @@ function summaryRows(job) {
   if (job.clip) rows.push(['Clip', `${job.clip.start ?? 0} s to ${job.clip.end != null ? `${job.clip.end} s` : 'the end'}`]);
   if (job.watermark) rows.push(['Watermark', `${job.watermark.bucket ?? job.input.bucket}/${job.watermark.key}`]);
   if (job.quality) rows.push(['Quality', 'SSIM and PSNR measured']);
+  if (job.audio) rows.push(['Audio', `languages ${job.audio.languages.join(', ')}`]);
   return rows.flatMap(([k, v]) => [h('dt', { text: k }), h('dd', { text: v })]);
 }
 

@@ -122,6 +122,16 @@ pub(super) fn watermark(options: &mut Options, input_bucket: &str) -> ApiResult<
     Ok(())
 }
 
+/// Audio languages that are ISO 639 codes, each named once.
+pub(super) fn audio(options: &Options) -> ApiResult<()> {
+    match &options.audio {
+        Some(a) => crate::job::language::choice("audio.languages", &a.languages)
+            .map(|_| ())
+            .map_err(invalid),
+        None => Ok(()),
+    }
+}
+
 /// A job of several presets, or with media options, runs whole (chunking "off"); asking for parts is an error.
 pub(super) fn whole(chunking: Option<Chunking>, why: &str) -> ApiResult<Chunking> {
     match chunking {

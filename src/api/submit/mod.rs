@@ -58,6 +58,7 @@ fn read(app: &AppState, body: Value) -> ApiResult<(Option<String>, JobSpec)> {
     checks::options(&request.options)?;
     checks::clip(&request.options, &presets)?;
     checks::watermark(&mut request.options, &request.input.bucket)?;
+    checks::audio(&request.options)?;
     let chunking = match presets.as_slice() {
         _ if request.options.clip.is_some() => checks::whole(request.chunking, "a clip")?,
         _ if request.options.watermark.is_some()
@@ -67,6 +68,9 @@ fn read(app: &AppState, body: Value) -> ApiResult<(Option<String>, JobSpec)> {
         }
         _ if request.options.quality || presets.iter().any(|p| p.quality) => {
             checks::whole(request.chunking, "quality figures")?
+        }
+        _ if request.options.audio.is_some() => {
+            checks::whole(request.chunking, "a choice of audio languages")?
         }
         [one] => {
             checks::chunking(request.chunking, one)?;
@@ -145,6 +149,7 @@ fn spec(
             clip: options.clip,
             watermark: options.watermark,
             quality: options.quality,
+            audio: options.audio,
         },
     };
     app.config.destinations.fill(&mut spec);

@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use super::DEFAULT_OUTPUT_PREFIX;
 use crate::api::error::{ApiError, ApiResult};
-use crate::job::{Chunking, Clip, ObjectRef, OutputTarget, Watermark};
+use crate::job::{AudioChoice, Chunking, Clip, ObjectRef, OutputTarget, Watermark};
 
 /// The native submit request.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -62,6 +62,13 @@ pub struct SubmitRequest {
     /// succeeds (shown in its outputs' `check.quality`); default false, or the preset's
     /// `quality`. Such a job runs whole.
     pub quality: Option<bool>,
+    /// Which audio tracks to keep: `{"languages": ["eng", "und"]}` (ISO 639 codes; `und`:
+    /// tracks that name no language), in that order, over the presets' `[audio]
+    /// languages`. Several kept tracks go into containers that hold several and become
+    /// alternate audio renditions (an `AUDIO` group) in HLS. An input with none of them
+    /// fails the job `audio-language-missing`. Such a job runs whole.
+    #[schema(example = json!({"languages": ["eng", "fra"]}))]
+    pub audio: Option<AudioChoice>,
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -137,6 +144,7 @@ pub(super) struct Options {
     pub clip: Option<Clip>,
     pub watermark: Option<Watermark>,
     pub quality: bool,
+    pub audio: Option<AudioChoice>,
 }
 
 /// Reads a body of either shape into a [`Request`].
@@ -233,6 +241,7 @@ impl SubmitRequest {
                 clip: self.clip,
                 watermark: self.watermark,
                 quality: self.quality.unwrap_or(false),
+                audio: self.audio,
             },
         })
     }

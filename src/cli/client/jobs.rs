@@ -209,6 +209,9 @@ fn describe(job: &Job, history: &History, now: Timestamp) -> String {
     if job.media.quality {
         rows.push(("quality", "SSIM and PSNR measured".to_string()));
     }
+    if let Some(a) = &job.media.audio {
+        rows.push(("audio", format!("languages {}", a.languages.join(", "))));
+    }
     for o in &job.outputs {
         rows.push(("outputs", output_row(o)));
     }

@@ -15,7 +15,7 @@ use super::format::{self, object};
 use super::http::{Client, ClientArgs};
 use super::{block_on, exit, print_json, status_code, until_interrupted};
 use crate::cli::exit::Failure;
-use crate::job::{Chunking, Clip, Job, ObjectRef, Status};
+use crate::job::{AudioChoice, Chunking, Clip, Job, ObjectRef, Status};
 use crate::progress::Progress;
 
 /// How long the event stream may stay silent before `--wait` polls instead.
@@ -59,6 +59,10 @@ pub struct SubmitArgs {
     /// Transcode only up to this time of the input (seconds).
     #[arg(long, value_name = "SECONDS")]
     pub end: Option<f64>,
+    /// Keep the audio tracks in these languages, in this order (ISO 639 codes, `und` for
+    /// tracks that name none); several become alternate audio renditions in HLS.
+    #[arg(long, value_name = "LANG,…", value_delimiter = ',')]
+    pub audio_languages: Option<Vec<String>>,
     /// Follow the job to the end; exit 0 if it succeeded, 1 if it failed, 5 if cancelled.
     #[arg(long)]
     pub wait: bool,
@@ -86,6 +90,8 @@ struct SubmitBody<'a> {
     chunking: Option<Chunking>,
     #[serde(skip_serializing_if = "Option::is_none")]
     clip: Option<Clip>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    audio: Option<AudioChoice>,
 }
 
 #[derive(Debug, Serialize)]
@@ -116,6 +122,10 @@ pub fn submit(args: &SubmitArgs) -> anyhow::Result<u8> {
                 start: args.start.unwrap_or(0.0),
                 end: args.end,
             }),
+            audio: args
+                .audio_languages
+                .clone()
+                .map(|languages| AudioChoice { languages }),
         };
         let (status, job): (_, Job) = client
             .post(client.url(&["v1", "jobs"]), Some(&body))

@@ -254,6 +254,7 @@ fn start(
             hvc1: false,
             summary: StreamSummary {
                 codec_string: codec_string.clone(),
+                channels: Some(u32::from(opened.encoder.channels())),
                 ..StreamSummary::default()
             },
         };

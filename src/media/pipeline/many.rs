@@ -10,7 +10,7 @@ use crate::job::Clip;
 use crate::media::error::MediaError;
 use crate::media::input;
 use crate::media::output::{Layout, MuxTarget, OutputFile};
-use crate::media::plan::{self, Plan};
+use crate::media::plan::{self, AudioMember, Plan};
 use crate::media::probe::{self, ProbeReport};
 use crate::media::quality;
 use crate::media::verify::{self, Expect, OutputCheck};
@@ -40,6 +40,10 @@ pub struct Edits {
     /// Measure every video output's SSIM and PSNR (besides those whose preset asks).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub quality: bool,
+    /// The audio tracks to keep, by language (canonical ISO 639 codes), over every preset's
+    /// own `[audio] languages`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audio_languages: Option<Vec<String>>,
 }
 
 /// Transcodes `input` to `output` with `preset`. `on_progress` is called on this thread at
@@ -108,6 +112,7 @@ pub fn transcode_many_then(
         .collect::<Result<Vec<_>, _>>()?;
     let layouts = layouts(outputs, &plans)?;
     let renditions: Vec<Vec<Option<String>>> = plans.iter().map(Plan::renditions).collect();
+    let members: Vec<Vec<Option<AudioMember>>> = plans.iter().map(Plan::audio_members).collect();
     let plan = plan::merge(plans)?;
     let expected = expectations(&layouts, outputs, &plan, &probe);
     let sizes: Vec<usize> = layouts.iter().map(|l| l.targets.len()).collect();
@@ -123,7 +128,7 @@ pub fn transcode_many_then(
         }
     };
     on_progress(&ran.meter.snapshot(Phase::Finalizing));
-    let files = finalise_all(layouts, &ran, outputs, plan.duration)?;
+    let files = finalise_all(layouts, &ran, outputs, &members, plan.duration)?;
     before_check(&files);
     let measured = check_all(&expected).and_then(|checks| {
         let mut checks = with_loudness(checks, &sizes, &ran);
@@ -201,7 +206,14 @@ fn edited_plan(
     edits: &Edits,
     logo: Option<&Option<Arc<Logo>>>,
 ) -> Result<Plan, MediaError> {
-    let mut plan = plan::plan(input, probe, preset)?;
+    let mut plan = match &edits.audio_languages {
+        Some(languages) => {
+            let mut chosen = preset.clone();
+            chosen.audio_languages = languages.clone();
+            plan::plan(input, probe, &chosen)?
+        }
+        None => plan::plan(input, probe, preset)?,
+    };
     if let Some(clip) = &edits.clip {
         plan::clip(&mut plan, clip, preset, &input.path)?;
     }
@@ -223,7 +235,11 @@ fn expectations(
     let mut at = 0;
     let mut expected = Vec::new();
     for (layout, o) in layouts.iter().zip(outputs) {
-        let (video, audio) = plan.carries(at, probe);
+        // What the output carries in any of its files: a ladder's variants carry the same
+        // streams, or the video while audio renditions of their own carry the audio.
+        let (video, audio) = (at..at + layout.targets.len())
+            .map(|o| plan.carries(o, probe))
+            .fold((false, false), |(v, a), (ov, oa)| (v || ov, a || oa));
         let mut expect = Expect::of(probe, video, audio, plan.duration_trusted);
         if plan.clip_us.is_some() {
             expect.duration = plan.duration.filter(|_| plan.duration_trusted);
@@ -282,19 +298,20 @@ fn finalise_all(
     layouts: Vec<Layout>,
     ran: &Ran,
     outputs: &[OutputSpec],
+    members: &[Vec<Option<AudioMember>>],
     duration: Option<f64>,
 ) -> Result<Vec<OutputFile>, MediaError> {
     let summaries = &ran.summaries;
     let mut files = Vec::new();
     let mut at = 0;
     let mut layouts = layouts.into_iter();
-    for o in outputs {
+    for (o, members) in outputs.iter().zip(members) {
         let Some(layout) = layouts.next() else { break };
         let n = layout.targets.len();
         // A layout dropped unsettled (the cues failed) takes its staged files with it.
         let cues = write_storyboard_cues(&layout, ran, at, o.preset, duration);
         let finished =
-            cues.and_then(|()| finalise_outputs(layout, &summaries[at..at + n], o.preset));
+            cues.and_then(|()| finalise_outputs(layout, &summaries[at..at + n], o.preset, members));
         match finished {
             Ok(mut made) => files.append(&mut made),
             Err(e) => {

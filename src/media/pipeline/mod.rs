@@ -31,7 +31,7 @@ use super::hls;
 use super::input::{Input, OutputLimit};
 use super::meter::Meter;
 use super::output::{Layout, MuxTarget, OutputFile};
-use super::plan::Plan;
+use super::plan::{AudioMember, Plan};
 use super::probe::ProbeReport;
 use super::verify::OutputCheck;
 use crate::job::LoudnessChecked;
@@ -410,16 +410,19 @@ pub(crate) fn outcome(
     check_complete(plan, &shared.meter, input, log_start)
 }
 
-/// Writes a ladder's master playlist, then moves every output into place.
+/// Writes a ladder's master playlist, then moves every output into place. `members` says,
+/// per output file, whether it is one of the master's alternate audio renditions (empty:
+/// none is).
 pub(crate) fn finalise_outputs(
     layout: Layout,
     summaries: &[Written],
     preset: &Preset,
+    members: &[Option<AudioMember>],
 ) -> Result<Vec<OutputFile>, MediaError> {
     // A ladder always gets a master playlist, even when a small source leaves one rung.
     if let Some(master) = layout.staged_master() {
-        let variants = hls_variants(&layout, summaries);
-        if let Err(e) = hls::write_master(&master, &variants) {
+        let (variants, audio) = hls_variants(&layout, summaries, members);
+        if let Err(e) = hls::write_master(&master, &variants, &audio) {
             layout.discard();
             return Err(e);
         }
@@ -427,28 +430,43 @@ pub(crate) fn finalise_outputs(
     layout.commit(preset.container.picture())
 }
 
-/// What the master playlist says of each output file, from what its muxer wrote.
-fn hls_variants(layout: &Layout, summaries: &[Written]) -> Vec<hls::Variant> {
-    layout
-        .targets
-        .iter()
-        .zip(summaries)
-        .map(|(target, summary)| {
-            let streams = summary.clone().unwrap_or_default();
-            let video = streams.iter().find(|s| s.width > 0);
-            hls::Variant {
-                uri: target
-                    .path
-                    .file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_default(),
-                resolution: video.map(|v| (v.width, v.height)),
-                frame_rate: video.and_then(|v| v.frame_rate),
-                codecs: streams
-                    .iter()
-                    .filter_map(|s| s.codec_string.clone())
-                    .collect(),
-            }
-        })
-        .collect()
+/// What the master playlist says of each output file, from what its muxer wrote: the
+/// variants, and the audio renditions they share.
+fn hls_variants(
+    layout: &Layout,
+    summaries: &[Written],
+    members: &[Option<AudioMember>],
+) -> (Vec<hls::Variant>, Vec<hls::AudioRendition>) {
+    let (mut variants, mut audio) = (Vec::new(), Vec::new());
+    for (i, (target, summary)) in layout.targets.iter().zip(summaries).enumerate() {
+        let streams = summary.clone().unwrap_or_default();
+        let uri = target
+            .path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let codecs = streams
+            .iter()
+            .filter_map(|s| s.codec_string.clone())
+            .collect();
+        if let Some(Some(m)) = members.get(i) {
+            audio.push(hls::AudioRendition {
+                uri,
+                codecs,
+                channels: streams.iter().find_map(|s| s.channels),
+                language: m.language.clone(),
+                name: m.name.clone(),
+                default: m.default,
+            });
+            continue;
+        }
+        let video = streams.iter().find(|s| s.width > 0);
+        variants.push(hls::Variant {
+            uri,
+            resolution: video.map(|v| (v.width, v.height)),
+            frame_rate: video.and_then(|v| v.frame_rate),
+            codecs,
+        });
+    }
+    (variants, audio)
 }

@@ -34,6 +34,8 @@ pub(crate) struct StreamSummary {
     pub width: u32,
     pub height: u32,
     pub frame_rate: Option<f64>,
+    /// An audio stream's channel count.
+    pub channels: Option<u32>,
 }
 
 pub(crate) enum MuxMsg {

@@ -545,6 +545,7 @@ fn open_encoder(
             width: first.width(),
             height: first.height(),
             frame_rate: frame_rate.map(f64::from),
+            channels: None,
         },
     };
     let _ = lane.mux.send(MuxMsg::Stream {

@@ -2,6 +2,7 @@
 //! or decoded, filtered and encoded per rendition), and which output file and stream slot
 //! each result goes to. Decided once, from the probe and the preset, before any work starts.
 
+mod audio;
 mod clip;
 mod ladder;
 mod merge;
@@ -22,9 +23,10 @@ use super::input::{Input, OutputLimit};
 use super::probe::{ProbeReport, StreamReport};
 use super::watermark::Logo;
 use crate::preset::{
-    AudioEncoding, AudioOutput, Container, HdrMode, PosterAt, Preset, RateControl, Storyboard,
-    VideoCodec, VideoEncoding, VideoOutput,
+    Container, HdrMode, PosterAt, Preset, RateControl, Storyboard, VideoCodec, VideoEncoding,
+    VideoOutput,
 };
+pub(crate) use audio::AudioMember;
 pub(crate) use clip::{READ_PAST_US, audio_trim, clip};
 use ladder::Ladder;
 pub(crate) use merge::merge;
@@ -54,6 +56,8 @@ pub(crate) struct OutputPlan {
     pub global_header: bool,
     /// Its container is MP4 or MOV (HEVC is tagged `hvc1` there).
     pub hvc1: bool,
+    /// It is one of an HLS master's alternate audio renditions.
+    pub audio_member: Option<AudioMember>,
 }
 
 #[derive(Debug)]
@@ -168,10 +172,14 @@ pub(crate) fn plan(
     let global_header = muxer_flags & ffi::AVFMT_GLOBALHEADER != 0;
     let hvc1 = matches!(preset.container, Container::Mp4 | Container::Mov);
     let mut outputs = output_plans(&ladder, global_header, hvc1);
+    let sources = audio::sources(input, probe, preset)?;
+    if audio::separate_renditions(preset, sources.len(), probe) {
+        audio::add_renditions(&mut outputs, &sources, global_header, hvc1);
+    }
     // Each step adds its streams' slots to the outputs, so slots number video first, then
     // audio, then subtitles.
     let video = plan_video(input, probe, preset, &ladder, &mut outputs)?;
-    let audio = plan_audio(input, probe, preset, &ladder, &mut outputs)?;
+    let audio = audio::plan(input, &sources, preset, &ladder, &mut outputs)?;
     let copies = plan_subtitles(input, probe, preset, &mut outputs);
     if video.is_none() && audio.is_empty() {
         return Err(MediaError::NoStreams {
@@ -208,6 +216,7 @@ fn output_plans(ladder: &Ladder, global_header: bool, hvc1: bool) -> Vec<OutputP
             slots: Vec::new(),
             global_header,
             hvc1,
+            audio_member: None,
         })
         .collect()
 }
@@ -366,93 +375,6 @@ fn rendition_plans(
                 hdr: v.hdr,
             })
             .collect()
-    }
-}
-
-/// The audio streams to keep: all of them, or the main one when the container holds fewer.
-fn audio_sources(probe: &ProbeReport, container: Container) -> Vec<&StreamReport> {
-    let all: Vec<_> = probe.audio().collect();
-    if container.max_audio_tracks() >= all.len() {
-        all
-    } else {
-        let main = all.iter().find(|s| s.default).or(all.first()).copied();
-        main.into_iter()
-            .take(container.max_audio_tracks())
-            .collect()
-    }
-}
-
-/// What becomes of each kept audio stream: copied into every output, or encoded; the first
-/// is every output's default track.
-fn plan_audio(
-    input: &Input,
-    probe: &ProbeReport,
-    preset: &Preset,
-    ladder: &Ladder,
-    outputs: &mut [OutputPlan],
-) -> Result<Vec<AudioPlan>, MediaError> {
-    let mut audio = Vec::new();
-    let Some(preset_audio) = &preset.audio else {
-        return Ok(audio);
-    };
-    for (i, sa) in audio_sources(probe, preset.container).iter().enumerate() {
-        let work = match preset_audio {
-            AudioOutput::Copy => audio_copy(input, sa, i == 0, preset, outputs)?,
-            AudioOutput::Encode(a) => audio_encode(sa, i == 0, a, ladder, outputs),
-        };
-        audio.push(AudioPlan {
-            input: sa.index,
-            work,
-        });
-    }
-    Ok(audio)
-}
-
-/// An audio stream copied into every output, when the container can hold its codec.
-fn audio_copy(
-    input: &Input,
-    sa: &StreamReport,
-    first: bool,
-    preset: &Preset,
-    outputs: &mut [OutputPlan],
-) -> Result<AudioWork, MediaError> {
-    let container = preset.container;
-    let codec_id = stream_codec_id(input, sa.index);
-    if ffi::muxer_supports(container.muxer(), codec_id) == Some(false) {
-        return Err(MediaError::Unsupported(format!(
-            "preset {}: cannot copy {} audio into {container}",
-            preset.name, sa.codec
-        )));
-    }
-    let targets = (0..outputs.len())
-        .map(|o| add_slot(outputs, o, slot_info(sa, first)))
-        .collect();
-    Ok(AudioWork::Copy { targets })
-}
-
-/// An audio stream encoded for every output: renditions that ask for the same audio bit
-/// rate share one encoder.
-fn audio_encode(
-    sa: &StreamReport,
-    first: bool,
-    a: &AudioEncoding,
-    ladder: &Ladder,
-    outputs: &mut [OutputPlan],
-) -> AudioWork {
-    let mut groups: Vec<(Option<u64>, Vec<Target>)> = Vec::new();
-    for o in 0..outputs.len() {
-        let bitrate = ladder.audio_bitrates.get(o).copied().flatten();
-        let target = add_slot(outputs, o, slot_info(sa, first));
-        match groups.iter_mut().find(|(b, _)| *b == bitrate) {
-            Some((_, targets)) => targets.push(target),
-            None => groups.push((bitrate, vec![target])),
-        }
-    }
-    AudioWork::Encode {
-        groups: groups
-            .into_iter()
-            .map(|(bitrate, targets)| (encode::audio_spec(a, bitrate), targets))
-            .collect(),
     }
 }
 

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use super::{AudioWork, Plan, Target, VideoPlan, VideoWork};
+use super::{AudioMember, AudioWork, Plan, Target, VideoPlan, VideoWork};
 use crate::media::probe::ProbeReport;
 use crate::media::watermark::Logo;
 
@@ -26,6 +26,14 @@ impl Plan {
     /// Per output file, the HLS rendition it carries.
     pub fn renditions(&self) -> Vec<Option<String>> {
         self.outputs.iter().map(|o| o.rendition.clone()).collect()
+    }
+
+    /// Per output file, whether it is an alternate audio rendition of an HLS master.
+    pub fn audio_members(&self) -> Vec<Option<AudioMember>> {
+        self.outputs
+            .iter()
+            .map(|o| o.audio_member.clone())
+            .collect()
     }
 
     /// Whether output file `output` carries video, and audio (copied streams' kinds read

@@ -216,6 +216,7 @@ impl SavedPlan {
                 .iter()
                 .map(|o| OutputPlan {
                     rendition: o.rendition.clone(),
+                    audio_member: None,
                     slots: o.slots.clone(),
                     global_header: self.global_header,
                     hvc1: matches!(

@@ -176,11 +176,16 @@ fn playlists(
         Some((piece, a)) => {
             let base = format!("{stem}_{AUDIO}");
             let rate = made.rendition(&dir, &base, std::slice::from_ref(&piece), &[a], false)?;
+            let language = audio_language(plan);
             let rendition = AudioRendition {
                 uri: format!("{base}.m3u8"),
                 codecs: piece.codecs,
                 channels: audio_channels(plan),
-                language: audio_language(plan),
+                name: language
+                    .as_deref()
+                    .map_or_else(|| "Audio".into(), crate::job::language::name),
+                language,
+                default: true,
             };
             Some((rendition, rate))
         }
@@ -193,7 +198,7 @@ fn playlists(
             MASTER_PLAYLIST.to_string()
         };
         let path = dir.join(top);
-        hls::write_master_of(&path, &variants, audio.as_ref())?;
+        hls::write_master_of(&path, &variants, audio.as_slice())?;
         made.playlists
             .push(output_file(path, OutputKind::MasterPlaylist));
     }

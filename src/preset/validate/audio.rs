@@ -44,6 +44,20 @@ pub(super) fn audio(
     }))
 }
 
+/// `languages`: which tracks to keep, each an ISO 639 code named once.
+pub(super) fn languages(
+    c: &Check,
+    a: Option<&spec::AudioSpec>,
+) -> Result<Vec<String>, PresetError> {
+    match a.and_then(|a| a.languages.as_ref()) {
+        Some(codes) => crate::job::language::choice("audio.languages", codes).map_err(|m| {
+            let (field, problem) = m.split_once(": ").unwrap_or(("audio.languages", &m));
+            c.err(field, problem)
+        }),
+        None => Ok(Vec::new()),
+    }
+}
+
 /// `codec = "copy"`: the stream passes through, so no encoding setting may be given.
 fn copy(c: &Check, a: &spec::AudioSpec) -> Result<AudioOutput, PresetError> {
     if a.loudness.is_some() {

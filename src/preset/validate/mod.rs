@@ -37,6 +37,7 @@ pub(super) fn parse(
     let container = container::named(&c, &spec.container)?;
     let video = container::video_section(&c, container, spec.video.as_ref())?;
     let audio = container::audio_section(&c, container, spec.audio.as_ref())?;
+    let audio_languages = audio::languages(&c, spec.audio.as_ref())?;
     container::has_a_stream(&c, container, &video, &audio)?;
     let hls = container::hls_section(&c, container, spec.hls.as_ref(), &video)?;
     let poster = container::poster_section(&c, container, spec.poster.as_ref())?;
@@ -63,6 +64,7 @@ pub(super) fn parse(
         poster,
         storyboard,
         copy_subtitles,
+        audio_languages,
         watermark,
         quality: spec.quality.unwrap_or(false),
         chunking,
