@@ -67,6 +67,16 @@ enum Command {
         /// of both; shown on stderr and in --json's checks).
         #[arg(long)]
         quality: bool,
+        /// Carry this caption file (SRT, ASS/SSA, WebVTT) into the output, in language LANG
+        /// (ISO 639-2, e.g. eng; default und); repeatable.
+        #[arg(long, value_name = "FILE[:LANG]")]
+        captions: Vec<String>,
+        /// Also write every caption track as NAME.LANG.vtt beside the output.
+        #[arg(long)]
+        caption_side_files: bool,
+        /// Render the first caption track into the picture.
+        #[arg(long)]
+        burn_in: bool,
         /// Run without the sandbox the workers' engines run in (by default this command
         /// enters it too: it reads only INPUT and writes only in OUTPUT's folder, with no
         /// network and bounded memory).
@@ -162,6 +172,9 @@ fn main() -> ExitCode {
             end,
             watermark,
             quality,
+            captions,
+            caption_side_files,
+            burn_in,
             no_sandbox,
         } => cli::transcode(
             &input,
@@ -178,6 +191,11 @@ fn main() -> ExitCode {
                 }),
                 watermark,
                 quality,
+                captions: ffarm::media::CaptionEdits {
+                    files: captions.iter().map(|c| cli::caption_file(c)).collect(),
+                    side_files: caption_side_files,
+                    burn_in,
+                },
             },
         ),
         Command::Config { farm } => farm.load(cli.presets_dir.as_ref()).map(|c| {

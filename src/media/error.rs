@@ -78,6 +78,9 @@ pub enum MediaError {
     /// A watermark's image cannot be used (not there, not a picture, too big).
     #[error("{path}: unusable watermark: {what}")]
     Watermark { path: PathBuf, what: String },
+    /// A caption file cannot be used (not there, not text subtitles).
+    #[error("{path}: unusable captions: {what}")]
+    Captions { path: PathBuf, what: String },
     #[error("{path}: the output is not whole: {what}")]
     OutputInvalid { path: PathBuf, what: String },
     #[error("internal error: {0}")]
@@ -105,6 +108,7 @@ impl MediaError {
             MediaError::Unsupported(_) => "unsupported",
             MediaError::Clip { .. } => "clip-out-of-range",
             MediaError::Watermark { .. } => "watermark-invalid",
+            MediaError::Captions { .. } => "captions-invalid",
             MediaError::Io { .. } => "io-error",
             MediaError::Part { .. } => "split-part-unusable",
             MediaError::OutputInvalid { .. } => "output-invalid",
@@ -125,7 +129,8 @@ impl MediaError {
             | MediaError::NoStreams { .. }
             | MediaError::Decode { .. }
             | MediaError::Demux { .. }
-            | MediaError::Watermark { .. } => ErrorClass::InvalidInput,
+            | MediaError::Watermark { .. }
+            | MediaError::Captions { .. } => ErrorClass::InvalidInput,
             MediaError::Unsupported(_)
             | MediaError::Clip { .. }
             | MediaError::Encode { .. }

@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use super::DEFAULT_OUTPUT_PREFIX;
 use crate::api::error::{ApiError, ApiResult};
-use crate::job::{Chunking, Clip, ObjectRef, OutputTarget, Watermark};
+use crate::job::{Caption, Chunking, Clip, ObjectRef, OutputTarget, SubtitleOptions, Watermark};
 
 /// The native submit request.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -62,6 +62,18 @@ pub struct SubmitRequest {
     /// succeeds (shown in its outputs' `check.quality`); default false, or the preset's
     /// `quality`. Such a job runs whole.
     pub quality: Option<bool>,
+    /// Caption files (SRT, ASS/SSA or WebVTT) carried into every output that holds text
+    /// subtitles (WebVTT renditions in HLS, mov_text in MP4/MOV, WebVTT in MKV/WebM):
+    /// `[{"key": ..., "language": "eng", "bucket": ..., "name": ...}]`; `language` is ISO
+    /// 639-2 (three lowercase letters), the bucket defaults to the input's. A missing
+    /// object is a 400 `captions-not-found`; a file that is not text subtitles fails the job
+    /// `captions-invalid`. Such a job runs whole.
+    #[schema(example = json!([{"key": "subs/movie.en.srt", "language": "eng", "name": "English"}]))]
+    pub captions: Option<Vec<Caption>>,
+    /// `{"side_files": true}`: every caption track also as `NAME.LANG.vtt` beside each
+    /// output; `{"burn_in": true}`: the first caption track (an attached file, else the
+    /// input's first text stream) rendered into every video output's picture.
+    pub subtitles: Option<SubtitleOptions>,
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -137,6 +149,8 @@ pub(super) struct Options {
     pub clip: Option<Clip>,
     pub watermark: Option<Watermark>,
     pub quality: bool,
+    pub captions: Vec<Caption>,
+    pub subtitles: Option<SubtitleOptions>,
 }
 
 /// Reads a body of either shape into a [`Request`].
@@ -233,6 +247,8 @@ impl SubmitRequest {
                 clip: self.clip,
                 watermark: self.watermark,
                 quality: self.quality.unwrap_or(false),
+                captions: self.captions.unwrap_or_default(),
+                subtitles: self.subtitles,
             },
         })
     }

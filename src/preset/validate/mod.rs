@@ -41,16 +41,18 @@ pub(super) fn parse(
     let hls = container::hls_section(&c, container, spec.hls.as_ref(), &video)?;
     let poster = container::poster_section(&c, container, spec.poster.as_ref())?;
     let storyboard = container::storyboard_section(&c, container, spec.storyboard.as_ref())?;
-    let copy_subtitles = container::subtitles_section(&c, container, spec.subtitles.as_ref())?;
+    let (copy_subtitles, captions) =
+        container::subtitles_section(&c, container, &video, spec.subtitles.as_ref())?;
     let watermark = watermark_section(&c, container, &video, spec.watermark)?;
     let chunking = chunking::chunking(&c, spec.chunking.as_ref(), container, &video)?;
-    if let (Some(Chunking::Segments { .. }), true) =
-        (chunking, watermark.is_some() || spec.quality == Some(true))
-    {
+    if let (Some(Chunking::Segments { .. }), true) = (
+        chunking,
+        watermark.is_some() || spec.quality == Some(true) || !captions.is_none(),
+    ) {
         return Err(c.err(
             "chunking",
-            "a preset with a watermark or quality figures runs whole: its jobs cannot be \
-             split into parts",
+            "a preset with a watermark, quality figures or captions runs whole: its jobs \
+             cannot be split into parts",
         ));
     }
     Ok(Preset {
@@ -63,6 +65,7 @@ pub(super) fn parse(
         poster,
         storyboard,
         copy_subtitles,
+        captions,
         watermark,
         quality: spec.quality.unwrap_or(false),
         chunking,
