@@ -23,6 +23,7 @@ mod fuzz_run;
 mod helpers;
 
 mod media_bad_input;
+mod media_captions;
 mod media_cli;
 mod media_clip;
 mod media_hdr;

@@ -51,7 +51,7 @@ pub(super) fn parse(
     ) {
         return Err(c.err(
             "chunking",
-            "a preset with a watermark, quality figures or captions runs whole: its jobs \
+            "a preset with captions, a watermark or quality figures runs whole: its jobs \
              cannot be split into parts",
         ));
     }
