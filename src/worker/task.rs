@@ -239,7 +239,18 @@ fn fetch_captions(
     let mut files = Vec::new();
     for (i, c) in job.media.captions.iter().enumerate() {
         let bucket = c.bucket.clone().unwrap_or_else(|| job.input.bucket.clone());
-        let path = dir.join(format!("captions-{i}"));
+        // Named for the object (its extension helps FFmpeg tell the format; its name shows in
+        // the job's error).
+        let name: String = c
+            .key
+            .rsplit('/')
+            .next()
+            .unwrap_or_default()
+            .chars()
+            .filter(|ch| ch.is_ascii_alphanumeric() || matches!(ch, '.' | '_' | '-'))
+            .take(100)
+            .collect();
+        let path = dir.join(format!("captions-{i}-{name}"));
         io.get(&bucket, &c.key, &path)
             .map_err(|f| fetch_failure(f, "captions", &bucket, &c.key))?;
         files.push(crate::media::CaptionFile {

@@ -63,6 +63,7 @@ mod trigger_payloads;
 mod trigger_watch;
 mod web_page;
 mod web_parts;
+mod worker_captions;
 mod worker_deliveries;
 mod worker_drain;
 mod worker_edits;
