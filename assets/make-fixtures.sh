@@ -265,4 +265,37 @@ ff -f lavfi -i "color=c=gray:size=5000x64:duration=1" -frames:v 1 "$images/too_w
 printf 'not a picture\n' >"$images/not_an_image.png"
 ff -f lavfi -i "$(video 160x80 10 1)" -c:v libx264 -preset ultrafast "$images/video.mp4"
 
+# --- captions: text subtitles in two formats and languages, caption files ------------------
+captions="$out/captions"
+rm -rf "$captions"
+mkdir -p "$captions"
+printf '1\n00:00:00,500 --> 00:00:01,500\nhello\n\n2\n00:00:02,000 --> 00:00:03,000\nworld\n' \
+  >"$captions/.eng.srt"
+cat >"$captions/.fra.ass" <<'ASS'
+[Script Info]
+ScriptType: v4.00+
+PlayResX: 384
+PlayResY: 288
+
+[V4+ Styles]
+Format: Name, Fontname, Fontsize, PrimaryColour, SecondaryColour, OutlineColour, BackColour, Bold, Italic, Underline, StrikeOut, ScaleX, ScaleY, Spacing, Angle, BorderStyle, Outline, Shadow, Alignment, MarginL, MarginR, MarginV, Encoding
+Style: Default,DejaVu Sans,28,&H00FFFFFF,&H00FFFFFF,&H00000000,&H00000000,0,0,0,0,100,100,0,0,1,2,0,2,10,10,10,1
+
+[Events]
+Format: Layer, Start, End, Style, Name, MarginL, MarginR, MarginV, Effect, Text
+Dialogue: 0,0:00:01.00,0:00:02.50,Default,,0,0,0,,bonjour
+ASS
+# 320x240, 4 s: SRT (eng, default) and ASS (fra) beside video and audio.
+ff -f lavfi -i "$(video 320x240 25 4)" -f lavfi -i "$(tone 440 4)" -i "$captions/.eng.srt" \
+  -i "$captions/.fra.ass" -map 0:v -map 1:a -map 2:s -map 3:s "${x264[@]}" -pix_fmt yuv420p \
+  -ac 2 "${aac[@]}" -c:s:0 srt -c:s:1 ass -metadata:s:s:0 language=eng \
+  -metadata:s:s:1 language=fra -metadata:s:s:1 title=Français "$v/captions.mkv"
+rm -f "$captions/.eng.srt" "$captions/.fra.ass"
+# A caption file a job attaches, and files that only pretend to be one.
+printf '1\n00:00:00,500 --> 00:00:02,000\nattached line\n\n2\n00:00:02,500 --> 00:00:03,500\nsecond\n' \
+  >"$captions/attached.srt"
+head -c 4096 /dev/urandom >"$captions/random.srt"
+ff -f lavfi -i "color=c=magenta:size=32x32:duration=1" -frames:v 1 -f image2 -c:v png \
+  "$captions/picture.srt"
+
 echo "$want" >"$stamp"

@@ -72,6 +72,16 @@ enum Command {
         /// into containers that hold several, and become alternate audio renditions in HLS.
         #[arg(long, value_name = "LANG,…", value_delimiter = ',')]
         audio_languages: Option<Vec<String>>,
+        /// Carry this caption file (SRT, ASS/SSA, WebVTT) into the output, in language LANG
+        /// (ISO 639-2, e.g. eng; default und); repeatable.
+        #[arg(long, value_name = "FILE[:LANG]")]
+        captions: Vec<String>,
+        /// Also write every caption track as NAME.LANG.vtt beside the output.
+        #[arg(long)]
+        caption_side_files: bool,
+        /// Render the first caption track into the picture.
+        #[arg(long)]
+        burn_in: bool,
         /// Run without the sandbox the workers' engines run in (by default this command
         /// enters it too: it reads only INPUT and writes only in OUTPUT's folder, with no
         /// network and bounded memory).
@@ -168,6 +178,9 @@ fn main() -> ExitCode {
             watermark,
             quality,
             audio_languages,
+            captions,
+            caption_side_files,
+            burn_in,
             no_sandbox,
         } => cli::transcode(
             &input,
@@ -185,6 +198,11 @@ fn main() -> ExitCode {
                 watermark,
                 quality,
                 audio_languages,
+                captions: ffarm::media::CaptionEdits {
+                    files: captions.iter().map(|c| cli::caption_file(c)).collect(),
+                    side_files: caption_side_files,
+                    burn_in,
+                },
             },
         ),
         Command::Config { farm } => farm.load(cli.presets_dir.as_ref()).map(|c| {

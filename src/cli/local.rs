@@ -58,6 +58,8 @@ pub struct TranscodeOptions {
     pub audio_languages: Option<Vec<String>>,
     /// Measure SSIM and PSNR of the video against the input.
     pub quality: bool,
+    /// Caption files, side files and burn-in.
+    pub captions: media::CaptionEdits,
 }
 
 /// `ffarm transcode IN OUT [--preset NAME]`: the workers' engine, run once in this process
@@ -77,6 +79,7 @@ pub fn transcode(
         watermark,
         quality,
         audio_languages,
+        captions,
     } = options;
     if let Some(problem) = clip.as_ref().and_then(Clip::problem) {
         anyhow::bail!("{problem}");
@@ -93,10 +96,12 @@ pub fn transcode(
     }
     let preset = &preset;
     if print_ffmpeg {
-        return print_command(input, output, preset, clip.as_ref(), watermark.is_some());
+        let extra = watermark.is_some() || !captions.is_empty();
+        return print_command(input, output, preset, clip.as_ref(), extra);
     }
     if sandbox {
-        enter_sandbox(input, watermark.as_deref(), output)?;
+        let files = captions.files.iter().map(|f| f.path.as_path());
+        enter_sandbox(input, watermark.as_deref().into_iter().chain(files), output)?;
     }
     let stop = StopToken::new();
     {
@@ -120,6 +125,7 @@ pub fn transcode(
         overlays: vec![overlay],
         quality,
         audio_languages: None,
+        captions,
     };
     let mut on_progress = |p: &Progress| {
         if let Some(bar) = &bar {
@@ -150,18 +156,35 @@ pub fn transcode(
     }
 }
 
+/// A `--captions FILE[:LANG]` argument: the file, and its language when it ends in `:` and
+/// three lowercase letters (else `und`).
+pub fn caption_file(arg: &str) -> media::CaptionFile {
+    let (path, language) = match arg.rsplit_once(':') {
+        Some((path, lang)) if crate::job::is_language_code(lang) && !path.is_empty() => {
+            (path, lang)
+        }
+        _ => (arg, "und"),
+    };
+    media::CaptionFile {
+        path: path.into(),
+        language: language.to_string(),
+        name: None,
+    }
+}
+
 /// `--print-ffmpeg`: the equivalent command line, one shell-quoted line.
 fn print_command(
     input: &Path,
     output: &Path,
     preset: &crate::preset::Preset,
     clip: Option<&Clip>,
-    watermark: bool,
+    edited: bool,
 ) -> anyhow::Result<u8> {
-    if watermark {
+    if edited || !preset.captions.is_none() {
         anyhow::bail!(
-            "--print-ffmpeg does not spell a watermark's overlay; leave out --watermark to \
-             see the rest of the command"
+            "--print-ffmpeg does not spell a watermark's overlay or captions; leave out \
+             --watermark and --captions (or use a preset without them) to see the rest of \
+             the command"
         );
     }
     let args = media::equivalent_command(input, output, preset, clip)?;
@@ -205,14 +228,18 @@ fn say_done(report: &media::TranscodeReport, json: bool) -> anyhow::Result<()> {
 
 /// Enters the engine's sandbox (before any thread starts): read the input, write in the
 /// output's folder, where its staging files go; says on stderr what a kernel lacks.
-fn enter_sandbox(input: &Path, watermark: Option<&Path>, output: &Path) -> anyhow::Result<()> {
+fn enter_sandbox<'a>(
+    input: &'a Path,
+    extra: impl Iterator<Item = &'a Path>,
+    output: &Path,
+) -> anyhow::Result<()> {
     let folder = match output.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => std::path::PathBuf::from("."),
     };
     let policy = sandbox::Policy {
         read: std::iter::once(input)
-            .chain(watermark)
+            .chain(extra)
             .map(Path::to_path_buf)
             .collect(),
         write: vec![folder],

@@ -7,7 +7,7 @@ pub mod options;
 pub mod serve;
 mod worker;
 
-pub use local::{TranscodeOptions, presets, probe, transcode};
+pub use local::{TranscodeOptions, caption_file, presets, probe, transcode};
 pub use worker::{engine, task, worker};
 
 /// Exit codes a script can rely on.

@@ -1,5 +1,6 @@
 //! What a job asks of its media beyond its presets (`MediaOptions`): a clip of the input, a
-//! watermark, quality figures and which audio tracks to keep. Stored with the job as one JSON column (`media`), shown flattened into the
+//! watermark, quality figures, which audio tracks to keep and captions. Stored with the job
+//! as one JSON column (`media`), shown flattened into the
 //! job, and handed to the engine.
 
 use serde::{Deserialize, Serialize};
@@ -20,6 +21,13 @@ pub struct MediaOptions {
     /// Which audio tracks to keep (over the presets' `[audio] languages`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub audio: Option<AudioChoice>,
+    /// Caption files (SRT, ASS/SSA, WebVTT, from a bucket) carried into every output that
+    /// holds text subtitles, before the input's own.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub captions: Vec<Caption>,
+    /// Side files and burn-in for the captions, beyond what the presets say.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subtitles: Option<SubtitleOptions>,
 }
 
 /// Which of the input's audio tracks a job keeps: those in `languages`, in that order (the
@@ -35,7 +43,12 @@ pub struct AudioChoice {
 
 impl MediaOptions {
     pub fn is_empty(&self) -> bool {
-        self.clip.is_none() && self.watermark.is_none() && !self.quality && self.audio.is_none()
+        self.clip.is_none()
+            && self.audio.is_none()
+            && self.watermark.is_none()
+            && !self.quality
+            && self.captions.is_empty()
+            && self.subtitles.is_none()
     }
 
     /// What is wrong with these options, naming the field.
@@ -49,6 +62,7 @@ impl MediaOptions {
                     .as_ref()
                     .and_then(|a| super::language::choice("audio.languages", &a.languages).err())
             })
+            .or_else(|| caption_problem(&self.captions))
     }
 
     /// The audio languages asked for, as canonical codes (None: the presets decide). Call
@@ -61,6 +75,81 @@ impl MediaOptions {
                 .collect()
         })
     }
+
+    /// Whether the job asks for captions (files, side files or burn-in): such jobs run whole.
+    pub fn has_captions(&self) -> bool {
+        !self.captions.is_empty() || self.subtitles.is_some_and(|s| s.side_files || s.burn_in)
+    }
+}
+
+/// The most caption files one job may attach.
+pub const MAX_CAPTION_FILES: usize = 16;
+
+/// A caption file from a bucket: text subtitles in SRT, ASS/SSA or WebVTT. Untrusted input:
+/// the engine opens it in its sandbox like the media.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Caption {
+    /// The file's bucket; default: the input's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bucket: Option<String>,
+    pub key: String,
+    /// ISO 639-2, three lowercase letters (`eng`, `fra`, `deu`): what MP4 and Matroska store
+    /// and HLS players show.
+    pub language: String,
+    /// What players list it as; default: the language.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+/// Side files (`NAME.LANG.vtt` beside each output) and burn-in (the first caption track
+/// rendered into the picture), for every output of the job.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SubtitleOptions {
+    #[serde(default)]
+    pub side_files: bool,
+    #[serde(default)]
+    pub burn_in: bool,
+}
+
+/// Whether `language` is an ISO 639-2 code as the containers store it: three lowercase
+/// ASCII letters.
+pub fn is_language_code(language: &str) -> bool {
+    language.len() == 3 && language.bytes().all(|b| b.is_ascii_lowercase())
+}
+
+/// What is wrong with a job's caption files, naming the field.
+fn caption_problem(captions: &[Caption]) -> Option<String> {
+    if captions.len() > MAX_CAPTION_FILES {
+        return Some(format!(
+            "captions: {} files; at most {MAX_CAPTION_FILES}",
+            captions.len()
+        ));
+    }
+    captions.iter().enumerate().find_map(|(i, c)| {
+        if c.key.trim().is_empty() {
+            return Some(format!(
+                "captions[{i}].key: name the caption file's object key"
+            ));
+        }
+        if !is_language_code(&c.language) {
+            return Some(format!(
+                "captions[{i}].language: '{}' is not an ISO 639-2 code (three lowercase \
+                 letters, e.g. eng)",
+                c.language
+            ));
+        }
+        match &c.name {
+            Some(n) if n.trim().is_empty() || n.chars().count() > 100 => {
+                Some(format!("captions[{i}].name: 1 to 100 characters"))
+            }
+            Some(n) if n.chars().any(|ch| ch.is_control() || ch == '"') => Some(format!(
+                "captions[{i}].name: no quotes or control characters"
+            )),
+            _ => None,
+        }
+    })
 }
 
 /// An image (PNG or JPEG, from a bucket) composited on a video output, scaled to a share of
@@ -253,6 +342,36 @@ mod tests {
             e.contains("clip.end") && e.contains("past the input's end"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn caption_files_name_the_field_that_is_wrong() {
+        let caption = |key: &str, language: &str| Caption {
+            bucket: None,
+            key: key.into(),
+            language: language.into(),
+            name: None,
+        };
+        let problem = |c: Vec<Caption>| {
+            MediaOptions {
+                captions: c,
+                ..MediaOptions::default()
+            }
+            .problem()
+        };
+        assert_eq!(problem(vec![caption("a.srt", "eng")]), None);
+        for bad in ["en", "EN", "english", "en-US", "e1g", ""] {
+            let p = problem(vec![caption("a.srt", bad)]).unwrap();
+            assert!(p.starts_with("captions[0].language"), "{bad}: {p}");
+        }
+        let p = problem(vec![caption("a.srt", "eng"), caption(" ", "fra")]).unwrap();
+        assert!(p.starts_with("captions[1].key"), "{p}");
+        let o: MediaOptions = serde_json::from_str(
+            r#"{"captions":[{"key":"a.srt","language":"eng"}],"subtitles":{"burn_in":true}}"#,
+        )
+        .unwrap();
+        assert!(o.has_captions() && !o.is_empty());
+        assert!(serde_json::from_str::<Caption>(r#"{"key":"a","lang":"eng"}"#).is_err());
     }
 
     #[test]

@@ -14,7 +14,10 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-pub use media::{AudioChoice, Clip, MIN_CLIP_SECONDS, MediaOptions, Position, Watermark};
+pub use media::{
+    AudioChoice, Caption, Clip, MIN_CLIP_SECONDS, MediaOptions, Position, SubtitleOptions,
+    Watermark, is_language_code,
+};
 pub use names::{BUCKET_NAME_RULE, is_bucket_name, new_id, validate_destination, validate_id};
 pub use parts::{
     Chunking, MIN_SEGMENT_SECONDS, Part, PartInfo, PartKind, PartOutcome, PartPlan, SCRATCH_FOLDER,

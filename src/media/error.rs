@@ -81,6 +81,9 @@ pub enum MediaError {
     /// The input has no audio track in any language the job or preset asks for.
     #[error("{path}: no audio track in the languages asked for: {what}")]
     AudioLanguage { path: PathBuf, what: String },
+    /// A caption file cannot be used (not there, not text subtitles).
+    #[error("{path}: unusable captions: {what}")]
+    Captions { path: PathBuf, what: String },
     #[error("{path}: the output is not whole: {what}")]
     OutputInvalid { path: PathBuf, what: String },
     #[error("internal error: {0}")]
@@ -109,6 +112,7 @@ impl MediaError {
             MediaError::Clip { .. } => "clip-out-of-range",
             MediaError::Watermark { .. } => "watermark-invalid",
             MediaError::AudioLanguage { .. } => "audio-language-missing",
+            MediaError::Captions { .. } => "captions-invalid",
             MediaError::Io { .. } => "io-error",
             MediaError::Part { .. } => "split-part-unusable",
             MediaError::OutputInvalid { .. } => "output-invalid",
@@ -130,7 +134,8 @@ impl MediaError {
             | MediaError::Decode { .. }
             | MediaError::Demux { .. }
             | MediaError::Watermark { .. }
-            | MediaError::AudioLanguage { .. } => ErrorClass::InvalidInput,
+            | MediaError::AudioLanguage { .. }
+            | MediaError::Captions { .. } => ErrorClass::InvalidInput,
             MediaError::Unsupported(_)
             | MediaError::Clip { .. }
             | MediaError::Encode { .. }

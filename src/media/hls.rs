@@ -1,5 +1,6 @@
 //! HLS master playlists: one `#EXT-X-STREAM-INF` per rendition with the bandwidth measured
-//! from the segments actually written, the resolution, the frame rate and RFC 6381 codecs.
+//! from the segments actually written, the resolution, the frame rate and RFC 6381 codecs;
+//! WebVTT subtitle renditions (a `SUBTITLES` group) and their media playlists.
 
 use std::path::Path;
 
@@ -175,6 +176,65 @@ fn audio_media(a: &AudioRendition) -> String {
     line
 }
 
+/// A WebVTT rendition every variant of the master refers to (a `SUBTITLES` group).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct SubtitleRendition {
+    /// Its media playlist's file name, relative to the master.
+    pub uri: String,
+    pub name: String,
+    pub language: Option<String>,
+}
+
+/// The group name of the subtitle renditions in a master playlist.
+pub(crate) const SUBTITLE_GROUP: &str = "subs";
+
+/// A master playlist's text with `subtitles` added: an `#EXT-X-MEDIA:TYPE=SUBTITLES` per
+/// rendition, and every variant naming the group.
+pub(crate) fn with_subtitles(master: &str, subtitles: &[SubtitleRendition]) -> String {
+    if subtitles.is_empty() {
+        return master.to_string();
+    }
+    let quoted = |v: &str| v.replace('"', "'").replace(['\n', '\r'], " ");
+    let mut media = String::new();
+    for (i, s) in subtitles.iter().enumerate() {
+        media.push_str(&format!(
+            "#EXT-X-MEDIA:TYPE=SUBTITLES,GROUP-ID=\"{SUBTITLE_GROUP}\",NAME=\"{}\",\
+             DEFAULT={},AUTOSELECT=YES",
+            quoted(&s.name),
+            if i == 0 { "YES" } else { "NO" },
+        ));
+        if let Some(lang) = &s.language {
+            media.push_str(&format!(",LANGUAGE=\"{}\"", quoted(lang)));
+        }
+        media.push_str(&format!(",URI=\"{}\"\n", s.uri));
+    }
+    let mut out = String::new();
+    let mut placed = false;
+    for line in master.lines() {
+        let variant = line.starts_with("#EXT-X-STREAM-INF:");
+        if !placed && (variant || line.starts_with("#EXT-X-MEDIA:")) {
+            out.push_str(&media);
+            placed = true;
+        }
+        out.push_str(line);
+        if variant {
+            out.push_str(&format!(",SUBTITLES=\"{SUBTITLE_GROUP}\""));
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// A subtitle rendition's media playlist: its one WebVTT file spanning the whole
+/// `duration` (seconds), a valid segmentation of a VOD rendition.
+pub(crate) fn subtitle_playlist(vtt: &str, duration: f64) -> String {
+    format!(
+        "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:{}\n#EXT-X-MEDIA-SEQUENCE:0\n\
+         #EXT-X-PLAYLIST-TYPE:VOD\n#EXTINF:{duration:.3},\n{vtt}\n#EXT-X-ENDLIST\n",
+        duration.ceil().max(1.0) as u64
+    )
+}
+
 /// The RFC 6381 string for H.264 ("avc1.PPCCLL"), read from the sequence parameter set in
 /// an Annex B packet: profile_idc, the constraint flags and level_idc, exactly as coded.
 /// An `avcC` record (extradata starting with version 1) carries the same three bytes.
@@ -261,6 +321,46 @@ mod tests {
             "#EXT-X-STREAM-INF:BANDWIDTH=2000,AVERAGE-BANDWIDTH=2000,CODECS=\"mp4a.40.2\"",
             "no RESOLUTION without video"
         );
+    }
+
+    #[test]
+    fn subtitle_renditions_join_the_master_and_every_variant_names_them() {
+        let master = "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-INDEPENDENT-SEGMENTS\n\
+                      #EXT-X-STREAM-INF:BANDWIDTH=8000\nv.m3u8\n\
+                      #EXT-X-STREAM-INF:BANDWIDTH=2000\nw.m3u8\n";
+        let subs = [
+            SubtitleRendition {
+                uri: "s0.m3u8".into(),
+                name: "English".into(),
+                language: Some("eng".into()),
+            },
+            SubtitleRendition {
+                uri: "s1.m3u8".into(),
+                name: "Fr \"q\"".into(),
+                language: None,
+            },
+        ];
+        let text = with_subtitles(master, &subs);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines[3],
+            "#EXT-X-MEDIA:TYPE=SUBTITLES,GROUP-ID=\"subs\",NAME=\"English\",DEFAULT=YES,\
+             AUTOSELECT=YES,LANGUAGE=\"eng\",URI=\"s0.m3u8\""
+        );
+        assert_eq!(
+            lines[4],
+            "#EXT-X-MEDIA:TYPE=SUBTITLES,GROUP-ID=\"subs\",NAME=\"Fr 'q'\",DEFAULT=NO,\
+             AUTOSELECT=YES,URI=\"s1.m3u8\""
+        );
+        assert_eq!(
+            lines[5],
+            "#EXT-X-STREAM-INF:BANDWIDTH=8000,SUBTITLES=\"subs\""
+        );
+        assert_eq!(lines[8], "w.m3u8");
+        assert_eq!(with_subtitles(master, &[]), master);
+        let playlist = subtitle_playlist("s0.vtt", 4.02);
+        assert!(playlist.contains("#EXT-X-TARGETDURATION:5\n#EXT-X-MEDIA-SEQUENCE:0"));
+        assert_eq!(segments(&playlist), vec![(4.02, "s0.vtt".to_string())]);
     }
 
     #[test]

@@ -61,6 +61,10 @@ pub const ALLOWED_DEMUXERS: &[&str] = &[
     "webp_pipe",
 ];
 
+/// Demuxers for caption files (decision 0080): text formats that read only the file they
+/// are given. Accepted only where a caption file is expected, never for media.
+pub const CAPTION_DEMUXERS: &[&str] = &["srt", "ass", "webvtt"];
+
 /// The largest width or height accepted.
 pub const MAX_DIMENSION: u32 = 16_384;
 /// The most pixels per frame accepted (8192²; 8K UHD is 33 Mpx).
@@ -82,6 +86,16 @@ pub struct Input {
 
 /// Opens `path` for reading under the rules above; `stop` aborts a blocking open or read.
 pub fn open(path: &Path, stop: &StopToken) -> Result<Input, MediaError> {
+    open_with(path, stop, ALLOWED_DEMUXERS)
+}
+
+/// Opens a caption file under the same rules as media, with [`CAPTION_DEMUXERS`] as the
+/// demuxer allow-list.
+pub(crate) fn open_captions(path: &Path, stop: &StopToken) -> Result<Input, MediaError> {
+    open_with(path, stop, CAPTION_DEMUXERS)
+}
+
+fn open_with(path: &Path, stop: &StopToken, demuxers: &[&str]) -> Result<Input, MediaError> {
     super::init();
     let meta = match std::fs::metadata(path) {
         Ok(m) => m,
@@ -100,11 +114,11 @@ pub fn open(path: &Path, stop: &StopToken) -> Result<Input, MediaError> {
         return Err(MediaError::Empty { path: path.into() });
     }
     super::utf8_path(path)?;
-    refuse_unsafe_formats(path)?;
+    refuse_unsafe_formats(path, demuxers)?;
 
     let mut options = ff::Dictionary::new();
     options.set("protocol_whitelist", "file");
-    options.set("format_whitelist", &ALLOWED_DEMUXERS.join(","));
+    options.set("format_whitelist", &demuxers.join(","));
     // Never follow QuickTime external data references (the default, stated for clarity).
     options.set("enable_drefs", "0");
     // Read every program table of a transport stream, as ffmpeg and ffprobe do: without it
@@ -139,7 +153,7 @@ fn file_url(path: &Path) -> PathBuf {
     PathBuf::from(url)
 }
 
-fn refuse_unsafe_formats(path: &Path) -> Result<(), MediaError> {
+fn refuse_unsafe_formats(path: &Path, demuxers: &[&str]) -> Result<(), MediaError> {
     let mut head = Vec::with_capacity(64 * 1024);
     File::open(path)
         .and_then(|f| f.take(DETECT_BYTES as u64).read_to_end(&mut head))
@@ -150,7 +164,7 @@ fn refuse_unsafe_formats(path: &Path) -> Result<(), MediaError> {
     };
     let allowed = format
         .split(',')
-        .any(|component| ALLOWED_DEMUXERS.contains(&component));
+        .any(|component| demuxers.contains(&component));
     if allowed {
         Ok(())
     } else {

@@ -2,6 +2,7 @@
 //! pipeline, HLS, progress and stop. Only this module links FFmpeg.
 
 pub mod caps;
+mod captions;
 mod command;
 mod encode;
 mod error;
@@ -25,6 +26,7 @@ mod watermark;
 
 use std::path::Path;
 
+pub use captions::{CaptionEdits, CaptionFile};
 pub use command::equivalent_command;
 pub use error::{ErrorClass, MediaError};
 pub use hdr::HdrTransfer;

@@ -28,6 +28,8 @@ pub enum OutputKind {
     MasterPlaylist,
     /// A storyboard's WebVTT file, whose cues point into its sheets (pictures).
     Cues,
+    /// A caption track written beside the output (`NAME.LANG.vtt`).
+    Captions,
 }
 
 /// One file a transcode produced, in the order it must be published.
@@ -69,6 +71,8 @@ enum Staging {
     },
     Dir {
         temp_dir: PathBuf,
+        /// The name every file in it starts with.
+        stem: String,
         /// The playlist that names the others: the media playlist of a single rendition,
         /// or the master of a ladder; a storyboard's WebVTT file.
         top: String,
@@ -247,6 +251,7 @@ impl Layout {
             targets,
             staging: Staging::Dir {
                 temp_dir,
+                stem,
                 top,
                 ladder,
                 storyboard: false,
@@ -273,6 +278,7 @@ impl Layout {
             staging: Staging::Dir {
                 temp_dir,
                 top: format!("{stem}.vtt"),
+                stem,
                 ladder: false,
                 storyboard: true,
             },
@@ -314,6 +320,31 @@ impl Layout {
         }
     }
 
+    /// An HLS output's staging directory and the stem its files are named with.
+    pub fn staged_hls(&self) -> Option<(PathBuf, String)> {
+        match &self.staging {
+            Staging::Dir {
+                temp_dir,
+                stem,
+                storyboard: false,
+                ..
+            } => Some((temp_dir.clone(), stem.clone())),
+            _ => None,
+        }
+    }
+
+    /// A hidden file beside the output, named for it, for the run's own use (an ASS script
+    /// to burn in): `.NAME.PID-N.EXT`; the caller removes it.
+    pub fn scratch_path(&self, ext: &str) -> PathBuf {
+        let name = self
+            .top_path()
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "output".into());
+        self.final_dir
+            .join(format!(".{name}.{}.{ext}", staging_suffix()))
+    }
+
     /// The path of the HLS master playlist while staging, for a ladder.
     pub fn staged_master(&self) -> Option<PathBuf> {
         match &self.staging {
@@ -350,13 +381,17 @@ impl Layout {
                 top,
                 ladder,
                 storyboard,
+                ..
             } => {
                 let mut entries: Vec<(u8, String)> = std::fs::read_dir(temp_dir)
                     .map_err(|e| MediaError::io(temp_dir, e))?
                     .filter_map(|e| e.ok())
                     .filter_map(|e| e.file_name().into_string().ok())
                     .map(|name| {
-                        let rank = if name.ends_with(".ts") || name.ends_with(".jpg") {
+                        let segment = name.ends_with(".ts")
+                            || name.ends_with(".jpg")
+                            || (name.ends_with(".vtt") && !*storyboard);
+                        let rank = if segment {
                             0
                         } else if (*ladder || *storyboard) && name == *top {
                             2

@@ -27,6 +27,25 @@ pub const FORMAT_DEFAULTS: [&str; 12] = [
     "mp4", "mov", "mkv", "webm", "flv", "avi", "ts", "m3u8", "mp3", "m4a", "ogg", "wav",
 ];
 
+/// What a preset does with text subtitles (captions): converted into the output, written
+/// beside it, burnt into the picture.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Captions {
+    /// Text subtitle streams converted to the container's text format: WebVTT renditions
+    /// in HLS, mov_text in MP4/MOV, WebVTT in MKV/WebM.
+    pub convert: bool,
+    /// Every caption track also written as `NAME.LANG.vtt` beside the output.
+    pub side_files: bool,
+    /// The first caption track rendered into every video rendition's picture.
+    pub burn_in: bool,
+}
+
+impl Captions {
+    pub fn is_none(&self) -> bool {
+        *self == Captions::default()
+    }
+}
+
 /// A validated preset.
 #[derive(Debug, Clone, Serialize)]
 pub struct Preset {
@@ -43,6 +62,9 @@ pub struct Preset {
     /// name none), in order; empty: the container's rule (every track, or the main one).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub audio_languages: Vec<String>,
+    /// What becomes of text subtitles beyond copying (decision 0080).
+    #[serde(skip_serializing_if = "Captions::is_none")]
+    pub captions: Captions,
     /// An image composited on every video rendition (a job's own watermark replaces it).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub watermark: Option<Watermark>,
@@ -78,6 +100,8 @@ impl Preset {
                     "keeps audio in several languages as HLS renditions (such jobs run whole)",
                 ),
             )
+            .or((!self.captions.is_none())
+                .then_some("converts or burns in captions (such jobs run whole)"))
     }
 
     /// Which of the input's streams it copies as they are ("video", "audio", "video and

@@ -119,6 +119,12 @@ pub struct StoryboardSpec {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SubtitleSpec {
-    /// "copy": carry subtitle streams the container can hold.
-    pub codec: String,
+    /// "copy": carry subtitle streams the container can hold; "text": convert the text ones
+    /// to the container's text format (WebVTT renditions in HLS, mov_text in MP4/MOV,
+    /// WebVTT in MKV/WebM).
+    pub codec: Option<String>,
+    /// Write every caption track as `NAME.LANG.vtt` beside the output.
+    pub side_files: Option<bool>,
+    /// Render the first caption track into the picture (libass).
+    pub burn_in: Option<bool>,
 }

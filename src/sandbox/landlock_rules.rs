@@ -23,6 +23,11 @@ const SYSTEM_READ: &[&str] = &[
     "/lib",
     "/lib64",
     "/usr/share/fonts",
+    // Fontconfig's configuration (the aliases `/etc/fonts/conf.d` links to: without them
+    // "Arial" matches whatever font comes first) and its cache (no rescan per run): what
+    // libass needs to burn captions in.
+    "/usr/share/fontconfig",
+    "/var/cache/fontconfig",
     "/usr/share/zoneinfo",
     "/etc/ld.so.cache",
     "/etc/fonts",

@@ -158,6 +158,10 @@ fn work(
     for image in overlays.iter().flatten().map(|o| &o.image) {
         access = access.reading(image);
     }
+    let caption_files = fetch_captions(&io, job, &dirs.input)?;
+    for file in &caption_files {
+        access = access.reading(&file.path);
+    }
     let work = Work::Job {
         input,
         outputs,
@@ -167,6 +171,11 @@ fn work(
             overlays,
             quality: job.media.quality,
             audio_languages: job.media.audio_languages(),
+            captions: crate::media::CaptionEdits {
+                files: caption_files,
+                side_files: job.media.subtitles.is_some_and(|s| s.side_files),
+                burn_in: job.media.subtitles.is_some_and(|s| s.burn_in),
+            },
         },
     };
     let done: JobDone = io.media(work, access, &mut progress_reporter())?;
@@ -208,7 +217,7 @@ fn fetch_watermarks(
             None => {
                 let path = dir.join(format!("watermark-{}", fetched.len()));
                 io.get(&bucket, &w.key, &path)
-                    .map_err(|f| watermark_failure(f, &bucket, &w.key))?;
+                    .map_err(|f| fetch_failure(f, "watermark", &bucket, &w.key))?;
                 fetched.push((bucket, w.key.clone(), path.clone()));
                 path
             }
@@ -221,18 +230,51 @@ fn fetch_watermarks(
     Ok(overlays)
 }
 
-/// A watermark's download failure, saying it was the watermark's (a missing image is
-/// `watermark-not-found`, not to be taken for a missing input).
-fn watermark_failure(failure: Failure, bucket: &str, key: &str) -> Failure {
+/// The job's caption files, fetched into `dir` (`captions-N`); a missing object fails
+/// `captions-not-found`.
+fn fetch_captions(
+    io: &TaskIo,
+    job: &crate::job::Job,
+    dir: &std::path::Path,
+) -> Result<Vec<crate::media::CaptionFile>, Failure> {
+    let mut files = Vec::new();
+    for (i, c) in job.media.captions.iter().enumerate() {
+        let bucket = c.bucket.clone().unwrap_or_else(|| job.input.bucket.clone());
+        // Named for the object (its extension helps FFmpeg tell the format; its name shows in
+        // the job's error).
+        let name: String = c
+            .key
+            .rsplit('/')
+            .next()
+            .unwrap_or_default()
+            .chars()
+            .filter(|ch| ch.is_ascii_alphanumeric() || matches!(ch, '.' | '_' | '-'))
+            .take(100)
+            .collect();
+        let path = dir.join(format!("captions-{i}-{name}"));
+        io.get(&bucket, &c.key, &path)
+            .map_err(|f| fetch_failure(f, "captions", &bucket, &c.key))?;
+        files.push(crate::media::CaptionFile {
+            path,
+            language: c.language.clone(),
+            name: c.name.clone(),
+        });
+    }
+    Ok(files)
+}
+
+/// A download failure of the job's `what` (`watermark`, `captions`), saying so: a missing
+/// object is `WHAT-not-found`, not to be taken for a missing input.
+fn fetch_failure(failure: Failure, what: &str, bucket: &str, key: &str) -> Failure {
     match failure {
         Failure::Error(e) => {
             let code = if e.code == "object-not-found" {
-                "watermark-not-found"
+                format!("{what}-not-found")
             } else {
-                e.code.as_str()
+                e.code.clone()
             };
-            let message = format!("watermark {bucket}/{key}: {}", e.message);
-            Failure::Error(JobError::new(code, message, e.retryable))
+            let message = format!("{what} {bucket}/{key}: {}", e.message);
+            Failure::Error(JobError::new(&code, message, e.retryable))
         }
         stopped => stopped,
     }

@@ -258,6 +258,35 @@ async fn submit_and_errors(backend: Backend) {
             )
             .answers(400, "invalid-request")
             .saying(&["a choice of audio languages runs whole"]),
+        case("captions in an unknown language format")
+            .post(
+                "/v1/jobs",
+                clip_with(json!({"captions": [{"key": "src/clip.mp4", "language": "en-US"}]})),
+            )
+            .answers(400, "invalid-request")
+            .saying(&["captions[0].language", "en-US", "ISO 639-2"]),
+        case("captions without a language")
+            .post(
+                "/v1/jobs",
+                clip_with(json!({"captions": [{"key": "src/clip.mp4"}]})),
+            )
+            .answers(400, "invalid-request")
+            .saying(&["language"]),
+        case("captions not in the bucket")
+            .post(
+                "/v1/jobs",
+                clip_with(json!({"captions": [{"key": "subs/none.srt", "language": "eng"}]})),
+            )
+            .answers(400, "captions-not-found")
+            .saying(&["captions[0]", "subs/none.srt"]),
+        case("captions split into parts")
+            .post(
+                "/v1/jobs",
+                clip_with(json!({"subtitles": {"burn_in": true},
+                                 "chunking": {"segment_seconds": 4}})),
+            )
+            .answers(400, "invalid-request")
+            .saying(&["captions runs whole"]),
         case("unknown format")
             .post(
                 "/v1/jobs",

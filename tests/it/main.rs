@@ -24,6 +24,7 @@ mod helpers;
 
 mod media_audio_languages;
 mod media_bad_input;
+mod media_captions;
 mod media_cli;
 mod media_clip;
 mod media_hdr;
@@ -63,6 +64,7 @@ mod trigger_payloads;
 mod trigger_watch;
 mod web_page;
 mod web_parts;
+mod worker_captions;
 mod worker_deliveries;
 mod worker_drain;
 mod worker_edits;

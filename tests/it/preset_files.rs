@@ -173,6 +173,7 @@ fn the_shipped_set_is_complete() {
         "av1-720p",
         "hls-720p",
         "hls-abr",
+        "hls-abr-captions",
         "audio-aac-128k",
         "audio-mp3-192k",
         "podcast-mp3",
@@ -371,4 +372,57 @@ fn a_preset_may_carry_a_watermark_and_its_mistakes_are_named() {
     let poster = "description = \"p\"\ncontainer = \"jpg\"\n[video]\ncodec = \"mjpeg\"\n\
                   quality = 3\n[watermark]\nbucket = \"b\"\nkey = \"k.png\"\n";
     rejects(poster, "watermark", "moving video");
+}
+
+#[test]
+fn a_preset_may_convert_write_or_burn_captions_and_its_mistakes_are_named() {
+    let captioned =
+        format!("{GOOD}[subtitles]\ncodec = \"text\"\nside_files = true\nburn_in = true\n");
+    let presets = load_one("captioned", &captioned).unwrap();
+    let c = presets.get("captioned").unwrap().captions;
+    assert!(c.convert && c.side_files && c.burn_in);
+    assert!(
+        presets
+            .get("captioned")
+            .unwrap()
+            .why_unsplittable()
+            .unwrap()
+            .contains("captions")
+    );
+    let shipped = Presets::builtin(&Ffmpeg).unwrap();
+    let abr = shipped.get("hls-abr-captions").unwrap();
+    assert!(abr.captions.convert && !abr.captions.burn_in);
+    rejects(
+        &captioned.replace("\"text\"", "\"srt\""),
+        "subtitles.codec",
+        "\"copy\" or \"text\" (got 'srt')",
+    );
+    rejects(
+        &format!("{GOOD}[subtitles]\n"),
+        "subtitles",
+        "say what to do",
+    );
+    let hls = "description = \"h\"\ncontainer = \"hls\"\n[video]\ncodec = \"h264\"\ncrf = 23\n";
+    rejects(
+        &format!("{hls}[subtitles]\ncodec = \"copy\"\n"),
+        "subtitles.codec",
+        "\"text\" makes WebVTT renditions",
+    );
+    let ts = GOOD.replace("\"mp4\"", "\"ts\"");
+    rejects(
+        &format!("{ts}[subtitles]\ncodec = \"text\"\n"),
+        "subtitles.codec",
+        "holds no text subtitles",
+    );
+    let copying = GOOD.replace("codec = \"h264\"\ncrf = 23", "codec = \"copy\"");
+    rejects(
+        &format!("{copying}[subtitles]\nburn_in = true\n"),
+        "subtitles.burn_in",
+        "needs the video encoded",
+    );
+    rejects(
+        &format!("chunking = {{ segment_seconds = 10 }}\n{captioned}"),
+        "chunking",
+        "captions, a watermark or quality figures runs whole",
+    );
 }

@@ -132,6 +132,24 @@ pub(super) fn audio(options: &Options) -> ApiResult<()> {
     }
 }
 
+/// Caption files that make sense (the language an ISO 639-2 code), each in a valid bucket
+/// (the input's when it names none).
+pub(super) fn captions(options: &mut Options, input_bucket: &str) -> ApiResult<()> {
+    let media = crate::job::MediaOptions {
+        captions: options.captions.clone(),
+        ..crate::job::MediaOptions::default()
+    };
+    if let Some(problem) = media.problem() {
+        return Err(invalid(problem));
+    }
+    for c in &mut options.captions {
+        let bucket = c.bucket.get_or_insert_with(|| input_bucket.to_string());
+        validate_bucket(bucket)?;
+        validate_key(&c.key)?;
+    }
+    Ok(())
+}
+
 /// A job of several presets, or with media options, runs whole (chunking "off"); asking for parts is an error.
 pub(super) fn whole(chunking: Option<Chunking>, why: &str) -> ApiResult<Chunking> {
     match chunking {

@@ -59,6 +59,13 @@ fn read(app: &AppState, body: Value) -> ApiResult<(Option<String>, JobSpec)> {
     checks::clip(&request.options, &presets)?;
     checks::watermark(&mut request.options, &request.input.bucket)?;
     checks::audio(&request.options)?;
+    checks::captions(&mut request.options, &request.input.bucket)?;
+    let captions = !request.options.captions.is_empty()
+        || request
+            .options
+            .subtitles
+            .is_some_and(|s| s.side_files || s.burn_in)
+        || presets.iter().any(|p| !p.captions.is_none());
     let chunking = match presets.as_slice() {
         _ if request.options.clip.is_some() => checks::whole(request.chunking, "a clip")?,
         _ if request.options.watermark.is_some()
@@ -72,6 +79,7 @@ fn read(app: &AppState, body: Value) -> ApiResult<(Option<String>, JobSpec)> {
         _ if request.options.audio.is_some() => {
             checks::whole(request.chunking, "a choice of audio languages")?
         }
+        _ if captions => checks::whole(request.chunking, "captions")?,
         [one] => {
             checks::chunking(request.chunking, one)?;
             one.resolve_chunking(request.chunking)
@@ -150,6 +158,8 @@ fn spec(
             watermark: options.watermark,
             quality: options.quality,
             audio: options.audio,
+            captions: options.captions,
+            subtitles: options.subtitles,
         },
     };
     app.config.destinations.fill(&mut spec);
@@ -167,6 +177,12 @@ async fn store(app: &AppState, id: Option<String>, spec: JobSpec) -> ApiResult<S
             let bucket = w.bucket.as_deref().unwrap_or(&spec.input.bucket);
             app.buckets.size(bucket, &w.key).await.map_err(|e| {
                 ApiError::bad_request("watermark-not-found", format!("watermark: {e}"))
+            })?;
+        }
+        for (i, c) in spec.media.captions.iter().enumerate() {
+            let bucket = c.bucket.as_deref().unwrap_or(&spec.input.bucket);
+            app.buckets.size(bucket, &c.key).await.map_err(|e| {
+                ApiError::bad_request("captions-not-found", format!("captions[{i}]: {e}"))
             })?;
         }
     }

@@ -8,7 +8,9 @@ use serde_json::Value;
 
 use super::DEFAULT_OUTPUT_PREFIX;
 use crate::api::error::{ApiError, ApiResult};
-use crate::job::{AudioChoice, Chunking, Clip, ObjectRef, OutputTarget, Watermark};
+use crate::job::{
+    AudioChoice, Caption, Chunking, Clip, ObjectRef, OutputTarget, SubtitleOptions, Watermark,
+};
 
 /// The native submit request.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -69,6 +71,18 @@ pub struct SubmitRequest {
     /// fails the job `audio-language-missing`. Such a job runs whole.
     #[schema(example = json!({"languages": ["eng", "fra"]}))]
     pub audio: Option<AudioChoice>,
+    /// Caption files (SRT, ASS/SSA or WebVTT) carried into every output that holds text
+    /// subtitles (WebVTT renditions in HLS, mov_text in MP4/MOV, WebVTT in MKV/WebM):
+    /// `[{"key": ..., "language": "eng", "bucket": ..., "name": ...}]`; `language` is ISO
+    /// 639-2 (three lowercase letters), the bucket defaults to the input's. A missing
+    /// object is a 400 `captions-not-found`; a file that is not text subtitles fails the job
+    /// `captions-invalid`. Such a job runs whole.
+    #[schema(example = json!([{"key": "subs/movie.en.srt", "language": "eng", "name": "English"}]))]
+    pub captions: Option<Vec<Caption>>,
+    /// `{"side_files": true}`: every caption track also as `NAME.LANG.vtt` beside each
+    /// output; `{"burn_in": true}`: the first caption track (an attached file, else the
+    /// input's first text stream) rendered into every video output's picture.
+    pub subtitles: Option<SubtitleOptions>,
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -145,6 +159,8 @@ pub(super) struct Options {
     pub watermark: Option<Watermark>,
     pub quality: bool,
     pub audio: Option<AudioChoice>,
+    pub captions: Vec<Caption>,
+    pub subtitles: Option<SubtitleOptions>,
 }
 
 /// Reads a body of either shape into a [`Request`].
@@ -242,6 +258,8 @@ impl SubmitRequest {
                 watermark: self.watermark,
                 quality: self.quality.unwrap_or(false),
                 audio: self.audio,
+                captions: self.captions.unwrap_or_default(),
+                subtitles: self.subtitles,
             },
         })
     }

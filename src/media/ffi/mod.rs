@@ -7,6 +7,7 @@ mod format;
 mod hdr;
 mod log;
 mod streams;
+mod subtitle;
 
 use std::ffi::{CStr, c_char};
 use std::sync::Once;
@@ -19,6 +20,7 @@ pub use format::*;
 pub use hdr::*;
 pub use log::{errors_since, log_mark};
 pub use streams::*;
+pub use subtitle::*;
 
 /// Initialises FFmpeg once per process and routes its log into `tracing` (target `ffmpeg`).
 /// FFmpeg's own log level defaults to warnings; `FFARM_FFMPEG_LOG=info|verbose|debug` raises it.

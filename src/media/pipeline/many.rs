@@ -5,12 +5,14 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use super::captions::RunCaptions;
 use super::{Ran, TranscodeReport, finalise_outputs, run_plan};
 use crate::job::Clip;
+use crate::media::captions::CaptionEdits;
 use crate::media::error::MediaError;
 use crate::media::input;
 use crate::media::output::{Layout, MuxTarget, OutputFile};
-use crate::media::plan::{self, AudioMember, Plan};
+use crate::media::plan::{self, Plan};
 use crate::media::probe::{self, ProbeReport};
 use crate::media::quality;
 use crate::media::verify::{self, Expect, OutputCheck};
@@ -44,6 +46,9 @@ pub struct Edits {
     /// own `[audio] languages`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub audio_languages: Option<Vec<String>>,
+    /// Caption files, side files and burn-in asked beyond the presets.
+    #[serde(default, skip_serializing_if = "CaptionEdits::is_empty")]
+    pub captions: CaptionEdits,
 }
 
 /// Transcodes `input` to `output` with `preset`. `on_progress` is called on this thread at
@@ -105,17 +110,24 @@ pub fn transcode_many_then(
     let input = input::open(input, stop)?;
     let probe = probe::report(&input);
     let logos = load_logos(edits, stop)?;
-    let plans = outputs
+    let presets: Vec<&Preset> = outputs.iter().map(|o| o.preset).collect();
+    let mut captions = RunCaptions::gather(source, &probe, &presets, &edits.captions, stop)?;
+    let mut plans = outputs
         .iter()
         .enumerate()
         .map(|(i, o)| edited_plan(&input, &probe, o.preset, edits, logos.get(i)))
         .collect::<Result<Vec<_>, _>>()?;
+    captions.shape_plans(&mut plans);
     let layouts = layouts(outputs, &plans)?;
+    if let Err(e) = captions.burn_in(&mut plans, &layouts) {
+        layouts.into_iter().for_each(Layout::discard);
+        return Err(e);
+    }
     let renditions: Vec<Vec<Option<String>>> = plans.iter().map(Plan::renditions).collect();
-    let members: Vec<Vec<Option<AudioMember>>> = plans.iter().map(Plan::audio_members).collect();
-    let plan = plan::merge(plans)?;
-    let expected = expectations(&layouts, outputs, &plan, &probe);
+    let mut plan = plan::merge(plans)?;
     let sizes: Vec<usize> = layouts.iter().map(|l| l.targets.len()).collect();
+    captions.embed(&mut plan, &sizes);
+    let expected = expectations(&layouts, outputs, &plan, &probe);
     let targets: Vec<MuxTarget> = layouts
         .iter()
         .flat_map(|l| l.targets.iter().cloned())
@@ -128,29 +140,18 @@ pub fn transcode_many_then(
         }
     };
     on_progress(&ran.meter.snapshot(Phase::Finalizing));
-    let files = finalise_all(layouts, &ran, outputs, &members, plan.duration)?;
+    let files = finalise_all(layouts, &ran, outputs, &plan, &captions)?;
     before_check(&files);
     let measured = check_all(&expected).and_then(|checks| {
-        let mut checks = with_loudness(checks, &sizes, &ran);
+        let checks = with_loudness(checks, &sizes, &ran);
         let wanted = |i: usize| edits.quality || outputs[i].preset.quality;
-        if let Some(reference) = quality::Reference::of(&plan, source) {
-            for (i, (check, (top, container, _))) in checks.iter_mut().zip(&expected).enumerate() {
-                if wanted(i) {
-                    // Frames compared count as progress: a long comparison is not a stall.
-                    let base = ran.meter.snapshot(Phase::Finalizing);
-                    let mut compared = |n: u64| {
-                        on_progress(&Progress {
-                            frames: base.frames + n,
-                            ..base.clone()
-                        })
-                    };
-                    let (r, c) = (&renditions[i], *container);
-                    check.quality =
-                        quality::measure_output(&reference, top, c, r, stop, &mut compared)?;
-                }
-            }
-        }
-        Ok(checks)
+        let asked = Asked {
+            plan: &plan,
+            source,
+            expected: &expected,
+            renditions: &renditions,
+        };
+        with_quality(checks, &asked, &wanted, &ran, stop, on_progress)
     });
     let checks = match measured {
         Ok(checks) => checks,
@@ -171,6 +172,43 @@ pub fn transcode_many_then(
         out_time_seconds: done.out_time_seconds,
         elapsed_seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+/// What the quality figures of a run's outputs are measured from.
+struct Asked<'a> {
+    plan: &'a Plan,
+    source: &'a Path,
+    expected: &'a [(PathBuf, Container, Expect)],
+    renditions: &'a [Vec<Option<String>>],
+}
+
+/// Puts on each output's check its SSIM and PSNR, for the outputs `wanted` says.
+fn with_quality(
+    mut checks: Vec<OutputCheck>,
+    asked: &Asked,
+    wanted: &dyn Fn(usize) -> bool,
+    ran: &Ran,
+    stop: &StopToken,
+    on_progress: &mut dyn FnMut(&Progress),
+) -> Result<Vec<OutputCheck>, MediaError> {
+    let Some(reference) = quality::Reference::of(asked.plan, asked.source) else {
+        return Ok(checks);
+    };
+    for (i, (check, (top, container, _))) in checks.iter_mut().zip(asked.expected).enumerate() {
+        if wanted(i) {
+            // Frames compared count as progress: a long comparison is not a stall.
+            let base = ran.meter.snapshot(Phase::Finalizing);
+            let mut compared = |n: u64| {
+                on_progress(&Progress {
+                    frames: base.frames + n,
+                    ..base.clone()
+                })
+            };
+            let (r, c) = (&asked.renditions[i], *container);
+            check.quality = quality::measure_output(&reference, top, c, r, stop, &mut compared)?;
+        }
+    }
+    Ok(checks)
 }
 
 /// Each output's watermark, decoded (one decode per image: outputs often share one).
@@ -298,20 +336,41 @@ fn finalise_all(
     layouts: Vec<Layout>,
     ran: &Ran,
     outputs: &[OutputSpec],
-    members: &[Vec<Option<AudioMember>>],
-    duration: Option<f64>,
+    plan: &Plan,
+    captions: &RunCaptions,
 ) -> Result<Vec<OutputFile>, MediaError> {
     let summaries = &ran.summaries;
+    let members = plan.audio_members();
     let mut files = Vec::new();
     let mut at = 0;
     let mut layouts = layouts.into_iter();
-    for (o, members) in outputs.iter().zip(members) {
+    for (i, o) in outputs.iter().enumerate() {
         let Some(layout) = layouts.next() else { break };
         let n = layout.targets.len();
+        let top = layout.top_path();
         // A layout dropped unsettled (the cues failed) takes its staged files with it.
-        let cues = write_storyboard_cues(&layout, ran, at, o.preset, duration);
-        let finished =
-            cues.and_then(|()| finalise_outputs(layout, &summaries[at..at + n], o.preset, members));
+        let cues = write_storyboard_cues(&layout, ran, at, o.preset, plan.duration);
+        let finished = cues
+            .and_then(|()| captions.write_hls(i, &layout, plan))
+            .and_then(|subs| {
+                finalise_outputs(
+                    layout,
+                    &summaries[at..at + n],
+                    o.preset,
+                    &members[at..at + n],
+                    &subs,
+                )
+            })
+            .and_then(|mut made| match captions.write_side_files(i, &top, plan) {
+                Ok(mut side) => {
+                    made.append(&mut side);
+                    Ok(made)
+                }
+                Err(e) => {
+                    remove_files(&made);
+                    Err(e)
+                }
+            });
         match finished {
             Ok(mut made) => files.append(&mut made),
             Err(e) => {

@@ -4,6 +4,7 @@
 //! transcode's outputs (planned, staged, checked) are `many`'s.
 
 mod audio;
+mod captions;
 mod decode;
 mod demux;
 mod grid;
@@ -246,6 +247,7 @@ fn run(
         muxers,
         video,
         audio,
+        captions,
     } = wiring;
     // A poster reads from its picture's keyframe on; a clip from its start's.
     let seek_us = plan
@@ -256,6 +258,7 @@ fn run(
         let muxers = start_muxers(s, shared, muxers, targets, plan);
         let mut lanes = start_video_lanes(s, shared, video);
         lanes.extend(start_audio(s, shared, audio));
+        lanes.extend(start_captions(s, shared, captions));
         lanes.push(start_demux(s, shared, input, routes, plan, seek_us));
         watch(shared, &lanes, &muxers, on_progress);
         for h in lanes {
@@ -339,6 +342,36 @@ fn start_audio<'scope>(
         .collect()
 }
 
+/// Starts the thread that sends caption streams' packets (all known before the run) to
+/// their muxers, which interleave them with the rest.
+fn start_captions<'scope>(
+    s: &'scope Scope<'scope, '_>,
+    shared: &'scope Shared,
+    feeds: Vec<wire::CaptionFeed>,
+) -> Option<ScopedJoinHandle<'scope, ()>> {
+    if feeds.is_empty() {
+        return None;
+    }
+    Some(spawn(s, "ffarm-captions".into(), move || {
+        for feed in feeds {
+            for packet in feed.packets {
+                if shared.aborted() {
+                    return;
+                }
+                let msg = MuxMsg::Packet {
+                    slot: feed.slot,
+                    packet,
+                    time_base: crate::media::captions::MILLISECONDS,
+                };
+                if feed.mux.send(msg).is_err() {
+                    return;
+                }
+            }
+            let _ = feed.mux.send(MuxMsg::End { slot: feed.slot });
+        }
+    }))
+}
+
 /// Starts the demuxer, which feeds every other part.
 fn start_demux<'scope>(
     s: &'scope Scope<'scope, '_>,
@@ -418,11 +451,20 @@ pub(crate) fn finalise_outputs(
     summaries: &[Written],
     preset: &Preset,
     members: &[Option<AudioMember>],
+    subtitles: &[hls::SubtitleRendition],
 ) -> Result<Vec<OutputFile>, MediaError> {
     // A ladder always gets a master playlist, even when a small source leaves one rung.
     if let Some(master) = layout.staged_master() {
         let (variants, audio) = hls_variants(&layout, summaries, members);
-        if let Err(e) = hls::write_master(&master, &variants, &audio) {
+        let written = hls::write_master(&master, &variants, &audio).and_then(|()| {
+            if subtitles.is_empty() {
+                return Ok(());
+            }
+            let text = std::fs::read_to_string(&master).map_err(|e| MediaError::io(&master, e))?;
+            std::fs::write(&master, hls::with_subtitles(&text, subtitles))
+                .map_err(|e| MediaError::io(&master, e))
+        });
+        if let Err(e) = written {
             layout.discard();
             return Err(e);
         }

@@ -312,7 +312,15 @@ fn write(
     if let Some(dts) = packet.dts() {
         slot.last_dts = Some(dts);
     }
-    if let Some(end) = packet.pts().or(packet.dts()) {
+    // Caption packets all come before the run's other packets: their times do not say how
+    // far the output has been written.
+    let timed = slot
+        .setup
+        .as_ref()
+        .is_none_or(|s| s.params.medium() != ff::media::Type::Subtitle);
+    if let Some(end) = packet.pts().or(packet.dts())
+        && timed
+    {
         let end = end + packet.duration().max(0);
         let us = end as f64 * f64::from(slot.out_time_base) * 1e6;
         shared.meter.wrote_until(output, us as i64);

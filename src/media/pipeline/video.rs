@@ -16,6 +16,7 @@ use super::decode::{self, Health};
 use super::grid::Grid;
 use super::mux::{MuxMsg, StreamSetup, StreamSummary};
 use super::thumbs::{self, Thumbnails};
+use crate::media::captions;
 use crate::media::encode::{self, VideoInputShape};
 use crate::media::error::MediaError;
 use crate::media::ffi;
@@ -317,6 +318,12 @@ fn rendition_graph(
     };
     if let Some(t) = lane.plan.tiles {
         chain.push_str(&format!(",tile={}x{}", t.columns, t.rows));
+    }
+    if let Some(script) = &lane.plan.burn {
+        // Rendered at the rendition's own size (sharp on every rung), then back to the
+        // encoder's pixel format.
+        let burn = captions::burn_filter(script);
+        chain.push_str(&format!(",{burn},format={pixel_format}"));
     }
     match &lane.plan.logo {
         Some(logo) => {

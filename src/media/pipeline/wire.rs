@@ -1,7 +1,7 @@
 //! Wiring a plan before any thread starts: a channel into each muxer, the copied streams
 //! announced to their muxers, a decoder lane opened for each encoded stream (so a broken
-//! stream fails before anything runs) with a channel per video rendition, and the route each
-//! input stream's packets take from the demuxer.
+//! stream fails before anything runs) with a channel per video rendition, caption streams
+//! encoded, and the route each input stream's packets take from the demuxer.
 
 use crossbeam_channel::{Receiver, Sender, bounded};
 use ffmpeg_next as ff;
@@ -12,6 +12,7 @@ use super::demux::Route;
 use super::measure::Measures;
 use super::mux::{MuxMsg, StreamSetup, StreamSummary};
 use super::video::{self, DecodeLane, RenditionLane};
+use crate::media::captions;
 use crate::media::error::MediaError;
 use crate::media::ffi;
 use crate::media::hdr::{self, HdrColour, HdrMetadata};
@@ -31,6 +32,15 @@ pub(super) struct Wiring<'p> {
     pub video: Option<VideoLanes<'p>>,
     /// One lane per encoded audio stream, with the packets it decodes.
     pub audio: Vec<Fed<AudioLane, ff::Packet>>,
+    /// Caption streams, encoded and announced: the packets each slot is sent.
+    pub captions: Vec<CaptionFeed>,
+}
+
+/// A caption stream's packets (in milliseconds), for its muxer's slot.
+pub(super) struct CaptionFeed {
+    pub mux: Sender<MuxMsg>,
+    pub slot: usize,
+    pub packets: Vec<ff::Packet>,
 }
 
 /// The video decoder lane (its packets in, one frame channel out per rendition) and the
@@ -59,6 +69,7 @@ pub(super) fn wire<'p>(
     // Decoders are opened here so a broken stream fails before any thread starts.
     let video = open_video_lanes(input, plan, &mux_tx, &mut routes)?;
     let audio = open_audio_lanes(input, plan, measures, &mux_tx, &mut routes)?;
+    let captions = announce_captions(plan, &mux_tx)?;
     end_idle_slots(plan, &mux_tx);
     // The coordinator keeps no sender: each muxer ends when its last producer does.
     drop(mux_tx);
@@ -67,7 +78,40 @@ pub(super) fn wire<'p>(
         muxers,
         video,
         audio,
+        captions,
     })
+}
+
+/// Caption streams are encoded now (all their cues are known) and announced; a thread
+/// sends their packets once the muxers run.
+fn announce_captions(
+    plan: &Plan,
+    mux_tx: &[Sender<MuxMsg>],
+) -> Result<Vec<CaptionFeed>, MediaError> {
+    let mut feeds = Vec::new();
+    for c in &plan.captions {
+        let (params, packets) = captions::encoded(&c.track, c.encoder)?;
+        let mux = mux_tx[c.target.output].clone();
+        let setup = StreamSetup {
+            params,
+            time_base: captions::MILLISECONDS,
+            frame_rate: None,
+            display_matrix: None,
+            hdr: HdrMetadata::default(),
+            hvc1: false,
+            summary: StreamSummary::default(),
+        };
+        let _ = mux.send(MuxMsg::Stream {
+            slot: c.target.slot,
+            setup: Box::new(setup),
+        });
+        feeds.push(CaptionFeed {
+            mux,
+            slot: c.target.slot,
+            packets,
+        });
+    }
+    Ok(feeds)
 }
 
 /// Slots nothing in the plan produces (a split job's part writes only some of each output's
@@ -82,6 +126,7 @@ fn end_idle_slots(plan: &Plan, mux_tx: &[Sender<MuxMsg>]) {
     {
         produced.extend(renditions.iter().map(|r| r.target));
     }
+    produced.extend(plan.captions.iter().map(|c| c.target));
     for a in &plan.audio {
         if let AudioWork::Encode { groups } = &a.work {
             produced.extend(groups.iter().flat_map(|(_, t)| t.iter().copied()));

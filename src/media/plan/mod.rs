@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use ffmpeg_next as ff;
 
+use super::captions::Track;
 use super::encode::{self, AudioEncoderSpec, VideoEncoderSpec};
 use super::error::MediaError;
 use super::ffi::{self, DurationSource};
@@ -68,6 +69,9 @@ pub(crate) struct Plan {
     /// Streams copied as they are: subtitles; in a plan of several presets, also a video or
     /// audio stream one preset copies while another encodes it.
     pub copies: Vec<CopyPlan>,
+    /// Caption tracks encoded into an output's text subtitle stream (added to the merged
+    /// plan: `Plan::caption`).
+    pub captions: Vec<CaptionPlan>,
     pub duration: Option<f64>,
     /// The duration comes from timestamps or headers, not a bit-rate estimate, so an output
     /// much shorter than it means the input is cut short.
@@ -134,6 +138,9 @@ pub(crate) struct RenditionPlan {
     pub tiles: Option<Storyboard>,
     /// A watermark composited on every picture.
     pub logo: Option<Arc<Logo>>,
+    /// An ASS script libass renders into every picture (burnt-in captions), on the
+    /// output's timeline.
+    pub burn: Option<std::path::PathBuf>,
     /// What becomes of HDR pictures: tone-mapped to SDR, or kept.
     pub hdr: HdrMode,
 }
@@ -153,6 +160,15 @@ pub(crate) enum AudioWork {
     Encode {
         groups: Vec<(AudioEncoderSpec, Vec<Target>)>,
     },
+}
+
+/// A caption track encoded (with `encoder`: mov_text, webvtt) into one output's slot.
+#[derive(Debug)]
+pub(crate) struct CaptionPlan {
+    /// The track, on the output's timeline.
+    pub track: Track,
+    pub encoder: &'static str,
+    pub target: Target,
 }
 
 #[derive(Debug)]
@@ -195,6 +211,7 @@ pub(crate) fn plan(
         video,
         audio,
         copies,
+        captions: Vec::new(),
         duration: duration.filter(|d| *d > 0.0),
         duration_trusted: duration_source != DurationSource::BitRate,
         limit: OutputLimit::new(duration, duration_source),
@@ -356,6 +373,7 @@ fn rendition_plans(
             pick_at: None,
             tiles: preset.storyboard,
             logo: None,
+            burn: None,
             hdr: v.hdr,
         }]
     } else {
@@ -372,6 +390,7 @@ fn rendition_plans(
                 pick_at: None,
                 tiles: None,
                 logo: None,
+                burn: None,
                 hdr: v.hdr,
             })
             .collect()

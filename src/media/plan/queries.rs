@@ -1,10 +1,11 @@
 //! What a plan says of itself once made (the renditions and streams each output carries,
-//! which outputs are picked pictures) and the one change made to it after planning: a
-//! watermark on its moving-picture renditions.
+//! which outputs are picked pictures) and the changes made to it after planning: a
+//! watermark or burnt-in captions on its moving-picture renditions, caption streams.
 
 use std::sync::Arc;
 
-use super::{AudioMember, AudioWork, Plan, Target, VideoPlan, VideoWork};
+use super::{AudioMember, AudioWork, CaptionPlan, Plan, SlotInfo, Target, VideoPlan, VideoWork};
+use crate::media::captions::Track;
 use crate::media::probe::ProbeReport;
 use crate::media::watermark::Logo;
 
@@ -21,6 +22,51 @@ impl Plan {
                 r.logo = Some(logo.clone());
             }
         }
+    }
+
+    /// Renders the ASS script at `script` into every moving-picture rendition (burnt-in
+    /// captions; not posters or storyboards).
+    pub fn burn_in(&mut self, script: &std::path::Path) {
+        if let Some(VideoPlan {
+            work: VideoWork::Encode { renditions, .. },
+            ..
+        }) = &mut self.video
+        {
+            for r in renditions
+                .iter_mut()
+                .filter(|r| r.tiles.is_none() && r.pick_at.is_none())
+            {
+                r.burn = Some(script.to_path_buf());
+            }
+        }
+    }
+
+    /// An HLS output of one rendition named `name`, so it is written as a ladder of one,
+    /// with a master playlist (which its caption renditions need).
+    pub fn as_ladder(&mut self, name: &str) {
+        if let [only] = self.outputs.as_mut_slice()
+            && only.rendition.is_none()
+        {
+            only.rendition = Some(name.to_string());
+        }
+    }
+
+    /// Adds `track` (on the output's timeline) to output file `output` as a text subtitle
+    /// stream encoded with `encoder`, after its other streams.
+    pub fn caption(&mut self, output: usize, track: Track, encoder: &'static str) {
+        let Some(o) = self.outputs.get_mut(output) else {
+            return;
+        };
+        let slot = o.slots.len();
+        o.slots.push(SlotInfo {
+            language: track.language.clone(),
+            default: false,
+        });
+        self.captions.push(CaptionPlan {
+            track,
+            encoder,
+            target: Target { output, slot },
+        });
     }
 
     /// Per output file, the HLS rendition it carries.

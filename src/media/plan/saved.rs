@@ -235,6 +235,7 @@ impl SavedPlan {
                     targets: c.targets.clone(),
                 })
                 .collect(),
+            captions: Vec::new(),
             duration: self.duration,
             duration_trusted: self.duration_trusted,
             limit: OutputLimit {
@@ -284,6 +285,7 @@ fn restore_rendition(r: &SavedRendition, codec: crate::preset::VideoCodec) -> Re
         pick_at: None,
         tiles: None,
         logo: None,
+        burn: None,
         hdr: r.hdr,
     }
 }

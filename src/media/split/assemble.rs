@@ -54,7 +54,7 @@ pub fn assemble(
         return Err(e);
     }
     progress(&shared.meter.snapshot(Phase::Finalizing));
-    let outputs = pipeline::finalise_outputs(staged, &summaries, preset, &[])?;
+    let outputs = pipeline::finalise_outputs(staged, &summaries, preset, &[], &[])?;
     // The joined output is read back as a whole transcode's is: the parts' joins are where a
     // lost frame or a gap would show.
     let (video, audio) = plan.carries(0, &layout.input);

@@ -8,7 +8,9 @@ use super::hls::hls;
 use super::video::video;
 use crate::preset::codecs::Container;
 use crate::preset::spec;
-use crate::preset::{AudioOutput, HlsLadder, PosterAt, PresetError, Storyboard, VideoOutput};
+use crate::preset::{
+    AudioOutput, Captions, HlsLadder, PosterAt, PresetError, Storyboard, VideoOutput,
+};
 
 /// The container the file names.
 pub(super) fn named(c: &Check, name: &str) -> Result<Container, PresetError> {
@@ -190,26 +192,72 @@ pub(super) fn storyboard_section(
     }))
 }
 
-/// `[subtitles]`: whether to copy subtitle streams, for containers that hold them.
+/// `[subtitles]`: whether to copy subtitle streams, for containers that hold them, and what
+/// becomes of text ones (converted, written beside, burnt in).
 pub(super) fn subtitles_section(
     c: &Check,
     container: Container,
+    video: &Option<VideoOutput>,
     section: Option<&spec::SubtitleSpec>,
-) -> Result<bool, PresetError> {
-    match section {
-        None => Ok(false),
-        Some(s) if s.codec == "copy" => {
-            if container.audio_only() || container.picture() || container == Container::Hls {
-                return Err(c.err(
-                    "subtitles",
-                    format!("container {container} holds no subtitles"),
-                ));
-            }
-            Ok(true)
+) -> Result<(bool, Captions), PresetError> {
+    let Some(s) = section else {
+        return Ok((false, Captions::default()));
+    };
+    if container.audio_only() || container.picture() || container == Container::Storyboard {
+        return Err(c.err(
+            "subtitles",
+            format!("container {container} holds no subtitles"),
+        ));
+    }
+    let captions = Captions {
+        convert: s.codec.as_deref() == Some("text"),
+        side_files: s.side_files.unwrap_or(false),
+        burn_in: s.burn_in.unwrap_or(false),
+    };
+    let copy = match s.codec.as_deref() {
+        Some("copy") if container == Container::Hls => {
+            return Err(c.err(
+                "subtitles.codec",
+                "HLS cannot carry copied subtitles; \"text\" makes WebVTT renditions",
+            ));
         }
-        Some(s) => Err(c.err(
-            "subtitles.codec",
-            format!("only \"copy\" is supported (got '{}')", s.codec),
-        )),
+        Some("copy") => true,
+        Some("text") if text_subtitles(container).is_none() => {
+            return Err(c.err(
+                "subtitles.codec",
+                format!("container {container} holds no text subtitles"),
+            ));
+        }
+        Some("text") => false,
+        None if captions.is_none() => {
+            return Err(c.err(
+                "subtitles",
+                "say what to do: codec = \"copy\" or \"text\", side_files or burn_in",
+            ));
+        }
+        None => false,
+        Some(other) => {
+            return Err(c.err(
+                "subtitles.codec",
+                format!("\"copy\" or \"text\" (got '{other}')"),
+            ));
+        }
+    };
+    if captions.burn_in && !matches!(video, Some(VideoOutput::Encode(_))) {
+        return Err(c.err(
+            "subtitles.burn_in",
+            "burning captions in needs the video encoded (a [video] section with a codec)",
+        ));
+    }
+    Ok((copy, captions))
+}
+
+/// The text subtitle format a container carries converted captions in.
+fn text_subtitles(container: Container) -> Option<&'static str> {
+    match container {
+        Container::Hls => Some("webvtt"),
+        Container::Mp4 | Container::Mov => Some("mov_text"),
+        Container::Mkv | Container::Webm => Some("webvtt"),
+        _ => None,
     }
 }

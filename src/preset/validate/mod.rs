@@ -42,16 +42,18 @@ pub(super) fn parse(
     let hls = container::hls_section(&c, container, spec.hls.as_ref(), &video)?;
     let poster = container::poster_section(&c, container, spec.poster.as_ref())?;
     let storyboard = container::storyboard_section(&c, container, spec.storyboard.as_ref())?;
-    let copy_subtitles = container::subtitles_section(&c, container, spec.subtitles.as_ref())?;
+    let (copy_subtitles, captions) =
+        container::subtitles_section(&c, container, &video, spec.subtitles.as_ref())?;
     let watermark = watermark_section(&c, container, &video, spec.watermark)?;
     let chunking = chunking::chunking(&c, spec.chunking.as_ref(), container, &video)?;
-    if let (Some(Chunking::Segments { .. }), true) =
-        (chunking, watermark.is_some() || spec.quality == Some(true))
-    {
+    if let (Some(Chunking::Segments { .. }), true) = (
+        chunking,
+        watermark.is_some() || spec.quality == Some(true) || !captions.is_none(),
+    ) {
         return Err(c.err(
             "chunking",
-            "a preset with a watermark or quality figures runs whole: its jobs cannot be \
-             split into parts",
+            "a preset with captions, a watermark or quality figures runs whole: its jobs \
+             cannot be split into parts",
         ));
     }
     Ok(Preset {
@@ -65,6 +67,7 @@ pub(super) fn parse(
         storyboard,
         copy_subtitles,
         audio_languages,
+        captions,
         watermark,
         quality: spec.quality.unwrap_or(false),
         chunking,
