@@ -413,3 +413,40 @@ fn caption_files_that_are_not_text_fail_by_name() {
     assert_eq!(err.code(), "unsupported");
     assert!(err.to_string().contains("burn_in"), "{err}");
 }
+
+#[test]
+fn transcode_takes_caption_files_with_their_language() {
+    let dir = tempdir();
+    let out = dir.path().join("film.mp4");
+    let ran = Command::new(crate::helpers::ffarm_bin())
+        .arg("transcode")
+        .arg(valid("h264_aac.mp4"))
+        .arg(&out)
+        .args([
+            "--preset",
+            "h264-480p",
+            "--caption-side-files",
+            "--captions",
+        ])
+        .arg(format!("{}:deu", caption_file("attached.srt").display()))
+        .output()
+        .unwrap();
+    assert!(
+        ran.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ran.stderr)
+    );
+    let subs = ffprobe_streams(&ffprobe(&out), "subtitle");
+    assert_eq!(subs.len(), 1);
+    assert_eq!(
+        (&subs[0]["codec_name"], &subs[0]["tags"]["language"]),
+        (&"mov_text".into(), &"deu".into())
+    );
+    let want = [(0.5, 2.0, "attached line".to_string())];
+    assert_same_cues("mov_text", &cues(&out, "s:0"), &want);
+    assert_same_cues(
+        "side file",
+        &cues(&dir.path().join("film.deu.vtt"), "s:0"),
+        &want,
+    );
+}

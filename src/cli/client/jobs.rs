@@ -209,6 +209,20 @@ fn describe(job: &Job, history: &History, now: Timestamp) -> String {
     if job.media.quality {
         rows.push(("quality", "SSIM and PSNR measured".to_string()));
     }
+    for c in &job.media.captions {
+        let bucket = c.bucket.as_deref().unwrap_or(&job.input.bucket);
+        rows.push((
+            "captions",
+            format!("{} ({})", object(bucket, &c.key), c.language),
+        ));
+    }
+    if let Some(s) = job.media.subtitles.filter(|s| s.side_files || s.burn_in) {
+        let asked: Vec<&str> = [(s.side_files, "side files"), (s.burn_in, "burnt in")]
+            .into_iter()
+            .filter_map(|(on, what)| on.then_some(what))
+            .collect();
+        rows.push(("subtitles", asked.join(", ")));
+    }
     for o in &job.outputs {
         rows.push(("outputs", output_row(o)));
     }
