@@ -450,3 +450,42 @@ fn transcode_takes_caption_files_with_their_language() {
         &want,
     );
 }
+
+#[test]
+fn a_clip_moves_the_captions_to_its_start_and_cuts_them_at_its_end() {
+    let dir = tempdir();
+    let p = preset_from(
+        dir.path(),
+        "mp4-text",
+        &format!(
+            "description = \"mov_text\"\ncontainer = \"mp4\"\n{VIDEO}[subtitles]\ncodec = \"text\"\n"
+        ),
+    );
+    let input = valid("captions.mkv");
+    let out = dir.path().join("clip.mp4");
+    let edits = Edits {
+        clip: Some(ffarm::job::Clip {
+            start: 1.0,
+            end: Some(3.0),
+        }),
+        ..Edits::default()
+    };
+    media::transcode_many_then(
+        &input,
+        &[OutputSpec {
+            path: &out,
+            preset: &p,
+        }],
+        &edits,
+        &StopToken::new(),
+        &mut |_: &Progress| {},
+        &mut |_| {},
+    )
+    .unwrap();
+    // The source's cues, one second earlier, inside [0, 2].
+    let want: Vec<Cue> = cues(&input, "s:0")
+        .into_iter()
+        .map(|(s, e, t)| ((s - 1.0).max(0.0), (e - 1.0).min(2.0), t))
+        .collect();
+    assert_same_cues("clip", &cues(&out, "s:0"), &want);
+}
