@@ -489,3 +489,37 @@ fn a_clip_moves_the_captions_to_its_start_and_cuts_them_at_its_end() {
         .collect();
     assert_same_cues("clip", &cues(&out, "s:0"), &want);
 }
+
+#[test]
+fn mkv_webm_and_mov_carry_an_attached_file_in_their_own_text_format() {
+    let dir = tempdir();
+    let attached = CaptionFile {
+        path: caption_file("attached.srt"),
+        language: "deu".into(),
+        name: None,
+    };
+    // QuickTime stores Macintosh language codes, which FFmpeg names by the bibliographic
+    // form: German is `ger` there.
+    for (name, ext, codec, language) in [
+        ("mkv", "mkv", "webvtt", "deu"),
+        ("webm", "webm", "webvtt", "deu"),
+        ("mov", "mov", "mov_text", "ger"),
+    ] {
+        let out = dir.path().join(format!("film.{ext}"));
+        let edits = CaptionEdits {
+            files: vec![attached.clone()],
+            ..CaptionEdits::default()
+        };
+        run(&valid("h264_aac.mp4"), &out, preset(name), edits).unwrap();
+        let probe = ffprobe(&out);
+        let subs = ffprobe_streams(&probe, "subtitle");
+        assert_eq!(subs.len(), 1, "{name}");
+        assert_eq!(subs[0]["codec_name"], codec, "{name}");
+        assert_eq!(subs[0]["tags"]["language"], language, "{name}");
+        // Matroska has no edit list: the audio's priming moves every stream later alike,
+        // the first picture with them.
+        let shift = num(&ffprobe_streams(&probe, "video")[0]["start_time"]);
+        let want = [(0.5 + shift, 2.0 + shift, "attached line".to_string())];
+        assert_same_cues(name, &cues(&out, "s:0"), &want);
+    }
+}
