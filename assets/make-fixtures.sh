@@ -294,7 +294,9 @@ rm -f "$captions/.eng.srt" "$captions/.fra.ass"
 # A caption file a job attaches, and files that only pretend to be one.
 printf '1\n00:00:00,500 --> 00:00:02,000\nattached line\n\n2\n00:00:02,500 --> 00:00:03,500\nsecond\n' \
   >"$captions/attached.srt"
-head -c 4096 /dev/urandom >"$captions/random.srt"
+# Noise from a fixed seed, so what FFmpeg takes it for is the same on every machine.
+ff -f lavfi -i "anoisesrc=seed=7:sample_rate=8000:duration=0.512" -f u8 -c:a pcm_u8 \
+  "$captions/random.srt"
 ff -f lavfi -i "color=c=magenta:size=32x32:duration=1" -frames:v 1 -f image2 -c:v png \
   "$captions/picture.srt"
 

@@ -559,6 +559,14 @@ async fn presets_workers_health_and_openapi() {
         );
     }
     assert!(doc["components"]["schemas"]["Job"].is_object());
+    // A job's caption files and subtitle options are described (decision 0080).
+    let caption = &doc["components"]["schemas"]["Caption"];
+    assert_eq!(
+        caption["required"],
+        serde_json::json!(["key", "language"]),
+        "{caption}"
+    );
+    assert!(doc["components"]["schemas"]["SubtitleOptions"].is_object());
     api.shutdown().await;
 }
 

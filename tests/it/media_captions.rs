@@ -383,7 +383,8 @@ fn caption_files_that_are_not_text_fail_by_name() {
     let dir = tempdir();
     let input = valid("h264_aac.mp4");
     for (name, says) in [
-        ("random.srt", "not a caption file"),
+        // Noise: refused as some other format, or as no format at all.
+        ("random.srt", "unusable captions"),
         ("picture.srt", "png_pipe"),
         ("missing.srt", "no such file"),
     ] {
@@ -412,4 +413,114 @@ fn caption_files_that_are_not_text_fail_by_name() {
     let err = run(&input, &out, preset("h264-480p"), burn).unwrap_err();
     assert_eq!(err.code(), "unsupported");
     assert!(err.to_string().contains("burn_in"), "{err}");
+}
+
+#[test]
+fn transcode_takes_caption_files_with_their_language() {
+    let dir = tempdir();
+    let out = dir.path().join("film.mp4");
+    let ran = Command::new(crate::helpers::ffarm_bin())
+        .arg("transcode")
+        .arg(valid("h264_aac.mp4"))
+        .arg(&out)
+        .args([
+            "--preset",
+            "h264-480p",
+            "--caption-side-files",
+            "--captions",
+        ])
+        .arg(format!("{}:deu", caption_file("attached.srt").display()))
+        .output()
+        .unwrap();
+    assert!(
+        ran.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ran.stderr)
+    );
+    let subs = ffprobe_streams(&ffprobe(&out), "subtitle");
+    assert_eq!(subs.len(), 1);
+    assert_eq!(
+        (&subs[0]["codec_name"], &subs[0]["tags"]["language"]),
+        (&"mov_text".into(), &"deu".into())
+    );
+    let want = [(0.5, 2.0, "attached line".to_string())];
+    assert_same_cues("mov_text", &cues(&out, "s:0"), &want);
+    assert_same_cues(
+        "side file",
+        &cues(&dir.path().join("film.deu.vtt"), "s:0"),
+        &want,
+    );
+}
+
+#[test]
+fn a_clip_moves_the_captions_to_its_start_and_cuts_them_at_its_end() {
+    let dir = tempdir();
+    let p = preset_from(
+        dir.path(),
+        "mp4-text",
+        &format!(
+            "description = \"mov_text\"\ncontainer = \"mp4\"\n{VIDEO}[subtitles]\ncodec = \"text\"\n"
+        ),
+    );
+    let input = valid("captions.mkv");
+    let out = dir.path().join("clip.mp4");
+    let edits = Edits {
+        clip: Some(ffarm::job::Clip {
+            start: 1.0,
+            end: Some(3.0),
+        }),
+        ..Edits::default()
+    };
+    media::transcode_many_then(
+        &input,
+        &[OutputSpec {
+            path: &out,
+            preset: &p,
+        }],
+        &edits,
+        &StopToken::new(),
+        &mut |_: &Progress| {},
+        &mut |_| {},
+    )
+    .unwrap();
+    // The source's cues, one second earlier, inside [0, 2].
+    let want: Vec<Cue> = cues(&input, "s:0")
+        .into_iter()
+        .map(|(s, e, t)| ((s - 1.0).max(0.0), (e - 1.0).min(2.0), t))
+        .collect();
+    assert_same_cues("clip", &cues(&out, "s:0"), &want);
+}
+
+#[test]
+fn mkv_webm_and_mov_carry_an_attached_file_in_their_own_text_format() {
+    let dir = tempdir();
+    let attached = CaptionFile {
+        path: caption_file("attached.srt"),
+        language: "deu".into(),
+        name: None,
+    };
+    // QuickTime stores Macintosh language codes, which FFmpeg names by the bibliographic
+    // form: German is `ger` there.
+    for (name, ext, codec, language) in [
+        ("mkv", "mkv", "webvtt", "deu"),
+        ("webm", "webm", "webvtt", "deu"),
+        ("mov", "mov", "mov_text", "ger"),
+    ] {
+        let out = dir.path().join(format!("film.{ext}"));
+        let edits = CaptionEdits {
+            files: vec![attached.clone()],
+            ..CaptionEdits::default()
+        };
+        run(&valid("h264_aac.mp4"), &out, preset(name), edits).unwrap();
+        let probe = ffprobe(&out);
+        let subs = ffprobe_streams(&probe, "subtitle");
+        assert_eq!(subs.len(), 1, "{name}");
+        assert_eq!(subs[0]["codec_name"], codec, "{name}");
+        assert_eq!(subs[0]["tags"]["language"], language, "{name}");
+        // Matroska has no edit list: the audio's priming moves every stream later alike,
+        // the first picture with them.
+        let shift = num(&ffprobe_streams(&probe, "video")[0]["start_time"]);
+        let want = [(0.5 + shift, 2.0 + shift, "attached line".to_string())];
+        assert_same_cues(name, &cues(&out, "s:0"), &want);
+    }
 }

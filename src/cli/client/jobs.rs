@@ -198,20 +198,7 @@ fn describe(job: &Job, history: &History, now: Timestamp) -> String {
         ("input", object(&job.input.bucket, &job.input.key)),
         ("output", object(&job.output.bucket, &job.output.prefix)),
     ];
-    if let Some(clip) = &job.media.clip {
-        let end = clip.end.map_or("the end".to_string(), |e| format!("{e} s"));
-        rows.push(("clip", format!("{} s to {end}", clip.start)));
-    }
-    if let Some(w) = &job.media.watermark {
-        let bucket = w.bucket.as_deref().unwrap_or(&job.input.bucket);
-        rows.push(("watermark", object(bucket, &w.key)));
-    }
-    if job.media.quality {
-        rows.push(("quality", "SSIM and PSNR measured".to_string()));
-    }
-    if let Some(a) = &job.media.audio {
-        rows.push(("audio", format!("languages {}", a.languages.join(", "))));
-    }
+    media_rows(job, &mut rows);
     for o in &job.outputs {
         rows.push(("outputs", output_row(o)));
     }
@@ -281,6 +268,39 @@ fn describe(job: &Job, history: &History, now: Timestamp) -> String {
         ));
     }
     out
+}
+
+/// The rows for what the job asks of its media: a clip, a watermark, quality figures, audio
+/// languages, captions.
+fn media_rows(job: &Job, rows: &mut Vec<(&str, String)>) {
+    if let Some(clip) = &job.media.clip {
+        let end = clip.end.map_or("the end".to_string(), |e| format!("{e} s"));
+        rows.push(("clip", format!("{} s to {end}", clip.start)));
+    }
+    if let Some(w) = &job.media.watermark {
+        let bucket = w.bucket.as_deref().unwrap_or(&job.input.bucket);
+        rows.push(("watermark", object(bucket, &w.key)));
+    }
+    if job.media.quality {
+        rows.push(("quality", "SSIM and PSNR measured".to_string()));
+    }
+    if let Some(a) = &job.media.audio {
+        rows.push(("audio", format!("languages {}", a.languages.join(", "))));
+    }
+    for c in &job.media.captions {
+        let bucket = c.bucket.as_deref().unwrap_or(&job.input.bucket);
+        rows.push((
+            "captions",
+            format!("{} ({})", object(bucket, &c.key), c.language),
+        ));
+    }
+    if let Some(s) = job.media.subtitles.filter(|s| s.side_files || s.burn_in) {
+        let asked: Vec<&str> = [(s.side_files, "side files"), (s.burn_in, "burnt in")]
+            .into_iter()
+            .filter_map(|(on, what)| on.then_some(what))
+            .collect();
+        rows.push(("subtitles", asked.join(", ")));
+    }
 }
 
 #[derive(Debug, Args)]

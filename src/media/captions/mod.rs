@@ -128,6 +128,40 @@ pub(crate) fn burn_filter(script: &std::path::Path) -> String {
     format!("ass=filename={graph}")
 }
 
+/// The ISO 639-2 codes whose terminology (T) and bibliographic (B) forms differ, as (T, B).
+const TERMINOLOGY_TO_BIBLIOGRAPHIC: [(&str, &str); 20] = [
+    ("bod", "tib"),
+    ("ces", "cze"),
+    ("cym", "wel"),
+    ("deu", "ger"),
+    ("ell", "gre"),
+    ("eus", "baq"),
+    ("fas", "per"),
+    ("fra", "fre"),
+    ("hye", "arm"),
+    ("isl", "ice"),
+    ("kat", "geo"),
+    ("mkd", "mac"),
+    ("mri", "mao"),
+    ("msa", "may"),
+    ("mya", "bur"),
+    ("nld", "dut"),
+    ("ron", "rum"),
+    ("slk", "slo"),
+    ("sqi", "alb"),
+    ("zho", "chi"),
+];
+
+/// A language code as QuickTime (MOV) can store it: FFmpeg writes MOV languages as
+/// Macintosh codes and knows them by their bibliographic ISO 639-2 names (`ger`, not `deu`);
+/// MP4 and Matroska take either.
+pub(crate) fn quicktime_language(code: &str) -> &str {
+    TERMINOLOGY_TO_BIBLIOGRAPHIC
+        .iter()
+        .find(|(t, _)| *t == code)
+        .map_or(code, |(_, b)| b)
+}
+
 /// Whether FFmpeg decodes this subtitle codec to text (rather than pictures).
 pub(crate) fn is_text_codec(codec: &str) -> bool {
     matches!(
@@ -199,5 +233,7 @@ mod tests {
         assert!(!is_text_codec("hdmv_pgs_subtitle") && !is_text_codec("dvb_subtitle"));
         assert_eq!(text_codec_for("mp4"), Some("mov_text"));
         assert_eq!(text_codec_for("mpegts"), None);
+        assert_eq!(quicktime_language("deu"), "ger");
+        assert_eq!(quicktime_language("eng"), "eng");
     }
 }

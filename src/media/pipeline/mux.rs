@@ -7,6 +7,7 @@ use crossbeam_channel::Receiver;
 use ffmpeg_next as ff;
 
 use super::Shared;
+use crate::media::captions;
 use crate::media::error::{MediaError, with_detail};
 use crate::media::ffi;
 use crate::media::hdr::HdrMetadata;
@@ -257,6 +258,10 @@ fn write_header(
         }
         if let Some(lang) = &info.language {
             let mut meta = ff::Dictionary::new();
+            let lang = match target.muxer {
+                "mov" => captions::quicktime_language(lang),
+                _ => lang,
+            };
             meta.set("language", lang);
             ost.set_metadata(meta);
         }
