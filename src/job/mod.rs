@@ -3,6 +3,7 @@
 //! the syntax of ids and names (`names`) and split jobs' parts (`parts`) in files of their
 //! own.
 
+mod keys;
 mod media;
 mod names;
 mod parts;
@@ -13,6 +14,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+pub use keys::{KEY_BYTES, SegmentKey, key_uri};
 pub use media::{Clip, MIN_CLIP_SECONDS, MediaOptions, Position, Watermark};
 pub use names::{BUCKET_NAME_RULE, is_bucket_name, new_id, validate_destination, validate_id};
 pub use parts::{

@@ -15,6 +15,8 @@ pub(crate) struct Variant {
     pub frame_rate: Option<f64>,
     /// RFC 6381 codec strings, e.g. "avc1.640028", "mp4a.40.2".
     pub codecs: Vec<String>,
+    /// Its segments are fragmented MP4 (CMAF), not MPEG-TS.
+    pub fmp4: bool,
 }
 
 /// A media playlist's segments: (duration in seconds, file name).
@@ -31,6 +33,15 @@ pub(crate) fn segments(playlist: &str) -> Vec<(f64, String)> {
         }
     }
     out
+}
+
+/// The init segment an fMP4 media playlist names (`#EXT-X-MAP:URI="…"`).
+pub(crate) fn init_segment(playlist: &str) -> Option<String> {
+    playlist.lines().find_map(|line| {
+        let rest = line.trim().strip_prefix("#EXT-X-MAP:")?;
+        let uri = rest.split("URI=\"").nth(1)?;
+        Some(uri.split('"').next()?.to_string())
+    })
 }
 
 /// Peak and average bits per second of a staged media playlist's segments.
@@ -79,14 +90,16 @@ pub(crate) struct AudioRendition {
 /// The group name of the audio rendition in a master playlist.
 const AUDIO_GROUP: &str = "audio";
 
-/// Writes the master playlist to `path`, measuring each variant's playlist beside it.
-pub(crate) fn write_master(path: &Path, variants: &[Variant]) -> Result<(), MediaError> {
-    let dir = path.parent().unwrap_or(Path::new("."));
+/// Each variant with its (peak, average) bit rate, measured from its playlist in `dir`.
+pub(crate) fn measure_all(
+    dir: &Path,
+    variants: &[Variant],
+) -> Result<Vec<(Variant, (u64, u64))>, MediaError> {
     let mut measured = Vec::with_capacity(variants.len());
     for v in variants {
         measured.push((v.clone(), measure(&dir.join(&v.uri))?));
     }
-    write_master_of(path, &measured, None)
+    Ok(measured)
 }
 
 /// Writes the master playlist to `path` from each variant's (peak, average) bit rate and,
@@ -97,7 +110,10 @@ pub(crate) fn write_master_of(
     variants: &[(Variant, (u64, u64))],
     audio: Option<&(AudioRendition, (u64, u64))>,
 ) -> Result<(), MediaError> {
-    let mut text = String::from("#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-INDEPENDENT-SEGMENTS\n");
+    // Version 7 for fMP4 variants (`#EXT-X-MAP` in media playlists), as they are.
+    let fmp4 = variants.iter().any(|(v, _)| v.fmp4);
+    let version = if fmp4 { 7 } else { 3 };
+    let mut text = format!("#EXTM3U\n#EXT-X-VERSION:{version}\n#EXT-X-INDEPENDENT-SEGMENTS\n");
     if let Some((a, _)) = audio {
         text.push_str(&format!(
             "#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"{AUDIO_GROUP}\",NAME=\"{}\",DEFAULT=YES,\
@@ -211,15 +227,17 @@ mod tests {
                 resolution: None,
                 frame_rate: None,
                 codecs: vec!["mp4a.40.2".into()],
+                fmp4: false,
             },
             Variant {
                 uri: "v.m3u8".into(),
                 resolution: Some((1280, 720)),
                 frame_rate: Some(30.0),
                 codecs: vec!["avc1.64001f".into(), "mp4a.40.2".into()],
+                fmp4: false,
             },
         ];
-        write_master(&master, &variants).unwrap();
+        write_master_of(&master, &measure_all(dir.path(), &variants).unwrap(), None).unwrap();
         let text = std::fs::read_to_string(&master).unwrap();
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(
@@ -233,6 +251,13 @@ mod tests {
             "#EXT-X-STREAM-INF:BANDWIDTH=2000,AVERAGE-BANDWIDTH=2000,CODECS=\"mp4a.40.2\"",
             "no RESOLUTION without video"
         );
+    }
+
+    #[test]
+    fn init_segments_come_from_ext_x_map() {
+        let text = "#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-MAP:URI=\"i_init.mp4\"\n#EXTINF:6,\na.m4s\n";
+        assert_eq!(init_segment(text).as_deref(), Some("i_init.mp4"));
+        assert_eq!(init_segment("#EXTM3U\n#EXTINF:6,\na.ts\n"), None);
     }
 
     #[test]

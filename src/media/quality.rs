@@ -77,7 +77,7 @@ pub(crate) fn measure_output(
     if container.picture() || container == Container::Storyboard {
         return Ok(Vec::new());
     }
-    let runs: Vec<(Vec<PathBuf>, Option<String>)> = if container == Container::Hls {
+    let runs: Vec<(Vec<PathBuf>, Option<String>)> = if container.segmented() {
         let variants = verify::hls_variants(top)?;
         let names = renditions.iter().cloned().chain(std::iter::repeat(None));
         variants

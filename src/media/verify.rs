@@ -8,8 +8,12 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use super::dash;
 use super::error::MediaError;
+use super::ffi;
+use super::hls;
 use super::input;
+use super::output::mpd_name;
 use super::probe::{self, ProbeReport, StreamReport};
 use crate::job::LoudnessChecked;
 use crate::preset::Container;
@@ -51,6 +55,8 @@ pub(crate) struct Expect {
     /// The input's video and audio frames, in seconds: the input's own lengths are only
     /// as exact as those (a decoder may trim or keep a last frame's padding).
     pub input_frames: (f64, f64),
+    /// The key HLS segments are encrypted with (`METHOD=AES-128`), to read them back.
+    pub key: Option<[u8; 16]>,
 }
 
 impl Expect {
@@ -85,8 +91,49 @@ impl Expect {
                 if video { video_frame } else { 0.0 },
                 if audio { audio_frame } else { 0.0 },
             ),
+            key: None,
         }
     }
+}
+
+/// A CMAF output: its HLS side as [`check_hls`] checks it (each variant's init segment
+/// named by `#EXT-X-MAP` and there), then the DASH MPD beside it: well-formed, one
+/// Representation per variant, every file it names there.
+fn check_cmaf(top: &Path, expect: &Expect) -> Result<OutputCheck, MediaError> {
+    let mut check = check_hls(top, expect)?;
+    let mpd = mpd_beside(top);
+    let text = read(&mpd)?;
+    let named = dash::named_files(&text).map_err(|why| invalid(&mpd, why))?;
+    let variants = hls_variants(top)?.len();
+    if named.len() != variants {
+        return Err(invalid(
+            &mpd,
+            format!(
+                "it has {} Representations for {variants} HLS variants",
+                named.len()
+            ),
+        ));
+    }
+    let dir = top.parent().unwrap_or(Path::new("."));
+    for representation in &named {
+        if representation.files.len() < 2 {
+            return Err(invalid(
+                &mpd,
+                format!("Representation {} names no segment", representation.id),
+            ));
+        }
+        if let Some(missing) = representation.files.iter().find(|f| !dir.join(f).is_file()) {
+            return Err(invalid(&mpd, format!("its segment {missing} is missing")));
+        }
+    }
+    check.files += 1;
+    Ok(check)
+}
+
+/// A CMAF output's MPD, beside its top playlist (`output::mpd_name`).
+fn mpd_beside(top: &Path) -> PathBuf {
+    let name = top.file_name().unwrap_or_default().to_string_lossy();
+    top.with_file_name(mpd_name(&name))
 }
 
 /// Checks the output of `container` at `path` (its top file).
@@ -97,6 +144,7 @@ pub(crate) fn check(
 ) -> Result<OutputCheck, MediaError> {
     match container {
         Container::Hls => check_hls(path, expect),
+        Container::Cmaf => check_cmaf(path, expect),
         Container::Storyboard => check_storyboard(path),
         Container::Jpg => check_picture(path),
         _ => check_file(path, expect),
@@ -340,13 +388,8 @@ pub(crate) fn check_hls_placed(
         let Some(first) = segments.first() else {
             return Err(invalid(variant, "the playlist names no segment"));
         };
-        let report = if first.is_file() {
-            let report = open(first)?;
-            has_streams(first, &report, expect)?;
-            report
-        } else {
-            ProbeReport::default()
-        };
+        let (report, init) = first_streams(variant, &text, first, expect)?;
+        files += usize::from(init);
         let length = playlist_length(&text);
         if let Some(want) = expect.duration {
             within_a_frame(variant, &report, expect, want, length)?;
@@ -365,6 +408,91 @@ pub(crate) fn check_hls_placed(
         quality: Vec::new(),
         loudness: Vec::new(),
     })
+}
+
+/// The streams of a variant's first segment, when it is here: read through its init
+/// segment (`#EXT-X-MAP`, which must be there) for fMP4, decrypted with the expected key
+/// for `METHOD=AES-128`; and whether an init segment was counted.
+fn first_streams(
+    variant: &Path,
+    text: &str,
+    first: &Path,
+    expect: &Expect,
+) -> Result<(ProbeReport, bool), MediaError> {
+    if let Some(init) = hls::init_segment(text) {
+        let path = variant.parent().unwrap_or(Path::new(".")).join(&init);
+        if !path.is_file() {
+            return Err(invalid(
+                variant,
+                format!("its init segment {init} is missing"),
+            ));
+        }
+        let report = open(&path)?;
+        has_streams(&path, &report, expect)?;
+        return Ok((report, true));
+    }
+    if !first.is_file() {
+        return Ok((ProbeReport::default(), false));
+    }
+    let report = if text.contains("#EXT-X-KEY:METHOD=AES-128") {
+        open_decrypted(variant, text, first, expect.key)?
+    } else {
+        open(first)?
+    };
+    has_streams(first, &report, expect)?;
+    Ok((report, false))
+}
+
+/// Probes the first segment of an AES-128 playlist decrypted with `key` (the IV its
+/// `#EXT-X-KEY` gives, else its media sequence number, as HLS says), from a hidden copy
+/// beside it that goes again at once.
+fn open_decrypted(
+    variant: &Path,
+    text: &str,
+    first: &Path,
+    key: Option<[u8; 16]>,
+) -> Result<ProbeReport, MediaError> {
+    let Some(key) = key else {
+        return Err(invalid(
+            variant,
+            "its segments are encrypted and no key was given",
+        ));
+    };
+    let bytes =
+        std::fs::read(first).map_err(|e| invalid(first, format!("it cannot be read: {e}")))?;
+    let plain = ffi::aes128_cbc_decrypt(&key, &segment_iv(text), &bytes)
+        .ok_or_else(|| invalid(first, "it does not decrypt with the job's key"))?;
+    let name = first.file_name().unwrap_or_default().to_string_lossy();
+    let copy = first.with_file_name(format!(".{name}.{}.check.ts", std::process::id()));
+    std::fs::write(&copy, plain).map_err(|e| MediaError::io(&copy, e))?;
+    let report = open(&copy);
+    let _ = std::fs::remove_file(&copy);
+    report.map_err(|_| invalid(first, "it does not read back once decrypted"))
+}
+
+/// The IV of a media playlist's first segment: `IV=0x…` on its `#EXT-X-KEY`, else the
+/// media sequence number (`#EXT-X-MEDIA-SEQUENCE`, 0 when absent) as a 128-bit big-endian
+/// number.
+fn segment_iv(text: &str) -> [u8; 16] {
+    let given = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("#EXT-X-KEY:"))
+        .find_map(|attrs| attrs.split(',').find_map(|a| a.strip_prefix("IV=0x")));
+    if let Some(hex) = given.filter(|h| h.len() == 32) {
+        let mut iv = [0u8; 16];
+        for (i, byte) in iv.iter_mut().enumerate() {
+            *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap_or(0);
+        }
+        return iv;
+    }
+    let sequence: u64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("#EXT-X-MEDIA-SEQUENCE:"))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0);
+    let mut iv = [0u8; 16];
+    iv[8..].copy_from_slice(&sequence.to_be_bytes());
+    iv
 }
 
 /// A storyboard: every sheet its cues name is there; the cues' end is its length.

@@ -166,6 +166,7 @@ fn work(
             clip: job.media.clip,
             overlays,
             quality: job.media.quality,
+            segment_key: spec.segment_key.clone(),
         },
     };
     let done: JobDone = io.media(work, access, &mut progress_reporter())?;

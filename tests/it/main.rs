@@ -25,6 +25,7 @@ mod helpers;
 mod media_bad_input;
 mod media_cli;
 mod media_clip;
+mod media_cmaf;
 mod media_hdr;
 mod media_hls;
 mod media_loudness;

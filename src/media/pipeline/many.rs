@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use super::{Ran, TranscodeReport, finalise_outputs, run_plan};
-use crate::job::Clip;
+use crate::job::{Clip, SegmentKey};
 use crate::media::error::MediaError;
 use crate::media::input;
 use crate::media::output::{Layout, MuxTarget, OutputFile};
@@ -40,6 +40,9 @@ pub struct Edits {
     /// Measure every video output's SSIM and PSNR (besides those whose preset asks).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub quality: bool,
+    /// The job's key, for the outputs whose preset encrypts its HLS segments.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub segment_key: Option<SegmentKey>,
 }
 
 /// Transcodes `input` to `output` with `preset`. `on_progress` is called on this thread at
@@ -106,10 +109,15 @@ pub fn transcode_many_then(
         .enumerate()
         .map(|(i, o)| edited_plan(&input, &probe, o.preset, edits, logos.get(i)))
         .collect::<Result<Vec<_>, _>>()?;
-    let layouts = layouts(outputs, &plans)?;
+    let layouts = layouts(outputs, &plans, edits.segment_key.as_ref())?;
     let renditions: Vec<Vec<Option<String>>> = plans.iter().map(Plan::renditions).collect();
     let plan = plan::merge(plans)?;
-    let expected = expectations(&layouts, outputs, &plan, &probe);
+    let mut expected = expectations(&layouts, outputs, &plan, &probe);
+    for ((_, _, expect), o) in expected.iter_mut().zip(outputs) {
+        if o.preset.encrypts() {
+            expect.key = edits.segment_key.as_ref().map(|k| k.key);
+        }
+    }
     let sizes: Vec<usize> = layouts.iter().map(|l| l.targets.len()).collect();
     let targets: Vec<MuxTarget> = layouts
         .iter()
@@ -261,12 +269,37 @@ fn with_loudness(mut checks: Vec<OutputCheck>, sizes: &[usize], ran: &Ran) -> Ve
 }
 
 /// The staging layout of each output (made before the plans merge, from each one's
-/// renditions); on a failure, the ones already made are taken away again.
-fn layouts(outputs: &[OutputSpec], plans: &[Plan]) -> Result<Vec<Layout>, MediaError> {
+/// renditions), its segments encrypted with `key` where its preset asks (a preset that
+/// encrypts without a key is refused); on a failure, the ones already made are taken away
+/// again.
+fn layouts(
+    outputs: &[OutputSpec],
+    plans: &[Plan],
+    key: Option<&SegmentKey>,
+) -> Result<Vec<Layout>, MediaError> {
+    if let Some(o) = outputs
+        .iter()
+        .find(|o| o.preset.encrypts() && key.is_none())
+    {
+        return Err(MediaError::Unsupported(format!(
+            "preset {} encrypts its segments and no key was given",
+            o.preset.name
+        )));
+    }
     let mut layouts = Vec::new();
     for (o, p) in outputs.iter().zip(plans) {
         match Layout::new(o.path, o.preset, &p.renditions()) {
-            Ok(l) => layouts.push(l),
+            Ok(mut l) => {
+                let encrypted = match key.filter(|_| o.preset.encrypts()) {
+                    Some(key) => l.encrypt(key),
+                    None => Ok(()),
+                };
+                layouts.push(l);
+                if let Err(e) = encrypted {
+                    layouts.into_iter().for_each(Layout::discard);
+                    return Err(e);
+                }
+            }
             Err(e) => {
                 layouts.into_iter().for_each(Layout::discard);
                 return Err(e);

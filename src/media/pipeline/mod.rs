@@ -25,6 +25,7 @@ use crossbeam_channel::Receiver;
 use ffmpeg_next as ff;
 use serde::{Deserialize, Serialize};
 
+use super::dash;
 use super::error::MediaError;
 use super::ffi;
 use super::hls;
@@ -35,7 +36,7 @@ use super::plan::Plan;
 use super::probe::ProbeReport;
 use super::verify::OutputCheck;
 use crate::job::LoudnessChecked;
-use crate::preset::Preset;
+use crate::preset::{Container, Preset};
 use crate::progress::{Phase, Progress};
 use crate::stop::StopToken;
 use audio::AudioLane;
@@ -410,21 +411,44 @@ pub(crate) fn outcome(
     check_complete(plan, &shared.meter, input, log_start)
 }
 
-/// Writes a ladder's master playlist, then moves every output into place.
+/// Writes a ladder's master playlist (and a CMAF output's DASH MPD), then moves every output
+/// into place.
 pub(crate) fn finalise_outputs(
     layout: Layout,
     summaries: &[Written],
     preset: &Preset,
 ) -> Result<Vec<OutputFile>, MediaError> {
-    // A ladder always gets a master playlist, even when a small source leaves one rung.
-    if let Some(master) = layout.staged_master() {
-        let variants = hls_variants(&layout, summaries);
-        if let Err(e) = hls::write_master(&master, &variants) {
-            layout.discard();
-            return Err(e);
-        }
+    if let Err(e) = write_manifests(&layout, summaries, preset) {
+        layout.discard();
+        return Err(e);
     }
     layout.commit(preset.container.picture())
+}
+
+/// The files naming a ladder's playlists or a CMAF output's segments: a ladder always gets
+/// a master playlist, even when a small source leaves one rung; CMAF always gets its MPD.
+fn write_manifests(
+    layout: &Layout,
+    summaries: &[Written],
+    preset: &Preset,
+) -> Result<(), MediaError> {
+    let (master, mpd) = (layout.staged_master(), layout.staged_manifest());
+    if master.is_none() && mpd.is_none() {
+        return Ok(());
+    }
+    let mut variants = hls_variants(layout, summaries);
+    let fmp4 = preset.container == Container::Cmaf;
+    variants.iter_mut().for_each(|v| v.fmp4 = fmp4);
+    let staged = layout.targets.first().and_then(|t| t.path.parent());
+    let measured = hls::measure_all(staged.unwrap_or(Path::new(".")), &variants)?;
+    if let Some(master) = master {
+        hls::write_master_of(&master, &measured, None)?;
+    }
+    if let Some(mpd) = mpd {
+        let segment_seconds = preset.hls.as_ref().map_or(6.0, |h| h.segment_seconds);
+        dash::write_mpd(&mpd, &measured, segment_seconds)?;
+    }
+    Ok(())
 }
 
 /// What the master playlist says of each output file, from what its muxer wrote.
@@ -448,6 +472,7 @@ fn hls_variants(layout: &Layout, summaries: &[Written]) -> Vec<hls::Variant> {
                     .iter()
                     .filter_map(|s| s.codec_string.clone())
                     .collect(),
+                fmp4: false,
             }
         })
         .collect()
