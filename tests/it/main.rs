@@ -8,6 +8,7 @@ mod api_events;
 mod api_fuzz;
 mod api_harness;
 mod api_jobs;
+mod api_keys;
 mod api_listing;
 mod api_objects;
 mod api_seed;
