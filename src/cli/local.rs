@@ -182,6 +182,13 @@ fn print_command(
              see the rest of the command"
         );
     }
+    if preset.encrypts() {
+        anyhow::bail!(
+            "--print-ffmpeg does not spell preset {}'s segment key (a key info file of the \
+             run's own); use a preset that does not encrypt",
+            preset.name
+        );
+    }
     let args = media::equivalent_command(input, output, preset, clip)?;
     let words: Vec<String> = std::iter::once("ffmpeg".to_string())
         .chain(args.iter().map(|a| shell_quote(a)))

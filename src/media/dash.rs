@@ -10,7 +10,7 @@ use quick_xml::escape::escape;
 use quick_xml::events::Event;
 
 use super::error::MediaError;
-use super::hls::{self, Variant};
+use super::hls::{self, Measured, Variant};
 
 /// Timeline units per second.
 const TIMESCALE: u64 = 1000;
@@ -28,7 +28,7 @@ struct Representation<'a> {
 /// `uri`); every playlist must name its init segment (`#EXT-X-MAP`).
 pub(crate) fn write_mpd(
     path: &Path,
-    variants: &[(Variant, (u64, u64))],
+    variants: &[Measured],
     segment_seconds: f64,
 ) -> Result<(), MediaError> {
     let dir = path.parent().unwrap_or(Path::new("."));

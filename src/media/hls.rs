@@ -90,11 +90,11 @@ pub(crate) struct AudioRendition {
 /// The group name of the audio rendition in a master playlist.
 const AUDIO_GROUP: &str = "audio";
 
+/// A variant and its (peak, average) bits per second.
+pub(crate) type Measured = (Variant, (u64, u64));
+
 /// Each variant with its (peak, average) bit rate, measured from its playlist in `dir`.
-pub(crate) fn measure_all(
-    dir: &Path,
-    variants: &[Variant],
-) -> Result<Vec<(Variant, (u64, u64))>, MediaError> {
+pub(crate) fn measure_all(dir: &Path, variants: &[Variant]) -> Result<Vec<Measured>, MediaError> {
     let mut measured = Vec::with_capacity(variants.len());
     for v in variants {
         measured.push((v.clone(), measure(&dir.join(&v.uri))?));

@@ -309,3 +309,35 @@ fn an_encrypting_preset_needs_a_key() {
     assert!(err.to_string().contains("no key was given"), "{err}");
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
 }
+
+#[test]
+fn cmaf_named_output_with_quality_figures() {
+    // A small source keeps one rung; a named playlist gets its MPD beside it by name.
+    let dir = tempdir();
+    let output = dir.path().join("show.m3u8");
+    let report = media::transcode_many_then(
+        &valid("h264_aac.mp4"),
+        &[OutputSpec {
+            path: &output,
+            preset: preset("cmaf-abr"),
+        }],
+        &Edits {
+            quality: true,
+            ..Edits::default()
+        },
+        &StopToken::new(),
+        &mut |_: &Progress| {},
+        &mut |_| {},
+    )
+    .unwrap();
+    let (_, reps) = read_mpd(&dir.path().join("show.mpd"));
+    assert!(!reps.is_empty());
+    let quality = &report.checks[0].quality;
+    assert_eq!(quality.len(), reps.len(), "{quality:?}");
+    let hidden: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with('.'))
+        .collect();
+    assert!(hidden.is_empty(), "{hidden:?}");
+}

@@ -109,6 +109,15 @@ pub fn transcode_many_then(
         .enumerate()
         .map(|(i, o)| edited_plan(&input, &probe, o.preset, edits, logos.get(i)))
         .collect::<Result<Vec<_>, _>>()?;
+    if let Some(o) = outputs
+        .iter()
+        .find(|o| o.preset.encrypts() && (edits.quality || o.preset.quality))
+    {
+        return Err(MediaError::Unsupported(format!(
+            "preset {} encrypts its segments; quality figures are not measured on them",
+            o.preset.name
+        )));
+    }
     let layouts = layouts(outputs, &plans, edits.segment_key.as_ref())?;
     let renditions: Vec<Vec<Option<String>>> = plans.iter().map(Plan::renditions).collect();
     let plan = plan::merge(plans)?;
