@@ -1,5 +1,6 @@
-//! A CMAF output's DASH MPD (decision 0081): one Representation per rendition, naming the
-//! same init and media segments as its HLS media playlist (`SegmentList` with a
+//! A CMAF output's DASH MPD (decision 0081): one Representation per rendition (video ones
+//! in one AdaptationSet, the audio rendition in another), naming the same init and media
+//! segments as its HLS media playlist (`SegmentList` with a
 //! `SegmentTimeline` built from the playlist's durations), with the bandwidth measured from
 //! the segments and the codecs, size and frame rate the master playlist gives. And the MPD
 //! read back: the files each Representation names, for the output check.
@@ -53,7 +54,8 @@ pub(crate) fn write_mpd(
     std::fs::write(path, text).map_err(|e| MediaError::io(path, e))
 }
 
-/// The MPD's text.
+/// The MPD's text: one AdaptationSet for the video renditions and, when the audio is a
+/// rendition of its own, one for it.
 fn mpd(representations: &[Representation], segment_seconds: f64) -> String {
     let duration = representations
         .iter()
@@ -64,18 +66,29 @@ fn mpd(representations: &[Representation], segment_seconds: f64) -> String {
          <MPD xmlns=\"urn:mpeg:dash:schema:mpd:2011\" \
          profiles=\"urn:mpeg:dash:profile:isoff-main:2011\" type=\"static\" \
          mediaPresentationDuration=\"{}\" minBufferTime=\"{}\">\n\
-         \x20 <Period id=\"0\" start=\"PT0S\">\n\
-         \x20   <AdaptationSet id=\"0\" mimeType=\"video/mp4\" segmentAlignment=\"true\" \
-         startWithSAP=\"1\">\n",
+         \x20 <Period id=\"0\" start=\"PT0S\">\n",
         iso_duration(duration),
         iso_duration(segment_seconds),
     );
-    let mut sorted: Vec<&Representation> = representations.iter().collect();
-    sorted.sort_by_key(|r| r.bandwidth);
-    for r in sorted {
-        representation(&mut text, r);
+    let (video, audio): (Vec<&Representation>, Vec<&Representation>) = representations
+        .iter()
+        .partition(|r| r.variant.resolution.is_some());
+    for (id, (kind, mut set)) in [("video", video), ("audio", audio)]
+        .into_iter()
+        .filter(|(_, set)| !set.is_empty())
+        .enumerate()
+    {
+        text.push_str(&format!(
+            "    <AdaptationSet id=\"{id}\" contentType=\"{kind}\" mimeType=\"{kind}/mp4\" \
+             segmentAlignment=\"true\" startWithSAP=\"1\">\n"
+        ));
+        set.sort_by_key(|r| r.bandwidth);
+        for r in set {
+            representation(&mut text, r);
+        }
+        text.push_str("    </AdaptationSet>\n");
     }
-    text.push_str("    </AdaptationSet>\n  </Period>\n</MPD>\n");
+    text.push_str("  </Period>\n</MPD>\n");
     text
 }
 

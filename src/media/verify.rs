@@ -101,20 +101,33 @@ impl Expect {
 /// Representation per variant, every file it names there.
 fn check_cmaf(top: &Path, expect: &Expect) -> Result<OutputCheck, MediaError> {
     let mut check = check_hls(top, expect)?;
+    // The audio rendition (the master's `#EXT-X-MEDIA`): its segments there, it has audio.
+    let dir = top.parent().unwrap_or(Path::new("."));
+    let master = read(top)?;
+    let audio = media_uris(&master);
+    let alone = Expect {
+        video: false,
+        audio: true,
+        ..*expect
+    };
+    for uri in &audio {
+        let rendition = check_hls(&dir.join(uri), &alone)?;
+        check.files += rendition.files + 1;
+        check.streams.extend(rendition.streams);
+    }
     let mpd = mpd_beside(top);
     let text = read(&mpd)?;
     let named = dash::named_files(&text).map_err(|why| invalid(&mpd, why))?;
-    let variants = hls_variants(top)?.len();
-    if named.len() != variants {
+    let renditions = hls_variants(top)?.len() + audio.len();
+    if named.len() != renditions {
         return Err(invalid(
             &mpd,
             format!(
-                "it has {} Representations for {variants} HLS variants",
+                "it has {} Representations for {renditions} HLS renditions",
                 named.len()
             ),
         ));
     }
-    let dir = top.parent().unwrap_or(Path::new("."));
     for representation in &named {
         if representation.files.len() < 2 {
             return Err(invalid(
@@ -128,6 +141,22 @@ fn check_cmaf(top: &Path, expect: &Expect) -> Result<OutputCheck, MediaError> {
     }
     check.files += 1;
     Ok(check)
+}
+
+/// The playlists a master names in `#EXT-X-MEDIA` tags (`URI="…"`): renditions such as
+/// the audio that variants refer to by group.
+fn media_uris(master: &str) -> Vec<String> {
+    master
+        .lines()
+        .filter(|l| l.starts_with("#EXT-X-MEDIA:"))
+        .filter_map(|l| {
+            l.split("URI=\"")
+                .nth(1)?
+                .split('"')
+                .next()
+                .map(str::to_string)
+        })
+        .collect()
 }
 
 /// A CMAF output's MPD, beside its top playlist (`output::mpd_name`).

@@ -1,7 +1,9 @@
-//! CMAF and encrypted HLS as players read them. `cmaf-abr`: the DASH MPD parsed as XML,
-//! every init and media segment it names there, each Representation's init + segments
-//! joined and read by ffprobe with its codecs, size and length; the HLS master at version 7
-//! with `#EXT-X-MAP` in every media playlist, read by ffprobe. `hls-720p-aes`: every media
+//! CMAF and encrypted HLS as players read them. `cmaf-abr`: the DASH MPD parsed as XML (a
+//! video AdaptationSet and the audio's own), every init and media segment it names there,
+//! each Representation's init + segments joined and read by ffprobe with one track of the
+//! expected codec, size and length; FFmpeg's DASH reader reads the MPD; the HLS master at
+//! version 7 with the audio as its group, `#EXT-X-MAP` in every media playlist, read by
+//! ffprobe. `hls-720p-aes`: every media
 //! playlist names the key with `METHOD=AES-128`, every segment decrypts with the key
 //! (`openssl enc -d`) into MPEG-TS ffprobe reads, and no segment reads without it.
 
@@ -15,9 +17,11 @@ use ffarm::stop::StopToken;
 
 use crate::helpers::{ffprobe, ffprobe_streams, preset, stream_extent, tempdir, valid};
 
-/// A Representation as the MPD gives it: its attributes and its files (init first).
+/// A Representation as the MPD gives it: its AdaptationSet's content type, its attributes
+/// and its files (init first).
 #[derive(Debug, Default)]
 struct Rep {
+    kind: String,
     id: String,
     codecs: String,
     width: u32,
@@ -33,6 +37,7 @@ fn read_mpd(path: &Path) -> (String, Vec<Rep>) {
     let text = std::fs::read_to_string(path).unwrap();
     let mut reader = quick_xml::Reader::from_str(&text);
     let (mut reps, mut duration): (Vec<Rep>, String) = (Vec::new(), String::new());
+    let mut kind = String::new();
     loop {
         let event = reader.read_event().expect("the MPD is well-formed XML");
         let e = match &event {
@@ -53,11 +58,13 @@ fn read_mpd(path: &Path) -> (String, Vec<Rep>) {
                 assert_eq!(attr("type"), "static");
                 duration = attr("mediaPresentationDuration");
             }
+            b"AdaptationSet" => kind = attr("contentType"),
             b"Representation" => reps.push(Rep {
+                kind: kind.clone(),
                 id: attr("id"),
                 codecs: attr("codecs"),
-                width: attr("width").parse().unwrap(),
-                height: attr("height").parse().unwrap(),
+                width: attr("width").parse().unwrap_or(0),
+                height: attr("height").parse().unwrap_or(0),
                 bandwidth: attr("bandwidth").parse().unwrap(),
                 ..Rep::default()
             }),
@@ -102,9 +109,29 @@ fn cmaf_abr_writes_a_dash_mpd_and_an_hls_master_over_the_same_segments() {
     assert!(report.checks[0].files > 3, "{:?}", report.checks[0]);
 
     let (duration, reps) = read_mpd(&dir.path().join("manifest.mpd"));
-    assert_eq!(duration, "PT13.000S", "the MPD's length is the source's");
-    let sizes: Vec<(u32, u32)> = reps.iter().map(|r| (r.width, r.height)).collect();
-    assert_eq!(sizes, [(854, 480), (1280, 720), (1920, 1080)]);
+    let seconds: f64 = duration
+        .strip_prefix("PT")
+        .and_then(|d| d.strip_suffix('S'))
+        .and_then(|d| d.parse().ok())
+        .expect("PTn.nnnS");
+    assert!(
+        (seconds - 13.0).abs() < 0.1,
+        "the MPD's length is the source's: {duration}"
+    );
+    let sizes: Vec<(&str, u32, u32)> = reps
+        .iter()
+        .map(|r| (r.kind.as_str(), r.width, r.height))
+        .collect();
+    assert_eq!(
+        sizes,
+        [
+            ("video", 854, 480),
+            ("video", 1280, 720),
+            ("video", 1920, 1080),
+            ("audio", 0, 0)
+        ],
+        "video renditions, then the audio as its own"
+    );
     for rep in &reps {
         assert!(rep.files[0].ends_with("_init.mp4"), "{rep:?}");
         assert!(rep.files.len() >= 4, "init and 3 segments of 6 s: {rep:?}");
@@ -114,20 +141,31 @@ fn cmaf_abr_writes_a_dash_mpd_and_an_hls_master_over_the_same_segments() {
                 "{f} named by the MPD is there"
             );
         }
-        assert!(rep.codecs.starts_with("avc1.") && rep.codecs.ends_with(",mp4a.40.2"));
         assert!((rep.timeline_ms as f64 - 13_000.0).abs() <= 50.0, "{rep:?}");
         let joined = dir.path().join(format!("{}.joined.mp4", rep.id));
         join(dir.path(), &rep.files, &joined);
         let probe = ffprobe(&joined);
-        let video = &ffprobe_streams(&probe, "video")[0];
-        assert_eq!(video["codec_name"], "h264");
-        assert_eq!(
-            (video["width"].as_u64(), video["height"].as_u64()),
-            (Some(u64::from(rep.width)), Some(u64::from(rep.height)))
+        let (video, audio) = (
+            ffprobe_streams(&probe, "video"),
+            ffprobe_streams(&probe, "audio"),
         );
-        assert_eq!(ffprobe_streams(&probe, "audio")[0]["codec_name"], "aac");
-        let length = stream_extent(&joined, "v:0");
-        assert!((length - 13.0).abs() < 0.1, "{}: {length} s", rep.id);
+        if rep.kind == "audio" {
+            assert_eq!(rep.codecs, "mp4a.40.2");
+            assert!(video.is_empty(), "one track per file");
+            assert_eq!(audio[0]["codec_name"], "aac");
+            let length = stream_extent(&joined, "a:0");
+            assert!((length - 13.0).abs() < 0.1, "{}: {length} s", rep.id);
+        } else {
+            assert!(rep.codecs.starts_with("avc1.") && !rep.codecs.contains(','));
+            assert!(audio.is_empty(), "one track per file");
+            assert_eq!(video[0]["codec_name"], "h264");
+            assert_eq!(
+                (video[0]["width"].as_u64(), video[0]["height"].as_u64()),
+                (Some(u64::from(rep.width)), Some(u64::from(rep.height)))
+            );
+            let length = stream_extent(&joined, "v:0");
+            assert!((length - 13.0).abs() < 0.1, "{}: {length} s", rep.id);
+        }
         // Bandwidth: the peak of its segments, at least the average of the whole.
         let bytes: u64 = rep.files[1..]
             .iter()
@@ -135,15 +173,26 @@ fn cmaf_abr_writes_a_dash_mpd_and_an_hls_master_over_the_same_segments() {
             .sum();
         assert!(rep.bandwidth as f64 >= bytes as f64 * 8.0 / 13.0, "{rep:?}");
     }
+    // FFmpeg's own DASH reader plays it (given an absolute path: it resolves a relative
+    // one against itself twice).
+    let mpd = std::fs::canonicalize(dir.path().join("manifest.mpd")).unwrap();
+    let probe = ffprobe(&mpd);
+    assert_eq!(ffprobe_streams(&probe, "video").len(), 3, "{probe}");
+    assert_eq!(ffprobe_streams(&probe, "audio").len(), 1, "{probe}");
 
     let master = std::fs::read_to_string(dir.path().join("master.m3u8")).unwrap();
     assert!(
         master.starts_with("#EXTM3U\n#EXT-X-VERSION:7\n"),
         "{master}"
     );
+    assert!(
+        master.contains("#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"audio\"")
+            && master.contains("URI=\"index_audio.m3u8\""),
+        "{master}"
+    );
     let variants: Vec<&str> = master.lines().filter(|l| l.ends_with(".m3u8")).collect();
     assert_eq!(variants.len(), 3);
-    for v in variants {
+    for v in variants.into_iter().chain(["index_audio.m3u8"]) {
         let text = std::fs::read_to_string(dir.path().join(v)).unwrap();
         let map = text
             .lines()
@@ -333,7 +382,10 @@ fn cmaf_named_output_with_quality_figures() {
     let (_, reps) = read_mpd(&dir.path().join("show.mpd"));
     assert!(!reps.is_empty());
     let quality = &report.checks[0].quality;
-    assert_eq!(quality.len(), reps.len(), "{quality:?}");
+    let video = reps.iter().filter(|r| r.kind == "video").count();
+    assert_eq!((video, reps.len()), (1, 2), "{reps:?}");
+    assert_eq!(quality.len(), video, "{quality:?}");
+    assert!(quality[0].ssim > 0.9, "{quality:?}");
     let hidden: Vec<_> = std::fs::read_dir(dir.path())
         .unwrap()
         .filter_map(|e| e.ok())

@@ -36,7 +36,7 @@ use super::plan::Plan;
 use super::probe::ProbeReport;
 use super::verify::OutputCheck;
 use crate::job::LoudnessChecked;
-use crate::preset::{Container, Preset};
+use crate::preset::{AudioOutput, Container, Preset};
 use crate::progress::{Phase, Progress};
 use crate::stop::StopToken;
 use audio::AudioLane;
@@ -440,12 +440,31 @@ fn write_manifests(
     let fmp4 = preset.container == Container::Cmaf;
     variants.iter_mut().for_each(|v| v.fmp4 = fmp4);
     let staged = layout.targets.first().and_then(|t| t.path.parent());
-    let measured = hls::measure_all(staged.unwrap_or(Path::new(".")), &variants)?;
+    let mut measured = hls::measure_all(staged.unwrap_or(Path::new(".")), &variants)?;
+    // CMAF's audio rendition (the last output, no picture, beside video ones) is the
+    // master's audio group rather than a variant of its own.
+    let audio = match measured.last() {
+        Some((v, _)) if fmp4 && v.resolution.is_none() && measured.len() > 1 => measured.pop(),
+        _ => None,
+    };
     if let Some(master) = master {
-        hls::write_master_of(&master, &measured, None)?;
+        let group = audio.as_ref().map(|(v, rate)| {
+            let rendition = hls::AudioRendition {
+                uri: v.uri.clone(),
+                codecs: v.codecs.clone(),
+                channels: match &preset.audio {
+                    Some(AudioOutput::Encode(a)) => a.channels,
+                    _ => None,
+                },
+                language: None,
+            };
+            (rendition, *rate)
+        });
+        hls::write_master_of(&master, &measured, group.as_ref())?;
     }
     if let Some(mpd) = mpd {
         let segment_seconds = preset.hls.as_ref().map_or(6.0, |h| h.segment_seconds);
+        measured.extend(audio);
         dash::write_mpd(&mpd, &measured, segment_seconds)?;
     }
     Ok(())

@@ -6,7 +6,7 @@ use crate::media::ffi;
 use crate::media::geometry::{self, Rotation};
 use crate::media::input::Input;
 use crate::media::probe::ProbeReport;
-use crate::preset::{Preset, Rendition, VideoOutput};
+use crate::preset::{Container, Preset, Rendition, VideoOutput};
 
 /// An HLS ladder as planned for one input: per output, the rendition's name and audio bit
 /// rate, and the video rung it encodes.
@@ -16,19 +16,57 @@ pub(super) struct Ladder<'p> {
     pub audio_bitrates: Vec<Option<u64>>,
     /// Empty for an audio-only input.
     pub video: Vec<&'p Rendition>,
+    /// CMAF: the audio is the last output, a rendition of its own, and the video outputs
+    /// carry none (decision 0081).
+    pub audio_apart: bool,
 }
 
-/// What the one rendition of an audio-only input is called.
-const AUDIO_ONLY_RENDITION: &str = "audio";
+/// What the one rendition of an audio-only input is called, and CMAF's audio rendition.
+pub(crate) const AUDIO_ONLY_RENDITION: &str = "audio";
+
+/// CMAF's video rendition when the preset lists no ladder.
+const VIDEO_RENDITION: &str = "video";
 
 impl<'p> Ladder<'p> {
+    /// The ladder for `preset` on this input ([`Ladder::rungs`]); for CMAF with video and
+    /// audio, the audio is added as a rendition of its own at the best bit rate a rung asks
+    /// for, as DASH and CMAF players expect one track per file (a preset without a ladder
+    /// then gets `video` and `audio`).
+    pub fn for_input(input: &Input, probe: &ProbeReport, preset: &'p Preset) -> Ladder<'p> {
+        let mut ladder = Self::rungs(input, probe, preset);
+        let apart = preset.container == Container::Cmaf
+            && preset.audio.is_some()
+            && probe.video().is_some()
+            && probe.audio().next().is_some();
+        if apart {
+            if ladder.names.is_empty() {
+                ladder.names.push(VIDEO_RENDITION.into());
+                ladder.audio_bitrates.push(None);
+            }
+            let best = ladder.audio_bitrates.iter().flatten().max().copied();
+            ladder.names.push(AUDIO_ONLY_RENDITION.into());
+            ladder.audio_bitrates.push(best);
+            ladder.audio_apart = true;
+        }
+        ladder
+    }
+
+    /// The outputs (of `count`) that carry audio: the audio rendition alone, or all.
+    pub fn audio_outputs(&self, count: usize) -> std::ops::Range<usize> {
+        if self.audio_apart {
+            count.saturating_sub(1)..count
+        } else {
+            0..count
+        }
+    }
+
     /// The preset's renditions, minus those that would come out the same size as another: a
     /// small source would otherwise get several identical renditions (nothing is upscaled).
     /// Of renditions that tie, the one with the smallest size box — whose bit rate was chosen
     /// for a picture that size — is kept. An input without video would make every rung the
     /// same audio, so it gets one rendition, `audio`, with the best audio bit rate any rung
     /// asks for.
-    pub fn for_input(input: &Input, probe: &ProbeReport, preset: &'p Preset) -> Ladder<'p> {
+    fn rungs(input: &Input, probe: &ProbeReport, preset: &'p Preset) -> Ladder<'p> {
         let Some(hls) = &preset.hls else {
             return Ladder::default();
         };
@@ -40,6 +78,7 @@ impl<'p> Ladder<'p> {
                 names: vec![AUDIO_ONLY_RENDITION.into()],
                 audio_bitrates: vec![hls.renditions.iter().filter_map(|r| r.audio_bitrate).max()],
                 video: Vec::new(),
+                audio_apart: false,
             };
         };
         let video = distinct_rungs(input, sv.index, preset, &hls.renditions);
@@ -47,6 +86,7 @@ impl<'p> Ladder<'p> {
             names: video.iter().map(|r| r.name.clone()).collect(),
             audio_bitrates: video.iter().map(|r| r.audio_bitrate).collect(),
             video,
+            audio_apart: false,
         }
     }
 }

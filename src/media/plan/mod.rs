@@ -397,7 +397,7 @@ fn plan_audio(
     };
     for (i, sa) in audio_sources(probe, preset.container).iter().enumerate() {
         let work = match preset_audio {
-            AudioOutput::Copy => audio_copy(input, sa, i == 0, preset, outputs)?,
+            AudioOutput::Copy => audio_copy(input, sa, i == 0, preset, ladder, outputs)?,
             AudioOutput::Encode(a) => audio_encode(sa, i == 0, a, ladder, outputs),
         };
         audio.push(AudioPlan {
@@ -414,6 +414,7 @@ fn audio_copy(
     sa: &StreamReport,
     first: bool,
     preset: &Preset,
+    ladder: &Ladder,
     outputs: &mut [OutputPlan],
 ) -> Result<AudioWork, MediaError> {
     let container = preset.container;
@@ -424,7 +425,8 @@ fn audio_copy(
             preset.name, sa.codec
         )));
     }
-    let targets = (0..outputs.len())
+    let targets = ladder
+        .audio_outputs(outputs.len())
         .map(|o| add_slot(outputs, o, slot_info(sa, first)))
         .collect();
     Ok(AudioWork::Copy { targets })
@@ -440,7 +442,7 @@ fn audio_encode(
     outputs: &mut [OutputPlan],
 ) -> AudioWork {
     let mut groups: Vec<(Option<u64>, Vec<Target>)> = Vec::new();
-    for o in 0..outputs.len() {
+    for o in ladder.audio_outputs(outputs.len()) {
         let bitrate = ladder.audio_bitrates.get(o).copied().flatten();
         let target = add_slot(outputs, o, slot_info(sa, first));
         match groups.iter_mut().find(|(b, _)| *b == bitrate) {
