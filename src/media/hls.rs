@@ -187,6 +187,62 @@ pub(crate) fn avc_codec_string(annexb: &[u8]) -> Option<String> {
     None
 }
 
+/// The URI lines of a playlist.
+pub(crate) fn uris(text: &str) -> impl Iterator<Item = &str> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+}
+
+/// The sum of a media playlist's `#EXTINF` durations.
+pub(crate) fn playlist_length(text: &str) -> f64 {
+    text.lines()
+        .filter_map(|l| l.strip_prefix("#EXTINF:"))
+        .filter_map(|v| v.split(',').next()?.trim().parse::<f64>().ok())
+        .sum()
+}
+
+/// The playlists a master names in `#EXT-X-MEDIA` tags (`URI="…"`): renditions such as
+/// the audio that variants refer to by group.
+pub(crate) fn media_uris(master: &str) -> Vec<String> {
+    master
+        .lines()
+        .filter(|l| l.starts_with("#EXT-X-MEDIA:"))
+        .filter_map(|l| {
+            l.split("URI=\"")
+                .nth(1)?
+                .split('"')
+                .next()
+                .map(str::to_string)
+        })
+        .collect()
+}
+
+/// The IV of a media playlist's first segment: `IV=0x…` on its `#EXT-X-KEY`, else the
+/// media sequence number (`#EXT-X-MEDIA-SEQUENCE`, 0 when absent) as a 128-bit big-endian
+/// number.
+pub(crate) fn segment_iv(text: &str) -> [u8; 16] {
+    let given = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("#EXT-X-KEY:"))
+        .find_map(|attrs| attrs.split(',').find_map(|a| a.strip_prefix("IV=0x")));
+    if let Some(hex) = given.filter(|h| h.len() == 32) {
+        let mut iv = [0u8; 16];
+        for (i, byte) in iv.iter_mut().enumerate() {
+            *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap_or(0);
+        }
+        return iv;
+    }
+    let sequence: u64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("#EXT-X-MEDIA-SEQUENCE:"))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0);
+    let mut iv = [0u8; 16];
+    iv[8..].copy_from_slice(&sequence.to_be_bytes());
+    iv
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -251,6 +307,19 @@ mod tests {
             "#EXT-X-STREAM-INF:BANDWIDTH=2000,AVERAGE-BANDWIDTH=2000,CODECS=\"mp4a.40.2\"",
             "no RESOLUTION without video"
         );
+    }
+
+    #[test]
+    fn playlist_lengths_uris_and_ivs() {
+        let text = "#EXTM3U\n#EXT-X-MEDIA-SEQUENCE:3\n#EXTINF:6.000000,\na_00001.ts\n\
+                    #EXTINF:2.5,\na_00002.ts\n#EXT-X-ENDLIST\n";
+        assert_eq!(playlist_length(text), 8.5);
+        assert_eq!(uris(text).collect::<Vec<_>>(), ["a_00001.ts", "a_00002.ts"]);
+        assert_eq!(segment_iv(text)[15], 3);
+        let given = "#EXT-X-KEY:METHOD=AES-128,URI=\"k\",IV=0x000102030405060708090a0b0c0d0e0f\n";
+        assert_eq!(segment_iv(given)[1], 1);
+        let master = "#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"audio\",URI=\"a.m3u8\"\nv.m3u8\n";
+        assert_eq!(media_uris(master), ["a.m3u8"]);
     }
 
     #[test]

@@ -104,7 +104,7 @@ fn check_cmaf(top: &Path, expect: &Expect) -> Result<OutputCheck, MediaError> {
     // The audio rendition (the master's `#EXT-X-MEDIA`): its segments there, it has audio.
     let dir = top.parent().unwrap_or(Path::new("."));
     let master = read(top)?;
-    let audio = media_uris(&master);
+    let audio = hls::media_uris(&master);
     let alone = Expect {
         video: false,
         audio: true,
@@ -141,22 +141,6 @@ fn check_cmaf(top: &Path, expect: &Expect) -> Result<OutputCheck, MediaError> {
     }
     check.files += 1;
     Ok(check)
-}
-
-/// The playlists a master names in `#EXT-X-MEDIA` tags (`URI="…"`): renditions such as
-/// the audio that variants refer to by group.
-fn media_uris(master: &str) -> Vec<String> {
-    master
-        .lines()
-        .filter(|l| l.starts_with("#EXT-X-MEDIA:"))
-        .filter_map(|l| {
-            l.split("URI=\"")
-                .nth(1)?
-                .split('"')
-                .next()
-                .map(str::to_string)
-        })
-        .collect()
 }
 
 /// A CMAF output's MPD, beside its top playlist (`output::mpd_name`).
@@ -363,7 +347,7 @@ pub(crate) fn hls_variants(top: &Path) -> Result<Vec<PathBuf>, MediaError> {
     let dir = top.parent().unwrap_or(Path::new("."));
     let text = read(top)?;
     Ok(if text.contains("#EXT-X-STREAM-INF") {
-        uris(&text).map(|u| dir.join(u)).collect()
+        hls::uris(&text).map(|u| dir.join(u)).collect()
     } else {
         vec![top.to_path_buf()]
     })
@@ -373,7 +357,7 @@ pub(crate) fn hls_variants(top: &Path) -> Result<Vec<PathBuf>, MediaError> {
 pub(crate) fn hls_segments(variant: &Path) -> Result<(Vec<PathBuf>, String), MediaError> {
     let dir = variant.parent().unwrap_or(Path::new("."));
     let text = read(variant)?;
-    Ok((uris(&text).map(|u| dir.join(u)).collect(), text))
+    Ok((hls::uris(&text).map(|u| dir.join(u)).collect(), text))
 }
 
 fn check_hls(top: &Path, expect: &Expect) -> Result<OutputCheck, MediaError> {
@@ -419,7 +403,7 @@ pub(crate) fn check_hls_placed(
         };
         let (report, init) = first_streams(variant, &text, first, expect)?;
         files += usize::from(init);
-        let length = playlist_length(&text);
+        let length = hls::playlist_length(&text);
         if let Some(want) = expect.duration {
             within_a_frame(variant, &report, expect, want, length)?;
         }
@@ -489,7 +473,7 @@ fn open_decrypted(
     };
     let bytes =
         std::fs::read(first).map_err(|e| invalid(first, format!("it cannot be read: {e}")))?;
-    let plain = ffi::aes128_cbc_decrypt(&key, &segment_iv(text), &bytes)
+    let plain = ffi::aes128_cbc_decrypt(&key, &hls::segment_iv(text), &bytes)
         .ok_or_else(|| invalid(first, "it does not decrypt with the job's key"))?;
     let name = first.file_name().unwrap_or_default().to_string_lossy();
     let copy = first.with_file_name(format!(".{name}.{}.check.ts", std::process::id()));
@@ -497,31 +481,6 @@ fn open_decrypted(
     let report = open(&copy);
     let _ = std::fs::remove_file(&copy);
     report.map_err(|_| invalid(first, "it does not read back once decrypted"))
-}
-
-/// The IV of a media playlist's first segment: `IV=0x…` on its `#EXT-X-KEY`, else the
-/// media sequence number (`#EXT-X-MEDIA-SEQUENCE`, 0 when absent) as a 128-bit big-endian
-/// number.
-fn segment_iv(text: &str) -> [u8; 16] {
-    let given = text
-        .lines()
-        .filter_map(|l| l.strip_prefix("#EXT-X-KEY:"))
-        .find_map(|attrs| attrs.split(',').find_map(|a| a.strip_prefix("IV=0x")));
-    if let Some(hex) = given.filter(|h| h.len() == 32) {
-        let mut iv = [0u8; 16];
-        for (i, byte) in iv.iter_mut().enumerate() {
-            *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap_or(0);
-        }
-        return iv;
-    }
-    let sequence: u64 = text
-        .lines()
-        .find_map(|l| l.strip_prefix("#EXT-X-MEDIA-SEQUENCE:"))
-        .and_then(|n| n.trim().parse().ok())
-        .unwrap_or(0);
-    let mut iv = [0u8; 16];
-    iv[8..].copy_from_slice(&sequence.to_be_bytes());
-    iv
 }
 
 /// A storyboard: every sheet its cues name is there; the cues' end is its length.
@@ -562,21 +521,6 @@ fn read(path: &Path) -> Result<String, MediaError> {
     std::fs::read_to_string(path).map_err(|e| invalid(path, format!("it cannot be read: {e}")))
 }
 
-/// The URI lines of a playlist.
-fn uris(text: &str) -> impl Iterator<Item = &str> {
-    text.lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-}
-
-/// The sum of a media playlist's `#EXTINF` durations.
-fn playlist_length(text: &str) -> f64 {
-    text.lines()
-        .filter_map(|l| l.strip_prefix("#EXTINF:"))
-        .filter_map(|v| v.split(',').next()?.trim().parse::<f64>().ok())
-        .sum()
-}
-
 /// `HH:MM:SS.mmm` in seconds.
 fn parse_timestamp(t: &str) -> Option<f64> {
     let mut seconds = 0.0;
@@ -604,11 +548,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn playlists_and_timestamps() {
-        let text = "#EXTM3U\n#EXTINF:6.000000,\na_00001.ts\n#EXTINF:2.5,\na_00002.ts\n\
-                    #EXT-X-ENDLIST\n";
-        assert_eq!(playlist_length(text), 8.5);
-        assert_eq!(uris(text).collect::<Vec<_>>(), ["a_00001.ts", "a_00002.ts"]);
+    fn timestamps() {
         assert_eq!(parse_timestamp("01:02:05.250"), Some(3725.25));
         assert_eq!(parse_timestamp("x"), None);
     }

@@ -225,6 +225,24 @@ fn cmaf_refuses_encryption_and_splitting() {
     .unwrap();
     let err = ffarm::preset::Presets::load(Some(dir.path()), &media::caps::Ffmpeg).unwrap_err();
     assert!(err.to_string().contains("hls.encryption"), "{err}");
+    let av = "[video]\ncodec = \"h264\"\ncrf = 23\n[audio]\ncodec = \"aac\"\n";
+    for (head, hls, field) in [
+        (
+            "hls",
+            "[hls]\nencryption = \"sample-aes\"\n",
+            "hls.encryption",
+        ),
+        (
+            "cmaf",
+            "[[hls.renditions]]\nname = \"audio\"\ncrf = 23\n",
+            "hls.renditions[0].name",
+        ),
+    ] {
+        let text = format!("description = \"x\"\ncontainer = \"{head}\"\n{av}{hls}");
+        std::fs::write(dir.path().join("cmaf-aes.toml"), text).unwrap();
+        let err = ffarm::preset::Presets::load(Some(dir.path()), &media::caps::Ffmpeg).unwrap_err();
+        assert!(err.to_string().contains(field), "{err}");
+    }
 }
 
 /// A segment's IV when the playlist gives none: its media sequence number.

@@ -23,7 +23,14 @@ pub(super) fn hls(
     };
     let mut renditions: Vec<Rendition> = Vec::new();
     for (i, r) in h.renditions.iter().enumerate() {
-        let rendition = rendition(c, &format!("hls.renditions[{i}]"), codec, r, &renditions)?;
+        let field = format!("hls.renditions[{i}]");
+        if container == Container::Cmaf && r.name == "audio" {
+            return Err(c.err(
+                &format!("{field}.name"),
+                "'audio' names a cmaf output's audio rendition; pick another name",
+            ));
+        }
+        let rendition = rendition(c, &field, codec, r, &renditions)?;
         renditions.push(rendition);
     }
     if renditions.is_empty()
