@@ -8,6 +8,7 @@ mod events;
 mod exec;
 pub mod exec_listener;
 mod jobs;
+mod keys;
 mod meta;
 mod objects;
 pub mod openapi;
@@ -128,6 +129,7 @@ pub fn router(app: AppState) -> Router {
         .route("/v1/jobs/{id}/retry", post(jobs::retry))
         .route("/v1/jobs/{id}/logs", get(jobs::logs))
         .route("/v1/jobs/{id}/history", get(jobs::history))
+        .route("/v1/jobs/{id}/key", get(keys::key))
         .route("/v1/jobs/{id}/events", get(events::job_events))
         .route("/v1/jobs/{id}/exec", get(exec::exec))
         .route("/v1/events", get(events::all_events))

@@ -6,7 +6,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
 
 use super::error::Json;
-use super::{events, exec, jobs, meta, objects, stats, submit, triggers};
+use super::{events, exec, jobs, keys, meta, objects, stats, submit, triggers};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -17,7 +17,7 @@ use super::{events, exec, jobs, meta, objects, stats, submit, triggers};
     ),
     paths(
         submit::submit, jobs::list, jobs::get, jobs::cancel, jobs::retry, jobs::logs,
-        jobs::history, events::job_events, events::all_events, triggers::oss, triggers::s3,
+        jobs::history, keys::key, events::job_events, events::all_events, triggers::oss, triggers::s3,
         objects::upload, objects::download, meta::presets, meta::preset, meta::workers,
         meta::info, meta::healthz, meta::metrics, stats::counts, stats::stats, exec::exec, document
     ),

@@ -4,6 +4,7 @@ use std::io::IsTerminal;
 use std::path::Path;
 use std::time::Duration;
 
+use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::exit;
@@ -120,12 +121,14 @@ pub fn transcode(
             .unwrap_or_else(|| Watermark::at_defaults(&image.to_string_lossy())),
         image,
     });
+    let segment_key = local_key(output, preset)?;
     let edits = media::Edits {
         clip,
         overlays: vec![overlay],
         quality,
         audio_languages: None,
         captions,
+        segment_key: segment_key.clone(),
     };
     let mut on_progress = |p: &Progress| {
         if let Some(bar) = &bar {
@@ -145,6 +148,12 @@ pub fn transcode(
     }
     match result {
         Ok(report) => {
+            if let Some(key) = &segment_key {
+                let path = media::local_key_file(output);
+                std::fs::write(&path, key.key)
+                    .with_context(|| format!("writing the key {}", path.display()))?;
+                eprintln!("segments encrypted; key written to {}", path.display());
+            }
             say_done(&report, json)?;
             Ok(exit::OK)
         }
@@ -172,6 +181,24 @@ pub fn caption_file(arg: &str) -> media::CaptionFile {
     }
 }
 
+/// For a preset that encrypts its segments: a new key, named in the playlists by its file
+/// name (`NAME.key`, written beside them once the run succeeds).
+fn local_key(
+    output: &Path,
+    preset: &crate::preset::Preset,
+) -> anyhow::Result<Option<crate::job::SegmentKey>> {
+    if !preset.encrypts() {
+        return Ok(None);
+    }
+    let path = media::local_key_file(output);
+    let uri = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let key = crate::job::SegmentKey::generate().context("making a segment key")?;
+    Ok(Some(crate::job::SegmentKey { key, uri }))
+}
+
 /// `--print-ffmpeg`: the equivalent command line, one shell-quoted line.
 fn print_command(
     input: &Path,
@@ -185,6 +212,13 @@ fn print_command(
             "--print-ffmpeg does not spell a watermark's overlay or captions; leave out \
              --watermark and --captions (or use a preset without them) to see the rest of \
              the command"
+        );
+    }
+    if preset.encrypts() {
+        anyhow::bail!(
+            "--print-ffmpeg does not spell preset {}'s segment key (a key info file of the \
+             run's own); use a preset that does not encrypt",
+            preset.name
         );
     }
     let args = media::equivalent_command(input, output, preset, clip)?;

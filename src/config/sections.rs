@@ -161,11 +161,26 @@ impl ExecSettings {
 }
 
 /// The HTTP API of `serve`.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ApiSettings {
     /// Largest upload through `PUT /v1/buckets/…` in bytes; 0: no limit.
     pub max_upload_bytes: u64,
+    /// The URI encrypted HLS playlists name for their job's key (`{job}`: the job's id):
+    /// where players fetch it, the API's `GET /v1/jobs/{id}/key` or a proxy in front of it.
+    pub key_uri: String,
+}
+
+/// The key route on the host that serves the playlists (a path, resolved against it).
+pub const DEFAULT_KEY_URI: &str = "/v1/jobs/{job}/key";
+
+impl Default for ApiSettings {
+    fn default() -> Self {
+        ApiSettings {
+            max_upload_bytes: 0,
+            key_uri: DEFAULT_KEY_URI.to_string(),
+        }
+    }
 }
 
 /// The watch folder: local buckets named by trigger rules are watched for new files.

@@ -356,6 +356,10 @@ fn layout(
         );
         return Ok(None);
     }
+    if let Some(why) = preset.why_unsplittable() {
+        eprintln!("[engine] not split: preset {} {why}", preset.name);
+        return Ok(None);
+    }
     let layout = split::layout(input, preset, asked.segment_seconds)?;
     if layout.is_none() {
         eprintln!(

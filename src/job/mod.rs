@@ -3,6 +3,7 @@
 //! the syntax of ids and names (`names`) and split jobs' parts (`parts`) in files of their
 //! own.
 
+mod keys;
 pub mod language;
 mod media;
 mod names;
@@ -14,6 +15,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+pub use keys::{KEY_BYTES, SegmentKey, key_uri};
 pub use media::{
     AudioChoice, Caption, Clip, MIN_CLIP_SECONDS, MediaOptions, Position, SubtitleOptions,
     Watermark, is_language_code,

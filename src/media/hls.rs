@@ -16,6 +16,8 @@ pub(crate) struct Variant {
     pub frame_rate: Option<f64>,
     /// RFC 6381 codec strings, e.g. "avc1.640028", "mp4a.40.2".
     pub codecs: Vec<String>,
+    /// Its segments are fragmented MP4 (CMAF), not MPEG-TS.
+    pub fmp4: bool,
 }
 
 /// A media playlist's segments: (duration in seconds, file name).
@@ -32,6 +34,15 @@ pub(crate) fn segments(playlist: &str) -> Vec<(f64, String)> {
         }
     }
     out
+}
+
+/// The init segment an fMP4 media playlist names (`#EXT-X-MAP:URI="…"`).
+pub(crate) fn init_segment(playlist: &str) -> Option<String> {
+    playlist.lines().find_map(|line| {
+        let rest = line.trim().strip_prefix("#EXT-X-MAP:")?;
+        let uri = rest.split("URI=\"").nth(1)?;
+        Some(uri.split('"').next()?.to_string())
+    })
 }
 
 /// Peak and average bits per second of a staged media playlist's segments.
@@ -81,26 +92,48 @@ pub(crate) struct AudioRendition {
     pub default: bool,
 }
 
+impl AudioRendition {
+    /// The rendition as a DASH manifest lists it: a Representation without a picture.
+    pub(crate) fn as_variant(&self, fmp4: bool) -> Variant {
+        Variant {
+            uri: self.uri.clone(),
+            resolution: None,
+            frame_rate: None,
+            codecs: self.codecs.clone(),
+            fmp4,
+        }
+    }
+}
+
 /// The group name of the audio renditions in a master playlist.
 const AUDIO_GROUP: &str = "audio";
 
-/// Writes the master playlist to `path`, measuring each variant's and audio rendition's
-/// playlist beside it.
-pub(crate) fn write_master(
-    path: &Path,
-    variants: &[Variant],
+/// A variant and its (peak, average) bits per second.
+pub(crate) type Measured = (Variant, (u64, u64));
+
+/// An audio rendition and its (peak, average) bits per second.
+pub(crate) type MeasuredAudio = (AudioRendition, (u64, u64));
+
+/// Each audio rendition with its (peak, average) bit rate, measured from its playlist in
+/// `dir`.
+pub(crate) fn measure_audio(
+    dir: &Path,
     audio: &[AudioRendition],
-) -> Result<(), MediaError> {
-    let dir = path.parent().unwrap_or(Path::new("."));
+) -> Result<Vec<MeasuredAudio>, MediaError> {
+    let mut measured = Vec::with_capacity(audio.len());
+    for a in audio {
+        measured.push((a.clone(), measure(&dir.join(&a.uri))?));
+    }
+    Ok(measured)
+}
+
+/// Each variant with its (peak, average) bit rate, measured from its playlist in `dir`.
+pub(crate) fn measure_all(dir: &Path, variants: &[Variant]) -> Result<Vec<Measured>, MediaError> {
     let mut measured = Vec::with_capacity(variants.len());
     for v in variants {
         measured.push((v.clone(), measure(&dir.join(&v.uri))?));
     }
-    let mut renditions = Vec::with_capacity(audio.len());
-    for a in audio {
-        renditions.push((a.clone(), measure(&dir.join(&a.uri))?));
-    }
-    write_master_of(path, &measured, &renditions)
+    Ok(measured)
 }
 
 /// Writes the master playlist to `path` from each variant's (peak, average) bit rate and,
@@ -108,10 +141,13 @@ pub(crate) fn write_master(
 /// rates (the largest added to every variant's, as players need the whole).
 pub(crate) fn write_master_of(
     path: &Path,
-    variants: &[(Variant, (u64, u64))],
-    audio: &[(AudioRendition, (u64, u64))],
+    variants: &[Measured],
+    audio: &[MeasuredAudio],
 ) -> Result<(), MediaError> {
-    let mut text = String::from("#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-INDEPENDENT-SEGMENTS\n");
+    // Version 7 for fMP4 variants (`#EXT-X-MAP` in media playlists), as they are.
+    let fmp4 = variants.iter().any(|(v, _)| v.fmp4);
+    let version = if fmp4 { 7 } else { 3 };
+    let mut text = format!("#EXTM3U\n#EXT-X-VERSION:{version}\n#EXT-X-INDEPENDENT-SEGMENTS\n");
     for (a, _) in audio {
         text.push_str(&audio_media(a));
     }
@@ -259,6 +295,62 @@ pub(crate) fn avc_codec_string(annexb: &[u8]) -> Option<String> {
     None
 }
 
+/// The URI lines of a playlist.
+pub(crate) fn uris(text: &str) -> impl Iterator<Item = &str> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+}
+
+/// The sum of a media playlist's `#EXTINF` durations.
+pub(crate) fn playlist_length(text: &str) -> f64 {
+    text.lines()
+        .filter_map(|l| l.strip_prefix("#EXTINF:"))
+        .filter_map(|v| v.split(',').next()?.trim().parse::<f64>().ok())
+        .sum()
+}
+
+/// The playlists a master names in `#EXT-X-MEDIA` tags (`URI="…"`): renditions such as
+/// the audio that variants refer to by group.
+pub(crate) fn media_uris(master: &str) -> Vec<String> {
+    master
+        .lines()
+        .filter(|l| l.starts_with("#EXT-X-MEDIA:"))
+        .filter_map(|l| {
+            l.split("URI=\"")
+                .nth(1)?
+                .split('"')
+                .next()
+                .map(str::to_string)
+        })
+        .collect()
+}
+
+/// The IV of a media playlist's first segment: `IV=0x…` on its `#EXT-X-KEY`, else the
+/// media sequence number (`#EXT-X-MEDIA-SEQUENCE`, 0 when absent) as a 128-bit big-endian
+/// number.
+pub(crate) fn segment_iv(text: &str) -> [u8; 16] {
+    let given = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("#EXT-X-KEY:"))
+        .find_map(|attrs| attrs.split(',').find_map(|a| a.strip_prefix("IV=0x")));
+    if let Some(hex) = given.filter(|h| h.len() == 32) {
+        let mut iv = [0u8; 16];
+        for (i, byte) in iv.iter_mut().enumerate() {
+            *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap_or(0);
+        }
+        return iv;
+    }
+    let sequence: u64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("#EXT-X-MEDIA-SEQUENCE:"))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0);
+    let mut iv = [0u8; 16];
+    iv[8..].copy_from_slice(&sequence.to_be_bytes());
+    iv
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -299,15 +391,17 @@ mod tests {
                 resolution: None,
                 frame_rate: None,
                 codecs: vec!["mp4a.40.2".into()],
+                fmp4: false,
             },
             Variant {
                 uri: "v.m3u8".into(),
                 resolution: Some((1280, 720)),
                 frame_rate: Some(30.0),
                 codecs: vec!["avc1.64001f".into(), "mp4a.40.2".into()],
+                fmp4: false,
             },
         ];
-        write_master(&master, &variants, &[]).unwrap();
+        write_master_of(&master, &measure_all(dir.path(), &variants).unwrap(), &[]).unwrap();
         let text = std::fs::read_to_string(&master).unwrap();
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(
@@ -361,6 +455,26 @@ mod tests {
         let playlist = subtitle_playlist("s0.vtt", 4.02);
         assert!(playlist.contains("#EXT-X-TARGETDURATION:5\n#EXT-X-MEDIA-SEQUENCE:0"));
         assert_eq!(segments(&playlist), vec![(4.02, "s0.vtt".to_string())]);
+    }
+
+    #[test]
+    fn playlist_lengths_uris_and_ivs() {
+        let text = "#EXTM3U\n#EXT-X-MEDIA-SEQUENCE:3\n#EXTINF:6.000000,\na_00001.ts\n\
+                    #EXTINF:2.5,\na_00002.ts\n#EXT-X-ENDLIST\n";
+        assert_eq!(playlist_length(text), 8.5);
+        assert_eq!(uris(text).collect::<Vec<_>>(), ["a_00001.ts", "a_00002.ts"]);
+        assert_eq!(segment_iv(text)[15], 3);
+        let given = "#EXT-X-KEY:METHOD=AES-128,URI=\"k\",IV=0x000102030405060708090a0b0c0d0e0f\n";
+        assert_eq!(segment_iv(given)[1], 1);
+        let master = "#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"audio\",URI=\"a.m3u8\"\nv.m3u8\n";
+        assert_eq!(media_uris(master), ["a.m3u8"]);
+    }
+
+    #[test]
+    fn init_segments_come_from_ext_x_map() {
+        let text = "#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-MAP:URI=\"i_init.mp4\"\n#EXTINF:6,\na.m4s\n";
+        assert_eq!(init_segment(text).as_deref(), Some("i_init.mp4"));
+        assert_eq!(init_segment("#EXTM3U\n#EXTINF:6,\na.ts\n"), None);
     }
 
     #[test]

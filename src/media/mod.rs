@@ -4,6 +4,7 @@
 pub mod caps;
 mod captions;
 mod command;
+mod dash;
 mod encode;
 mod error;
 mod ffi;
@@ -31,7 +32,7 @@ pub use command::equivalent_command;
 pub use error::{ErrorClass, MediaError};
 pub use hdr::HdrTransfer;
 pub use input::{ALLOWED_DEMUXERS, MAX_DIMENSION, MAX_DURATION_SECONDS, MAX_PIXELS};
-pub use output::{OutputFile, OutputKind};
+pub use output::{OutputFile, OutputKind, local_key_file};
 pub use pipeline::{
     Edits, OutputSpec, TranscodeReport, transcode, transcode_many, transcode_many_then,
 };

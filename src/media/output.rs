@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use serde::{Deserialize, Serialize};
 
 use super::error::MediaError;
+use crate::job::SegmentKey;
 use crate::preset::{Container, Preset};
 
 /// What an output file is.
@@ -26,6 +27,8 @@ pub enum OutputKind {
     Playlist,
     /// The HLS master playlist naming every rendition.
     MasterPlaylist,
+    /// A CMAF output's DASH MPD, naming the same init and media segments as its playlists.
+    Manifest,
     /// A storyboard's WebVTT file, whose cues point into its sheets (pictures).
     Cues,
     /// A caption track written beside the output (`NAME.LANG.vtt`).
@@ -52,6 +55,10 @@ pub(crate) struct MuxTarget {
 /// its variant playlists (given a playlist path, the master is that file).
 pub const MASTER_PLAYLIST: &str = "master.m3u8";
 
+/// The file name of a CMAF output's DASH MPD when the output is a directory (given a
+/// playlist path `NAME.m3u8`, it is `NAME.mpd` beside it).
+pub const DASH_MANIFEST: &str = "manifest.mpd";
+
 /// The staging area for one transcode.
 #[derive(Debug)]
 pub(crate) struct Layout {
@@ -60,6 +67,9 @@ pub(crate) struct Layout {
     pub targets: Vec<MuxTarget>,
     /// Directories this run created for its outputs, deepest first.
     created: Vec<PathBuf>,
+    /// Files that hold a segment key (hidden, beside the staging area, never published):
+    /// removed however the run ends.
+    secrets: Vec<PathBuf>,
     settled: bool,
 }
 
@@ -79,6 +89,8 @@ enum Staging {
         ladder: bool,
         /// A storyboard's sheets and cues, rather than HLS.
         storyboard: bool,
+        /// CMAF: the DASH MPD's file name, published with the top playlist.
+        dash: Option<String>,
     },
 }
 
@@ -156,8 +168,8 @@ impl Layout {
             create,
             made: Vec::new(),
         };
-        if matches!(preset.container, Container::Hls | Container::Storyboard) {
-            let layout = if preset.container == Container::Hls {
+        if preset.container.segmented() || preset.container == Container::Storyboard {
+            let layout = if preset.container.segmented() {
                 Self::hls(output, preset, renditions, &mut dirs)
             } else {
                 Self::storyboard(output, &mut dirs)
@@ -200,6 +212,7 @@ impl Layout {
                 final_path: output.to_path_buf(),
             },
             created: dirs.made,
+            secrets: Vec::new(),
             settled: false,
         })
     }
@@ -221,6 +234,7 @@ impl Layout {
             format!("{stem}.m3u8")
         };
         let segment_seconds = preset.hls.as_ref().map_or(6.0, |h| h.segment_seconds);
+        let cmaf = preset.container == Container::Cmaf;
         let targets = renditions
             .iter()
             .map(|r| {
@@ -228,24 +242,14 @@ impl Layout {
                     Some(name) => format!("{stem}_{name}"),
                     None => stem.clone(),
                 };
-                let segments = temp_dir.join(format!("{base}_%05d.ts"));
                 MuxTarget {
                     path: temp_dir.join(format!("{base}.m3u8")),
                     muxer: "hls",
-                    options: vec![
-                        ("hls_time".into(), format!("{segment_seconds}")),
-                        ("hls_list_size".into(), "0".into()),
-                        ("hls_playlist_type".into(), "vod".into()),
-                        ("hls_segment_type".into(), "mpegts".into()),
-                        ("hls_flags".into(), "independent_segments".into()),
-                        (
-                            "hls_segment_filename".into(),
-                            segments.to_string_lossy().into_owned(),
-                        ),
-                    ],
+                    options: hls_options(&temp_dir, &base, segment_seconds, cmaf),
                 }
             })
             .collect();
+        let dash = cmaf.then(|| mpd_name(&top));
         Ok(Layout {
             final_dir,
             targets,
@@ -255,10 +259,43 @@ impl Layout {
                 top,
                 ladder,
                 storyboard: false,
+                dash,
             },
             created: std::mem::take(&mut dirs.made),
+            secrets: Vec::new(),
             settled: false,
         })
+    }
+
+    /// Has every HLS muxer encrypt its segments with `key` (AES-128-CBC, the IV the
+    /// segment's sequence number, as HLS defines when `#EXT-X-KEY` gives none), naming
+    /// `key.uri` in `#EXT-X-KEY`. FFmpeg reads the key from a key info file and a key file
+    /// written here, hidden beside the staging area and removed when the run ends (given the
+    /// key as an option, FFmpeg 5.1 would write it to the key URI).
+    pub fn encrypt(&mut self, key: &SegmentKey) -> Result<(), MediaError> {
+        let Staging::Dir { temp_dir, .. } = &self.staging else {
+            return Ok(());
+        };
+        let base = temp_dir.to_string_lossy().into_owned();
+        let key_file = PathBuf::from(format!("{base}.key"));
+        let info_file = PathBuf::from(format!("{base}.keyinfo"));
+        self.secrets.extend([key_file.clone(), info_file.clone()]);
+        if key.uri.contains(['\n', '\r']) {
+            return Err(MediaError::Unsupported(format!(
+                "the key URI {:?} has a line break",
+                key.uri
+            )));
+        }
+        write_private(&key_file, &key.key)?;
+        let info = format!("{}\n{}\n", key.uri, key_file.to_string_lossy());
+        write_private(&info_file, info.as_bytes())?;
+        let info_path = info_file.to_string_lossy().into_owned();
+        for target in self.targets.iter_mut().filter(|t| t.muxer == "hls") {
+            target
+                .options
+                .push(("hls_key_info_file".to_string(), info_path.clone()));
+        }
+        Ok(())
     }
 
     /// A storyboard at `output` (`…/name.vtt`): sheets `name_001.jpg`, `name_002.jpg` … and
@@ -281,8 +318,10 @@ impl Layout {
                 stem,
                 ladder: false,
                 storyboard: true,
+                dash: None,
             },
             created: std::mem::take(&mut dirs.made),
+            secrets: Vec::new(),
             settled: false,
         })
     }
@@ -358,6 +397,18 @@ impl Layout {
         }
     }
 
+    /// The path of a CMAF output's DASH MPD while staging.
+    pub fn staged_manifest(&self) -> Option<PathBuf> {
+        match &self.staging {
+            Staging::Dir {
+                temp_dir,
+                dash: Some(name),
+                ..
+            } => Some(temp_dir.join(name)),
+            _ => None,
+        }
+    }
+
     /// Moves everything into place, segments first and the master playlist last, and lists
     /// the published files in that order.
     pub fn commit(mut self, picture: bool) -> Result<Vec<OutputFile>, MediaError> {
@@ -381,6 +432,7 @@ impl Layout {
                 top,
                 ladder,
                 storyboard,
+                dash,
                 ..
             } => {
                 let mut entries: Vec<(u8, String)> = std::fs::read_dir(temp_dir)
@@ -388,11 +440,13 @@ impl Layout {
                     .filter_map(|e| e.ok())
                     .filter_map(|e| e.file_name().into_string().ok())
                     .map(|name| {
-                        let segment = name.ends_with(".ts")
+                        let segment = is_segment(&name)
                             || name.ends_with(".jpg")
                             || (name.ends_with(".vtt") && !*storyboard);
                         let rank = if segment {
                             0
+                        } else if dash.as_ref() == Some(&name) {
+                            3
                         } else if (*ladder || *storyboard) && name == *top {
                             2
                         } else {
@@ -415,11 +469,13 @@ impl Layout {
                             (0, false) => OutputKind::Segment,
                             (2, true) => OutputKind::Cues,
                             (2, false) => OutputKind::MasterPlaylist,
+                            (3, _) => OutputKind::Manifest,
                             _ => OutputKind::Playlist,
                         },
                     });
                 }
                 let _ = std::fs::remove_dir(temp_dir);
+                remove_secrets(&self.secrets);
                 Ok(out)
             }
         }
@@ -440,7 +496,67 @@ impl Layout {
                 let _ = std::fs::remove_dir_all(temp_dir);
             }
         }
+        remove_secrets(&self.secrets);
         remove_dirs(&self.created);
+    }
+}
+
+/// A CMAF output's MPD beside its top playlist: [`DASH_MANIFEST`] beside [`MASTER_PLAYLIST`],
+/// else `NAME.mpd` beside `NAME.m3u8`.
+pub(crate) fn mpd_name(top: &str) -> String {
+    if top == MASTER_PLAYLIST {
+        return DASH_MANIFEST.to_string();
+    }
+    format!("{}.mpd", top.strip_suffix(".m3u8").unwrap_or(top))
+}
+
+/// The options of one rendition's `hls` muxer writing `base.m3u8` in `dir`: MPEG-TS
+/// segments `base_00000.ts` …, or for CMAF fragmented MP4 (`base_init.mp4`, then
+/// `base_00000.m4s` …; playlist version 7 with `#EXT-X-MAP`).
+fn hls_options(dir: &Path, base: &str, segment_seconds: f64, cmaf: bool) -> Vec<(String, String)> {
+    let extension = if cmaf { "m4s" } else { "ts" };
+    let segments = dir.join(format!("{base}_%05d.{extension}"));
+    let mut options = vec![
+        ("hls_time".into(), format!("{segment_seconds}")),
+        ("hls_list_size".into(), "0".into()),
+        ("hls_playlist_type".into(), "vod".into()),
+        (
+            "hls_segment_type".into(),
+            if cmaf { "fmp4" } else { "mpegts" }.into(),
+        ),
+        ("hls_flags".into(), "independent_segments".into()),
+        (
+            "hls_segment_filename".into(),
+            segments.to_string_lossy().into_owned(),
+        ),
+    ];
+    if cmaf {
+        options.push(("hls_fmp4_init_filename".into(), format!("{base}_init.mp4")));
+    }
+    options
+}
+
+/// A media segment or an init segment, published before the playlists naming it.
+fn is_segment(name: &str) -> bool {
+    name.ends_with(".ts") || name.ends_with(".m4s") || name.ends_with("_init.mp4")
+}
+
+/// Writes a file only its owner can read.
+fn write_private(path: &Path, bytes: &[u8]) -> Result<(), MediaError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| MediaError::io(path, e))?;
+    file.write_all(bytes).map_err(|e| MediaError::io(path, e))
+}
+
+fn remove_secrets(files: &[PathBuf]) {
+    for file in files {
+        let _ = std::fs::remove_file(file);
     }
 }
 
@@ -458,6 +574,13 @@ impl Drop for Layout {
             self.remove_staged();
         }
     }
+}
+
+/// Where `ffarm transcode` keeps the key of an encrypted HLS output at `output`: `NAME.key`
+/// beside its playlists, named by them relatively (so the folder plays as it is).
+pub fn local_key_file(output: &Path) -> PathBuf {
+    let (dir, stem, _) = hls_names(output);
+    dir.join(format!("{stem}.key"))
 }
 
 /// Where an HLS output at `output` goes: its directory, the stem every file name starts

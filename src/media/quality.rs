@@ -77,7 +77,7 @@ pub(crate) fn measure_output(
     if container.picture() || container == Container::Storyboard {
         return Ok(Vec::new());
     }
-    let runs: Vec<(Vec<PathBuf>, Option<String>)> = if container == Container::Hls {
+    let runs: Vec<(Vec<PathBuf>, Option<String>)> = if container.segmented() {
         let variants = verify::hls_variants(top)?;
         let names = renditions.iter().cloned().chain(std::iter::repeat(None));
         variants
@@ -90,9 +90,43 @@ pub(crate) fn measure_output(
     };
     let mut figures = Vec::new();
     for (files, name) in runs {
+        let joined = join_fmp4(&files)?;
+        let files = joined.as_ref().map_or(files, |j| vec![j.0.clone()]);
         figures.extend(measure(reference, files, name, stop, compared)?);
     }
     Ok(figures)
+}
+
+/// A hidden file that goes when dropped.
+struct Scratch(PathBuf);
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// CMAF segments (`.m4s`) read only after their init segment: a hidden copy of one
+/// variant's init segment and segments joined (one fragmented MP4), beside them; None for
+/// segments that read on their own (MPEG-TS).
+fn join_fmp4(segments: &[PathBuf]) -> Result<Option<Scratch>, MediaError> {
+    let Some(first) = segments
+        .first()
+        .filter(|f| f.extension().is_some_and(|e| e == "m4s"))
+    else {
+        return Ok(None);
+    };
+    let name = first.file_name().unwrap_or_default().to_string_lossy();
+    let stem = name.rsplit_once('_').map_or(name.as_ref(), |(s, _)| s);
+    let init = first.with_file_name(format!("{stem}_init.mp4"));
+    let joined =
+        Scratch(first.with_file_name(format!(".{stem}.{}.quality.mp4", std::process::id())));
+    let mut bytes = std::fs::read(&init).map_err(|e| MediaError::io(&init, e))?;
+    for s in segments {
+        bytes.extend(std::fs::read(s).map_err(|e| MediaError::io(s, e))?);
+    }
+    std::fs::write(&joined.0, bytes).map_err(|e| MediaError::io(&joined.0, e))?;
+    Ok(Some(joined))
 }
 
 /// SSIM and PSNR of the output made of `files` (one media file, or an HLS variant's

@@ -8,8 +8,12 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use super::dash;
 use super::error::MediaError;
+use super::ffi;
+use super::hls;
 use super::input;
+use super::output::mpd_name;
 use super::probe::{self, ProbeReport, StreamReport};
 use crate::job::LoudnessChecked;
 use crate::preset::Container;
@@ -51,6 +55,8 @@ pub(crate) struct Expect {
     /// The input's video and audio frames, in seconds: the input's own lengths are only
     /// as exact as those (a decoder may trim or keep a last frame's padding).
     pub input_frames: (f64, f64),
+    /// The key HLS segments are encrypted with (`METHOD=AES-128`), to read them back.
+    pub key: Option<[u8; 16]>,
 }
 
 impl Expect {
@@ -85,8 +91,62 @@ impl Expect {
                 if video { video_frame } else { 0.0 },
                 if audio { audio_frame } else { 0.0 },
             ),
+            key: None,
         }
     }
+}
+
+/// A CMAF output: its HLS side as [`check_hls`] checks it (each variant's init segment
+/// named by `#EXT-X-MAP` and there), then the DASH MPD beside it: well-formed, one
+/// Representation per variant, every file it names there.
+fn check_cmaf(top: &Path, expect: &Expect) -> Result<OutputCheck, MediaError> {
+    let mut check = check_hls(top, expect)?;
+    // The audio rendition (the master's `#EXT-X-MEDIA`): its segments there, it has audio.
+    let dir = top.parent().unwrap_or(Path::new("."));
+    let master = read(top)?;
+    let audio = hls::media_uris(&master);
+    let alone = Expect {
+        video: false,
+        audio: true,
+        ..*expect
+    };
+    for uri in &audio {
+        let rendition = check_hls(&dir.join(uri), &alone)?;
+        check.files += rendition.files + 1;
+        check.streams.extend(rendition.streams);
+    }
+    let mpd = mpd_beside(top);
+    let text = read(&mpd)?;
+    let named = dash::named_files(&text).map_err(|why| invalid(&mpd, why))?;
+    let renditions = hls_variants(top)?.len() + audio.len();
+    if named.len() != renditions {
+        return Err(invalid(
+            &mpd,
+            format!(
+                "it has {} Representations for {renditions} HLS renditions",
+                named.len()
+            ),
+        ));
+    }
+    for representation in &named {
+        if representation.files.len() < 2 {
+            return Err(invalid(
+                &mpd,
+                format!("Representation {} names no segment", representation.id),
+            ));
+        }
+        if let Some(missing) = representation.files.iter().find(|f| !dir.join(f).is_file()) {
+            return Err(invalid(&mpd, format!("its segment {missing} is missing")));
+        }
+    }
+    check.files += 1;
+    Ok(check)
+}
+
+/// A CMAF output's MPD, beside its top playlist (`output::mpd_name`).
+fn mpd_beside(top: &Path) -> PathBuf {
+    let name = top.file_name().unwrap_or_default().to_string_lossy();
+    top.with_file_name(mpd_name(&name))
 }
 
 /// Checks the output of `container` at `path` (its top file).
@@ -97,6 +157,7 @@ pub(crate) fn check(
 ) -> Result<OutputCheck, MediaError> {
     match container {
         Container::Hls => check_hls(path, expect),
+        Container::Cmaf => check_cmaf(path, expect),
         Container::Storyboard => check_storyboard(path),
         Container::Jpg => check_picture(path),
         _ => check_file(path, expect),
@@ -286,7 +347,7 @@ pub(crate) fn hls_variants(top: &Path) -> Result<Vec<PathBuf>, MediaError> {
     let dir = top.parent().unwrap_or(Path::new("."));
     let text = read(top)?;
     Ok(if text.contains("#EXT-X-STREAM-INF") {
-        uris(&text).map(|u| dir.join(u)).collect()
+        hls::uris(&text).map(|u| dir.join(u)).collect()
     } else {
         vec![top.to_path_buf()]
     })
@@ -296,7 +357,7 @@ pub(crate) fn hls_variants(top: &Path) -> Result<Vec<PathBuf>, MediaError> {
 pub(crate) fn hls_segments(variant: &Path) -> Result<(Vec<PathBuf>, String), MediaError> {
     let dir = variant.parent().unwrap_or(Path::new("."));
     let text = read(variant)?;
-    Ok((uris(&text).map(|u| dir.join(u)).collect(), text))
+    Ok((hls::uris(&text).map(|u| dir.join(u)).collect(), text))
 }
 
 fn check_hls(top: &Path, expect: &Expect) -> Result<OutputCheck, MediaError> {
@@ -382,18 +443,12 @@ fn check_playlist(
     let Some(first) = segments.first() else {
         return Err(invalid(playlist, "the playlist names no segment"));
     };
-    let report = if first.is_file() {
-        let report = open(first)?;
-        has_streams(first, &report, expect)?;
-        report
-    } else {
-        ProbeReport::default()
-    };
-    let length = playlist_length(&text);
+    let (report, init) = first_streams(playlist, &text, first, expect)?;
+    let length = hls::playlist_length(&text);
     if let Some(want) = expect.duration {
         within_a_frame(playlist, &report, expect, want, length)?;
     }
-    Ok((segments.len(), length, report))
+    Ok((segments.len() + usize::from(init), length, report))
 }
 
 /// The media playlists of a master's alternate audio renditions (`#EXT-X-MEDIA` of type
@@ -408,6 +463,66 @@ pub(crate) fn hls_audio_renditions(top: &Path) -> Result<Vec<PathBuf>, MediaErro
         .filter_map(|attrs| attrs.split_once("URI=\"")?.1.split('"').next())
         .map(|uri| dir.join(uri))
         .collect())
+}
+
+/// The streams of a variant's first segment, when it is here: read through its init
+/// segment (`#EXT-X-MAP`, which must be there) for fMP4, decrypted with the expected key
+/// for `METHOD=AES-128`; and whether an init segment was counted.
+fn first_streams(
+    variant: &Path,
+    text: &str,
+    first: &Path,
+    expect: &Expect,
+) -> Result<(ProbeReport, bool), MediaError> {
+    if let Some(init) = hls::init_segment(text) {
+        let path = variant.parent().unwrap_or(Path::new(".")).join(&init);
+        if !path.is_file() {
+            return Err(invalid(
+                variant,
+                format!("its init segment {init} is missing"),
+            ));
+        }
+        let report = open(&path)?;
+        has_streams(&path, &report, expect)?;
+        return Ok((report, true));
+    }
+    if !first.is_file() {
+        return Ok((ProbeReport::default(), false));
+    }
+    let report = if text.contains("#EXT-X-KEY:METHOD=AES-128") {
+        open_decrypted(variant, text, first, expect.key)?
+    } else {
+        open(first)?
+    };
+    has_streams(first, &report, expect)?;
+    Ok((report, false))
+}
+
+/// Probes the first segment of an AES-128 playlist decrypted with `key` (the IV its
+/// `#EXT-X-KEY` gives, else its media sequence number, as HLS says), from a hidden copy
+/// beside it that goes again at once.
+fn open_decrypted(
+    variant: &Path,
+    text: &str,
+    first: &Path,
+    key: Option<[u8; 16]>,
+) -> Result<ProbeReport, MediaError> {
+    let Some(key) = key else {
+        return Err(invalid(
+            variant,
+            "its segments are encrypted and no key was given",
+        ));
+    };
+    let bytes =
+        std::fs::read(first).map_err(|e| invalid(first, format!("it cannot be read: {e}")))?;
+    let plain = ffi::aes128_cbc_decrypt(&key, &hls::segment_iv(text), &bytes)
+        .ok_or_else(|| invalid(first, "it does not decrypt with the job's key"))?;
+    let name = first.file_name().unwrap_or_default().to_string_lossy();
+    let copy = first.with_file_name(format!(".{name}.{}.check.ts", std::process::id()));
+    std::fs::write(&copy, plain).map_err(|e| MediaError::io(&copy, e))?;
+    let report = open(&copy);
+    let _ = std::fs::remove_file(&copy);
+    report.map_err(|_| invalid(first, "it does not read back once decrypted"))
 }
 
 /// A storyboard: every sheet its cues name is there; the cues' end is its length.
@@ -448,21 +563,6 @@ fn read(path: &Path) -> Result<String, MediaError> {
     std::fs::read_to_string(path).map_err(|e| invalid(path, format!("it cannot be read: {e}")))
 }
 
-/// The URI lines of a playlist.
-fn uris(text: &str) -> impl Iterator<Item = &str> {
-    text.lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-}
-
-/// The sum of a media playlist's `#EXTINF` durations.
-fn playlist_length(text: &str) -> f64 {
-    text.lines()
-        .filter_map(|l| l.strip_prefix("#EXTINF:"))
-        .filter_map(|v| v.split(',').next()?.trim().parse::<f64>().ok())
-        .sum()
-}
-
 /// `HH:MM:SS.mmm` in seconds.
 fn parse_timestamp(t: &str) -> Option<f64> {
     let mut seconds = 0.0;
@@ -490,11 +590,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn playlists_and_timestamps() {
-        let text = "#EXTM3U\n#EXTINF:6.000000,\na_00001.ts\n#EXTINF:2.5,\na_00002.ts\n\
-                    #EXT-X-ENDLIST\n";
-        assert_eq!(playlist_length(text), 8.5);
-        assert_eq!(uris(text).collect::<Vec<_>>(), ["a_00001.ts", "a_00002.ts"]);
+    fn timestamps() {
         assert_eq!(parse_timestamp("01:02:05.250"), Some(3725.25));
         assert_eq!(parse_timestamp("x"), None);
     }

@@ -20,6 +20,9 @@ pub enum Container {
     Wav,
     /// HTTP Live Streaming: MPEG-TS segments and playlists.
     Hls,
+    /// CMAF: fragmented MP4 segments (an init segment per rendition) named by both an HLS
+    /// master playlist and a DASH MPD (decision 0081).
+    Cmaf,
     /// A single JPEG picture (poster frame).
     Jpg,
     /// Thumbnails every few seconds tiled into JPEG sprite sheets, with a WebVTT file whose
@@ -28,7 +31,7 @@ pub enum Container {
 }
 
 impl Container {
-    pub const ALL: [Container; 14] = [
+    pub const ALL: [Container; 15] = [
         Container::Mp4,
         Container::Mov,
         Container::Mkv,
@@ -41,6 +44,7 @@ impl Container {
         Container::Ogg,
         Container::Wav,
         Container::Hls,
+        Container::Cmaf,
         Container::Jpg,
         Container::Storyboard,
     ];
@@ -64,6 +68,7 @@ impl Container {
             Container::Ogg => "ogg",
             Container::Wav => "wav",
             Container::Hls => "hls",
+            Container::Cmaf => "cmaf",
             Container::Jpg => "jpg",
             Container::Storyboard => "storyboard",
         }
@@ -83,7 +88,7 @@ impl Container {
             Container::Mp3 => "mp3",
             Container::Ogg => "ogg",
             Container::Wav => "wav",
-            Container::Hls => "hls",
+            Container::Hls | Container::Cmaf => "hls",
             Container::Jpg | Container::Storyboard => "image2",
         }
     }
@@ -91,10 +96,16 @@ impl Container {
     /// The output file extension (for HLS, the playlist's).
     pub fn extension(self) -> &'static str {
         match self {
-            Container::Hls => "m3u8",
+            Container::Hls | Container::Cmaf => "m3u8",
             Container::Storyboard => "vtt",
             other => other.name(),
         }
+    }
+
+    /// Written as segments named by playlists (HLS; CMAF with its DASH manifest too), by
+    /// FFmpeg's `hls` muxer, one per rendition.
+    pub fn segmented(self) -> bool {
+        matches!(self, Container::Hls | Container::Cmaf)
     }
 
     /// Holds no video at all.
@@ -135,7 +146,7 @@ impl Container {
             Container::Flv => matches!(codec, H264),
             Container::Avi => matches!(codec, H264 | Mpeg4 | Mjpeg),
             Container::Ts => matches!(codec, H264 | Hevc),
-            Container::Hls => matches!(codec, H264),
+            Container::Hls | Container::Cmaf => matches!(codec, H264),
             Container::Jpg | Container::Storyboard => matches!(codec, Mjpeg),
             Container::M4a | Container::Mp3 | Container::Ogg | Container::Wav => false,
         }
@@ -153,6 +164,7 @@ impl Container {
             Container::Avi => matches!(codec, Mp3 | Ac3 | PcmS16le | Aac),
             Container::Ts => matches!(codec, Aac | Mp3 | Ac3 | Opus),
             Container::Hls => matches!(codec, Aac | Mp3),
+            Container::Cmaf => matches!(codec, Aac),
             Container::M4a => matches!(codec, Aac),
             Container::Mp3 => matches!(codec, Mp3),
             Container::Ogg => matches!(codec, Vorbis | Opus | Flac),

@@ -85,9 +85,18 @@ impl Preset {
         self.why_unsplittable().is_none()
     }
 
+    /// Whether its HLS segments are encrypted with the job's key.
+    pub fn encrypts(&self) -> bool {
+        self.hls.as_ref().is_some_and(|h| h.encryption.is_some())
+    }
+
     /// Why its jobs cannot be split, if they cannot: "copies the video stream", …
     pub fn why_unsplittable(&self) -> Option<&'static str> {
         unsplittable(self.container, &self.video)
+            .or((self.container == Container::Cmaf).then_some("writes CMAF (such jobs run whole)"))
+            .or(self
+                .encrypts()
+                .then_some("encrypts its segments (such jobs run whole)"))
             .or(self
                 .watermark
                 .as_ref()
@@ -236,6 +245,17 @@ impl Loudness {
 pub struct HlsLadder {
     pub segment_seconds: f64,
     pub renditions: Vec<Rendition>,
+    /// Segments encrypted with the job's key (decision 0082).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub encryption: Option<HlsEncryption>,
+}
+
+/// How HLS segments are encrypted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum HlsEncryption {
+    /// Whole segments, AES-128-CBC (`#EXT-X-KEY:METHOD=AES-128`), one key per job.
+    #[serde(rename = "aes-128")]
+    Aes128,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -77,6 +77,8 @@ pub struct AudioSpec {
 #[serde(deny_unknown_fields)]
 pub struct HlsSpec {
     pub segment_seconds: Option<f64>,
+    /// "aes-128" or "none".
+    pub encryption: Option<String>,
     #[serde(default)]
     pub renditions: Vec<RenditionSpec>,
 }

@@ -2,6 +2,7 @@
 //! SQLite (embedded default) and PostgreSQL (scale-out) — passing one conformance suite.
 
 mod filters;
+mod keys;
 mod outputs;
 mod parts;
 pub mod postgres;
@@ -18,7 +19,9 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
-use crate::job::{Job, JobSpec, Outcome, Part, PartOutcome, Scratch, SplitPlan, Status, Timestamp};
+use crate::job::{
+    Job, JobSpec, KEY_BYTES, Outcome, Part, PartOutcome, Scratch, SplitPlan, Status, Timestamp,
+};
 use crate::progress::Progress;
 
 pub use outputs::{OutputConflict, Reservation};
@@ -371,6 +374,14 @@ pub trait JobStore: Send + Sync + 'static {
     /// Gives back the keys an attempt reserved: it failed, was stopped or was handed back,
     /// and took back what it had uploaded.
     async fn release_outputs(&self, id: &str, attempt: u32) -> Result<()>;
+
+    /// The job's HLS segment key: the one stored, else `new`, stored now; so every attempt
+    /// of a job encrypts with the same key (decision 0082). `NotFound` for no such job.
+    async fn segment_key(&self, id: &str, new: [u8; KEY_BYTES]) -> Result<[u8; KEY_BYTES]>;
+
+    /// The job's segment key, if one was made (None: the job encrypts nothing, or has not
+    /// run yet). `NotFound` for no such job.
+    async fn stored_segment_key(&self, id: &str) -> Result<Option<[u8; KEY_BYTES]>>;
 
     /// Splits the job `attempt` holds (running, current attempt, not split yet) into `plan`'s
     /// parts: the job stays running but gives up its worker and lease, its parts are queued.

@@ -6,6 +6,7 @@
 //! serve` runs it beside the API.
 
 mod checks;
+mod keys;
 mod part;
 mod plan;
 pub mod protocol;

@@ -33,6 +33,9 @@ pub struct TaskSpec {
     /// How its media work runs.
     #[serde(default)]
     pub engine: EngineSettings,
+    /// The job's HLS segment key, when a preset of its encrypts (decision 0082).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub segment_key: Option<crate::job::SegmentKey>,
 }
 
 /// How a task runs its engine processes (`crate::engine`).

@@ -255,6 +255,7 @@ async fn start(
         presets_dir: ctx.config.presets_dir.clone(),
         work: super::unit::task_work(ctx, unit).await?,
         engine: engine_settings(&ctx.config.worker, job),
+        segment_key: super::keys::for_unit(ctx, unit).await?,
     };
     let spec_path = dir.join("task.json");
     let json = serde_json::to_vec_pretty(&spec)

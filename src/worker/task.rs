@@ -176,6 +176,7 @@ fn work(
                 side_files: job.media.subtitles.is_some_and(|s| s.side_files),
                 burn_in: job.media.subtitles.is_some_and(|s| s.burn_in),
             },
+            segment_key: spec.segment_key.clone(),
         },
     };
     let done: JobDone = io.media(work, access, &mut progress_reporter())?;

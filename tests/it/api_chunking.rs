@@ -189,6 +189,20 @@ async fn bad_chunking_is_a_400_naming_the_field() {
             )
             .answers(400, "invalid-request")
             .saying(&["chunking", "'poster-jpg' makes a still picture"]),
+        case("a part length for CMAF")
+            .post(
+                "/v1/jobs",
+                native("cmaf-abr", Some(json!({"segment_seconds": 30}))),
+            )
+            .answers(400, "invalid-request")
+            .saying(&["chunking", "'cmaf-abr' writes CMAF"]),
+        case("a part length for encrypted HLS")
+            .post(
+                "/v1/jobs",
+                native("hls-720p-aes", Some(json!({"segment_seconds": 30}))),
+            )
+            .answers(400, "invalid-request")
+            .saying(&["chunking", "'hls-720p-aes' encrypts its segments"]),
         case("the function's shape")
             .post("/v1/jobs", function)
             .answers(400, "invalid-request")

@@ -109,3 +109,46 @@ fn ctrl_c_stops_and_removes_the_partial_file() {
         files_under(dir.path())
     );
 }
+
+#[test]
+fn transcode_with_an_encrypting_preset_writes_the_key_beside_the_playlists() {
+    let dir = tempdir();
+    let playlist = dir.path().join("v.m3u8");
+    let out = Command::new(ffarm_bin())
+        .args(["transcode", "--preset", "hls-720p-aes"])
+        .arg(valid("hls_source_1080p.mp4"))
+        .arg(&playlist)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let key: [u8; 16] = std::fs::read(dir.path().join("v.key"))
+        .unwrap()
+        .try_into()
+        .expect("a 16-byte key");
+    crate::media_cmaf::assert_decrypts(&playlist, &key, "v.key");
+    // ffprobe reads the playlist, fetching the key it names beside it (FFmpeg's HLS reader
+    // opens a `.key` file only when told to); without the key, it cannot.
+    let streams = || {
+        let out = Command::new("ffprobe")
+            .args(["-v", "error", "-allowed_extensions", "ALL", "-show_streams"])
+            .arg(&playlist)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert!(streams().contains("codec_name=h264"));
+    std::fs::remove_file(dir.path().join("v.key")).unwrap();
+    assert!(!streams().contains("codec_name=h264"));
+    let printed = Command::new(ffarm_bin())
+        .args(["transcode", "--print-ffmpeg", "--preset", "hls-720p-aes"])
+        .arg(valid("h264_aac.mp4"))
+        .arg(&playlist)
+        .output()
+        .unwrap();
+    assert!(!printed.status.success());
+    assert!(String::from_utf8_lossy(&printed.stderr).contains("segment key"));
+}

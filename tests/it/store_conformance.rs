@@ -662,7 +662,34 @@ async fn notifications_announce_changes(s: &dyn JobStore) {
     stop.await;
 }
 
+/// A job's segment key: made by the first caller, the same for every later one (a retry's
+/// attempt), kept apart from the job (never in its JSON), none for a job that never asked,
+/// `NotFound` for no job.
+async fn segment_keys_are_made_once_and_kept(s: &dyn JobStore) {
+    let id = submit(s, "in/key.mp4").await;
+    assert_eq!(s.stored_segment_key(&id).await.unwrap(), None);
+    let first = s.segment_key(&id, [7; 16]).await.unwrap();
+    assert_eq!(first, [7; 16]);
+    let again = s.segment_key(&id, [9; 16]).await.unwrap();
+    assert_eq!(again, [7; 16], "the first key stays");
+    assert_eq!(s.stored_segment_key(&id).await.unwrap(), Some([7; 16]));
+    let json = serde_json::to_string(&s.get(&id).await.unwrap()).unwrap();
+    assert!(!json.contains("[7,7") && !json.contains("0707"), "{json}");
+    let other = submit(s, "in/other.mp4").await;
+    assert_eq!(s.stored_segment_key(&other).await.unwrap(), None);
+    for missing in [
+        s.segment_key("no-such-job", [1; 16]).await.unwrap_err(),
+        s.stored_segment_key("no-such-job").await.unwrap_err(),
+    ] {
+        assert!(
+            matches!(missing, StoreError::NotFound { .. }),
+            "{missing:?}"
+        );
+    }
+}
+
 conformance!(
+    segment_keys_are_made_once_and_kept,
     submit_get_and_history,
     idempotent_submit_and_conflicts,
     claim_order_priority_then_age,

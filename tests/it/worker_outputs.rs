@@ -240,6 +240,7 @@ async fn a_task_waiting_for_its_reservation_stops_on_request() {
             presets_dir: None,
             work: Default::default(),
             engine: Default::default(),
+            segment_key: None,
         };
         let spec_path = workspace.join("task.json");
         std::fs::write(&spec_path, serde_json::to_vec(&spec).unwrap()).unwrap();

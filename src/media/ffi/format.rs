@@ -134,7 +134,15 @@ pub fn input_start_time(input: &ff::format::context::Input) -> Option<i64> {
 pub fn open_output(path: &str, muxer: &str) -> Result<ff::format::context::Output, ff::Error> {
     let c_path = CString::new(path).map_err(|_| ff::Error::InvalidData)?;
     let c_muxer = CString::new(muxer).map_err(|_| ff::Error::InvalidData)?;
-    let whitelist = CString::new("file").map_err(|_| ff::Error::InvalidData)?;
+    // The hls muxer writes encrypted segments through `crypto:` over a file it names from
+    // its options (ours); `crypto` only wraps a nested URL, which the list still holds to
+    // `file`.
+    let protocols = if muxer == "hls" {
+        "file,crypto"
+    } else {
+        "file"
+    };
+    let whitelist = CString::new(protocols).map_err(|_| ff::Error::InvalidData)?;
     // SAFETY: the context is allocated by FFmpeg and either wrapped (owned by the returned
     // Output, which closes `pb` and frees it) or freed here on failure.
     unsafe {

@@ -2,6 +2,7 @@
 //! engine's `unsafe`; everything else in `media` goes through the safe bindings or through
 //! the small safe functions here.
 
+mod aes;
 mod codec;
 mod format;
 mod hdr;
@@ -15,6 +16,7 @@ use std::sync::Once;
 use ff::ffi as sys;
 use ffmpeg_next as ff;
 
+pub use aes::aes128_cbc_decrypt;
 pub use codec::*;
 pub use format::*;
 pub use hdr::*;

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use super::captions::RunCaptions;
 use super::{Ran, TranscodeReport, finalise_outputs, run_plan};
-use crate::job::Clip;
+use crate::job::{Clip, SegmentKey};
 use crate::media::captions::CaptionEdits;
 use crate::media::error::MediaError;
 use crate::media::input;
@@ -49,6 +49,9 @@ pub struct Edits {
     /// Caption files, side files and burn-in asked beyond the presets.
     #[serde(default, skip_serializing_if = "CaptionEdits::is_empty")]
     pub captions: CaptionEdits,
+    /// The job's key, for the outputs whose preset encrypts its HLS segments.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub segment_key: Option<SegmentKey>,
 }
 
 /// Transcodes `input` to `output` with `preset`. `on_progress` is called on this thread at
@@ -117,8 +120,9 @@ pub fn transcode_many_then(
         .enumerate()
         .map(|(i, o)| edited_plan(&input, &probe, o.preset, edits, logos.get(i)))
         .collect::<Result<Vec<_>, _>>()?;
+    no_quality_on_encrypted(outputs, edits)?;
     captions.shape_plans(&mut plans);
-    let layouts = layouts(outputs, &plans)?;
+    let layouts = layouts(outputs, &plans, edits.segment_key.as_ref())?;
     if let Err(e) = captions.burn_in(&mut plans, &layouts) {
         layouts.into_iter().for_each(Layout::discard);
         return Err(e);
@@ -127,7 +131,12 @@ pub fn transcode_many_then(
     let mut plan = plan::merge(plans)?;
     let sizes: Vec<usize> = layouts.iter().map(|l| l.targets.len()).collect();
     captions.embed(&mut plan, &sizes);
-    let expected = expectations(&layouts, outputs, &plan, &probe);
+    let mut expected = expectations(&layouts, outputs, &plan, &probe);
+    for ((_, _, expect), o) in expected.iter_mut().zip(outputs) {
+        if o.preset.encrypts() {
+            expect.key = edits.segment_key.as_ref().map(|k| k.key);
+        }
+    }
     let targets: Vec<MuxTarget> = layouts
         .iter()
         .flat_map(|l| l.targets.iter().cloned())
@@ -209,6 +218,20 @@ fn with_quality(
         }
     }
     Ok(checks)
+}
+
+/// Quality figures are not measured on encrypted segments: asking for both is an error.
+fn no_quality_on_encrypted(outputs: &[OutputSpec], edits: &Edits) -> Result<(), MediaError> {
+    match outputs
+        .iter()
+        .find(|o| o.preset.encrypts() && (edits.quality || o.preset.quality))
+    {
+        Some(o) => Err(MediaError::Unsupported(format!(
+            "preset {} encrypts its segments; quality figures are not measured on them",
+            o.preset.name
+        ))),
+        None => Ok(()),
+    }
 }
 
 /// Each output's watermark, decoded (one decode per image: outputs often share one).
@@ -315,12 +338,37 @@ fn with_loudness(mut checks: Vec<OutputCheck>, sizes: &[usize], ran: &Ran) -> Ve
 }
 
 /// The staging layout of each output (made before the plans merge, from each one's
-/// renditions); on a failure, the ones already made are taken away again.
-fn layouts(outputs: &[OutputSpec], plans: &[Plan]) -> Result<Vec<Layout>, MediaError> {
+/// renditions), its segments encrypted with `key` where its preset asks (a preset that
+/// encrypts without a key is refused); on a failure, the ones already made are taken away
+/// again.
+fn layouts(
+    outputs: &[OutputSpec],
+    plans: &[Plan],
+    key: Option<&SegmentKey>,
+) -> Result<Vec<Layout>, MediaError> {
+    if let Some(o) = outputs
+        .iter()
+        .find(|o| o.preset.encrypts() && key.is_none())
+    {
+        return Err(MediaError::Unsupported(format!(
+            "preset {} encrypts its segments and no key was given",
+            o.preset.name
+        )));
+    }
     let mut layouts = Vec::new();
     for (o, p) in outputs.iter().zip(plans) {
         match Layout::new(o.path, o.preset, &p.renditions()) {
-            Ok(l) => layouts.push(l),
+            Ok(mut l) => {
+                let encrypted = match key.filter(|_| o.preset.encrypts()) {
+                    Some(key) => l.encrypt(key),
+                    None => Ok(()),
+                };
+                layouts.push(l);
+                if let Err(e) = encrypted {
+                    layouts.into_iter().for_each(Layout::discard);
+                    return Err(e);
+                }
+            }
             Err(e) => {
                 layouts.into_iter().for_each(Layout::discard);
                 return Err(e);

@@ -26,6 +26,7 @@ use crossbeam_channel::Receiver;
 use ffmpeg_next as ff;
 use serde::{Deserialize, Serialize};
 
+use super::dash;
 use super::error::MediaError;
 use super::ffi;
 use super::hls;
@@ -36,7 +37,7 @@ use super::plan::{AudioMember, Plan};
 use super::probe::ProbeReport;
 use super::verify::OutputCheck;
 use crate::job::LoudnessChecked;
-use crate::preset::Preset;
+use crate::preset::{Container, Preset};
 use crate::progress::{Phase, Progress};
 use crate::stop::StopToken;
 use audio::AudioLane;
@@ -443,9 +444,9 @@ pub(crate) fn outcome(
     check_complete(plan, &shared.meter, input, log_start)
 }
 
-/// Writes a ladder's master playlist, then moves every output into place. `members` says,
-/// per output file, whether it is one of the master's alternate audio renditions (empty:
-/// none is).
+/// Writes a ladder's master playlist (with its audio and subtitle renditions) and a CMAF
+/// output's DASH MPD, then moves every output into place. `members` says, per output file,
+/// whether it is one of the master's alternate audio renditions (empty: none is).
 pub(crate) fn finalise_outputs(
     layout: Layout,
     summaries: &[Written],
@@ -453,23 +454,51 @@ pub(crate) fn finalise_outputs(
     members: &[Option<AudioMember>],
     subtitles: &[hls::SubtitleRendition],
 ) -> Result<Vec<OutputFile>, MediaError> {
-    // A ladder always gets a master playlist, even when a small source leaves one rung.
-    if let Some(master) = layout.staged_master() {
-        let (variants, audio) = hls_variants(&layout, summaries, members);
-        let written = hls::write_master(&master, &variants, &audio).and_then(|()| {
-            if subtitles.is_empty() {
-                return Ok(());
-            }
-            let text = std::fs::read_to_string(&master).map_err(|e| MediaError::io(&master, e))?;
-            std::fs::write(&master, hls::with_subtitles(&text, subtitles))
-                .map_err(|e| MediaError::io(&master, e))
-        });
-        if let Err(e) = written {
-            layout.discard();
-            return Err(e);
-        }
+    if let Err(e) = write_manifests(&layout, summaries, preset, members, subtitles) {
+        layout.discard();
+        return Err(e);
     }
     layout.commit(preset.container.picture())
+}
+
+/// The files naming a ladder's playlists or a CMAF output's segments: a ladder always gets
+/// a master playlist, even when a small source leaves one rung; CMAF always gets its MPD.
+fn write_manifests(
+    layout: &Layout,
+    summaries: &[Written],
+    preset: &Preset,
+    members: &[Option<AudioMember>],
+    subtitles: &[hls::SubtitleRendition],
+) -> Result<(), MediaError> {
+    let (master, mpd) = (layout.staged_master(), layout.staged_manifest());
+    if master.is_none() && mpd.is_none() {
+        return Ok(());
+    }
+    let (mut variants, audio) = hls_variants(layout, summaries, members);
+    let fmp4 = preset.container == Container::Cmaf;
+    variants.iter_mut().for_each(|v| v.fmp4 = fmp4);
+    let staged = layout.targets.first().and_then(|t| t.path.parent());
+    let dir = staged.unwrap_or(Path::new("."));
+    let mut measured = hls::measure_all(dir, &variants)?;
+    let renditions = hls::measure_audio(dir, &audio)?;
+    if let Some(master) = master {
+        hls::write_master_of(&master, &measured, &renditions)?;
+        if !subtitles.is_empty() {
+            let text = std::fs::read_to_string(&master).map_err(|e| MediaError::io(&master, e))?;
+            std::fs::write(&master, hls::with_subtitles(&text, subtitles))
+                .map_err(|e| MediaError::io(&master, e))?;
+        }
+    }
+    if let Some(mpd) = mpd {
+        let segment_seconds = preset.hls.as_ref().map_or(6.0, |h| h.segment_seconds);
+        measured.extend(
+            renditions
+                .iter()
+                .map(|(a, rate)| (a.as_variant(fmp4), *rate)),
+        );
+        dash::write_mpd(&mpd, &measured, segment_seconds)?;
+    }
+    Ok(())
 }
 
 /// What the master playlist says of each output file, from what its muxer wrote: the
@@ -508,6 +537,7 @@ fn hls_variants(
             resolution: video.map(|v| (v.width, v.height)),
             frame_rate: video.and_then(|v| v.frame_rate),
             codecs,
+            fmp4: false,
         });
     }
     (variants, audio)

@@ -1,7 +1,8 @@
 //! Which audio tracks a transcode keeps and where each goes: every track, or the main one
 //! when the container holds fewer; or those in the languages asked for, in that order. In
 //! HLS, several kept tracks become alternate audio renditions (an `AUDIO` group): each its
-//! own audio-only media playlist, the video variants carrying no audio of their own.
+//! own audio-only media playlist, the video variants carrying no audio of their own; in
+//! CMAF, every kept track does.
 
 use super::ladder::Ladder;
 use super::{AudioPlan, AudioWork};
@@ -102,13 +103,16 @@ fn missing(all: &[&StreamReport], wanted: &[String]) -> String {
     )
 }
 
-/// Whether kept tracks become HLS audio renditions of their own: several of them, beside
-/// video (an audio-only input keeps its first track).
+/// Whether kept tracks become audio renditions of their own, beside video (an audio-only
+/// input keeps its first track): in HLS when there are several; in CMAF always, as DASH and
+/// CMAF players expect one track per file (decision 0081).
 pub(super) fn separate_renditions(preset: &Preset, kept: usize, probe: &ProbeReport) -> bool {
-    preset.container == Container::Hls
-        && kept > 1
-        && preset.video.is_some()
-        && probe.video().is_some()
+    let apart = match preset.container {
+        Container::Hls => kept > 1,
+        Container::Cmaf => kept > 0,
+        _ => false,
+    };
+    apart && preset.video.is_some() && probe.video().is_some()
 }
 
 /// One output file per kept track, after the video outputs; a video output without a

@@ -168,6 +168,7 @@ fn playlists(
             resolution: first.resolution,
             frame_rate: first.frame_rate,
             codecs: first.codecs,
+            fmp4: false,
         };
         let rate = made.rendition(&dir, &base, &pieces, part_dirs, true)?;
         variants.push((variant, rate));

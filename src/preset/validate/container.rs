@@ -81,21 +81,25 @@ pub(super) fn hls_section(
     video: &Option<VideoOutput>,
 ) -> Result<Option<HlsLadder>, PresetError> {
     let ladder = match (section, container) {
-        (Some(h), Container::Hls) => Some(hls(c, h, video)?),
-        (None, Container::Hls) => Some(HlsLadder {
+        (Some(h), c2) if c2.segmented() => Some(hls(c, h, container, video)?),
+        (None, c2) if c2.segmented() => Some(HlsLadder {
             segment_seconds: 6.0,
             renditions: Vec::new(),
+            encryption: None,
         }),
         (Some(_), other) => {
             return Err(c.err(
                 "hls",
-                format!("only an hls container takes [hls] (this is {other})"),
+                format!("only an hls or cmaf container takes [hls] (this is {other})"),
             ));
         }
         (None, _) => None,
     };
-    if container == Container::Hls && !matches!(video, Some(VideoOutput::Encode(_))) {
-        return Err(c.err("video", "an hls preset must encode video (h264)"));
+    if container.segmented() && !matches!(video, Some(VideoOutput::Encode(_))) {
+        return Err(c.err(
+            "video",
+            format!("an {container} preset must encode video (h264)"),
+        ));
     }
     Ok(ladder)
 }
@@ -215,10 +219,13 @@ pub(super) fn subtitles_section(
         burn_in: s.burn_in.unwrap_or(false),
     };
     let copy = match s.codec.as_deref() {
-        Some("copy") if container == Container::Hls => {
+        Some("copy") if container.segmented() => {
             return Err(c.err(
                 "subtitles.codec",
-                "HLS cannot carry copied subtitles; \"text\" makes WebVTT renditions",
+                format!(
+                    "{container} cannot carry copied subtitles (for HLS, \"text\" makes WebVTT \
+                     renditions)"
+                ),
             ));
         }
         Some("copy") => true,

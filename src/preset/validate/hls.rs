@@ -1,16 +1,17 @@
-//! The `[hls]` section: segment length and the ladder of renditions, each with a unique
-//! name, its size caps and its rate control.
+//! The `[hls]` section (hls and cmaf containers): segment length, the ladder of renditions,
+//! each with a unique name, its size caps and its rate control, and segment encryption.
 
 use super::MAX_SIDE;
 use super::check::Check;
 use super::rate::{RateFields, rate};
-use crate::preset::codecs::VideoCodec;
+use crate::preset::codecs::{Container, VideoCodec};
 use crate::preset::spec;
-use crate::preset::{HlsLadder, PresetError, RateControl, Rendition, VideoOutput};
+use crate::preset::{HlsEncryption, HlsLadder, PresetError, RateControl, Rendition, VideoOutput};
 
 pub(super) fn hls(
     c: &Check,
     h: &spec::HlsSpec,
+    container: Container,
     video: &Option<VideoOutput>,
 ) -> Result<HlsLadder, PresetError> {
     let segment_seconds = c
@@ -22,7 +23,14 @@ pub(super) fn hls(
     };
     let mut renditions: Vec<Rendition> = Vec::new();
     for (i, r) in h.renditions.iter().enumerate() {
-        let rendition = rendition(c, &format!("hls.renditions[{i}]"), codec, r, &renditions)?;
+        let field = format!("hls.renditions[{i}]");
+        if container == Container::Cmaf && r.name == "audio" {
+            return Err(c.err(
+                &format!("{field}.name"),
+                "'audio' names a cmaf output's audio rendition; pick another name",
+            ));
+        }
+        let rendition = rendition(c, &field, codec, r, &renditions)?;
         renditions.push(rendition);
     }
     if renditions.is_empty()
@@ -34,7 +42,33 @@ pub(super) fn hls(
     Ok(HlsLadder {
         segment_seconds,
         renditions,
+        encryption: encryption(c, h.encryption.as_deref(), container)?,
     })
+}
+
+/// `encryption`: "aes-128" (whole segments, AES-128-CBC, the key per job) on MPEG-TS HLS;
+/// CMAF's segments are shared with DASH, which has no whole-segment encryption, so a cmaf
+/// preset takes none (decision 0082).
+fn encryption(
+    c: &Check,
+    value: Option<&str>,
+    container: Container,
+) -> Result<Option<HlsEncryption>, PresetError> {
+    match value {
+        None | Some("none") => Ok(None),
+        Some("aes-128") if container == Container::Hls => Ok(Some(HlsEncryption::Aes128)),
+        Some("aes-128") => Err(c.err(
+            "hls.encryption",
+            format!(
+                "a {container} preset cannot encrypt: its segments are shared with DASH, \
+                 which has no whole-segment AES-128 (use an hls container)"
+            ),
+        )),
+        Some(other) => Err(c.err(
+            "hls.encryption",
+            format!("use \"aes-128\" or \"none\" (got '{other}')"),
+        )),
+    }
 }
 
 /// One rung of the ladder (`field` names it), after the rungs `before` it.

@@ -38,7 +38,7 @@ pub(super) fn video(
     if rate.crf.is_none()
         && rate.quality.is_none()
         && rate.bitrate.is_none()
-        && container != Container::Hls
+        && !container.segmented()
     {
         return Err(c.err("video", "set crf (or quality for mpeg4/mjpeg) or bitrate"));
     }
@@ -87,7 +87,7 @@ fn copy(c: &Check, container: Container, v: &spec::VideoSpec) -> Result<VideoOut
             "codec \"copy\" passes the stream through; it takes no encoding settings",
         ));
     }
-    if container == Container::Hls || container.picture() {
+    if container.segmented() || container.picture() {
         return Err(c.err(
             "video.codec",
             format!("container {container} cannot copy video; it must encode"),

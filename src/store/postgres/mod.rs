@@ -15,6 +15,7 @@ mod batched;
 mod claimed;
 mod deliveries;
 mod gather;
+mod keys;
 mod ops;
 mod outputs;
 mod parts;
@@ -39,7 +40,8 @@ use super::{
     WorkerInfo,
 };
 use crate::job::{
-    self, Job, JobSpec, Outcome, Part, PartOutcome, RetryPolicy, Scratch, SplitPlan, Timestamp,
+    self, Job, JobSpec, KEY_BYTES, Outcome, Part, PartOutcome, RetryPolicy, Scratch, SplitPlan,
+    Timestamp,
 };
 use crate::progress::Progress;
 use announce::Announcer;
@@ -502,6 +504,14 @@ impl JobStore for PostgresStore {
 
     async fn parts(&self, id: &str) -> Result<Vec<Part>> {
         self.parts_now(id).await
+    }
+
+    async fn segment_key(&self, id: &str, new: [u8; KEY_BYTES]) -> Result<[u8; KEY_BYTES]> {
+        self.segment_key_now(id, new).await
+    }
+
+    async fn stored_segment_key(&self, id: &str) -> Result<Option<[u8; KEY_BYTES]>> {
+        self.stored_segment_key_now(id).await
     }
 
     async fn split_plan(&self, id: &str) -> Result<Option<SplitPlan>> {

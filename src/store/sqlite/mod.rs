@@ -5,6 +5,7 @@
 //! channel, so this backend notifies only within its own process.
 
 mod deliveries;
+mod keys;
 mod ops;
 mod outputs;
 mod parts;
@@ -33,8 +34,8 @@ use super::{
     WorkerInfo, page_limit,
 };
 use crate::job::{
-    self, Job, JobSpec, Outcome, Part, PartOutcome, RetryPolicy, Scratch, SplitPlan, Status,
-    Timestamp,
+    self, Job, JobSpec, KEY_BYTES, Outcome, Part, PartOutcome, RetryPolicy, Scratch, SplitPlan,
+    Status, Timestamp,
 };
 use crate::progress::Progress;
 use writer::Writer;
@@ -432,6 +433,14 @@ impl JobStore for SqliteStore {
 
     async fn parts(&self, id: &str) -> Result<Vec<Part>> {
         self.parts_now(id).await
+    }
+
+    async fn segment_key(&self, id: &str, new: [u8; KEY_BYTES]) -> Result<[u8; KEY_BYTES]> {
+        self.segment_key_now(id, new).await
+    }
+
+    async fn stored_segment_key(&self, id: &str) -> Result<Option<[u8; KEY_BYTES]>> {
+        self.stored_segment_key_now(id).await
     }
 
     async fn split_plan(&self, id: &str) -> Result<Option<SplitPlan>> {
