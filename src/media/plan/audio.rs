@@ -126,22 +126,29 @@ pub(super) fn add_renditions(
     for o in outputs.iter_mut() {
         o.rendition.get_or_insert_with(|| "video".into());
     }
-    let mut used: Vec<String> = Vec::new();
+    let (mut files, mut titles): (Vec<String>, Vec<String>) = (Vec::new(), Vec::new());
     for (i, s) in sources.iter().enumerate() {
         let code = language::of_track(s.language.as_deref());
-        let mut name = format!("audio_{code}");
-        if used.contains(&name) {
-            name = format!("audio_{code}_{}", s.index);
-        }
-        used.push(name.clone());
+        // One track is simply `audio`; several are told apart by language (and index).
+        let file = match sources.len() {
+            1 => "audio".to_string(),
+            _ => unique(&files, format!("audio_{code}"), |n| {
+                format!("audio_{code}_{n}")
+            }),
+        };
+        files.push(file.clone());
+        // A group's NAMEs must differ (RFC 8216): "English", "English 2".
+        let title = rendition_title(s, code);
+        let title = unique(&titles, title.clone(), |n| format!("{title} {n}"));
+        titles.push(title.clone());
         let known = (code != language::UNDETERMINED).then(|| code.to_string());
         outputs.push(OutputPlan {
-            rendition: Some(name),
+            rendition: Some(file),
             slots: Vec::new(),
             global_header,
             hvc1,
             audio_member: Some(AudioMember {
-                name: rendition_title(s, code),
+                name: title,
                 language: known,
                 default: i == 0,
             }),
@@ -149,12 +156,25 @@ pub(super) fn add_renditions(
     }
 }
 
-/// What players show for a rendition: the track's own title, else its language's name.
+/// `first`, or the first of `nth(2)`, `nth(3)`… that `used` does not hold yet.
+fn unique(used: &[String], first: String, nth: impl Fn(usize) -> String) -> String {
+    if !used.contains(&first) {
+        return first;
+    }
+    (2..).map(nth).find(|n| !used.contains(n)).unwrap_or(first)
+}
+
+/// What players show for a rendition: the track's own title, else its language's name
+/// (`Audio` for one that names none).
 fn rendition_title(s: &StreamReport, code: &str) -> String {
+    let fallback = || match code {
+        language::UNDETERMINED => "Audio".to_string(),
+        _ => language::name(code),
+    };
     s.title
         .clone()
         .filter(|t| !t.trim().is_empty())
-        .unwrap_or_else(|| language::name(code))
+        .unwrap_or_else(fallback)
 }
 
 /// What becomes of each kept audio stream: copied or encoded into every output (the first

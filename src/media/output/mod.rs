@@ -9,9 +9,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::{Deserialize, Serialize};
 
+mod names;
+
 use super::error::MediaError;
 use crate::job::SegmentKey;
 use crate::preset::{Container, Preset};
+pub use names::{MASTER_PLAYLIST, local_key_file};
+pub(crate) use names::{hls_names, mpd_name};
+use names::{hls_options, is_segment, named_or_in, parent_dir};
 
 /// What an output file is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -50,14 +55,6 @@ pub(crate) struct MuxTarget {
     pub muxer: &'static str,
     pub options: Vec<(String, String)>,
 }
-
-/// The file name of an ABR ladder's master playlist when the output is a directory, beside
-/// its variant playlists (given a playlist path, the master is that file).
-pub const MASTER_PLAYLIST: &str = "master.m3u8";
-
-/// The file name of a CMAF output's DASH MPD when the output is a directory (given a
-/// playlist path `NAME.m3u8`, it is `NAME.mpd` beside it).
-pub const DASH_MANIFEST: &str = "manifest.mpd";
 
 /// The staging area for one transcode.
 #[derive(Debug)]
@@ -501,46 +498,6 @@ impl Layout {
     }
 }
 
-/// A CMAF output's MPD beside its top playlist: [`DASH_MANIFEST`] beside [`MASTER_PLAYLIST`],
-/// else `NAME.mpd` beside `NAME.m3u8`.
-pub(crate) fn mpd_name(top: &str) -> String {
-    if top == MASTER_PLAYLIST {
-        return DASH_MANIFEST.to_string();
-    }
-    format!("{}.mpd", top.strip_suffix(".m3u8").unwrap_or(top))
-}
-
-/// The options of one rendition's `hls` muxer writing `base.m3u8` in `dir`: MPEG-TS
-/// segments `base_00000.ts` …, or for CMAF fragmented MP4 (`base_init.mp4`, then
-/// `base_00000.m4s` …; playlist version 7 with `#EXT-X-MAP`).
-fn hls_options(dir: &Path, base: &str, segment_seconds: f64, cmaf: bool) -> Vec<(String, String)> {
-    let extension = if cmaf { "m4s" } else { "ts" };
-    let segments = dir.join(format!("{base}_%05d.{extension}"));
-    let mut options = vec![
-        ("hls_time".into(), format!("{segment_seconds}")),
-        ("hls_list_size".into(), "0".into()),
-        ("hls_playlist_type".into(), "vod".into()),
-        (
-            "hls_segment_type".into(),
-            if cmaf { "fmp4" } else { "mpegts" }.into(),
-        ),
-        ("hls_flags".into(), "independent_segments".into()),
-        (
-            "hls_segment_filename".into(),
-            segments.to_string_lossy().into_owned(),
-        ),
-    ];
-    if cmaf {
-        options.push(("hls_fmp4_init_filename".into(), format!("{base}_init.mp4")));
-    }
-    options
-}
-
-/// A media segment or an init segment, published before the playlists naming it.
-fn is_segment(name: &str) -> bool {
-    name.ends_with(".ts") || name.ends_with(".m4s") || name.ends_with("_init.mp4")
-}
-
 /// Writes a file only its owner can read.
 fn write_private(path: &Path, bytes: &[u8]) -> Result<(), MediaError> {
     use std::io::Write;
@@ -573,47 +530,6 @@ impl Drop for Layout {
         if !self.settled {
             self.remove_staged();
         }
-    }
-}
-
-/// Where `ffarm transcode` keeps the key of an encrypted HLS output at `output`: `NAME.key`
-/// beside its playlists, named by them relatively (so the folder plays as it is).
-pub fn local_key_file(output: &Path) -> PathBuf {
-    let (dir, stem, _) = hls_names(output);
-    dir.join(format!("{stem}.key"))
-}
-
-/// Where an HLS output at `output` goes: its directory, the stem every file name starts
-/// with, and whether `output` names the top playlist (`x.m3u8`) rather than a directory
-/// (where a ladder's master is `master.m3u8` and the stem `index`).
-pub(crate) fn hls_names(output: &Path) -> (PathBuf, String, bool) {
-    let is_playlist = output
-        .extension()
-        .is_some_and(|e| e.eq_ignore_ascii_case("m3u8"));
-    let (dir, stem) = named_or_in(output, "m3u8");
-    (dir, stem, is_playlist)
-}
-
-/// An output named by a path ending in `.EXT` (its folder and stem), or a folder (then the
-/// stem is `index`).
-fn named_or_in(output: &Path, ext: &str) -> (PathBuf, String) {
-    let named = output
-        .extension()
-        .is_some_and(|e| e.eq_ignore_ascii_case(ext));
-    if !named {
-        return (output.to_path_buf(), "index".into());
-    }
-    let stem = output
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "index".into());
-    (parent_dir(output), stem)
-}
-
-fn parent_dir(path: &Path) -> PathBuf {
-    match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
     }
 }
 
