@@ -28,12 +28,14 @@ PACKAGES=(
   ffmpeg
 )
 # What the tests use besides: python3-venv for the tools from PyPI — the S3-compatible test
-# server (moto) and the API fuzzer that checks every endpoint against the OpenAPI document
-# (schemathesis) — and Chromium for the browser tests of the web page (driven by
+# server (moto), the API fuzzer that checks every endpoint against the OpenAPI document
+# (schemathesis) and the Standard Webhooks library that checks signed deliveries — and Chromium for the browser tests of the web page (driven by
 # playwright-core from npm, which downloads no browser: the tests run /usr/bin/chromium).
 TEST_PACKAGES=(python3-venv chromium)
 MOTO="moto[server]==5.2.5"
 SCHEMATHESIS="schemathesis==4.32.5"
+# Checks the farm's signed deliveries as an independent Standard Webhooks implementation.
+STANDARDWEBHOOKS="standardwebhooks==1.3.0"
 
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 
@@ -163,6 +165,10 @@ test_tools() {
   if [ ! -x "$venv/bin/schemathesis" ]; then
     log "installing $SCHEMATHESIS (fuzzes the API from its OpenAPI document)"
     "$venv/bin/pip" install -q "$SCHEMATHESIS"
+  fi
+  if ! "$venv/bin/python" -c "import standardwebhooks" 2>/dev/null; then
+    log "installing $STANDARDWEBHOOKS (verifies signed deliveries independently)"
+    "$venv/bin/pip" install -q "$STANDARDWEBHOOKS"
   fi
   browser_test_packages
 }

@@ -7,7 +7,10 @@
 //!
 //! Delivery is at least once: a process that dies after the receiver answered but before the
 //! try was recorded leaves the delivery to be sent again when its hold expires. Every try of
-//! one ending carries the same `Idempotency-Key` header, so a receiver can drop repeats.
+//! one ending carries the same `Idempotency-Key` (and `webhook-id`) header, so a receiver can
+//! drop repeats. With `[destinations] secrets`, deliveries are signed as Standard Webhooks
+//! 1.0 asks: `webhook-timestamp`, and `webhook-signature` with a `v1,` HMAC-SHA256 of
+//! `id.timestamp.body` per secret.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -44,12 +47,49 @@ pub fn idempotency_key(d: &Delivery) -> String {
     format!("{}:{}:{}", d.job.id, d.job.attempt, d.id)
 }
 
+/// The Standard Webhooks headers of one try: `webhook-id`, `webhook-timestamp` (seconds) and,
+/// when there are keys, `webhook-signature`: `v1,` and the Base64 HMAC-SHA256 of
+/// `id.timestamp.body` by each key, space-separated (a receiver accepts any that matches,
+/// so secrets can be replaced without a gap).
+pub fn webhook_headers(
+    keys: &[Vec<u8>],
+    id: &str,
+    timestamp: i64,
+    body: &[u8],
+) -> Vec<(&'static str, String)> {
+    use base64::Engine;
+    use hmac::{Hmac, Mac};
+    let mut headers = vec![
+        ("webhook-id", id.to_string()),
+        ("webhook-timestamp", timestamp.to_string()),
+    ];
+    let signatures: Vec<String> = keys
+        .iter()
+        .filter_map(|key| {
+            let mut mac = Hmac::<sha2::Sha256>::new_from_slice(key).ok()?;
+            mac.update(format!("{id}.{timestamp}.").as_bytes());
+            mac.update(body);
+            let digest = mac.finalize().into_bytes();
+            Some(format!(
+                "v1,{}",
+                base64::engine::general_purpose::STANDARD.encode(digest)
+            ))
+        })
+        .collect();
+    if !signatures.is_empty() {
+        headers.push(("webhook-signature", signatures.join(" ")));
+    }
+    headers
+}
+
 /// Delivers the store's outbox from this process.
 #[derive(Clone)]
 pub struct Courier {
     store: Arc<dyn JobStore>,
     http: reqwest::Client,
     settings: Destinations,
+    /// The signing keys of `settings.secrets` (checked when the configuration was read).
+    keys: Arc<Vec<Vec<u8>>>,
     /// Who holds the deliveries this courier takes (the worker's id).
     holder: String,
 }
@@ -88,10 +128,16 @@ impl Courier {
         settings: Destinations,
         holder: String,
     ) -> Courier {
+        let keys = settings
+            .secrets
+            .iter()
+            .filter_map(|s| crate::config::signing_key(s).ok())
+            .collect();
         Courier {
             store,
             http,
             settings,
+            keys: Arc::new(keys),
             holder,
         }
     }
@@ -161,6 +207,30 @@ impl Courier {
         }
     }
 
+    /// POSTs `job` as JSON to `url`, signed when there are secrets (the bytes signed are the
+    /// bytes sent).
+    async fn post(
+        &self,
+        url: &str,
+        key: &str,
+        try_no: u32,
+        job: &Job,
+    ) -> reqwest::Result<reqwest::Response> {
+        let body = serde_json::to_vec(job).unwrap_or_default();
+        let now = chrono::Utc::now().timestamp();
+        let mut request = self
+            .http
+            .post(url)
+            .timeout(Duration::from_secs(self.settings.timeout_seconds.max(1)))
+            .header("Idempotency-Key", key)
+            .header("X-Ffarm-Delivery-Try", try_no.to_string())
+            .header(reqwest::header::CONTENT_TYPE, "application/json");
+        for (name, value) in webhook_headers(&self.keys, key, now, &body) {
+            request = request.header(name, value);
+        }
+        request.body(body).send().await
+    }
+
     /// One try of one delivery: POST, then record the try and what comes next.
     async fn try_once(self, d: Delivery) {
         let job = &d.job;
@@ -184,15 +254,7 @@ impl Courier {
         let try_no = d.tries + 1;
         let tries = self.settings.attempts.max(1);
         let key = idempotency_key(&d);
-        let sent = self
-            .http
-            .post(&url)
-            .timeout(Duration::from_secs(self.settings.timeout_seconds.max(1)))
-            .header("Idempotency-Key", &key)
-            .header("X-Ffarm-Delivery-Try", try_no.to_string())
-            .json(job)
-            .send()
-            .await;
+        let sent = self.post(&url, &key, try_no, job).await;
         let (ok, what, status) = match &sent {
             Ok(r) => (
                 r.status().is_success(),

@@ -170,6 +170,10 @@ impl Config {
                 crate::job::validate_destination(url).map_err(|m| invalid(key, m))?;
             }
         }
+        for (i, secret) in self.destinations.secrets.iter().enumerate() {
+            sections::signing_key(secret)
+                .map_err(|m| invalid(format!("destinations.secrets[{i}]"), m))?;
+        }
         if self.exec.max_sessions_per_job == 0 {
             return Err(invalid("exec.max_sessions_per_job", "must be at least 1"));
         }
@@ -261,6 +265,9 @@ impl Config {
         }
         if shown.exec.token.is_some() {
             shown.exec.token = Some("********".into());
+        }
+        for secret in &mut shown.destinations.secrets {
+            *secret = "whsec_********".into();
         }
         for bucket in shown.buckets.values_mut() {
             for (k, v) in bucket.options.iter_mut() {

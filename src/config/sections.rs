@@ -306,6 +306,9 @@ pub struct Destinations {
     pub attempts: u32,
     /// Per delivery.
     pub timeout_seconds: u64,
+    /// Standard Webhooks signing secrets (`whsec_` and Base64); every delivery carries a
+    /// signature by each (several while one is being replaced). None: deliveries unsigned.
+    pub secrets: Vec<String>,
 }
 
 impl Destinations {
@@ -322,6 +325,25 @@ impl Destinations {
     }
 }
 
+/// The key a Standard Webhooks secret stands for: `whsec_` then the Base64 of 24 to 64
+/// random bytes (what the specification asks for, and what its libraries generate).
+pub fn signing_key(secret: &str) -> Result<Vec<u8>, String> {
+    use base64::Engine;
+    let Some(encoded) = secret.strip_prefix("whsec_") else {
+        return Err("a signing secret starts with whsec_ (then Base64)".into());
+    };
+    let key = base64::engine::general_purpose::STANDARD
+        .decode(encoded)
+        .map_err(|e| format!("the part after whsec_ is not Base64: {e}"))?;
+    if !(24..=64).contains(&key.len()) {
+        return Err(format!(
+            "the secret is {} bytes; Standard Webhooks secrets are 24 to 64",
+            key.len()
+        ));
+    }
+    Ok(key)
+}
+
 impl Default for Destinations {
     fn default() -> Self {
         Destinations {
@@ -329,6 +351,7 @@ impl Default for Destinations {
             on_failure: None,
             attempts: 5,
             timeout_seconds: 10,
+            secrets: Vec::new(),
         }
     }
 }

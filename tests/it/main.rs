@@ -78,6 +78,7 @@ mod worker_outputs;
 mod worker_registry;
 mod worker_s3;
 mod worker_sandbox;
+mod worker_signatures;
 mod worker_split;
 mod worker_uploads;
 mod worker_verify;
