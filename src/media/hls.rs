@@ -138,11 +138,13 @@ pub(crate) fn measure_all(dir: &Path, variants: &[Variant]) -> Result<Vec<Measur
 
 /// Writes the master playlist to `path` from each variant's (peak, average) bit rate and,
 /// when the variants' audio is in renditions of its own, those renditions and their bit
-/// rates (the largest added to every variant's, as players need the whole).
+/// rates (the largest added to every variant's, as players need the whole), and the
+/// subtitle renditions every variant names.
 pub(crate) fn write_master_of(
     path: &Path,
     variants: &[Measured],
     audio: &[MeasuredAudio],
+    subtitles: &[SubtitleRendition],
 ) -> Result<(), MediaError> {
     // Version 7 for fMP4 variants (`#EXT-X-MAP` in media playlists), as they are.
     let fmp4 = variants.iter().any(|(v, _)| v.fmp4);
@@ -190,6 +192,7 @@ pub(crate) fn write_master_of(
         text.push_str(&v.uri);
         text.push('\n');
     }
+    let text = with_subtitles(&text, subtitles);
     std::fs::write(path, text).map_err(|e| MediaError::io(path, e))
 }
 
@@ -310,12 +313,14 @@ pub(crate) fn playlist_length(text: &str) -> f64 {
         .sum()
 }
 
-/// The playlists a master names in `#EXT-X-MEDIA` tags (`URI="…"`): renditions such as
-/// the audio that variants refer to by group.
-pub(crate) fn media_uris(master: &str) -> Vec<String> {
+/// The playlists a master names in `#EXT-X-MEDIA` tags of `TYPE=kind` (`URI="…"`): the
+/// audio or subtitle renditions variants refer to by group.
+pub(crate) fn media_uris(master: &str, kind: &str) -> Vec<String> {
+    let kind = format!("TYPE={kind}");
     master
         .lines()
-        .filter(|l| l.starts_with("#EXT-X-MEDIA:"))
+        .filter_map(|l| l.trim().strip_prefix("#EXT-X-MEDIA:"))
+        .filter(|attrs| attrs.split(',').any(|a| a == kind))
         .filter_map(|l| {
             l.split("URI=\"")
                 .nth(1)?
@@ -401,7 +406,13 @@ mod tests {
                 fmp4: false,
             },
         ];
-        write_master_of(&master, &measure_all(dir.path(), &variants).unwrap(), &[]).unwrap();
+        write_master_of(
+            &master,
+            &measure_all(dir.path(), &variants).unwrap(),
+            &[],
+            &[],
+        )
+        .unwrap();
         let text = std::fs::read_to_string(&master).unwrap();
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(
@@ -467,7 +478,8 @@ mod tests {
         let given = "#EXT-X-KEY:METHOD=AES-128,URI=\"k\",IV=0x000102030405060708090a0b0c0d0e0f\n";
         assert_eq!(segment_iv(given)[1], 1);
         let master = "#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"audio\",URI=\"a.m3u8\"\nv.m3u8\n";
-        assert_eq!(media_uris(master), ["a.m3u8"]);
+        assert_eq!(media_uris(master, "AUDIO"), ["a.m3u8"]);
+        assert!(media_uris(master, "SUBTITLES").is_empty());
     }
 
     #[test]

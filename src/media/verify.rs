@@ -100,21 +100,10 @@ impl Expect {
 /// named by `#EXT-X-MAP` and there), then the DASH MPD beside it: well-formed, one
 /// Representation per variant, every file it names there.
 fn check_cmaf(top: &Path, expect: &Expect) -> Result<OutputCheck, MediaError> {
+    // The HLS check reads the audio renditions too (the master's `AUDIO` group).
     let mut check = check_hls(top, expect)?;
-    // The audio rendition (the master's `#EXT-X-MEDIA`): its segments there, it has audio.
+    let audio = hls_audio_renditions(top)?;
     let dir = top.parent().unwrap_or(Path::new("."));
-    let master = read(top)?;
-    let audio = hls::media_uris(&master);
-    let alone = Expect {
-        video: false,
-        audio: true,
-        ..*expect
-    };
-    for uri in &audio {
-        let rendition = check_hls(&dir.join(uri), &alone)?;
-        check.files += rendition.files + 1;
-        check.streams.extend(rendition.streams);
-    }
     let mpd = mpd_beside(top);
     let text = read(&mpd)?;
     let named = dash::named_files(&text).map_err(|why| invalid(&mpd, why))?;
@@ -404,8 +393,9 @@ pub(crate) fn check_hls_placed(
     for (playlist, want) in playlists {
         let (count, length, report) = check_playlist(playlist, want, locate, local)?;
         shortest = Some(shortest.map_or(length, |s: f64| s.min(length)));
-        if streams.is_empty() {
-            streams = describe(&report);
+        // The first variant's streams, and each audio rendition's.
+        if streams.is_empty() || !want.video {
+            streams.extend(describe(&report));
         }
         files += count + usize::from(several);
     }
@@ -456,11 +446,8 @@ fn check_playlist(
 pub(crate) fn hls_audio_renditions(top: &Path) -> Result<Vec<PathBuf>, MediaError> {
     let dir = top.parent().unwrap_or(Path::new("."));
     let text = read(top)?;
-    Ok(text
-        .lines()
-        .filter_map(|l| l.trim().strip_prefix("#EXT-X-MEDIA:"))
-        .filter(|attrs| attrs.split(',').any(|a| a == "TYPE=AUDIO"))
-        .filter_map(|attrs| attrs.split_once("URI=\"")?.1.split('"').next())
+    Ok(hls::media_uris(&text, "AUDIO")
+        .into_iter()
         .map(|uri| dir.join(uri))
         .collect())
 }

@@ -482,12 +482,7 @@ fn write_manifests(
     let mut measured = hls::measure_all(dir, &variants)?;
     let renditions = hls::measure_audio(dir, &audio)?;
     if let Some(master) = master {
-        hls::write_master_of(&master, &measured, &renditions)?;
-        if !subtitles.is_empty() {
-            let text = std::fs::read_to_string(&master).map_err(|e| MediaError::io(&master, e))?;
-            std::fs::write(&master, hls::with_subtitles(&text, subtitles))
-                .map_err(|e| MediaError::io(&master, e))?;
-        }
+        hls::write_master_of(&master, &measured, &renditions, subtitles)?;
     }
     if let Some(mpd) = mpd {
         let segment_seconds = preset.hls.as_ref().map_or(6.0, |h| h.segment_seconds);

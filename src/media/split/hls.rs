@@ -199,7 +199,7 @@ fn playlists(
             MASTER_PLAYLIST.to_string()
         };
         let path = dir.join(top);
-        hls::write_master_of(&path, &variants, audio.as_slice())?;
+        hls::write_master_of(&path, &variants, audio.as_slice(), &[])?;
         made.playlists
             .push(output_file(path, OutputKind::MasterPlaylist));
     }
