@@ -37,57 +37,7 @@ enum Command {
         client: cli::client::ClientArgs,
     },
     /// Transcode one file here, with the same engine the workers run.
-    Transcode {
-        input: PathBuf,
-        /// The output file; for HLS presets a playlist path (x.m3u8: a ladder's master
-        /// playlist, beside its x_RUNG.m3u8 variants) or a directory (the master is
-        /// master.m3u8 there, beside index_RUNG.m3u8).
-        output: PathBuf,
-        /// The preset; without it, the default preset for the output's extension.
-        #[arg(long, short)]
-        preset: Option<String>,
-        /// Print the full report as JSON on stdout.
-        #[arg(long)]
-        json: bool,
-        /// Print the equivalent `ffmpeg` command line instead of transcoding.
-        #[arg(long)]
-        print_ffmpeg: bool,
-        /// Transcode only from this time of the input (seconds; frame-accurate, the audio cut
-        /// to match).
-        #[arg(long, value_name = "SECONDS")]
-        start: Option<f64>,
-        /// Transcode only up to this time of the input (seconds).
-        #[arg(long, value_name = "SECONDS")]
-        end: Option<f64>,
-        /// Composite this PNG or JPEG on the video (placed as the preset's watermark says,
-        /// else bottom right, a tenth of the picture's height).
-        #[arg(long, value_name = "IMAGE")]
-        watermark: Option<PathBuf>,
-        /// Measure the video's SSIM and PSNR against the input afterwards (one more decode
-        /// of both; shown on stderr and in --json's checks).
-        #[arg(long)]
-        quality: bool,
-        /// Keep the audio tracks in these languages, in this order (ISO 639 codes, `und` for
-        /// tracks that name none; over the preset's `[audio] languages`). Several kept go
-        /// into containers that hold several, and become alternate audio renditions in HLS.
-        #[arg(long, value_name = "LANG,…", value_delimiter = ',')]
-        audio_languages: Option<Vec<String>>,
-        /// Carry this caption file (SRT, ASS/SSA, WebVTT) into the output, in language LANG
-        /// (ISO 639-2, e.g. eng; default und); repeatable.
-        #[arg(long, value_name = "FILE[:LANG]")]
-        captions: Vec<String>,
-        /// Also write every caption track as NAME.LANG.vtt beside the output.
-        #[arg(long)]
-        caption_side_files: bool,
-        /// Render the first caption track into the picture.
-        #[arg(long)]
-        burn_in: bool,
-        /// Run without the sandbox the workers' engines run in (by default this command
-        /// enters it too: it reads only INPUT and writes only in OUTPUT's folder, with no
-        /// network and bounded memory).
-        #[arg(long)]
-        no_sandbox: bool,
-    },
+    Transcode(TranscodeArgs),
     /// Print the effective configuration (defaults, ffarm.toml, FFARM_* and flags), secrets
     /// masked.
     Config {
@@ -148,6 +98,89 @@ enum Command {
     Workers(cli::client::WorkersArgs),
 }
 
+/// `ffarm transcode`'s arguments.
+#[derive(clap::Args)]
+struct TranscodeArgs {
+    input: PathBuf,
+    /// The output file; for HLS presets a playlist path (x.m3u8: a ladder's master
+    /// playlist, beside its x_RUNG.m3u8 variants) or a directory (the master is
+    /// master.m3u8 there, beside index_RUNG.m3u8).
+    output: PathBuf,
+    /// The preset; without it, the default preset for the output's extension.
+    #[arg(long, short)]
+    preset: Option<String>,
+    /// Print the full report as JSON on stdout.
+    #[arg(long)]
+    json: bool,
+    /// Print the equivalent `ffmpeg` command line instead of transcoding.
+    #[arg(long)]
+    print_ffmpeg: bool,
+    /// Transcode only from this time of the input (seconds; frame-accurate, the audio cut
+    /// to match).
+    #[arg(long, value_name = "SECONDS")]
+    start: Option<f64>,
+    /// Transcode only up to this time of the input (seconds).
+    #[arg(long, value_name = "SECONDS")]
+    end: Option<f64>,
+    /// Composite this PNG or JPEG on the video (placed as the preset's watermark says,
+    /// else bottom right, a tenth of the picture's height).
+    #[arg(long, value_name = "IMAGE")]
+    watermark: Option<PathBuf>,
+    /// Measure the video's SSIM and PSNR against the input afterwards (one more decode
+    /// of both; shown on stderr and in --json's checks).
+    #[arg(long)]
+    quality: bool,
+    /// Keep the audio tracks in these languages, in this order (ISO 639 codes, `und` for
+    /// tracks that name none; over the preset's `[audio] languages`). Several kept go
+    /// into containers that hold several, and become alternate audio renditions in HLS.
+    #[arg(long, value_name = "LANG,…", value_delimiter = ',')]
+    audio_languages: Option<Vec<String>>,
+    /// Carry this caption file (SRT, ASS/SSA, WebVTT) into the output, in language LANG
+    /// (ISO 639-2, e.g. eng; default und); repeatable.
+    #[arg(long, value_name = "FILE[:LANG]")]
+    captions: Vec<String>,
+    /// Also write every caption track as NAME.LANG.vtt beside the output.
+    #[arg(long)]
+    caption_side_files: bool,
+    /// Render the first caption track into the picture.
+    #[arg(long)]
+    burn_in: bool,
+    /// Run without the sandbox the workers' engines run in (by default this command
+    /// enters it too: it reads only INPUT and writes only in OUTPUT's folder, with no
+    /// network and bounded memory).
+    #[arg(long)]
+    no_sandbox: bool,
+}
+
+impl TranscodeArgs {
+    fn run(self, presets_dir: Option<&std::path::Path>) -> anyhow::Result<u8> {
+        let clip = (self.start.is_some() || self.end.is_some()).then(|| ffarm::job::Clip {
+            start: self.start.unwrap_or(0.0),
+            end: self.end,
+        });
+        cli::transcode(
+            &self.input,
+            &self.output,
+            self.preset.as_deref(),
+            presets_dir,
+            cli::TranscodeOptions {
+                json: self.json,
+                print_ffmpeg: self.print_ffmpeg,
+                sandbox: !self.no_sandbox,
+                clip,
+                watermark: self.watermark,
+                quality: self.quality,
+                audio_languages: self.audio_languages,
+                captions: ffarm::media::CaptionEdits {
+                    files: self.captions.iter().map(|c| cli::caption_file(c)).collect(),
+                    side_files: self.caption_side_files,
+                    burn_in: self.burn_in,
+                },
+            },
+        )
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // The long-running commands say what they do; one-shot commands only warn.
@@ -167,44 +200,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Probe { file } => cli::probe(&file),
         Command::Presets { json, client } => cli::client::presets(&client, presets_dir, json),
-        Command::Transcode {
-            input,
-            output,
-            preset,
-            json,
-            print_ffmpeg,
-            start,
-            end,
-            watermark,
-            quality,
-            audio_languages,
-            captions,
-            caption_side_files,
-            burn_in,
-            no_sandbox,
-        } => cli::transcode(
-            &input,
-            &output,
-            preset.as_deref(),
-            presets_dir,
-            cli::TranscodeOptions {
-                json,
-                print_ffmpeg,
-                sandbox: !no_sandbox,
-                clip: (start.is_some() || end.is_some()).then(|| ffarm::job::Clip {
-                    start: start.unwrap_or(0.0),
-                    end,
-                }),
-                watermark,
-                quality,
-                audio_languages,
-                captions: ffarm::media::CaptionEdits {
-                    files: captions.iter().map(|c| cli::caption_file(c)).collect(),
-                    side_files: caption_side_files,
-                    burn_in,
-                },
-            },
-        ),
+        Command::Transcode(args) => args.run(presets_dir),
         Command::Config { farm } => farm.load(cli.presets_dir.as_ref()).map(|c| {
             print!("{}", c.to_redacted_toml());
             cli::exit::OK
